@@ -1,0 +1,368 @@
+"""The label store: items, labels with provenance, rounds and Label Studio tasks.
+
+Backed by SQLAlchemy: a SQLite file by default, any SQLAlchemy URL (e.g. PostgreSQL) by config.
+Every public write runs in one transaction, so a crash mid-write leaves the previous state.
+
+Rules kept here, for every caller:
+- a label is never overwritten: a new label supersedes the current one, history stays;
+- a human (or seed) label outranks a machine label: a machine label for an item whose current
+  label came from a person is refused, never written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from labeling.schema import (
+    ITEM_STATUSES,
+    SOURCE_RANK,
+    SOURCES,
+    Base,
+    Item,
+    Label,
+    Quarantine,
+    Round,
+    Task,
+    utcnow,
+)
+
+
+class StoreError(ValueError):
+    """Bad input to the label store; the message says what is wrong and nothing was written."""
+
+
+@dataclass(frozen=True)
+class NewItem:
+    key: str
+    path: str
+    size_bytes: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    key: str
+    path: str
+    size_bytes: int
+    width: int
+    height: int
+    status: str
+    added_at: datetime
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    path: str
+    reason: str
+    key: str | None
+    found_at: datetime
+
+
+@dataclass(frozen=True)
+class NewLabel:
+    key: str
+    label: str
+    source: str
+    who: str | None = None
+    model_version: str | None = None
+    confidence: float | None = None
+    round_id: int | None = None
+    extra: Mapping = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    key: str
+    label: str
+    source: str
+    who: str | None
+    model_version: str | None
+    confidence: float | None
+    round_id: int | None
+    created_at: datetime
+    superseded_at: datetime | None
+    extra: dict
+
+
+@dataclass(frozen=True)
+class LabelWriteResult:
+    """What ``add_labels`` did: keys written, refused (a person's label stands), unchanged."""
+
+    written: list[str]
+    refused: list[str]
+    unchanged: list[str]
+
+
+def store_url(path_or_url: str | Path) -> str:
+    """A SQLAlchemy URL for a path (SQLite file) or an URL given as is."""
+    text = str(path_or_url)
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (status, export) see a consistent snapshot while a round writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class LabelStore:
+    """Items, labels, rounds and tasks of one labelloop project."""
+
+    def __init__(self, path_or_url: str | Path):
+        url = store_url(path_or_url)
+        if url.startswith("sqlite:///"):
+            db_path = Path(url.removeprefix("sqlite:///"))
+            if not db_path.parent.is_dir():
+                raise StoreError(f"label store folder does not exist: {db_path.parent}")
+        self.url = url
+        self.engine: Engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on any exception."""
+        with self._sessions.begin() as session:
+            yield session
+
+    # ---- items -------------------------------------------------------------------------
+    def add_items(self, items: Iterable[NewItem]) -> list[str]:
+        """Add items not yet in the store; return the keys that were new (content de-dup)."""
+        added: list[str] = []
+        with self.transaction() as s:
+            known = set(s.scalars(select(Item.key)))
+            for it in items:
+                if it.key in known:
+                    continue
+                s.add(Item(key=it.key, path=it.path, size_bytes=it.size_bytes,
+                           width=it.width, height=it.height, status="ok"))
+                known.add(it.key)
+                added.append(it.key)
+            # A file that was quarantined and is now fine leaves the quarantine.
+            for q in s.scalars(select(Quarantine).where(Quarantine.key.in_(added))):
+                s.delete(q)
+        return added
+
+    def items(self, *, status: str | None = None) -> list[ItemRecord]:
+        with self.transaction() as s:
+            query = select(Item).order_by(Item.id)
+            if status is not None:
+                query = query.where(Item.status == status)
+            return [_item_record(i) for i in s.scalars(query)]
+
+    def item(self, key: str) -> ItemRecord | None:
+        with self.transaction() as s:
+            found = s.scalar(select(Item).where(Item.key == key))
+            return _item_record(found) if found else None
+
+    def set_status(self, keys: Iterable[str], status: str) -> None:
+        if status not in ITEM_STATUSES:
+            raise StoreError(f"unknown item status {status!r}; valid: {', '.join(ITEM_STATUSES)}")
+        with self.transaction() as s:
+            by_key = _items_by_key(s, keys)
+            for item in by_key.values():
+                item.status = status
+
+    def quarantine(self, path: str, reason: str, key: str | None = None) -> None:
+        """Record (or update) a file that cannot enter the pool, with its reason."""
+        with self.transaction() as s:
+            found = s.scalar(select(Quarantine).where(Quarantine.path == path))
+            if found is None:
+                s.add(Quarantine(path=path, reason=reason, key=key))
+            else:
+                found.reason, found.key, found.found_at = reason, key, utcnow()
+
+    def quarantined(self) -> list[QuarantineRecord]:
+        with self.transaction() as s:
+            rows = s.scalars(select(Quarantine).order_by(Quarantine.path))
+            return [QuarantineRecord(q.path, q.reason, q.key, q.found_at) for q in rows]
+
+    # ---- labels ------------------------------------------------------------------------
+    def add_labels(
+        self, labels: Iterable[NewLabel], *, classes: Iterable[str] | None = None
+    ) -> LabelWriteResult:
+        """Add labels in one transaction; all or nothing.
+
+        A label identical to the current one (same class, source and model version) is left
+        alone. A machine label for an item whose current label came from a person is refused.
+        Unknown items, sources or classes raise ``StoreError`` and nothing is written.
+        """
+        labels = list(labels)
+        valid = set(classes) if classes is not None else None
+        for lab in labels:
+            if lab.source not in SOURCES:
+                raise StoreError(f"unknown label source {lab.source!r}; valid: {', '.join(SOURCES)}")
+            if valid is not None and lab.label not in valid:
+                raise StoreError(
+                    f"label {lab.label!r} for item {lab.key} is not a class of this project; "
+                    f"valid: {', '.join(sorted(valid))}"
+                )
+        result = LabelWriteResult([], [], [])
+        with self.transaction() as s:
+            by_key = _items_by_key(s, (lab.key for lab in labels))
+            current = _current_by_item(s, [i.id for i in by_key.values()])
+            now = utcnow()
+            for lab in labels:
+                item = by_key[lab.key]
+                cur = current.get(item.id)
+                if cur is not None:
+                    if SOURCE_RANK[lab.source] < SOURCE_RANK[cur.source]:
+                        result.refused.append(lab.key)
+                        continue
+                    if (cur.label, cur.source, cur.model_version) == (
+                        lab.label, lab.source, lab.model_version
+                    ) and dict(cur.extra or {}) == dict(lab.extra):
+                        result.unchanged.append(lab.key)
+                        continue
+                    cur.superseded_at = now
+                new = Label(item_id=item.id, label=lab.label, source=lab.source, who=lab.who,
+                            model_version=lab.model_version, confidence=lab.confidence,
+                            round_id=lab.round_id, extra=dict(lab.extra), created_at=now)
+                s.add(new)
+                current[item.id] = new
+                result.written.append(lab.key)
+        return result
+
+    def retract_label(self, key: str, *, source: str) -> bool:
+        """Supersede the current label of ``key`` if it came from ``source``, leaving the item
+        unlabeled (e.g. the human's annotation was deleted). Returns whether one was retracted."""
+        with self.transaction() as s:
+            item = _items_by_key(s, [key])[key]
+            cur = _current_by_item(s, [item.id]).get(item.id)
+            if cur is None or cur.source != source:
+                return False
+            cur.superseded_at = utcnow()
+            return True
+
+    def current_labels(self, *, sources: Iterable[str] | None = None) -> dict[str, LabelRecord]:
+        """The label in force for each labeled item, by item key."""
+        wanted = set(sources) if sources is not None else None
+        with self.transaction() as s:
+            rows = s.execute(
+                select(Item.key, Label).join(Label, Label.item_id == Item.id)
+                .where(Label.superseded_at.is_(None))
+            )
+            return {
+                key: _label_record(key, lab)
+                for key, lab in rows
+                if wanted is None or lab.source in wanted
+            }
+
+    def history(self, key: str) -> list[LabelRecord]:
+        """Every label ever given to ``key``, oldest first."""
+        with self.transaction() as s:
+            item = _items_by_key(s, [key])[key]
+            rows = s.scalars(select(Label).where(Label.item_id == item.id).order_by(Label.id))
+            return [_label_record(key, lab) for lab in rows]
+
+    # ---- rounds ------------------------------------------------------------------------
+    def start_round(self) -> int:
+        with self.transaction() as s:
+            r = Round(status="running", stats={})
+            s.add(r)
+            s.flush()
+            return r.id
+
+    def finish_round(self, round_id: int, stats: Mapping, *, status: str = "done") -> None:
+        with self.transaction() as s:
+            r = s.get(Round, round_id)
+            if r is None:
+                raise StoreError(f"no round {round_id}")
+            r.stats, r.status, r.finished_at = dict(stats), status, utcnow()
+
+    def rounds(self) -> list[dict]:
+        with self.transaction() as s:
+            return [
+                {"id": r.id, "status": r.status, "started_at": r.started_at,
+                 "finished_at": r.finished_at, "stats": dict(r.stats or {})}
+                for r in s.scalars(select(Round).order_by(Round.id))
+            ]
+
+    # ---- Label Studio tasks ------------------------------------------------------------
+    def record_tasks(
+        self,
+        project_id: int,
+        task_ids: Mapping[str, int],
+        *,
+        round_id: int | None = None,
+        model_version: str | None = None,
+    ) -> None:
+        """Remember which Label Studio task holds which item (one task per item per project)."""
+        with self.transaction() as s:
+            by_key = _items_by_key(s, task_ids)
+            existing = {
+                t.item_id: t
+                for t in s.scalars(select(Task).where(Task.project_id == project_id))
+            }
+            for key, task_id in task_ids.items():
+                item = by_key[key]
+                known = existing.get(item.id)
+                if known is None:
+                    s.add(Task(project_id=project_id, item_id=item.id, task_id=int(task_id),
+                               round_id=round_id, model_version=model_version))
+                else:
+                    known.task_id, known.deleted = int(task_id), False
+                    if model_version is not None:
+                        known.model_version = model_version
+
+    def tasks(self, project_id: int, *, include_deleted: bool = False) -> dict[str, int]:
+        """Item key -> Label Studio task id for the project."""
+        with self.transaction() as s:
+            query = (select(Item.key, Task.task_id).join(Task, Task.item_id == Item.id)
+                     .where(Task.project_id == project_id))
+            if not include_deleted:
+                query = query.where(Task.deleted.is_(False))
+            return {key: tid for key, tid in s.execute(query)}
+
+    def mark_tasks_deleted(self, project_id: int, keys: Iterable[str]) -> None:
+        with self.transaction() as s:
+            ids = [i.id for i in _items_by_key(s, keys).values()]
+            for t in s.scalars(select(Task).where(Task.project_id == project_id,
+                                                  Task.item_id.in_(ids))):
+                t.deleted = True
+
+
+def _items_by_key(s: Session, keys: Iterable[str]) -> dict[str, Item]:
+    wanted = set(keys)
+    found = {i.key: i for i in s.scalars(select(Item).where(Item.key.in_(wanted)))}
+    missing = wanted - found.keys()
+    if missing:
+        shown = ", ".join(sorted(missing)[:5])
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise StoreError(f"unknown item key(s): {shown}{more}; ingest the images first")
+    return found
+
+
+def _current_by_item(s: Session, item_ids: list[int]) -> dict[int, Label]:
+    rows = s.scalars(
+        select(Label).where(Label.item_id.in_(item_ids), Label.superseded_at.is_(None))
+    )
+    return {lab.item_id: lab for lab in rows}
+
+
+def _item_record(i: Item) -> ItemRecord:
+    return ItemRecord(i.key, i.path, i.size_bytes, i.width, i.height, i.status, i.added_at)
+
+
+def _label_record(key: str, lab: Label) -> LabelRecord:
+    return LabelRecord(key, lab.label, lab.source, lab.who, lab.model_version, lab.confidence,
+                       lab.round_id, lab.created_at, lab.superseded_at, dict(lab.extra or {}))

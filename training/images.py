@@ -1,0 +1,86 @@
+"""Open an image file fully decoded and in the mode a model needs, or say why it can't be.
+
+Everything that reads pixels (ingest, training, prediction) goes through ``open_image`` so that a
+file accepted at ingest is a file the model can read.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow's own default; above it a file is treated as a decompression bomb.
+DEFAULT_MAX_PIXELS = 89_478_485
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class ImageError(ValueError):
+    """The file is not an image the model can use; ``str(err)`` is the reason for the user."""
+
+
+def open_image(
+    path: str | Path, *, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Return the image at ``path`` decoded, EXIF-rotated and converted to L (1) or RGB (3).
+
+    Raises ``ImageError`` with a one-line reason for: empty files, non-images, truncated or
+    corrupt data, images over ``max_pixels`` (decompression bombs) and unreadable files.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError("empty file (0 bytes)")
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"image too large: {width}x{height} = {width * height:,} pixels "
+                    f"(limit {max_pixels:,}; possible decompression bomb)"
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img.load()
+            img = ImageOps.exif_transpose(img)
+            return _convert(img, channels)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("not an image Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageError(f"decompression bomb guard: {err}") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except OSError as err:
+        # Pillow reports truncated and corrupt data as OSError ("image file is truncated").
+        raise ImageError(f"corrupt or truncated image: {err}") from None
+    except (SyntaxError, ValueError) as err:
+        raise ImageError(f"corrupt image: {err}") from None
+
+
+def _convert(img: Image.Image, channels: int) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit and float images: rescale to 8 bits by the image's own range.
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        # Transparent pixels are composited on white, as viewers show them.
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    target = "L" if channels == 1 else "RGB"
+    return img.convert(target) if img.mode != target else img
+
+
+def is_image_path(path: Path) -> bool:
+    """Whether the file name has an image extension (case-insensitive)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
