@@ -1,0 +1,173 @@
+"""The project config (``labelloop.toml``): parsed once into frozen, typed objects.
+
+Every knob of a labelloop project lives here with a default. Relative paths are relative to the
+folder holding the config file. Errors name the key, what is wrong and what is valid.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_NAME = "labelloop.toml"
+
+
+class ConfigError(ValueError):
+    """The config file is missing or invalid; the message names the key and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectSection(_Section):
+    name: str = Field(min_length=1)
+    classes: tuple[str, ...]
+    images: Path
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_valid(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return validate_classes(value)
+
+
+class StoreSection(_Section):
+    # Empty: a SQLite file in the workspace. Otherwise any SQLAlchemy URL (e.g. PostgreSQL).
+    url: str = ""
+
+
+class StudioSection(_Section):
+    # Empty: the embedded local server that `labelloop studio start` runs.
+    url: str = ""
+    # A file holding the API key (legacy token or personal access token). Without it the key
+    # comes from LABEL_STUDIO_API_KEY, or from the embedded server's token file.
+    api_key_file: Path | None = None
+    port: int = Field(default=8080, ge=1024, le=65535)
+    # The label-studio executable, in its own virtual environment (it pins many packages).
+    # Unset: `label-studio` on PATH, else the .venv-studio that labelloop's set-up script made.
+    executable: Path | None = None
+    username: str = "admin@labelloop.local"
+    project_title: str = ""
+    timeout_s: float = Field(default=120.0, gt=0)
+
+
+class TrainingSection(_Section):
+    model: str = "small_cnn"
+    weights: str | None = None
+    image_size: int | None = Field(default=None, ge=8, le=1024)
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    augment: float = Field(default=0.3, ge=0, le=1)
+    seed: int = 0
+
+
+class LoopSection(_Section):
+    target_precision: float = Field(default=0.98, gt=0.5, lt=1)
+    confidence_level: float = Field(default=0.95, gt=0.5, lt=1)
+    strategy: str = "margin"
+    batch_size: int = Field(default=100, ge=1)
+    audit_fraction: float = Field(default=0.2, ge=0, le=1)
+    initial_random: int = Field(default=100, ge=1)
+    min_new_labels: int = Field(default=50, ge=1)
+    train_on_machine_labels: bool = False
+
+
+class Config(_Section):
+    project: ProjectSection
+    store: StoreSection = StoreSection()
+    studio: StudioSection = StudioSection()
+    training: TrainingSection = TrainingSection()
+    loop: LoopSection = LoopSection()
+    workspace: Path = Path(".labelloop")
+    # The folder of the config file; every relative path above is relative to it.
+    root: Path = Path(".")
+
+    def path(self, p: Path) -> Path:
+        """A config path made absolute against the config file's folder."""
+        return p if p.is_absolute() else (self.root / p).resolve()
+
+    @property
+    def images_dir(self) -> Path:
+        return self.path(self.project.images)
+
+    @property
+    def workspace_dir(self) -> Path:
+        return self.path(self.workspace)
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.workspace_dir / 'labels.db'}"
+
+    @property
+    def studio_dir(self) -> Path:
+        return self.workspace_dir / "studio"
+
+
+def validate_classes(classes) -> tuple[str, ...]:
+    """A non-empty list of distinct, non-blank class names."""
+    names = tuple(str(c).strip() for c in classes)
+    if len(names) < 2:
+        raise ValueError(f"needs at least two classes, got {len(names)}")
+    if any(not n for n in names):
+        raise ValueError("class names must not be blank")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate class names: {', '.join(duplicates)}")
+    return names
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate ``labelloop.toml`` (or the folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(f"no config at {path}; create one with `labelloop init`")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    raw.pop("root", None)
+    try:
+        return Config(**raw, root=path.parent.resolve())
+    except ValidationError as err:
+        raise ConfigError(f"{path}: {format_validation_error(err)}") from None
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line per problem: the dotted key, then what is wrong."""
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"{key}: {msg}")
+    return "; ".join(lines)
+
+
+def render_config(name: str, classes, images: Path, *, studio_url: str = "") -> str:
+    """The text of a new ``labelloop.toml`` with every section's defaults spelled out."""
+    cfg = Config(project=ProjectSection(name=name, classes=tuple(classes), images=images),
+                 studio=StudioSection(url=studio_url))
+    out = [f"workspace = {_toml(str(cfg.workspace))}", ""]
+    for section in ("project", "store", "studio", "training", "loop"):
+        out.append(f"[{section}]")
+        for key, value in getattr(cfg, section).model_dump().items():
+            if value is not None:
+                out.append(f"{key} = {_toml(value)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
