@@ -1,0 +1,141 @@
+"""The label store keeps every label, lets people outrank machines, and writes all or nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from labeling.store import LabelStore, NewItem, NewLabel, StoreError
+
+
+def _item(n: int) -> NewItem:
+    return NewItem(key=f"sha256:{n:064x}", path=f"/data/img{n}.png", size_bytes=100 + n,
+                   width=28, height=28)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = LabelStore(tmp_path / "labels.db")
+    s.add_items([_item(i) for i in range(5)])
+    yield s
+    s.close()
+
+
+def test_items_are_deduplicated_by_content_key(store):
+    again = store.add_items([_item(0), NewItem(_item(1).key, "/other/name.png", 101, 28, 28),
+                             _item(9)])
+    assert again == [_item(9).key]
+    assert len(store.items()) == 6
+    # The first path seen for a content key is kept.
+    assert store.item(_item(1).key).path == "/data/img1.png"
+
+
+def test_label_provenance_is_kept(store):
+    key = _item(0).key
+    round_id = store.start_round()
+    store.add_labels([NewLabel(key, "cat", "machine", model_version="v3", confidence=0.91,
+                               round_id=round_id)])
+    lab = store.current_labels()[key]
+    assert (lab.label, lab.source, lab.model_version, lab.round_id) == ("cat", "machine", "v3",
+                                                                        round_id)
+    assert lab.confidence == pytest.approx(0.91)
+    assert lab.created_at is not None and lab.superseded_at is None
+
+
+def test_human_label_outranks_machine_and_machine_never_replaces_it(store):
+    key = _item(1).key
+    store.add_labels([NewLabel(key, "cat", "machine", model_version="v1", confidence=0.7)])
+    store.add_labels([NewLabel(key, "dog", "human", who="ann@example.com")])
+    result = store.add_labels([NewLabel(key, "cat", "machine", model_version="v2",
+                                        confidence=0.99)])
+    assert result.refused == [key] and result.written == []
+    current = store.current_labels()[key]
+    assert (current.label, current.source, current.who) == ("dog", "human", "ann@example.com")
+
+
+def test_history_keeps_every_superseded_label(store):
+    key = _item(2).key
+    store.add_labels([NewLabel(key, "cat", "machine", model_version="v1")])
+    store.add_labels([NewLabel(key, "dog", "machine", model_version="v2")])
+    store.add_labels([NewLabel(key, "cat", "human", who="a")])
+    store.add_labels([NewLabel(key, "dog", "human", who="b")])
+    history = store.history(key)
+    assert [(h.label, h.source) for h in history] == [
+        ("cat", "machine"), ("dog", "machine"), ("cat", "human"), ("dog", "human")]
+    assert [h.superseded_at is None for h in history] == [False, False, False, True]
+
+
+def test_repeating_the_current_label_writes_nothing(store):
+    key = _item(3).key
+    store.add_labels([NewLabel(key, "cat", "human", who="a")])
+    result = store.add_labels([NewLabel(key, "cat", "human", who="a")])
+    assert result.unchanged == [key]
+    assert len(store.history(key)) == 1
+
+
+def test_bad_batch_writes_nothing(store):
+    good, missing = _item(0).key, "sha256:" + "f" * 64
+    with pytest.raises(StoreError, match="unknown item"):
+        store.add_labels([NewLabel(good, "cat", "human"), NewLabel(missing, "cat", "human")])
+    with pytest.raises(StoreError, match="not a class"):
+        store.add_labels([NewLabel(good, "cat", "human"), NewLabel(good, "zebra", "human")],
+                         classes=["cat", "dog"])
+    with pytest.raises(StoreError, match="unknown label source"):
+        store.add_labels([NewLabel(good, "cat", "oracle")])
+    assert store.current_labels() == {}
+
+
+def test_retracted_human_label_leaves_item_unlabeled_with_history(store):
+    key = _item(4).key
+    store.add_labels([NewLabel(key, "cat", "human", who="a")])
+    assert store.retract_label(key, source="human")
+    assert key not in store.current_labels()
+    assert len(store.history(key)) == 1
+
+
+def test_tasks_are_one_per_item_and_project(store):
+    k0, k1 = _item(0).key, _item(1).key
+    store.record_tasks(7, {k0: 100, k1: 101}, model_version="v1")
+    store.record_tasks(7, {k0: 100})
+    assert store.tasks(7) == {k0: 100, k1: 101}
+    store.mark_tasks_deleted(7, [k1])
+    assert store.tasks(7) == {k0: 100}
+    assert store.tasks(8) == {}
+
+
+def test_missing_store_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        LabelStore(tmp_path / "nope" / "labels.db")
+
+
+def test_process_killed_mid_transaction_leaves_previous_state(tmp_path):
+    """SIGKILL while a big label batch is being written: afterwards, all or nothing."""
+    db = tmp_path / "labels.db"
+    store = LabelStore(db)
+    store.add_items([_item(i) for i in range(2000)])
+    store.add_labels([NewLabel(_item(0).key, "cat", "human", who="a")])
+    script = textwrap.dedent(f"""
+        import os, signal
+        from sqlalchemy import event
+        from labeling.store import LabelStore, NewLabel
+        store = LabelStore({str(db)!r})
+        count = 0
+        def die_mid_batch(*args):
+            global count
+            count += 1
+            if count == 500:  # statements so far are inside the open transaction
+                os.kill(os.getpid(), signal.SIGKILL)
+        event.listen(store.engine, "before_cursor_execute", die_mid_batch)
+        keys = [f"sha256:{{n:064x}}" for n in range(2000)]
+        store.add_labels([NewLabel(k, "dog", "machine", model_version="v9") for k in keys])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    reopened = LabelStore(db)
+    current = reopened.current_labels()
+    assert {k: (v.label, v.source) for k, v in current.items()} == {
+        _item(0).key: ("cat", "human")}
+    assert os.path.exists(db)
