@@ -35,6 +35,10 @@ from labeling.schema import (
 )
 
 
+# Keys or paths per IN (...) query: well under SQLite's limit on bound parameters.
+_CHUNK = 500
+
+
 class StoreError(ValueError):
     """Bad input to the label store; the message says what is wrong and nothing was written."""
 
@@ -174,6 +178,17 @@ class LabelStore:
             found = s.scalar(select(Item).where(Item.key == key))
             return _item_record(found) if found else None
 
+    def existing_keys(self, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` are items already (one query per chunk, no records built)."""
+        wanted = list(dict.fromkeys(keys))
+        found: set[str] = set()
+        with self.transaction() as s:
+            # Chunks keep each IN (...) under SQLite's limit on bound parameters.
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start:start + _CHUNK]
+                found.update(s.scalars(select(Item.key).where(Item.key.in_(chunk))))
+        return found
+
     def set_status(self, keys: Iterable[str], status: str) -> None:
         if status not in ITEM_STATUSES:
             raise StoreError(f"unknown item status {status!r}; valid: {', '.join(ITEM_STATUSES)}")
@@ -190,6 +205,18 @@ class LabelStore:
                 s.add(Quarantine(path=path, reason=reason, key=key))
             else:
                 found.reason, found.key, found.found_at = reason, key, utcnow()
+
+    def unquarantine(self, paths: Iterable[str]) -> list[str]:
+        """Remove ``paths`` from the quarantine (the file is fine now); return those removed."""
+        wanted = list(dict.fromkeys(paths))
+        removed: list[str] = []
+        with self.transaction() as s:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start:start + _CHUNK]
+                for q in s.scalars(select(Quarantine).where(Quarantine.path.in_(chunk))):
+                    removed.append(q.path)
+                    s.delete(q)
+        return sorted(removed)
 
     def quarantined(self) -> list[QuarantineRecord]:
         with self.transaction() as s:

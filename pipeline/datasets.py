@@ -67,6 +67,18 @@ def list_datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
+def load_dataset_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The images of dataset ``name`` as uint8 ``[N, H, W]`` (0..255) and labels ``[N]`` as
+    class-name strings ("0".."9"), exactly the pixels and labels that ``export_dataset`` writes.
+
+    Raises ``DatasetError`` for an unknown name or a missing optional dependency.
+    """
+    if name not in _DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(list_datasets())}")
+    images, labels = _DATASETS[name]()
+    return images, np.asarray(labels).astype(str)
+
+
 def export_dataset(name: str, out_dir: str | Path, *, progress: bool = False) -> Path:
     """Write dataset ``name`` to ``out_dir`` as PNGs plus ``labels.csv``; return the CSV's path.
 
@@ -76,14 +88,12 @@ def export_dataset(name: str, out_dir: str | Path, *, progress: bool = False) ->
     Raises ``DatasetError`` for an unknown name, a missing optional dependency or an
     ``out_dir`` that holds something else.
     """
-    if name not in _DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(list_datasets())}")
     out = Path(out_dir).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise DatasetError(f"output path exists and is not a folder: {out}")
-    images, labels = _DATASETS[name]()
+    images, labels = load_dataset_arrays(name)
     names = [f"{IMAGES_DIR}/{i:05d}.png" for i in range(len(images))]
-    csv_text = _labels_csv_text(names, [str(int(y)) for y in labels])
+    csv_text = _labels_csv_text(names, labels.tolist())
     if out.is_dir() and any(out.iterdir()):
         if _holds_export(out, names, csv_text):
             return out / LABELS_FILE
@@ -176,7 +186,8 @@ def export_command(
     try:
         labels_file = export_dataset(name, out_dir, progress=True)
     except DatasetError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}", soft_wrap=True)
+        # markup off: messages hold paths and lists in brackets that rich would swallow.
+        Console(stderr=True).print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     count = len(read_labels_csv(labels_file))
     Console().print(f"{count:,} images of {name} in {labels_file.parent}; labels: {labels_file}")

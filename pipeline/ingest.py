@@ -1,0 +1,233 @@
+"""Ingest a folder of images into the label store's pool.
+
+Every image file is keyed by the SHA-256 of its bytes, so a copy under another name is the same
+item. A new file is fully decoded with ``training.images.open_image`` (the same function training
+and prediction use), so a file that enters the pool is one the model can read. A file that cannot
+be read is quarantined with its reason; ingest never stops on a bad file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, NamedTuple
+
+import typer
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from labeling.store import LabelStore, NewItem, StoreError
+from training.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, is_image_path, open_image
+
+# Items are written in batches so an interrupted ingest keeps most of its decoding work.
+_WRITE_BATCH = 500
+
+
+class IngestError(ValueError):
+    """The folder cannot be ingested at all (missing, not a folder, no images in it)."""
+
+
+class Rejected(NamedTuple):
+    """A file or folder that did not enter the pool, and why."""
+
+    path: str
+    reason: str
+
+
+class Duplicate(NamedTuple):
+    """A file with the same bytes as another file of this run."""
+
+    path: str
+    same_as: str
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ``ingest_folder`` run did. Paths are resolved and absolute."""
+
+    root: Path
+    added: list[NewItem]
+    already_present: list[str]  # same bytes as an item already in the store: skipped, no decode
+    duplicates: list[Duplicate]  # same bytes as a file earlier in this run (which was added)
+    quarantined: list[Rejected]  # recorded in the store with the reason
+    released: list[str]  # were quarantined before and are fine now
+    ignored: list[str]  # files without an image extension
+    unreadable_dirs: list[Rejected]  # folders the walk could not list
+
+
+def ingest_folder(
+    store: LabelStore,
+    root: str | Path,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = False,
+) -> IngestReport:
+    """Add every image under ``root`` (recursively) to ``store``; quarantine the bad ones.
+
+    Files are picked by extension (``IMAGE_EXTENSIONS``, any case); others are ignored and
+    counted. Symbolic links to folders are not followed, so link loops cannot trap the walk.
+    Files already in the store (same bytes) are skipped without decoding. Files that are empty,
+    truncated, not images, larger than ``max_pixels`` or unreadable are quarantined with their
+    reason; a quarantined path that is fine now leaves the quarantine.
+
+    Raises ``IngestError`` if ``root`` is missing, not a folder, or holds no image files.
+    """
+    root_path = _check_root(root)
+    files, ignored, unreadable_dirs = _walk(root_path)
+    if not files:
+        raise IngestError(
+            f"no image files under {root_path} (looked for {', '.join(IMAGE_EXTENSIONS)}, "
+            f"any case; {len(ignored)} other file(s) ignored)"
+        )
+    hashed: list[tuple[str, str, int]] = []  # (path, key, size)
+    quarantined: list[Rejected] = []
+    for path in track(files, description="hashing", disable=not progress, transient=True):
+        try:
+            key, size = _hash_file(path)
+        except OSError as err:
+            quarantined.append(_quarantine(store, path, f"unreadable: {err.strerror or err}"))
+            continue
+        hashed.append((path, key, size))
+
+    known = store.existing_keys(key for _, key, _ in hashed)
+    was_quarantined = {q.path for q in store.quarantined()}
+    added: list[NewItem] = []
+    already: list[str] = []
+    duplicates: list[Duplicate] = []
+    fine: list[str] = []  # every path whose bytes are a good image
+    # Outcome of the first file with each key this run: its path, and the reason if it was bad.
+    first: dict[str, tuple[str, str | None]] = {}
+    pending: list[NewItem] = []
+    for path, key, size in track(hashed, description="decoding", disable=not progress,
+                                 transient=True):
+        if key in known:
+            already.append(path)
+            fine.append(path)
+            continue
+        if key in first:
+            same_as, reason = first[key]
+            if reason is None:
+                duplicates.append(Duplicate(path, same_as))
+                fine.append(path)
+            else:
+                quarantined.append(_quarantine(store, path, reason, key))
+            continue
+        try:
+            with open_image(path, max_pixels=max_pixels) as img:
+                width, height = img.size
+        except ImageError as err:
+            first[key] = (path, str(err))
+            quarantined.append(_quarantine(store, path, str(err), key))
+            continue
+        first[key] = (path, None)
+        pending.append(NewItem(key=key, path=path, size_bytes=size, width=width, height=height))
+        fine.append(path)
+        if len(pending) >= _WRITE_BATCH:
+            added += _write(store, pending)
+    added += _write(store, pending)
+    released = store.unquarantine(p for p in fine if p in was_quarantined)
+    return IngestReport(root_path, added, already, duplicates, quarantined, released, ignored,
+                        unreadable_dirs)
+
+
+def _check_root(root: str | Path) -> Path:
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise IngestError(f"folder not found: {path}")
+    if not path.is_dir():
+        raise IngestError(f"not a folder: {path}; give the folder that holds the images")
+    return path.resolve()
+
+
+def _walk(root: Path) -> tuple[list[str], list[str], list[Rejected]]:
+    """Image files (resolved, each once), other files, and folders that could not be listed."""
+    images: list[str] = []
+    seen: set[str] = set()
+    others: list[str] = []
+    unreadable: list[Rejected] = []
+
+    def on_error(err: OSError) -> None:
+        # os.walk skips a folder it cannot list silently unless told; the user should know.
+        unreadable.append(Rejected(str(err.filename), err.strerror or str(err)))
+
+    for folder, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False):
+        dirnames.sort()  # a stable order makes "first file with these bytes" reproducible
+        for name in sorted(filenames):
+            path = Path(folder, name)
+            if not is_image_path(path):
+                others.append(str(path))
+                continue
+            # A link to a file elsewhere in the tree is the same file, not a duplicate.
+            resolved = str(path.resolve())
+            if resolved not in seen:
+                seen.add(resolved)
+                images.append(resolved)
+    return images, others, unreadable
+
+
+def _hash_file(path: str) -> tuple[str, int]:
+    with open(path, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256")
+        size = handle.tell()
+    return "sha256:" + digest.hexdigest(), size
+
+
+def _quarantine(store: LabelStore, path: str, reason: str, key: str | None = None) -> Rejected:
+    store.quarantine(path, reason, key=key)
+    return Rejected(path, reason)
+
+
+def _write(store: LabelStore, pending: list[NewItem]) -> list[NewItem]:
+    new_keys = set(store.add_items(pending))
+    written = [item for item in pending if item.key in new_keys]
+    pending.clear()
+    return written
+
+
+# ---- command line -------------------------------------------------------------------------
+def ingest_command(
+    folder: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    store: Annotated[Path, typer.Option("--store", help="Label store file (SQLite), e.g. labels.db.")],
+    max_pixels: Annotated[
+        int, typer.Option(help="Larger images are quarantined as possible decompression bombs.")
+    ] = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Add the images under FOLDER to the pool; unreadable files are quarantined with a reason."""
+    err_console = Console(stderr=True)
+    try:
+        label_store = LabelStore(store)
+        try:
+            report = ingest_folder(label_store, folder, max_pixels=max_pixels, progress=True)
+        finally:
+            label_store.close()
+    except (IngestError, StoreError) as err:
+        # markup off: messages hold paths that may contain brackets.
+        err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    print_report(report, Console())
+
+
+def print_report(report: IngestReport, console: Console) -> None:
+    """A summary table, then the quarantined files and unreadable folders with their reasons."""
+    summary = Table(title=f"ingest {report.root}", show_header=False)
+    for what, count in [
+        ("added", len(report.added)),
+        ("already in the store", len(report.already_present)),
+        ("duplicates in this folder", len(report.duplicates)),
+        ("quarantined", len(report.quarantined)),
+        ("left quarantine (fixed)", len(report.released)),
+        ("ignored (not an image extension)", len(report.ignored)),
+        ("unreadable folders", len(report.unreadable_dirs)),
+    ]:
+        summary.add_row(what, f"{count:,}")
+    console.print(summary)
+    for title, rows in [("quarantined", report.quarantined),
+                        ("unreadable folders", report.unreadable_dirs)]:
+        if rows:
+            table = Table("path", "reason", title=title)
+            for path, reason in rows:
+                table.add_row(path, reason, style=None)
+            console.print(table)

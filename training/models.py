@@ -1,0 +1,331 @@
+"""Models by name. Every model is a ``FeatureClassifier``: ``features`` (images -> embeddings
+``[N, D]``) followed by ``head`` (embeddings -> logits ``[N, K]``), so selection strategies that
+need embeddings (diversity, core-set) get them from any model the same way.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import nn
+
+# ImageNet statistics: what torchvision's pretrained weights were trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Seconds to wait for the weights server before saying it is unreachable.
+_CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The input a model expects by default: channels (1 or 3), square image size, normalisation."""
+
+    channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+class FeatureClassifier(nn.Module):
+    """``forward(x) = head(features(x))``; ``features(x)`` gives the penultimate embedding [N, D]."""
+
+    def __init__(self, features: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+        # Where the weights came from, for the training metrics ("random init", a file, ...).
+        self.weights_note = "random init"
+
+    @property
+    def embedding_dim(self) -> int:
+        """D, the width of ``features(x)``."""
+        return self.head.in_features
+
+    @property
+    def num_classes(self) -> int:
+        """K, the width of the logits."""
+        return self.head.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, C, H, W] -> [N, K]
+        return self.head(self.features(x))
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for by name but cannot be fetched (offline, server down)."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    spec: ModelSpec
+    build: Callable[[int], FeatureClassifier]
+    # For torchvision models: the name its weights enum is registered under, and the key prefix
+    # of its classifier layer in torchvision's state dicts (which becomes our ``head``).
+    torchvision_name: str | None = None
+    head_key: str | None = None
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(
+    name: str,
+    spec: ModelSpec,
+    build: Callable[[int], FeatureClassifier],
+    *,
+    torchvision_name: str | None = None,
+    head_key: str | None = None,
+) -> None:
+    """Make ``build(num_classes) -> FeatureClassifier`` available as ``name``.
+
+    ``torchvision_name`` and ``head_key`` let weights named like ``"IMAGENET1K_V1"`` and
+    torchvision-layout state-dict files load into the model. Raises ``ValueError`` if ``name`` is
+    taken.
+    """
+    if name in _REGISTRY:
+        raise ValueError(f"a model named {name!r} is already registered")
+    _REGISTRY[name] = _Entry(spec, build, torchvision_name, head_key)
+
+
+def list_models() -> list[str]:
+    """The names ``get_model`` accepts, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The default input of model ``name``; raises ``ValueError`` listing valid names if unknown."""
+    return _entry(name).spec
+
+
+def get_model(
+    name: str,
+    num_classes: int,
+    *,
+    weights: str | Path | None = None,
+    allow_download: bool = True,
+    seed: int | None = None,
+) -> FeatureClassifier:
+    """Build model ``name`` with a ``num_classes``-way head.
+
+    ``weights`` is one of:
+      * ``None``: random initialisation (drawn from ``seed`` if given, without touching the
+        caller's global random state);
+      * a torchvision weights name such as ``"IMAGENET1K_V1"``, ``"DEFAULT"`` or
+        ``"ResNet18_Weights.IMAGENET1K_V1"``: taken from torch's hub cache, or downloaded when
+        ``allow_download`` and the server is reachable; otherwise ``WeightsUnavailableError``;
+      * a path to a local state-dict file (ours, or torchvision's layout for that model).
+    A head with a different class count than ``num_classes`` is left randomly initialised; that
+    and the weights' origin are recorded in ``model.weights_note``.
+    """
+    entry = _entry(name)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = entry.build(num_classes)
+    if weights is None:
+        return model
+    if isinstance(weights, Path) or not _looks_like_weights_name(weights):
+        path = Path(weights)
+        state = _read_state_file(path)
+        source = str(path)
+    else:
+        state, source = _torchvision_state(name, entry, weights, allow_download=allow_download)
+    _load_into(model, state, name=name, source=source, head_key=entry.head_key)
+    return model
+
+
+def _entry(name: str) -> _Entry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown model {name!r}; valid models: {', '.join(list_models())}"
+        ) from None
+
+
+def _looks_like_weights_name(text: str) -> bool:
+    # "IMAGENET1K_V1" or "ResNet18_Weights.IMAGENET1K_V1": identifiers, member part upper-case.
+    # Anything else (a slash, a .pt suffix) is a file path.
+    *prefix, member = text.split(".")
+    return (
+        len(prefix) <= 1
+        and all(p.isidentifier() for p in prefix)
+        and member.isidentifier()
+        and member.isupper()
+    )
+
+
+def _read_state_file(path: Path) -> Mapping[str, torch.Tensor]:
+    if not path.is_file():
+        raise ValueError(
+            f"weights file not found: {path} (weights must be None, a torchvision weights name "
+            f"such as 'IMAGENET1K_V1', or a path to a state-dict file)"
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        raise ValueError(f"cannot read weights file {path}: {err}") from err
+    if isinstance(obj, Mapping):
+        # Whole checkpoints (ours, torchvision's reference scripts) wrap the state dict.
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"weights file {path} does not hold a state dict of tensors")
+    return obj
+
+
+def _torchvision_state(
+    name: str, entry: _Entry, weights: str, *, allow_download: bool
+) -> tuple[Mapping[str, torch.Tensor], str]:
+    if entry.torchvision_name is None:
+        raise ValueError(
+            f"model {name!r} has no torchvision weights; pass weights=None or a path to a "
+            f"state-dict file"
+        )
+    enum = torchvision.models.get_model_weights(entry.torchvision_name)
+    enum_name, _, member = weights.rpartition(".")
+    if (enum_name and enum_name != enum.__name__) or member not in enum.__members__:
+        valid = ", ".join(f"{m} (or {enum.__name__}.{m})" for m in enum.__members__)
+        raise ValueError(f"unknown weights {weights!r} for model {name!r}; valid: {valid}")
+    chosen = enum[member]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(chosen.url).path).name
+    source = f"torchvision {chosen}"
+    help_text = (
+        f"Download {chosen.url} on a machine with internet access and pass the file's path as "
+        f"weights=..., or copy it to {cached}."
+    )
+    if not cached.is_file():
+        if not allow_download:
+            raise WeightsUnavailableError(
+                f"{chosen} is not in the local cache and downloads are off. {help_text}"
+            )
+        _check_reachable(chosen.url, help_text)
+    try:
+        return chosen.get_state_dict(progress=False, check_hash=True), source
+    except (urllib.error.URLError, OSError) as err:
+        raise WeightsUnavailableError(f"could not download {chosen}: {err}. {help_text}") from err
+
+
+def _check_reachable(url: str, help_text: str) -> None:
+    # torch.hub opens the URL with no timeout, so an offline machine could hang; a bounded
+    # connection attempt first turns that into a prompt, actionable error.
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise WeightsUnavailableError(
+            f"cannot reach {parsed.hostname} to download weights ({err}). {help_text}"
+        ) from err
+
+
+def _load_into(
+    model: FeatureClassifier,
+    state: Mapping[str, torch.Tensor],
+    *,
+    name: str,
+    source: str,
+    head_key: str | None,
+) -> None:
+    state = _to_our_layout(state, head_key)
+    note = f"weights from {source}"
+    head_shape = state.get("head.weight", torch.empty(0)).shape
+    if head_shape != model.head.weight.shape:
+        # Fine-tuning to a new label set: keep the backbone, start the head afresh.
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+        if len(head_shape) == 2:
+            note += (
+                f" (head replaced: the weights have {head_shape[0]} classes, "
+                f"the model {model.num_classes})"
+            )
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # size mismatches in the backbone
+        raise ValueError(f"weights from {source} do not fit model {name!r}: {err}") from err
+    missing = [k for k in result.missing_keys if not k.startswith("head.")]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"weights from {source} do not fit model {name!r}: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+            f"{'...' if len(result.unexpected_keys) > 5 else ''}"
+        )
+    model.weights_note = note
+
+
+def _to_our_layout(
+    state: Mapping[str, torch.Tensor], head_key: str | None
+) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    if all(k.startswith(("features.", "head.")) for k in state) or head_key is None:
+        return dict(state)
+    # torchvision layout: the classifier layer is our head, everything else our features.
+    prefix = head_key + "."
+    return {
+        ("head." + k.removeprefix(prefix)) if k.startswith(prefix) else ("features." + k): v
+        for k, v in state.items()
+    }
+
+
+def _conv_block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def _small_cnn(num_classes: int) -> FeatureClassifier:
+    features = nn.Sequential(
+        *_conv_block(1, 32),
+        nn.MaxPool2d(2),
+        *_conv_block(32, 64),
+        nn.MaxPool2d(2),
+        *_conv_block(64, 64),
+        # A fixed 4x4 grid keeps the head the same size whatever the image size.
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(64 * 16, 128),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+    )
+    return FeatureClassifier(features, nn.Linear(128, num_classes))
+
+
+def _resnet18(num_classes: int) -> FeatureClassifier:
+    backbone = torchvision.models.resnet18(weights=None)
+    width = backbone.fc.in_features
+    backbone.fc = nn.Identity()
+    return FeatureClassifier(backbone, nn.Linear(width, num_classes))
+
+
+def _mobilenet_v3_small(num_classes: int) -> FeatureClassifier:
+    backbone = torchvision.models.mobilenet_v3_small(weights=None)
+    width = backbone.classifier[3].in_features
+    backbone.classifier[3] = nn.Identity()
+    return FeatureClassifier(backbone, nn.Linear(width, num_classes))
+
+
+register_model("small_cnn", ModelSpec(1, 28, (0.5,), (0.5,)), _small_cnn)
+register_model(
+    "resnet18",
+    ModelSpec(3, 224, IMAGENET_MEAN, IMAGENET_STD),
+    _resnet18,
+    torchvision_name="resnet18",
+    head_key="fc",
+)
+register_model(
+    "mobilenet_v3_small",
+    ModelSpec(3, 224, IMAGENET_MEAN, IMAGENET_STD),
+    _mobilenet_v3_small,
+    torchvision_name="mobilenet_v3_small",
+    head_key="classifier.3",
+)
