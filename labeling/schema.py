@@ -106,3 +106,24 @@ class Task(Base):
     model_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+SELECTION_REASONS = ("random", "audit", "strategy")
+
+
+class Selection(Base):
+    """Why an item was sent to people. Random and audit picks are an unbiased sample: only they
+    may serve as evaluation and validation data (``holdout``); strategy picks are biased toward
+    what the model finds hard. An item is selected at most once."""
+
+    __tablename__ = "selections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), unique=True)
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"), nullable=True)
+    reason: Mapped[str] = mapped_column(String(10))
+    holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The machine label the item had when picked (audits measure auto-accept precision).
+    machine_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    machine_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -34,7 +34,6 @@ from labeling.schema import (
     utcnow,
 )
 
-
 # Keys or paths per IN (...) query: well under SQLite's limit on bound parameters.
 _CHUNK = 500
 
@@ -280,6 +279,19 @@ class LabelStore:
             cur.superseded_at = utcnow()
             return True
 
+    def retract_labels(self, keys: Iterable[str], *, source: str) -> int:
+        """``retract_label`` for many items in one transaction; returns how many were."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        with self.transaction() as s:
+            ids = [i.id for i in _items_by_key(s, keys).values()]
+            now, count = utcnow(), 0
+            for cur in _current_by_item(s, ids).values():
+                if cur.source == source:
+                    cur.superseded_at, count = now, count + 1
+            return count
+
     def current_labels(self, *, sources: Iterable[str] | None = None) -> dict[str, LabelRecord]:
         """The label in force for each labeled item, by item key."""
         wanted = set(sources) if sources is not None else None
@@ -315,6 +327,21 @@ class LabelStore:
             if r is None:
                 raise StoreError(f"no round {round_id}")
             r.stats, r.status, r.finished_at = dict(stats), status, utcnow()
+
+    def save_round(self, round_id: int, stats: Mapping) -> None:
+        """Record a running round's progress (which steps are done, their outputs)."""
+        with self.transaction() as s:
+            r = s.get(Round, round_id)
+            if r is None:
+                raise StoreError(f"no round {round_id}")
+            r.stats = dict(stats)
+
+    def running_round(self) -> dict | None:
+        """The newest round that was started and not finished (a crash), if any."""
+        with self.transaction() as s:
+            r = s.scalar(select(Round).where(Round.status == "running")
+                         .order_by(Round.id.desc()).limit(1))
+            return None if r is None else {"id": r.id, "stats": dict(r.stats or {})}
 
     def rounds(self) -> list[dict]:
         with self.transaction() as s:
@@ -369,9 +396,12 @@ class LabelStore:
 
 
 def _items_by_key(s: Session, keys: Iterable[str]) -> dict[str, Item]:
-    wanted = set(keys)
-    found = {i.key: i for i in s.scalars(select(Item).where(Item.key.in_(wanted)))}
-    missing = wanted - found.keys()
+    wanted = sorted(set(keys))
+    found = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start:start + _CHUNK]
+        found.update((i.key, i) for i in s.scalars(select(Item).where(Item.key.in_(chunk))))
+    missing = set(wanted) - found.keys()
     if missing:
         shown = ", ".join(sorted(missing)[:5])
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
@@ -380,10 +410,13 @@ def _items_by_key(s: Session, keys: Iterable[str]) -> dict[str, Item]:
 
 
 def _current_by_item(s: Session, item_ids: list[int]) -> dict[int, Label]:
-    rows = s.scalars(
-        select(Label).where(Label.item_id.in_(item_ids), Label.superseded_at.is_(None))
-    )
-    return {lab.item_id: lab for lab in rows}
+    out: dict[int, Label] = {}
+    for start in range(0, len(item_ids), _CHUNK):
+        chunk = item_ids[start:start + _CHUNK]
+        rows = s.scalars(
+            select(Label).where(Label.item_id.in_(chunk), Label.superseded_at.is_(None)))
+        out.update((lab.item_id, lab) for lab in rows)
+    return out
 
 
 def _item_record(i: Item) -> ItemRecord:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import typer
 
+from pipeline.datasets import datasets_app
+from pipeline.ingest import ingest_command
+from pipeline.simulate_cli import simulate_command
+
 app = typer.Typer(
     name="labelloop",
-    help="Active-learning auto-labeling for images: pre-annotate, auto-accept, ask humans, retrain.",
+    help="Active-learning auto-labeling for images: pre-annotate, auto-accept, ask humans, "
+    "retrain.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+app.add_typer(datasets_app, name="datasets")
+app.command("ingest")(ingest_command)
+app.command("simulate")(simulate_command)
 
 
 def main() -> None:

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from labeling.strategies import list_strategies
+from training.models import list_models
+from training.params import TrainParams
 
 CONFIG_NAME = "labelloop.toml"
 
@@ -37,6 +42,11 @@ class StoreSection(_Section):
     url: str = ""
 
 
+class RegistrySection(_Section):
+    # Empty: MLflow on a SQLite file in the workspace. Otherwise an MLflow tracking URI.
+    tracking_uri: str = ""
+
+
 class StudioSection(_Section):
     # Empty: the embedded local server that `labelloop studio start` runs.
     url: str = ""
@@ -53,24 +63,57 @@ class StudioSection(_Section):
 
 
 class TrainingSection(_Section):
-    model: str = "small_cnn"
+    # Defaults are training.TrainParams' own, so there is one place that sets them.
+    model: str = TrainParams.model
     weights: str | None = None
     image_size: int | None = Field(default=None, ge=8, le=1024)
-    epochs: int = Field(default=30, ge=1)
-    batch_size: int = Field(default=64, ge=1)
-    lr: float = Field(default=2e-3, gt=0)
-    weight_decay: float = Field(default=1e-4, ge=0)
-    augment: float = Field(default=0.3, ge=0, le=1)
+    epochs: int = Field(default=TrainParams.epochs, ge=1)
+    batch_size: int = Field(default=TrainParams.batch_size, ge=2)
+    lr: float = Field(default=TrainParams.lr, gt=0)
+    weight_decay: float = Field(default=TrainParams.weight_decay, ge=0)
+    augment: float = Field(default=TrainParams.augment, ge=0, le=1)
+    val_fraction: float = Field(default=TrainParams.val_fraction, ge=0, lt=1)
+    patience: int = Field(default=TrainParams.patience, ge=1)
+    min_steps: int = Field(default=TrainParams.min_steps, ge=0)
     seed: int = 0
+
+    @field_validator("model")
+    @classmethod
+    def _model_known(cls, value: str) -> str:
+        if value not in list_models():
+            raise ValueError(f"unknown model {value!r}; valid: {', '.join(list_models())}")
+        return value
+
+    def params(self) -> TrainParams:
+        return TrainParams(**self.model_dump())
 
 
 class LoopSection(_Section):
+    # Precision that auto-accepted machine labels must meet, proven on random held-out human
+    # labels with an upper confidence bound on the error at `confidence_level`.
     target_precision: float = Field(default=0.98, gt=0.5, lt=1)
     confidence_level: float = Field(default=0.95, gt=0.5, lt=1)
+    # Fewest validation items of a class above its threshold; fewer: no auto-accept for it.
+    min_validation_points: int = Field(default=25, ge=1)
+    # Bonferroni over classes: the bound holds for all classes at once, not just each alone.
+    split_error_budget: bool = True
     strategy: str = "margin"
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy_known(cls, value: str) -> str:
+        if value not in list_strategies():
+            raise ValueError(f"unknown strategy {value!r}; valid: {', '.join(list_strategies())}")
+        return value
+
+    # Items sent to people per round; `audit_fraction` of them are drawn at random (they
+    # measure the real precision of auto-accepted labels and become evaluation data).
     batch_size: int = Field(default=100, ge=1)
-    audit_fraction: float = Field(default=0.2, ge=0, le=1)
-    initial_random: int = Field(default=100, ge=1)
+    audit_fraction: float = Field(default=0.3, ge=0, le=1)
+    # Cold start: the first batch is random; this share of it is held out for evaluation.
+    initial_random: int = Field(default=100, ge=2)
+    initial_holdout: float = Field(default=0.5, gt=0, lt=1)
+    # Retrain only when at least this many new human labels arrived since the champion.
     min_new_labels: int = Field(default=50, ge=1)
     train_on_machine_labels: bool = False
 
@@ -78,6 +121,7 @@ class LoopSection(_Section):
 class Config(_Section):
     project: ProjectSection
     store: StoreSection = StoreSection()
+    registry: RegistrySection = RegistrySection()
     studio: StudioSection = StudioSection()
     training: TrainingSection = TrainingSection()
     loop: LoopSection = LoopSection()
@@ -100,6 +144,10 @@ class Config(_Section):
     @property
     def store_url(self) -> str:
         return self.store.url or f"sqlite:///{self.workspace_dir / 'labels.db'}"
+
+    @property
+    def registry_uri(self) -> str:
+        return self.registry.tracking_uri
 
     @property
     def studio_dir(self) -> Path:
@@ -152,7 +200,7 @@ def render_config(name: str, classes, images: Path, *, studio_url: str = "") -> 
     cfg = Config(project=ProjectSection(name=name, classes=tuple(classes), images=images),
                  studio=StudioSection(url=studio_url))
     out = [f"workspace = {_toml(str(cfg.workspace))}", ""]
-    for section in ("project", "store", "studio", "training", "loop"):
+    for section in ("project", "store", "registry", "studio", "training", "loop"):
         out.append(f"[{section}]")
         for key, value in getattr(cfg, section).model_dump().items():
             if value is not None:

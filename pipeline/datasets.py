@@ -174,7 +174,9 @@ def read_labels_csv(path: str | Path) -> list[tuple[Path, str]]:
 
 
 # ---- command line -------------------------------------------------------------------------
-datasets_app = typer.Typer(help="Small real datasets for demos and benchmarks.", no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="Small real datasets for demos and benchmarks.", no_args_is_help=True
+)
 
 
 @datasets_app.command("export")

@@ -18,9 +18,16 @@ import typer
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
+from rich.text import Text
 
 from labeling.store import LabelStore, NewItem, StoreError
-from training.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, is_image_path, open_image
+from training.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    ImageError,
+    is_image_path,
+    open_image,
+)
 
 # Items are written in batches so an interrupted ingest keeps most of its decoding work.
 _WRITE_BATCH = 500
@@ -53,7 +60,7 @@ class IngestReport:
     already_present: list[str]  # same bytes as an item already in the store: skipped, no decode
     duplicates: list[Duplicate]  # same bytes as a file earlier in this run (which was added)
     quarantined: list[Rejected]  # recorded in the store with the reason
-    released: list[str]  # were quarantined before and are fine now
+    released: list[str]  # were quarantined before; fine now, or deleted
     ignored: list[str]  # files without an image extension
     unreadable_dirs: list[Rejected]  # folders the walk could not list
 
@@ -76,22 +83,15 @@ def ingest_folder(
     Raises ``IngestError`` if ``root`` is missing, not a folder, or holds no image files.
     """
     root_path = _check_root(root)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise IngestError(f"max_pixels must be a positive integer, got {max_pixels!r}")
     files, ignored, unreadable_dirs = _walk(root_path)
     if not files:
         raise IngestError(
             f"no image files under {root_path} (looked for {', '.join(IMAGE_EXTENSIONS)}, "
             f"any case; {len(ignored)} other file(s) ignored)"
         )
-    hashed: list[tuple[str, str, int]] = []  # (path, key, size)
-    quarantined: list[Rejected] = []
-    for path in track(files, description="hashing", disable=not progress, transient=True):
-        try:
-            key, size = _hash_file(path)
-        except OSError as err:
-            quarantined.append(_quarantine(store, path, f"unreadable: {err.strerror or err}"))
-            continue
-        hashed.append((path, key, size))
-
+    hashed, quarantined = _hash_files(store, files, progress)
     known = store.existing_keys(key for _, key, _ in hashed)
     was_quarantined = {q.path for q in store.quarantined()}
     added: list[NewItem] = []
@@ -128,7 +128,12 @@ def ingest_folder(
         if len(pending) >= _WRITE_BATCH:
             added += _write(store, pending)
     added += _write(store, pending)
-    released = store.unquarantine(p for p in fine if p in was_quarantined)
+    # Quarantined paths under root that are fine now, or gone, leave the quarantine. (add_items
+    # already released the ones whose bytes were quarantined, so the list is computed here.)
+    gone = [p for p in was_quarantined
+            if Path(p).is_relative_to(root_path) and not os.path.lexists(p)]
+    released = sorted({p for p in fine if p in was_quarantined}.union(gone))
+    store.unquarantine(released)
     return IngestReport(root_path, added, already, duplicates, quarantined, released, ignored,
                         unreadable_dirs)
 
@@ -160,12 +165,31 @@ def _walk(root: Path) -> tuple[list[str], list[str], list[Rejected]]:
             if not is_image_path(path):
                 others.append(str(path))
                 continue
-            # A link to a file elsewhere in the tree is the same file, not a duplicate.
-            resolved = str(path.resolve())
+            # A link to a file elsewhere in the tree is the same file, not a duplicate. A broken
+            # link keeps its own name: its target does not exist for the user to look for.
+            resolved = str(path.resolve()) if path.exists() else str(path.absolute())
             if resolved not in seen:
                 seen.add(resolved)
                 images.append(resolved)
     return images, others, unreadable
+
+
+def _hash_files(
+    store: LabelStore, files: list[str], progress: bool
+) -> tuple[list[tuple[str, str, int]], list[Rejected]]:
+    """(path, key, size) of each readable file; the unreadable ones are quarantined."""
+    hashed: list[tuple[str, str, int]] = []
+    quarantined: list[Rejected] = []
+    for path in track(files, description="hashing", disable=not progress, transient=True):
+        try:
+            key, size = _hash_file(path)
+        except OSError as err:
+            reason = ("broken symbolic link" if os.path.islink(path)
+                      else f"unreadable: {err.strerror or err}")
+            quarantined.append(_quarantine(store, path, reason))
+            continue
+        hashed.append((path, key, size))
+    return hashed, quarantined
 
 
 def _hash_file(path: str) -> tuple[str, int]:
@@ -190,7 +214,9 @@ def _write(store: LabelStore, pending: list[NewItem]) -> list[NewItem]:
 # ---- command line -------------------------------------------------------------------------
 def ingest_command(
     folder: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
-    store: Annotated[Path, typer.Option("--store", help="Label store file (SQLite), e.g. labels.db.")],
+    store: Annotated[
+        Path, typer.Option("--store", help="Label store file (SQLite), e.g. labels.db.")
+    ],
     max_pixels: Annotated[
         int, typer.Option(help="Larger images are quarantined as possible decompression bombs.")
     ] = DEFAULT_MAX_PIXELS,
@@ -212,13 +238,14 @@ def ingest_command(
 
 def print_report(report: IngestReport, console: Console) -> None:
     """A summary table, then the quarantined files and unreadable folders with their reasons."""
-    summary = Table(title=f"ingest {report.root}", show_header=False)
+    # Text(...) everywhere a path is shown: rich would read brackets in a path as markup.
+    summary = Table(title=Text(f"ingest {report.root}"), show_header=False)
     for what, count in [
         ("added", len(report.added)),
         ("already in the store", len(report.already_present)),
         ("duplicates in this folder", len(report.duplicates)),
         ("quarantined", len(report.quarantined)),
-        ("left quarantine (fixed)", len(report.released)),
+        ("left quarantine (fixed or deleted)", len(report.released)),
         ("ignored (not an image extension)", len(report.ignored)),
         ("unreadable folders", len(report.unreadable_dirs)),
     ]:
@@ -227,7 +254,12 @@ def print_report(report: IngestReport, console: Console) -> None:
     for title, rows in [("quarantined", report.quarantined),
                         ("unreadable folders", report.unreadable_dirs)]:
         if rows:
-            table = Table("path", "reason", title=title)
+            table = Table(title=Text(f"{title} (paths under {report.root})"))
+            # fold, not crop: a path cut short with an ellipsis cannot be found.
+            table.add_column("path", overflow="fold")
+            table.add_column("reason", overflow="fold")
             for path, reason in rows:
-                table.add_row(path, reason, style=None)
+                shown = Path(path).relative_to(report.root) if Path(path).is_relative_to(
+                    report.root) else path
+                table.add_row(Text(str(shown)), Text(reason))
             console.print(table)

@@ -72,7 +72,7 @@ def to_model_pixels(image: Image.Image | np.ndarray, tconf: TransformConfig) -> 
     size = (tconf.image_size, tconf.image_size)
     if img.size != size:
         img = img.resize(size, Image.Resampling.BILINEAR)
-    arr = np.asarray(img)
+    arr = np.array(img)  # a writable copy: torch refuses to wrap read-only memory
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 

@@ -1,0 +1,57 @@
+"""Which items were sent to people, and why (see ``schema.Selection``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from labeling.schema import SELECTION_REASONS, Item, Selection
+from labeling.store import LabelStore, StoreError
+
+
+@dataclass(frozen=True)
+class Pick:
+    key: str
+    reason: str
+    holdout: bool = False
+    machine_label: str | None = None
+    machine_version: str | None = None
+    round_id: int | None = None
+
+
+def record_picks(store: LabelStore, picks: Iterable[Pick], *, round_id: int | None) -> list[str]:
+    """Record picks in one transaction; items already selected are left as they were.
+    Returns the keys newly recorded."""
+    picks = list(picks)
+    bad = {p.reason for p in picks} - set(SELECTION_REASONS)
+    if bad:
+        raise StoreError(f"unknown selection reason(s) {sorted(bad)}; valid: {SELECTION_REASONS}")
+    added = []
+    with store.transaction() as s:
+        ids = dict(s.execute(select(Item.key, Item.id).where(Item.key.in_([p.key for p in picks]))))
+        missing = [p.key for p in picks if p.key not in ids]
+        if missing:
+            raise StoreError(f"unknown item key(s): {', '.join(missing[:5])}")
+        taken = set(s.scalars(select(Selection.item_id).where(Selection.item_id.in_(ids.values()))))
+        for p in picks:
+            if ids[p.key] in taken:
+                continue
+            s.add(Selection(item_id=ids[p.key], round_id=round_id, reason=p.reason,
+                            holdout=p.holdout, machine_label=p.machine_label,
+                            machine_version=p.machine_version))
+            taken.add(ids[p.key])
+            added.append(p.key)
+    return added
+
+
+def picks(store: LabelStore, *, holdout: bool | None = None) -> dict[str, Pick]:
+    """Every recorded pick by item key (optionally only held-out or only training ones)."""
+    with store.transaction() as s:
+        query = select(Item.key, Selection).join(Selection, Selection.item_id == Item.id)
+        if holdout is not None:
+            query = query.where(Selection.holdout.is_(holdout))
+        return {key: Pick(key, sel.reason, sel.holdout, sel.machine_label, sel.machine_version,
+                          sel.round_id)
+                for key, sel in s.execute(query)}

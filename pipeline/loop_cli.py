@@ -1,0 +1,186 @@
+"""CLI commands of the labeling loop: init, round, run, status, models."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import ConfigError, validate_classes
+from pipeline.lock import LockHeld, WorkspaceLock
+from pipeline.loop import StopFlag, parse_interval, run_loop
+from pipeline.project import open_project
+from pipeline.registry import RegistryError
+from pipeline.round import RoundStopped, run_round
+from pipeline.status import project_status, round_summary
+from pipeline.workspace import find_config, init_project
+
+console = Console(stderr=True)
+out = Console()
+
+ConfigOption = typer.Option(None, "--config", "-c", help="labelloop.toml (default: ./labelloop.toml)")
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def opened(config_path: Path | None, *, lock: str | None = None):
+    """Open the project; with ``lock``, hold the workspace lock as that command."""
+    try:
+        config = find_config(config_path)
+    except ConfigError as err:
+        fail(str(err))
+    project = open_project(config)
+    try:
+        if lock is None:
+            yield project
+        else:
+            with WorkspaceLock(config.workspace_dir / "lock", command=lock):
+                yield project
+    except LockHeld as err:
+        fail(str(err), code=3)
+    except RegistryError as err:
+        fail(f"model registry: {err}")
+    finally:
+        project.close()
+
+
+def init_command(
+    images: Path = typer.Option(..., help="Folder of images to label (it may grow later)."),
+    classes: str = typer.Option(..., help="Comma-separated class names, e.g. cat,dog."),
+    name: str | None = typer.Option(None, help="Project name (default: this folder's name)."),
+    studio_url: str = typer.Option("", help="Label Studio URL; empty: the embedded server."),
+    folder: Path = typer.Option(Path("."), help="Where to write labelloop.toml."),
+) -> None:
+    """Create labelloop.toml and the project's workspace."""
+    try:
+        class_list = list(validate_classes(c for c in classes.split(",")))
+        path = init_project(folder, images=images, classes=class_list, name=name,
+                            studio_url=studio_url)
+    except (ConfigError, ValueError) as err:
+        fail(str(err))
+    console.print(f"wrote {path}; next: `labelloop ingest`, then `labelloop round`")
+
+
+def round_command(config: Path | None = ConfigOption,
+                  quiet: bool = typer.Option(False, help="No progress bars.")) -> None:
+    """Run one round (or resume an interrupted one)."""
+    stop = StopFlag()
+    stop.install()
+    with opened(config, lock="labelloop round") as project:
+        try:
+            record = run_round(project, progress=not quiet, should_stop=stop,
+                               on_step=lambda step, res: console.print(f"  {step}: {_brief(res)}"))
+        except RoundStopped as err:
+            console.print(str(err))
+            raise typer.Exit(130) from None
+        out.print(json.dumps({"round": record["id"], **round_summary(record["stats"])}))
+
+
+def run_command(
+    config: Path | None = ConfigOption,
+    every: str = typer.Option("10m", help="Time between rounds: 30s, 10m, 2h."),
+    max_rounds: int | None = typer.Option(None, help="Stop after this many rounds."),
+) -> None:
+    """Repeat rounds on a schedule until stopped (SIGINT/SIGTERM stop between steps)."""
+    try:
+        every_s = parse_interval(every)
+    except ValueError as err:
+        fail(str(err))
+    stop = StopFlag()
+    stop.install()
+    with opened(config, lock=f"labelloop run --every {every}") as project:
+        done = run_loop(project, every_s=every_s, max_rounds=max_rounds, stop=stop,
+                        after_round=lambda r: out.print(json.dumps(
+                            {"round": r["id"], **round_summary(r["stats"])})))
+    why = f" (stopped by {stop.signal_name})" if stop.signal_name else ""
+    console.print(f"{done} round(s) done{why}")
+
+
+def status_command(config: Path | None = ConfigOption,
+                   as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The pool by state, the champion and the last rounds."""
+    with opened(config) as project:
+        status = project_status(project)
+    if as_json:
+        out.print_json(json.dumps(status))
+        return
+    table = Table(title=f"project {status['project']}")
+    table.add_column("pool")
+    table.add_column("items", justify="right")
+    for key, value in status["pool"].items():
+        table.add_row(key.replace("_", " "), str(value))
+    out.print(table)
+    champ = status["champion"]
+    out.print("champion: none yet" if champ is None else
+              f"champion: v{champ['version']} {_brief(champ['metrics'])}")
+    for r in status["rounds"]:
+        out.print(f"round {r['id']} {r['status']}: {_brief(r['summary'])}")
+
+
+models_app = typer.Typer(help="The model registry: list, promote, roll back.",
+                         no_args_is_help=True)
+
+
+@models_app.command("list")
+def models_list(config: Path | None = ConfigOption) -> None:
+    """Every registered model version, the champion marked."""
+    with opened(config) as project:
+        versions = project.registry.versions()
+        history = project.registry.history()
+    table = Table()
+    for col in ("version", "champion", "created", "n_train", "eval_accuracy", "snapshot"):
+        table.add_column(col)
+    for v in versions:
+        table.add_row(str(v.version), "*" if "champion" in v.aliases else "",
+                      str(v.created)[:19], str(v.metrics.get("n_train", "")),
+                      _fmt(v.metrics.get("eval_accuracy")), v.snapshot or "")
+    out.print(table)
+    for event in history:
+        out.print(f"{event}")
+
+
+@models_app.command("promote")
+def models_promote(version: str, config: Path | None = ConfigOption,
+                   reason: str = typer.Option("manual promotion", help="Recorded with it.")) -> None:
+    """Make VERSION the champion."""
+    with opened(config, lock="labelloop models promote") as project:
+        project.registry.promote(version, reason=reason)
+    console.print(f"v{version} is the champion")
+
+
+@models_app.command("rollback")
+def models_rollback(config: Path | None = ConfigOption,
+                    reason: str = typer.Option("manual rollback", help="Recorded with it.")) -> None:
+    """Restore the previous champion."""
+    with opened(config, lock="labelloop models rollback") as project:
+        restored = project.registry.rollback(reason=reason)
+    console.print(f"v{restored.version} is the champion again")
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
+
+
+def _brief(result: dict) -> str:
+    parts = []
+    for key, value in result.items():
+        if isinstance(value, dict | list):
+            continue
+        parts.append(f"{key}={_fmt(value)}")
+    return ", ".join(parts)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init_command)
+    app.command("round")(round_command)
+    app.command("run")(run_command)
+    app.command("status")(status_command)
+    app.add_typer(models_app, name="models")

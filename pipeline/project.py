@@ -1,0 +1,52 @@
+"""An open labelloop project: its config, label store and model registry, opened once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labeling.store import LabelStore
+from pipeline.config import Config
+from pipeline.registry import ModelRegistry
+from pipeline.workspace import ensure_workspace
+from training import TrainParams
+
+
+@dataclass
+class Project:
+    config: Config
+    store: LabelStore
+    registry: ModelRegistry
+    # The Label Studio side (connection + project id), opened on first use by studio steps.
+    studio: object | None = field(default=None)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.config.project.classes
+
+    @property
+    def models_dir(self) -> Path:
+        return self.config.workspace_dir / "models"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.config.workspace_dir / "predictions"
+
+    def train_params(self) -> TrainParams:
+        """Training parameters from the config."""
+        return self.config.training.params()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_project(config: Config) -> Project:
+    """Open the workspace of ``config`` (creating its folders) with its store and registry."""
+    ws = ensure_workspace(config)
+    store = LabelStore(config.store_url)
+    registry = ModelRegistry(
+        config.registry_uri or f"sqlite:///{ws / 'mlflow.db'}",
+        config.project.name,
+        artifact_dir=ws / "mlartifacts",
+    )
+    return Project(config=config, store=store, registry=registry)

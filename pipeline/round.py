@@ -1,0 +1,78 @@
+"""One round of the labeling loop, step by step, resumable after a crash.
+
+Steps: sync human labels from Label Studio, train a challenger, evaluate and promote, predict
+the pool, auto-accept, select the next batch for people, push it to Label Studio.
+
+Each step's outcome is saved in the round's record in the label store before the next step
+starts; a round interrupted anywhere (SIGKILL included) stays "running", and the next
+``run_round`` resumes it at the first step not recorded as done. Every step is also idempotent
+on its own (training is keyed by the label snapshot, registration by the snapshot, selection
+records each item once, pushing checks what Label Studio already holds), so a crash inside a
+step repeats no work that finished and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pipeline import model_steps, pool_steps, studio_steps
+from pipeline.project import Project
+
+STEPS = ("sync", "train", "promote", "predict", "accept", "select", "push")
+
+
+class RoundStopped(Exception):
+    """The round stopped between steps on request (SIGINT/SIGTERM); it resumes next time."""
+
+
+def run_round(
+    project: Project,
+    *,
+    progress: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_step: Callable[[str, dict], None] | None = None,
+) -> dict:
+    """Run (or resume) one round; returns its record: ``{"id", "stats"}``."""
+    # Fail before changing anything if the registry cannot be reached.
+    project.registry.check()
+    store = project.store
+    running = store.running_round()
+    if running is None:
+        round_id, stats = store.start_round(), {"done": []}
+    else:
+        round_id, stats = running["id"], running["stats"] or {"done": []}
+        stats.setdefault("done", [])
+        stats["resumed"] = stats.get("resumed", 0) + 1
+    for step in STEPS:
+        if step in stats["done"]:
+            continue
+        if should_stop():
+            store.save_round(round_id, stats)
+            raise RoundStopped(f"round {round_id} stopped before step {step!r}; "
+                               f"the next round resumes it")
+        stats[step] = _run_step(step, project, round_id, stats, progress=progress)
+        stats["done"].append(step)
+        store.save_round(round_id, stats)
+        if on_step is not None:
+            on_step(step, stats[step])
+    store.finish_round(round_id, stats)
+    return {"id": round_id, "stats": stats}
+
+
+def _run_step(step: str, project: Project, round_id: int, stats: dict, *, progress: bool) -> dict:
+    if step == "sync":
+        return studio_steps.sync(project)
+    if step == "train":
+        return model_steps.train_challenger(project, round_id, progress=progress)
+    if step == "promote":
+        challenger = stats["train"].get("version")
+        return model_steps.decide_promotion(project, challenger)
+    if step == "predict":
+        return pool_steps.predict_pool(project, round_id, progress=progress)
+    if step == "accept":
+        return pool_steps.auto_accept(project, round_id, stats["predict"])
+    if step == "select":
+        return pool_steps.select_batch(project, round_id, stats["predict"])
+    if step == "push":
+        return studio_steps.push(project, round_id, stats["predict"])
+    raise ValueError(f"unknown step {step!r}; valid: {', '.join(STEPS)}")

@@ -1,0 +1,58 @@
+"""What a project holds right now: the pool by state, the champion, the last rounds."""
+
+from __future__ import annotations
+
+from labeling.selections import picks
+from pipeline.project import Project
+
+
+def project_status(project: Project, *, studio_project_id: int | None = None,
+                   last_rounds: int = 5) -> dict:
+    """A plain dict (JSON-ready) of the pool, the champion and the last rounds."""
+    store = project.store
+    items = store.items()
+    labels = store.current_labels()
+    by_status = {s: sum(i.status == s for i in items) for s in ("ok", "skipped", "disagreement")}
+    human = sum(lab.source in ("human", "seed") for lab in labels.values())
+    machine = sum(lab.source == "machine" for lab in labels.values())
+    picked = picks(store)
+    pending = [k for k in picked if k not in labels or labels[k].source == "machine"]
+    champion = project.registry.champion()
+    rounds = store.rounds()[-last_rounds:]
+    return {
+        "project": project.config.project.name,
+        "pool": {
+            "items": len(items),
+            "unlabeled": len(items) - len(labels),
+            "human": human,
+            "machine": machine,
+            "pending_in_label_studio": len(pending),
+            "skipped": by_status["skipped"],
+            "disagreement": by_status["disagreement"],
+            "quarantined": len(store.quarantined()),
+        },
+        "champion": None if champion is None else {
+            "version": champion.version, "metrics": champion.metrics},
+        "rounds": [
+            {"id": r["id"], "status": r["status"],
+             "started_at": r["started_at"].isoformat() if r["started_at"] else None,
+             "summary": round_summary(r["stats"])}
+            for r in rounds
+        ],
+    }
+
+
+def round_summary(stats: dict) -> dict:
+    """The few numbers of a round that people look at."""
+    accept = stats.get("accept", {})
+    return {
+        "steps_done": len(stats.get("done", [])),
+        "trained": stats.get("train", {}).get("version"),
+        "promoted": stats.get("promote", {}).get("promoted"),
+        "champion": stats.get("promote", {}).get("champion"),
+        "coverage": accept.get("coverage"),
+        "accepted": accept.get("accepted"),
+        "picked": stats.get("select", {}).get("picked"),
+        "pushed": stats.get("push", {}).get("pushed"),
+        "synced": stats.get("sync", {}).get("labels"),
+    }

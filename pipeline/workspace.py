@@ -1,0 +1,58 @@
+"""A labelloop project on disk: ``labelloop.toml`` beside a workspace folder.
+
+The workspace holds the label store (``labels.db``), the MLflow store (``mlflow.db`` and
+``mlartifacts/``), model checkpoints (``models/``), cached predictions (``predictions/``),
+the embedded Label Studio's data (``studio/``), reports and the lock file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import CONFIG_NAME, Config, ConfigError, load_config, render_config
+
+
+def init_project(
+    folder: Path,
+    *,
+    images: Path,
+    classes: list[str],
+    name: str | None = None,
+    studio_url: str = "",
+) -> Path:
+    """Write ``labelloop.toml`` in ``folder`` and create its workspace; returns the config path.
+
+    Refuses to overwrite an existing config (a project's labels hang off it).
+    """
+    folder = folder.resolve()
+    config_path = folder / CONFIG_NAME
+    if config_path.exists():
+        raise ConfigError(f"{config_path} already exists; edit it, or init another folder")
+    images = images.expanduser()
+    if not images.resolve().is_dir():
+        raise ConfigError(f"--images: no such folder: {images}")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        images_entry = images.resolve().relative_to(folder)
+    except ValueError:
+        images_entry = images.resolve()
+    text = render_config(name or folder.name, classes, images_entry, studio_url=studio_url)
+    tmp = config_path.with_name(CONFIG_NAME + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    config = load_config(tmp)  # validate before it becomes the project's config
+    tmp.replace(config_path)
+    ensure_workspace(config)
+    return config_path
+
+
+def ensure_workspace(config: Config) -> Path:
+    """Create the workspace folders if missing; returns the workspace path."""
+    ws = config.workspace_dir
+    for sub in ("models", "predictions", "reports", "studio"):
+        (ws / sub).mkdir(parents=True, exist_ok=True)
+    return ws
+
+
+def find_config(path: Path | None) -> Config:
+    """Load the config at ``path`` or, without one, ``./labelloop.toml``."""
+    return load_config(path if path is not None else Path.cwd() / CONFIG_NAME)

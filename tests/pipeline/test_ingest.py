@@ -1,0 +1,288 @@
+"""Ingest: good images of every mode become items, bad files are quarantined with their reason."""
+
+import hashlib
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import pipeline.ingest as ingest_module
+from labeling.store import LabelStore
+from pipeline.cli import app
+from pipeline.ingest import IngestError, ingest_folder
+
+RNG = np.random.default_rng(0)
+
+
+def _noise(shape) -> np.ndarray:
+    return RNG.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def _encoded(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid all-black 1-bit PNG: tens of kB on disk, width*height pixels once decoded."""
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data)
+            + _png_chunk(b"IEND", b""))
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+GOOD_PNG = _encoded(Image.fromarray(_noise((64, 64, 3))), "PNG")
+GOOD_JPEG = _encoded(Image.fromarray(_noise((64, 64, 3))), "JPEG")
+
+
+def make_good(root: Path) -> dict[str, tuple[int, int]]:
+    """Good images in every mode the model must read; file name -> (width, height) decoded."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees to display
+    files = {
+        "gray.png": _encoded(Image.fromarray(_noise((12, 30))), "PNG"),
+        "rgb.jpg": GOOD_JPEG,
+        "sub/rgba.PNG": _encoded(Image.fromarray(_noise((12, 30, 4)), "RGBA"), "PNG"),
+        "sub/palette.png": _encoded(
+            Image.fromarray(_noise((12, 30))).convert("P"), "PNG", transparency=0
+        ),
+        "sub/deeper/cmyk.jpeg": _encoded(
+            Image.fromarray(_noise((12, 30, 3))).convert("CMYK"), "JPEG"
+        ),
+        "sub/deeper/sixteen.png": _encoded(
+            Image.fromarray(RNG.integers(0, 65535, size=(12, 30)).astype(np.uint16)), "PNG"
+        ),
+        "rotated.JPG": _encoded(Image.fromarray(_noise((12, 30, 3))), "JPEG", exif=exif),
+    }
+    for name, data in files.items():
+        _write(root / name, data)
+    sizes = {name: (30, 12) for name in files}
+    sizes["rgb.jpg"] = (64, 64)
+    sizes["rotated.JPG"] = (12, 30)
+    return sizes
+
+
+BAD = {
+    "bad/empty.png": (b"", "empty file"),
+    "bad/truncated.png": (GOOD_PNG[: len(GOOD_PNG) // 2], "truncated"),
+    "bad/truncated.jpg": (GOOD_JPEG[: len(GOOD_JPEG) // 2], "truncated"),
+    "bad/text.png": (b"not an image, just text\n", "not an image"),
+    "bad/bomb.png": (bomb_png(20_000, 20_000), "decompression bomb"),
+}
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = LabelStore(tmp_path / "labels.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "images"
+    sizes = make_good(root)
+    for name, (data, _) in BAD.items():
+        _write(root / name, data)
+    _write(root / "copies/same_as_rgb.jpeg", GOOD_JPEG)
+    _write(root / "notes.txt", b"ignored")
+    _write(root / "sub/labels.csv", b"path,label\n")
+    os.symlink(root, root / "sub/loop")  # a link back up: the walk must not follow it
+    os.symlink(root / "gray.png", root / "sub/link.png")  # the same file, not a duplicate
+    return root, sizes
+
+
+def test_good_images_become_items_and_bad_ones_are_quarantined(store, folder):
+    root, sizes = folder
+    report = ingest_folder(store, root)
+
+    items = {Path(i.path).relative_to(root).as_posix(): i for i in store.items()}
+    assert set(items) == set(sizes)
+    for name, item in items.items():
+        data = (root / name).read_bytes()
+        assert item.key == "sha256:" + hashlib.sha256(data).hexdigest()
+        assert (item.width, item.height) == sizes[name], name
+        assert item.size_bytes == len(data)
+        assert Path(item.path).is_absolute()
+    assert len(report.added) == len(sizes)
+
+    reasons = {Path(q.path).relative_to(root).as_posix(): q.reason for q in store.quarantined()}
+    assert set(reasons) == set(BAD)
+    for name, (_, why) in BAD.items():
+        assert why in reasons[name], (name, reasons[name])
+    assert {Path(p).relative_to(root).as_posix(): r for p, r in report.quarantined} == reasons
+
+    assert [Path(d.path).name for d in report.duplicates] == ["same_as_rgb.jpeg"]
+    assert Path(report.duplicates[0].same_as).name == "rgb.jpg"
+    assert sorted(Path(p).name for p in report.ignored) == ["labels.csv", "notes.txt"]
+    assert report.unreadable_dirs == []
+
+
+def test_a_second_ingest_adds_nothing_and_decodes_nothing(store, folder, monkeypatch):
+    root, sizes = folder
+    ingest_folder(store, root)
+    # Bad files are decoded again (they may have been fixed); known good ones must not be.
+    decoded = []
+    real_open = ingest_module.open_image
+
+    def counting_open(path, **kwargs):
+        decoded.append(path)
+        return real_open(path, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "open_image", counting_open)
+    again = ingest_folder(store, root)
+    assert again.added == []
+    assert len(again.already_present) == len(sizes) + 1  # the copy is known too now
+    assert {Path(p).relative_to(root).as_posix() for p in decoded} == set(BAD)
+    assert len(store.items()) == len(sizes)
+
+
+def test_a_file_fixed_later_leaves_quarantine(store, folder):
+    root, _ = folder
+    ingest_folder(store, root)
+    broken = root / "bad/truncated.png"
+    broken.write_bytes(_encoded(Image.fromarray(_noise((8, 8, 3))), "PNG"))
+    (root / "bad/text.png").unlink()  # deleted files leave the quarantine too
+
+    report = ingest_folder(store, root)
+    assert [Path(i.path) for i in report.added] == [broken.resolve()]
+    assert sorted(Path(p).name for p in report.released) == ["text.png", "truncated.png"]
+    left = {Path(q.path).name for q in store.quarantined()}
+    assert left == {"empty.png", "truncated.jpg", "bomb.png"}
+
+
+def test_a_fixed_file_whose_bytes_are_already_known_also_leaves_quarantine(store, tmp_path):
+    root = tmp_path / "images"
+    _write(root / "a.png", GOOD_PNG)
+    _write(root / "b.png", GOOD_PNG[:100])
+    ingest_folder(store, root)
+    (root / "b.png").write_bytes(GOOD_PNG)  # now a copy of a.png, already an item
+
+    report = ingest_folder(store, root)
+    assert store.quarantined() == []
+    assert [Path(p).name for p in report.released] == ["b.png"]
+
+
+def test_max_pixels_quarantines_large_images(store, tmp_path):
+    root = tmp_path / "images"
+    _write(root / "small.png", _encoded(Image.fromarray(_noise((8, 8))), "PNG"))
+    _write(root / "large.png", _encoded(Image.fromarray(_noise((20, 20))), "PNG"))
+    report = ingest_folder(store, root, max_pixels=100)
+    assert [Path(i.path).name for i in report.added] == ["small.png"]
+    assert [Path(p).name for p, _ in report.quarantined] == ["large.png"]
+    assert "too large" in report.quarantined[0].reason
+
+
+# Pillow warns (outside open_image's guard) at Image.open for images between its limit and twice it.
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_the_default_limit_stops_a_bomb_below_pillows_hard_limit(store, tmp_path):
+    root = tmp_path / "images"
+    _write(root / "bomb.png", bomb_png(10_000, 10_000))  # 1e8 pixels: over the default 89.5M
+    _write(root / "fine.png", GOOD_PNG)
+    report = ingest_folder(store, root)
+    assert len(report.added) == 1
+    assert "possible decompression bomb" in report.quarantined[0].reason
+
+
+def test_identical_bad_files_are_each_quarantined(store, tmp_path):
+    root = tmp_path / "images"
+    _write(root / "a.png", b"")
+    _write(root / "b.png", b"")
+    _write(root / "ok.png", GOOD_PNG)
+    report = ingest_folder(store, root)
+    assert sorted(Path(q.path).name for q in store.quarantined()) == ["a.png", "b.png"]
+    assert report.duplicates == []
+
+
+def test_a_missing_or_wrong_root_is_a_clear_error(store, tmp_path):
+    with pytest.raises(IngestError, match="max_pixels must be a positive integer"):
+        ingest_folder(store, tmp_path, max_pixels=0)
+    with pytest.raises(IngestError, match="folder not found"):
+        ingest_folder(store, tmp_path / "nope")
+    _write(tmp_path / "file.png", GOOD_PNG)
+    with pytest.raises(IngestError, match="not a folder"):
+        ingest_folder(store, tmp_path / "file.png")
+    _write(tmp_path / "docs/readme.txt", b"text")
+    with pytest.raises(IngestError, match=r"no image files under .*docs.*1 other file"):
+        ingest_folder(store, tmp_path / "docs")
+    assert store.items() == [] and store.quarantined() == []
+
+
+def test_unreadable_files_and_folders_are_reported(store, tmp_path, monkeypatch):
+    root = tmp_path / "images"
+    _write(root / "ok.png", GOOD_PNG)
+    os.symlink(root / "gone.png", root / "dangling.png")  # reading it fails
+    locked = _write(root / "locked.png", GOOD_JPEG)
+    private = root / "private"
+    _write(private / "x.png", GOOD_PNG)
+    # chmod cannot lock out root (the test may run as root), so reading and listing fail by hand.
+    real_scandir = os.scandir
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return open(path, *args, **kwargs)
+
+    def scandir(path):
+        if os.fspath(path) == str(private):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(ingest_module, "open", guarded_open, raising=False)
+    report = ingest_folder(store, root)
+    assert [Path(i.path).name for i in report.added] == ["ok.png"]
+    assert [(Path(p).name, r) for p, r in report.quarantined] == [
+        ("dangling.png", "broken symbolic link"),
+        ("locked.png", "unreadable: Permission denied"),
+    ]
+    assert report.unreadable_dirs == [(str(private), "Permission denied")]
+
+
+# ---- command line ---------------------------------------------------------------------------
+def test_cli_prints_a_summary_and_the_quarantined_files(tmp_path, folder):
+    root, sizes = folder
+    db = tmp_path / "labels.db"
+    result = CliRunner().invoke(app, ["ingest", str(root), "--store", str(db)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "added" in result.output and "bad/bomb.png" in result.output
+    assert "decompression bomb" in result.output
+    store = LabelStore(db)
+    assert len(store.items()) == len(sizes)
+    store.close()
+
+
+def test_cli_errors_are_one_line_with_a_non_zero_exit(tmp_path):
+    runner = CliRunner()
+    db = str(tmp_path / "l.db")
+    missing = runner.invoke(app, ["ingest", str(tmp_path / "nope"), "--store", db])
+    assert missing.exit_code == 1
+    assert missing.stderr.strip().splitlines() == [f"error: folder not found: {tmp_path / 'nope'}"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_images = runner.invoke(app, ["ingest", str(empty), "--store", db])
+    assert no_images.exit_code == 1
+    assert "no image files under" in no_images.stderr
+    bad_store = runner.invoke(app, ["ingest", str(empty), "--store", str(tmp_path / "x/y/l.db")])
+    assert bad_store.exit_code == 1
+    assert "label store folder does not exist" in bad_store.stderr
