@@ -15,6 +15,13 @@ Several classes tested at once: with ``split_budget`` (the default), each class 
 level (1 - confidence) / K (Bonferroni), so the bound holds for all classes at once with
 probability >= confidence. Without it the guarantee is per class.
 
+A per-class guarantee is expensive: with no error at all, certifying 2% needs about 150
+validation items of each class above its threshold (260 with the Bonferroni split), i.e.
+thousands of random human labels for ten classes. ``pooled_thresholds`` is the cheaper
+guarantee: one threshold for every class, chosen so that the bound holds for the precision of
+*all* accepted labels together (the validation sample is random, so its class mix is the
+pool's); a class with fewer than ``min_points`` validation items above the threshold gets none.
+
 Vocabulary: ``pred_probs`` [N, K]; ``labels`` [N] class indices; K classes.
 """
 
@@ -86,18 +93,8 @@ def choose_thresholds(
     split_budget: bool = True,
 ) -> Thresholds:
     """Per-class thresholds on a random validation sample (see the module docstring)."""
-    pred_probs = np.asarray(pred_probs, dtype=np.float64)
-    labels = np.asarray(labels)
-    if pred_probs.ndim != 2 or pred_probs.shape[1] != len(classes):
-        raise ValueError(f"pred_probs must be [N, {len(classes)}], got {pred_probs.shape}")
-    if labels.shape != (pred_probs.shape[0],):
-        raise ValueError(f"labels must be [{pred_probs.shape[0]}], got {labels.shape}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise ValueError(f"labels must be class indices in 0..{len(classes) - 1}")
-    if not 0.5 < target_precision < 1 or not 0.5 < confidence < 1:
-        raise ValueError("target_precision and confidence must be in (0.5, 1)")
-    if min_points < 1:
-        raise ValueError("min_points must be >= 1")
+    pred_probs, labels = _check(pred_probs, labels, classes, target_precision, confidence,
+                                min_points)
     level = 1 - (1 - confidence) / (len(classes) if split_budget else 1)
     max_error = 1.0 - target_precision
     predicted = pred_probs.argmax(axis=1)
@@ -142,3 +139,70 @@ def accept_confident(pred_probs: np.ndarray, thresholds: Thresholds) -> np.ndarr
             f"pred_probs must be [N, {len(thresholds.per_class)}], got {pred_probs.shape}")
     predicted = pred_probs.argmax(axis=1)
     return pred_probs.max(axis=1) >= thresholds.as_array()[predicted]
+
+
+def pooled_thresholds(
+    pred_probs: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str] | tuple[str, ...],
+    *,
+    target_precision: float = 0.98,
+    confidence: float = 0.95,
+    min_points: int = 10,
+) -> Thresholds:
+    """One threshold for all classes, bounding the error of all accepted labels together
+    (see the module docstring). Classes thin above it get no threshold."""
+    pred_probs, labels = _check(pred_probs, labels, classes, target_precision, confidence,
+                                min_points)
+    max_error = 1.0 - target_precision
+    predicted = pred_probs.argmax(axis=1)
+    conf = pred_probs.max(axis=1)
+    wrong = predicted != labels
+    best_t = None
+    for t in np.unique(conf)[::-1]:  # high to low
+        above = conf >= t
+        eligible = np.bincount(predicted[above], minlength=len(classes)) >= min_points
+        keep = above & eligible[predicted]
+        n, e = int(keep.sum()), int(wrong[keep].sum())
+        if n and error_upper_bound(e, n, confidence=confidence) <= max_error:
+            best_t = float(t)
+    out = []
+    for k, name in enumerate(classes):
+        mine = predicted == k
+        if best_t is None:
+            n_all, e_all = int(mine.sum()), int((mine & wrong).sum())
+            out.append(ClassThreshold(name, None, n_all, e_all, None,
+                                      "pooled error bound never reached "
+                                      f"{max_error:.3f} at any threshold"))
+            continue
+        above = mine & (conf >= best_t)
+        n, e = int(above.sum()), int((above & wrong).sum())
+        if n < min_points:
+            out.append(ClassThreshold(name, None, n, e, None,
+                                      f"too little validation data: {n} < {min_points} items"))
+        else:
+            out.append(ClassThreshold(name, best_t, n, e, None, "ok (pooled bound)"))
+    accepted = [c for c in out if c.threshold is not None]
+    n_acc = sum(c.n_validation for c in accepted)
+    e_acc = sum(c.errors for c in accepted)
+    pooled_ucb = error_upper_bound(e_acc, n_acc, confidence=confidence) if n_acc else None
+    out = [ClassThreshold(c.label, c.threshold, c.n_validation, c.errors,
+                          pooled_ucb if c.threshold is not None else c.error_upper_bound,
+                          c.reason) for c in out]
+    return Thresholds(tuple(out), target_precision, confidence)
+
+
+def _check(pred_probs, labels, classes, target_precision, confidence, min_points):
+    pred_probs = np.asarray(pred_probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    if pred_probs.ndim != 2 or pred_probs.shape[1] != len(classes):
+        raise ValueError(f"pred_probs must be [N, {len(classes)}], got {pred_probs.shape}")
+    if labels.shape != (pred_probs.shape[0],):
+        raise ValueError(f"labels must be [{pred_probs.shape[0]}], got {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise ValueError(f"labels must be class indices in 0..{len(classes) - 1}")
+    if not 0.5 < target_precision < 1 or not 0.5 < confidence < 1:
+        raise ValueError("target_precision and confidence must be in (0.5, 1)")
+    if min_points < 1:
+        raise ValueError("min_points must be >= 1")
+    return pred_probs, labels.astype(int)

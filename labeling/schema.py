@@ -127,3 +127,49 @@ class Selection(Base):
     machine_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
     machine_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StudioTaskSync(Base):
+    """labelloop's last view of one Label Studio task, the sync cursor: a task whose
+    ``updated_at`` or set of annotation ids differs from this row is read again (Label Studio
+    bumps a task's ``updated_at`` when one of its annotations is created, changed or deleted).
+    ``outcome``: pending, labeled, skipped or disagreement (see ``labeling.studio.consensus``)."""
+
+    __tablename__ = "studio_task_sync"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Integer, index=True)
+    # Task ids are global across the server's projects.
+    task_id: Mapped[int] = mapped_column(Integer, unique=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), nullable=True, index=True)
+    updated_at: Mapped[str] = mapped_column(String(40), default="")
+    annotation_ids: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(String(20), default="pending")
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    synced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StudioAnnotation(Base):
+    """A mirror of one Label Studio annotation as last synced (skips and rejected ones too).
+    ``rejected`` says why it does not count as a vote (e.g. a label that is not a class)."""
+
+    __tablename__ = "studio_annotations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    annotation_id: Mapped[int] = mapped_column(Integer, unique=True)
+    project_id: Mapped[int] = mapped_column(Integer, index=True)
+    task_id: Mapped[int] = mapped_column(Integer, index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), nullable=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    who: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    choice: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    was_cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    rejected: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lead_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The pre-annotation shown when it was made, and whether the person changed it.
+    predicted: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    prediction_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    changed_prediction: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    created_at: Mapped[str] = mapped_column(String(40), default="")
+    updated_at: Mapped[str] = mapped_column(String(40), default="")

@@ -30,11 +30,13 @@ def record_picks(store: LabelStore, picks: Iterable[Pick], *, round_id: int | No
         raise StoreError(f"unknown selection reason(s) {sorted(bad)}; valid: {SELECTION_REASONS}")
     added = []
     with store.transaction() as s:
-        ids = dict(s.execute(select(Item.key, Item.id).where(Item.key.in_([p.key for p in picks]))))
+        wanted = [p.key for p in picks]
+        ids = {k: i for k, i in s.execute(select(Item.key, Item.id).where(Item.key.in_(wanted)))}
         missing = [p.key for p in picks if p.key not in ids]
         if missing:
             raise StoreError(f"unknown item key(s): {', '.join(missing[:5])}")
-        taken = set(s.scalars(select(Selection.item_id).where(Selection.item_id.in_(ids.values()))))
+        taken = set(s.scalars(
+            select(Selection.item_id).where(Selection.item_id.in_(list(ids.values())))))
         for p in picks:
             if ids[p.key] in taken:
                 continue

@@ -232,41 +232,8 @@ class LabelStore:
         alone. A machine label for an item whose current label came from a person is refused.
         Unknown items, sources or classes raise ``StoreError`` and nothing is written.
         """
-        labels = list(labels)
-        valid = set(classes) if classes is not None else None
-        for lab in labels:
-            if lab.source not in SOURCES:
-                raise StoreError(f"unknown label source {lab.source!r}; valid: {', '.join(SOURCES)}")
-            if valid is not None and lab.label not in valid:
-                raise StoreError(
-                    f"label {lab.label!r} for item {lab.key} is not a class of this project; "
-                    f"valid: {', '.join(sorted(valid))}"
-                )
-        result = LabelWriteResult([], [], [])
         with self.transaction() as s:
-            by_key = _items_by_key(s, (lab.key for lab in labels))
-            current = _current_by_item(s, [i.id for i in by_key.values()])
-            now = utcnow()
-            for lab in labels:
-                item = by_key[lab.key]
-                cur = current.get(item.id)
-                if cur is not None:
-                    if SOURCE_RANK[lab.source] < SOURCE_RANK[cur.source]:
-                        result.refused.append(lab.key)
-                        continue
-                    if (cur.label, cur.source, cur.model_version) == (
-                        lab.label, lab.source, lab.model_version
-                    ) and dict(cur.extra or {}) == dict(lab.extra):
-                        result.unchanged.append(lab.key)
-                        continue
-                    cur.superseded_at = now
-                new = Label(item_id=item.id, label=lab.label, source=lab.source, who=lab.who,
-                            model_version=lab.model_version, confidence=lab.confidence,
-                            round_id=lab.round_id, extra=dict(lab.extra), created_at=now)
-                s.add(new)
-                current[item.id] = new
-                result.written.append(lab.key)
-        return result
+            return write_labels(s, labels, classes=classes)
 
     def retract_label(self, key: str, *, source: str) -> bool:
         """Supersede the current label of ``key`` if it came from ``source``, leaving the item
@@ -393,6 +360,49 @@ class LabelStore:
             for t in s.scalars(select(Task).where(Task.project_id == project_id,
                                                   Task.item_id.in_(ids))):
                 t.deleted = True
+
+
+def write_labels(
+    s: Session, labels: Iterable[NewLabel], *, classes: Iterable[str] | None = None
+) -> LabelWriteResult:
+    """``LabelStore.add_labels`` inside the caller's transaction (``store.transaction()``),
+    for label writes that must commit together with other tables (e.g. a Label Studio
+    sync). Same rules; raises ``StoreError`` before writing anything."""
+    labels = list(labels)
+    valid = set(classes) if classes is not None else None
+    for lab in labels:
+        if lab.source not in SOURCES:
+            raise StoreError(
+                f"unknown label source {lab.source!r}; valid: {', '.join(SOURCES)}")
+        if valid is not None and lab.label not in valid:
+            raise StoreError(
+                f"label {lab.label!r} for item {lab.key} is not a class of this project; "
+                f"valid: {', '.join(sorted(valid))}"
+            )
+    result = LabelWriteResult([], [], [])
+    by_key = _items_by_key(s, (lab.key for lab in labels))
+    current = _current_by_item(s, [i.id for i in by_key.values()])
+    now = utcnow()
+    for lab in labels:
+        item = by_key[lab.key]
+        cur = current.get(item.id)
+        if cur is not None:
+            if SOURCE_RANK[lab.source] < SOURCE_RANK[cur.source]:
+                result.refused.append(lab.key)
+                continue
+            if (cur.label, cur.source, cur.model_version) == (
+                lab.label, lab.source, lab.model_version
+            ) and dict(cur.extra or {}) == dict(lab.extra):
+                result.unchanged.append(lab.key)
+                continue
+            cur.superseded_at = now
+        new = Label(item_id=item.id, label=lab.label, source=lab.source, who=lab.who,
+                    model_version=lab.model_version, confidence=lab.confidence,
+                    round_id=lab.round_id, extra=dict(lab.extra), created_at=now)
+        s.add(new)
+        current[item.id] = new
+        result.written.append(lab.key)
+    return result
 
 
 def _items_by_key(s: Session, keys: Iterable[str]) -> dict[str, Item]:

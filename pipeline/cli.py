@@ -5,8 +5,11 @@ from __future__ import annotations
 import typer
 
 from pipeline.datasets import datasets_app
+from pipeline.export_cli import export_command
 from pipeline.ingest import ingest_command
+from pipeline.loop_cli import register as register_loop_commands
 from pipeline.simulate_cli import simulate_command
+from pipeline.studio_cli import register as register_studio_commands
 
 app = typer.Typer(
     name="labelloop",
@@ -20,6 +23,9 @@ app = typer.Typer(
 app.add_typer(datasets_app, name="datasets")
 app.command("ingest")(ingest_command)
 app.command("simulate")(simulate_command)
+app.command("export")(export_command)
+register_loop_commands(app)
+register_studio_commands(app)
 
 
 def main() -> None:

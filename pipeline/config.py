@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -93,9 +94,13 @@ class LoopSection(_Section):
     # labels with an upper confidence bound on the error at `confidence_level`.
     target_precision: float = Field(default=0.98, gt=0.5, lt=1)
     confidence_level: float = Field(default=0.95, gt=0.5, lt=1)
+    # pooled: one threshold; the bound holds for all accepted labels together (needs a few
+    # hundred random human labels). per_class: a bound for each class alone (needs ~150-260
+    # per class at 98%). See labeling/autoaccept.py.
+    threshold_mode: Literal["pooled", "per_class"] = "pooled"
     # Fewest validation items of a class above its threshold; fewer: no auto-accept for it.
-    min_validation_points: int = Field(default=25, ge=1)
-    # Bonferroni over classes: the bound holds for all classes at once, not just each alone.
+    min_validation_points: int = Field(default=10, ge=1)
+    # per_class only: Bonferroni over classes, so the bound holds for all classes at once.
     split_error_budget: bool = True
     strategy: str = "margin"
 

@@ -21,6 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from labeling.store import LabelStore, NewItem, StoreError
+from pipeline.config import ConfigError
+from pipeline.workspace import ensure_workspace, find_config
 from training.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -213,23 +215,39 @@ def _write(store: LabelStore, pending: list[NewItem]) -> list[NewItem]:
 
 # ---- command line -------------------------------------------------------------------------
 def ingest_command(
-    folder: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of images, searched recursively (default: the project's)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="labelloop.toml (default: ./labelloop.toml)."),
+    ] = None,
     store: Annotated[
-        Path, typer.Option("--store", help="Label store file (SQLite), e.g. labels.db.")
-    ],
+        Path | None,
+        typer.Option("--store", help="A label store file to use instead of a project's."),
+    ] = None,
     max_pixels: Annotated[
         int, typer.Option(help="Larger images are quarantined as possible decompression bombs.")
     ] = DEFAULT_MAX_PIXELS,
 ) -> None:
-    """Add the images under FOLDER to the pool; unreadable files are quarantined with a reason."""
+    """Add images to the pool; unreadable files are quarantined with a reason."""
     err_console = Console(stderr=True)
     try:
-        label_store = LabelStore(store)
+        if store is not None:
+            if folder is None:
+                raise IngestError("with --store, name the FOLDER to ingest")
+            url = str(store)
+        else:
+            project = find_config(config)
+            ensure_workspace(project)
+            url, folder = project.store_url, folder or project.images_dir
+        label_store = LabelStore(url)
         try:
             report = ingest_folder(label_store, folder, max_pixels=max_pixels, progress=True)
         finally:
             label_store.close()
-    except (IngestError, StoreError) as err:
+    except (IngestError, StoreError, ConfigError) as err:
         # markup off: messages hold paths that may contain brackets.
         err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -22,7 +22,8 @@ from pipeline.workspace import find_config, init_project
 console = Console(stderr=True)
 out = Console()
 
-ConfigOption = typer.Option(None, "--config", "-c", help="labelloop.toml (default: ./labelloop.toml)")
+ConfigOption = typer.Option(None, "--config", "-c",
+                            help="labelloop.toml (default: ./labelloop.toml)")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -149,7 +150,8 @@ def models_list(config: Path | None = ConfigOption) -> None:
 
 @models_app.command("promote")
 def models_promote(version: str, config: Path | None = ConfigOption,
-                   reason: str = typer.Option("manual promotion", help="Recorded with it.")) -> None:
+                   reason: str = typer.Option("manual promotion",
+                                              help="Recorded with it.")) -> None:
     """Make VERSION the champion."""
     with opened(config, lock="labelloop models promote") as project:
         project.registry.promote(version, reason=reason)
@@ -158,7 +160,8 @@ def models_promote(version: str, config: Path | None = ConfigOption,
 
 @models_app.command("rollback")
 def models_rollback(config: Path | None = ConfigOption,
-                    reason: str = typer.Option("manual rollback", help="Recorded with it.")) -> None:
+                    reason: str = typer.Option("manual rollback",
+                                               help="Recorded with it.")) -> None:
     """Restore the previous champion."""
     with opened(config, lock="labelloop models rollback") as project:
         restored = project.registry.rollback(reason=reason)

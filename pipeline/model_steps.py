@@ -80,7 +80,13 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
         if len(eval_set) >= MIN_CALIBRATION_ITEMS:
             eval_keys = sorted(eval_set)
             eval_paths = paths_of(project, eval_keys)
-            calibrate(model, eval_paths, [eval_set[k] for k in eval_keys])
+            fitted = calibrate(model, eval_paths, [eval_set[k] for k in eval_keys])
+            # Soften only. On a few hundred held-out items a good model is often perfectly
+            # right, and the NLL then drives T toward 0: every confidence becomes 1.0 and the
+            # thresholds lose the ranking they need. Nets trained with cross-entropy err on
+            # the overconfident side (Guo et al. 2017), which T >= 1 corrects.
+            model.temperature = max(1.0, fitted)
+            metrics["temperature_fitted"] = fitted
             probs = predict(model, eval_paths).probs
             report = evaluate(probs, _indices(project, eval_set, eval_keys), project.classes)
             metrics.update({"eval_accuracy": report.accuracy, "eval_macro_f1": report.macro_f1,
@@ -88,7 +94,8 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
         model.metrics.update(metrics)
         save_checkpoint(model, ckpt)
     model = load_checkpoint(ckpt)
-    metrics = {k: v for k, v in model.metrics.items() if isinstance(v, int | float)}
+    metrics = {k: float(v) for k, v in model.metrics.items()
+               if isinstance(v, int | float) and not isinstance(v, bool)}
     version = project.registry.register(
         ckpt, params=model.params.to_dict(), metrics=metrics, snapshot=snapshot,
         round_id=round_id, tags={"temperature": str(model.temperature)})

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from labeling.autoaccept import accept_confident, choose_thresholds, precision_interval
+from labeling.autoaccept import (
+    accept_confident,
+    choose_thresholds,
+    pooled_thresholds,
+    precision_interval,
+)
 from labeling.selections import Pick, picks, record_picks
 from labeling.store import NewLabel
 from labeling.strategies import select_for_review
@@ -61,10 +66,15 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     val_keys = [k for k in eval_set if k in index]
     val_probs = probs[[index[k] for k in val_keys]] if val_keys else np.zeros((0, len(classes)))
     val_y = np.array([classes.index(eval_set[k]) for k in val_keys], dtype=int)
-    thresholds = choose_thresholds(
-        val_probs, val_y, classes, target_precision=loop.target_precision,
-        confidence=loop.confidence_level, min_points=loop.min_validation_points,
-        split_budget=loop.split_error_budget)
+    if loop.threshold_mode == "pooled":
+        thresholds = pooled_thresholds(
+            val_probs, val_y, classes, target_precision=loop.target_precision,
+            confidence=loop.confidence_level, min_points=loop.min_validation_points)
+    else:
+        thresholds = choose_thresholds(
+            val_probs, val_y, classes, target_precision=loop.target_precision,
+            confidence=loop.confidence_level, min_points=loop.min_validation_points,
+            split_budget=loop.split_error_budget)
     human = project.store.current_labels(sources=("human", "seed"))
     pool = [i for i, k in enumerate(keys) if k not in human]
     pool_probs = probs[pool]

@@ -33,6 +33,7 @@ import socket
 import sqlite3
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -301,8 +302,9 @@ class ModelRegistry:
     # ---- internals ---------------------------------------------------------------------
     @contextmanager
     def _call(self, action: str) -> Iterator[None]:
-        """Quiet MLflow's INFO/WARNING chatter (schema creation, pip hints); turn its failures
-        into ``RegistryError`` naming the store. Errors still print and propagate."""
+        """Quiet MLflow's INFO/WARNING chatter (schema creation, pip hints) and its deprecation
+        warnings; turn its failures into ``RegistryError`` naming the store. Its ERROR logs still
+        print, and every failure propagates."""
         from mlflow.exceptions import MlflowException
 
         loggers = [logging.getLogger(name) for name in _QUIET]
@@ -310,7 +312,12 @@ class ModelRegistry:
         for lg in loggers:
             lg.setLevel(max(lg.level, logging.ERROR))
         try:
-            yield
+            with warnings.catch_warnings():
+                # MLflow's own deprecation notices (e.g. SQLAlchemy's ``noload``) are not ours
+                # to act on.
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow\.")
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow\.")
+                yield
         except (MlflowException, SQLAlchemyError, OSError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise RegistryError(f"{action}: the MLflow store at {self.tracking_uri} failed: "

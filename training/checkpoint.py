@@ -83,8 +83,9 @@ def load_checkpoint(path: str | Path, *, device: str = "cpu") -> TrainedModel:
     try:
         data = torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path} (corrupt or not a checkpoint): "
-                              f"{err}") from err
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (corrupt or not a checkpoint): {err}"
+        ) from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a labelloop checkpoint")
     missing = [k for k in _REQUIRED if k not in data]
@@ -119,8 +120,9 @@ def _plain(obj: Any, where: str, path: Path) -> Any:
     if isinstance(obj, dict):
         bad = [k for k in obj if not isinstance(k, str)]
         if bad:
-            raise CheckpointError(f"cannot save checkpoint {path}: {where} has non-string key "
-                                  f"{bad[0]!r}")
+            raise CheckpointError(
+                f"cannot save checkpoint {path}: {where} has non-string key {bad[0]!r}"
+            )
         return {k: _plain(v, f"{where}[{k!r}]", path) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_plain(v, f"{where}[{i}]", path) for i, v in enumerate(obj)]

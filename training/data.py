@@ -124,13 +124,24 @@ class ImageFileDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        try:
-            img = open_image(self.paths[i], channels=self.tconf.channels)
-        except ImageError as err:
-            size = self.tconf.image_size
-            return torch.zeros(self.tconf.channels, size, size, dtype=torch.uint8), str(err)
-        pixels = to_model_pixels(img, self.tconf)
-        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))), ""
+        pixels, errors = self.__getitems__([i])
+        return pixels[0], errors[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, list[str]]:
+        """A whole batch ``(pixels [B, C, S, S], errors [B])`` filled in place: the DataLoader
+        calls this instead of one ``__getitem__`` per image, which saves a tensor per image and
+        the collation (a fifth of the reading time for small images)."""
+        size = self.tconf.image_size
+        batch = np.zeros((len(indices), size, size, self.tconf.channels), dtype=np.uint8)
+        errors = [""] * len(indices)
+        for row, i in enumerate(indices):
+            try:
+                img = open_image(self.paths[i], channels=self.tconf.channels)
+            except ImageError as err:
+                errors[row] = str(err)
+                continue
+            batch[row] = to_model_pixels(img, self.tconf)
+        return torch.from_numpy(batch).permute(0, 3, 1, 2), errors
 
 
 class ArrayDataset(Dataset):
@@ -151,7 +162,11 @@ class ArrayDataset(Dataset):
             ready = np.empty((len(images), size, size, tconf.channels), dtype=np.uint8)
             for i, img in enumerate(images):
                 ready[i] = to_model_pixels(img, tconf)
-        self.images = torch.from_numpy(np.ascontiguousarray(ready.transpose(0, 3, 1, 2)))
+        ready = np.ascontiguousarray(ready)
+        if not ready.flags.writeable:  # torch will not wrap read-only memory
+            ready = ready.copy()
+        # [N, S, S, C] memory viewed as [N, C, S, S]: channels-last, as the models run, no copy.
+        self.images = torch.from_numpy(ready).permute(0, 3, 1, 2)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -197,6 +212,7 @@ def iter_file_batches(
         # More workers than batches would sit idle and still cost a process start each.
         num_workers=min(num_workers, n_batches),
         pin_memory=pin_memory,
+        collate_fn=_as_batch,
     )
     start = 0
     with progress_bar(progress, description, len(dataset)) as bar:
@@ -207,6 +223,11 @@ def iter_file_batches(
             start += len(pixels)
             bar.advance(len(pixels))
             yield pixels
+
+
+def _as_batch(batch: tuple[torch.Tensor, list[str]]) -> tuple[torch.Tensor, list[str]]:
+    # ImageFileDataset.__getitems__ already returns a collated batch.
+    return batch
 
 
 def load_arrays(

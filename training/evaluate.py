@@ -51,9 +51,7 @@ def evaluate(probs: np.ndarray, label_idx: np.ndarray, classes: Sequence[str]) -
     )
 
 
-def expected_calibration_error(
-    probs: np.ndarray, label_idx: np.ndarray, n_bins: int = 15
-) -> float:
+def expected_calibration_error(probs: np.ndarray, label_idx: np.ndarray, n_bins: int = 15) -> float:
     """ECE: the gap between confidence (top probability) and accuracy, averaged over
     ``n_bins`` equal-width confidence bins weighted by their share of items (Guo et al. 2017).
     """

@@ -45,7 +45,8 @@ def open_image(
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img.load()
-            img = ImageOps.exif_transpose(img)
+            # In place: the default returns a copy even when there is nothing to rotate.
+            ImageOps.exif_transpose(img, in_place=True)
             return _convert(img, channels)
     except ImageError:
         raise

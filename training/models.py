@@ -34,7 +34,7 @@ class ModelSpec:
 
 
 class FeatureClassifier(nn.Module):
-    """``forward(x) = head(features(x))``; ``features(x)`` gives the penultimate embedding [N, D]."""
+    """``forward(x) = head(features(x))``; ``features(x)`` is the penultimate embedding [N, D]."""
 
     def __init__(self, features: nn.Module, head: nn.Linear) -> None:
         super().__init__()

@@ -7,6 +7,7 @@ from labeling.autoaccept import (
     accept_confident,
     choose_thresholds,
     error_upper_bound,
+    pooled_thresholds,
     precision_interval,
 )
 
@@ -73,3 +74,25 @@ def test_bad_shapes_are_clear_errors():
         choose_thresholds(np.ones((3, 3)) / 3, np.zeros(3, int), CLASSES)
     with pytest.raises(ValueError, match="class indices"):
         choose_thresholds(np.ones((3, 2)) / 2, np.array([0, 1, 5]), CLASSES)
+
+
+def test_pooled_threshold_bounds_overall_precision_with_less_data():
+    rng = np.random.default_rng(3)
+    val_probs, val_truth = _synthetic(400, rng)
+    per_class = choose_thresholds(val_probs, val_truth, CLASSES, target_precision=0.98)
+    pooled = pooled_thresholds(val_probs, val_truth, CLASSES, target_precision=0.98)
+    # 400 validation items cannot certify 98% for each class alone, but can for all together.
+    assert any(c.threshold is None for c in per_class.per_class)
+    assert all(c.threshold is not None for c in pooled.per_class)
+    assert pooled.per_class[0].error_upper_bound <= 0.02
+    pool_probs, pool_truth = _synthetic(20000, rng)
+    accepted = accept_confident(pool_probs, pooled)
+    assert (pool_probs[accepted].argmax(1) == pool_truth[accepted]).mean() >= 0.975
+    assert accepted.mean() > 0.2
+
+
+def test_pooled_gives_no_threshold_to_a_class_absent_from_validation():
+    probs = np.array([[0.999, 0.001]] * 300)
+    pooled = pooled_thresholds(probs, np.zeros(300, int), CLASSES, target_precision=0.98)
+    assert pooled.per_class[0].threshold is not None
+    assert pooled.per_class[1].threshold is None

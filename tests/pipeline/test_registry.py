@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -24,13 +25,26 @@ def checkpoint(folder: Path, name: str = "model.pt", data: bytes = b"weights") -
     return path
 
 
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its schema, made once: creating the schema (MLflow's
+    migrations) takes seconds, so each test starts from a copy."""
+    folder = tmp_path_factory.mktemp("template")
+    make_registry(folder).check()
+    return folder / "mlflow.db"
+
+
 @pytest.fixture
-def ws(tmp_path, monkeypatch) -> Path:
-    # Any ./mlruns MLflow made by default would land here, where the tests look for it.
+def ws(tmp_path, monkeypatch, empty_store) -> Path:
+    """A workspace with an empty MLflow store; the current folder is an empty ./cwd, where any
+    ./mlruns MLflow made by default would land."""
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    return tmp_path / "my workspace"
+    workspace = tmp_path / "my workspace"
+    workspace.mkdir()
+    shutil.copy(empty_store, workspace / "mlflow.db")
+    return workspace
 
 
 def register(reg: ModelRegistry, ws: Path, snapshot: str, **kw) -> str:
@@ -63,6 +77,18 @@ def test_artifacts_land_in_the_workspace_not_the_current_folder(ws):
     path = reg.checkpoint_path(version)
     assert path.is_relative_to(ws / "mlartifacts")
     assert list(Path.cwd().iterdir()) == []
+
+
+def test_a_remote_checkpoint_is_downloaded_into_the_workspace_cache(ws, monkeypatch):
+    reg = make_registry(ws)
+    register(reg, ws, "aaa")
+    # As with a tracking server's mlflow-artifacts:/ URIs: no local folder to read from.
+    monkeypatch.setattr("pipeline.registry._local_folder", lambda uri: None)
+    path = reg.checkpoint_path("1")
+    assert path == ws / "model-cache" / "1" / "aaa.pt"
+    assert path.read_bytes() == b"aaa"
+    assert reg.checkpoint_path("1") == path
+    assert sorted(p.name for p in (ws / "model-cache").iterdir()) == ["1"]
 
 
 def test_crash_after_the_run_before_registration_reuses_the_run(ws, monkeypatch):
@@ -176,12 +202,14 @@ def test_missing_checkpoint_and_bad_inputs_are_clear_errors(ws):
 
 
 def test_check_passes_on_a_new_and_an_existing_store_quietly(ws, capfd):
+    (ws / "mlflow.db").unlink()
     reg = make_registry(ws)
     reg.check()
     register(reg, ws, "aaa")
     make_registry(ws).check()
     captured = capfd.readouterr()
     assert "INFO" not in captured.err and "WARNING" not in captured.err
+    assert list(Path.cwd().iterdir()) == []
 
 
 def test_check_fails_fast_on_a_corrupt_store(tmp_path):

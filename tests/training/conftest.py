@@ -15,7 +15,7 @@ DIGIT_CLASSES = [str(d) for d in range(10)]
 
 @pytest.fixture(scope="session")
 def digits() -> tuple[np.ndarray, np.ndarray]:
-    """sklearn's 1,797 8x8 digits as uint8 0..255 [N, 8, 8] in a fixed shuffled order, labels [N]."""
+    """sklearn's 1,797 8x8 digits as uint8 0..255 [N, 8, 8], fixed shuffled order; labels [N]."""
     from sklearn.datasets import load_digits
 
     data = load_digits()

@@ -1,0 +1,181 @@
+"""A labelloop project's side in Label Studio: labeling config, project, and image URLs.
+
+The labeling config is image classification, one choice per image::
+
+    <Image name="image" value="$image"/> + <Choices name="label" toName="image" choice="single">
+
+Tasks carry ``data.image`` (the URL Label Studio shows) and ``data.item_key`` (labelloop's key,
+which is how everything maps back: task ids are global across projects).
+
+Images are reached either as http(s) URLs, passed through unchanged, or as local files served by
+Label Studio from a local-files storage for the image folder: ``/data/local-files/?d=<path
+relative to the server's LOCAL_FILES_DOCUMENT_ROOT>``. The embedded server's document root is
+the image folder's parent (``server.local_files_root``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+from xml.etree import ElementTree
+from xml.sax.saxutils import quoteattr
+
+from labeling.studio.connection import Studio
+from labeling.studio.errors import ProjectMismatch, StudioError
+from labeling.studio.server import local_files_root
+
+IMAGE_NAME = "image"
+CHOICES_NAME = "label"
+STORAGE_TITLE = "labelloop images"
+TITLE_MAX = 50  # Label Studio's own limit
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """How item paths become image URLs. ``images_dir`` ``None``: only http(s) URLs."""
+
+    images_dir: Path | None = None
+    document_root: Path | None = None
+
+    @classmethod
+    def local(cls, images_dir: Path, document_root: Path | None = None) -> ImageSource:
+        """Local files under ``images_dir``, served from ``document_root`` (default: its
+        parent, as the embedded server is set up)."""
+        images_dir = Path(images_dir).resolve()
+        root = Path(document_root).resolve() if document_root else local_files_root(images_dir)
+        if root not in images_dir.parents:
+            raise StudioError(f"the image folder {images_dir} must be inside Label Studio's "
+                              f"local-files document root {root} (and not the root itself)")
+        return cls(images_dir=images_dir, document_root=root)
+
+    def url_for(self, path: str) -> str:
+        """The task's image URL for an item path; http(s) URLs pass through unchanged."""
+        if path.startswith(("http://", "https://")):
+            return path
+        if self.images_dir is None or self.document_root is None:
+            raise StudioError(f"item {path} is a local file but no image folder is served; "
+                              f"use http(s) URLs or serve [project] images as local files")
+        resolved = Path(path).resolve()
+        if self.images_dir not in resolved.parents:
+            raise StudioError(f"item {path} is outside the image folder {self.images_dir}; "
+                              f"Label Studio serves only files inside it: move the file there "
+                              f"and ingest it again")
+        return "/data/local-files/?d=" + quote(resolved.relative_to(self.document_root).as_posix(),
+                                               safe="/")
+
+
+@dataclass(frozen=True)
+class StudioProject:
+    """A Label Studio project that belongs to a labelloop project."""
+
+    id: int
+    title: str
+    classes: tuple[str, ...]
+    images: ImageSource
+
+
+def label_config(classes: Sequence[str]) -> str:
+    """The labeling config XML for single-choice image classification over ``classes``."""
+    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in classes)
+    return (f'<View>\n  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}"/>\n'
+            f'  <Choices name="{CHOICES_NAME}" toName="{IMAGE_NAME}" choice="single" '
+            f'showInline="true">\n{choices}\n  </Choices>\n</View>')
+
+
+def config_classes(xml: str) -> tuple[str, ...] | None:
+    """The classes of a labelloop-style labeling config, or ``None`` if it is not one."""
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return None
+    images = [e for e in root.iter("Image") if e.get("name") == IMAGE_NAME]
+    choices = [e for e in root.iter("Choices")
+               if e.get("name") == CHOICES_NAME and e.get("toName") == IMAGE_NAME]
+    if len(images) != 1 or len(choices) != 1:
+        return None
+    return tuple(c.get("value", "") for c in choices[0].iter("Choice"))
+
+
+def ensure_project(studio: Studio, title: str, classes: Sequence[str], *,
+                   images: ImageSource) -> StudioProject:
+    """Find the project titled ``title`` and check its classes, or create it.
+
+    Raises ``ProjectMismatch`` if the existing project's labeling config is not labelloop's or
+    its classes differ from ``classes`` (the message lists what was added and what is missing).
+    """
+    classes = tuple(classes)
+    if not 3 <= len(title) <= TITLE_MAX:
+        raise StudioError(f"Label Studio project titles have 3 to {TITLE_MAX} characters, "
+                          f"{title!r} has {len(title)}; set [studio] project_title")
+    found = find_projects(studio, title)
+    if len(found) > 1:
+        raise ProjectMismatch(f"several Label Studio projects are titled {title!r} (ids "
+                              f"{', '.join(str(p['id']) for p in found)}); rename all but one, or "
+                              f"set another [studio] project_title")
+    if found:
+        project = found[0]
+        check_classes(project, classes)
+        project_id = int(project["id"])
+    else:
+        with studio.errors(f"creating project {title!r}"):
+            created = studio.client.projects.create(title=title, label_config=label_config(classes))
+        project_id = int(created.id)
+    result = StudioProject(id=project_id, title=title, classes=classes, images=images)
+    if images.images_dir is not None:
+        ensure_local_storage(studio, result)
+    return result
+
+
+def find_projects(studio: Studio, title: str) -> list[dict]:
+    """The projects whose title is exactly ``title`` (id and label_config of each)."""
+    body = studio.get_json("api/projects", {"title": title, "page_size": 100,
+                                            "include": "id,title,label_config"},
+                           action=f"looking up project {title!r}")
+    rows = body.get("results", []) if isinstance(body, dict) else body
+    return sorted((p for p in rows if p.get("title") == title), key=lambda p: p["id"])
+
+
+def check_classes(project: dict, classes: tuple[str, ...]) -> None:
+    """Raise ``ProjectMismatch`` if the project's config disagrees with ``classes``."""
+    title = project.get("title")
+    found = config_classes(project.get("label_config") or "")
+    if found is None:
+        raise ProjectMismatch(
+            f"Label Studio project {title!r} (id {project['id']}) exists but its labeling config "
+            f"is not labelloop's (an Image named {IMAGE_NAME!r} and Choices named "
+            f"{CHOICES_NAME!r}); set another [studio] project_title")
+    added = [c for c in classes if c not in found]
+    missing = [c for c in found if c not in classes]
+    if added or missing:
+        parts = []
+        if added:
+            parts.append(f"in labelloop.toml but not in the project: {', '.join(added)}")
+        if missing:
+            parts.append(f"in the project but not in labelloop.toml: {', '.join(missing)}")
+        raise ProjectMismatch(
+            f"Label Studio project {title!r} (id {project['id']}) has other classes than "
+            f"[project] classes ({'; '.join(parts)}); make them agree (edit the project's "
+            f"labeling config or labelloop.toml), or set another [studio] project_title")
+
+
+def ensure_local_storage(studio: Studio, project: StudioProject) -> int:
+    """Register the image folder as the project's local-files storage (once); its id."""
+    path = str(project.images.images_dir)
+    local = studio.client.import_storage.local
+    existing = studio.read(f"listing the storages of project {project.id}", local.list,
+                           project=project.id)
+    for storage in existing:
+        if storage.path is not None and str(storage.path).rstrip("/") == path:
+            return int(storage.id)
+    try:
+        with studio.errors(f"registering {path} as local storage of project {project.id}"):
+            created = local.create(project=project.id, path=path, use_blob_urls=True,
+                                   title=STORAGE_TITLE)
+    except StudioError as err:
+        raise StudioError(f"{err} (Label Studio serves local files only from a strict "
+                          f"subfolder of its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, with "
+                          f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true; the embedded server "
+                          f"sets both)") from None
+    return int(created.id)

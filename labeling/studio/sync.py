@@ -1,0 +1,170 @@
+"""Pull annotations from Label Studio into the label store as human labels, incrementally.
+
+One sync:
+
+1. lists every task of the project, lightly (id, item key, ``updated_at``, annotation ids);
+2. compares that with the cursor kept in the store (``studio_task_sync``): only tasks whose
+   ``updated_at`` or annotation ids changed are read in full (annotations and predictions);
+3. decides each changed task's outcome (``consensus.decide``): labeled, skipped, disagreement
+   or pending; an annotation with a label outside the class list is rejected and reported;
+4. writes everything (mirror of annotations, labels, item statuses, deleted tasks, cursor) in
+   one store transaction.
+
+Reading happens before any write, so a server that goes away mid-sync raises a
+``StudioUnreachable`` and leaves the store as it was: the next sync reads the same changes again.
+
+Re-deriving a changed task from all of its current annotations is what makes the store follow
+Label Studio: an annotation updated after a sync changes the label; a deleted one is no longer
+counted (the last one deleted retracts the human label).
+
+Tasks deleted in Label Studio are marked deleted in the store's task table, and the human labels
+already synced from them stay: a person gave them, and deleting a task is usually housekeeping
+(clearing a project), not a verdict on the label. Delete the annotation to withdraw a label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from labeling.store import LabelStore
+from labeling.studio.connection import Studio
+from labeling.studio.consensus import AnnotationView, decide
+from labeling.studio.project import CHOICES_NAME, StudioProject
+from labeling.studio.remote import item_key_of, iter_tasks, iter_tasks_by_id
+from labeling.studio.sync_store import (
+    AnnotationRecord,
+    TaskSnapshot,
+    apply_sync,
+    load_cursor,
+)
+
+LIGHT_FIELDS = "id,data,updated_at,annotations_ids"
+
+
+@dataclass(frozen=True)
+class RejectedAnnotation:
+    """An annotation that does not count, with the reason shown to the user."""
+
+    annotation_id: int
+    task_id: int
+    item_key: str | None
+    who: str | None
+    reason: str
+
+
+@dataclass
+class SyncReport:
+    """What a sync found and did. Lists hold item keys, except where they say task ids."""
+
+    project_id: int
+    tasks: int = 0
+    read: int = 0
+    annotations: int = 0
+    labeled: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    retracted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    disagreements: list[str] = field(default_factory=list)
+    rejected: list[RejectedAnnotation] = field(default_factory=list)
+    deleted_tasks: list[int] = field(default_factory=list)
+    foreign_tasks: list[int] = field(default_factory=list)
+
+
+def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject) -> SyncReport:
+    """Bring the store up to date with the project's annotations; see the module docstring."""
+    light = list(iter_tasks(studio, project.id, include=LIGHT_FIELDS, all_fields=True))
+    cursor = load_cursor(store, project.id)
+    snapshots: list[TaskSnapshot] = []
+    to_read: list[int] = []
+    for task in light:
+        tid, ids = int(task["id"]), _ids(task.get("annotations_ids"))
+        seen = cursor.get(tid)
+        if seen is not None and (seen.updated_at, seen.annotation_ids) == (task["updated_at"], ids):
+            continue
+        if ids:
+            to_read.append(tid)
+        else:  # nothing to read: no annotations now means pending
+            snapshots.append(_snapshot(project, task, [], users={}))
+    full = list(iter_tasks_by_id(studio, project.id, to_read, all_fields=True)) if to_read else []
+    users = _user_emails(studio) if full else {}
+    snapshots.extend(_snapshot(project, task, task.get("annotations") or [], users=users)
+                     for task in full)
+    present = {int(t["id"]) for t in light}
+    report = SyncReport(project_id=project.id, tasks=len(light), read=len(full),
+                        annotations=sum(len(s.annotations) for s in snapshots))
+    outcome = apply_sync(store, project, snapshots, present_task_ids=present)
+    report.labeled, report.unchanged = outcome.labeled, outcome.unchanged
+    report.retracted, report.skipped = outcome.retracted, outcome.skipped
+    report.disagreements, report.deleted_tasks = outcome.disagreements, outcome.deleted_tasks
+    report.foreign_tasks = outcome.foreign_tasks
+    report.rejected = [
+        RejectedAnnotation(a.annotation_id, s.task_id, s.item_key, a.who, a.rejected)
+        for s in snapshots for a in s.annotations if a.rejected
+    ]
+    return report
+
+
+def _snapshot(project: StudioProject, task: dict, annotations: list[dict], *,
+              users: dict[int, str]) -> TaskSnapshot:
+    predictions = task.get("predictions") or []
+    records = tuple(_record(a, predictions, users) for a in annotations)
+    views = [AnnotationView(r.annotation_id, r.user_id, r.choices, r.was_cancelled, r.updated_at)
+             for r in records]
+    verdict = decide(views, project.classes)
+    rejected = verdict.rejected or {}
+    records = tuple(r.with_rejection(rejected.get(r.annotation_id)) for r in records)
+    return TaskSnapshot(task_id=int(task["id"]), item_key=item_key_of(task),
+                        updated_at=str(task.get("updated_at") or ""),
+                        annotation_ids=_ids(",".join(str(a["id"]) for a in annotations)),
+                        annotations=records, verdict=verdict)
+
+
+def _record(annotation: dict, predictions: list[dict], users: dict[int, str]) -> AnnotationRecord:
+    user = annotation.get("completed_by")
+    user_id = int(user["id"]) if isinstance(user, dict) else (int(user) if user else None)
+    shown = _prediction_shown(annotation, predictions)
+    predicted = _choices(shown.get("result") or []) if shown else ()
+    return AnnotationRecord(
+        annotation_id=int(annotation["id"]),
+        user_id=user_id,
+        who=users.get(user_id) if user_id is not None else None,
+        choices=_choices(annotation.get("result") or []),
+        was_cancelled=bool(annotation.get("was_cancelled")),
+        lead_time=annotation.get("lead_time"),
+        created_at=str(annotation.get("created_at") or ""),
+        updated_at=str(annotation.get("updated_at") or ""),
+        predicted=predicted[0] if predicted else None,
+        prediction_version=shown.get("model_version") if shown else None,
+    )
+
+
+def _prediction_shown(annotation: dict, predictions: list[dict]) -> dict | None:
+    """The pre-annotation the person saw: the one Label Studio links as the annotation's parent,
+    else the newest prediction made before the annotation was."""
+    parent = annotation.get("parent_prediction")
+    for p in predictions:
+        if parent is not None and p.get("id") == parent:
+            return p
+    made = str(annotation.get("created_at") or "")
+    earlier = [p for p in predictions if str(p.get("created_at") or "") <= made]
+    return max(earlier, key=lambda p: (str(p.get("created_at") or ""), p.get("id", 0)),
+               default=None)
+
+
+def _choices(result: list[dict]) -> tuple[str, ...]:
+    out: list[str] = []
+    for region in result:
+        if region.get("from_name") == CHOICES_NAME and region.get("type") == "choices":
+            out.extend(str(c) for c in (region.get("value") or {}).get("choices") or [])
+    return tuple(out)
+
+
+def _ids(text) -> str:
+    """Annotation ids as Label Studio lists them, normalised: sorted, comma-separated."""
+    parts = [p.strip() for p in str(text or "").split(",") if p.strip()]
+    return ",".join(str(i) for i in sorted(int(p) for p in parts))
+
+
+def _user_emails(studio: Studio) -> dict[int, str]:
+    users = studio.read("listing users", studio.client.users.list)
+    return {int(u.id): str(u.email or u.username or u.id) for u in users}

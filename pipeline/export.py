@@ -1,0 +1,257 @@
+"""Export the labeled dataset with the provenance of every label.
+
+Formats (``EXPORT_FORMATS``):
+- ``csv``: one file, a row per labeled item, columns ``COLUMNS``; ``path`` is the image's path
+  as ingested.
+- ``imagefolder``: ``OUT/<class>/<file>`` (the layout torchvision's ``ImageFolder`` reads), one
+  folder per project class even when empty so class indices stay stable, plus
+  ``OUT/provenance.csv`` with the same columns, ``path`` relative to ``OUT``. Images are hard
+  links when ``OUT`` is on the images' filesystem (no space used; editing one edits the other),
+  copies otherwise. A name taken twice in a class gets the item key's first 12 characters.
+
+What is exported: each item's label in force (the newest; a person's label always outranks a
+machine's, see ``labeling.store``). Left out, and counted in the report: items without a label,
+items marked ``skipped`` or ``disagreement`` (people could not tell or agree on their class, so
+an older label is not trusted either), files quarantined at their path, and files that are gone
+from disk. ``human_only`` keeps human and seed labels (seed labels are people's labels that came
+with the data).
+
+The store is read in one SELECT statement, so the export is a consistent snapshot even while a
+round writes. The result is written beside ``OUT`` under a temporary name and renamed into
+place, so ``OUT`` never holds half an export. An existing ``OUT`` is refused unless ``force``;
+even with ``force`` a folder is replaced only if it holds a previous export
+(``provenance.csv``), so a mistyped ``--out`` cannot delete an unrelated folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import and_, exists, select
+
+from labeling.schema import Item, Label, Quarantine
+from labeling.store import LabelStore
+
+EXPORT_FORMATS = ("csv", "imagefolder")
+COLUMNS = ("path", "label", "source", "who", "model_version", "confidence", "round",
+           "labeled_at", "item_key")
+PROVENANCE_FILE = "provenance.csv"
+HUMAN_SOURCES = ("human", "seed")
+EXCLUDED_STATUSES = ("skipped", "disagreement")
+
+
+class ExportError(ValueError):
+    """The export cannot be written as asked; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One exported item and where its label came from."""
+
+    path: str
+    label: str
+    source: str
+    who: str | None
+    model_version: str | None
+    confidence: float | None
+    round: int | None
+    labeled_at: str
+    item_key: str
+
+    def as_csv(self, path: str) -> list:
+        values = [path, self.label, self.source, self.who, self.model_version,
+                  self.confidence, self.round, self.labeled_at, self.item_key]
+        return ["" if v is None else v for v in values]
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote and what it left out, with counts per reason."""
+
+    out: Path
+    format: str
+    by_source: dict[str, int]
+    left_out: dict[str, int]
+    missing: list[str] = field(default_factory=list)  # paths of labeled files gone from disk
+
+    @property
+    def rows(self) -> int:
+        return sum(self.by_source.values())
+
+
+def export_labels(
+    store: LabelStore,
+    out: str | Path,
+    *,
+    format: str,
+    classes: Iterable[str] = (),
+    human_only: bool = False,
+    force: bool = False,
+) -> ExportReport:
+    """Write the labeled items of ``store`` to ``out`` as ``format`` (module docstring).
+
+    ``classes`` (the project's) become folders of an imagefolder export even when empty.
+    Raises ``ExportError`` for an unknown format, an existing ``out`` without ``force``, or a
+    class name that cannot be a folder name.
+    """
+    if format not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {format!r}; valid: {', '.join(EXPORT_FORMATS)}")
+    out = Path(out).expanduser().absolute()
+    _check_target(out, format, force=force)
+    rows, left_out = labeled_rows(store, human_only=human_only)
+    present = [r for r in rows if os.path.isfile(r.path)]
+    missing = sorted(r.path for r in rows if not os.path.isfile(r.path))
+    if missing:
+        left_out["missing_file"] = len(missing)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if format == "csv":
+        _write_csv_atomic(out, present)
+    else:
+        _write_imagefolder(out, present, classes)
+    by_source = dict(sorted(Counter(r.source for r in present).items()))
+    return ExportReport(out, format, by_source, left_out, missing)
+
+
+def labeled_rows(store: LabelStore, *, human_only: bool = False
+                 ) -> tuple[list[ExportRow], dict[str, int]]:
+    """The exportable items (sorted by path) and how many were left out, by reason."""
+    quarantined = exists().where(Quarantine.path == Item.path)
+    query = (
+        select(Item.key, Item.path, Item.status, quarantined.label("quarantined"), Label)
+        .outerjoin(Label, and_(Label.item_id == Item.id, Label.superseded_at.is_(None)))
+        .order_by(Item.path, Item.key)
+    )
+    rows: list[ExportRow] = []
+    left_out: Counter[str] = Counter()
+    with store.transaction() as s:
+        # One statement: SQLite reads it from one snapshot, even while a round commits.
+        for key, path, status, is_quarantined, lab in s.execute(query):
+            if is_quarantined:
+                left_out["quarantined"] += 1
+            elif status in EXCLUDED_STATUSES:
+                left_out[status] += 1
+            elif lab is None:
+                left_out["unlabeled"] += 1
+            elif human_only and lab.source not in HUMAN_SOURCES:
+                left_out["machine_label"] += 1
+            else:
+                rows.append(ExportRow(path, lab.label, lab.source, lab.who, lab.model_version,
+                                      lab.confidence, lab.round_id, _utc_text(lab.created_at),
+                                      key))
+    return rows, dict(sorted(left_out.items()))
+
+
+def _utc_text(when: datetime) -> str:
+    # SQLite hands back naive datetimes; the store writes UTC.
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
+
+
+def _check_target(out: Path, format: str, *, force: bool) -> None:
+    if not out.exists():
+        return
+    if format == "csv":
+        if out.is_dir():
+            raise ExportError(f"--out {out} is a folder; a csv export is a file: give a file "
+                              "name, or use --format imagefolder")
+        if not force:
+            raise ExportError(f"{out} exists; pass --force to replace it, or choose another "
+                              "--out")
+        return
+    if not out.is_dir():
+        raise ExportError(f"--out {out} is a file; an imagefolder export is a folder")
+    if not any(out.iterdir()):
+        return
+    if not force:
+        raise ExportError(f"{out} is not empty; pass --force to replace a previous export, or "
+                          "choose a new or empty folder")
+    if not (out / PROVENANCE_FILE).is_file():
+        raise ExportError(f"{out} is not empty and holds no {PROVENANCE_FILE}, so it is not a "
+                          "labelloop export; --force replaces only those. Choose another --out")
+
+
+def _write_csv(path: Path, rows: list[ExportRow], paths: list[str] | None = None) -> None:
+    """The rows as CSV, ``paths`` in place of the rows' own when given; fsynced."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row, name in zip(rows, paths or [r.path for r in rows], strict=True):
+            writer.writerow(row.as_csv(name))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_csv_atomic(out: Path, rows: list[ExportRow]) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _write_csv(tmp, rows)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_imagefolder(out: Path, rows: list[ExportRow], classes: Iterable[str]) -> None:
+    names = list(dict.fromkeys([*classes, *(r.label for r in rows)]))
+    bad = [c for c in names if c in ("", ".", "..") or "/" in c or "\\" in c or "\0" in c
+           or c == PROVENANCE_FILE]
+    if bad:
+        raise ExportError(f"class name(s) {', '.join(map(repr, bad))} cannot be folder names; "
+                          "use --format csv")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for name in names:
+            (tmp / name).mkdir()
+        taken: set[tuple[str, str]] = set()
+        relative = []
+        for row in rows:
+            rel = _file_name(row, taken)
+            _link_or_copy(Path(row.path), tmp / rel)
+            relative.append(rel)
+        _write_csv(tmp / PROVENANCE_FILE, rows, relative)
+        if out.exists() and any(out.iterdir()):
+            # _check_target allowed this: a previous export, replaced by --force. rename(2)
+            # cannot replace a non-empty folder, so the old one steps aside first.
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            try:
+                tmp.replace(out)
+            except OSError:
+                old.rename(out)
+                raise
+            shutil.rmtree(old)
+        else:
+            tmp.replace(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _file_name(row: ExportRow, taken: set[tuple[str, str]]) -> str:
+    """``<class>/<file name>``, the item key added when the name is taken (case-insensitive,
+    for filesystems that ignore case)."""
+    name = Path(row.path).name
+    if (row.label, name.lower()) in taken:
+        stem, suffix = Path(name).stem, Path(name).suffix
+        name = f"{stem}-{row.item_key[:12]}{suffix}"
+    taken.add((row.label, name.lower()))
+    return f"{row.label}/{name}"
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError as err:
+        # Another filesystem, or one without hard links: copy instead.
+        if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        shutil.copy2(src, dst)

