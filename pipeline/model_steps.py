@@ -10,6 +10,7 @@ more labels that is as accurate but better calibrated gives better thresholds.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +68,13 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
     if champion is not None:
         if champion.snapshot == snapshot:
             return {"trained": False, "reason": "no new labels since the champion"}
-        new = len(train_set) - int(champion.metrics.get("n_train", 0))
+        new = changed_labels(project, champion.snapshot, train_set)
         if new < project.config.loop.min_new_labels:
             return {"trained": False, "reason": f"{new} new labels < min_new_labels "
                                                 f"{project.config.loop.min_new_labels}"}
     ckpt = project.models_dir / f"{snapshot}.pt"
     if not ckpt.exists():
+        _write_json(project.models_dir / f"{snapshot}.labels.json", train_set)
         keys = sorted(train_set)
         model = train(paths_of(project, keys), [train_set[k] for k in keys], project.classes,
                       project.train_params(), progress=progress)
@@ -101,6 +103,22 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
         round_id=round_id, tags={"temperature": str(model.temperature)})
     return {"trained": True, "version": version, "snapshot": snapshot,
             "n_train": int(metrics.get("n_train", len(train_set)))}
+
+
+def changed_labels(project: Project, snapshot: str | None, train_set: dict[str, str]) -> int:
+    """How many training labels are new or different since the model trained on ``snapshot``
+    (corrections count as much as new labels)."""
+    path = project.models_dir / f"{snapshot}.labels.json"
+    if snapshot is None or not path.exists():
+        return len(train_set)
+    before = json.loads(path.read_text())
+    return sum(before.get(k) != v for k, v in train_set.items())
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    tmp.replace(path)
 
 
 def _indices(project: Project, labels: dict[str, str], keys) -> np.ndarray:

@@ -1,0 +1,110 @@
+"""The loop's model and pool steps on real digits, with an oracle writing the human labels
+(the Label Studio side is covered by the integration tests)."""
+
+from pathlib import Path
+
+import pytest
+
+from labeling.selections import picks
+from labeling.store import NewLabel
+from pipeline import model_steps, pool_steps
+from pipeline.datasets import export_dataset, read_labels_csv
+from pipeline.ingest import ingest_folder
+from pipeline.project import open_project
+from pipeline.workspace import find_config, init_project
+
+pytestmark = pytest.mark.slow
+CLASSES = [str(d) for d in range(10)]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("digits")
+    export_dataset("digits", root / "data")
+    truth = {str(p.resolve()): label for p, label in read_labels_csv(root / "data/labels.csv")}
+    return root, truth
+
+
+@pytest.fixture
+def project(digits, tmp_path):
+    data, truth = digits
+    init_project(tmp_path, images=data / "data/images", classes=CLASSES, name="digits-test")
+    proj = open_project(find_config(tmp_path))
+    ingest_folder(proj.store, proj.config.images_dir)
+    yield proj, truth
+    proj.close()
+
+
+def answer(proj, truth, *, wrong: set[str] = frozenset()):
+    """Label every picked item that has no human label yet, as an annotator would."""
+    paths = {i.key: i.path for i in proj.store.items()}
+    human = proj.store.current_labels(sources=("human",))
+    todo = [k for k in picks(proj.store) if k not in human]
+    labels = []
+    for k in todo:
+        label = truth[str(Path(paths[k]).resolve())]
+        if k in wrong:
+            label = str((int(label) + 1) % 10)
+        labels.append(NewLabel(k, label, "human", who="oracle"))
+    proj.store.add_labels(labels)
+    return len(todo)
+
+
+def one_round(proj, truth):
+    rid = proj.store.start_round()
+    answer(proj, truth)
+    trained = model_steps.train_challenger(proj, rid, progress=False)
+    promoted = model_steps.decide_promotion(proj, trained.get("version"))
+    predicted = pool_steps.predict_pool(proj, rid, progress=False)
+    accepted = pool_steps.auto_accept(proj, rid, predicted)
+    selected = pool_steps.select_batch(proj, rid, predicted)
+    proj.store.finish_round(rid, {})
+    return trained, promoted, accepted, selected
+
+
+def test_rounds_raise_accuracy_and_never_overwrite_people(project):
+    proj, truth = project
+    scores = []
+    for _ in range(4):
+        trained, promoted, accepted, selected = one_round(proj, truth)
+        champion = proj.registry.champion()
+        if champion is not None:
+            _, eval_set = model_steps.labeled_sets(proj)
+            scores.append(model_steps.score_on_eval(proj, champion.version, eval_set)["accuracy"])
+    assert selected["picked"] > 0 and selected["audit"] > 0 and selected["strategy"] > 0
+    assert scores[-1] >= scores[0] and scores[-1] > 0.9
+    # Evaluation items are random picks that never train a model.
+    train_set, eval_set = model_steps.labeled_sets(proj)
+    assert not set(train_set) & set(eval_set)
+    assert all(p.reason in ("random", "audit") for k, p in picks(proj.store).items()
+               if k in eval_set)
+    # People's labels stand: no item with a human label has a machine label in force.
+    for key, lab in proj.store.current_labels().items():
+        if any(h.source == "human" for h in proj.store.history(key)):
+            assert lab.source == "human"
+    # A champion that does not change gets the same registry version: no duplicates.
+    versions_before = [v.version for v in proj.registry.versions()]
+    again = model_steps.train_challenger(proj, None, progress=False)
+    assert again.get("version") in (None, *versions_before)
+
+
+def test_worse_challenger_is_not_promoted_and_rollback_restores(project):
+    proj, truth = project
+    for _ in range(3):
+        one_round(proj, truth)
+    good = proj.registry.champion()
+    assert good is not None
+    train_set, _ = model_steps.labeled_sets(proj)
+    # Corrupt every training label (people's mistakes), keep the evaluation labels right.
+    proj.store.add_labels([NewLabel(k, str((int(v) + 1) % 10), "human", who="vandal")
+                           for k, v in train_set.items()])
+    bad = model_steps.train_challenger(proj, None, progress=False)
+    assert bad["trained"]
+    decision = model_steps.decide_promotion(proj, bad["version"])
+    assert not decision["promoted"]
+    assert proj.registry.champion().version == good.version
+    proj.registry.promote(bad["version"], reason="forced in a test")
+    assert proj.registry.champion().version == bad["version"]
+    restored = proj.registry.rollback(reason="bad model")
+    assert restored.version == good.version == proj.registry.champion().version
+    assert [e.action for e in proj.registry.history()][-2:] == ["promote", "rollback"]
