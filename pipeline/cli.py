@@ -8,6 +8,8 @@ from pipeline.datasets import datasets_app
 from pipeline.export_cli import export_command
 from pipeline.ingest import ingest_command
 from pipeline.loop_cli import register as register_loop_commands
+from pipeline.quickstart import quickstart_command
+from pipeline.report_cli import report_command
 from pipeline.simulate_cli import simulate_command
 from pipeline.studio_cli import register as register_studio_commands
 
@@ -24,7 +26,9 @@ app.add_typer(datasets_app, name="datasets")
 app.command("ingest")(ingest_command)
 app.command("simulate")(simulate_command)
 app.command("export")(export_command)
+app.command("report")(report_command)
 register_loop_commands(app)
+app.command("quickstart")(quickstart_command)
 register_studio_commands(app)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from labeling.studio.errors import StudioError
 from pipeline.config import ConfigError, validate_classes
 from pipeline.lock import LockHeld, WorkspaceLock
 from pipeline.loop import StopFlag, parse_interval, run_loop
@@ -38,7 +40,7 @@ def opened(config_path: Path | None, *, lock: str | None = None):
         config = find_config(config_path)
     except ConfigError as err:
         fail(str(err))
-    project = open_project(config)
+    project = open_project(config, env=os.environ)
     try:
         if lock is None:
             yield project
@@ -49,6 +51,8 @@ def opened(config_path: Path | None, *, lock: str | None = None):
         fail(str(err), code=3)
     except RegistryError as err:
         fail(f"model registry: {err}")
+    except StudioError as err:
+        fail(f"Label Studio: {err}; the next round resumes where this one stopped")
     finally:
         project.close()
 

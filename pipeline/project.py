@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,9 @@ class Project:
     config: Config
     store: LabelStore
     registry: ModelRegistry
-    # The Label Studio side (connection + project id), opened on first use by studio steps.
+    # LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY as read at the entry point (CLI, quickstart).
+    env: Mapping[str, str] = field(default_factory=dict)
+    # The Label Studio side (connection + project), opened on first use by the studio steps.
     studio: object | None = field(default=None)
 
     @property
@@ -40,8 +43,9 @@ class Project:
         self.store.close()
 
 
-def open_project(config: Config) -> Project:
-    """Open the workspace of ``config`` (creating its folders) with its store and registry."""
+def open_project(config: Config, *, env: Mapping[str, str] | None = None) -> Project:
+    """Open the workspace of ``config`` (creating its folders) with its store and registry.
+    ``env`` carries the Label Studio variables read at the entry point."""
     ws = ensure_workspace(config)
     store = LabelStore(config.store_url)
     registry = ModelRegistry(
@@ -49,4 +53,4 @@ def open_project(config: Config) -> Project:
         config.project.name,
         artifact_dir=ws / "mlartifacts",
     )
-    return Project(config=config, store=store, registry=registry)
+    return Project(config=config, store=store, registry=registry, env=dict(env or {}))

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import typer
 
 from pipeline import studio_steps
 from pipeline.config import CONFIG_NAME
@@ -76,12 +77,15 @@ def round_line(project, round_no: int, truth: dict[str, str], test_rows) -> str:
             f"champion test accuracy {accuracy}")
 
 
-def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int) -> None:
+def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
+                   env: dict[str, str]) -> None:
+    """Prepare (once), then run ``rounds`` more rounds, each answered by the simulated
+    annotator in Label Studio; prints one line per round and where to look at the end."""
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     config_path, truth, test_rows = prepare(folder)
     config = find_config(config_path)
-    project = open_project(config)
+    project = open_project(config, env=env)
     try:
         report = ingest_folder(project.store, config.images_dir, progress=True)
         print(f"pool: {len(project.store.items())} images ({len(report.added)} new), "
@@ -101,3 +105,13 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int) -> Non
               f"`labelloop export --config {config_path} --format csv --out labels.csv`")
     finally:
         project.close()
+
+
+def quickstart_command(
+    folder: Path = typer.Option(Path("demo"), help="Where the demo project lives."),
+    rounds: int = typer.Option(8, min=1, help="Rounds to run now (a re-run continues)."),
+    noise: float = typer.Option(0.0, min=0.0, max=1.0, help="Simulated annotator's error rate."),
+    seed: int = typer.Option(0, help="Seeds the simulated annotator."),
+) -> None:
+    """MNIST through the whole loop with a simulated annotator in an embedded Label Studio."""
+    run_quickstart(folder, rounds=rounds, noise=noise, seed=seed, env=dict(os.environ))

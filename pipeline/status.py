@@ -18,7 +18,8 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     picked = picks(store)
     pending = [k for k in picked if k not in labels or labels[k].source == "machine"]
     champion = project.registry.champion()
-    rounds = store.rounds()[-last_rounds:]
+    all_rounds = store.rounds()
+    rounds = all_rounds[-last_rounds:]
     return {
         "project": project.config.project.name,
         "pool": {
@@ -39,7 +40,17 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
              "summary": round_summary(r["stats"])}
             for r in rounds
         ],
+        "warnings": latest_warnings(all_rounds),
     }
+
+
+def latest_warnings(rounds: list[dict]) -> list[str]:
+    """The warnings (drift, audited precision) of the newest round that was monitored."""
+    for r in reversed(rounds):
+        monitor = r["stats"].get("monitor")
+        if monitor is not None:
+            return [f"round {r['id']}: {w}" for w in monitor.get("warnings", [])]
+    return []
 
 
 def round_summary(stats: dict) -> dict:
@@ -55,4 +66,20 @@ def round_summary(stats: dict) -> dict:
         "picked": stats.get("select", {}).get("picked"),
         "pushed": stats.get("push", {}).get("pushed"),
         "synced": stats.get("sync", {}).get("labels"),
+        **_monitor_summary(stats.get("monitor")),
     }
+
+
+def _monitor_summary(monitor: dict | None) -> dict:
+    """Champion accuracy and drift, once the round's monitor step ran (``pipeline.monitor``):
+    ``drift`` is "none", "not computed" or the drifting signals, e.g. "confidence+embeddings"."""
+    if monitor is None:
+        return {}
+    drift = monitor.get("drift") or {}
+    if not drift.get("computed"):
+        verdict = "not computed"
+    else:
+        flagged = [name for name, s in drift["signals"].items() if s["drift"]]
+        verdict = "+".join(flagged) if flagged else "none"
+    evaluation = (monitor.get("champion") or {}).get("eval") or {}
+    return {"eval_accuracy": evaluation.get("accuracy"), "drift": verdict}

@@ -1,4 +1,4 @@
-"""``labelloop studio start|stop|status|sync`` and ``labelloop annotate-sim``.
+"""``labelloop studio start|stop|status|push|sync`` and ``labelloop annotate-sim``.
 
 This is the boundary where the Label Studio URL and key are read: ``LABEL_STUDIO_URL`` and
 ``LABEL_STUDIO_API_KEY`` from the environment win, then ``[studio] url`` / ``api_key_file``
@@ -22,6 +22,7 @@ from labeling.studio.annotator_sim import load_truth, simulate_annotations
 from labeling.studio.connection import Studio, connect
 from labeling.studio.errors import StudioError
 from labeling.studio.project import ImageSource, StudioProject, ensure_project, find_projects
+from labeling.studio.push import PushItem, push_tasks
 from labeling.studio.sync import SyncReport, sync_annotations
 from pipeline.config import Config, ConfigError
 from pipeline.workspace import ensure_workspace, find_config
@@ -29,7 +30,8 @@ from pipeline.workspace import ensure_workspace, find_config
 console = Console(stderr=True)
 out = Console(highlight=False)
 
-studio_app = typer.Typer(help="The embedded Label Studio server, and syncing its annotations.",
+studio_app = typer.Typer(help="The embedded Label Studio server; pushing tasks and syncing "
+                         "annotations by hand.",
                          no_args_is_help=True)
 ConfigOption = typer.Option(None, "--config", "-c",
                             help="labelloop.toml (default: ./labelloop.toml)")
@@ -89,6 +91,7 @@ def connect_studio(config: Config, env: Mapping[str, str], *, timeout: float | N
 
 
 def project_title(config: Config) -> str:
+    """The Label Studio project's title: ``[studio] project_title``, else the project name."""
     return config.studio.project_title or config.project.name
 
 
@@ -184,6 +187,34 @@ def sync_command(config: Path | None = ConfigOption) -> None:
     finally:
         store.close()
     print_sync_report(report)
+
+
+@studio_app.command("push")
+def push_command(
+    limit: int = typer.Option(100, min=1, help="Push at most this many items."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Send unlabeled items without a task to Label Studio, without pre-annotations (for a
+    cold start by hand; a labelloop round pushes its picks with the model's predictions)."""
+    cfg = _load(config)
+    try:
+        studio = connect_studio(cfg, os.environ)
+        project = open_studio_project(cfg, studio)
+        ensure_workspace(cfg)
+        store = LabelStore(cfg.store_url)
+    except (StudioError, StoreError) as err:
+        _fail(str(err))
+    try:
+        labeled, tasks = store.current_labels(), store.tasks(project.id)
+        todo = [i for i in store.items(status="ok") if i.key not in labeled and i.key not in tasks]
+        result = push_tasks(studio, store, project,
+                            [PushItem(i.key, i.path) for i in todo[:limit]])
+    except StudioError as err:
+        _fail(f"{err} (pushing again is safe: tasks that arrived are not sent twice)")
+    finally:
+        store.close()
+    out.print(f"pushed {len(result.created)} new task(s) to project {project.id} "
+              f"({len(result.existing)} were already there); {studio.url}/projects/{project.id}")
 
 
 def annotate_sim_command(

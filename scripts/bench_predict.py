@@ -5,7 +5,8 @@ measures, in one run and on the same images and model:
 
 * forward: the model alone on the images already normalised as one tensor in memory;
 * predict: ``training.predict`` over the PNG paths (decode, resize, batch, normalise, forward,
-  softmax) with DataLoader workers.
+  softmax) with DataLoader workers;
+* reading alone: the same DataLoader without the model, to show what decoding costs.
 
 The ratio predict / forward says how much of the model's speed survives the file pipeline
 (goal: at least 0.8). Run: ``.venv/bin/python scripts/bench_predict.py [--model small_cnn]
@@ -35,6 +36,7 @@ from training import (
     normalize,
     predict,
 )
+from training.data import iter_file_batches
 
 
 def main() -> None:
@@ -47,10 +49,11 @@ def main() -> None:
         # Both sides see identical pixels: decoded and resized exactly as predict() does.
         tensor = normalize(ArrayDataset(images, model.transform).images, model.transform)
         tensor = tensor.contiguous(memory_format=torch.channels_last)
-        forward_s, predict_s = _best_of(
+        forward_s, predict_s, read_s = _best_of(
             args.repeats,
             lambda: _forward(model, tensor, args.batch_size),
             lambda: predict(model, paths, batch_size=args.batch_size, num_workers=args.workers),
+            lambda: _read(paths, model.transform, args.batch_size, args.workers),
         )
     n = len(images)
     forward_rate, predict_rate = n / forward_s, n / predict_s
@@ -62,6 +65,7 @@ def main() -> None:
     print(f"forward (tensor in memory): {forward_rate:10.0f} images/s  ({forward_s:.3f} s)")
     print(f"predict (PNG files):        {predict_rate:10.0f} images/s  ({predict_s:.3f} s)")
     print(f"ratio predict / forward:    {predict_rate / forward_rate:10.2f}  (goal >= 0.80)")
+    print(f"(reading the PNGs alone:    {n / read_s:10.0f} images/s  ({read_s:.3f} s))")
 
 
 def _parse_args() -> argparse.Namespace:
@@ -105,6 +109,11 @@ def _forward(model: TrainedModel, tensor: torch.Tensor, batch_size: int) -> None
     with torch.inference_mode():
         for start in range(0, len(tensor), batch_size):
             module(tensor[start : start + batch_size])
+
+
+def _read(paths: list[Path], tconf: TransformConfig, batch_size: int, workers: int) -> None:
+    for _ in iter_file_batches(paths, tconf, batch_size=batch_size, num_workers=workers):
+        pass
 
 
 def _best_of(repeats: int, *runs: Callable[[], object]) -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,10 +13,9 @@ def check_classes(classes: Sequence[str]) -> tuple[str, ...]:
     classes = tuple(classes)
     if len(classes) < 2:
         raise ValueError(f"need at least 2 classes to train a classifier, got {list(classes)}")
-    seen: set[str] = set()
-    repeated = [c for c in classes if c in seen or seen.add(c)]
+    repeated = sorted(c for c, count in Counter(classes).items() if count > 1)
     if repeated:
-        raise ValueError(f"duplicate classes {sorted(set(repeated))} in {list(classes)}")
+        raise ValueError(f"duplicate classes {repeated} in {list(classes)}")
     return classes
 
 

@@ -114,8 +114,8 @@ def get_model(
     """Build model ``name`` with a ``num_classes``-way head.
 
     ``weights`` is one of:
-      * ``None``: random initialisation (drawn from ``seed`` if given, without touching the
-        caller's global random state);
+      * ``None``: random initialisation: from ``seed`` if given (leaving torch's global
+        generator untouched), else from the global generator;
       * a torchvision weights name such as ``"IMAGENET1K_V1"``, ``"DEFAULT"`` or
         ``"ResNet18_Weights.IMAGENET1K_V1"``: taken from torch's hub cache, or downloaded when
         ``allow_download`` and the server is reachable; otherwise ``WeightsUnavailableError``;
@@ -126,13 +126,19 @@ def get_model(
     entry = _entry(name)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
+    if seed is None:
+        model = entry.build(num_classes)  # torch's global generator, as torch modules do
+    else:
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-        model = entry.build(num_classes)
+            model = entry.build(num_classes)
     if weights is None:
         return model
-    if isinstance(weights, Path) or not _looks_like_weights_name(weights):
+    if (
+        isinstance(weights, Path)
+        or Path(weights).is_file()
+        or not _looks_like_weights_name(weights)
+    ):
         path = Path(weights)
         state = _read_state_file(path)
         source = str(path)

@@ -70,7 +70,7 @@ def push_tasks(
     project: StudioProject,
     items: Sequence[PushItem],
     *,
-    model_version: str,
+    model_version: str = "",
     round_id: int | None = None,
     batch_size: int = BATCH_SIZE,
     timeout: float = IMPORT_TIMEOUT_S,
@@ -80,19 +80,23 @@ def push_tasks(
 
     Task ids are recorded in ``store`` (``record_tasks``). ``progress(sent, to_send)`` is called
     after each batch has landed in Label Studio. When predictions were sent, the project's
-    ``model_version`` is set to ``model_version``, so annotators see them (Label Studio shows only predictions
-    of the project's version; ``refresh_predictions`` brings older pending tasks up to date).
+    ``model_version`` is set to ``model_version``, so annotators see them (Label Studio shows
+    only predictions of the project's version; ``refresh_predictions`` brings older pending
+    tasks up to date).
     """
-    if not model_version:
-        raise InvalidPrediction("model_version must not be empty: Label Studio shows only "
-                                "predictions whose version is the project's")
+    if not model_version and any(item.label is not None for item in items):
+        raise InvalidPrediction("model_version must not be empty with predictions: Label "
+                                "Studio shows only predictions whose version is the project's")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     payloads = _validated_tasks(store, project, items, model_version)
     held, duplicates = tasks_by_key(studio, project.id)
     existing = {key: held[key] for key in payloads if key in held}
-    if existing:
-        store.record_tasks(project.id, existing, round_id=round_id)
+    known = store.tasks(project.id)
+    # Tasks a killed push created but did not record (or the store lost): the server is right.
+    unrecorded = {key: tid for key, tid in existing.items() if known.get(key) != tid}
+    if unrecorded:
+        store.record_tasks(project.id, unrecorded, round_id=round_id)
     todo = [key for key in payloads if key not in held]
     created: dict[str, int] = {}
     for start in range(0, len(todo), batch_size):
@@ -101,7 +105,8 @@ def push_tasks(
         if progress is not None:
             progress(start + len(batch), len(todo))
         mapped = _map_back(studio, project, task_ids, batch)
-        store.record_tasks(project.id, mapped, round_id=round_id, model_version=model_version)
+        store.record_tasks(project.id, mapped, round_id=round_id,
+                           model_version=model_version or None)
         created.update(mapped)
     # Label Studio accepts a project version only once predictions of it exist.
     if any("predictions" in payloads[key] for key in todo):
@@ -119,8 +124,9 @@ def refresh_predictions(
     batch_size: int = BATCH_SIZE,
     timeout: float = IMPORT_TIMEOUT_S,
 ) -> RefreshResult:
-    """Give the project's pending tasks (no completed annotation) the new model's predictions
-    (item key -> (label, score)), then switch the project to ``model_version``.
+    """Give the project's pending tasks (no submitted annotation; skipped ones included, as
+    someone else may still answer them) the new model's predictions (item key -> (label,
+    score)), then switch the project to ``model_version``.
 
     Tasks that already carry a prediction of ``model_version`` are left alone, so a re-run
     after a failure adds nothing twice. Pending tasks without an entry in ``predictions`` are
@@ -220,7 +226,19 @@ def _import_batch(studio: Studio, project: StudioProject, tasks: list[dict], *,
 
 def _map_back(studio: Studio, project: StudioProject, task_ids: list[int],
               keys: list[str]) -> dict[str, int]:
-    """Item key -> task id for a batch just imported, read back from the server by key."""
+    """Item key -> task id for a batch just imported.
+
+    Label Studio creates a batch's tasks in the order sent and answers their ids in that order
+    (it attaches each task's predictions by that same position). The pairing is checked by
+    reading back, by item key, the first and last task of the batch; if either disagrees, the
+    whole batch is read back by key (ids are global and need not be consecutive).
+    """
+    paired = dict(zip(keys, (int(t) for t in task_ids), strict=True))
+    ends = {task_ids[0]: keys[0], task_ids[-1]: keys[-1]}
+    seen = {int(t["id"]): item_key_of(t)
+            for t in iter_tasks_by_id(studio, project.id, ends, include="id,data")}
+    if seen == ends:
+        return paired
     mapped = {}
     for task in iter_tasks_by_id(studio, project.id, task_ids, include="id,data"):
         key = item_key_of(task)

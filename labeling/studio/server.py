@@ -169,6 +169,9 @@ def start(
     """
     files = ServerFiles(Path(data_dir).resolve())
     root = local_files_root(images_dir)
+    if not (Path(executable).is_file() and os.access(executable, os.X_OK)):
+        raise ServerError(f"{executable} is not an executable file; install Label Studio with "
+                          f"`{SETUP_COMMAND}`, or fix [studio] executable")
     running = _running_record(files)
     if running is not None:
         if Path(running["document_root"]) != root:
@@ -315,11 +318,19 @@ def _wait_until_up(files: ServerFiles, url: str, pid: int, username: str, token:
     except httpx.HTTPError as err:
         raise ServerError(f"Label Studio at {url} stopped answering after start "
                           f"({type(err).__name__}); see {files.log_file}") from None
-    if r.status_code != 200 or r.json().get("email") != username:
+    if r.status_code != 200 or _json_field(r, "email") != username:
         raise ServerError(f"the server at {url} does not accept the token in {files.token_file} "
                           f"(HTTP {r.status_code}); its data dir {files.studio_data} was created "
                           f"with another token or user: restore the token file, or delete "
                           f"{files.data_dir} to start afresh")
+
+
+def _json_field(response: httpx.Response, name: str):
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get(name) if isinstance(body, dict) else None
 
 
 def _healthy(url: str) -> bool:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from labeling.store import LabelStore
 from labeling.studio.connection import Studio
 from labeling.studio.consensus import AnnotationView, decide
+from labeling.studio.errors import StudioError
 from labeling.studio.project import CHOICES_NAME, StudioProject
 from labeling.studio.remote import item_key_of, iter_tasks, iter_tasks_by_id
 from labeling.studio.sync_store import (
@@ -85,6 +86,7 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject) 
             to_read.append(tid)
         else:  # nothing to read: no annotations now means pending
             snapshots.append(_snapshot(project, task, [], users={}))
+    # Every field: ``include`` would also filter the annotations' own fields (to stubs).
     full = list(iter_tasks_by_id(studio, project.id, to_read, all_fields=True)) if to_read else []
     users = _user_emails(studio) if full else {}
     snapshots.extend(_snapshot(project, task, task.get("annotations") or [], users=users)
@@ -120,6 +122,10 @@ def _snapshot(project: StudioProject, task: dict, annotations: list[dict], *,
 
 
 def _record(annotation: dict, predictions: list[dict], users: dict[int, str]) -> AnnotationRecord:
+    if "result" not in annotation or "was_cancelled" not in annotation:
+        # A stub would read as "no answer" and retract labels: refuse instead.
+        raise StudioError(f"Label Studio listed annotation {annotation.get('id')} without its "
+                          f"result; this server version is not supported by labelloop's sync")
     user = annotation.get("completed_by")
     user_id = int(user["id"]) if isinstance(user, dict) else (int(user) if user else None)
     shown = _prediction_shown(annotation, predictions)

@@ -36,10 +36,12 @@ class AnnotationRecord:
     rejected: str | None = None
 
     def with_rejection(self, reason: str | None) -> AnnotationRecord:
+        """This record with ``rejected`` set (``None``: it counts)."""
         return replace(self, rejected=reason)
 
     @property
     def annotator(self) -> str:
+        """Who made it: the email, else the Label Studio user id."""
         return self.who or (f"user {self.user_id}" if self.user_id is not None else "unknown")
 
     @property
@@ -65,6 +67,8 @@ class TaskSnapshot:
 
 @dataclass(frozen=True)
 class CursorRow:
+    """What the last sync saw of a task."""
+
     updated_at: str
     annotation_ids: str
     deleted: bool

@@ -70,3 +70,21 @@ def test_a_wrong_key_in_the_environment_is_a_clear_error(studio_server):
                      env={"LABEL_STUDIO_API_KEY": key})
     assert code == 2
     assert "refused the API key" in text and key not in text
+
+
+def test_push_by_hand_sends_unlabeled_items_without_a_task(studio_server, make_items):
+    config = load_config(studio_server.config_path)
+    store = LabelStore(config.store_url)
+    try:
+        items = make_items(5)
+        store.add_items(items)
+        cfg = str(studio_server.config_path)
+        code, text = run("studio", "push", "--limit", "3", "--config", cfg)
+        assert code == 0, text
+        assert "pushed 3 new task(s)" in text
+        code, text = run("studio", "push", "--config", cfg)
+        assert code == 0 and "pushed 2 new task(s)" in text
+        project = open_studio_project(config, connect_studio(config, {}))
+        assert {i.key for i in items} <= set(store.tasks(project.id))
+    finally:
+        store.close()

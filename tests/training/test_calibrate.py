@@ -49,7 +49,7 @@ def test_temperature_stays_within_bounds():
 def test_calibration_lowers_ece_of_an_overconfident_model_on_held_out_data(digits):
     images, labels = digits
     # Few labels, long training, no augmentation or weight decay: confident beyond its accuracy.
-    params = TrainParams(min_steps=300, augment=0.0, weight_decay=0.0, seed=0)
+    params = TrainParams(min_steps=150, augment=0.0, weight_decay=0.0, seed=0)
     model = train_arrays(images[:60], labels[:60], DIGIT_CLASSES, params)
     fit_x, fit_y = images[200:700], labels[200:700]
     test_x, test_y = images[700:], labels[700:]

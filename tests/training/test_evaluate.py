@@ -51,3 +51,25 @@ def test_class_without_items_has_zero_recall():
 def test_mismatched_inputs_are_refused(probs, labels, message):
     with pytest.raises(ValueError, match=message):
         evaluate(probs, labels, CLASSES)
+
+
+def test_agrees_with_scikit_learn_including_classes_never_predicted():
+    from sklearn.metrics import confusion_matrix, f1_score, recall_score
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(6), size=300)
+    probs[:, 5] = 0  # class 5 is never predicted...
+    probs /= probs.sum(1, keepdims=True)
+    labels = rng.integers(0, 5, size=300)  # ...and never true; class 4 is true but rare below
+    labels[labels == 4] = rng.integers(0, 4, size=(labels == 4).sum())
+    labels[:3] = 4
+    classes = [f"c{i}" for i in range(6)]
+    report = evaluate(probs, labels, classes)
+    pred, k = probs.argmax(1), list(range(6))
+    assert report.macro_f1 == pytest.approx(
+        f1_score(labels, pred, labels=k, average="macro", zero_division=0)
+    )
+    assert list(report.per_class_recall.values()) == pytest.approx(
+        recall_score(labels, pred, labels=k, average=None, zero_division=0)
+    )
+    assert report.confusion == confusion_matrix(labels, pred, labels=k).tolist()

@@ -48,12 +48,14 @@ def test_temperature_softens_probabilities_but_keeps_the_top_class(mnist, mnist_
     assert warm.probs.max(1).mean() < plain.probs.max(1).mean()
 
 
-def test_corrupt_file_is_named(tmp_path, mnist_pngs, mnist_model):
+@pytest.mark.parametrize("position", [3, 40])  # read by this process / by a worker
+def test_corrupt_file_is_named(tmp_path, mnist_pngs, mnist_model, position):
     paths, _, _ = mnist_pngs
     bad = tmp_path / "scan_0042.png"
     bad.write_bytes(paths[0].read_bytes()[:60])  # a truncated PNG
-    with pytest.raises(ImageError, match="scan_0042.png"):
-        predict(mnist_model, [*paths[:40], bad, *paths[40:60]], batch_size=16, num_workers=2)
+    files = [*paths[:position], bad, *paths[position:60]]
+    with pytest.raises(ImageError, match="cannot read image .*scan_0042.png: corrupt"):
+        predict(mnist_model, files, batch_size=16, num_workers=2)
 
 
 def test_images_of_another_size_are_resized(digits, mnist_model):

@@ -14,6 +14,7 @@ from .conftest import DIGIT_CLASSES
 FAST = TrainParams(min_steps=20, epochs=1, seed=0)
 
 
+@pytest.mark.slow
 def test_small_cnn_reaches_90_percent_on_digits_from_500_labels(digits, digits_model):
     images, labels = digits
     report = evaluate(predict_arrays(digits_model, images[500:]).probs, labels[500:], DIGIT_CLASSES)

@@ -1,0 +1,25 @@
+"""``labelloop report``: the HTML report of a project (``pipeline.report``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipeline.loop_cli import ConfigOption, console, fail, opened
+from pipeline.report import ReportError, write_report
+
+
+def report_command(
+    out: Path = typer.Option(Path("report.html"), "--out", "-o",
+                             help="The HTML page; its PNGs go to <name>_files/ beside it."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Write a self-contained HTML report: learning curve, auto-labeling, confidence,
+    confusion matrix, corrections, drift, models and promotions."""
+    with opened(config) as project:
+        try:
+            page, pngs = write_report(project, out)
+        except ReportError as err:
+            fail(str(err), code=1)
+    console.print(f"wrote {page} ({len(pngs)} plots also in {pngs[0].parent}/)")

@@ -1,0 +1,199 @@
+"""The monitor step on real digits: drift is raised for inverted or rotated digits and not for
+more of the same; a round's numbers land in the label store, MLflow and ``status``."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from labeling.monitoring import detect_drift
+from labeling.selections import picks
+from labeling.store import NewLabel
+from pipeline import model_steps, pool_steps
+from pipeline.ingest import ingest_folder
+from pipeline.monitor import monitor_round
+from pipeline.project import open_project
+from pipeline.status import project_status
+from pipeline.workspace import find_config, init_project
+from training import TrainParams, predict_arrays, train_arrays
+
+pytestmark = pytest.mark.slow
+CLASSES = [str(d) for d in range(10)]
+# Small enough to train in a few seconds on two cores; good enough to tell digits apart.
+QUICK = {"epochs = 30": "epochs = 1", "min_steps = 200": "min_steps = 40",
+         "batch_size = 64": "batch_size = 32",
+         "min_new_labels = 50": "min_new_labels = 10",
+         "initial_random = 100": "initial_random = 200"}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """sklearn's 1,797 digits as uint8 [N, 8, 8] in a fixed shuffled order, labels [N]."""
+    data = load_digits()
+    images = np.round(data.images * (255 / 16)).astype(np.uint8)
+    order = np.random.default_rng(0).permutation(len(images))
+    return images[order], data.target[order]
+
+
+def test_drift_flags_inverted_and_rotated_digits_not_more_of_the_same(digits):
+    images, labels = digits
+    model = train_arrays(images[:600], labels[:600], CLASSES,
+                         TrainParams(seed=0, epochs=1, min_steps=60))
+
+    def outputs(x):
+        out = predict_arrays(model, x, embeddings=True)
+        return out.probs, out.embeddings
+
+    ref_probs, ref_emb = outputs(images[600:1100])
+    same = images[1100:1400]
+    for start in (0, 100, 200):  # three batches of 100 more digits: never drift
+        probs, emb = outputs(same[start:start + 100])
+        result = detect_drift(ref_probs, probs, ref_emb, emb)
+        assert not result["drift"], result["warning"]
+        assert result["warning"] is None
+    for shifted in (255 - same, np.rot90(same, axes=(1, 2)).copy()):
+        probs, emb = outputs(shifted)
+        result = detect_drift(ref_probs, probs, ref_emb, emb)
+        assert result["drift"]
+        assert result["signals"]["embeddings"]["drift"]
+        assert result["signals"]["predictions"]["drift"] or result["signals"]["confidence"]["drift"]
+        assert "embeddings" in result["warning"]
+
+
+# ---- a project run step by step -----------------------------------------------------------
+def write_pngs(folder: Path, images, labels, prefix: str) -> dict[str, str]:
+    """Save digits as PNG files; returns resolved path -> true class."""
+    truth = {}
+    for i, (img, y) in enumerate(zip(images, labels, strict=True)):
+        path = folder / f"{prefix}{i:04d}.png"
+        Image.fromarray(img, mode="L").save(path)
+        truth[str(path.resolve())] = str(y)
+    return truth
+
+
+def make_project(tmp_path: Path, images, labels):
+    """A digits project whose first ``len(images)`` images are ingested, trained quickly."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    truth = write_pngs(folder, images, labels, "a")
+    config_path = init_project(tmp_path, images=folder, classes=CLASSES, name="monitor-test")
+    text = config_path.read_text()
+    for old, new in QUICK.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    config_path.write_text(text)
+    proj = open_project(find_config(tmp_path))
+    ingest_folder(proj.store, folder)
+    return proj, truth
+
+
+def answer(proj, truth, rng, *, noise: float, last_predictions: dict | None) -> None:
+    """Label every pending pick as a Label Studio sync would record it: the pre-annotation
+    shown (the champion's guess), lead time, and whether the person changed the guess."""
+    paths = {i.key: i.path for i in proj.store.items()}
+    human = proj.store.current_labels(sources=("human",))
+    guess = {}
+    if last_predictions and "file" in last_predictions:
+        keys, probs, _ = pool_steps.load_predictions(last_predictions["file"])
+        guess = {k: CLASSES[int(p.argmax())] for k, p in zip(keys, probs, strict=True)}
+    labels = []
+    for key in picks(proj.store):
+        if key in human:
+            continue
+        label = truth[str(Path(paths[key]).resolve())]
+        if rng.random() < noise:
+            label = CLASSES[(CLASSES.index(label) + 1 + rng.integers(9)) % 10]
+        shown = guess.get(key)
+        extra = {"lead_time": float(rng.uniform(1, 8)), "predicted": shown,
+                 "changed_prediction": None if shown is None else label != shown}
+        labels.append(NewLabel(key, label, "human", who="sim", extra=extra))
+    proj.store.add_labels(labels)
+
+
+def run_round(proj, truth, rng, *, noise=0.1, before_monitor=None) -> dict:
+    """One round's steps as ``pipeline.round`` runs them, with a simulated sync first."""
+    rounds = [r for r in proj.store.rounds() if r["stats"].get("predict")]
+    answer(proj, truth, rng, noise=noise,
+           last_predictions=rounds[-1]["stats"]["predict"] if rounds else None)
+    rid = proj.store.start_round()
+    stats = {"train": model_steps.train_challenger(proj, rid, progress=False)}
+    stats["promote"] = model_steps.decide_promotion(proj, stats["train"].get("version"))
+    stats["predict"] = pool_steps.predict_pool(proj, rid, progress=False)
+    stats["accept"] = pool_steps.auto_accept(proj, rid, stats["predict"])
+    stats["select"] = pool_steps.select_batch(proj, rid, stats["predict"])
+    if before_monitor is not None:
+        before_monitor()
+    stats["monitor"] = monitor_round(proj, rid, stats)
+    proj.store.finish_round(rid, stats)
+    return stats
+
+
+def test_monitor_records_round_numbers_and_raises_drift_for_new_inverted_digits(
+        digits, tmp_path):
+    images, labels = digits
+    proj, truth = make_project(tmp_path, images[:900], labels[:900])
+    rng = np.random.default_rng(0)
+    try:
+        first = run_round(proj, truth, rng)  # cold start: random picks, no model yet
+        assert first["monitor"]["champion"] is None
+        assert first["monitor"]["drift"] == {"computed": False, "reason": "no champion yet"}
+        second = run_round(proj, truth, rng)
+        mon = second["monitor"]
+        assert mon["champion"]["eval"]["n"] >= 90
+        assert 0.5 < mon["champion"]["eval"]["accuracy"] <= 1
+        assert mon["drift"]["computed"] is False and "new images" in mon["drift"]["reason"]
+
+        # More digits of the same kind arrive, and people skip a few tasks.
+        folder = proj.config.images_dir
+        truth.update(write_pngs(folder, images[900:1200], labels[900:1200], "b"))
+        ingest_folder(proj.store, folder)
+        skip = [k for k in picks(proj.store)][:4]
+        third = run_round(proj, truth, rng,
+                          before_monitor=lambda: proj.store.set_status(skip, "skipped"))
+        mon = third["monitor"]
+        assert mon["drift"]["computed"] and mon["drift"]["n_new"] == 300
+        assert not mon["drift"]["drift"], mon["drift"]["warning"]
+        assert mon["annotators"]["skipped"] == mon["annotators"]["skipped_total"] == 4
+        people = mon["annotators"]
+        assert people["tasks_done"] > 0 and 1 <= people["median_lead_time_s"] <= 8
+        # The rate is what the simulated sync recorded, over the labels in force.
+        human = proj.store.current_labels(sources=("human",)).values()
+        flags = [lab.extra["changed_prediction"] for lab in human
+                 if lab.extra.get("changed_prediction") is not None]
+        assert people["correction_total"]["n"] == len(flags) > 0
+        assert people["correction_total"]["rate"] == pytest.approx(np.mean(flags))
+        assert sum(c["n"] for c in people["correction_total"]["per_class"].values()) == len(flags)
+        assert sum(mon["data"]["class_balance"]["human"].values()) == mon["data"]["human_labels"]
+        assert set(mon["auto_label"]["thresholds"]) == set(CLASSES)
+
+        # Then the camera changes: inverted digits.
+        truth.update(write_pngs(folder, 255 - images[1200:1500], labels[1200:1500], "c"))
+        ingest_folder(proj.store, folder)
+        fourth = run_round(proj, truth, rng)
+        mon = fourth["monitor"]
+        assert mon["drift"]["computed"] and mon["drift"]["drift"]
+        assert mon["drift"]["signals"]["embeddings"]["drift"]
+        assert mon["annotators"]["skipped"] == 0 and mon["annotators"]["skipped_total"] == 4
+        assert any("drift" in w for w in mon["warnings"])
+
+        status = project_status(proj)
+        assert [r["summary"]["drift"] for r in status["rounds"]][-2] == "none"
+        assert "embeddings" in status["rounds"][-1]["summary"]["drift"]
+        assert any(w.startswith(f"round {status['rounds'][-1]['id']}: drift")
+                   for w in status["warnings"])
+
+        logged = MlflowClient(proj.registry.tracking_uri).get_run(mon["mlflow_run"]).data
+        assert logged.metrics["drift"] == 1.0
+        assert logged.metrics["eval_accuracy"] == pytest.approx(
+            mon["champion"]["eval"]["accuracy"])
+        assert logged.metrics["drift/embeddings"] == pytest.approx(
+            mon["drift"]["signals"]["embeddings"]["effect"])
+        assert "correction_rate_total" in logged.metrics
+        assert {k for k in logged.metrics if k.startswith("threshold/")} == {
+            f"threshold/{c}" for c, t in mon["auto_label"]["thresholds"].items()
+            if t is not None}
+    finally:
+        proj.close()
