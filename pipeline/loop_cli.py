@@ -173,7 +173,9 @@ def models_rollback(config: Path | None = ConfigOption,
 
 
 def _fmt(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.4f}"
+    return "" if value is None else str(value)
 
 
 def _brief(result: dict) -> str:
