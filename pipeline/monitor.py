@@ -18,6 +18,9 @@ surer of what it memorised; on digits with 100 labels, training items against sa
 new ones gave KS D 0.43 on confidence (p < 1e-4), a false alarm every early round. Not the rest of
 the pool either: uncertainty sampling has taken its hard items out, so it looks surer than any
 fresh batch.
+
+Cost: one prediction pass of the champion over the evaluation items and at most
+``MAX_NEW_ITEMS`` new images (with embeddings); everything else reads the store.
 """
 
 from __future__ import annotations

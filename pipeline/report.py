@@ -345,7 +345,7 @@ def _rounds_table(data: ReportData) -> str:
             ("yes" if drift.get("drift") else "no") if drift.get("computed") else "",
         ])
     return _table(["round", "status", "started (UTC)", "champion", "eval accuracy", "ECE",
-                   "coverage", "audited precision", "human labels", "skips",
+                   "coverage", "audited precision", "new human labels", "skips",
                    "median lead time (s)", "correction rate", "drift"], rows)
 
 

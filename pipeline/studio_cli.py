@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from labeling.store import LabelStore, StoreError
 from labeling.studio import server
@@ -27,8 +28,9 @@ from labeling.studio.sync import SyncReport, sync_annotations
 from pipeline.config import Config, ConfigError
 from pipeline.workspace import ensure_workspace, find_config
 
-console = Console(stderr=True)
-out = Console(highlight=False)
+console = Console(stderr=True, soft_wrap=True)
+# Plain text out: paths and messages hold "[studio]"-style brackets that are not markup.
+out = Console(highlight=False, markup=False, soft_wrap=True)
 
 studio_app = typer.Typer(help="The embedded Label Studio server; pushing tasks and syncing "
                          "annotations by hand.",
@@ -272,5 +274,5 @@ def _load(config: Path | None) -> Config:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)

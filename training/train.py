@@ -1,8 +1,8 @@
 """Train a classifier on labelled images: ``train`` for files, ``train_arrays`` for preloaded
-pixels. Both decode once, hold the labelled set in memory as uint8, and run the same loop.
+pixels. Both hold the labelled set in memory as uint8 at the model's size and run the same loop.
 
-The labelled set of an active-learning loop is small (tens to a few thousand items), so decoding
-it once beats re-decoding every epoch; 1,000 RGB images at 224 px take about 150 MB.
+The labelled set of an active-learning loop is small (tens to a few thousand items), so ``train``
+decodes each file once rather than every epoch; 1,000 RGB images at 224 px take about 150 MB.
 """
 
 from __future__ import annotations

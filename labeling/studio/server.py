@@ -187,7 +187,9 @@ def start(
         raise ServerError(f"port {port} on 127.0.0.1 is already in use by another program; "
                           f"choose a free one with [studio] port in labelloop.toml (Label "
                           f"Studio would silently move to another port)")
-    files.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    files.data_dir.mkdir(parents=True, exist_ok=True)
+    # Owner only, also when the folder already existed (the workspace makes it 0755).
+    files.data_dir.chmod(0o700)
     first_start = not files.token_file.exists()
     if first_start and (files.studio_data / "label_studio.sqlite3").exists():
         raise ServerError(f"{files.token_file} is missing but {files.studio_data} already has "

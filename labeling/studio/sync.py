@@ -25,6 +25,7 @@ already synced from them stay: a person gave them, and deleting a task is usuall
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from labeling.store import LabelStore
 from labeling.studio.connection import Studio
@@ -137,8 +138,8 @@ def _record(annotation: dict, predictions: list[dict], users: dict[int, str]) ->
         choices=_choices(annotation.get("result") or []),
         was_cancelled=bool(annotation.get("was_cancelled")),
         lead_time=annotation.get("lead_time"),
-        created_at=str(annotation.get("created_at") or ""),
-        updated_at=str(annotation.get("updated_at") or ""),
+        created_at=_stamp(annotation.get("created_at")),
+        updated_at=_stamp(annotation.get("updated_at")),
         predicted=predicted[0] if predicted else None,
         prediction_version=shown.get("model_version") if shown else None,
     )
@@ -151,10 +152,21 @@ def _prediction_shown(annotation: dict, predictions: list[dict]) -> dict | None:
     for p in predictions:
         if parent is not None and p.get("id") == parent:
             return p
-    made = str(annotation.get("created_at") or "")
-    earlier = [p for p in predictions if str(p.get("created_at") or "") <= made]
-    return max(earlier, key=lambda p: (str(p.get("created_at") or ""), p.get("id", 0)),
+    made = _stamp(annotation.get("created_at"))
+    earlier = [p for p in predictions if _stamp(p.get("created_at")) <= made]
+    return max(earlier, key=lambda p: (_stamp(p.get("created_at")), p.get("id", 0)),
                default=None)
+
+
+def _stamp(value) -> str:
+    """A Label Studio timestamp in one fixed-width UTC form, so that strings compare as times
+    (the server leaves out the fraction when it is zero)."""
+    if not value:
+        return ""
+    when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _choices(result: list[dict]) -> tuple[str, ...]:

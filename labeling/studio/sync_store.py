@@ -105,6 +105,7 @@ def apply_sync(store: LabelStore, project: StudioProject, snapshots: Sequence[Ta
         items = _items(s, {snap.item_key for snap in snapshots if snap.item_key})
         task_ids = [snap.task_id for snap in snapshots]
         cursor = {r.task_id: r for r in _in(s, StudioTaskSync, StudioTaskSync.task_id, task_ids)}
+        cursor_before = {tid: row.outcome for tid, row in cursor.items()}
         mirror: dict[int, list[StudioAnnotation]] = {}
         for a in _in(s, StudioAnnotation, StudioAnnotation.task_id, task_ids):
             mirror.setdefault(a.task_id, []).append(a)
@@ -127,7 +128,10 @@ def apply_sync(store: LabelStore, project: StudioProject, snapshots: Sequence[Ta
                                          task_id=snap.task_id)
                 s.add(recorded[item.id])
             verdict = snap.verdict
-            item.status = STATUS_FOR[verdict.outcome]
+            before = cursor_before.get(snap.task_id)
+            # A pending task leaves the item's status alone unless this task had set it.
+            if verdict.outcome != "pending" or before in ("skipped", "disagreement"):
+                item.status = STATUS_FOR[verdict.outcome]
             if verdict.outcome == "labeled":
                 labels.append(_label(project, snap, item.key))
                 continue
