@@ -55,6 +55,10 @@ class StudioSection(_Section):
     # comes from LABEL_STUDIO_API_KEY, or from the embedded server's token file.
     api_key_file: Path | None = None
     port: int = Field(default=8080, ge=1024, le=65535)
+    # A server you run yourself that serves the images as local files: its
+    # LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT. Unset: the parent of [project] images (what the
+    # embedded server uses).
+    local_files_root: Path | None = None
     # The label-studio executable, in its own virtual environment (it pins many packages).
     # Unset: `label-studio` on PATH, else the .venv-studio that labelloop's set-up script made.
     executable: Path | None = None

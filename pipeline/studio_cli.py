@@ -82,7 +82,8 @@ def studio_settings(config: Config, env: Mapping[str, str]) -> StudioSettings:
 def image_source(config: Config) -> ImageSource:
     """Local files under ``[project] images``, served from their parent folder (the embedded
     server's document root; an external server must be set up the same way)."""
-    return ImageSource.local(config.images_dir)
+    root = config.path(config.studio.local_files_root) if config.studio.local_files_root else None
+    return ImageSource.local(config.images_dir, root)
 
 
 def connect_studio(config: Config, env: Mapping[str, str], *, timeout: float | None = None

@@ -1,0 +1,175 @@
+"""The loop end to end against the real Label Studio: rounds on digits answered by the
+simulated annotator, crash-resume at every step boundary, and the workspace lock."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from labeling.selections import picks
+from labeling.studio.remote import iter_tasks, item_key_of
+from pipeline import studio_steps
+from pipeline.datasets import export_dataset, read_labels_csv
+from pipeline.ingest import ingest_folder
+from pipeline.lock import WorkspaceLock
+from pipeline.project import open_project
+from pipeline.round import STEPS, run_round
+from pipeline.workspace import find_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+_n = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def digits_export(studio_server):
+    """Digits exported once, inside the server's local-files document root."""
+    out = studio_server.images_dir.parent / "digits-export"
+    if not (out / "labels.csv").exists():
+        export_dataset("digits", out)
+    return out
+
+
+def make_project(studio_server, digits_export, tmp_path, name):
+    """A labelloop project on digits, talking to the session's server as an external one."""
+    (tmp_path / "labelloop.toml").write_text(textwrap.dedent(f"""
+        workspace = "ws"
+        [project]
+        name = "{name}"
+        classes = {[str(d) for d in range(10)]!r}
+        images = "{digits_export / 'images'}"
+        [studio]
+        url = "{studio_server.url}"
+        local_files_root = "{studio_server.images_dir.parent}"
+        [training]
+        epochs = 15
+        [loop]
+        batch_size = 60
+        initial_random = 80
+        min_new_labels = 20
+    """).replace("'", '"'), encoding="utf-8")
+    env = {"LABEL_STUDIO_API_KEY": studio_server.token}
+    project = open_project(find_config(tmp_path), env=env)
+    ingest_folder(project.store, project.config.images_dir)
+    truth = {str(p.resolve()): label
+             for p, label in read_labels_csv(digits_export / "labels.csv")}
+    return project, truth, env
+
+
+def answer(project, truth, seed):
+    return studio_steps.simulate_annotators(project, truth, noise=0.0, seed=seed)
+
+
+def state(project) -> dict:
+    """What a user would compare between two runs."""
+    studio, sp = studio_steps.session(project)
+    keys = Counter(item_key_of(t) for t in iter_tasks(studio, sp.id, include="id,data",
+                                                       all_fields=True))
+    labels = project.store.current_labels()
+    return {
+        "tasks_per_item": set(keys.values()),
+        "task_items": set(keys),
+        "labels": {k: (v.label, v.source) for k, v in labels.items()},
+        "picks": {k: (p.reason, p.holdout) for k, p in picks(project.store).items()},
+        "versions": len(project.registry.versions()),
+        "champion": project.registry.champion().version,
+        "rounds": [r["status"] for r in project.store.rounds()],
+    }
+
+
+def test_rounds_with_the_simulated_annotator(studio_server, digits_export, tmp_path):
+    project, truth, _ = make_project(studio_server, digits_export, tmp_path, f"e2e-{next(_n)}")
+    accuracies = []
+    for n in range(4):
+        record = run_round(project)
+        assert record["stats"]["push"]["pushed"] > 0
+        answer(project, truth, seed=n)
+        promote = record["stats"]["promote"]
+        if "challenger_score" in promote:
+            accuracies.append(promote["challenger_score"]["accuracy"])
+    final = run_round(project)  # syncs the last answers
+    s = state(project)
+    assert s["tasks_per_item"] == {1}, "an item got two tasks"
+    assert accuracies and accuracies[-1] > 0.9 and accuracies[-1] >= accuracies[0]
+    assert final["stats"]["sync"]["labels"] > 0
+    # People's labels stand: no item a person labeled carries a machine label now.
+    for key, (label, source) in s["labels"].items():
+        if any(h.source == "human" for h in project.store.history(key)):
+            assert source == "human"
+    # Pre-annotations carry the registry version as model_version.
+    assert final["stats"]["push"]["model_version"] == f"v{s['champion']}"
+    project.close()
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from pipeline.project import open_project
+    from pipeline.round import run_round
+    from pipeline.workspace import find_config
+    stop_after = sys.argv[2]
+    def die(step, _result):
+        if step == stop_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    project = open_project(find_config(sys.argv[1]),
+                           env={"LABEL_STUDIO_API_KEY": os.environ["LS_KEY"]})
+    run_round(project, on_step=die)
+""")
+
+
+def test_kill_at_every_step_boundary_reaches_the_uninterrupted_state(
+        studio_server, digits_export, tmp_path):
+    """Each round is SIGKILLed after one step (a different step each time) and re-run; the
+    result equals a run that was never interrupted."""
+    rounds = 3
+    ref, truth, _ = make_project(studio_server, digits_export, tmp_path / "ref",
+                                 f"ref-{next(_n)}")
+    for n in range(rounds):
+        run_round(ref)
+        answer(ref, truth, seed=n)
+    expected = state(ref)
+    ref.close()
+
+    crash, truth, env = make_project(studio_server, digits_export, tmp_path / "crash",
+                                     f"crash-{next(_n)}")
+    config = str(tmp_path / "crash")
+    boundaries = itertools.cycle(STEPS[:-1])
+    child_env = {**os.environ, "LS_KEY": env["LABEL_STUDIO_API_KEY"]}
+    kills = 0
+    for n in range(rounds):
+        for _ in range(3):  # up to three crashes in this round, each after another step
+            step = next(boundaries)
+            proc = subprocess.run([sys.executable, "-c", KILLER, config, step], cwd=REPO,
+                                  env=child_env, capture_output=True, text=True, timeout=600)
+            assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+            kills += 1
+        run_round(crash)  # resumes the interrupted round and finishes it
+        answer(crash, truth, seed=n)
+    assert kills == 3 * rounds
+    got = state(crash)
+    crash.close()
+    assert got["tasks_per_item"] == {1}
+    assert got["rounds"] == expected["rounds"] == ["done"] * rounds
+    for key in ("labels", "picks", "versions", "champion"):
+        assert got[key] == expected[key], key
+    assert len(got["task_items"]) == len(expected["task_items"])
+
+
+def test_a_second_round_on_a_locked_workspace_refuses(studio_server, digits_export, tmp_path):
+    project, _, env = make_project(studio_server, digits_export, tmp_path, f"lock-{next(_n)}")
+    lock_path = project.config.workspace_dir / "lock"
+    with WorkspaceLock(lock_path, command="labelloop run --every 10m"):
+        proc = subprocess.run(
+            [str(REPO / ".venv/bin/labelloop"), "round", "--config", str(tmp_path)],
+            env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3
+    assert f"pid {os.getpid()}" in proc.stderr and "labelloop run" in proc.stderr
+    assert project.store.rounds() == []
+    project.close()
