@@ -128,6 +128,8 @@ def status_command(config: Path | None = ConfigOption,
               f"champion: v{champ['version']} {_brief(champ['metrics'])}")
     for r in status["rounds"]:
         out.print(f"round {r['id']} {r['status']}: {_brief(r['summary'])}")
+    for warning in status.get("warnings") or []:
+        out.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 models_app = typer.Typer(help="The model registry: list, promote, roll back.",

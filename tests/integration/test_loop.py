@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from labeling.selections import picks
-from labeling.studio.remote import iter_tasks, item_key_of
+from labeling.studio.remote import item_key_of, iter_tasks
 from pipeline import studio_steps
 from pipeline.datasets import export_dataset, read_labels_csv
 from pipeline.ingest import ingest_folder
@@ -40,6 +40,7 @@ def digits_export(studio_server):
 
 def make_project(studio_server, digits_export, tmp_path, name):
     """A labelloop project on digits, talking to the session's server as an external one."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "labelloop.toml").write_text(textwrap.dedent(f"""
         workspace = "ws"
         [project]
@@ -101,7 +102,7 @@ def test_rounds_with_the_simulated_annotator(studio_server, digits_export, tmp_p
     assert accuracies and accuracies[-1] > 0.9 and accuracies[-1] >= accuracies[0]
     assert final["stats"]["sync"]["labels"] > 0
     # People's labels stand: no item a person labeled carries a machine label now.
-    for key, (label, source) in s["labels"].items():
+    for key, (_label, source) in s["labels"].items():
         if any(h.source == "human" for h in project.store.history(key)):
             assert source == "human"
     # Pre-annotations carry the registry version as model_version.
@@ -173,3 +174,24 @@ def test_a_second_round_on_a_locked_workspace_refuses(studio_server, digits_expo
     assert f"pid {os.getpid()}" in proc.stderr and "labelloop run" in proc.stderr
     assert project.store.rounds() == []
     project.close()
+
+
+def test_scheduled_loop_stops_gracefully_on_sigterm(studio_server, digits_export, tmp_path):
+    project, _, env = make_project(studio_server, digits_export, tmp_path, f"run-{next(_n)}")
+    project.close()
+    proc = subprocess.Popen(
+        [str(REPO / ".venv/bin/labelloop"), "run", "--every", "1s", "--max-rounds", "50",
+         "--config", str(tmp_path)],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # one JSON line per finished round
+    assert '"round": 1' in first, proc.stderr.read()[-2000:] if proc.poll() is not None else first
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopped by SIGTERM" in err
+    reopened = open_project(find_config(tmp_path), env=env)
+    rounds = reopened.store.rounds()
+    # Stopped between steps: every round is done, or left running to be resumed next time.
+    assert rounds and rounds[0]["status"] == "done"
+    assert all(r["status"] in ("done", "running") for r in rounds)
+    reopened.close()

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from PIL import Image
 from sklearn.datasets import load_digits
 
 from labeling.monitoring import detect_drift
@@ -15,18 +14,11 @@ from labeling.store import NewLabel
 from pipeline import model_steps, pool_steps
 from pipeline.ingest import ingest_folder
 from pipeline.monitor import monitor_round
-from pipeline.project import open_project
 from pipeline.status import project_status
-from pipeline.workspace import find_config, init_project
 from training import TrainParams, predict_arrays, train_arrays
 
 pytestmark = pytest.mark.slow
 CLASSES = [str(d) for d in range(10)]
-# Small enough to train in a few seconds on two cores; good enough to tell digits apart.
-QUICK = {"epochs = 30": "epochs = 1", "min_steps = 200": "min_steps = 40",
-         "batch_size = 64": "batch_size = 32",
-         "min_new_labels = 50": "min_new_labels = 10",
-         "initial_random = 100": "initial_random = 200"}
 
 
 @pytest.fixture(scope="module")
@@ -64,32 +56,6 @@ def test_drift_flags_inverted_and_rotated_digits_not_more_of_the_same(digits):
 
 
 # ---- a project run step by step -----------------------------------------------------------
-def write_pngs(folder: Path, images, labels, prefix: str) -> dict[str, str]:
-    """Save digits as PNG files; returns resolved path -> true class."""
-    truth = {}
-    for i, (img, y) in enumerate(zip(images, labels, strict=True)):
-        path = folder / f"{prefix}{i:04d}.png"
-        Image.fromarray(img, mode="L").save(path)
-        truth[str(path.resolve())] = str(y)
-    return truth
-
-
-def make_project(tmp_path: Path, images, labels):
-    """A digits project whose first ``len(images)`` images are ingested, trained quickly."""
-    folder = tmp_path / "images"
-    folder.mkdir()
-    truth = write_pngs(folder, images, labels, "a")
-    config_path = init_project(tmp_path, images=folder, classes=CLASSES, name="monitor-test")
-    text = config_path.read_text()
-    for old, new in QUICK.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    config_path.write_text(text)
-    proj = open_project(find_config(tmp_path))
-    ingest_folder(proj.store, folder)
-    return proj, truth
-
-
 def answer(proj, truth, rng, *, noise: float, last_predictions: dict | None) -> None:
     """Label every pending pick as a Label Studio sync would record it: the pre-annotation
     shown (the champion's guess), lead time, and whether the person changed the guess."""
@@ -132,9 +98,9 @@ def run_round(proj, truth, rng, *, noise=0.1, before_monitor=None) -> dict:
 
 
 def test_monitor_records_round_numbers_and_raises_drift_for_new_inverted_digits(
-        digits, tmp_path):
+        digits, tmp_path, quick_project, write_pngs):
     images, labels = digits
-    proj, truth = make_project(tmp_path, images[:900], labels[:900])
+    proj, truth, _ = quick_project(tmp_path, images[:900], labels[:900], "monitor-test")
     rng = np.random.default_rng(0)
     try:
         first = run_round(proj, truth, rng)  # cold start: random picks, no model yet

@@ -18,47 +18,19 @@ from pipeline import model_steps, pool_steps
 from pipeline.cli import app
 from pipeline.ingest import ingest_folder
 from pipeline.monitor import monitor_round
-from pipeline.project import open_project
 from pipeline.report import write_report
-from pipeline.workspace import find_config, init_project
+from pipeline.workspace import init_project
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = [str(d) for d in range(10)]
 PLOTS = {"learning_curve", "auto_label", "confidence", "confusion", "correction", "drift"}
 # Small enough to train in a few seconds on two cores; good enough to tell digits apart.
-QUICK = {"epochs = 30": "epochs = 1", "min_steps = 200": "min_steps = 40",
-         "batch_size = 64": "batch_size = 32", "min_new_labels = 50": "min_new_labels = 10",
-         "initial_random = 100": "initial_random = 200"}
-
 
 def digits(n: int):
     data = load_digits()
     images = np.round(data.images * (255 / 16)).astype(np.uint8)
     order = np.random.default_rng(0).permutation(len(images))[:n]
     return images[order], data.target[order]
-
-
-def add_images(folder: Path, images, labels, prefix: str) -> dict[str, str]:
-    truth = {}
-    for i, (img, y) in enumerate(zip(images, labels, strict=True)):
-        path = folder / f"{prefix}{i:04d}.png"
-        Image.fromarray(img, mode="L").save(path)
-        truth[str(path.resolve())] = str(y)
-    return truth
-
-
-def new_project(tmp_path: Path, images, labels):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    truth = add_images(folder, images, labels, "a")
-    config_path = init_project(tmp_path, images=folder, classes=CLASSES, name="report-test")
-    text = config_path.read_text()
-    for old, new in QUICK.items():
-        text = text.replace(old, new)
-    config_path.write_text(text)
-    proj = open_project(find_config(tmp_path))
-    ingest_folder(proj.store, folder)
-    return proj, truth, config_path
 
 
 def one_round(proj, truth, rng) -> None:
@@ -102,9 +74,9 @@ def test_report_before_any_round_says_so(tmp_path):
     assert not (tmp_path / "r.html").exists()
 
 
-def test_plots_without_data_say_so(tmp_path):
+def test_plots_without_data_say_so(tmp_path, quick_project):
     images, labels = digits(300)
-    proj, truth, _ = new_project(tmp_path, images, labels)
+    proj, truth, _ = quick_project(tmp_path, images, labels, "report-test")
     try:
         one_round(proj, truth, np.random.default_rng(0))  # cold start: no model yet
         page, pngs = write_report(proj, tmp_path / "out" / "r.html")
@@ -120,14 +92,14 @@ def test_plots_without_data_say_so(tmp_path):
 
 
 @pytest.mark.slow
-def test_report_renders_every_plot_in_headless_chromium(tmp_path):
+def test_report_renders_every_plot_in_headless_chromium(tmp_path, quick_project, write_pngs):
     images, labels = digits(1100)
-    proj, truth, config_path = new_project(tmp_path, images[:800], labels[:800])
+    proj, truth, config_path = quick_project(tmp_path, images[:800], labels[:800], "report-test")
     rng = np.random.default_rng(0)
     try:
         one_round(proj, truth, rng)
         one_round(proj, truth, rng)
-        truth.update(add_images(proj.config.images_dir, 255 - images[800:],
+        truth.update(write_pngs(proj.config.images_dir, 255 - images[800:],
                                 labels[800:], "inv"))
         ingest_folder(proj.store, proj.config.images_dir)
         one_round(proj, truth, rng)

@@ -1,0 +1,53 @@
+"""Shared helpers for pipeline tests: small digits projects that train in seconds."""
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.ingest import ingest_folder
+from pipeline.project import open_project
+from pipeline.workspace import find_config, init_project
+
+CLASSES = [str(d) for d in range(10)]
+# Small enough to train in a few seconds on two cores; good enough to tell digits apart.
+QUICK = {"epochs = 30": "epochs = 1", "min_steps = 200": "min_steps = 40",
+         "batch_size = 64": "batch_size = 32", "min_new_labels = 50": "min_new_labels = 10",
+         "initial_random = 100": "initial_random = 200"}
+
+
+def _write_pngs(folder: Path, images, labels, prefix: str) -> dict[str, str]:
+    """Save uint8 images as PNG files; returns resolved path -> true class."""
+    truth = {}
+    for i, (img, y) in enumerate(zip(images, labels, strict=True)):
+        path = folder / f"{prefix}{i:04d}.png"
+        Image.fromarray(img, mode="L").save(path)
+        truth[str(path.resolve())] = str(y)
+    return truth
+
+
+@pytest.fixture
+def write_pngs():
+    return _write_pngs
+
+
+@pytest.fixture
+def quick_project():
+    """make(tmp_path, images, labels, name) -> (project, truth, config path): a digits
+    project with quick training settings, its images written and ingested."""
+
+    def make(tmp_path: Path, images, labels, name: str):
+        folder = tmp_path / "images"
+        folder.mkdir()
+        truth = _write_pngs(folder, images, labels, "a")
+        config_path = init_project(tmp_path, images=folder, classes=CLASSES, name=name)
+        text = config_path.read_text()
+        for old, new in QUICK.items():
+            assert old in text, old
+            text = text.replace(old, new)
+        config_path.write_text(text)
+        proj = open_project(find_config(tmp_path))
+        ingest_folder(proj.store, folder)
+        return proj, truth, config_path
+
+    return make
