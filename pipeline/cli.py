@@ -12,6 +12,7 @@ from pipeline.quickstart import quickstart_command
 from pipeline.report_cli import report_command
 from pipeline.simulate_cli import simulate_command
 from pipeline.studio_cli import register as register_studio_commands
+from pipeline.tuning_cli import tune_command
 
 app = typer.Typer(
     name="labelloop",
@@ -27,6 +28,7 @@ app.command("ingest")(ingest_command)
 app.command("simulate")(simulate_command)
 app.command("export")(export_command)
 app.command("report")(report_command)
+app.command("tune")(tune_command)
 register_loop_commands(app)
 app.command("quickstart")(quickstart_command)
 register_studio_commands(app)

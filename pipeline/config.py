@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from labeling.strategies import list_strategies
 from training.models import list_models
 from training.params import TrainParams
+from training.tuning import SearchSpace, grid_space, list_samplers, search_space
 
 CONFIG_NAME = "labelloop.toml"
 
@@ -127,6 +128,81 @@ class LoopSection(_Section):
     train_on_machine_labels: bool = False
 
 
+class TuningSection(_Section):
+    # `labelloop tune` and the loop's re-tuning (pipeline/tuning.py). sampler: tpe (Bayesian
+    # optimisation), random, or grid (the combinations of [tuning.grid]).
+    sampler: str = "tpe"
+    # Trials per `labelloop tune` (grid: at most the combinations not yet tried).
+    trials: int = Field(default=20, ge=1)
+    # Start no new trial after this long: 30s, 30m, 2h; empty: no limit.
+    timeout: str = ""
+    # Architectures from the model zoo to try; empty: the [training] model only.
+    models: tuple[str, ...] = ()
+    # tpe and random: [low, high] per parameter (lr, weight_decay, epochs, batch_size, augment),
+    # replacing the defaults in training.tuning.DEFAULT_RANGES; low = high fixes one.
+    space: dict[str, Any] = Field(default_factory=dict)
+    # grid: the values to try per parameter (those above, and model); the rest stay [training]'s.
+    grid: dict[str, Any] = Field(default_factory=dict)
+    # Re-tune at the end of every K-th round (0: never), and/or when a round detects drift.
+    every_rounds: int = Field(default=0, ge=0)
+    on_drift: bool = False
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler_known(cls, value: str) -> str:
+        if value not in list_samplers():
+            raise ValueError(f"unknown sampler {value!r}; valid: {', '.join(list_samplers())}")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_valid(cls, value: str) -> str:
+        if value.strip():
+            # Imported here: pipeline.loop imports the round steps, which import this module.
+            from pipeline.loop import parse_interval
+
+            parse_interval(value)
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in value if m not in list_models()]
+        if unknown:
+            raise ValueError(f"unknown model {unknown[0]!r}; valid: {', '.join(list_models())}")
+        return value
+
+    @field_validator("space")
+    @classmethod
+    def _space_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        search_space(value)
+        return value
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value:
+            grid_space(value)
+        return value
+
+    @property
+    def timeout_s(self) -> float | None:
+        """``timeout`` in seconds; None for no limit."""
+        from pipeline.loop import parse_interval
+
+        return parse_interval(self.timeout) if self.timeout.strip() else None
+
+    def search_space(self, sampler: str, training_model: str) -> SearchSpace:
+        """The space ``sampler`` searches: ``grid`` for grid, else ``space`` over ``models``
+        (default: ``training_model``). Raises ``ConfigError`` for grid without a grid."""
+        if sampler == "grid":
+            if not self.grid:
+                raise ConfigError("sampler grid needs a grid: add [tuning.grid] to labelloop.toml "
+                                  "with a list of values per parameter, e.g. lr = [0.001, 0.003]")
+            return grid_space(self.grid)
+        return search_space(self.space, models=self.models or (training_model,))
+
+
 class Config(_Section):
     project: ProjectSection
     store: StoreSection = StoreSection()
@@ -134,6 +210,7 @@ class Config(_Section):
     studio: StudioSection = StudioSection()
     training: TrainingSection = TrainingSection()
     loop: LoopSection = LoopSection()
+    tuning: TuningSection = TuningSection()
     workspace: Path = Path(".labelloop")
     # The folder of the config file; every relative path above is relative to it.
     root: Path = Path(".")
@@ -209,10 +286,10 @@ def render_config(name: str, classes, images: Path, *, studio_url: str = "") -> 
     cfg = Config(project=ProjectSection(name=name, classes=tuple(classes), images=images),
                  studio=StudioSection(url=studio_url))
     out = [f"workspace = {_toml(str(cfg.workspace))}", ""]
-    for section in ("project", "store", "registry", "studio", "training", "loop"):
+    for section in ("project", "store", "registry", "studio", "training", "loop", "tuning"):
         out.append(f"[{section}]")
         for key, value in getattr(cfg, section).model_dump().items():
-            if value is not None:
+            if value is not None and not isinstance(value, dict):  # tables: [tuning.grid]
                 out.append(f"{key} = {_toml(value)}")
         out.append("")
     return "\n".join(out)

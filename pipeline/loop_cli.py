@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from labeling.studio.errors import StudioError
@@ -29,7 +30,8 @@ ConfigOption = typer.Option(None, "--config", "-c",
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    # The message is plain text: it may hold [section] names that rich would eat as markup.
+    console.print("[red]error:[/red] " + escape(message), highlight=False)
     raise typer.Exit(code)
 
 
@@ -86,7 +88,7 @@ def round_command(config: Path | None = ConfigOption,
         except RoundStopped as err:
             console.print(str(err))
             raise typer.Exit(130) from None
-        out.print(json.dumps({"round": record["id"], **round_summary(record["stats"])}))
+        print(json.dumps({"round": record["id"], **round_summary(record["stats"])}), flush=True)
 
 
 def run_command(
@@ -103,8 +105,8 @@ def run_command(
     stop.install()
     with opened(config, lock=f"labelloop run --every {every}") as project:
         done = run_loop(project, every_s=every_s, max_rounds=max_rounds, stop=stop,
-                        after_round=lambda r: out.print(json.dumps(
-                            {"round": r["id"], **round_summary(r["stats"])})))
+                        after_round=lambda r: print(json.dumps(
+                            {"round": r["id"], **round_summary(r["stats"])}), flush=True))
     why = f" (stopped by {stop.signal_name})" if stop.signal_name else ""
     console.print(f"{done} round(s) done{why}")
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from labeling.store import LabelStore
-from pipeline.config import Config
+from pipeline.config import Config, ConfigError
 from pipeline.registry import ModelRegistry
 from pipeline.workspace import ensure_workspace
 from training import TrainParams
+
+# Written by `labelloop tune` (pipeline.tuning) in the workspace: the parameters it chose.
+TUNED_PARAMS_NAME = "tuned_params.json"
 
 
 @dataclass
@@ -35,12 +39,42 @@ class Project:
     def predictions_dir(self) -> Path:
         return self.config.workspace_dir / "predictions"
 
+    @property
+    def tuned_params_path(self) -> Path:
+        return self.config.workspace_dir / TUNED_PARAMS_NAME
+
     def train_params(self) -> TrainParams:
-        """Training parameters from the config."""
-        return self.config.training.params()
+        """Training parameters: the config's ``[training]``, overlaid with those ``labelloop
+        tune`` chose (``tuned_params.json``) if it chose any; ``labelloop tune --revert``
+        restores the ones before."""
+        params = self.config.training.params()
+        record = read_tuned_params(self.tuned_params_path)
+        if record is None:
+            return params
+        try:
+            return replace(params, **record["params"])
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{self.tuned_params_path}: invalid tuned parameters ({err}); undo "
+                              f"them with `labelloop tune --revert`") from None
 
     def close(self) -> None:
         self.store.close()
+
+
+def read_tuned_params(path: Path) -> dict | None:
+    """The record ``labelloop tune`` wrote at ``path`` (``params``: the values that replace the
+    config's), or None if there is none."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid JSON ({err}); delete it to train with "
+                          f"[training] alone") from None
+    if not isinstance(record, dict) or not isinstance(record.get("params"), dict):
+        raise ConfigError(f"{path}: no 'params' object; delete it to train with [training] "
+                          f"alone")
+    return record
 
 
 def open_project(config: Config, *, env: Mapping[str, str] | None = None) -> Project:

@@ -1,8 +1,9 @@
 """One round of the labeling loop, step by step, resumable after a crash.
 
 Steps: sync human labels from Label Studio, train a challenger, evaluate and promote, predict
-the pool, auto-accept, select the next batch for people, push it to Label Studio, then monitor
-(measure the loop and log it; ``pipeline.monitor``).
+the pool, auto-accept, select the next batch for people, push it to Label Studio, monitor
+(measure the loop and log it; ``pipeline.monitor``), then tune, which does nothing unless
+``[tuning]`` asks for re-tuning every K rounds or on drift (``pipeline.tuning.retune_step``).
 
 Each step's outcome is saved in the round's record in the label store before the next step
 starts; a round interrupted anywhere (SIGKILL included) stays "running", and the next
@@ -16,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline import model_steps, monitor, pool_steps, studio_steps
+from pipeline import model_steps, monitor, pool_steps, studio_steps, tuning
 from pipeline.project import Project
 
-STEPS = ("sync", "train", "promote", "predict", "accept", "select", "push", "monitor")
+STEPS = ("sync", "train", "promote", "predict", "accept", "select", "push", "monitor", "tune")
 
 
 class RoundStopped(Exception):
@@ -78,4 +79,6 @@ def _run_step(step: str, project: Project, round_id: int, stats: dict, *, progre
         return studio_steps.push(project, round_id, stats["predict"])
     if step == "monitor":
         return monitor.monitor_round(project, round_id, stats)
+    if step == "tune":
+        return tuning.retune_step(project, round_id, stats)
     raise ValueError(f"unknown step {step!r}; valid: {', '.join(STEPS)}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,10 @@ MIN_VAL_ITEMS = 20
 MIN_EVAL_INTERVAL = 20
 _EVAL_BATCH = 512
 
+# Called after each validation check with (optimiser step, validation accuracy); True stops
+# training there (as early stopping does: the best weights so far are kept).
+OnCheck = Callable[[int, float], bool]
+
 
 def train(
     paths: Sequence[str | Path],
@@ -42,6 +46,7 @@ def train(
     *,
     progress: bool = False,
     warm_start: TrainedModel | None = None,
+    on_check: OnCheck | None = None,
 ) -> TrainedModel:
     """Train ``params.model`` on image files ``paths`` labelled with class names ``labels``.
 
@@ -50,7 +55,9 @@ def train(
     from the path count; ``ImageError`` naming any file that cannot be read. ``warm_start``
     continues from an earlier model's weights and optimiser state (same model and classes);
     ``params.weights`` is then ignored. ``progress`` shows a progress bar; otherwise nothing is
-    printed.
+    printed. ``on_check(step, val_accuracy)`` is called after each validation check (none run
+    when too few labels leave no validation split); returning True stops training there, and
+    ``metrics["stopped_by_on_check"]`` records it.
     """
     params = params or TrainParams()
     classes = check_classes(classes)
@@ -60,7 +67,8 @@ def train(
     _check_warm_start(warm_start, params, classes)
     images = load_arrays(paths, tconf, num_workers=params.num_workers, progress=progress)
     pixels = ArrayDataset(images, tconf).images
-    return _fit(pixels, label_idx, classes, tconf, params, progress=progress, warm_start=warm_start)
+    return _fit(pixels, label_idx, classes, tconf, params, progress=progress,
+                warm_start=warm_start, on_check=on_check)
 
 
 def train_arrays(
@@ -71,6 +79,7 @@ def train_arrays(
     *,
     progress: bool = False,
     warm_start: TrainedModel | None = None,
+    on_check: OnCheck | None = None,
 ) -> TrainedModel:
     """Train on preloaded uint8 images ``[N, H, W]`` or ``[N, H, W, C]`` with integer labels
     ``label_idx`` [N] indexing ``classes``. Otherwise as ``train``.
@@ -82,7 +91,8 @@ def train_arrays(
     tconf = transform_for(params)
     _check_warm_start(warm_start, params, classes)
     pixels = ArrayDataset(images, tconf).images
-    return _fit(pixels, label_idx, classes, tconf, params, progress=progress, warm_start=warm_start)
+    return _fit(pixels, label_idx, classes, tconf, params, progress=progress,
+                warm_start=warm_start, on_check=on_check)
 
 
 def transform_for(params: TrainParams) -> TransformConfig:
@@ -137,6 +147,7 @@ def _fit(
     *,
     progress: bool,
     warm_start: TrainedModel | None,
+    on_check: OnCheck | None,
 ) -> TrainedModel:
     if len(pixels) == 0:
         raise ValueError("no labelled images to train on")
@@ -173,6 +184,7 @@ def _fit(
             params,
             generator=generator,
             progress=progress,
+            on_check=on_check,
         )
     module.eval()
     epoch = (warm_start.epoch if warm_start else 0) + stats.pop("epochs")
@@ -208,6 +220,7 @@ def _optimise(
     *,
     generator: torch.Generator,
     progress: bool,
+    on_check: OnCheck | None,
 ) -> dict[str, Any]:
     batch_size = min(params.batch_size, len(train_idx))
     # The last partial batch is dropped: each epoch reshuffles, so every item is still used,
@@ -221,10 +234,10 @@ def _optimise(
     has_val = len(val_idx) > 0
     best: tuple[float, float] = (-1.0, math.inf)  # (val accuracy, -val loss is the tie-break)
     best_state, best_step, since_best = None, 0, 0
-    train_loss, step, stopped_early = math.nan, 0, False
+    train_loss, step, stopped_early, stopped_by_hook = math.nan, 0, False, False
     module.train()
     with progress_bar(progress, f"training {params.model}", total_steps) as bar:
-        while step < total_steps and not stopped_early:
+        while step < total_steps and not (stopped_early or stopped_by_hook):
             order = train_idx[torch.randperm(len(train_idx), generator=generator)]
             for b in range(steps_per_epoch):
                 batch = order[b * batch_size : (b + 1) * batch_size].to(pixels.device)
@@ -248,7 +261,9 @@ def _optimise(
                     else:
                         since_best += 1
                     stopped_early = since_best >= params.patience and step >= params.min_steps
-                if step >= total_steps or stopped_early:
+                    if on_check is not None and on_check(step, acc):
+                        stopped_by_hook = True
+                if step >= total_steps or stopped_early or stopped_by_hook:
                     break
     if best_state is not None:
         module.load_state_dict(best_state)
@@ -262,6 +277,8 @@ def _optimise(
     }
     if has_val:
         stats.update(val_accuracy=best[0], val_loss=round(best[1], 5), best_step=best_step)
+    if on_check is not None:
+        stats["stopped_by_on_check"] = stopped_by_hook
     return stats
 
 

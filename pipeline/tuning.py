@@ -1,0 +1,319 @@
+"""Tune the project's training parameters on its own labels: ``labelloop tune``, and the loop's
+optional re-tuning step (``retune_step``, the last step of a round).
+
+- Data: trials train on the training labels and are scored on the evaluation labels
+  (``model_steps.labeled_sets``: random held-out human labels that never train a model). The
+  images are decoded once per call and shared by its trials. Fewer than ``MIN_TRAIN_LABELS``
+  or ``MIN_EVAL_LABELS`` is an error: on a handful of items the scores only rank noise.
+- Study: ``sqlite:///<workspace>/optuna.db``, named after the project. A second call continues
+  it; a trial left running by a killed process is marked failed (``training.tuning``). Each
+  trial is tagged with the labels it saw, and the best is picked among trials on the current
+  labels, where the parameters in use are scored too (the baseline trial): tuning recommends a
+  change only when something scored better.
+- MLflow: every finished trial is a run in the experiment ``<project>-tuning`` (tags ``study``
+  and ``trial``); trials a crash left unlogged are logged by the next call.
+- Result: the best trial's values become the project's training parameters.
+  ``<workspace>/tuned_params.json`` (written atomically) holds them with the study, trial,
+  score and time, the parameters they replaced, and the record they replaced;
+  ``Project.train_params()`` overlays them on ``[training]``. ``revert_tuning`` puts the replaced
+  record back (or removes the file), and a reverted trial is never adopted again. Every change
+  is appended to ``<workspace>/tuning-history.jsonl``.
+
+Callers hold the workspace lock: the CLI takes it, a round already holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from optuna.trial import FrozenTrial, TrialState
+
+from pipeline.config import ConfigError
+from pipeline.model_steps import labeled_sets, paths_of, snapshot_hash
+from pipeline.project import Project, read_tuned_params
+from training.tuning import (
+    TuningData,
+    apply_params,
+    best_trial,
+    list_samplers,
+    open_study,
+    run_trials,
+    scored_trial,
+    trial_values,
+)
+
+# Fewest labels a study is run on: below this, accuracy steps of 5% decide between trials.
+MIN_TRAIN_LABELS = 20
+MIN_EVAL_LABELS = 20
+HISTORY_NAME = "tuning-history.jsonl"
+_MAX_TAG = 5000  # MLflow's limit on a tag value
+
+
+class TuningError(ValueError):
+    """Tuning cannot run or undo as asked; the message says why and what fixes it."""
+
+
+def study_storage(project: Project) -> str:
+    """Where the project's Optuna study lives: ``sqlite:///<workspace>/optuna.db``."""
+    return f"sqlite:///{project.config.workspace_dir.resolve() / 'optuna.db'}"
+
+
+def tune_project(
+    project: Project,
+    *,
+    sampler: str | None = None,
+    trials: int | None = None,
+    timeout_s: float | None = None,
+    on_trial: Callable[[str], None] | None = None,
+) -> dict:
+    """Run up to ``trials`` more trials of the project's study (default: ``[tuning]``'s
+    sampler, trials and timeout) and adopt the best parameters if they beat those in use.
+    ``on_trial`` gets one line per finished trial. Returns a summary of plain values."""
+    settings = project.config.tuning
+    sampler = sampler or settings.sampler
+    if sampler not in list_samplers():
+        raise TuningError(f"unknown sampler {sampler!r}; valid: {', '.join(list_samplers())}")
+    if trials is not None and trials < 1:
+        raise TuningError(f"trials must be >= 1, got {trials}")
+    base = project.train_params()
+    try:
+        space = settings.search_space(sampler, base.model)
+    except ConfigError as err:
+        raise TuningError(str(err)) from None
+    train_set, eval_set = labeled_sets(project)
+    if len(train_set) < MIN_TRAIN_LABELS or len(eval_set) < MIN_EVAL_LABELS:
+        raise TuningError(
+            f"tuning needs at least {MIN_TRAIN_LABELS} training labels and {MIN_EVAL_LABELS} "
+            f"held-out evaluation labels (human labels of random picks); the project has "
+            f"{len(train_set)} and {len(eval_set)}. Run rounds and label their picks first")
+    train_keys, eval_keys = sorted(train_set), sorted(eval_set)
+    data = TuningData(paths_of(project, train_keys), _indices(project, train_set, train_keys),
+                      paths_of(project, eval_keys), _indices(project, eval_set, eval_keys),
+                      classes=project.classes, num_workers=base.num_workers)
+    tag = f"{snapshot_hash(train_set)}-{snapshot_hash(eval_set)}"
+    study = open_study(study_storage(project), project.config.project.name)
+    log_trials(project, study)  # trials a crash left unlogged, or marked interrupted just now
+
+    exclude = reverted_trials(project, study.study_name)
+
+    def after_trial(study, trial: FrozenTrial) -> None:
+        log_trials(project, study, [trial])
+        if on_trial is not None:
+            on_trial(describe_trial(trial, best_trial(study, tag, exclude=exclude)))
+
+    ran = run_trials(study, data, space, base, sampler=sampler,
+                     n_trials=trials or settings.trials,
+                     timeout_s=timeout_s if timeout_s is not None else settings.timeout_s,
+                     data_tag=tag, callbacks=[after_trial])
+    best = best_trial(study, tag, exclude=exclude)
+    in_use = scored_trial(study, base, tag)
+    summary = {
+        "study": study.study_name, "storage": study_storage(project), "sampler": sampler,
+        "trials_run": len(ran), "trials_total": len(study.get_trials(deepcopy=False)),
+        **{state.name.lower(): sum(t.state == state for t in ran)
+           for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)},
+        "n_train": len(train_set), "n_eval": len(eval_set),
+        "best_trial": best.number if best else None, "best_accuracy": best.value if best else None,
+        "in_use_accuracy": in_use.value if in_use and in_use.state == TrialState.COMPLETE
+        else None,
+    }
+    record = {"study": study.study_name, "sampler": sampler, "data": tag,
+              "n_train": len(train_set), "n_eval": len(eval_set)}
+    return {**summary, **adopt_best(project, best, record)}
+
+
+def adopt_best(project: Project, best: FrozenTrial | None, record: dict) -> dict:
+    """Make ``best``'s values the project's training parameters unless they are in use already.
+    ``record`` (study, sampler, data) is stored with them. Returns ``adopted`` and a reason."""
+    if best is None:
+        return {"adopted": False, "reason": "no completed trial on the current labels"}
+    config_params = project.config.training.params()
+    current = project.train_params()
+    values = trial_values(best)
+    chosen = apply_params(config_params, values)
+    if chosen == current:
+        return {"adopted": False, "reason": f"the parameters in use scored best (trial "
+                                            f"{best.number}, accuracy {best.value:.4f})"}
+    defaults = config_params.to_dict()
+    overlay = {k: v for k, v in chosen.to_dict().items() if k in values or v != defaults[k]}
+    path = project.tuned_params_path
+    entry = {**record, "trial": best.number, "score": best.value, "time": _now(),
+             "params": overlay, "previous_params": current.to_dict(),
+             "previous": read_tuned_params(path)}
+    _write_json(path, entry)
+    _append_history(project, {k: v for k, v in entry.items() if k != "previous"}, "adopt")
+    return {"adopted": True, "reason": f"trial {best.number} scored {best.value:.4f}",
+            "params": overlay}
+
+
+def revert_tuning(project: Project) -> dict:
+    """Restore the training parameters in use before the last adopted tuning: the record it
+    replaced, or ``[training]`` alone. Raises ``TuningError`` if no tuning is in use."""
+    path = project.tuned_params_path
+    record = read_tuned_params(path)
+    if record is None:
+        raise TuningError(f"nothing to revert: no tuned parameters in use ({path} does not "
+                          f"exist), so training uses [training] from labelloop.toml")
+    previous = record.get("previous")
+    if previous is None:
+        path.unlink()
+        _fsync_dir(path.parent)
+    else:
+        _write_json(path, previous)
+    restored = "[training]" if previous is None else f"trial {previous.get('trial')}"
+    _append_history(project, {"time": _now(), "study": record.get("study"),
+                              "trial": record.get("trial"), "params": record["params"],
+                              "restored": restored}, "revert")
+    return {"reverted_trial": record.get("trial"), "restored": restored,
+            "params": project.train_params().to_dict()}
+
+
+def reverted_trials(project: Project, study_name: str) -> set[int]:
+    """Numbers of the trials of ``study_name`` whose adoption was reverted."""
+    path = project.config.workspace_dir / HISTORY_NAME
+    if not path.exists():
+        return set()
+    events = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return {e["trial"] for e in events
+            if e.get("action") == "revert" and e.get("study") == study_name}
+
+
+def retune_step(project: Project, round_id: int, stats: dict) -> dict:
+    """The round's optional last step: tune when ``[tuning] every_rounds`` divides the round
+    number or ``on_drift`` is set and the monitor step found drift; otherwise nothing."""
+    settings = project.config.tuning
+    if not settings.every_rounds and not settings.on_drift:
+        return {"tuned": False, "reason": "off ([tuning] every_rounds = 0, on_drift = false)"}
+    why = []
+    if settings.every_rounds and round_id % settings.every_rounds == 0:
+        why.append(f"every {settings.every_rounds} rounds")
+    drift = ((stats.get("monitor") or {}).get("drift")) or {}
+    if settings.on_drift and drift.get("drift"):
+        why.append("drift detected")
+    if not why:
+        return {"tuned": False, "reason": "not due this round"}
+    try:
+        result = tune_project(project)
+    except TuningError as err:  # too few labels yet: recorded, the round goes on
+        return {"tuned": False, "why": ", ".join(why), "reason": str(err)}
+    return {"tuned": True, "why": ", ".join(why), **result}
+
+
+def describe_trial(trial: FrozenTrial, best: FrozenTrial | None) -> str:
+    """One line about a finished trial: outcome, values, time, and the best so far."""
+    values = " ".join(f"{k}={_short(v)}" for k, v in trial_values(trial).items())
+    if trial.state == TrialState.COMPLETE:
+        outcome = f"accuracy {trial.value:.4f}"
+    elif trial.state == TrialState.PRUNED:
+        step = trial.last_step
+        outcome = f"pruned at check {step} (hold-out {trial.intermediate_values[step]:.4f})"
+    else:
+        outcome = f"failed: {trial.system_attrs.get('fail_reason', 'see the log')}"
+    seconds = trial.duration.total_seconds() if trial.duration else 0.0
+    best_text = f"best {best.value:.4f} (trial {best.number})" if best else "no best yet"
+    baseline = " [parameters in use]" if trial.user_attrs.get("baseline") else ""
+    return f"trial {trial.number}{baseline}: {outcome} in {seconds:.1f} s; {values}; {best_text}"
+
+
+def log_trials(project: Project, study, trials: list[FrozenTrial] | None = None) -> int:
+    """Log finished trials of ``study`` (default: all) that MLflow does not hold yet as runs of
+    ``<project>-tuning``; returns how many were logged."""
+    from mlflow.entities import Metric, Param
+
+    registry = project.registry
+    # The registry owns the MLflow connection, its quieting and where artifacts go.
+    with registry._call("logging tuning trials"):
+        client = registry._client()
+        exp_id = registry._experiment(client, f"{registry.model_name}-tuning",
+                                      registry.artifact_dir / "tuning")
+        finished = [t for t in (trials if trials is not None else study.get_trials())
+                    if t.state.is_finished()]
+        logged = _logged_trials(client, exp_id, study.study_name) if finished else set()
+        count = 0
+        for t in finished:
+            if t.number in logged:
+                continue
+            tags = {"study": study.study_name, "trial": str(t.number), "state": t.state.name,
+                    "data": str(t.user_attrs.get("data", "")),
+                    "baseline": str(bool(t.user_attrs.get("baseline"))).lower()}
+            if "fail_reason" in t.system_attrs:
+                tags["fail_reason"] = str(t.system_attrs["fail_reason"])[:_MAX_TAG]
+            if t.user_attrs.get("interrupted"):
+                tags["interrupted"] = "true"
+            start = _millis(t.datetime_start or t.datetime_complete)
+            run_id = client.create_run(exp_id, run_name=f"trial-{t.number}", tags=tags,
+                                       start_time=start).info.run_id
+            stamp = _millis(t.datetime_complete) or start
+            metrics = [Metric("check_accuracy", float(v), stamp, int(step))
+                       for step, v in sorted(t.intermediate_values.items())]
+            if t.state == TrialState.COMPLETE:
+                metrics.append(Metric("val_accuracy", float(t.value), stamp, 0))
+            for key, value in (t.user_attrs.get("train") or {}).items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    metrics.append(Metric(f"train_{key}", float(value), stamp, 0))
+            params = [Param(k, str(v)) for k, v in trial_values(t).items()]
+            client.log_batch(run_id, metrics=metrics, params=params)
+            client.set_terminated(run_id, "FAILED" if t.state == TrialState.FAIL else "FINISHED",
+                                  end_time=stamp)
+            count += 1
+    return count
+
+
+def _logged_trials(client, exp_id: str, study_name: str) -> set[int]:
+    quote = '"' if "'" in study_name else "'"
+    query = f"tags.study = {quote}{study_name}{quote}"
+    found, token = set(), None
+    while True:
+        page = client.search_runs([exp_id], query, max_results=1000, page_token=token)
+        found.update(int(r.data.tags["trial"]) for r in page if "trial" in r.data.tags)
+        token = page.token
+        if not token:
+            return found
+
+
+def _indices(project: Project, labels: dict[str, str], keys: list[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(project.classes)}
+    return np.array([index[labels[k]] for k in keys], dtype=np.int64)
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    _fsync_dir(path.parent)
+
+
+def _append_history(project: Project, entry: dict, action: str) -> None:
+    path = project.config.workspace_dir / HISTORY_NAME
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"action": action, **entry}, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _millis(when: datetime | None) -> int | None:
+    return None if when is None else int(when.timestamp() * 1000)
