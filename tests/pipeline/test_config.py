@@ -1,0 +1,84 @@
+"""A bad labelloop.toml is a clear error that names the key; a good one round-trips."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import ConfigError, load_config, render_config
+
+GOOD = render_config("demo", ["cat", "dog"], Path("images"))
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "labelloop.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_init_text_round_trips_with_every_default(tmp_path):
+    config = load_config(write(tmp_path, GOOD))
+    assert config.project.classes == ("cat", "dog")
+    assert config.images_dir == (tmp_path / "images").resolve()
+    assert config.store_url == f"sqlite:///{(tmp_path / '.labelloop' / 'labels.db').resolve()}"
+    assert config.loop.target_precision == 0.98
+    assert config.training.params().model == "small_cnn"
+
+
+@pytest.mark.parametrize("old, new, named", [
+    ("strategy = \"margin\"", "stratgy = \"margin\"", "loop.stratgy: unknown key"),
+    ("target_precision = 0.98", "target_precision = 1.5", "loop.target_precision"),
+    ("batch_size = 100", "batch_size = \"many\"", "loop.batch_size"),
+    ("classes = [\"cat\", \"dog\"]", "classes = []", "project.classes"),
+    ("classes = [\"cat\", \"dog\"]", "classes = [\"cat\", \"cat\"]", "duplicate class names: cat"),
+    ("strategy = \"margin\"", "strategy = \"vibes\"", "unknown strategy 'vibes'; valid:"),
+    ("model = \"small_cnn\"", "model = \"resnet9000\"", "unknown model 'resnet9000'; valid:"),
+    ("threshold_mode = \"pooled\"", "threshold_mode = \"global\"", "loop.threshold_mode"),
+])
+def test_bad_values_name_the_key(tmp_path, old, new, named):
+    assert old in GOOD, old
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD.replace(old, new)))
+    assert named in str(err.value)
+
+
+def test_missing_and_unparsable_files_say_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="labelloop init"):
+        load_config(tmp_path / "nowhere.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[project\nname = "))
+
+
+def test_cli_shows_the_config_error_with_brackets_intact(tmp_path):
+    write(tmp_path, GOOD.replace("strategy = \"margin\"", "stratgy = \"margin\""))
+    result = CliRunner().invoke(app, ["status", "--config", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "loop.stratgy: unknown key" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--classes", "cat,cat"], "duplicate class names: cat"),
+    (["--classes", "cat"], "at least two classes"),
+    (["--classes", "cat,dog", "--images", "missing"], "no such folder"),
+])
+def test_init_refuses_bad_input_and_writes_nothing(tmp_path, args, message):
+    (tmp_path / "imgs").mkdir()
+    base = ["init", "--folder", str(tmp_path), "--images", str(tmp_path / "imgs")]
+    if "--images" in args:
+        base = ["init", "--folder", str(tmp_path)]
+        args = [a if a != "missing" else str(tmp_path / "missing") for a in args]
+    result = CliRunner().invoke(app, base + args)
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "labelloop.toml").exists()
+
+
+def test_init_never_overwrites_a_project(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    cmd = ["init", "--folder", str(tmp_path), "--images", str(tmp_path / "imgs"),
+           "--classes", "cat,dog"]
+    assert CliRunner().invoke(app, cmd).exit_code == 0
+    before = (tmp_path / "labelloop.toml").read_text()
+    again = CliRunner().invoke(app, cmd[:-1] + ["ant,bee"])
+    assert again.exit_code == 2 and "already exists" in again.output
+    assert (tmp_path / "labelloop.toml").read_text() == before
