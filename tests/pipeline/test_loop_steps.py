@@ -1,6 +1,7 @@
 """The loop's model and pool steps on real digits, with an oracle writing the human labels
 (the Label Studio side is covered by the integration tests)."""
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from pipeline import model_steps, pool_steps
 from pipeline.datasets import export_dataset, read_labels_csv
 from pipeline.ingest import ingest_folder
 from pipeline.project import open_project
+from pipeline.registry import RegistryError
+from pipeline.round import run_round
 from pipeline.workspace import find_config, init_project
 
 pytestmark = pytest.mark.slow
@@ -108,3 +111,21 @@ def test_worse_challenger_is_not_promoted_and_rollback_restores(project):
     restored = proj.registry.rollback(reason="bad model")
     assert restored.version == good.version == proj.registry.champion().version
     assert [e.action for e in proj.registry.history()][-2:] == ["promote", "rollback"]
+
+
+def test_a_locked_model_registry_stops_the_round_before_it_changes_anything(project):
+    """Another process holds MLflow's SQLite store: the round says so and writes nothing."""
+    proj, _ = project
+    proj.registry.check()  # create the store
+    db = proj.config.workspace_dir / "mlflow.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(RegistryError, match="(?i)lock"):
+            run_round(proj)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert proj.store.rounds() == []
+    assert proj.store.current_labels() == {}
+    assert picks(proj.store) == {}
