@@ -11,16 +11,20 @@ project: nothing starts over, nothing is duplicated.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import typer
 
+from labeling.studio.errors import StudioError
 from pipeline import studio_steps
-from pipeline.config import CONFIG_NAME
-from pipeline.datasets import export_dataset, read_labels_csv
+from pipeline.config import CONFIG_NAME, ConfigError
+from pipeline.datasets import DatasetError, export_dataset, read_labels_csv
+from pipeline.export import export_labels
 from pipeline.ingest import ingest_folder
 from pipeline.project import open_project
+from pipeline.registry import RegistryError
 from pipeline.round import run_round
 from pipeline.simulate import test_split
 from pipeline.workspace import find_config, init_project
@@ -96,13 +100,16 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
             run_round(project, progress=False)
             answered = studio_steps.simulate_annotators(project, truth, noise=noise, seed=seed + n)
             print(round_line(project, n, truth, test_rows) + f" | answered {answered}")
+        exported = export_labels(project.store, folder / "labels.csv", format="csv",
+                                 classes=CLASSES, force=True)
         print()
         print(f"Label Studio: {studio['url']}  (login {studio['username']}, password in "
               f"{studio['password_file']})")
         print(f"MLflow store: {config.workspace_dir / 'mlflow.db'} "
               f"(mlflow ui --backend-store-uri sqlite:///{config.workspace_dir / 'mlflow.db'})")
-        print(f"Project: {config_path}; export the labels with "
-              f"`labelloop export --config {config_path} --format csv --out labels.csv`")
+        print(f"Labeled dataset: {exported.out} ({exported.rows} items with provenance: "
+              f"{', '.join(f'{n} {s}' for s, n in sorted(exported.by_source.items()))})")
+        print(f"Project: {config_path} (`labelloop status --config {config_path}`)")
     finally:
         project.close()
 
@@ -114,4 +121,8 @@ def quickstart_command(
     seed: int = typer.Option(0, help="Seeds the simulated annotator."),
 ) -> None:
     """MNIST through the whole loop with a simulated annotator in an embedded Label Studio."""
-    run_quickstart(folder, rounds=rounds, noise=noise, seed=seed, env=dict(os.environ))
+    try:
+        run_quickstart(folder, rounds=rounds, noise=noise, seed=seed, env=dict(os.environ))
+    except (StudioError, RegistryError, ConfigError, DatasetError) as err:
+        print(f"error: {err}; running it again continues where it stopped", file=sys.stderr)
+        raise typer.Exit(2) from None
