@@ -1,0 +1,46 @@
+"""The main job: the quickstart runs rounds against its own embedded Label Studio, prints a
+line per round, writes the labeled dataset, and a second run continues without duplicating."""
+
+import re
+import socket
+
+import pytest
+
+from labeling.studio import server
+from pipeline.quickstart import prepare, run_quickstart
+from pipeline.workspace import find_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_quickstart_runs_rounds_and_continues(tmp_path, capsys):
+    folder = tmp_path / "demo"
+    config_path, _, test_rows = prepare(folder)
+    assert len(test_rows) == 1000
+    text = config_path.read_text()
+    config_path.write_text(text.replace("port = 8080", f"port = {free_port()}"))
+    config = find_config(config_path)
+    try:
+        run_quickstart(folder, rounds=2, noise=0.0, seed=0, env={})
+        first = capsys.readouterr().out
+        run_quickstart(folder, rounds=1, noise=0.0, seed=0, env={})
+        second = capsys.readouterr().out
+    finally:
+        server.stop(config.studio_dir)
+    assert re.findall(r"round +(\d+):", first) == ["1", "2"]
+    assert re.findall(r"round +(\d+):", second) == ["3"]
+    assert "pool: 4000 images (4000 new)" in first and "(0 new)" in second
+    assert "answered 100" in first
+    # Round 3 synced the 200 answers of rounds 1-2 and trained a champion on them.
+    assert re.search(r"round  3: human labels   200 .* champion test accuracy 0\.\d+ \(v\d\)",
+                     second)
+    assert "Label Studio: http://127.0.0.1:" in second and "MLflow store:" in second
+    rows = (folder / "labels.csv").read_text().splitlines()
+    assert rows[0].startswith("path,label,source")
+    assert len(rows) == 1 + 200 and all(",human," in r for r in rows[1:])
