@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from labeling.selections import picks
+from pipeline.files import write_text_atomic
 from pipeline.project import Project
 from training import calibrate, evaluate, load_checkpoint, predict, save_checkpoint, train
 
@@ -74,7 +75,8 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
                                                 f"{project.config.loop.min_new_labels}"}
     ckpt = project.models_dir / f"{snapshot}.pt"
     if not ckpt.exists():
-        _write_json(project.models_dir / f"{snapshot}.labels.json", train_set)
+        write_text_atomic(project.models_dir / f"{snapshot}.labels.json",
+                          json.dumps(train_set, sort_keys=True))
         keys = sorted(train_set)
         model = train(paths_of(project, keys), [train_set[k] for k in keys], project.classes,
                       project.train_params(), progress=progress)
@@ -113,12 +115,6 @@ def changed_labels(project: Project, snapshot: str | None, train_set: dict[str, 
         return len(train_set)
     before = json.loads(path.read_text())
     return sum(before.get(k) != v for k, v in train_set.items())
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    tmp.replace(path)
 
 
 def _indices(project: Project, labels: dict[str, str], keys) -> np.ndarray:

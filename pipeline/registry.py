@@ -42,6 +42,8 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.files import fsync_dir
+
 CHAMPION = "champion"
 HISTORY_NAME = "registry-history.jsonl"
 _CHECKPOINT_DIR = "checkpoint"
@@ -496,7 +498,7 @@ def _append_log(path: Path, model: str, event: PromotionEvent) -> None:
         f.flush()
         os.fsync(f.fileno())
     if new:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def _read_log(path: Path) -> list[tuple[str, PromotionEvent]]:
@@ -530,14 +532,6 @@ def _champion_stack(events: list[PromotionEvent]) -> list[str]:
         else:
             stack.append(event.to_version)
     return stack
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---- probes and small helpers -----------------------------------------------------------

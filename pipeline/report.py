@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.files import write_text_atomic
 from pipeline.project import Project
 from pipeline.registry import PromotionEvent, VersionInfo
 
@@ -85,9 +86,7 @@ def write_report(project: Project, out: str | Path) -> tuple[Path, list[Path]]:
         path = files_dir / f"{plot.name}.png"
         path.write_bytes(plot.png)
         written.append(path)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(render_html(data, plots), encoding="utf-8")
-    tmp.replace(out)  # a half-written page never replaces a good one
+    write_text_atomic(out, render_html(data, plots))  # never half a page over a good one
     return out, written
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from labeling.strategies import list_strategies, select_for_review
 from pipeline.datasets import load_dataset_arrays
+from pipeline.files import write_text_atomic
 from training import TrainParams, evaluate, predict_arrays, train_arrays
 
 TEST_SPLIT_SEED = 12345
@@ -104,9 +105,7 @@ def labels_to_reach(curve: list[dict], accuracy: float) -> int | None:
 def write_results(results: dict, out: Path) -> None:
     """Write results.json atomically."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(out)
+    write_text_atomic(out, json.dumps(results, indent=2))
 
 
 def plot_curves(runs: list[dict], out: Path, *, title: str = "") -> None:

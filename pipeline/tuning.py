@@ -34,6 +34,7 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import ConfigError
+from pipeline.files import fsync_dir, write_text_atomic
 from pipeline.model_steps import labeled_sets, paths_of, snapshot_hash
 from pipeline.project import Project, read_tuned_params
 from training.tuning import (
@@ -162,7 +163,7 @@ def revert_tuning(project: Project) -> dict:
     previous = record.get("previous")
     if previous is None:
         path.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     else:
         _write_json(path, previous)
     restored = "[training]" if previous is None else f"trial {previous.get('trial')}"
@@ -282,13 +283,7 @@ def _indices(project: Project, labels: dict[str, str], keys: list[str]) -> np.nd
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    _fsync_dir(path.parent)
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _append_history(project: Project, entry: dict, action: str) -> None:
@@ -297,14 +292,6 @@ def _append_history(project: Project, entry: dict, action: str) -> None:
         f.write(json.dumps({"action": action, **entry}, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _short(value) -> str:

@@ -35,6 +35,7 @@ from labeling.studio.project import CHOICES_NAME, StudioProject
 from labeling.studio.remote import item_key_of, iter_tasks, iter_tasks_by_id
 from labeling.studio.sync_store import (
     AnnotationRecord,
+    SyncOutcome,
     TaskSnapshot,
     apply_sync,
     load_cursor,
@@ -54,22 +55,16 @@ class RejectedAnnotation:
     reason: str
 
 
-@dataclass
-class SyncReport:
-    """What a sync found and did. Lists hold item keys, except where they say task ids."""
+@dataclass(kw_only=True)
+class SyncReport(SyncOutcome):
+    """What a sync found and did: what the store write touched (``SyncOutcome``: item keys,
+    task ids for the task lists), what was read, and the annotations that did not count."""
 
     project_id: int
     tasks: int = 0
     read: int = 0
     annotations: int = 0
-    labeled: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    retracted: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    disagreements: list[str] = field(default_factory=list)
     rejected: list[RejectedAnnotation] = field(default_factory=list)
-    deleted_tasks: list[int] = field(default_factory=list)
-    foreign_tasks: list[int] = field(default_factory=list)
 
 
 def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject) -> SyncReport:
@@ -93,18 +88,12 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject) 
     snapshots.extend(_snapshot(project, task, task.get("annotations") or [], users=users)
                      for task in full)
     present = {int(t["id"]) for t in light}
-    report = SyncReport(project_id=project.id, tasks=len(light), read=len(full),
-                        annotations=sum(len(s.annotations) for s in snapshots))
     outcome = apply_sync(store, project, snapshots, present_task_ids=present)
-    report.labeled, report.unchanged = outcome.labeled, outcome.unchanged
-    report.retracted, report.skipped = outcome.retracted, outcome.skipped
-    report.disagreements, report.deleted_tasks = outcome.disagreements, outcome.deleted_tasks
-    report.foreign_tasks = outcome.foreign_tasks
-    report.rejected = [
-        RejectedAnnotation(a.annotation_id, s.task_id, s.item_key, a.who, a.rejected)
-        for s in snapshots for a in s.annotations if a.rejected
-    ]
-    return report
+    return SyncReport(
+        **vars(outcome), project_id=project.id, tasks=len(light), read=len(full),
+        annotations=sum(len(s.annotations) for s in snapshots),
+        rejected=[RejectedAnnotation(a.annotation_id, s.task_id, s.item_key, a.who, a.rejected)
+                  for s in snapshots for a in s.annotations if a.rejected])
 
 
 def _snapshot(project: StudioProject, task: dict, annotations: list[dict], *,
