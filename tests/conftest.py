@@ -1,0 +1,63 @@
+"""The fault ledger: every injected fault and every bad input a test tries is recorded with its
+measured outcome, and the totals are printed at the end of the run.
+
+A test records what it measured after the fault (``lost_labels``, ``duplicate_tasks``), then
+asserts on it as usual; the summary is the count the reliability issue asks for, taken from the
+suite itself rather than written by hand.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Entry:
+    test: str
+    kind: str  # "fault" or "bad input"
+    what: str
+    outcome: str
+    lost_labels: int = 0
+    duplicate_tasks: int = 0
+
+
+_ENTRIES: list[Entry] = []
+
+
+class Ledger:
+    """What one test injected or fed in, and what came of it."""
+
+    def __init__(self, test: str) -> None:
+        self.test = test
+
+    def fault(self, what: str, *, outcome: str, lost_labels: int, duplicate_tasks: int) -> None:
+        """Record an injected fault with the losses and duplicates counted afterwards."""
+        _ENTRIES.append(Entry(self.test, "fault", what, outcome, lost_labels, duplicate_tasks))
+
+    def bad_input(self, what: str, *, outcome: str) -> None:
+        """Record one bad input and what labelloop did with it (e.g. "quarantined: <reason>")."""
+        _ENTRIES.append(Entry(self.test, "bad input", what, outcome))
+
+
+@pytest.fixture
+def ledger(request) -> Ledger:
+    return Ledger(request.node.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _ENTRIES:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("fault ledger")
+    faults = [e for e in _ENTRIES if e.kind == "fault"]
+    inputs = [e for e in _ENTRIES if e.kind == "bad input"]
+    write(f"faults injected: {len(faults)}; lost labels: {sum(e.lost_labels for e in faults)}; "
+          f"duplicate tasks: {sum(e.duplicate_tasks for e in faults)}")
+    for (what, outcome), n in sorted(Counter((e.what, e.outcome) for e in faults).items()):
+        write(f"  {n:3d} x {what} -> {outcome}")
+    write(f"bad inputs tried: {len(inputs)}")
+    for outcome, n in sorted(Counter(e.outcome.split(":")[0] for e in inputs).items()):
+        write(f"  {n:3d} -> {outcome}")
