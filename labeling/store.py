@@ -11,6 +11,7 @@ Rules kept here, for every caller:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -103,6 +104,14 @@ class LabelWriteResult:
     written: list[str]
     refused: list[str]
     unchanged: list[str]
+
+
+def file_key(path: str | Path) -> tuple[str, int]:
+    """An image file's item key (``sha256:`` and the hex digest of its bytes) and its size."""
+    with open(path, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256")
+        size = handle.tell()
+    return "sha256:" + digest.hexdigest(), size
 
 
 def store_url(path_or_url: str | Path) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
@@ -30,6 +30,7 @@ IMAGE_NAME = "image"
 CHOICES_NAME = "label"
 STORAGE_TITLE = "labelloop images"
 TITLE_MAX = 50  # Label Studio's own limit
+LOCAL_FILES_PATH = "/data/local-files/"
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,18 @@ class ImageSource:
             raise StudioError(f"item {path} is outside the image folder {self.images_dir}; "
                               f"Label Studio serves only files inside it: move the file there "
                               f"and ingest it again")
-        return "/data/local-files/?d=" + quote(resolved.relative_to(self.document_root).as_posix(),
-                                               safe="/")
+        relative = resolved.relative_to(self.document_root).as_posix()
+        return f"{LOCAL_FILES_PATH}?d=" + quote(relative, safe="/")
+
+    def path_for(self, url: str) -> Path | None:
+        """The local file a task's image URL names (the inverse of ``url_for``), resolved;
+        ``None`` for an http(s) URL or a URL that is not a local-files one. The path may lie
+        outside the image folder: a task edited in Label Studio can point anywhere."""
+        parts = urlsplit(url)
+        if self.document_root is None or parts.scheme or parts.path != LOCAL_FILES_PATH:
+            return None
+        names = parse_qs(parts.query).get("d")
+        return (self.document_root / names[0]).resolve() if names else None
 
 
 @dataclass(frozen=True)

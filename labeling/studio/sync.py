@@ -17,6 +17,11 @@ Re-deriving a changed task from all of its current annotations is what makes the
 Label Studio: an annotation updated after a sync changes the label; a deleted one is no longer
 counted (the last one deleted retracts the human label).
 
+A task whose image was edited in Label Studio (it no longer shows its item's file, or points
+outside the image folder) counts as pending: its annotations are reported as rejected with the
+reason, and a label synced from it before is retracted, since the answers may be about another
+picture.
+
 Tasks deleted in Label Studio are marked deleted in the store's task table, and the human labels
 already synced from them stay: a person gave them, and deleting a task is usually housekeeping
 (clearing a project), not a verdict on the label. Delete the annotation to withdraw a label.
@@ -26,12 +31,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
-from labeling.store import LabelStore
+from labeling.store import LabelStore, file_key
 from labeling.studio.connection import Studio
-from labeling.studio.consensus import AnnotationView, decide
+from labeling.studio.consensus import AnnotationView, Verdict, decide
 from labeling.studio.errors import StudioError
-from labeling.studio.project import CHOICES_NAME, StudioProject
+from labeling.studio.project import CHOICES_NAME, IMAGE_NAME, ImageSource, StudioProject
 from labeling.studio.remote import item_key_of, iter_tasks, iter_tasks_by_id
 from labeling.studio.sync_store import (
     AnnotationRecord,
@@ -85,7 +91,8 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject) 
     # Every field: ``include`` would also filter the annotations' own fields (to stubs).
     full = list(iter_tasks_by_id(studio, project.id, to_read, all_fields=True)) if to_read else []
     users = _user_emails(studio) if full else {}
-    snapshots.extend(_snapshot(project, task, task.get("annotations") or [], users=users)
+    snapshots.extend(_snapshot(project, task, task.get("annotations") or [], users=users,
+                               refused=_wrong_image(project.images, store, task))
                      for task in full)
     present = {int(t["id"]) for t in light}
     outcome = apply_sync(store, project, snapshots, present_task_ids=present)
@@ -97,18 +104,55 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject) 
 
 
 def _snapshot(project: StudioProject, task: dict, annotations: list[dict], *,
-              users: dict[int, str]) -> TaskSnapshot:
+              users: dict[int, str], refused: str | None = None) -> TaskSnapshot:
+    """The task as read; ``refused``: why none of its annotations count (its image changed)."""
     predictions = task.get("predictions") or []
     records = tuple(_record(a, predictions, users) for a in annotations)
     views = [AnnotationView(r.annotation_id, r.user_id, r.choices, r.was_cancelled, r.updated_at)
              for r in records]
-    verdict = decide(views, project.classes)
+    if refused is None:
+        verdict = decide(views, project.classes)
+    else:
+        verdict = Verdict("pending", rejected={r.annotation_id: refused for r in records})
     rejected = verdict.rejected or {}
     records = tuple(r.with_rejection(rejected.get(r.annotation_id)) for r in records)
     return TaskSnapshot(task_id=int(task["id"]), item_key=item_key_of(task),
                         updated_at=str(task.get("updated_at") or ""),
                         annotation_ids=_ids(",".join(str(a["id"]) for a in annotations)),
                         annotations=records, verdict=verdict)
+
+
+def _wrong_image(images: ImageSource, store: LabelStore, task: dict) -> str | None:
+    """Why the task no longer shows its item's image, or ``None`` if it does.
+
+    A person can edit a task's data in Label Studio; an answer about another picture (or a file
+    outside the image folder) must not become this item's label.
+    """
+    key = item_key_of(task)
+    item = store.item(key) if key else None
+    if item is None:
+        return None  # not one of ours: counted as a foreign task when stored
+    url = str((task.get("data") or {}).get(IMAGE_NAME) or "")
+    if url == item.path or (url and url == _url_or_none(images, item.path)):
+        return None
+    path = images.path_for(url)
+    if path is None:
+        return (f"the task's image was changed in Label Studio to {url!r}, not item {key}'s "
+                f"image {item.path}; restore it or delete the task (it is then sent again)")
+    if images.images_dir is None or images.images_dir not in path.parents:
+        return (f"the task's image was changed in Label Studio to {path}, outside the image "
+                f"folder {images.images_dir}; restore it or delete the task")
+    if path == Path(item.path).resolve() or (path.is_file() and file_key(path)[0] == key):
+        return None  # the same file, or the same bytes under another name
+    return (f"the task's image was changed in Label Studio to {path}, not item {key}'s image "
+            f"{item.path}; restore it or delete the task (it is then sent again)")
+
+
+def _url_or_none(images: ImageSource, path: str) -> str | None:
+    try:
+        return images.url_for(path)
+    except StudioError:  # the item lies outside the served folder: compare by file instead
+        return None
 
 
 def _record(annotation: dict, predictions: list[dict], users: dict[int, str]) -> AnnotationRecord:

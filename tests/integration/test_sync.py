@@ -200,3 +200,39 @@ def test_a_server_stopped_during_a_sync_loses_nothing(studio_server, studio, sto
     report = sync_annotations(connect(studio_server.url, studio_server.token), store, project)
     assert sorted(report.labeled) == sorted(i.key for i in items)
     assert {lab.label for lab in store.current_labels().values()} == {"bird"}
+
+
+def test_a_task_whose_image_was_edited_in_label_studio_does_not_label_its_item(
+        studio, store, project, pushed, ledger):
+    """Answers on a task that now shows another picture, or a file outside the image folder,
+    are about something else: rejected with the reason, and a label synced earlier is
+    retracted; putting the image back makes them count again."""
+    items, tasks = pushed
+    swapped, outside = tasks[items[0].key], tasks[items[1].key]
+    own_image = project.images.url_for(items[0].path)
+    annotate(studio, swapped, "dog")
+    annotate(studio, outside, "bird")
+    sync_annotations(studio, store, project)
+    assert store.current_labels()[items[0].key].label == "dog"
+
+    with studio.errors("editing tasks"):
+        studio.client.tasks.update(id=swapped, data={
+            "image": project.images.url_for(items[2].path), "item_key": items[0].key})
+        studio.client.tasks.update(id=outside, data={
+            "image": "/data/local-files/?d=../../../etc/hostname", "item_key": items[1].key})
+    report = sync_annotations(studio, store, project)
+    reasons = {r.task_id: r.reason for r in report.rejected}
+    for task_id in (swapped, outside):
+        ledger.bad_input("task image edited in Label Studio",
+                         outcome=f"rejected: {reasons.get(task_id, 'NOT REJECTED')}")
+    assert "not item" in reasons[swapped] and items[2].path in reasons[swapped]
+    assert "outside the image folder" in reasons[outside]
+    assert sorted(report.retracted) == sorted([items[0].key, items[1].key])
+    assert store.current_labels() == {}
+
+    with studio.errors("restoring a task"):
+        studio.client.tasks.update(id=swapped, data={"image": own_image,
+                                                     "item_key": items[0].key})
+    report = sync_annotations(studio, store, project)
+    assert report.labeled == [items[0].key]
+    assert {k: v.label for k, v in store.current_labels().items()} == {items[0].key: "dog"}
