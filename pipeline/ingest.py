@@ -4,12 +4,19 @@ Every image file is keyed by the SHA-256 of its bytes, so a copy under another n
 item. A new file is fully decoded with ``training.images.open_image`` (the same function training
 and prediction use), so a file that enters the pool is one the model can read. A file that cannot
 be read is quarantined with its reason; ingest never stops on a bad file.
+
+Only files under the image folder are read: a link to a file elsewhere is quarantined, never
+followed, and links to folders are listed and not walked. Paths are stored as text, so a name
+that is not valid UTF-8 (which SQLite cannot hold) is quarantined under a shown form with
+``\\xNN`` escapes.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -55,7 +62,8 @@ class Duplicate(NamedTuple):
 
 @dataclass(frozen=True)
 class IngestReport:
-    """What one ``ingest_folder`` run did. Paths are resolved and absolute."""
+    """What one ``ingest_folder`` run did. Paths are resolved and absolute, and valid UTF-8:
+    bytes of a name that are not are shown as ``\\xNN``."""
 
     root: Path
     added: list[NewItem]
@@ -65,6 +73,7 @@ class IngestReport:
     released: list[str]  # were quarantined before; fine now, or deleted
     ignored: list[str]  # files without an image extension
     unreadable_dirs: list[Rejected]  # folders the walk could not list
+    folder_links: list[str]  # links to folders: not walked, so their images were not read
 
 
 def ingest_folder(
@@ -77,25 +86,29 @@ def ingest_folder(
     """Add every image under ``root`` (recursively) to ``store``; quarantine the bad ones.
 
     Files are picked by extension (``IMAGE_EXTENSIONS``, any case); others are ignored and
-    counted. Symbolic links to folders are not followed, so link loops cannot trap the walk.
-    Files already in the store (same bytes) are skipped without decoding. Files that are empty,
-    truncated, not images, larger than ``max_pixels`` or unreadable are quarantined with their
-    reason; a quarantined path that is fine now leaves the quarantine.
+    counted. Symbolic links to folders are not followed, so link loops cannot trap the walk;
+    they are listed in ``folder_links``. Files already in the store (same bytes) are skipped
+    without decoding. Files that are empty, truncated, not images, larger than ``max_pixels``,
+    unreadable, not regular files, links that are broken, loop or point outside ``root``, and
+    names that are not UTF-8 are quarantined with their reason; a quarantined path that is
+    fine now leaves the quarantine.
 
     Raises ``IngestError`` if ``root`` is missing, not a folder, or holds no image files.
     """
     root_path = _check_root(root)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise IngestError(f"max_pixels must be a positive integer, got {max_pixels!r}")
-    files, ignored, unreadable_dirs = _walk(root_path)
-    if not files:
+    found = _walk(root_path)
+    if not found.images and not found.refused:
         raise IngestError(
             f"no image files under {root_path} (looked for {', '.join(IMAGE_EXTENSIONS)}, "
-            f"any case; {len(ignored)} other file(s) ignored)"
+            f"any case; {len(found.others)} other file(s) ignored)"
         )
-    hashed, quarantined = _hash_files(store, files, progress)
-    known = store.existing_keys(key for _, key, _ in hashed)
     was_quarantined = {q.path for q in store.quarantined()}
+    refused = [_quarantine(store, path, reason) for path, reason in found.refused]
+    hashed, quarantined = _hash_files(store, found.images, progress)
+    quarantined = refused + quarantined
+    known = store.existing_keys(key for _, key, _ in hashed)
     added: list[NewItem] = []
     already: list[str] = []
     duplicates: list[Duplicate] = []
@@ -132,12 +145,15 @@ def ingest_folder(
     added += _write(store, pending)
     # Quarantined paths under root that are fine now, or gone, leave the quarantine. (add_items
     # already released the ones whose bytes were quarantined, so the list is computed here.)
+    # A path quarantined again in this run stays: a name shown with \xNN escapes does not
+    # exist under its shown form, yet the file is still there.
+    again = {q.path for q in quarantined}
     gone = [p for p in was_quarantined
-            if Path(p).is_relative_to(root_path) and not os.path.lexists(p)]
+            if Path(p).is_relative_to(root_path) and p not in again and not os.path.lexists(p)]
     released = sorted({p for p in fine if p in was_quarantined}.union(gone))
     store.unquarantine(released)
-    return IngestReport(root_path, added, already, duplicates, quarantined, released, ignored,
-                        unreadable_dirs)
+    return IngestReport(root_path, added, already, duplicates, quarantined, released,
+                        found.others, found.unreadable, found.folder_links)
 
 
 def _check_root(root: str | Path) -> Path:
@@ -149,31 +165,60 @@ def _check_root(root: str | Path) -> Path:
     return path.resolve()
 
 
-def _walk(root: Path) -> tuple[list[str], list[str], list[Rejected]]:
-    """Image files (resolved, each once), other files, and folders that could not be listed."""
-    images: list[str] = []
+class _Found(NamedTuple):
+    """What the walk found under the image folder."""
+
+    images: list[str]  # image files to read: resolved, each once, under the root
+    refused: list[Rejected]  # image files not to read: links out of the root, non-UTF-8 names
+    others: list[str]  # files without an image extension
+    folder_links: list[str]
+    unreadable: list[Rejected]  # folders that could not be listed
+
+
+def _walk(root: Path) -> _Found:
+    found = _Found([], [], [], [], [])
     seen: set[str] = set()
-    others: list[str] = []
-    unreadable: list[Rejected] = []
 
     def on_error(err: OSError) -> None:
         # os.walk skips a folder it cannot list silently unless told; the user should know.
-        unreadable.append(Rejected(str(err.filename), err.strerror or str(err)))
+        found.unreadable.append(Rejected(_shown(str(err.filename)), err.strerror or str(err)))
 
     for folder, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False):
         dirnames.sort()  # a stable order makes "first file with these bytes" reproducible
+        # os.walk lists links to folders with the folders and does not enter them.
+        found.folder_links.extend(_shown(os.path.join(folder, name)) for name in dirnames
+                                  if os.path.islink(os.path.join(folder, name)))
         for name in sorted(filenames):
             path = Path(folder, name)
             if not is_image_path(path):
-                others.append(str(path))
+                found.others.append(_shown(str(path)))
                 continue
             # A link to a file elsewhere in the tree is the same file, not a duplicate. A broken
-            # link keeps its own name: its target does not exist for the user to look for.
-            resolved = str(path.resolve()) if path.exists() else str(path.absolute())
+            # or looping link keeps its own name: its target cannot be opened, and reading it
+            # says which of the two it is.
+            if not path.exists():
+                resolved = str(path.absolute())
+            else:
+                resolved = str(path.resolve())
+                if not Path(resolved).is_relative_to(root):
+                    # Never read: the user chose this folder, not the files its links reach.
+                    found.refused.append(Rejected(
+                        _shown(str(path)),
+                        f"link points outside the image folder ({_shown(resolved)})"))
+                    continue
+            if _shown(resolved) != resolved:
+                found.refused.append(Rejected(_shown(resolved), "file name is not valid UTF-8"))
+                continue
             if resolved not in seen:
                 seen.add(resolved)
-                images.append(resolved)
-    return images, others, unreadable
+                found.images.append(resolved)
+    return found
+
+
+def _shown(path: str) -> str:
+    """``path`` as valid UTF-8 text, for the store and the console: bytes of a name that are not
+    UTF-8 (kept by Python as surrogate escapes) become ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _hash_files(
@@ -184,14 +229,26 @@ def _hash_files(
     quarantined: list[Rejected] = []
     for path in track(files, description="hashing", disable=not progress, transient=True):
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                # Opening a named pipe waits for a writer forever; devices are no images either.
+                quarantined.append(_quarantine(
+                    store, path, "not a regular file (a named pipe, device or socket)"))
+                continue
             key, size = _hash_file(path)
         except OSError as err:
-            reason = ("broken symbolic link" if os.path.islink(path)
-                      else f"unreadable: {err.strerror or err}")
-            quarantined.append(_quarantine(store, path, reason))
+            quarantined.append(_quarantine(store, path, _unreadable_reason(path, err)))
             continue
         hashed.append((path, key, size))
     return hashed, quarantined
+
+
+def _unreadable_reason(path: str, err: OSError) -> str:
+    if os.path.islink(path):
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if err.errno == errno.ENOENT:
+            return "broken symbolic link"
+    return f"unreadable: {err.strerror or err}"
 
 
 def _hash_file(path: str) -> tuple[str, int]:
@@ -266,11 +323,14 @@ def print_report(report: IngestReport, console: Console) -> None:
         ("left quarantine (fixed or deleted)", len(report.released)),
         ("ignored (not an image extension)", len(report.ignored)),
         ("unreadable folders", len(report.unreadable_dirs)),
+        ("links to folders (not followed)", len(report.folder_links)),
     ]:
         summary.add_row(what, f"{count:,}")
     console.print(summary)
+    links = [Rejected(p, "not walked: its images were not read") for p in report.folder_links]
     for title, rows in [("quarantined", report.quarantined),
-                        ("unreadable folders", report.unreadable_dirs)]:
+                        ("unreadable folders", report.unreadable_dirs),
+                        ("links to folders, not followed", links)]:
         if rows:
             table = Table(title=Text(f"{title} (paths under {report.root})"))
             # fold, not crop: a path cut short with an ellipsis cannot be found.
