@@ -14,7 +14,6 @@ that is not valid UTF-8 (which SQLite cannot hold) is quarantined under a shown 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from rich.progress import track
 from rich.table import Table
 from rich.text import Text
 
-from labeling.store import LabelStore, NewItem, StoreError
+from labeling.store import LabelStore, NewItem, StoreError, file_key
 from pipeline.config import ConfigError
 from pipeline.workspace import ensure_workspace, find_config
 from training.images import (
@@ -234,7 +233,7 @@ def _hash_files(
                 quarantined.append(_quarantine(
                     store, path, "not a regular file (a named pipe, device or socket)"))
                 continue
-            key, size = _hash_file(path)
+            key, size = file_key(path)
         except OSError as err:
             quarantined.append(_quarantine(store, path, _unreadable_reason(path, err)))
             continue
@@ -249,13 +248,6 @@ def _unreadable_reason(path: str, err: OSError) -> str:
         if err.errno == errno.ENOENT:
             return "broken symbolic link"
     return f"unreadable: {err.strerror or err}"
-
-
-def _hash_file(path: str) -> tuple[str, int]:
-    with open(path, "rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256")
-        size = handle.tell()
-    return "sha256:" + digest.hexdigest(), size
 
 
 def _quarantine(store: LabelStore, path: str, reason: str, key: str | None = None) -> Rejected:

@@ -83,7 +83,7 @@ def make_corpus(dest: Path) -> list[Case]:
     bad("bad/page.jpg", "HTML page named .jpg",
         b"<!doctype html><html><body>404 Not Found</body></html>\n", "not an image")
     bad("bad/bomb.png", "20,000 x 20,000 PNG (decompression bomb)",
-        _bomb_png(20_000, 20_000), "decompression bomb")
+        bomb_png(20_000, 20_000), "decompression bomb")
 
     image("odd/one_pixel.png", "1x1 image", Image.fromarray(noise(1, 1, 3)), "PNG")
     sixteen = rng.integers(0, 65_536, size=(12, 30)).astype(np.uint16)
@@ -180,7 +180,7 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _bomb_png(width: int, height: int) -> bytes:
+def bomb_png(width: int, height: int) -> bytes:
     """A valid all-black 1-bit PNG: ~50 kB on disk, width*height pixels once decoded.
 
     Written row by row, so making it takes one row of memory; a real image (not a lying header)

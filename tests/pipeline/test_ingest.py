@@ -3,8 +3,6 @@
 import hashlib
 import io
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +10,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+import labeling.store
 import pipeline.ingest as ingest_module
 from labeling.store import LabelStore
 from pipeline.cli import app
 from pipeline.ingest import IngestError, ingest_folder
+from tests.data.make_corpus import bomb_png
 
 RNG = np.random.default_rng(0)
 
@@ -28,20 +28,6 @@ def _encoded(img: Image.Image, fmt: str, **kwargs) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, fmt, **kwargs)
     return buffer.getvalue()
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def bomb_png(width: int, height: int) -> bytes:
-    """A valid all-black 1-bit PNG: tens of kB on disk, width*height pixels once decoded."""
-    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
-    packer = zlib.compressobj(9)
-    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data)
-            + _png_chunk(b"IEND", b""))
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -248,7 +234,8 @@ def test_unreadable_files_and_folders_are_reported(store, tmp_path, monkeypatch)
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    monkeypatch.setattr(ingest_module, "open", guarded_open, raising=False)
+    # Files are hashed (opened first) by the store's file_key.
+    monkeypatch.setattr(labeling.store, "open", guarded_open, raising=False)
     report = ingest_folder(store, root)
     assert [Path(i.path).name for i in report.added] == ["ok.png"]
     assert [(Path(p).name, r) for p, r in report.quarantined] == [
