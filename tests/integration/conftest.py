@@ -14,9 +14,11 @@ Layout of the session folder (so the CLI can be pointed at it with a ``labelloop
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import itertools
 import socket
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,9 @@ from labeling.store import LabelStore, NewItem
 from labeling.studio import server
 from labeling.studio.connection import Studio, connect
 from labeling.studio.project import ImageSource, StudioProject, ensure_project
+from pipeline.ingest import ingest_folder
+from pipeline.project import open_project
+from pipeline.workspace import find_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXECUTABLE = REPO / ".venv-studio" / "bin" / "label-studio"
@@ -155,3 +160,73 @@ def make_items(studio_server, store, request) -> Callable[[int], list[NewItem]]:
         return items
 
     return make
+
+
+@pytest.fixture(scope="session")
+def small_digits(studio_server) -> Path:
+    """400 of sklearn's digits as PNGs with a ``labels.csv`` (path,label) beside the folder,
+    inside the server's document root; rounds on them take seconds."""
+    from sklearn.datasets import load_digits  # slow import, only for the tests that use it
+
+    folder = studio_server.images_dir.parent / "digits-small"
+    (folder / "images").mkdir(parents=True)
+    data = load_digits()
+    images = np.round(data.images * (255 / 16)).astype(np.uint8)
+    with open(folder / "labels.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        for i in np.random.default_rng(0).permutation(len(images))[:400]:
+            Image.fromarray(images[i], mode="L").save(folder / "images" / f"d{i:04d}.png")
+            writer.writerow([f"images/d{i:04d}.png", int(data.target[i])])
+    return folder
+
+
+@pytest.fixture
+def digits_project(studio_server, small_digits, tmp_path) -> Callable[..., Path]:
+    """make(name, *, folder=tmp_path, studio_extra="") -> the folder of a labelloop.toml for a
+    digits project on the session's server (an external server to it; the key is not in the
+    config, so give it with LABEL_STUDIO_API_KEY or add api_key_file in ``studio_extra``), with
+    quick training settings and its images ingested."""
+
+    def make(name: str, *, folder: Path = tmp_path, studio_extra: str = "") -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        classes = ", ".join(f'"{d}"' for d in range(10))
+        (folder / "labelloop.toml").write_text(textwrap.dedent(f"""\
+            workspace = "ws"
+            [project]
+            name = "{name}"
+            classes = [{classes}]
+            images = "{small_digits / 'images'}"
+            [studio]
+            url = "{studio_server.url}"
+            local_files_root = "{studio_server.images_dir.parent}"
+            """) + studio_extra + textwrap.dedent("""
+            [training]
+            epochs = 2
+            min_steps = 40
+            batch_size = 32
+            [loop]
+            batch_size = 30
+            initial_random = 80
+            min_new_labels = 10
+            """), encoding="utf-8")
+        project = open_project(find_config(folder))
+        try:
+            ingest_folder(project.store, project.config.images_dir)
+        finally:
+            project.close()
+        return folder
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def digits_export(studio_server) -> Path:
+    """All 1,797 digits exported once (``labelloop datasets export`` layout), inside the
+    server's local-files document root."""
+    from pipeline.datasets import export_dataset
+
+    out = studio_server.images_dir.parent / "digits-export"
+    if not (out / "labels.csv").exists():
+        export_dataset("digits", out)
+    return out

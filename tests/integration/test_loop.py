@@ -17,7 +17,7 @@ import pytest
 from labeling.selections import picks
 from labeling.studio.remote import item_key_of, iter_tasks
 from pipeline import studio_steps
-from pipeline.datasets import export_dataset, read_labels_csv
+from pipeline.datasets import read_labels_csv
 from pipeline.ingest import ingest_folder
 from pipeline.lock import WorkspaceLock
 from pipeline.project import open_project
@@ -29,17 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 _n = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def digits_export(studio_server):
-    """Digits exported once, inside the server's local-files document root."""
-    out = studio_server.images_dir.parent / "digits-export"
-    if not (out / "labels.csv").exists():
-        export_dataset("digits", out)
-    return out
-
-
-def make_project(studio_server, digits_export, tmp_path, name):
-    """A labelloop project on digits, talking to the session's server as an external one."""
+def make_project(studio_server, digits_export, tmp_path, name, *, url=None, timeout_s=120.0):
+    """A labelloop project on digits, talking to the session's server as an external one
+    (at ``url`` if given: a proxy in front of it)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "labelloop.toml").write_text(textwrap.dedent(f"""
         workspace = "ws"
@@ -48,7 +40,8 @@ def make_project(studio_server, digits_export, tmp_path, name):
         classes = {[str(d) for d in range(10)]!r}
         images = "{digits_export / 'images'}"
         [studio]
-        url = "{studio_server.url}"
+        url = "{url or studio_server.url}"
+        timeout_s = {timeout_s}
         local_files_root = "{studio_server.images_dir.parent}"
         [training]
         epochs = 15
