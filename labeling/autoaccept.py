@@ -158,14 +158,15 @@ def pooled_thresholds(
     predicted = pred_probs.argmax(axis=1)
     conf = pred_probs.max(axis=1)
     wrong = predicted != labels
-    best_t = None
+    best_t = pooled_ucb = None
     for t in np.unique(conf)[::-1]:  # high to low
         above = conf >= t
         eligible = np.bincount(predicted[above], minlength=len(classes)) >= min_points
         keep = above & eligible[predicted]
         n, e = int(keep.sum()), int(wrong[keep].sum())
-        if n and error_upper_bound(e, n, confidence=confidence) <= max_error:
-            best_t = float(t)
+        bound = error_upper_bound(e, n, confidence=confidence) if n else None
+        if bound is not None and bound <= max_error:
+            best_t, pooled_ucb = float(t), bound
     out = []
     for k, name in enumerate(classes):
         mine = predicted == k
@@ -180,15 +181,8 @@ def pooled_thresholds(
         if n < min_points:
             out.append(ClassThreshold(name, None, n, e, None,
                                       f"too little validation data: {n} < {min_points} items"))
-        else:
-            out.append(ClassThreshold(name, best_t, n, e, None, "ok (pooled bound)"))
-    accepted = [c for c in out if c.threshold is not None]
-    n_acc = sum(c.n_validation for c in accepted)
-    e_acc = sum(c.errors for c in accepted)
-    pooled_ucb = error_upper_bound(e_acc, n_acc, confidence=confidence) if n_acc else None
-    out = [ClassThreshold(c.label, c.threshold, c.n_validation, c.errors,
-                          pooled_ucb if c.threshold is not None else c.error_upper_bound,
-                          c.reason) for c in out]
+        else:  # the bound is the pooled one: over every accepted class together
+            out.append(ClassThreshold(name, best_t, n, e, pooled_ucb, "ok (pooled bound)"))
     return Thresholds(tuple(out), target_precision, confidence)
 
 
