@@ -19,8 +19,6 @@ import numbers
 from collections.abc import Callable
 
 import numpy as np
-from modAL.uncertainty import _proba_entropy, _proba_margin, _proba_uncertainty
-from sklearn.metrics import pairwise_distances_argmin_min
 
 Strategy = Callable[..., np.ndarray]
 
@@ -64,17 +62,25 @@ def get_strategy(name: str) -> Strategy:
 
 
 # ---- uncertainty scores ---------------------------------------------------------------------
+# modAL (and sklearn) are imported where used: modAL imports skorch and with it torch, about a
+# second that every `labelloop` command would otherwise pay for loading its config.
 def _least_confident_score(pred_probs: np.ndarray) -> np.ndarray:
+    from modAL.uncertainty import _proba_uncertainty
+
     return _proba_uncertainty(pred_probs)
 
 
 def _margin_score(pred_probs: np.ndarray) -> np.ndarray:
+    from modAL.uncertainty import _proba_margin
+
     # modAL's margin is p(best) - p(second): small means uncertain. Flipped so that, like the
     # other scores, higher means more uncertain (and plots share one direction).
     return 1.0 - _proba_margin(pred_probs)
 
 
 def _entropy_score(pred_probs: np.ndarray) -> np.ndarray:
+    from modAL.uncertainty import _proba_entropy
+
     return _proba_entropy(pred_probs)
 
 
@@ -151,6 +157,8 @@ def _ranked_batch(pred_probs, n, *, rng, features, labeled_features=None):
         n_known = 0
         nearest = np.full(n_pool, np.inf)
     else:
+        from sklearn.metrics import pairwise_distances_argmin_min
+
         n_known = len(labeled_features)
         _, nearest = pairwise_distances_argmin_min(
             x, np.asarray(labeled_features, dtype=np.float64), metric="euclidean"

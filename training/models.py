@@ -13,8 +13,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
+
+# torchvision is imported where a model is built or its weights read: it costs about a second
+# that loading a project's config (which checks model names) should not pay.
 
 # ImageNet statistics: what torchvision's pretrained weights were trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -198,6 +200,8 @@ def _torchvision_state(
             f"model {name!r} has no torchvision weights; pass weights=None or a path to a "
             f"state-dict file"
         )
+    import torchvision
+
     enum = torchvision.models.get_model_weights(entry.torchvision_name)
     enum_name, _, member = weights.rpartition(".")
     if (enum_name and enum_name != enum.__name__) or member not in enum.__members__:
@@ -307,6 +311,8 @@ def _small_cnn(num_classes: int) -> FeatureClassifier:
 
 
 def _resnet18(num_classes: int) -> FeatureClassifier:
+    import torchvision
+
     backbone = torchvision.models.resnet18(weights=None)
     width = backbone.fc.in_features
     backbone.fc = nn.Identity()
@@ -314,6 +320,8 @@ def _resnet18(num_classes: int) -> FeatureClassifier:
 
 
 def _mobilenet_v3_small(num_classes: int) -> FeatureClassifier:
+    import torchvision
+
     backbone = torchvision.models.mobilenet_v3_small(weights=None)
     width = backbone.classifier[3].in_features
     backbone.classifier[3] = nn.Identity()
