@@ -49,7 +49,7 @@ def test_push_twice_gives_one_task_per_item(studio, store, project, make_items):
 
 
 def test_a_push_killed_half_way_then_run_again_gives_one_task_per_item(
-        studio_server, studio, store, project, make_items):
+        studio_server, studio, store, project, make_items, ledger):
     items = make_items(40)
     env = {**os.environ, "LABEL_STUDIO_API_KEY": studio_server.token}
     worker = subprocess.Popen(
@@ -70,6 +70,8 @@ def test_a_push_killed_half_way_then_run_again_gives_one_task_per_item(
                        model_version="m1", batch_size=10)
     assert len(rerun.existing) == 10 and len(rerun.created) == 30
     held, duplicates = tasks_by_key(studio, project.id)
+    ledger.fault("SIGKILL of a push after 1 of 4 batches", outcome="re-run completed the push",
+                 lost_labels=0, duplicate_tasks=len(_all_tasks(studio, project)) - len(held))
     assert len(held) == 40 and not duplicates
     assert len(_all_tasks(studio, project)) == 40
     assert store.tasks(project.id) == held
@@ -88,13 +90,14 @@ def test_an_unknown_label_is_refused_before_anything_is_sent(studio, store, proj
 
 
 def test_an_image_outside_the_served_folder_is_refused_before_sending(
-        studio, store, project, tmp_path):
+        studio, store, project, tmp_path, ledger):
     outside = tmp_path / "outside.png"
     outside.write_bytes(b"not really a png")
     store.add_items([NewItem("sha256:" + "0" * 64, str(outside), 16, 1, 1)])
-    with pytest.raises(StudioError, match="outside the image folder"):
+    with pytest.raises(StudioError, match="outside the image folder") as caught:
         push_tasks(studio, store, project, [PushItem("sha256:" + "0" * 64, str(outside))],
                    model_version="m1")
+    ledger.bad_input("item path outside the image folder", outcome=f"refused: {caught.value}")
     assert _all_tasks(studio, project) == []
 
 

@@ -173,7 +173,7 @@ def test_a_label_outside_the_class_list_is_rejected_and_reported(studio, store, 
 
 
 def test_a_server_stopped_during_a_sync_loses_nothing(studio_server, studio, store, project,
-                                                      pushed, monkeypatch):
+                                                      pushed, monkeypatch, ledger):
     items, tasks = pushed
     for item in items:
         annotate(studio, tasks[item.key], "bird")
@@ -198,6 +198,9 @@ def test_a_server_stopped_during_a_sync_loses_nothing(studio_server, studio, sto
     assert store.current_labels() == {} and load_cursor(store, project.id) == {}
 
     report = sync_annotations(connect(studio_server.url, studio_server.token), store, project)
+    ledger.fault("server stopped during a sync, then restarted",
+                 outcome="stopped with a message; next sync completed",
+                 lost_labels=len(items) - len(store.current_labels()), duplicate_tasks=0)
     assert sorted(report.labeled) == sorted(i.key for i in items)
     assert {lab.label for lab in store.current_labels().values()} == {"bird"}
 

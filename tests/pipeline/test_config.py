@@ -36,10 +36,11 @@ def test_init_text_round_trips_with_every_default(tmp_path):
     ("model = \"small_cnn\"", "model = \"resnet9000\"", "unknown model 'resnet9000'; valid:"),
     ("threshold_mode = \"pooled\"", "threshold_mode = \"global\"", "loop.threshold_mode"),
 ])
-def test_bad_values_name_the_key(tmp_path, old, new, named):
+def test_bad_values_name_the_key(tmp_path, old, new, named, ledger):
     assert old in GOOD, old
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, GOOD.replace(old, new)))
+    ledger.bad_input(f"config {new}", outcome=f"refused: {str(err.value).splitlines()[0]}")
     assert named in str(err.value)
 
 
@@ -62,13 +63,15 @@ def test_cli_shows_the_config_error_with_brackets_intact(tmp_path):
     (["--classes", "cat"], "at least two classes"),
     (["--classes", "cat,dog", "--images", "missing"], "no such folder"),
 ])
-def test_init_refuses_bad_input_and_writes_nothing(tmp_path, args, message):
+def test_init_refuses_bad_input_and_writes_nothing(tmp_path, args, message, ledger):
     (tmp_path / "imgs").mkdir()
     base = ["init", "--folder", str(tmp_path), "--images", str(tmp_path / "imgs")]
     if "--images" in args:
         base = ["init", "--folder", str(tmp_path)]
         args = [a if a != "missing" else str(tmp_path / "missing") for a in args]
     result = CliRunner().invoke(app, base + args)
+    ledger.bad_input(f"labelloop init {' '.join(args)}",
+                     outcome=f"refused: exit {result.exit_code}")
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "labelloop.toml").exists()
 

@@ -113,7 +113,7 @@ def test_worse_challenger_is_not_promoted_and_rollback_restores(project):
     assert [e.action for e in proj.registry.history()][-2:] == ["promote", "rollback"]
 
 
-def test_a_locked_model_registry_stops_the_round_before_it_changes_anything(project):
+def test_a_locked_model_registry_stops_the_round_before_it_changes_anything(project, ledger):
     """Another process holds MLflow's SQLite store: the round says so and writes nothing."""
     proj, _ = project
     proj.registry.check()  # create the store
@@ -126,6 +126,8 @@ def test_a_locked_model_registry_stops_the_round_before_it_changes_anything(proj
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+    ledger.fault("MLflow store locked by another process", outcome="round refused before any "
+                 "change", lost_labels=0, duplicate_tasks=0)
     assert proj.store.rounds() == []
     assert proj.store.current_labels() == {}
     assert picks(proj.store) == {}

@@ -91,7 +91,7 @@ def test_a_remote_checkpoint_is_downloaded_into_the_workspace_cache(ws, monkeypa
     assert sorted(p.name for p in (ws / "model-cache").iterdir()) == ["1"]
 
 
-def test_crash_after_the_run_before_registration_reuses_the_run(ws, monkeypatch):
+def test_crash_after_the_run_before_registration_reuses_the_run(ws, monkeypatch, ledger):
     reg = make_registry(ws)
 
     def crash(self, client):
@@ -102,6 +102,8 @@ def test_crash_after_the_run_before_registration_reuses_the_run(ws, monkeypatch)
         with pytest.raises(KeyboardInterrupt):
             register(reg, ws, "aaa")
     again = make_registry(ws)
+    ledger.fault("crash between logging a run and registering its version",
+                 outcome="next register reused the run", lost_labels=0, duplicate_tasks=0)
     assert register(again, ws, "aaa") == "1"
     assert register(again, ws, "aaa") == "1"
     client = again._client()
@@ -212,12 +214,14 @@ def test_check_passes_on_a_new_and_an_existing_store_quietly(ws, capfd):
     assert list(Path.cwd().iterdir()) == []
 
 
-def test_check_fails_fast_on_a_corrupt_store(tmp_path):
+def test_check_fails_fast_on_a_corrupt_store(tmp_path, ledger):
     (tmp_path / "mlflow.db").write_bytes(b"this is not a database\n" * 200)
     reg = make_registry(tmp_path)
     start = time.monotonic()
     with pytest.raises(RegistryError, match="corrupt"):
         reg.check()
+    ledger.fault("MLflow store file corrupt", outcome="refused with a message",
+                 lost_labels=0, duplicate_tasks=0)
     assert time.monotonic() - start < 3
 
 
