@@ -11,7 +11,8 @@ from labeling.store import LabelStore, StoreError
 from pipeline.config import ConfigError, load_config
 from pipeline.export import EXPORT_FORMATS, ExportError, export_labels
 
-console = Console(stderr=True)
+# soft_wrap: one line per message also when stderr is not a terminal (rich wraps at 80 there).
+console = Console(stderr=True, soft_wrap=True)
 
 
 def export_command(

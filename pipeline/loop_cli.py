@@ -22,7 +22,9 @@ from pipeline.round import RoundStopped, run_round
 from pipeline.status import project_status, round_summary
 from pipeline.workspace import find_config, init_project
 
-console = Console(stderr=True)
+# soft_wrap: rich would break a long message at 80 columns when stderr is not a terminal, and an
+# error (the lock holder, a Label Studio failure) must stay one line that logs and grep can read.
+console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 ConfigOption = typer.Option(None, "--config", "-c",
@@ -84,7 +86,7 @@ def round_command(config: Path | None = ConfigOption,
     with opened(config, lock="labelloop round") as project:
         try:
             record = run_round(project, progress=not quiet, should_stop=stop,
-                               on_step=lambda step, res: console.print(f"  {step}: {_brief(res)}"))
+                               on_step=_print_step)
         except RoundStopped as err:
             console.print(str(err))
             raise typer.Exit(130) from None
@@ -174,6 +176,11 @@ def models_rollback(config: Path | None = ConfigOption,
     with opened(config, lock="labelloop models rollback") as project:
         restored = project.registry.rollback(reason=reason)
     console.print(f"v{restored.version} is the champion again")
+
+
+def _print_step(step: str, result: dict) -> None:
+    # Markup off: a reason may name a config table such as "[tuning]", which rich would eat.
+    console.print(f"  {step}: {_brief(result)}", markup=False, highlight=False)
 
 
 def _fmt(value) -> str:

@@ -23,7 +23,8 @@ class Project:
     store: LabelStore
     registry: ModelRegistry
     # LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY as read at the entry point (CLI, quickstart).
-    env: Mapping[str, str] = field(default_factory=dict)
+    # Out of the repr: it holds the API key, and a repr ends up in tracebacks and test reports.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
     # The Label Studio side (connection + project), opened on first use by the studio steps.
     studio: object | None = field(default=None)
 
