@@ -9,12 +9,13 @@
   that snapshot left by a crash before registration is reused, so a re-run never adds a second
   version of the same labels (the first complete run of a snapshot wins).
 - The champion is the model alias ``champion``.
-- Promotions and rollbacks are recorded in ``<state_dir>/registry-history.jsonl``, one JSON
-  object per line, appended and fsynced *before* the alias moves: the log is the intent, the
-  alias the applied state. If a process dies between the two, the next ``promote`` or
-  ``rollback`` finishes the logged move first. The log also feeds ``rollback`` (a stack of
-  champions: a promotion pushes, a rollback pops) and ``history``. The reason is also set as a
-  tag on the version for the MLflow UI.
+- Promotions and rollbacks are recorded in the promotion log (``pipeline.promotion_log``),
+  appended and fsynced *before* the alias moves. If a process dies between the two, the next
+  ``promote`` or ``rollback`` finishes the logged move first. The log also feeds ``rollback``
+  (a stack of champions) and ``history``. The reason is also set as a tag on the version for
+  the MLflow UI.
+- Whether the store can be used is probed before a round changes anything
+  (``pipeline.mlflow_store``).
 - With a local store (SQLite, a file or SQL database) artifacts go to ``artifact_dir``: each
   experiment is created with an explicit artifact location, never MLflow's ``./mlruns`` of the
   current folder. A remote tracking server (http, https, databricks) keeps its own.
@@ -25,12 +26,8 @@ MLflow is imported on first use, so importing this module stays cheap.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
-import socket
-import sqlite3
 import urllib.parse
 import urllib.request
 import warnings
@@ -42,20 +39,27 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.files import fsync_dir
+from pipeline.mlflow_store import (
+    REMOTE_SCHEMES,
+    RegistryError,
+    default_tracking_uri,
+    local_folder,
+    probe_server,
+    probe_sqlite,
+    require_folder,
+    sqlite_path,
+)
+from pipeline.promotion_log import PromotionEvent, append_event, champion_stack, read_events
+
+# Re-exported: callers import these from the registry.
+__all__ = ["CHAMPION", "ModelRegistry", "PromotionEvent", "RegistryError", "VersionInfo",
+           "default_tracking_uri"]
 
 CHAMPION = "champion"
 HISTORY_NAME = "registry-history.jsonl"
 _CHECKPOINT_DIR = "checkpoint"
-_REMOTE_SCHEMES = ("http", "https", "databricks")
-# Long enough for a concurrent writer's short transaction, short enough to fail fast.
-_PROBE_TIMEOUT_S = 2.0
 _MAX_TAG = 5000  # MLflow's limit on a model version tag value
 _QUIET = ("mlflow", "alembic")
-
-
-class RegistryError(RuntimeError):
-    """The model registry is unavailable or was asked something impossible; says how to fix."""
 
 
 @dataclass(frozen=True)
@@ -77,26 +81,6 @@ class VersionInfo:
     @property
     def is_champion(self) -> bool:
         return CHAMPION in self.aliases
-
-
-@dataclass(frozen=True)
-class PromotionEvent:
-    """A change of champion, with its reason. ``action`` is ``promote`` or ``rollback``."""
-
-    time: datetime
-    action: str
-    from_version: str | None
-    to_version: str
-    reason: str
-
-    def __str__(self) -> str:
-        return (f"{self.time:%Y-%m-%d %H:%M:%S} {self.action} "
-                f"v{self.from_version or '-'} -> v{self.to_version}: {self.reason}")
-
-
-def default_tracking_uri(workspace: str | Path) -> str:
-    """The tracking URI of a workspace's own registry: ``sqlite:///<workspace>/mlflow.db``."""
-    return f"sqlite:///{Path(workspace).resolve() / 'mlflow.db'}"
 
 
 class ModelRegistry:
@@ -133,9 +117,9 @@ class ModelRegistry:
         """
         scheme = urllib.parse.urlparse(self.tracking_uri).scheme
         if scheme == "sqlite":
-            _probe_sqlite(_sqlite_path(self.tracking_uri))
+            probe_sqlite(sqlite_path(self.tracking_uri))
         elif scheme in ("http", "https"):
-            _probe_server(self.tracking_uri)
+            probe_server(self.tracking_uri)
         with self._call("checking the registry"):
             client = self._client()
             experiment = client.get_experiment_by_name(self.model_name)
@@ -217,7 +201,7 @@ class ModelRegistry:
         if info.checkpoint_file is None:
             raise RegistryError(f"version {info.version} has no checkpoint_file tag: it was not "
                                 "registered by labelloop; register a checkpoint with register()")
-        local = _local_folder(info.source)
+        local = local_folder(info.source)
         if local is not None:
             path = local / info.checkpoint_file
             if not path.is_file():
@@ -261,7 +245,7 @@ class ModelRegistry:
         with self._call("rolling back the champion"):
             client = self._client()
             self._finish_logged_move(client)
-            stack = _champion_stack(self.history())
+            stack = champion_stack(self.history())
             if len(stack) < 2:
                 raise RegistryError(
                     f"no previous champion to roll back to ({len(stack)} champion(s) in "
@@ -275,7 +259,7 @@ class ModelRegistry:
 
     def history(self) -> list[PromotionEvent]:
         """Every promotion and rollback of this model, oldest first."""
-        return [e for model, e in _read_log(self.history_path) if model == self.model_name]
+        return [e for model, e in read_events(self.history_path) if model == self.model_name]
 
     # ---- monitoring --------------------------------------------------------------------
     def log_round(self, round_id: int, metrics: Mapping) -> str:
@@ -335,13 +319,13 @@ class ModelRegistry:
             if urllib.parse.urlparse(self.tracking_uri).scheme == "sqlite":
                 # MLflow would create a missing folder, so a mistyped URI would silently
                 # start an empty registry.
-                _require_folder(_sqlite_path(self.tracking_uri))
+                require_folder(sqlite_path(self.tracking_uri))
             self._client_obj = MlflowClient(tracking_uri=self.tracking_uri,
                                             registry_uri=self.tracking_uri)
         return self._client_obj
 
     def _local_store(self) -> bool:
-        return urllib.parse.urlparse(self.tracking_uri).scheme not in _REMOTE_SCHEMES
+        return urllib.parse.urlparse(self.tracking_uri).scheme not in REMOTE_SCHEMES
 
     def _experiment(self, client, name: str, artifact_dir: Path) -> str:
         from mlflow.exceptions import MlflowException
@@ -460,7 +444,7 @@ class ModelRegistry:
             run_id=mv.run_id, source=mv.source, checkpoint_file=tags.get("checkpoint_file"))
 
     def _move(self, client, event: PromotionEvent) -> None:
-        _append_log(self.history_path, self.model_name, event)
+        append_event(self.history_path, self.model_name, event)
         self._apply(client, event)
 
     def _apply(self, client, event: PromotionEvent) -> None:
@@ -479,129 +463,7 @@ class ModelRegistry:
             self._apply(client, last)
 
 
-# ---- the promotion log ------------------------------------------------------------------
-def _append_log(path: Path, model: str, event: PromotionEvent) -> None:
-    """Append one event and fsync, so a logged move survives a crash."""
-    record = {"model": model, "time": event.time.isoformat(), "action": event.action,
-              "from_version": event.from_version, "to_version": event.to_version,
-              "reason": event.reason}
-    line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with open(path, "a+b") as f:
-        f.seek(0)
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            # A torn last line from a crash mid-append: drop it (that move never happened).
-            f.truncate(data.rfind(b"\n") + 1)
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
-    if new:
-        fsync_dir(path.parent)
-
-
-def _read_log(path: Path) -> list[tuple[str, PromotionEvent]]:
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    # The last element is "" after a complete line, or a torn line (ignored, see _append_log).
-    out = []
-    for number, line in enumerate(lines[:-1], start=1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-            out.append((r["model"], PromotionEvent(
-                datetime.fromisoformat(r["time"]), r["action"], r["from_version"],
-                r["to_version"], r["reason"])))
-        except (ValueError, KeyError, TypeError) as err:
-            raise RegistryError(f"{path}, line {number}: not a promotion record ({err}); "
-                                "fix or delete that line") from err
-    return out
-
-
-def _champion_stack(events: list[PromotionEvent]) -> list[str]:
-    stack: list[str] = []
-    for event in events:
-        if event.action == "rollback" and stack:
-            stack.pop()
-            if not stack or stack[-1] != event.to_version:
-                stack.append(event.to_version)
-        else:
-            stack.append(event.to_version)
-    return stack
-
-
-# ---- probes and small helpers -----------------------------------------------------------
-def _sqlite_path(uri: str) -> Path:
-    """The file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URI."""
-    rest = urllib.parse.urlparse(uri)
-    raw = uri.split("://", 1)[1].split("?", 1)[0]
-    if rest.netloc or not raw.startswith("/") or raw in ("/", "/:memory:"):
-        raise RegistryError(f"unsupported SQLite URI {uri!r}; use sqlite:////absolute/path.db "
-                            "or sqlite:///relative/path.db")
-    return Path(urllib.request.url2pathname(raw[1:])).expanduser().resolve()
-
-
-def _require_folder(path: Path) -> None:
-    if not path.parent.is_dir():
-        raise RegistryError(f"the folder of the MLflow store does not exist: {path.parent}; "
-                            "create the workspace with `labelloop init`, or fix "
-                            "registry.tracking_uri in labelloop.toml")
-
-
-def _probe_sqlite(path: Path) -> None:
-    _require_folder(path)
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise RegistryError(f"the MLflow store {path} is not writable; fix the permissions of "
-                            "it and its folder")
-    if not path.exists():
-        return  # a new store: MLflow creates it on first use
-    if not path.is_file():
-        raise RegistryError(f"the MLflow store {path} is not a file; move it aside")
-    uri = f"file:{urllib.parse.quote(str(path))}?mode=rw"
-    try:
-        con = sqlite3.connect(uri, uri=True, timeout=_PROBE_TIMEOUT_S, isolation_level=None)
-        try:
-            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            # Takes the write lock and gives it back: a locked store fails here, not mid-round.
-            con.execute("BEGIN IMMEDIATE")
-            con.execute("ROLLBACK")
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as err:
-        text = str(err)
-        if "locked" in text or "busy" in text:
-            raise RegistryError(f"the MLflow store {path} is locked by another process (waited "
-                                f"{_PROBE_TIMEOUT_S:.0f} s); stop the other writer (an `mlflow "
-                                "ui`, another labelloop) and retry") from err
-        if "not a database" in text or "malformed" in text:
-            raise RegistryError(f"the MLflow store {path} is corrupt ({text}); restore it from "
-                                "a backup, or move it aside to start an empty registry") from err
-        raise RegistryError(f"the MLflow store {path} cannot be opened: {text}") from err
-
-
-def _probe_server(uri: str) -> None:
-    parts = urllib.parse.urlparse(uri)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((parts.hostname, port), timeout=_PROBE_TIMEOUT_S).close()
-    except OSError as err:
-        raise RegistryError(f"the MLflow server {uri} is unreachable ({err}); start it or fix "
-                            "registry.tracking_uri in labelloop.toml") from err
-
-
-def _local_folder(uri: str) -> Path | None:
-    parts = urllib.parse.urlparse(uri)
-    if parts.scheme == "file":
-        return Path(urllib.request.url2pathname(parts.path))
-    if parts.scheme == "":
-        return Path(uri)
-    return None
-
-
+# ---- small helpers ----------------------------------------------------------------------
 def _deleted_experiment(experiment) -> str:
     return (f"the MLflow experiment {experiment.name!r} is deleted; restore it with `mlflow "
             f"experiments restore --experiment-id {experiment.experiment_id}`, or delete it "

@@ -52,11 +52,11 @@ def make_corpus(dest: Path) -> list[Case]:
     cases: list[Case] = []
 
     def image(name: str, what: str, img: Image.Image, fmt: str, *, size=None, **save) -> None:
-        _write(root / name, _encoded(img, fmt, **save))
+        write_file(root / name, encoded(img, fmt, **save))
         cases.append(Case(name, what, "item", size=size or img.size, mode=img.mode))
 
     def bad(name: str, what: str, data: bytes, reason: str) -> None:
-        _write(root / name, data)
+        write_file(root / name, data)
         cases.append(Case(name, what, "quarantined", reason))
 
     def noise(*shape: int) -> np.ndarray:
@@ -71,8 +71,8 @@ def make_corpus(dest: Path) -> list[Case]:
     image("good/café [1] (copy).png", "name with spaces, brackets and accents",
           Image.fromarray(noise(8, 8, 3)), "PNG")
 
-    good_png = _encoded(Image.fromarray(noise(40, 40, 3)), "PNG")
-    good_jpeg = _encoded(Image.fromarray(noise(40, 40, 3)), "JPEG")
+    good_png = encoded(Image.fromarray(noise(40, 40, 3)), "PNG")
+    good_jpeg = encoded(Image.fromarray(noise(40, 40, 3)), "JPEG")
     bad("bad/empty.png", "zero-byte file", b"", "empty file")
     bad("bad/truncated.png", "truncated PNG", good_png[: len(good_png) // 2], "truncated")
     bad("bad/truncated.jpg", "truncated JPEG", good_jpeg[: len(good_jpeg) // 2], "truncated")
@@ -96,7 +96,7 @@ def make_corpus(dest: Path) -> list[Case]:
     image("odd/rotated.jpg", "EXIF-rotated JPEG (orientation 6)",
           Image.fromarray(noise(10, 20, 3)), "JPEG", size=(10, 20), exif=exif)
 
-    _write(root / "notes.txt", b"not an image extension\n")
+    write_file(root / "notes.txt", b"not an image extension\n")
     cases.append(Case("notes.txt", "text file without an image extension", "ignored"))
 
     cases += _links(root, outside, good_png)
@@ -111,7 +111,7 @@ def _links(root: Path, outside: Path, outside_bytes: bytes) -> list[Case]:
     os.symlink("b.png", links / "a.png")  # two file links pointing at each other
     os.symlink("a.png", links / "b.png")
     os.symlink("gone.png", links / "dangling.png")
-    _write(outside / "x.png", outside_bytes)  # a good image, but not under the image root
+    write_file(outside / "x.png", outside_bytes)  # a good image, but not under the image root
     os.symlink(outside / "x.png", links / "outside.png")
     return [
         Case("links/up", "folder link to its parent (loop)", "link not followed"),
@@ -127,7 +127,7 @@ def _links(root: Path, outside: Path, outside_bytes: bytes) -> list[Case]:
 def _special(root: Path, png: bytes, noise) -> list[Case]:
     """Permissions, a named pipe and names that are not UTF-8."""
     cases = []
-    locked = _write(root / "perm/locked.png", _encoded(Image.fromarray(noise(6, 9, 3)), "PNG"))
+    locked = write_file(root / "perm/locked.png", encoded(Image.fromarray(noise(6, 9, 3)), "PNG"))
     locked.chmod(0)
     # chmod does not stop root (CAP_DAC_OVERRIDE): the expected outcome follows what the
     # process can actually do, so the case is run either way and never skipped.
@@ -138,7 +138,7 @@ def _special(root: Path, png: bytes, noise) -> list[Case]:
         cases.append(Case("perm/locked.png", "file without read permission", "quarantined",
                           "Permission denied"))
     private = root / "perm/private"
-    _write(private / "inside.png", _encoded(Image.fromarray(noise(7, 5, 3)), "PNG"))
+    write_file(private / "inside.png", encoded(Image.fromarray(noise(7, 5, 3)), "PNG"))
     private.chmod(0)
     if os.access(private, os.R_OK | os.X_OK):
         cases.append(Case("perm/private/inside.png", "folder without read permission", "item",
@@ -159,18 +159,20 @@ def _special(root: Path, png: bytes, noise) -> list[Case]:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(_encoded(Image.fromarray(noise(4, 4, 3)), "PNG"))
+            handle.write(encoded(Image.fromarray(noise(4, 4, 3)), "PNG"))
         cases.append(Case(os.fsdecode(raw), what, "quarantined", "file name is not valid UTF-8"))
     return cases
 
 
-def _encoded(img: Image.Image, fmt: str, **save) -> bytes:
+def encoded(img: Image.Image, fmt: str, **save) -> bytes:
+    """``img`` saved in ``fmt`` (Pillow's format name), as bytes."""
     buffer = io.BytesIO()
     img.save(buffer, fmt, **save)
     return buffer.getvalue()
 
 
-def _write(path: Path, data: bytes) -> Path:
+def write_file(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path``, making its folders."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path

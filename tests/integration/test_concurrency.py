@@ -39,25 +39,15 @@ from pipeline.project import open_project
 from pipeline.round import run_round
 from pipeline.studio_cli import connect_studio, project_title
 from pipeline.workspace import find_config
+from tests.integration.cli import LABELLOOP, REPO, cli_env, labelloop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[2]
-LABELLOOP = str(Path(sys.executable).with_name("labelloop"))
 # Files that opening a project may touch without changing what it holds: the lock itself
 # and SQLite's write-ahead log of the label store (compared by content instead).
 VOLATILE = {"lock", "labels.db", "labels.db-wal", "labels.db-shm"}
 _n = itertools.count()
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-    """This environment without the caller's own Label Studio settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
-    return {**env, **extra}
-
-
-def labelloop(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([LABELLOOP, *args], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
 
 
 def workspace_files(workspace: Path) -> dict[str, str | None]:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 import socket
 import subprocess
-import sys
 import traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -31,21 +29,11 @@ from labeling.studio.errors import StudioAuthError, StudioUnreachable
 from pipeline import studio_steps
 from pipeline.project import open_project
 from pipeline.workspace import find_config
+from tests.integration.cli import cli_env, labelloop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[2]
-LABELLOOP = str(Path(sys.executable).with_name("labelloop"))
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-    """This environment without the caller's own Label Studio settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
-    return {**env, **extra}
-
-
-def labelloop(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([LABELLOOP, *args], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
 
 
 def altered(key: str) -> str:

@@ -1,7 +1,6 @@
 """Ingest: good images of every mode become items, bad files are quarantined with their reason."""
 
 import hashlib
-import io
 import os
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pipeline.ingest as ingest_module
 from labeling.store import LabelStore
 from pipeline.cli import app
 from pipeline.ingest import IngestError, ingest_folder
-from tests.data.make_corpus import bomb_png
+from tests.data.make_corpus import bomb_png, encoded, write_file
 
 RNG = np.random.default_rng(0)
 
@@ -24,20 +23,8 @@ def _noise(shape) -> np.ndarray:
     return RNG.integers(0, 256, size=shape, dtype=np.uint8)
 
 
-def _encoded(img: Image.Image, fmt: str, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, fmt, **kwargs)
-    return buffer.getvalue()
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-GOOD_PNG = _encoded(Image.fromarray(_noise((64, 64, 3))), "PNG")
-GOOD_JPEG = _encoded(Image.fromarray(_noise((64, 64, 3))), "JPEG")
+GOOD_PNG = encoded(Image.fromarray(_noise((64, 64, 3))), "PNG")
+GOOD_JPEG = encoded(Image.fromarray(_noise((64, 64, 3))), "JPEG")
 
 
 def make_good(root: Path) -> dict[str, tuple[int, int]]:
@@ -45,22 +32,22 @@ def make_good(root: Path) -> dict[str, tuple[int, int]]:
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees to display
     files = {
-        "gray.png": _encoded(Image.fromarray(_noise((12, 30))), "PNG"),
+        "gray.png": encoded(Image.fromarray(_noise((12, 30))), "PNG"),
         "rgb.jpg": GOOD_JPEG,
-        "sub/rgba.PNG": _encoded(Image.fromarray(_noise((12, 30, 4)), "RGBA"), "PNG"),
-        "sub/palette.png": _encoded(
+        "sub/rgba.PNG": encoded(Image.fromarray(_noise((12, 30, 4)), "RGBA"), "PNG"),
+        "sub/palette.png": encoded(
             Image.fromarray(_noise((12, 30))).convert("P"), "PNG", transparency=0
         ),
-        "sub/deeper/cmyk.jpeg": _encoded(
+        "sub/deeper/cmyk.jpeg": encoded(
             Image.fromarray(_noise((12, 30, 3))).convert("CMYK"), "JPEG"
         ),
-        "sub/deeper/sixteen.png": _encoded(
+        "sub/deeper/sixteen.png": encoded(
             Image.fromarray(RNG.integers(0, 65535, size=(12, 30)).astype(np.uint16)), "PNG"
         ),
-        "rotated.JPG": _encoded(Image.fromarray(_noise((12, 30, 3))), "JPEG", exif=exif),
+        "rotated.JPG": encoded(Image.fromarray(_noise((12, 30, 3))), "JPEG", exif=exif),
     }
     for name, data in files.items():
-        _write(root / name, data)
+        write_file(root / name, data)
     sizes = {name: (30, 12) for name in files}
     sizes["rgb.jpg"] = (64, 64)
     sizes["rotated.JPG"] = (12, 30)
@@ -88,10 +75,10 @@ def folder(tmp_path):
     root = tmp_path / "images"
     sizes = make_good(root)
     for name, (data, _) in BAD.items():
-        _write(root / name, data)
-    _write(root / "copies/same_as_rgb.jpeg", GOOD_JPEG)
-    _write(root / "notes.txt", b"ignored")
-    _write(root / "sub/labels.csv", b"path,label\n")
+        write_file(root / name, data)
+    write_file(root / "copies/same_as_rgb.jpeg", GOOD_JPEG)
+    write_file(root / "notes.txt", b"ignored")
+    write_file(root / "sub/labels.csv", b"path,label\n")
     os.symlink(root, root / "sub/loop")  # a link back up: the walk must not follow it
     os.symlink(root / "gray.png", root / "sub/link.png")  # the same file, not a duplicate
     return root, sizes
@@ -146,7 +133,7 @@ def test_a_file_fixed_later_leaves_quarantine(store, folder):
     root, _ = folder
     ingest_folder(store, root)
     broken = root / "bad/truncated.png"
-    broken.write_bytes(_encoded(Image.fromarray(_noise((8, 8, 3))), "PNG"))
+    broken.write_bytes(encoded(Image.fromarray(_noise((8, 8, 3))), "PNG"))
     (root / "bad/text.png").unlink()  # deleted files leave the quarantine too
 
     report = ingest_folder(store, root)
@@ -158,8 +145,8 @@ def test_a_file_fixed_later_leaves_quarantine(store, folder):
 
 def test_a_fixed_file_whose_bytes_are_already_known_also_leaves_quarantine(store, tmp_path):
     root = tmp_path / "images"
-    _write(root / "a.png", GOOD_PNG)
-    _write(root / "b.png", GOOD_PNG[:100])
+    write_file(root / "a.png", GOOD_PNG)
+    write_file(root / "b.png", GOOD_PNG[:100])
     ingest_folder(store, root)
     (root / "b.png").write_bytes(GOOD_PNG)  # now a copy of a.png, already an item
 
@@ -170,8 +157,8 @@ def test_a_fixed_file_whose_bytes_are_already_known_also_leaves_quarantine(store
 
 def test_max_pixels_quarantines_large_images(store, tmp_path):
     root = tmp_path / "images"
-    _write(root / "small.png", _encoded(Image.fromarray(_noise((8, 8))), "PNG"))
-    _write(root / "large.png", _encoded(Image.fromarray(_noise((20, 20))), "PNG"))
+    write_file(root / "small.png", encoded(Image.fromarray(_noise((8, 8))), "PNG"))
+    write_file(root / "large.png", encoded(Image.fromarray(_noise((20, 20))), "PNG"))
     report = ingest_folder(store, root, max_pixels=100)
     assert [Path(i.path).name for i in report.added] == ["small.png"]
     assert [Path(p).name for p, _ in report.quarantined] == ["large.png"]
@@ -182,8 +169,8 @@ def test_max_pixels_quarantines_large_images(store, tmp_path):
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_the_default_limit_stops_a_bomb_below_pillows_hard_limit(store, tmp_path):
     root = tmp_path / "images"
-    _write(root / "bomb.png", bomb_png(10_000, 10_000))  # 1e8 pixels: over the default 89.5M
-    _write(root / "fine.png", GOOD_PNG)
+    write_file(root / "bomb.png", bomb_png(10_000, 10_000))  # 1e8 pixels: over the default 89.5M
+    write_file(root / "fine.png", GOOD_PNG)
     report = ingest_folder(store, root)
     assert len(report.added) == 1
     assert "possible decompression bomb" in report.quarantined[0].reason
@@ -191,9 +178,9 @@ def test_the_default_limit_stops_a_bomb_below_pillows_hard_limit(store, tmp_path
 
 def test_identical_bad_files_are_each_quarantined(store, tmp_path):
     root = tmp_path / "images"
-    _write(root / "a.png", b"")
-    _write(root / "b.png", b"")
-    _write(root / "ok.png", GOOD_PNG)
+    write_file(root / "a.png", b"")
+    write_file(root / "b.png", b"")
+    write_file(root / "ok.png", GOOD_PNG)
     report = ingest_folder(store, root)
     assert sorted(Path(q.path).name for q in store.quarantined()) == ["a.png", "b.png"]
     assert report.duplicates == []
@@ -204,10 +191,10 @@ def test_a_missing_or_wrong_root_is_a_clear_error(store, tmp_path):
         ingest_folder(store, tmp_path, max_pixels=0)
     with pytest.raises(IngestError, match="folder not found"):
         ingest_folder(store, tmp_path / "nope")
-    _write(tmp_path / "file.png", GOOD_PNG)
+    write_file(tmp_path / "file.png", GOOD_PNG)
     with pytest.raises(IngestError, match="not a folder"):
         ingest_folder(store, tmp_path / "file.png")
-    _write(tmp_path / "docs/readme.txt", b"text")
+    write_file(tmp_path / "docs/readme.txt", b"text")
     with pytest.raises(IngestError, match=r"no image files under .*docs.*1 other file"):
         ingest_folder(store, tmp_path / "docs")
     assert store.items() == [] and store.quarantined() == []
@@ -215,11 +202,11 @@ def test_a_missing_or_wrong_root_is_a_clear_error(store, tmp_path):
 
 def test_unreadable_files_and_folders_are_reported(store, tmp_path, monkeypatch):
     root = tmp_path / "images"
-    _write(root / "ok.png", GOOD_PNG)
+    write_file(root / "ok.png", GOOD_PNG)
     os.symlink(root / "gone.png", root / "dangling.png")  # reading it fails
-    locked = _write(root / "locked.png", GOOD_JPEG)
+    locked = write_file(root / "locked.png", GOOD_JPEG)
     private = root / "private"
-    _write(private / "x.png", GOOD_PNG)
+    write_file(private / "x.png", GOOD_PNG)
     # chmod cannot lock out root (the test may run as root), so reading and listing fail by hand.
     real_scandir = os.scandir
 

@@ -83,7 +83,7 @@ def test_a_remote_checkpoint_is_downloaded_into_the_workspace_cache(ws, monkeypa
     reg = make_registry(ws)
     register(reg, ws, "aaa")
     # As with a tracking server's mlflow-artifacts:/ URIs: no local folder to read from.
-    monkeypatch.setattr("pipeline.registry._local_folder", lambda uri: None)
+    monkeypatch.setattr("pipeline.registry.local_folder", lambda uri: None)
     path = reg.checkpoint_path("1")
     assert path == ws / "model-cache" / "1" / "aaa.pt"
     assert path.read_bytes() == b"aaa"
