@@ -8,7 +8,7 @@ from pipeline.datasets import datasets_app
 from pipeline.export_cli import export_command
 from pipeline.ingest import ingest_command
 from pipeline.loop_cli import register as register_loop_commands
-from pipeline.quickstart import quickstart_command
+from pipeline.quickstart_cli import quickstart_command
 from pipeline.report_cli import report_command
 from pipeline.simulate_cli import simulate_command
 from pipeline.studio_cli import register as register_studio_commands

@@ -8,17 +8,32 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from labeling.strategies import list_strategies
-from training.models import list_models
 from training.params import TrainParams
-from training.tuning import SearchSpace, grid_space, list_samplers, search_space
+
+if TYPE_CHECKING:
+    from training.tuning import SearchSpace
 
 CONFIG_NAME = "labelloop.toml"
 
+
+
+# The model zoo and the tuning module load torch (and Optuna): imported when a config is
+# checked, not when this module is, so that `labelloop --help` does not wait for them.
+def _model_names() -> list[str]:
+    from training.models import list_models
+
+    return list_models()
+
+
+def _tuning():
+    import training.tuning
+
+    return training.tuning
 
 class ConfigError(ValueError):
     """The config file is missing or invalid; the message names the key and the fix."""
@@ -86,8 +101,8 @@ class TrainingSection(_Section):
     @field_validator("model")
     @classmethod
     def _model_known(cls, value: str) -> str:
-        if value not in list_models():
-            raise ValueError(f"unknown model {value!r}; valid: {', '.join(list_models())}")
+        if value not in _model_names():
+            raise ValueError(f"unknown model {value!r}; valid: {', '.join(_model_names())}")
         return value
 
     def params(self) -> TrainParams:
@@ -150,8 +165,9 @@ class TuningSection(_Section):
     @field_validator("sampler")
     @classmethod
     def _sampler_known(cls, value: str) -> str:
-        if value not in list_samplers():
-            raise ValueError(f"unknown sampler {value!r}; valid: {', '.join(list_samplers())}")
+        samplers = _tuning().list_samplers()
+        if value not in samplers:
+            raise ValueError(f"unknown sampler {value!r}; valid: {', '.join(samplers)}")
         return value
 
     @field_validator("timeout")
@@ -167,22 +183,22 @@ class TuningSection(_Section):
     @field_validator("models")
     @classmethod
     def _models_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [m for m in value if m not in list_models()]
+        unknown = [m for m in value if m not in _model_names()]
         if unknown:
-            raise ValueError(f"unknown model {unknown[0]!r}; valid: {', '.join(list_models())}")
+            raise ValueError(f"unknown model {unknown[0]!r}; valid: {', '.join(_model_names())}")
         return value
 
     @field_validator("space")
     @classmethod
     def _space_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
-        search_space(value)
+        _tuning().search_space(value)
         return value
 
     @field_validator("grid")
     @classmethod
     def _grid_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
         if value:
-            grid_space(value)
+            _tuning().grid_space(value)
         return value
 
     @property
@@ -199,8 +215,8 @@ class TuningSection(_Section):
             if not self.grid:
                 raise ConfigError("sampler grid needs a grid: add [tuning.grid] to labelloop.toml "
                                   "with a list of values per parameter, e.g. lr = [0.001, 0.003]")
-            return grid_space(self.grid)
-        return search_space(self.space, models=self.models or (training_model,))
+            return _tuning().grid_space(self.grid)
+        return _tuning().search_space(self.space, models=self.models or (training_model,))
 
 
 class Config(_Section):

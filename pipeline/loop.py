@@ -11,8 +11,6 @@ import signal
 import threading
 from collections.abc import Callable
 
-from pipeline.round import RoundStopped, run_round
-
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -57,6 +55,10 @@ def run_loop(
     progress: bool = False,
 ) -> int:
     """Run rounds until ``max_rounds`` or a stop; returns the number of rounds completed."""
+    # Imported here: the round steps load torch and the Label Studio SDK, which the commands
+    # that only parse an interval (``tune --every``, config checks) should not wait for.
+    from pipeline.round import RoundStopped, run_round
+
     done = 0
     while max_rounds is None or done < max_rounds:
         try:

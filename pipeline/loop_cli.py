@@ -18,7 +18,6 @@ from pipeline.lock import LockHeld, WorkspaceLock
 from pipeline.loop import StopFlag, parse_interval, run_loop
 from pipeline.project import open_project
 from pipeline.registry import RegistryError
-from pipeline.round import RoundStopped, run_round
 from pipeline.status import project_status, round_summary
 from pipeline.workspace import find_config, init_project
 
@@ -81,6 +80,10 @@ def init_command(
 def round_command(config: Path | None = ConfigOption,
                   quiet: bool = typer.Option(False, help="No progress bars.")) -> None:
     """Run one round (or resume an interrupted one)."""
+    # Imported here, as in every command that trains: torch and the Label Studio SDK take
+    # seconds to load, which `labelloop --help` and `status` should not pay.
+    from pipeline.round import RoundStopped, run_round
+
     stop = StopFlag()
     stop.install()
     with opened(config, lock="labelloop round") as project:

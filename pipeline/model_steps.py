@@ -18,7 +18,11 @@ import numpy as np
 from labeling.selections import picks
 from pipeline.files import write_text_atomic
 from pipeline.project import Project
-from training import calibrate, evaluate, load_checkpoint, predict, save_checkpoint, train
+from training.calibrate import calibrate
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.evaluate import evaluate
+from training.predict import predict
+from training.train import train
 
 # Below this many held-out items, temperature scaling would fit noise.
 MIN_CALIBRATION_ITEMS = 30

@@ -40,7 +40,9 @@ from labeling.monitoring import (
 )
 from pipeline.model_steps import champion_model_path, labeled_sets
 from pipeline.project import Project
-from training import evaluate, load_checkpoint, predict
+from training.checkpoint import load_checkpoint
+from training.evaluate import evaluate
+from training.predict import predict
 
 # New images predicted for the drift test at most (a random, seeded sample of them).
 MAX_NEW_ITEMS = 1000

@@ -15,7 +15,8 @@ from labeling.store import NewLabel
 from labeling.strategies import select_for_review
 from pipeline.model_steps import champion_model_path, labeled_sets
 from pipeline.project import Project
-from training import load_checkpoint, predict
+from training.checkpoint import load_checkpoint
+from training.predict import predict
 
 
 def _predictions_file(project: Project, version: str, round_id: int):

@@ -11,7 +11,7 @@ from labeling.store import LabelStore
 from pipeline.config import Config, ConfigError
 from pipeline.registry import ModelRegistry
 from pipeline.workspace import ensure_workspace
-from training import TrainParams
+from training.params import TrainParams
 
 # Written by `labelloop tune` (pipeline.tuning) in the workspace: the parameters it chose.
 TUNED_PARAMS_NAME = "tuned_params.json"

@@ -11,24 +11,21 @@ project: nothing starts over, nothing is duplicated.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
-import typer
 
-from labeling.studio.errors import StudioError
 from pipeline import studio_steps
-from pipeline.config import CONFIG_NAME, ConfigError
-from pipeline.datasets import DatasetError, export_dataset, read_labels_csv
+from pipeline.config import CONFIG_NAME
+from pipeline.datasets import export_dataset, read_labels_csv
 from pipeline.export import export_labels
 from pipeline.ingest import ingest_folder
 from pipeline.project import open_project
-from pipeline.registry import RegistryError
 from pipeline.round import run_round
 from pipeline.simulate import test_split
 from pipeline.workspace import find_config, init_project
-from training import load_checkpoint, predict
+from training.checkpoint import load_checkpoint
+from training.predict import predict
 
 CLASSES = [str(d) for d in range(10)]
 
@@ -112,17 +109,3 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
         print(f"Project: {config_path} (`labelloop status --config {config_path}`)")
     finally:
         project.close()
-
-
-def quickstart_command(
-    folder: Path = typer.Option(Path("demo"), help="Where the demo project lives."),
-    rounds: int = typer.Option(8, min=1, help="Rounds to run now (a re-run continues)."),
-    noise: float = typer.Option(0.0, min=0.0, max=1.0, help="Simulated annotator's error rate."),
-    seed: int = typer.Option(0, help="Seeds the simulated annotator."),
-) -> None:
-    """MNIST through the whole loop with a simulated annotator in an embedded Label Studio."""
-    try:
-        run_quickstart(folder, rounds=rounds, noise=noise, seed=seed, env=dict(os.environ))
-    except (StudioError, RegistryError, ConfigError, DatasetError) as err:
-        print(f"error: {err}; running it again continues where it stopped", file=sys.stderr)
-        raise typer.Exit(2) from None

@@ -17,7 +17,10 @@ import numpy as np
 from labeling.strategies import list_strategies, select_for_review
 from pipeline.datasets import load_dataset_arrays
 from pipeline.files import write_text_atomic
-from training import TrainParams, evaluate, predict_arrays, train_arrays
+from training.evaluate import evaluate
+from training.params import TrainParams
+from training.predict import predict_arrays
+from training.train import train_arrays
 
 TEST_SPLIT_SEED = 12345
 

@@ -7,8 +7,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pipeline.simulate import SimulationSettings, plot_curves, simulate, write_results
-
 console = Console(stderr=True)
 
 
@@ -24,6 +22,9 @@ def simulate_command(
     plot: Path | None = typer.Option(None, help="Also write the learning curve as a PNG."),
 ) -> None:
     """Simulate active learning with an oracle on a bundled real dataset."""
+    # Imported here: it trains models (torch), which `labelloop --help` should not load.
+    from pipeline.simulate import SimulationSettings, plot_curves, simulate, write_results
+
     settings = SimulationSettings(dataset=dataset, strategy=strategy, seed=seed,
                                   initial=initial, batch=batch, budget=budget)
     console.print(f"simulate: {dataset}, strategy {strategy}, seed {seed}, "

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -19,14 +20,17 @@ from rich.markup import escape
 
 from labeling.store import LabelStore, StoreError
 from labeling.studio import server
-from labeling.studio.annotator_sim import load_truth, simulate_annotations
-from labeling.studio.connection import Studio, connect
 from labeling.studio.errors import StudioError
-from labeling.studio.project import ImageSource, StudioProject, ensure_project, find_projects
-from labeling.studio.push import PushItem, push_tasks
-from labeling.studio.sync import SyncReport, sync_annotations
 from pipeline.config import Config, ConfigError
 from pipeline.workspace import ensure_workspace, find_config
+
+if TYPE_CHECKING:
+    from labeling.studio.connection import Studio
+    from labeling.studio.project import ImageSource, StudioProject
+    from labeling.studio.sync import SyncReport
+
+# The modules that talk to Label Studio load its SDK (about a second, with pandas); they are
+# imported inside the functions that use them, so `labelloop --help` does not wait for it.
 
 console = Console(stderr=True, soft_wrap=True)
 # Plain text out: paths and messages hold "[studio]"-style brackets that are not markup.
@@ -82,6 +86,8 @@ def studio_settings(config: Config, env: Mapping[str, str]) -> StudioSettings:
 def image_source(config: Config) -> ImageSource:
     """Local files under ``[project] images``, served from their parent folder (the embedded
     server's document root; an external server must be set up the same way)."""
+    from labeling.studio.project import ImageSource
+
     root = config.path(config.studio.local_files_root) if config.studio.local_files_root else None
     return ImageSource.local(config.images_dir, root)
 
@@ -89,6 +95,8 @@ def image_source(config: Config) -> ImageSource:
 def connect_studio(config: Config, env: Mapping[str, str], *, timeout: float | None = None
                    ) -> Studio:
     """A checked connection to the project's Label Studio (see ``studio_settings``)."""
+    from labeling.studio.connection import connect
+
     settings = studio_settings(config, env)
     return connect(settings.url, settings.api_key, timeout=timeout or config.studio.timeout_s)
 
@@ -100,6 +108,8 @@ def project_title(config: Config) -> str:
 
 def open_studio_project(config: Config, studio: Studio, *, create: bool = True) -> StudioProject:
     """The project's Label Studio project: found (classes checked) or, with ``create``, made."""
+    from labeling.studio.project import ensure_project, find_projects
+
     title = project_title(config)
     if not create and not find_projects(studio, title):
         raise StudioError(f"Label Studio at {studio.url} has no project titled {title!r}; "
@@ -175,6 +185,8 @@ def status_command(config: Path | None = ConfigOption) -> None:
 @studio_app.command("sync")
 def sync_command(config: Path | None = ConfigOption) -> None:
     """Pull new and changed annotations into the label store as human labels."""
+    from labeling.studio.sync import sync_annotations
+
     cfg = _load(config)
     try:
         studio = connect_studio(cfg, os.environ)
@@ -199,6 +211,8 @@ def push_command(
 ) -> None:
     """Send unlabeled items without a task to Label Studio, without pre-annotations (for a
     cold start by hand; a labelloop round pushes its picks with the model's predictions)."""
+    from labeling.studio.push import PushItem, push_tasks
+
     cfg = _load(config)
     try:
         studio = connect_studio(cfg, os.environ)
@@ -229,6 +243,8 @@ def annotate_sim_command(
     config: Path | None = ConfigOption,
 ) -> None:
     """Answer pending Label Studio tasks from ground truth, as a (noisy) annotator would."""
+    from labeling.studio.annotator_sim import load_truth, simulate_annotations
+
     cfg = _load(config)
     try:
         studio = connect_studio(cfg, os.environ)

@@ -12,14 +12,12 @@ from rich.markup import escape
 from pipeline.config import ConfigError
 from pipeline.loop import parse_interval
 from pipeline.loop_cli import ConfigOption, console, fail, opened, out
-from pipeline.tuning import TuningError, revert_tuning, study_storage, tune_project
-from training.tuning import list_samplers
 
 
 def tune_command(
     config: Path | None = ConfigOption,
     sampler: str | None = typer.Option(
-        None, help=f"{', '.join(list_samplers())} (default: tuning.sampler in labelloop.toml)."),
+        None, help="tpe, random or grid (default: tuning.sampler in labelloop.toml)."),
     trials: int | None = typer.Option(
         None, min=1, help="Trials to run now (default: tuning.trials); the study keeps "
         "earlier ones."),
@@ -31,6 +29,11 @@ def tune_command(
 ) -> None:
     """Tune training hyperparameters on the project's labels (scored on its held-out human
     labels); the best become the training parameters of later rounds."""
+    # Imported here: tuning trains models (torch, Optuna), which `labelloop --help` should not
+    # load.
+    from pipeline.tuning import TuningError, revert_tuning, study_storage, tune_project
+    from training.tuning import list_samplers
+
     timeout_s = None
     if timeout is not None:
         try:

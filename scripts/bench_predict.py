@@ -26,17 +26,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from training import (
-    ArrayDataset,
-    TrainedModel,
-    TrainParams,
-    TransformConfig,
-    get_model,
-    model_spec,
-    normalize,
-    predict,
-)
-from training.data import iter_file_batches
+from training.data import ArrayDataset, TransformConfig, iter_file_batches, normalize
+from training.models import get_model, model_spec
+from training.params import TrainParams
+from training.predict import predict
+from training.trained import TrainedModel
 
 
 def main() -> None:

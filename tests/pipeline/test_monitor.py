@@ -15,7 +15,9 @@ from pipeline import model_steps, pool_steps
 from pipeline.ingest import ingest_folder
 from pipeline.monitor import monitor_round
 from pipeline.status import project_status
-from training import TrainParams, predict_arrays, train_arrays
+from training.params import TrainParams
+from training.predict import predict_arrays
+from training.train import train_arrays
 
 pytestmark = pytest.mark.slow
 CLASSES = [str(d) for d in range(10)]

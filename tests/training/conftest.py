@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import TrainedModel, TrainParams, train_arrays
+from training.params import TrainParams
+from training.train import train_arrays
+from training.trained import TrainedModel
 
 DIGIT_CLASSES = [str(d) for d in range(10)]
 

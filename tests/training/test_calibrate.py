@@ -5,17 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import (
-    TrainParams,
-    calibrate,
-    calibrate_arrays,
-    evaluate,
-    expected_calibration_error,
-    fit_temperature,
-    predict_arrays,
-    train_arrays,
-)
-from training.calibrate import T_BOUNDS
+from training.calibrate import T_BOUNDS, calibrate, calibrate_arrays, fit_temperature
+from training.evaluate import evaluate, expected_calibration_error
+from training.params import TrainParams
+from training.predict import predict_arrays
+from training.train import train_arrays
 
 from .conftest import DIGIT_CLASSES
 

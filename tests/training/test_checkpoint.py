@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from training import TrainParams, predict_arrays, train_arrays
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from training.params import TrainParams
+from training.predict import predict_arrays
+from training.train import train_arrays
 
 from .conftest import DIGIT_CLASSES
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from training import ImageError, open_image, predict, predict_arrays
+from training.images import ImageError, open_image
+from training.predict import predict, predict_arrays
 
 
 def test_files_and_arrays_give_the_same_predictions(mnist_pngs, mnist_model):

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from training import TrainParams, evaluate, predict_arrays, train, train_arrays
-from training.train import MIN_VAL_ITEMS, split_for_validation
+from training.evaluate import evaluate
+from training.params import TrainParams
+from training.predict import predict_arrays
+from training.train import MIN_VAL_ITEMS, split_for_validation, train, train_arrays
 
 from .conftest import DIGIT_CLASSES
 

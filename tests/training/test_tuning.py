@@ -9,7 +9,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from training import TrainParams, evaluate, predict_arrays, train_arrays
+from training.evaluate import evaluate
+from training.params import TrainParams
+from training.predict import predict_arrays
+from training.train import train_arrays
 from training.tuning import (
     SearchSpaceError,
     TuningData,

@@ -1,0 +1,31 @@
+"""``labelloop quickstart``: the command line of ``pipeline.quickstart``, which is imported only
+when the command runs (it loads torch, the Label Studio SDK and MNIST)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from labeling.studio.errors import StudioError
+from pipeline.config import ConfigError
+from pipeline.datasets import DatasetError
+from pipeline.registry import RegistryError
+
+
+def quickstart_command(
+    folder: Path = typer.Option(Path("demo"), help="Where the demo project lives."),
+    rounds: int = typer.Option(8, min=1, help="Rounds to run now (a re-run continues)."),
+    noise: float = typer.Option(0.0, min=0.0, max=1.0, help="Simulated annotator's error rate."),
+    seed: int = typer.Option(0, help="Seeds the simulated annotator."),
+) -> None:
+    """MNIST through the whole loop with a simulated annotator in an embedded Label Studio."""
+    from pipeline.quickstart import run_quickstart
+
+    try:
+        run_quickstart(folder, rounds=rounds, noise=noise, seed=seed, env=dict(os.environ))
+    except (StudioError, RegistryError, ConfigError, DatasetError) as err:
+        print(f"error: {err}; running it again continues where it stopped", file=sys.stderr)
+        raise typer.Exit(2) from None
