@@ -65,8 +65,10 @@ def push(project: Project, round_id: int, predicted: dict) -> dict:
         pending = {k: predictions[k] for k in store.tasks(sp.id)
                    if k not in human and k in predictions}
         refreshed = refresh_predictions(studio, store, sp, pending, model_version=mv).updated
+    # Predictions Label Studio dropped from the import are among those refreshed here.
     return {"pushed": len(result.created), "already_there": len(result.existing),
-            "refreshed": refreshed, "model_version": mv or None, "project_id": sp.id}
+            "predictions_dropped": result.predictions_dropped, "refreshed": refreshed,
+            "model_version": mv or None, "project_id": sp.id}
 
 
 def ensure_embedded_server(project: Project) -> dict:

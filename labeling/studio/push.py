@@ -41,11 +41,14 @@ class PushItem:
 @dataclass(frozen=True)
 class PushResult:
     """Item key -> task id: ``created`` by this push, ``existing`` already in the project.
-    ``duplicates``: keys the project holds in several tasks (made outside labelloop)."""
+    ``duplicates``: keys the project holds in several tasks (made outside labelloop).
+    ``predictions_dropped``: predictions sent with new tasks that Label Studio did not keep
+    (``refresh_predictions`` sends them again)."""
 
     created: dict[str, int] = field(default_factory=dict)
     existing: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, list[int]] = field(default_factory=dict)
+    predictions_dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,19 +102,27 @@ def push_tasks(
         store.record_tasks(project.id, unrecorded, round_id=round_id)
     todo = [key for key in payloads if key not in held]
     created: dict[str, int] = {}
+    sent = dropped = 0
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
-        task_ids = _import_batch(studio, project, [payloads[k] for k in batch], timeout=timeout)
+        tasks = [payloads[k] for k in batch]
+        task_ids, kept = _import_batch(studio, project, tasks, timeout=timeout)
         if progress is not None:
             progress(start + len(batch), len(todo))
         mapped = _map_back(studio, project, task_ids, batch)
         store.record_tasks(project.id, mapped, round_id=round_id,
                            model_version=model_version or None)
         created.update(mapped)
-    # Label Studio accepts a project version only once predictions of it exist.
-    if any("predictions" in payloads[key] for key in todo):
+        with_prediction = sum(1 for t in tasks if "predictions" in t)
+        sent += with_prediction
+        dropped += with_prediction - kept if kept is not None else 0
+    # Label Studio accepts a project version only once predictions of it exist. It may keep
+    # the tasks of an import and drop their predictions (a prediction it fails to validate
+    # drops all of them, and the answer is still 201): then the version would be refused.
+    if sent > dropped:
         set_model_version(studio, project, model_version)
-    return PushResult(created=created, existing=existing, duplicates=duplicates)
+    return PushResult(created=created, existing=existing, duplicates=duplicates,
+                      predictions_dropped=dropped)
 
 
 def refresh_predictions(
@@ -211,7 +222,9 @@ def _check_predictions(project: StudioProject, predictions) -> None:
 
 
 def _import_batch(studio: Studio, project: StudioProject, tasks: list[dict], *,
-                  timeout: float) -> list[int]:
+                  timeout: float) -> tuple[list[int], int | None]:
+    """The ids of the tasks created, in order, and how many predictions Label Studio kept
+    (None if it did not say)."""
     with studio.errors(f"importing {len(tasks)} tasks into project {project.id} (re-running "
                        f"the push is safe: it skips tasks that arrived)"):
         response = studio.client.projects.import_tasks(
@@ -221,7 +234,11 @@ def _import_batch(studio: Studio, project: StudioProject, tasks: list[dict], *,
     if len(task_ids) != len(tasks):
         raise StudioError(f"Label Studio created {len(task_ids)} tasks for {len(tasks)} sent to "
                           f"project {project.id}; run the push again to reconcile")
-    return task_ids
+    # The server answers "prediction_count"; the SDK's model names it "predictions_count".
+    kept = getattr(response, "prediction_count", None)
+    if kept is None:
+        kept = response.predictions_count
+    return task_ids, None if kept is None else int(kept)
 
 
 def _map_back(studio: Studio, project: StudioProject, task_ids: list[int],

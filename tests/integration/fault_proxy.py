@@ -9,6 +9,7 @@ retries and prove that a POST was sent once.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-KINDS = ("status", "slow", "answer_late", "drop")
+KINDS = ("status", "slow", "answer_late", "drop", "strip_predictions")
 # Hop-by-hop and length headers are the proxy's own business on each side.
 _SKIP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding",
                  "keep-alive"}
@@ -27,7 +28,9 @@ class Fault:
     """Requests whose method is ``method`` and whose path contains ``path`` get ``kind``:
     ``status`` (answer ``status`` without forwarding), ``slow`` (wait ``delay`` s, then
     forward), ``answer_late`` (forward, then wait ``delay`` s before answering) or ``drop``
-    (close the connection without forwarding). ``times``: how many requests it hits (None: all).
+    (close the connection without forwarding) or ``strip_predictions`` (forward a task import
+    without its tasks' predictions, as a server that drops them would). ``times``: how many
+    requests it hits (None: all).
     """
 
     method: str
@@ -115,6 +118,10 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 return
             if fault is not None and fault.kind == "slow":
                 time.sleep(fault.delay)
+            if fault is not None and fault.kind == "strip_predictions":
+                tasks = json.loads(body)
+                body = json.dumps([{k: v for k, v in t.items() if k != "predictions"}
+                                   for t in tasks]).encode()
             response = proxy._forward(self.command, self.path, self.headers, body)
             if fault is not None and fault.kind == "answer_late":
                 time.sleep(fault.delay)

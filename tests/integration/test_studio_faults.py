@@ -11,8 +11,8 @@ import pytest
 from labeling.studio import server
 from labeling.studio.connection import READ_BACKOFF, connect
 from labeling.studio.errors import StudioError, StudioUnreachable
-from labeling.studio.push import PushItem, push_tasks
-from labeling.studio.remote import tasks_by_key
+from labeling.studio.push import PushItem, push_tasks, refresh_predictions
+from labeling.studio.remote import iter_tasks, tasks_by_key
 from labeling.studio.sync import sync_annotations
 from labeling.studio.sync_store import load_cursor
 from tests.integration.fault_proxy import Fault, FaultProxy
@@ -184,3 +184,25 @@ def test_a_server_stopped_mid_push_and_restarted_gives_one_task_per_item(
     assert len(result.created) == 5 and len(result.existing) == 3
     assert duplicate_tasks(again, project) == 0
     assert set(store.tasks(project.id)) == {i.key for i in items}
+
+
+def test_predictions_dropped_by_label_studio_are_sent_again_and_the_version_set(
+        via_proxy, proxy, studio, store, project, make_items, ledger):
+    """Label Studio can keep an import's tasks and drop their predictions (still HTTP 201):
+    the push must not then ask for a model version no prediction carries (HTTP 400), and the
+    refresh that follows gives every pending task its prediction."""
+    items = make_items(4)
+    proxy.inject(Fault("POST", IMPORT, "strip_predictions", times=1))
+    result = push_tasks(via_proxy, store, project, to_push(items), model_version="m7")
+    assert len(result.created) == 4 and result.predictions_dropped == 4
+    refreshed = refresh_predictions(via_proxy, store, project,
+                                    {i.key: ("dog", 0.7) for i in items}, model_version="m7")
+    found = list(iter_tasks(studio, project.id, all_fields=True,
+                            include="id,predictions_model_versions"))
+    versions = studio.get_json(f"api/projects/{project.id}", action="reading the project")
+    ledger.fault("import whose predictions Label Studio dropped (HTTP 201)",
+                 outcome="push completed without setting the version; refresh sent them again",
+                 lost_labels=0, duplicate_tasks=duplicate_tasks(studio, project))
+    assert refreshed.updated == 4
+    assert {t["predictions_model_versions"] for t in found} == {"m7"}
+    assert versions["model_version"] == "m7"
