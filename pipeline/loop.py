@@ -2,6 +2,12 @@
 
 A round only retrains when new labels arrived (the train step decides); the loop holds the
 workspace lock for its whole life, so a second loop or a manual round refuses to start.
+
+An unattended loop outlives short outages: a round that fails because Label Studio or the model
+registry did not answer (or answered an error) is reported and tried again after the interval,
+resuming where it stopped; after ``max_failures`` failures in a row the loop stops with the last
+error. Failures that waiting cannot fix (a refused API key, a URL that is not Label Studio, a
+project whose classes disagree, a prediction outside the class list) stop it at once.
 """
 
 from __future__ import annotations
@@ -10,6 +16,20 @@ import re
 import signal
 import threading
 from collections.abc import Callable
+
+from labeling.studio.errors import (
+    InvalidPrediction,
+    NotLabelStudio,
+    ProjectMismatch,
+    StudioAuthError,
+    StudioError,
+)
+from pipeline.registry import RegistryError
+
+# Failures a later try can get past (the server or the store comes back) ...
+RETRIED = (StudioError, RegistryError)
+# ... except these, which need a person to change something first.
+PERMANENT = (StudioAuthError, NotLabelStudio, ProjectMismatch, InvalidPrediction)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -52,19 +72,37 @@ def run_loop(
     max_rounds: int | None,
     stop: StopFlag,
     after_round: Callable[[dict], None] | None = None,
+    on_failure: Callable[[Exception, int], None] | None = None,
+    max_failures: int = 3,
     progress: bool = False,
 ) -> int:
-    """Run rounds until ``max_rounds`` or a stop; returns the number of rounds completed."""
+    """Run rounds until ``max_rounds`` or a stop; returns the number of rounds completed.
+
+    ``on_failure(error, failures_in_a_row)`` is called for each retried failure (see the module
+    docstring); the failure that ends the loop is raised instead.
+    """
+    if max_failures < 1:
+        raise ValueError(f"max_failures must be >= 1, got {max_failures}")
     # Imported here: the round steps load torch and the Label Studio SDK, which the commands
     # that only parse an interval (``tune --every``, config checks) should not wait for.
     from pipeline.round import RoundStopped, run_round
 
-    done = 0
+    done = failures = 0
     while max_rounds is None or done < max_rounds:
         try:
             record = run_round(project, progress=progress, should_stop=stop)
         except RoundStopped:
             break
+        except RETRIED as err:
+            failures += 1
+            if isinstance(err, PERMANENT) or failures >= max_failures:
+                raise
+            if on_failure is not None:
+                on_failure(err, failures)
+            if stop.wait(every_s):
+                break
+            continue
+        failures = 0
         done += 1
         if after_round is not None:
             after_round(record)

@@ -100,6 +100,9 @@ def run_command(
     config: Path | None = ConfigOption,
     every: str = typer.Option("10m", help="Time between rounds: 30s, 10m, 2h."),
     max_rounds: int | None = typer.Option(None, help="Stop after this many rounds."),
+    max_failures: int = typer.Option(
+        3, min=1, help="Stop after this many failed tries of a round in a row (Label Studio or "
+        "the registry down); each is retried after --every."),
 ) -> None:
     """Repeat rounds on a schedule until stopped (SIGINT/SIGTERM stop between steps)."""
     try:
@@ -110,8 +113,10 @@ def run_command(
     stop.install()
     with opened(config, lock=f"labelloop run --every {every}") as project:
         done = run_loop(project, every_s=every_s, max_rounds=max_rounds, stop=stop,
+                        max_failures=max_failures,
                         after_round=lambda r: print(json.dumps(
-                            {"round": r["id"], **round_summary(r["stats"])}), flush=True))
+                            {"round": r["id"], **round_summary(r["stats"])}), flush=True),
+                        on_failure=lambda err, n: _report_failure(err, n, every, max_failures))
     why = f" (stopped by {stop.signal_name})" if stop.signal_name else ""
     console.print(f"{done} round(s) done{why}")
 
@@ -179,6 +184,14 @@ def models_rollback(config: Path | None = ConfigOption,
     with opened(config, lock="labelloop models rollback") as project:
         restored = project.registry.rollback(reason=reason)
     console.print(f"v{restored.version} is the champion again")
+
+
+def _report_failure(err: Exception, failures: int, every: str, max_failures: int) -> None:
+    """One JSON line on stdout (what the schedule's log reads) and one on stderr."""
+    print(json.dumps({"round_failed": str(err), "failures_in_a_row": failures,
+                      "retry_in": every}), flush=True)
+    console.print(f"round failed ({failures} of {max_failures} in a row), trying again in "
+                  f"{every}: {err}", markup=False, highlight=False)
 
 
 def _print_step(step: str, result: dict) -> None:

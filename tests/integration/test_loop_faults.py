@@ -5,6 +5,7 @@ people deleting or editing tasks in Label Studio between rounds."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -206,4 +207,66 @@ def _faults_and_edits(studio_server, digits_export, tmp_path, proxy, ledger):
                  outcome="round stopped with a message; next run completed",
                  lost_labels=lost, duplicate_tasks=duplicates)
     assert lost == 0 and duplicates == 0 and len(after) > len(human)
+    project.close()
+
+
+def test_the_scheduled_loop_retries_rounds_through_outages_and_stops_on_a_refused_key(
+        studio_server, digits_export, tmp_path, ledger):
+    proxy = FaultProxy(studio_server.url)
+    try:
+        _scheduled_loop_faults(studio_server, digits_export, tmp_path, proxy, ledger)
+    finally:
+        proxy.close()
+
+
+def _run_loop_cli(tmp_path, env, *args: str) -> tuple[subprocess.CompletedProcess, list, list]:
+    proc = subprocess.run([str(REPO / ".venv/bin/labelloop"), "run", "--every", "1s", *args,
+                           "--config", str(tmp_path)],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return (proc, [x for x in lines if "round_failed" in x],
+            [x["round"] for x in lines if "round" in x])
+
+
+def _scheduled_loop_faults(studio_server, digits_export, tmp_path, proxy, ledger):
+    project, _, env = make_project(studio_server, digits_export, tmp_path,
+                                   f"sched-{next(_n)}", url=proxy.url, timeout_s=5.0)
+    # Two failed imports: the loop reports each, waits the interval, resumes the round.
+    fault = proxy.inject(Fault("POST", "/import", "status", status=503, times=2))
+    proc, failed, rounds = _run_loop_cli(tmp_path, env, "--max-rounds", "2")
+    _, sp = studio_steps.session(project)
+    direct = connect(studio_server.url, studio_server.token)
+    on_server = tasks_per_item(direct, sp.id)
+    duplicates = sum(n - 1 for n in on_server.values())
+    ledger.fault("import answered HTTP 503 twice to the scheduled loop",
+                 outcome="each reported and retried after the interval; rounds completed",
+                 lost_labels=0, duplicate_tasks=duplicates)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert fault.hits == 2 and [f["failures_in_a_row"] for f in failed] == [1, 2]
+    assert "HTTP 503" in failed[0]["round_failed"] and rounds == [1, 2]
+    assert duplicates == 0 and set(on_server) == set(project.store.tasks(sp.id))
+
+    # Label Studio keeps failing: the loop gives up after --max-failures tries in a row.
+    proxy.clear()
+    proxy.inject(Fault("GET", "/api/tasks", "status", status=502))
+    proc, failed, rounds = _run_loop_cli(tmp_path, env, "--max-failures", "2")
+    assert proc.returncode == 2 and len(failed) == 1 and rounds == []
+    assert "HTTP 502" in proc.stderr and "Traceback" not in proc.stderr
+    ledger.fault("Label Studio answering HTTP 502 to every read of the scheduled loop",
+                 outcome="stopped after 2 tries in a row, exit 2", lost_labels=0,
+                 duplicate_tasks=0)
+
+    # A refused key will not fix itself: no retry, no wait.
+    proxy.clear()
+    proxy.inject(Fault("GET", "/api/tasks", "status", status=401))
+    listings = proxy.count("GET", "/api/tasks")
+    proc, failed, rounds = _run_loop_cli(tmp_path, env)
+    ledger.fault("API key refused (HTTP 401) during the scheduled loop",
+                 outcome="stopped at once, exit 2", lost_labels=0, duplicate_tasks=0)
+    assert proc.returncode == 2 and failed == [] and rounds == []
+    assert "refused the API key" in proc.stderr
+    assert proxy.count("GET", "/api/tasks") == listings + 1
+    proxy.clear()
+    assert run_round(project)["stats"]["push"]["already_there"] >= 0  # it resumes and finishes
+    assert project.store.running_round() is None
     project.close()
