@@ -141,7 +141,7 @@ def status_command(config: Path | None = ConfigOption,
     for r in status["rounds"]:
         out.print(f"round {r['id']} {r['status']}: {_brief(r['summary'])}")
     for warning in status.get("warnings") or []:
-        out.print(f"[yellow]warning:[/yellow] {warning}")
+        out.print("[yellow]warning:[/yellow] " + escape(warning))
 
 
 models_app = typer.Typer(help="The model registry: list, promote, roll back.",

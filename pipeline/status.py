@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from labeling.selections import picks
+from labeling.studio.sync_store import rejected_annotations
 from pipeline.project import Project
 
 
@@ -17,8 +18,13 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     machine = sum(lab.source == "machine" for lab in labels.values())
     picked = picks(store)
     pending = [k for k in picked if k not in labels or labels[k].source == "machine"]
+    rejected = rejected_annotations(store)
     champion = project.registry.champion()
     all_rounds = store.rounds()
+    warnings = latest_warnings(all_rounds)
+    if rejected:
+        warnings.append(f"{len(rejected)} answer(s) in Label Studio do not count; the newest: "
+                        f"task {rejected[0][0]}: {rejected[0][1]}")
     rounds = all_rounds[-last_rounds:]
     return {
         "project": project.config.project.name,
@@ -31,6 +37,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
             "skipped": by_status["skipped"],
             "disagreement": by_status["disagreement"],
             "quarantined": len(store.quarantined()),
+            "rejected_answers": len(rejected),
         },
         "champion": None if champion is None else {
             "version": champion.version, "metrics": champion.metrics},
@@ -40,7 +47,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
              "summary": round_summary(r["stats"])}
             for r in rounds
         ],
-        "warnings": latest_warnings(all_rounds),
+        "warnings": warnings,
     }
 
 

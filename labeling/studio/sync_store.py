@@ -87,6 +87,19 @@ class SyncOutcome:
     foreign_tasks: list[int] = field(default_factory=list)
 
 
+def rejected_annotations(store: LabelStore) -> list[tuple[int, str]]:
+    """(task id, reason) of every answer in Label Studio that does not count, as last synced
+    (an unknown label, a changed image, ...), tasks since deleted left out; newest task first."""
+    with store.transaction() as s:
+        rows = s.execute(
+            select(StudioAnnotation.task_id, StudioAnnotation.rejected)
+            .join(StudioTaskSync, (StudioTaskSync.project_id == StudioAnnotation.project_id)
+                  & (StudioTaskSync.task_id == StudioAnnotation.task_id))
+            .where(StudioAnnotation.rejected.is_not(None), StudioTaskSync.deleted.is_(False))
+            .order_by(StudioAnnotation.task_id.desc()))
+        return [(int(task_id), str(reason)) for task_id, reason in rows]
+
+
 def load_cursor(store: LabelStore, project_id: int) -> dict[int, CursorRow]:
     """Task id -> what the last sync saw of it."""
     with store.transaction() as s:

@@ -22,6 +22,7 @@ from labeling.studio.errors import StudioUnreachable
 from labeling.studio.remote import item_key_of, iter_tasks
 from pipeline import studio_steps
 from pipeline.round import STEPS, run_round
+from pipeline.status import project_status
 from tests.integration.fault_proxy import Fault, FaultProxy
 from tests.integration.test_loop import REPO, answer, make_project, state
 
@@ -191,6 +192,10 @@ def _faults_and_edits(studio_server, digits_export, tmp_path, proxy, ledger):
                  duplicate_tasks=duplicates)
     assert answered == len(first) - 2 and lost == 0 and duplicates == 0
     assert set(on_server) == set(now)
+    status = project_status(project)  # what `labelloop status` shows
+    assert status["pool"]["rejected_answers"] == 1
+    assert any(f"task {first[edited]}: the task's image was changed" in w
+               for w in status["warnings"])
 
     # Round 3: every task listing is slower than the client's timeout, then the server recovers.
     answer(project, truth, seed=1)
