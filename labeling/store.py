@@ -186,6 +186,11 @@ class LabelStore:
             found = s.scalar(select(Item).where(Item.key == key))
             return _item_record(found) if found else None
 
+    def items_by_key(self, keys: Iterable[str]) -> dict[str, ItemRecord]:
+        """Key -> item for those of ``keys`` that are items (unknown keys are left out)."""
+        with self.transaction() as s:
+            return {k: _item_record(i) for k, i in _found_items(s, keys).items()}
+
     def existing_keys(self, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` are items already (one query per chunk, no records built)."""
         wanted = list(dict.fromkeys(keys))
@@ -414,13 +419,20 @@ def write_labels(
     return result
 
 
-def _items_by_key(s: Session, keys: Iterable[str]) -> dict[str, Item]:
+def _found_items(s: Session, keys: Iterable[str]) -> dict[str, Item]:
+    """Key -> item for the keys that are items, one query per chunk."""
     wanted = sorted(set(keys))
     found = {}
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start:start + _CHUNK]
         found.update((i.key, i) for i in s.scalars(select(Item).where(Item.key.in_(chunk))))
-    missing = set(wanted) - found.keys()
+    return found
+
+
+def _items_by_key(s: Session, keys: Iterable[str]) -> dict[str, Item]:
+    wanted = set(keys)
+    found = _found_items(s, wanted)
+    missing = wanted - found.keys()
     if missing:
         shown = ", ".join(sorted(missing)[:5])
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from labeling.store import LabelStore, file_key
+from labeling.store import ItemRecord, LabelStore, file_key
 from labeling.studio.connection import Studio
 from labeling.studio.consensus import AnnotationView, Verdict, decide
 from labeling.studio.errors import StudioError
@@ -91,8 +91,9 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject) 
     # Every field: ``include`` would also filter the annotations' own fields (to stubs).
     full = list(iter_tasks_by_id(studio, project.id, to_read, all_fields=True)) if to_read else []
     users = _user_emails(studio) if full else {}
+    items = store.items_by_key(k for k in map(item_key_of, full) if k)
     snapshots.extend(_snapshot(project, task, task.get("annotations") or [], users=users,
-                               refused=_wrong_image(project.images, store, task))
+                               refused=_wrong_image(project.images, items, task))
                      for task in full)
     present = {int(t["id"]) for t in light}
     outcome = apply_sync(store, project, snapshots, present_task_ids=present)
@@ -122,18 +123,18 @@ def _snapshot(project: StudioProject, task: dict, annotations: list[dict], *,
                         annotations=records, verdict=verdict)
 
 
-def _wrong_image(images: ImageSource, store: LabelStore, task: dict) -> str | None:
+def _wrong_image(images: ImageSource, items: dict[str, ItemRecord], task: dict) -> str | None:
     """Why the task no longer shows its item's image, or ``None`` if it does.
 
     A person can edit a task's data in Label Studio; an answer about another picture (or a file
     outside the image folder) must not become this item's label.
     """
     key = item_key_of(task)
-    item = store.item(key) if key else None
+    item = items.get(key) if key else None
     if item is None:
         return None  # not one of ours: counted as a foreign task when stored
     url = str((task.get("data") or {}).get(IMAGE_NAME) or "")
-    if url == item.path or (url and url == _url_or_none(images, item.path)):
+    if url == item.path:  # an http(s) image, unchanged
         return None
     path = images.path_for(url)
     if path is None:
@@ -146,13 +147,6 @@ def _wrong_image(images: ImageSource, store: LabelStore, task: dict) -> str | No
         return None  # the same file, or the same bytes under another name
     return (f"the task's image was changed in Label Studio to {path}, not item {key}'s image "
             f"{item.path}; restore it or delete the task (it is then sent again)")
-
-
-def _url_or_none(images: ImageSource, path: str) -> str | None:
-    try:
-        return images.url_for(path)
-    except StudioError:  # the item lies outside the served folder: compare by file instead
-        return None
 
 
 def _record(annotation: dict, predictions: list[dict], users: dict[int, str]) -> AnnotationRecord:
