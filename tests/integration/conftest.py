@@ -34,6 +34,7 @@ from labeling.studio.project import ImageSource, StudioProject, ensure_project
 from pipeline.ingest import ingest_folder
 from pipeline.project import open_project
 from pipeline.workspace import find_config
+from tests.integration.fault_proxy import FaultProxy
 
 REPO = Path(__file__).resolve().parents[2]
 EXECUTABLE = REPO / ".venv-studio" / "bin" / "label-studio"
@@ -230,3 +231,11 @@ def digits_export(studio_server) -> Path:
     if not (out / "labels.csv").exists():
         export_dataset("digits", out)
     return out
+
+
+@pytest.fixture
+def proxy(studio_server) -> FaultProxy:
+    """A fault-injecting proxy in front of the session's server (``fault_proxy``)."""
+    p = FaultProxy(studio_server.url)
+    yield p
+    p.close()

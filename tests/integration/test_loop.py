@@ -79,6 +79,13 @@ def state(project) -> dict:
     }
 
 
+def lost_human_labels(expected: dict, got: dict) -> int:
+    """Items a person labeled in ``expected`` (a ``state``) that lack a person's label in
+    ``got``."""
+    return sum(1 for k, (_, source) in expected["labels"].items()
+               if source == "human" and got["labels"].get(k, (None, None))[1] != "human")
+
+
 def test_rounds_with_the_simulated_annotator(studio_server, digits_export, tmp_path):
     project, truth, _ = make_project(studio_server, digits_export, tmp_path, f"e2e-{next(_n)}")
     accuracies = []
@@ -150,8 +157,7 @@ def test_kill_at_every_step_boundary_reaches_the_uninterrupted_state(
     assert kills == list(STEPS)
     got = state(crash)
     crash.close()
-    lost = sum(1 for k, (_, source) in expected["labels"].items()
-               if source == "human" and got["labels"].get(k, (None, None))[1] != "human")
+    lost = lost_human_labels(expected, got)
     for step in kills:
         ledger.fault(f"SIGKILL right after step {step}", outcome="next run resumed to the "
                      "uninterrupted state", lost_labels=lost,

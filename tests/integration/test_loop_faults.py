@@ -23,8 +23,8 @@ from labeling.studio.remote import item_key_of, iter_tasks
 from pipeline import studio_steps
 from pipeline.round import STEPS, run_round
 from pipeline.status import project_status
-from tests.integration.fault_proxy import Fault, FaultProxy
-from tests.integration.test_loop import REPO, answer, make_project, state
+from tests.integration.fault_proxy import Fault
+from tests.integration.test_loop import REPO, answer, lost_human_labels, make_project, state
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 _n = itertools.count()
@@ -113,8 +113,7 @@ def test_sigkill_at_random_points_inside_steps_reaches_the_uninterrupted_state(
         answer(crash, truth, seed=n)
     got = state(crash)
     crash.close()
-    lost = sum(1 for k, (_, source) in expected["labels"].items()
-               if source == "human" and got["labels"].get(k, (None, None))[1] != "human")
+    lost = lost_human_labels(expected, got)
     duplicates = 0 if got["tasks_per_item"] == {1} else 1
     killed_in = [s for s in killed_in if s in STEPS]
     for step in killed_in:
@@ -129,15 +128,7 @@ def test_sigkill_at_random_points_inside_steps_reaches_the_uninterrupted_state(
 
 
 def test_label_studio_faults_and_task_edits_between_rounds_lose_nothing(
-        studio_server, digits_export, tmp_path, ledger):
-    proxy = FaultProxy(studio_server.url)
-    try:
-        _faults_and_edits(studio_server, digits_export, tmp_path, proxy, ledger)
-    finally:
-        proxy.close()
-
-
-def _faults_and_edits(studio_server, digits_export, tmp_path, proxy, ledger):
+        studio_server, digits_export, tmp_path, proxy, ledger):
     project, truth, env = make_project(studio_server, digits_export, tmp_path,
                                        f"lsfault-{next(_n)}", url=proxy.url, timeout_s=5.0)
     direct = connect(studio_server.url, studio_server.token)
@@ -215,15 +206,6 @@ def _faults_and_edits(studio_server, digits_export, tmp_path, proxy, ledger):
     project.close()
 
 
-def test_the_scheduled_loop_retries_rounds_through_outages_and_stops_on_a_refused_key(
-        studio_server, digits_export, tmp_path, ledger):
-    proxy = FaultProxy(studio_server.url)
-    try:
-        _scheduled_loop_faults(studio_server, digits_export, tmp_path, proxy, ledger)
-    finally:
-        proxy.close()
-
-
 def _run_loop_cli(tmp_path, env, *args: str) -> tuple[subprocess.CompletedProcess, list, list]:
     proc = subprocess.run([str(REPO / ".venv/bin/labelloop"), "run", "--every", "1s", *args,
                            "--config", str(tmp_path)],
@@ -233,7 +215,8 @@ def _run_loop_cli(tmp_path, env, *args: str) -> tuple[subprocess.CompletedProces
             [x["round"] for x in lines if "round" in x])
 
 
-def _scheduled_loop_faults(studio_server, digits_export, tmp_path, proxy, ledger):
+def test_the_scheduled_loop_retries_rounds_through_outages_and_stops_on_a_refused_key(
+        studio_server, digits_export, tmp_path, proxy, ledger):
     project, _, env = make_project(studio_server, digits_export, tmp_path,
                                    f"sched-{next(_n)}", url=proxy.url, timeout_s=5.0)
     # Two failed imports: the loop reports each, waits the interval, resumes the round.

@@ -15,7 +15,7 @@ from labeling.studio.push import PushItem, push_tasks, refresh_predictions
 from labeling.studio.remote import iter_tasks, tasks_by_key
 from labeling.studio.sync import sync_annotations
 from labeling.studio.sync_store import load_cursor
-from tests.integration.fault_proxy import Fault, FaultProxy
+from tests.integration.fault_proxy import Fault
 from tests.integration.test_sync import annotate
 
 pytestmark = pytest.mark.integration
@@ -23,13 +23,6 @@ TIMEOUT = 4.0  # the client's timeout through the proxy: slow faults wait longer
 TRIES = len(READ_BACKOFF) + 1
 IMPORT = "/api/projects/"  # + id + /import
 LISTING = "/api/tasks"
-
-
-@pytest.fixture
-def proxy(studio_server):
-    p = FaultProxy(studio_server.url)
-    yield p
-    p.close()
 
 
 @pytest.fixture

@@ -59,11 +59,17 @@ def test_tiny_study_matches_or_beats_the_default_parameters(split, tmp_path):
     assert all(2 <= v["epochs"] <= 6 and 16 <= v["batch_size"] <= 64 for v in searched)
 
 
-@pytest.mark.slow
-def test_resumed_study_keeps_its_trials_and_draws_new_points(split, tmp_path):
+@pytest.fixture
+def small_study(split, tmp_path):
+    """(Optuna storage URL in tmp_path, 100 training and 60 validation digits)."""
     x_train, y_train, x_val, y_val = split
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     data = TuningData(x_train[:100], y_train[:100], x_val[:60], y_val[:60], classes=CLASSES)
+    return f"sqlite:///{tmp_path / 'optuna.db'}", data
+
+
+@pytest.mark.slow
+def test_resumed_study_keeps_its_trials_and_draws_new_points(small_study):
+    storage, data = small_study
     base = TrainParams(epochs=1, min_steps=15, batch_size=32)
     space = search_space({"epochs": [1, 2], "batch_size": [16, 32]})
     first = run_trials(open_study(storage, "s"), data, space, base, sampler="random", n_trials=2)
@@ -89,10 +95,8 @@ def test_resumed_study_keeps_its_trials_and_draws_new_points(split, tmp_path):
 
 
 @pytest.mark.slow
-def test_grid_covers_exactly_the_grid_even_after_an_interrupted_trial(split, tmp_path):
-    x_train, y_train, x_val, y_val = split
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    data = TuningData(x_train[:100], y_train[:100], x_val[:60], y_val[:60], classes=CLASSES)
+def test_grid_covers_exactly_the_grid_even_after_an_interrupted_trial(small_study):
+    storage, data = small_study
     base = TrainParams(epochs=1, min_steps=10, batch_size=32)
     space = grid_space({"lr": [0.001, 0.003], "augment": [0.0, 0.5]})
     # A process died while training the first combination: its trial stays "running".
