@@ -1,8 +1,10 @@
 """Tables of the label store.
 
-Vocabulary: an *item* is one unique image (keyed by the SHA-256 of its bytes); a *label* is one
-class assigned to an item by someone (``source``: seed, human or machine). Labels are append-only:
-a newer label *supersedes* an older one (``superseded_at`` is set), nothing is overwritten.
+Vocabulary: an *item* is one unique image (keyed by the SHA-256 of its bytes); a *label* is what
+someone (``source``: seed, human or machine) says about an item: its ``label`` text (a class
+name) and, where the task type's value is more than that, its JSON ``value``. Labels are
+append-only: a newer label *supersedes* an older one (``superseded_at`` is set), nothing is
+overwritten.
 """
 
 from __future__ import annotations
@@ -90,6 +92,18 @@ class Label(Base):
     # Free-form provenance: Label Studio annotation ids, lead time, whether the human changed
     # the pre-annotation ...
     extra: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The typed value where it is more than a class name (e.g. a detection's boxes); None when
+    # ``label`` is the whole value. Added in schema version 2 (see labeling.migrations).
+    value: Mapped[object | None] = mapped_column(JSON, nullable=True)
+
+
+class StoreMeta(Base):
+    """Facts about the store itself: ``schema_version`` (see ``labeling.migrations``)."""
+
+    __tablename__ = "store_meta"
+
+    key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class Task(Base):

@@ -17,16 +17,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from labeling.migrations import migrate
 from labeling.schema import (
     ITEM_STATUSES,
     SOURCE_RANK,
     SOURCES,
-    Base,
     Item,
     Label,
     Quarantine,
@@ -81,6 +82,8 @@ class NewLabel:
     confidence: float | None = None
     round_id: int | None = None
     extra: Mapping = field(default_factory=dict)
+    # The typed value where it is more than the ``label`` text (JSON-serialisable), else None.
+    value: Any = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class LabelRecord:
     created_at: datetime
     superseded_at: datetime | None
     extra: dict
+    value: Any = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,8 @@ class LabelStore:
         self.engine: Engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        # Creates a new store's tables, or brings an older store's schema up to date.
+        self.schema_found = migrate(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -404,15 +409,16 @@ def write_labels(
             if SOURCE_RANK[lab.source] < SOURCE_RANK[cur.source]:
                 result.refused.append(lab.key)
                 continue
-            if (cur.label, cur.source, cur.model_version) == (
-                lab.label, lab.source, lab.model_version
+            if (cur.label, cur.source, cur.model_version, cur.value) == (
+                lab.label, lab.source, lab.model_version, lab.value
             ) and dict(cur.extra or {}) == dict(lab.extra):
                 result.unchanged.append(lab.key)
                 continue
             cur.superseded_at = now
         new = Label(item_id=item.id, label=lab.label, source=lab.source, who=lab.who,
                     model_version=lab.model_version, confidence=lab.confidence,
-                    round_id=lab.round_id, extra=dict(lab.extra), created_at=now)
+                    round_id=lab.round_id, extra=dict(lab.extra), value=lab.value,
+                    created_at=now)
         s.add(new)
         current[item.id] = new
         result.written.append(lab.key)
@@ -456,4 +462,5 @@ def _item_record(i: Item) -> ItemRecord:
 
 def _label_record(key: str, lab: Label) -> LabelRecord:
     return LabelRecord(key, lab.label, lab.source, lab.who, lab.model_version, lab.confidence,
-                       lab.round_id, lab.created_at, lab.superseded_at, dict(lab.extra or {}))
+                       lab.round_id, lab.created_at, lab.superseded_at, dict(lab.extra or {}),
+                       lab.value)

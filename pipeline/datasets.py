@@ -17,12 +17,9 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import typer
 from PIL import Image
-from rich.console import Console
 from rich.progress import track
 
 LABELS_FILE = "labels.csv"
@@ -171,25 +168,3 @@ def read_labels_csv(path: str | Path) -> list[tuple[Path, str]]:
     if not pairs:
         raise DatasetError(f"{csv_path} has a header but no rows")
     return pairs
-
-
-# ---- command line -------------------------------------------------------------------------
-datasets_app = typer.Typer(
-    help="Small real datasets for demos and benchmarks.", no_args_is_help=True
-)
-
-
-@datasets_app.command("export")
-def export_command(
-    name: Annotated[str, typer.Argument(help=f"Dataset: {', '.join(list_datasets())}.")],
-    out_dir: Annotated[Path, typer.Argument(help="New or empty folder to write into.")],
-) -> None:
-    """Export a dataset as PNG images plus labels.csv (path,label)."""
-    try:
-        labels_file = export_dataset(name, out_dir, progress=True)
-    except DatasetError as err:
-        # markup off: messages hold paths and lists in brackets that rich would swallow.
-        Console(stderr=True).print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    count = len(read_labels_csv(labels_file))
-    Console().print(f"{count:,} images of {name} in {labels_file.parent}; labels: {labels_file}")

@@ -40,8 +40,11 @@ from sqlalchemy import and_, exists, select
 
 from labeling.schema import Item, Label, Quarantine
 from labeling.store import LabelStore
+from labeling.tasks.base import TaskType
+from labeling.tasks.registry import DEFAULT_TASK, get_task_type
 
-EXPORT_FORMATS = ("csv", "imagefolder")
+# The formats of the default task type; ``task`` narrows them for a project of another kind.
+EXPORT_FORMATS = get_task_type(DEFAULT_TASK).export_formats
 COLUMNS = ("path", "label", "source", "who", "model_version", "confidence", "round",
            "labeled_at", "item_key")
 PROVENANCE_FILE = "provenance.csv"
@@ -96,6 +99,7 @@ def export_labels(
     classes: Iterable[str] = (),
     human_only: bool = False,
     force: bool = False,
+    task: TaskType | None = None,
 ) -> ExportReport:
     """Write the labeled items of ``store`` to ``out`` as ``format`` (module docstring).
 
@@ -103,8 +107,9 @@ def export_labels(
     Raises ``ExportError`` for an unknown format, an existing ``out`` without ``force``, or a
     class name that cannot be a folder name.
     """
-    if format not in EXPORT_FORMATS:
-        raise ExportError(f"unknown export format {format!r}; valid: {', '.join(EXPORT_FORMATS)}")
+    formats = (task or get_task_type(DEFAULT_TASK)).export_formats
+    if format not in formats:
+        raise ExportError(f"unknown export format {format!r}; valid: {', '.join(formats)}")
     out = Path(out).expanduser().absolute()
     _check_target(out, format, force=force)
     rows, left_out = labeled_rows(store, human_only=human_only)

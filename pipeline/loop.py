@@ -12,7 +12,6 @@ project whose classes disagree, a prediction outside the class list) stop it at 
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 from collections.abc import Callable
@@ -24,22 +23,13 @@ from labeling.studio.errors import (
     StudioAuthError,
     StudioError,
 )
-from pipeline.registry import RegistryError
+from pipeline.registry.mlflow_store import RegistryError
 
 # Failures a later try can get past (the server or the store comes back) ...
 RETRIED = (StudioError, RegistryError)
 # ... except these, which need a person to change something first.
 PERMANENT = (StudioAuthError, NotLabelStudio, ProjectMismatch, InvalidPrediction)
 
-_UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-def parse_interval(text: str) -> float:
-    """'90s', '10m', '2h' or plain seconds -> seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
-    if not match:
-        raise ValueError(f"bad interval {text!r}; use e.g. 30s, 10m or 2h")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 class StopFlag:
@@ -85,7 +75,7 @@ def run_loop(
         raise ValueError(f"max_failures must be >= 1, got {max_failures}")
     # Imported here: the round steps load torch and the Label Studio SDK, which the commands
     # that only parse an interval (``tune --every``, config checks) should not wait for.
-    from pipeline.round import RoundStopped, run_round
+    from pipeline.round.steps import RoundStopped, run_round
 
     done = failures = 0
     while max_rounds is None or done < max_rounds:

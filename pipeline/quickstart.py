@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import studio_steps
-from pipeline.config import CONFIG_NAME
 from pipeline.datasets import export_dataset, read_labels_csv
 from pipeline.export import export_labels
 from pipeline.ingest import ingest_folder
-from pipeline.project import open_project
-from pipeline.round import run_round
+from pipeline.project.config import CONFIG_NAME
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config, init_project
+from pipeline.round import session as studio_session
+from pipeline.round.steps import run_round
 from pipeline.simulate import test_split
-from pipeline.workspace import find_config, init_project
 from training.checkpoint import load_checkpoint
 from training.predict import predict
 
@@ -91,11 +91,12 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
         report = ingest_folder(project.store, config.images_dir, progress=True)
         print(f"pool: {len(project.store.items())} images ({len(report.added)} new), "
               f"{len(test_rows)} test images kept out")
-        studio = studio_steps.ensure_embedded_server(project)
+        studio = studio_session.ensure_embedded_server(project)
         done_before = len([r for r in project.store.rounds() if r["status"] == "done"])
         for n in range(done_before + 1, done_before + rounds + 1):
             run_round(project, progress=False)
-            answered = studio_steps.simulate_annotators(project, truth, noise=noise, seed=seed + n)
+            answered = studio_session.simulate_annotators(project, truth, noise=noise,
+                                                          seed=seed + n)
             print(round_line(project, n, truth, test_rows) + f" | answered {answered}")
         exported = export_labels(project.store, folder / "labels.csv", format="csv",
                                  classes=CLASSES, force=True)

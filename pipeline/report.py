@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.files import write_text_atomic
-from pipeline.project import Project
-from pipeline.registry import PromotionEvent, VersionInfo
+from pipeline.project.project import Project
+from pipeline.registry.registry import PromotionEvent, VersionInfo
 
 # Rounds drawn in the confidence histogram at most (the newest), so it stays readable.
 MAX_HISTOGRAM_ROUNDS = 8

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from labeling.selections import picks
 from labeling.studio.sync_store import rejected_annotations
-from pipeline.project import Project
+from pipeline.project.project import Project
 
 
 def project_status(project: Project, *, studio_project_id: int | None = None,
@@ -78,7 +78,7 @@ def round_summary(stats: dict) -> dict:
 
 
 def _monitor_summary(monitor: dict | None) -> dict:
-    """Champion accuracy and drift, once the round's monitor step ran (``pipeline.monitor``):
+    """Champion accuracy and drift, once the round's monitor step ran (``pipeline.round.monitor``):
     ``drift`` is "none", "not computed" or the drifting signals, e.g. "confidence+embeddings"."""
     if monitor is None:
         return {}

@@ -1,10 +1,11 @@
 """Tune the project's training parameters on its own labels: ``labelloop tune``, and the loop's
-optional re-tuning step (``retune_step``, the last step of a round).
+optional re-tuning step (``pipeline.round.tune``, the last step of a round).
 
 - Data: trials train on the training labels and are scored on the evaluation labels
-  (``model_steps.labeled_sets``: random held-out human labels that never train a model). The
-  images are decoded once per call and shared by its trials. Fewer than ``MIN_TRAIN_LABELS``
-  or ``MIN_EVAL_LABELS`` is an error: on a handful of items the scores only rank noise.
+  (``pipeline.round.labeled.labeled_sets``: random held-out human labels that never train a
+  model). The images are decoded once per call and shared by its trials. Fewer than
+  ``MIN_TRAIN_LABELS`` or ``MIN_EVAL_LABELS`` is an error: on a handful of items the scores only
+  rank noise.
 - Study: ``sqlite:///<workspace>/optuna.db``, named after the project. A second call continues
   it; a trial left running by a killed process is marked failed (``training.tuning``). Each
   trial is tagged with the labels it saw, and the best is picked among trials on the current
@@ -30,13 +31,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.config import ConfigError
 from pipeline.files import fsync_dir, write_text_atomic
-from pipeline.model_steps import labeled_sets, paths_of, snapshot_hash
-from pipeline.project import Project, read_tuned_params
+from pipeline.project.config import ConfigError
+from pipeline.project.project import Project, read_tuned_params
+from pipeline.round.labeled import class_indices, labeled_sets, paths_of, snapshot_hash
 from training.tuning import (
     TuningData,
     apply_params,
@@ -93,8 +93,8 @@ def tune_project(
             f"held-out evaluation labels (human labels of random picks); the project has "
             f"{len(train_set)} and {len(eval_set)}. Run rounds and label their picks first")
     train_keys, eval_keys = sorted(train_set), sorted(eval_set)
-    data = TuningData(paths_of(project, train_keys), _indices(project, train_set, train_keys),
-                      paths_of(project, eval_keys), _indices(project, eval_set, eval_keys),
+    data = TuningData(paths_of(project, train_keys), class_indices(project, train_set, train_keys),
+                      paths_of(project, eval_keys), class_indices(project, eval_set, eval_keys),
                       classes=project.classes, num_workers=base.num_workers)
     tag = f"{snapshot_hash(train_set)}-{snapshot_hash(eval_set)}"
     study = open_study(study_storage(project), project.config.project.name)
@@ -184,27 +184,6 @@ def reverted_trials(project: Project, study_name: str) -> set[int]:
             if e.get("action") == "revert" and e.get("study") == study_name}
 
 
-def retune_step(project: Project, round_id: int, stats: dict) -> dict:
-    """The round's optional last step: tune when ``[tuning] every_rounds`` divides the round
-    number or ``on_drift`` is set and the monitor step found drift; otherwise nothing."""
-    settings = project.config.tuning
-    if not settings.every_rounds and not settings.on_drift:
-        return {"tuned": False, "reason": "off ([tuning] every_rounds = 0, on_drift = false)"}
-    why = []
-    if settings.every_rounds and round_id % settings.every_rounds == 0:
-        why.append(f"every {settings.every_rounds} rounds")
-    drift = ((stats.get("monitor") or {}).get("drift")) or {}
-    if settings.on_drift and drift.get("drift"):
-        why.append("drift detected")
-    if not why:
-        return {"tuned": False, "reason": "not due this round"}
-    try:
-        result = tune_project(project)
-    except TuningError as err:  # too few labels yet: recorded, the round goes on
-        return {"tuned": False, "why": ", ".join(why), "reason": str(err)}
-    return {"tuned": True, "why": ", ".join(why), **result}
-
-
 def describe_trial(trial: FrozenTrial, best: FrozenTrial | None) -> str:
     """One line about a finished trial: outcome, values, time, and the best so far."""
     values = " ".join(f"{k}={_short(v)}" for k, v in trial_values(trial).items())
@@ -275,11 +254,6 @@ def _logged_trials(client, exp_id: str, study_name: str) -> set[int]:
         token = page.token
         if not token:
             return found
-
-
-def _indices(project: Project, labels: dict[str, str], keys: list[str]) -> np.ndarray:
-    index = {c: i for i, c in enumerate(project.classes)}
-    return np.array([index[labels[k]] for k in keys], dtype=np.int64)
 
 
 def _write_json(path: Path, data) -> None:

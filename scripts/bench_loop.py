@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 
 from labeling.studio import server
-from pipeline import studio_steps
 from pipeline.ingest import ingest_folder
-from pipeline.project import open_project
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config
 from pipeline.quickstart import prepare, round_line
-from pipeline.round import run_round
-from pipeline.workspace import find_config
+from pipeline.round import session as studio_session
+from pipeline.round.steps import run_round
 
 
 def pool_figures(project, truth: dict[str, str]) -> dict:
@@ -53,14 +53,14 @@ def run(noise: float, out: Path, *, max_rounds: int, budget: int, batch: int) ->
     config_path.write_text(text)
     project = open_project(find_config(config_path), env=dict(os.environ))
     ingest_folder(project.store, project.config.images_dir)
-    studio_steps.ensure_embedded_server(project)
+    studio_session.ensure_embedded_server(project)
     rows, done = [], len(project.store.rounds())
     for n in range(done + 1, max_rounds + 1):
         start = time.perf_counter()
         run_round(project)
         figures = pool_figures(project, truth)
         line = round_line(project, n, truth, test_rows)
-        studio_steps.simulate_annotators(project, truth, noise=noise, seed=n)
+        studio_session.simulate_annotators(project, truth, noise=noise, seed=n)
         figures["seconds"] = round(time.perf_counter() - start, 1)
         rows.append({"round": n, **figures})
         print(f"[noise {noise:g}] {line} | pool label accuracy "

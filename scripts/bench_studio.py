@@ -31,9 +31,10 @@ from labeling.store import LabelStore, NewItem
 from labeling.studio import server
 from labeling.studio.annotator_sim import simulate_annotations
 from labeling.studio.connection import connect
-from labeling.studio.project import ImageSource, ensure_project, label_config
-from labeling.studio.push import PushItem, choice_result, push_tasks
+from labeling.studio.project import ImageSource, ensure_project
+from labeling.studio.push import PushItem, push_tasks
 from labeling.studio.sync import sync_annotations
+from labeling.tasks.classification import choice_result, label_config
 
 CLASSES = ("cat", "dog", "bird", "fish")
 

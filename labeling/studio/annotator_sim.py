@@ -22,7 +22,6 @@ import numpy as np
 from labeling.studio.connection import Studio
 from labeling.studio.errors import StudioError
 from labeling.studio.project import StudioProject
-from labeling.studio.push import choice_result
 from labeling.studio.remote import item_key_of, iter_tasks
 
 # Seconds a simulated person spends on an image, drawn uniformly.
@@ -112,8 +111,8 @@ def simulate_annotations(
                 others = [c for c in project.classes if c != label]
                 label = others[int(rng.integers(len(others)))]
             with studio.errors(f"annotating task {tid}"):
-                studio.client.annotations.create(id=tid, result=choice_result(label),
-                                                 lead_time=lead)
+                studio.client.annotations.create(
+                    id=tid, result=project.task.prediction_result(label), lead_time=lead)
             answered += 1
             correct += label == truth[key]
             wrong += label != truth[key]

@@ -2,9 +2,9 @@
 
 Pure functions over plain records, so the rules are readable (and testable) in one place:
 
-- an annotation counts as a *vote* if it was submitted (not a skip) with exactly one choice
-  that is a class of the project; an unknown class or an empty answer is *rejected* (reported,
-  never stored as a label);
+- an annotation counts as a *vote* if it was submitted (not a skip) and the task type accepts
+  its answer (classification: exactly one choice that is a class of the project); an unknown
+  class or an empty answer is *rejected* (reported, never stored as a label);
 - each annotator counts once: their most recently updated annotation of the task;
 - the class with the most votes wins; a tie for the most votes is a *disagreement* (no label
   until someone resolves it, e.g. a reviewer adds a deciding annotation or deletes one);
@@ -14,8 +14,10 @@ Pure functions over plain records, so the rules are readable (and testable) in o
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from labeling.tasks.base import TaskType
 
 OUTCOMES = ("labeled", "skipped", "disagreement", "pending")
 
@@ -26,7 +28,7 @@ class AnnotationView:
 
     annotation_id: int
     user_id: int | None
-    choices: tuple[str, ...]
+    values: tuple  # what the answer says, as the task type reads it
     was_cancelled: bool
     updated_at: str
 
@@ -43,37 +45,31 @@ class Verdict:
     rejected: dict[int, str] | None = None
 
 
-def rejection(annotation: AnnotationView, classes: Collection[str]) -> str | None:
+def rejection(annotation: AnnotationView, classes: Sequence[str], task: TaskType) -> str | None:
     """Why a submitted annotation does not count as a vote, or ``None`` if it does."""
     if annotation.was_cancelled:
         return None
-    if not annotation.choices:
-        return "submitted without a choice"
-    if len(annotation.choices) > 1:
-        return f"several choices {list(annotation.choices)} for a single-choice task"
-    if annotation.choices[0] not in classes:
-        return (f"label {annotation.choices[0]!r} is not a class of the project "
-                f"(valid: {', '.join(classes)})")
-    return None
+    return task.rejection(annotation.values, classes)
 
 
-def decide(annotations: Sequence[AnnotationView], classes: Collection[str]) -> Verdict:
+def decide(annotations: Sequence[AnnotationView], classes: Sequence[str],
+           task: TaskType) -> Verdict:
     """The outcome of one task from all of its current annotations."""
     latest: dict[object, AnnotationView] = {}
     for a in sorted(annotations, key=lambda a: (a.updated_at, a.annotation_id)):
         # Annotations without a known user each count on their own.
         latest[a.user_id if a.user_id is not None else ("annotation", a.annotation_id)] = a
     rejected = {a.annotation_id: why for a in annotations
-                if (why := rejection(a, classes)) is not None}
+                if (why := rejection(a, classes, task)) is not None}
     ballots = [a for a in latest.values()
                if not a.was_cancelled and a.annotation_id not in rejected]
     if not ballots:
         skipped = any(a.was_cancelled for a in latest.values())
         return Verdict("skipped" if skipped else "pending", rejected=rejected)
-    votes = Counter(a.choices[0] for a in ballots)
+    votes = Counter(task.vote(a.values) for a in ballots)
     ranked = votes.most_common()
     if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
         return Verdict("disagreement", votes=dict(votes), rejected=rejected)
     label = ranked[0][0]
-    winners = tuple(sorted(a.annotation_id for a in ballots if a.choices[0] == label))
+    winners = tuple(sorted(a.annotation_id for a in ballots if task.vote(a.values) == label))
     return Verdict("labeled", label=label, winners=winners, votes=dict(votes), rejected=rejected)

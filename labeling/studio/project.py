@@ -1,8 +1,7 @@
 """A labelloop project's side in Label Studio: labeling config, project, and image URLs.
 
-The labeling config is image classification, one choice per image::
-
-    <Image name="image" value="$image"/> + <Choices name="label" toName="image" choice="single">
+The labeling config, the pre-annotations and the answers' format come from the project's task
+type (``labeling.tasks``; image classification by default).
 
 Tasks carry ``data.image`` (the URL Label Studio shows) and ``data.item_key`` (labelloop's key,
 which is how everything maps back: task ids are global across projects).
@@ -16,18 +15,16 @@ the image folder's parent (``server.local_files_root``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
-from xml.etree import ElementTree
-from xml.sax.saxutils import quoteattr
 
 from labeling.studio.connection import Studio
 from labeling.studio.errors import ProjectMismatch, StudioError
 from labeling.studio.server import local_files_root
+from labeling.tasks.base import IMAGE_NAME, LABEL_NAME, TaskType
+from labeling.tasks.registry import DEFAULT_TASK, get_task_type
 
-IMAGE_NAME = "image"
-CHOICES_NAME = "label"
 STORAGE_TITLE = "labelloop images"
 TITLE_MAX = 50  # Label Studio's own limit
 LOCAL_FILES_PATH = "/data/local-files/"
@@ -85,38 +82,18 @@ class StudioProject:
     title: str
     classes: tuple[str, ...]
     images: ImageSource
-
-
-def label_config(classes: Sequence[str]) -> str:
-    """The labeling config XML for single-choice image classification over ``classes``."""
-    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in classes)
-    return (f'<View>\n  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}"/>\n'
-            f'  <Choices name="{CHOICES_NAME}" toName="{IMAGE_NAME}" choice="single" '
-            f'showInline="true">\n{choices}\n  </Choices>\n</View>')
-
-
-def config_classes(xml: str) -> tuple[str, ...] | None:
-    """The classes of a labelloop-style labeling config, or ``None`` if it is not one."""
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError:
-        return None
-    images = [e for e in root.iter("Image") if e.get("name") == IMAGE_NAME]
-    choices = [e for e in root.iter("Choices")
-               if e.get("name") == CHOICES_NAME and e.get("toName") == IMAGE_NAME]
-    if len(images) != 1 or len(choices) != 1:
-        return None
-    return tuple(c.get("value", "") for c in choices[0].iter("Choice"))
+    task: TaskType = field(default_factory=lambda: get_task_type(DEFAULT_TASK))
 
 
 def ensure_project(studio: Studio, title: str, classes: Sequence[str], *,
-                   images: ImageSource) -> StudioProject:
+                   images: ImageSource, task: TaskType | None = None) -> StudioProject:
     """Find the project titled ``title`` and check its classes, or create it.
 
     Raises ``ProjectMismatch`` if the existing project's labeling config is not labelloop's or
     its classes differ from ``classes`` (the message lists what was added and what is missing).
     """
     classes = tuple(classes)
+    task = task or get_task_type(DEFAULT_TASK)
     if not 3 <= len(title) <= TITLE_MAX:
         raise StudioError(f"Label Studio project titles have 3 to {TITLE_MAX} characters, "
                           f"{title!r} has {len(title)}; set [studio] project_title")
@@ -127,13 +104,14 @@ def ensure_project(studio: Studio, title: str, classes: Sequence[str], *,
                               f"set another [studio] project_title")
     if found:
         project = found[0]
-        check_classes(project, classes)
+        check_classes(project, classes, task)
         project_id = int(project["id"])
     else:
         with studio.errors(f"creating project {title!r}"):
-            created = studio.client.projects.create(title=title, label_config=label_config(classes))
+            created = studio.client.projects.create(title=title,
+                                                    label_config=task.label_config(classes))
         project_id = int(created.id)
-    result = StudioProject(id=project_id, title=title, classes=classes, images=images)
+    result = StudioProject(id=project_id, title=title, classes=classes, images=images, task=task)
     if images.images_dir is not None:
         ensure_local_storage(studio, result)
     return result
@@ -148,15 +126,15 @@ def find_projects(studio: Studio, title: str) -> list[dict]:
     return sorted((p for p in rows if p.get("title") == title), key=lambda p: p["id"])
 
 
-def check_classes(project: dict, classes: tuple[str, ...]) -> None:
+def check_classes(project: dict, classes: tuple[str, ...], task: TaskType) -> None:
     """Raise ``ProjectMismatch`` if the project's config disagrees with ``classes``."""
     title = project.get("title")
-    found = config_classes(project.get("label_config") or "")
+    found = task.config_classes(project.get("label_config") or "")
     if found is None:
         raise ProjectMismatch(
             f"Label Studio project {title!r} (id {project['id']}) exists but its labeling config "
-            f"is not labelloop's (an Image named {IMAGE_NAME!r} and Choices named "
-            f"{CHOICES_NAME!r}); set another [studio] project_title")
+            f"is not labelloop's for {task.name} (an Image named {IMAGE_NAME!r} and labels "
+            f"named {LABEL_NAME!r}); set another [studio] project_title")
     added = [c for c in classes if c not in found]
     missing = [c for c in found if c not in classes]
     if added or missing:

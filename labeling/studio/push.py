@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from labeling.store import LabelStore
 from labeling.studio.connection import Studio
 from labeling.studio.errors import InvalidPrediction, StudioError
-from labeling.studio.project import CHOICES_NAME, IMAGE_NAME, StudioProject
+from labeling.studio.project import StudioProject
 from labeling.studio.remote import item_key_of, iter_tasks, iter_tasks_by_id, tasks_by_key
+from labeling.tasks.base import IMAGE_NAME
 
 BATCH_SIZE = 1000
 IMPORT_TIMEOUT_S = 600.0
@@ -59,12 +60,6 @@ class RefreshResult:
     updated: int = 0
     already_current: int = 0
     without_prediction: int = 0
-
-
-def choice_result(label: str) -> list[dict]:
-    """A classification result (prediction or annotation) choosing ``label``."""
-    return [{"from_name": CHOICES_NAME, "to_name": IMAGE_NAME, "type": "choices",
-             "value": {"choices": [label]}}]
 
 
 def push_tasks(
@@ -164,7 +159,8 @@ def refresh_predictions(
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
         request = [{"task": tid, "model_version": model_version, "score": predictions[key][1],
-                    "result": choice_result(predictions[key][0])} for key, tid in batch]
+                    "result": project.task.prediction_result(predictions[key][0])}
+                   for key, tid in batch]
         with studio.errors(f"importing {len(batch)} predictions into project {project.id}"):
             studio.client.projects.import_predictions(
                 id=project.id, request=request,
@@ -199,7 +195,7 @@ def _validated_tasks(store: LabelStore, project: StudioProject, items: Sequence[
                                "item_key": item.key}}
         if item.label is not None:
             task["predictions"] = [{"model_version": model_version, "score": item.score,
-                                    "result": choice_result(item.label)}]
+                                    "result": project.task.prediction_result(item.label)}]
         tasks[item.key] = task
     unknown = set(tasks) - store.existing_keys(tasks)
     if unknown:

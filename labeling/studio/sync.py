@@ -37,7 +37,7 @@ from labeling.store import ItemRecord, LabelStore, file_key
 from labeling.studio.connection import Studio
 from labeling.studio.consensus import AnnotationView, Verdict, decide
 from labeling.studio.errors import StudioError
-from labeling.studio.project import CHOICES_NAME, IMAGE_NAME, ImageSource, StudioProject
+from labeling.studio.project import ImageSource, StudioProject
 from labeling.studio.remote import item_key_of, iter_tasks, iter_tasks_by_id
 from labeling.studio.sync_store import (
     AnnotationRecord,
@@ -46,6 +46,7 @@ from labeling.studio.sync_store import (
     apply_sync,
     load_cursor,
 )
+from labeling.tasks.base import IMAGE_NAME, TaskType
 
 LIGHT_FIELDS = "id,data,updated_at,annotations_ids"
 
@@ -108,11 +109,11 @@ def _snapshot(project: StudioProject, task: dict, annotations: list[dict], *,
               users: dict[int, str], refused: str | None = None) -> TaskSnapshot:
     """The task as read; ``refused``: why none of its annotations count (its image changed)."""
     predictions = task.get("predictions") or []
-    records = tuple(_record(a, predictions, users) for a in annotations)
-    views = [AnnotationView(r.annotation_id, r.user_id, r.choices, r.was_cancelled, r.updated_at)
+    records = tuple(_record(a, predictions, users, project.task) for a in annotations)
+    views = [AnnotationView(r.annotation_id, r.user_id, r.values, r.was_cancelled, r.updated_at)
              for r in records]
     if refused is None:
-        verdict = decide(views, project.classes)
+        verdict = decide(views, project.classes, project.task)
     else:
         verdict = Verdict("pending", rejected={r.annotation_id: refused for r in records})
     rejected = verdict.rejected or {}
@@ -149,7 +150,8 @@ def _wrong_image(images: ImageSource, items: dict[str, ItemRecord], task: dict) 
             f"{item.path}; restore it or delete the task (it is then sent again)")
 
 
-def _record(annotation: dict, predictions: list[dict], users: dict[int, str]) -> AnnotationRecord:
+def _record(annotation: dict, predictions: list[dict], users: dict[int, str],
+            task: TaskType) -> AnnotationRecord:
     if "result" not in annotation or "was_cancelled" not in annotation:
         # A stub would read as "no answer" and retract labels: refuse instead.
         raise StudioError(f"Label Studio listed annotation {annotation.get('id')} without its "
@@ -157,12 +159,12 @@ def _record(annotation: dict, predictions: list[dict], users: dict[int, str]) ->
     user = annotation.get("completed_by")
     user_id = int(user["id"]) if isinstance(user, dict) else (int(user) if user else None)
     shown = _prediction_shown(annotation, predictions)
-    predicted = _choices(shown.get("result") or []) if shown else ()
+    predicted = task.answer_values(shown.get("result") or []) if shown else ()
     return AnnotationRecord(
         annotation_id=int(annotation["id"]),
         user_id=user_id,
         who=users.get(user_id) if user_id is not None else None,
-        choices=_choices(annotation.get("result") or []),
+        values=task.answer_values(annotation.get("result") or []),
         was_cancelled=bool(annotation.get("was_cancelled")),
         lead_time=annotation.get("lead_time"),
         created_at=_stamp(annotation.get("created_at")),
@@ -194,14 +196,6 @@ def _stamp(value) -> str:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _choices(result: list[dict]) -> tuple[str, ...]:
-    out: list[str] = []
-    for region in result:
-        if region.get("from_name") == CHOICES_NAME and region.get("type") == "choices":
-            out.extend(str(c) for c in (region.get("value") or {}).get("choices") or [])
-    return tuple(out)
 
 
 def _ids(text) -> str:

@@ -26,7 +26,7 @@ class AnnotationRecord:
     annotation_id: int
     user_id: int | None
     who: str | None
-    choices: tuple[str, ...]
+    values: tuple  # what the answer says, as the task type reads it
     was_cancelled: bool
     lead_time: float | None
     created_at: str
@@ -48,9 +48,9 @@ class AnnotationRecord:
     def changed_prediction(self) -> bool | None:
         """Whether the person answered other than the pre-annotation (None: no answer or none
         shown)."""
-        if self.was_cancelled or not self.choices or self.predicted is None:
+        if self.was_cancelled or not self.values or self.predicted is None:
             return None
-        return self.choices[0] != self.predicted
+        return self.values[0] != self.predicted
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ def _write_mirror(s: Session, rows: list[StudioAnnotation], snap: TaskSnapshot, 
         row.project_id, row.task_id = project_id, snap.task_id
         row.item_id = item.id if item is not None else None
         row.user_id, row.who = a.user_id, a.who
-        row.choice = a.choices[0] if a.choices else None
+        row.choice = a.values[0] if a.values else None
         row.was_cancelled, row.rejected, row.lead_time = a.was_cancelled, a.rejected, a.lead_time
         row.predicted, row.prediction_version = a.predicted, a.prediction_version
         row.changed_prediction = a.changed_prediction

@@ -32,8 +32,8 @@ from labeling.studio import server
 from labeling.studio.connection import Studio, connect
 from labeling.studio.project import ImageSource, StudioProject, ensure_project
 from pipeline.ingest import ingest_folder
-from pipeline.project import open_project
-from pipeline.workspace import find_config
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config
 from tests.integration.fault_proxy import FaultProxy
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from labeling.store import LabelStore
 from labeling.studio.push import PushItem, push_tasks
-from pipeline.cli import app
-from pipeline.config import load_config
-from pipeline.studio_cli import connect_studio, open_studio_project
+from pipeline.cli.app import app
+from pipeline.project.config import load_config
+from pipeline.project.studio import connect_studio, open_studio_project
 
 pytestmark = pytest.mark.integration
 

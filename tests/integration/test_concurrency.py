@@ -32,13 +32,13 @@ from labeling.schema import Label
 from labeling.store import LabelStore, NewItem, NewLabel
 from labeling.studio.project import find_projects
 from labeling.studio.remote import item_key_of, iter_tasks
-from pipeline import studio_steps
 from pipeline.export import export_labels
-from pipeline.lock import WorkspaceLock, read_holder
-from pipeline.project import open_project
-from pipeline.round import run_round
-from pipeline.studio_cli import connect_studio, project_title
-from pipeline.workspace import find_config
+from pipeline.project.lock import WorkspaceLock, read_holder
+from pipeline.project.project import open_project
+from pipeline.project.studio import connect_studio, project_title
+from pipeline.project.workspace import find_config
+from pipeline.round import session as studio_session
+from pipeline.round.steps import run_round
 from tests.integration.cli import LABELLOOP, REPO, cli_env, labelloop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -120,7 +120,7 @@ def test_tune_during_a_running_round_is_refused_and_exports_see_committed_states
     with open(small_digits / "labels.csv", newline="", encoding="utf-8") as handle:
         truth = {str((small_digits / row["path"]).resolve()): row["label"]
                  for row in csv.DictReader(handle)}
-    answered = studio_steps.simulate_annotators(project, truth, noise=0.0, seed=0)
+    answered = studio_session.simulate_annotators(project, truth, noise=0.0, seed=0)
     lock = project.config.workspace_dir / "lock"
 
     # The second round (sync the answers, train, predict, push) in its own process.
@@ -248,7 +248,7 @@ WRITER = textwrap.dedent("""
     from collections import Counter
     from pathlib import Path
     from labeling.store import LabelStore, NewLabel
-    from pipeline.lock import WorkspaceLock
+    from pipeline.project.lock import WorkspaceLock
     url, lock, stop, batch = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
     store = LabelStore(url)
     keys = sorted(i.key for i in store.items())

@@ -9,8 +9,8 @@ import pytest
 
 from labeling.studio.connection import connect
 from labeling.studio.errors import NotLabelStudio, StudioAuthError, StudioError, StudioUnreachable
-from pipeline.config import load_config
-from pipeline.studio_cli import studio_settings
+from pipeline.project.config import load_config
+from pipeline.project.studio import studio_settings
 
 pytestmark = pytest.mark.integration
 

@@ -16,13 +16,13 @@ import pytest
 
 from labeling.selections import picks
 from labeling.studio.remote import item_key_of, iter_tasks
-from pipeline import studio_steps
 from pipeline.datasets import read_labels_csv
 from pipeline.ingest import ingest_folder
-from pipeline.lock import WorkspaceLock
-from pipeline.project import open_project
-from pipeline.round import STEPS, run_round
-from pipeline.workspace import find_config
+from pipeline.project.lock import WorkspaceLock
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config
+from pipeline.round import session as studio_session
+from pipeline.round.steps import STEPS, run_round
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -59,12 +59,12 @@ def make_project(studio_server, digits_export, tmp_path, name, *, url=None, time
 
 
 def answer(project, truth, seed):
-    return studio_steps.simulate_annotators(project, truth, noise=0.0, seed=seed)
+    return studio_session.simulate_annotators(project, truth, noise=0.0, seed=seed)
 
 
 def state(project) -> dict:
     """What a user would compare between two runs."""
-    studio, sp = studio_steps.session(project)
+    studio, sp = studio_session.session(project)
     keys = Counter(item_key_of(t) for t in iter_tasks(studio, sp.id, include="id,data",
                                                        all_fields=True))
     labels = project.store.current_labels()
@@ -112,9 +112,9 @@ def test_rounds_with_the_simulated_annotator(studio_server, digits_export, tmp_p
 
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    from pipeline.project import open_project
-    from pipeline.round import run_round
-    from pipeline.workspace import find_config
+    from pipeline.project.project import open_project
+    from pipeline.round.steps import run_round
+    from pipeline.project.workspace import find_config
     stop_after = sys.argv[2]
     def die(step, _result):
         if step == stop_after:

@@ -20,8 +20,9 @@ import pytest
 from labeling.studio.connection import connect
 from labeling.studio.errors import StudioUnreachable
 from labeling.studio.remote import item_key_of, iter_tasks
-from pipeline import studio_steps
-from pipeline.round import STEPS, run_round
+from pipeline.round import session as studio_session
+from pipeline.round import sync as sync_step
+from pipeline.round.steps import STEPS, run_round
 from pipeline.status import project_status
 from tests.integration.fault_proxy import Fault
 from tests.integration.test_loop import REPO, answer, lost_human_labels, make_project, state
@@ -31,9 +32,9 @@ _n = itertools.count()
 
 ROUND_RUNNER = textwrap.dedent("""
     import os, sys
-    from pipeline.project import open_project
-    from pipeline.round import run_round
-    from pipeline.workspace import find_config
+    from pipeline.project.project import open_project
+    from pipeline.round.steps import run_round
+    from pipeline.project.workspace import find_config
     run_round(open_project(find_config(sys.argv[1]),
                            env={"LABEL_STUDIO_API_KEY": os.environ["LS_KEY"]}))
 """)
@@ -133,7 +134,7 @@ def test_label_studio_faults_and_task_edits_between_rounds_lose_nothing(
                                        f"lsfault-{next(_n)}", url=proxy.url, timeout_s=5.0)
     direct = connect(studio_server.url, studio_server.token)
     run_round(project)
-    _, sp = studio_steps.session(project)
+    _, sp = studio_session.session(project)
     first = project.store.tasks(sp.id)
     keys = sorted(first)
     # People at work in Label Studio between rounds: two tasks deleted before anyone answered;
@@ -144,7 +145,7 @@ def test_label_studio_faults_and_task_edits_between_rounds_lose_nothing(
         for key in never_answered:
             direct.client.tasks.delete(id=first[key])
     answered = answer(project, truth, seed=0)
-    between = studio_steps.sync(project)
+    between = sync_step.sync(project)
     assert between["deleted_tasks"] == 2 and between["labels"] == answered
     with direct.errors("deleting and editing tasks"):
         direct.client.tasks.delete(id=first[gone_answered])
@@ -222,7 +223,7 @@ def test_the_scheduled_loop_retries_rounds_through_outages_and_stops_on_a_refuse
     # Two failed imports: the loop reports each, waits the interval, resumes the round.
     fault = proxy.inject(Fault("POST", "/import", "status", status=503, times=2))
     proc, failed, rounds = _run_loop_cli(tmp_path, env, "--max-rounds", "2")
-    _, sp = studio_steps.session(project)
+    _, sp = studio_session.session(project)
     direct = connect(studio_server.url, studio_server.token)
     on_server = tasks_per_item(direct, sp.id)
     duplicates = sum(n - 1 for n in on_server.values())

@@ -6,13 +6,8 @@ import httpx
 import pytest
 
 from labeling.studio.errors import ProjectMismatch, StudioError
-from labeling.studio.project import (
-    ImageSource,
-    config_classes,
-    ensure_local_storage,
-    ensure_project,
-    label_config,
-)
+from labeling.studio.project import ImageSource, ensure_local_storage, ensure_project
+from labeling.tasks.classification import config_classes, label_config
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import socket
 import pytest
 
 from labeling.studio import server
+from pipeline.project.workspace import find_config
 from pipeline.quickstart import prepare, run_quickstart
-from pipeline.workspace import find_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

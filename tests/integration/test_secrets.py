@@ -26,9 +26,10 @@ from mlflow.entities import ViewType
 
 from labeling.studio import server
 from labeling.studio.errors import StudioAuthError, StudioUnreachable
-from pipeline import studio_steps
-from pipeline.project import open_project
-from pipeline.workspace import find_config
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config
+from pipeline.round import session as studio_session
+from pipeline.round import sync as sync_step
 from tests.integration.cli import cli_env, labelloop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -183,8 +184,8 @@ def test_errors_objects_and_debug_logs_never_hold_the_key(studio_server, digits_
     texts: dict[str, str] = {}
 
     project = open_project(config, env={"LABEL_STUDIO_API_KEY": key})
-    studio, sp = studio_steps.session(project)
-    studio_steps.sync(project)
+    studio, sp = studio_session.session(project)
+    sync_step.sync(project)
     texts.update({"repr(project)": repr(project), "str(project)": str(project),
                   "repr(studio)": repr(studio), "repr(studio project)": repr(sp)})
     project.close()
@@ -197,7 +198,7 @@ def test_errors_objects_and_debug_logs_never_hold_the_key(studio_server, digits_
     for name, (env, expected) in attempts.items():
         project = open_project(config, env=env)
         with pytest.raises(expected) as caught:
-            studio_steps.session(project)
+            studio_session.session(project)
         texts[f"{name}: repr(project)"] = repr(project)
         texts.update((f"{name}: {k}", v) for k, v in exception_texts(caught.value).items())
         project.close()

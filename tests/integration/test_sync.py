@@ -10,9 +10,10 @@ import pytest
 from labeling.studio import server
 from labeling.studio.connection import connect
 from labeling.studio.errors import StudioUnreachable
-from labeling.studio.push import PushItem, choice_result, push_tasks
+from labeling.studio.push import PushItem, push_tasks
 from labeling.studio.sync import sync_annotations
 from labeling.studio.sync_store import load_cursor
+from labeling.tasks.classification import choice_result
 
 pytestmark = pytest.mark.integration
 _user_numbers = itertools.count()

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from pipeline.ingest import ingest_folder
-from pipeline.project import open_project
-from pipeline.workspace import find_config, init_project
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config, init_project
 
 CLASSES = [str(d) for d in range(10)]
 # Small enough to train in a few seconds on two cores; good enough to tell digits apart.

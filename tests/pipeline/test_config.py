@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import ConfigError, load_config, render_config
+from pipeline.cli.app import app
+from pipeline.project.config import ConfigError, load_config, render_config
 
 GOOD = render_config("demo", ["cat", "dog"], Path("images"))
 

@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from labeling.store import LabelStore
-from pipeline.cli import app
+from pipeline.cli.app import app
 from pipeline.ingest import ingest_folder
 from training.images import open_image
 

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 import pipeline.export as export_module
 from labeling.store import LabelStore, NewItem, NewLabel
-from pipeline.cli import app
-from pipeline.config import render_config
+from pipeline.cli.app import app
 from pipeline.export import COLUMNS, PROVENANCE_FILE, ExportError, export_labels
+from pipeline.project.config import render_config
 
 CLASSES = ("cat", "dog", "bird")
 

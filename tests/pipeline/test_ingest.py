@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import labeling.store
 import pipeline.ingest as ingest_module
 from labeling.store import LabelStore
-from pipeline.cli import app
+from pipeline.cli.app import app
 from pipeline.ingest import IngestError, ingest_folder
 from tests.data.make_corpus import bomb_png, encoded, write_file
 

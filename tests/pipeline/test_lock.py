@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.lock import LockHeld, WorkspaceLock, read_holder
+from pipeline.project.lock import LockHeld, WorkspaceLock, read_holder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def hold_in_subprocess(lock_path: Path, *, seconds: float = 60) -> subprocess.Po
     """A process that takes the lock, says so on stdout, then sleeps."""
     code = textwrap.dedent(f"""
         import sys, time
-        from pipeline.lock import WorkspaceLock
+        from pipeline.project.lock import WorkspaceLock
         with WorkspaceLock({str(lock_path)!r}, command="labelloop run"):
             print("locked", flush=True)
             time.sleep({seconds})

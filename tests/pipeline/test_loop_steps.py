@@ -8,13 +8,18 @@ import pytest
 
 from labeling.selections import picks
 from labeling.store import NewLabel
-from pipeline import model_steps, pool_steps
 from pipeline.datasets import export_dataset, read_labels_csv
 from pipeline.ingest import ingest_folder
-from pipeline.project import open_project
-from pipeline.registry import RegistryError
-from pipeline.round import run_round
-from pipeline.workspace import find_config, init_project
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config, init_project
+from pipeline.registry.registry import RegistryError
+from pipeline.round import accept as accept_step
+from pipeline.round import labeled
+from pipeline.round import predict as predict_step
+from pipeline.round import promote as promote_step
+from pipeline.round import select as select_step
+from pipeline.round import train as train_step
+from pipeline.round.steps import run_round
 
 pytestmark = pytest.mark.slow
 CLASSES = [str(d) for d in range(10)]
@@ -56,11 +61,11 @@ def answer(proj, truth, *, wrong: set[str] = frozenset()):
 def one_round(proj, truth):
     rid = proj.store.start_round()
     answer(proj, truth)
-    trained = model_steps.train_challenger(proj, rid, progress=False)
-    promoted = model_steps.decide_promotion(proj, trained.get("version"))
-    predicted = pool_steps.predict_pool(proj, rid, progress=False)
-    accepted = pool_steps.auto_accept(proj, rid, predicted)
-    selected = pool_steps.select_batch(proj, rid, predicted)
+    trained = train_step.train_challenger(proj, rid, progress=False)
+    promoted = promote_step.decide_promotion(proj, trained.get("version"))
+    predicted = predict_step.predict_pool(proj, rid, progress=False)
+    accepted = accept_step.auto_accept(proj, rid, predicted)
+    selected = select_step.select_batch(proj, rid, predicted)
     proj.store.finish_round(rid, {})
     return trained, promoted, accepted, selected
 
@@ -72,12 +77,12 @@ def test_rounds_raise_accuracy_and_never_overwrite_people(project):
         trained, promoted, accepted, selected = one_round(proj, truth)
         champion = proj.registry.champion()
         if champion is not None:
-            _, eval_set = model_steps.labeled_sets(proj)
-            scores.append(model_steps.score_on_eval(proj, champion.version, eval_set)["accuracy"])
+            _, eval_set = labeled.labeled_sets(proj)
+            scores.append(promote_step.score_on_eval(proj, champion.version, eval_set)["accuracy"])
     assert selected["picked"] > 0 and selected["audit"] > 0 and selected["strategy"] > 0
     assert scores[-1] >= scores[0] and scores[-1] > 0.9
     # Evaluation items are random picks that never train a model.
-    train_set, eval_set = model_steps.labeled_sets(proj)
+    train_set, eval_set = labeled.labeled_sets(proj)
     assert not set(train_set) & set(eval_set)
     assert all(p.reason in ("random", "audit") for k, p in picks(proj.store).items()
                if k in eval_set)
@@ -87,7 +92,7 @@ def test_rounds_raise_accuracy_and_never_overwrite_people(project):
             assert lab.source == "human"
     # A champion that does not change gets the same registry version: no duplicates.
     versions_before = [v.version for v in proj.registry.versions()]
-    again = model_steps.train_challenger(proj, None, progress=False)
+    again = train_step.train_challenger(proj, None, progress=False)
     assert again.get("version") in (None, *versions_before)
 
 
@@ -97,13 +102,13 @@ def test_worse_challenger_is_not_promoted_and_rollback_restores(project):
         one_round(proj, truth)
     good = proj.registry.champion()
     assert good is not None
-    train_set, _ = model_steps.labeled_sets(proj)
+    train_set, _ = labeled.labeled_sets(proj)
     # Corrupt every training label (people's mistakes), keep the evaluation labels right.
     proj.store.add_labels([NewLabel(k, str((int(v) + 1) % 10), "human", who="vandal")
                            for k, v in train_set.items()])
-    bad = model_steps.train_challenger(proj, None, progress=False)
+    bad = train_step.train_challenger(proj, None, progress=False)
     assert bad["trained"]
-    decision = model_steps.decide_promotion(proj, bad["version"])
+    decision = promote_step.decide_promotion(proj, bad["version"])
     assert not decision["promoted"]
     assert proj.registry.champion().version == good.version
     proj.registry.promote(bad["version"], reason="forced in a test")

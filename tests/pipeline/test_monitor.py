@@ -11,9 +11,13 @@ from sklearn.datasets import load_digits
 from labeling.monitoring import detect_drift
 from labeling.selections import picks
 from labeling.store import NewLabel
-from pipeline import model_steps, pool_steps
 from pipeline.ingest import ingest_folder
-from pipeline.monitor import monitor_round
+from pipeline.round import accept as accept_step
+from pipeline.round import predict as predict_step
+from pipeline.round import promote as promote_step
+from pipeline.round import select as select_step
+from pipeline.round import train as train_step
+from pipeline.round.monitor import monitor_round
 from pipeline.status import project_status
 from training.params import TrainParams
 from training.predict import predict_arrays
@@ -65,7 +69,7 @@ def answer(proj, truth, rng, *, noise: float, last_predictions: dict | None) -> 
     human = proj.store.current_labels(sources=("human",))
     guess = {}
     if last_predictions and "file" in last_predictions:
-        keys, probs, _ = pool_steps.load_predictions(last_predictions["file"])
+        keys, probs, _ = predict_step.load_predictions(last_predictions["file"])
         guess = {k: CLASSES[int(p.argmax())] for k, p in zip(keys, probs, strict=True)}
     labels = []
     for key in picks(proj.store):
@@ -87,11 +91,11 @@ def run_round(proj, truth, rng, *, noise=0.1, before_monitor=None) -> dict:
     answer(proj, truth, rng, noise=noise,
            last_predictions=rounds[-1]["stats"]["predict"] if rounds else None)
     rid = proj.store.start_round()
-    stats = {"train": model_steps.train_challenger(proj, rid, progress=False)}
-    stats["promote"] = model_steps.decide_promotion(proj, stats["train"].get("version"))
-    stats["predict"] = pool_steps.predict_pool(proj, rid, progress=False)
-    stats["accept"] = pool_steps.auto_accept(proj, rid, stats["predict"])
-    stats["select"] = pool_steps.select_batch(proj, rid, stats["predict"])
+    stats = {"train": train_step.train_challenger(proj, rid, progress=False)}
+    stats["promote"] = promote_step.decide_promotion(proj, stats["train"].get("version"))
+    stats["predict"] = predict_step.predict_pool(proj, rid, progress=False)
+    stats["accept"] = accept_step.auto_accept(proj, rid, stats["predict"])
+    stats["select"] = select_step.select_batch(proj, rid, stats["predict"])
     if before_monitor is not None:
         before_monitor()
     stats["monitor"] = monitor_round(proj, rid, stats)

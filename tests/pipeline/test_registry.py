@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.registry import ModelRegistry, RegistryError, default_tracking_uri
+from pipeline.registry.registry import ModelRegistry, RegistryError, default_tracking_uri
 
 
 def make_registry(workspace: Path, name: str = "digits") -> ModelRegistry:
@@ -83,7 +83,7 @@ def test_a_remote_checkpoint_is_downloaded_into_the_workspace_cache(ws, monkeypa
     reg = make_registry(ws)
     register(reg, ws, "aaa")
     # As with a tracking server's mlflow-artifacts:/ URIs: no local folder to read from.
-    monkeypatch.setattr("pipeline.registry.local_folder", lambda uri: None)
+    monkeypatch.setattr("pipeline.registry.registry.local_folder", lambda uri: None)
     path = reg.checkpoint_path("1")
     assert path == ws / "model-cache" / "1" / "aaa.pt"
     assert path.read_bytes() == b"aaa"

@@ -14,12 +14,16 @@ from typer.testing import CliRunner
 
 from labeling.selections import picks
 from labeling.store import NewLabel
-from pipeline import model_steps, pool_steps
-from pipeline.cli import app
+from pipeline.cli.app import app
 from pipeline.ingest import ingest_folder
-from pipeline.monitor import monitor_round
+from pipeline.project.workspace import init_project
 from pipeline.report import write_report
-from pipeline.workspace import init_project
+from pipeline.round import accept as accept_step
+from pipeline.round import predict as predict_step
+from pipeline.round import promote as promote_step
+from pipeline.round import select as select_step
+from pipeline.round import train as train_step
+from pipeline.round.monitor import monitor_round
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = [str(d) for d in range(10)]
@@ -42,7 +46,7 @@ def one_round(proj, truth, rng) -> None:
                if "file" in r["stats"].get("predict", {})]
     guess = {}
     if earlier:
-        keys, probs, _ = pool_steps.load_predictions(earlier[-1]["file"])
+        keys, probs, _ = predict_step.load_predictions(earlier[-1]["file"])
         guess = {k: CLASSES[int(p.argmax())] for k, p in zip(keys, probs, strict=True)}
     labels = []
     for key in (k for k in picks(proj.store) if k not in human):
@@ -55,11 +59,11 @@ def one_round(proj, truth, rng) -> None:
             "changed_prediction": None if shown is None else label != shown}))
     proj.store.add_labels(labels)
     rid = proj.store.start_round()
-    stats = {"train": model_steps.train_challenger(proj, rid, progress=False)}
-    stats["promote"] = model_steps.decide_promotion(proj, stats["train"].get("version"))
-    stats["predict"] = pool_steps.predict_pool(proj, rid, progress=False)
-    stats["accept"] = pool_steps.auto_accept(proj, rid, stats["predict"])
-    stats["select"] = pool_steps.select_batch(proj, rid, stats["predict"])
+    stats = {"train": train_step.train_challenger(proj, rid, progress=False)}
+    stats["promote"] = promote_step.decide_promotion(proj, stats["train"].get("version"))
+    stats["predict"] = predict_step.predict_pool(proj, rid, progress=False)
+    stats["accept"] = accept_step.auto_accept(proj, rid, stats["predict"])
+    stats["select"] = select_step.select_batch(proj, rid, stats["predict"])
     stats["monitor"] = monitor_round(proj, rid, stats)
     proj.store.finish_round(rid, stats)
 

@@ -23,20 +23,20 @@ from typer.testing import CliRunner
 
 from labeling.selections import Pick, record_picks
 from labeling.store import NewLabel
-from pipeline.cli import app
-from pipeline.config import TuningSection
-from pipeline.lock import WorkspaceLock
-from pipeline.project import open_project
-from pipeline.round import STEPS
+from pipeline.cli.app import app
+from pipeline.project.config import TuningSection
+from pipeline.project.lock import WorkspaceLock
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config
+from pipeline.round.steps import STEPS
+from pipeline.round.tune import retune_step
 from pipeline.tuning import (
     TuningError,
     adopt_best,
-    retune_step,
     revert_tuning,
     study_storage,
     tune_project,
 )
-from pipeline.workspace import find_config
 from training.tuning import apply_params, trial_values
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,8 +8,9 @@ import typer
 from rich.console import Console
 
 from labeling.store import LabelStore, StoreError
-from pipeline.config import ConfigError, load_config
+from labeling.tasks.registry import get_task_type
 from pipeline.export import EXPORT_FORMATS, ExportError, export_labels
+from pipeline.project.config import ConfigError, load_config
 
 # soft_wrap: one line per message also when stderr is not a terminal (rich wraps at 80 there).
 console = Console(stderr=True, soft_wrap=True)
@@ -37,7 +38,8 @@ def export_command(
         raise typer.Exit(2) from None
     try:
         report = export_labels(store, out, format=fmt, classes=cfg.project.classes,
-                               human_only=human_only, force=force)
+                               human_only=human_only, force=force,
+                               task=get_task_type(cfg.project.task))
     except ExportError as err:
         console.print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(2) from None

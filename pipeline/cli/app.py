@@ -1,18 +1,18 @@
-"""The ``labelloop`` command line. Each command lives in its own module and is registered here."""
+"""The ``labelloop`` command line: one module per command group, registered here in the order
+a user meets them (set up, label, look, then the tools around the loop)."""
 
 from __future__ import annotations
 
 import typer
 
-from pipeline.datasets import datasets_app
-from pipeline.export_cli import export_command
-from pipeline.ingest import ingest_command
-from pipeline.loop_cli import register as register_loop_commands
-from pipeline.quickstart_cli import quickstart_command
-from pipeline.report_cli import report_command
-from pipeline.simulate_cli import simulate_command
-from pipeline.studio_cli import register as register_studio_commands
-from pipeline.tuning_cli import tune_command
+from pipeline.cli import rounds, studio
+from pipeline.cli.datasets import datasets_app
+from pipeline.cli.export import export_command
+from pipeline.cli.ingest import ingest_command
+from pipeline.cli.quickstart import quickstart_command
+from pipeline.cli.report import report_command
+from pipeline.cli.simulate import simulate_command
+from pipeline.cli.tune import tune_command
 
 app = typer.Typer(
     name="labelloop",
@@ -29,9 +29,9 @@ app.command("simulate")(simulate_command)
 app.command("export")(export_command)
 app.command("report")(report_command)
 app.command("tune")(tune_command)
-register_loop_commands(app)
+rounds.register(app)
 app.command("quickstart")(quickstart_command)
-register_studio_commands(app)
+studio.register(app)
 
 
 def main() -> None:

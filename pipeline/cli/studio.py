@@ -1,121 +1,37 @@
 """``labelloop studio start|stop|status|push|sync`` and ``labelloop annotate-sim``.
 
-This is the boundary where the Label Studio URL and key are read: ``LABEL_STUDIO_URL`` and
-``LABEL_STUDIO_API_KEY`` from the environment win, then ``[studio] url`` / ``api_key_file``
-from ``labelloop.toml``, then the embedded server (its URL and its token file). Everything below
-gets them as arguments. The key is never printed, except once by the ``start`` that created it.
+The URL and key are resolved by ``pipeline.project.studio``. The key is never printed, except
+once by the ``start`` that created it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from labeling.store import LabelStore, StoreError
 from labeling.studio import server
 from labeling.studio.errors import StudioError
-from pipeline.config import Config, ConfigError
-from pipeline.workspace import ensure_workspace, find_config
+from pipeline.cli.common import ConfigOption, console, fail, load
+from pipeline.project.studio import connect_studio, open_studio_project
+from pipeline.project.workspace import ensure_workspace
 
 if TYPE_CHECKING:
-    from labeling.studio.connection import Studio
-    from labeling.studio.project import ImageSource, StudioProject
     from labeling.studio.sync import SyncReport
 
 # The modules that talk to Label Studio load its SDK (about a second, with pandas); they are
 # imported inside the functions that use them, so `labelloop --help` does not wait for it.
 
-console = Console(stderr=True, soft_wrap=True)
 # Plain text out: paths and messages hold "[studio]"-style brackets that are not markup.
 out = Console(highlight=False, markup=False, soft_wrap=True)
 
 studio_app = typer.Typer(help="The embedded Label Studio server; pushing tasks and syncing "
                          "annotations by hand.",
                          no_args_is_help=True)
-ConfigOption = typer.Option(None, "--config", "-c",
-                            help="labelloop.toml (default: ./labelloop.toml)")
-
-
-@dataclass(frozen=True)
-class StudioSettings:
-    """Where Label Studio is and the key for it; ``key_source`` says where the key came from
-    (for messages; never the key itself)."""
-
-    url: str
-    api_key: str | None
-    key_source: str
-    embedded: bool
-
-    def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
-        return (f"StudioSettings(url={self.url!r}, key_source={self.key_source!r}, "
-                f"embedded={self.embedded})")
-
-
-def studio_settings(config: Config, env: Mapping[str, str]) -> StudioSettings:
-    """The URL and key to use: environment, then the config, then the embedded server."""
-    embedded = not (env.get("LABEL_STUDIO_URL") or config.studio.url)
-    if embedded:
-        found = server.status(config.studio_dir)
-        url = found.url or f"http://127.0.0.1:{config.studio.port}"
-    else:
-        url = env.get("LABEL_STUDIO_URL") or config.studio.url
-    if env.get("LABEL_STUDIO_API_KEY"):
-        return StudioSettings(url, env["LABEL_STUDIO_API_KEY"], "LABEL_STUDIO_API_KEY", embedded)
-    if config.studio.api_key_file is not None:
-        path = config.path(config.studio.api_key_file)
-        try:
-            key = path.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise StudioError(f"[studio] api_key_file {path} cannot be read "
-                              f"({err.strerror}); fix the path or set LABEL_STUDIO_API_KEY"
-                              ) from None
-        return StudioSettings(url, key, f"[studio] api_key_file {path}", embedded)
-    if embedded:
-        return StudioSettings(url, server.read_token(config.studio_dir),
-                              f"the embedded server's token file in {config.studio_dir}", True)
-    return StudioSettings(url, None, "nowhere", False)
-
-
-def image_source(config: Config) -> ImageSource:
-    """Local files under ``[project] images``, served from their parent folder (the embedded
-    server's document root; an external server must be set up the same way)."""
-    from labeling.studio.project import ImageSource
-
-    root = config.path(config.studio.local_files_root) if config.studio.local_files_root else None
-    return ImageSource.local(config.images_dir, root)
-
-
-def connect_studio(config: Config, env: Mapping[str, str], *, timeout: float | None = None
-                   ) -> Studio:
-    """A checked connection to the project's Label Studio (see ``studio_settings``)."""
-    from labeling.studio.connection import connect
-
-    settings = studio_settings(config, env)
-    return connect(settings.url, settings.api_key, timeout=timeout or config.studio.timeout_s)
-
-
-def project_title(config: Config) -> str:
-    """The Label Studio project's title: ``[studio] project_title``, else the project name."""
-    return config.studio.project_title or config.project.name
-
-
-def open_studio_project(config: Config, studio: Studio, *, create: bool = True) -> StudioProject:
-    """The project's Label Studio project: found (classes checked) or, with ``create``, made."""
-    from labeling.studio.project import ensure_project, find_projects
-
-    title = project_title(config)
-    if not create and not find_projects(studio, title):
-        raise StudioError(f"Label Studio at {studio.url} has no project titled {title!r}; "
-                          f"push tasks first (a labelloop round does), or set "
-                          f"[studio] project_title")
-    return ensure_project(studio, title, config.project.classes, images=image_source(config))
 
 
 # ---- commands ------------------------------------------------------------------------------
@@ -126,9 +42,9 @@ def start_command(
                                   help="Seconds to wait for the server to answer."),
 ) -> None:
     """Start the embedded Label Studio on 127.0.0.1 (a no-op if it is already running)."""
-    cfg = _load(config)
+    cfg = load(config)
     if cfg.studio.url:
-        _fail(f"[studio] url is set to {cfg.studio.url}: this project uses that server, not "
+        fail(f"[studio] url is set to {cfg.studio.url}: this project uses that server, not "
               f"the embedded one; empty [studio] url to use the embedded server")
     try:
         exe = server.resolve_executable(cfg.studio.executable,
@@ -138,7 +54,7 @@ def start_command(
             info = server.start(cfg.studio_dir, port=cfg.studio.port, images_dir=cfg.images_dir,
                                 executable=exe, username=cfg.studio.username, timeout=timeout)
     except StudioError as err:
-        _fail(str(err))
+        fail(str(err))
     state = "already running" if info.already_running else "started"
     out.print(f"Label Studio {state}: {info.url}  (PID {info.pid}, log {info.log_file})")
     out.print(f"login: {info.username}  password in {info.password_file}")
@@ -151,25 +67,25 @@ def start_command(
 @studio_app.command("stop")
 def stop_command(config: Path | None = ConfigOption) -> None:
     """Stop the embedded Label Studio (exactly the PID it was started as)."""
-    cfg = _load(config)
+    cfg = load(config)
     try:
         stopped = server.stop(cfg.studio_dir)
     except StudioError as err:
-        _fail(str(err))
+        fail(str(err))
     out.print("Label Studio stopped" if stopped else "Label Studio was not running")
 
 
 @studio_app.command("status")
 def status_command(config: Path | None = ConfigOption) -> None:
     """Show whether the embedded Label Studio runs, where, and where its login is."""
-    cfg = _load(config)
+    cfg = load(config)
     if cfg.studio.url:
         out.print(f"this project uses the Label Studio at {cfg.studio.url} ([studio] url)")
         return
     try:
         found = server.status(cfg.studio_dir)
     except StudioError as err:
-        _fail(str(err))
+        fail(str(err))
     out.print(f"embedded Label Studio: {found.state}")
     if found.pid is not None:
         out.print(f"PID {found.pid}  url {found.url or '-'}  log {found.log_file}")
@@ -187,18 +103,18 @@ def sync_command(config: Path | None = ConfigOption) -> None:
     """Pull new and changed annotations into the label store as human labels."""
     from labeling.studio.sync import sync_annotations
 
-    cfg = _load(config)
+    cfg = load(config)
     try:
         studio = connect_studio(cfg, os.environ)
         project = open_studio_project(cfg, studio, create=False)
         ensure_workspace(cfg)
         store = LabelStore(cfg.store_url)
     except (StudioError, StoreError) as err:
-        _fail(str(err))
+        fail(str(err))
     try:
         report = sync_annotations(studio, store, project)
     except StudioError as err:
-        _fail(f"{err} (nothing was written; run the sync again)")
+        fail(f"{err} (nothing was written; run the sync again)")
     finally:
         store.close()
     print_sync_report(report)
@@ -213,21 +129,21 @@ def push_command(
     cold start by hand; a labelloop round pushes its picks with the model's predictions)."""
     from labeling.studio.push import PushItem, push_tasks
 
-    cfg = _load(config)
+    cfg = load(config)
     try:
         studio = connect_studio(cfg, os.environ)
         project = open_studio_project(cfg, studio)
         ensure_workspace(cfg)
         store = LabelStore(cfg.store_url)
     except (StudioError, StoreError) as err:
-        _fail(str(err))
+        fail(str(err))
     try:
         labeled, tasks = store.current_labels(), store.tasks(project.id)
         todo = [i for i in store.items(status="ok") if i.key not in labeled and i.key not in tasks]
         result = push_tasks(studio, store, project,
                             [PushItem(i.key, i.path) for i in todo[:limit]])
     except StudioError as err:
-        _fail(f"{err} (pushing again is safe: tasks that arrived are not sent twice)")
+        fail(f"{err} (pushing again is safe: tasks that arrived are not sent twice)")
     finally:
         store.close()
     out.print(f"pushed {len(result.created)} new task(s) to project {project.id} "
@@ -245,7 +161,7 @@ def annotate_sim_command(
     """Answer pending Label Studio tasks from ground truth, as a (noisy) annotator would."""
     from labeling.studio.annotator_sim import load_truth, simulate_annotations
 
-    cfg = _load(config)
+    cfg = load(config)
     try:
         studio = connect_studio(cfg, os.environ)
         project = open_studio_project(cfg, studio, create=False)
@@ -253,7 +169,7 @@ def annotate_sim_command(
         report = simulate_annotations(studio, project, answers, noise=noise, skip=skip,
                                       limit=limit, seed=seed)
     except StudioError as err:
-        _fail(str(err))
+        fail(str(err))
     out.print(f"answered {report.answered} ({report.wrong} wrong on purpose), skipped "
               f"{report.skipped}; pending left {report.pending_left}, without an answer in "
               f"{truth.name}: {report.no_truth}")
@@ -280,16 +196,3 @@ def register(app: typer.Typer) -> None:
     """Add these commands to the ``labelloop`` app."""
     app.add_typer(studio_app, name="studio")
     app.command("annotate-sim")(annotate_sim_command)
-
-
-def _load(config: Path | None) -> Config:
-    try:
-        return find_config(config)
-    except ConfigError as err:
-        _fail(str(err))
-    raise AssertionError("unreachable")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    raise typer.Exit(code)

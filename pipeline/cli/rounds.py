@@ -3,61 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from labeling.studio.errors import StudioError
-from pipeline.config import ConfigError, validate_classes
-from pipeline.lock import LockHeld, WorkspaceLock
-from pipeline.loop import StopFlag, parse_interval, run_loop
-from pipeline.project import open_project
-from pipeline.registry import RegistryError
+from pipeline.cli.common import ConfigOption, console, fail, opened, out
+from pipeline.loop import StopFlag, run_loop
+from pipeline.project.config import ConfigError, parse_interval, validate_classes
+from pipeline.project.workspace import init_project
 from pipeline.status import project_status, round_summary
-from pipeline.workspace import find_config, init_project
-
-# soft_wrap: rich would break a long message at 80 columns when stderr is not a terminal, and an
-# error (the lock holder, a Label Studio failure) must stay one line that logs and grep can read.
-console = Console(stderr=True, soft_wrap=True)
-out = Console()
-
-ConfigOption = typer.Option(None, "--config", "-c",
-                            help="labelloop.toml (default: ./labelloop.toml)")
-
-
-def fail(message: str, code: int = 2) -> None:
-    # The message is plain text: it may hold [section] names that rich would eat as markup.
-    console.print("[red]error:[/red] " + escape(message), highlight=False)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def opened(config_path: Path | None, *, lock: str | None = None):
-    """Open the project; with ``lock``, hold the workspace lock as that command."""
-    try:
-        config = find_config(config_path)
-    except ConfigError as err:
-        fail(str(err))
-    project = open_project(config, env=os.environ)
-    try:
-        if lock is None:
-            yield project
-        else:
-            with WorkspaceLock(config.workspace_dir / "lock", command=lock):
-                yield project
-    except LockHeld as err:
-        fail(str(err), code=3)
-    except RegistryError as err:
-        fail(f"model registry: {err}")
-    except StudioError as err:
-        fail(f"Label Studio: {err}; the next round resumes where this one stopped")
-    finally:
-        project.close()
 
 
 def init_command(
@@ -82,7 +38,7 @@ def round_command(config: Path | None = ConfigOption,
     """Run one round (or resume an interrupted one)."""
     # Imported here, as in every command that trains: torch and the Label Studio SDK take
     # seconds to load, which `labelloop --help` and `status` should not pay.
-    from pipeline.round import RoundStopped, run_round
+    from pipeline.round.steps import RoundStopped, run_round
 
     stop = StopFlag()
     stop.install()

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from labeling.store import LabelStore
-from pipeline.config import Config, ConfigError
-from pipeline.registry import ModelRegistry
-from pipeline.workspace import ensure_workspace
+from pipeline.project.config import Config, ConfigError
+from pipeline.project.workspace import ensure_workspace
+from pipeline.registry.registry import ModelRegistry
+from pipeline.tasks import TaskKind, task_kind
 from training.params import TrainParams
 
 # Written by `labelloop tune` (pipeline.tuning) in the workspace: the parameters it chose.
@@ -31,6 +32,11 @@ class Project:
     @property
     def classes(self) -> tuple[str, ...]:
         return self.config.project.classes
+
+    @property
+    def task(self) -> TaskKind:
+        """The project's task type (``[project] task``) and its training entry points."""
+        return task_kind(self.config.project.task)
 
     @property
     def models_dir(self) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.loop_cli import ConfigOption, console, fail, opened
+from pipeline.cli.common import ConfigOption, console, fail, opened
 from pipeline.report import ReportError, write_report
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.files import fsync_dir
-from pipeline.mlflow_store import RegistryError
+from pipeline.registry.mlflow_store import RegistryError
 
 
 @dataclass(frozen=True)

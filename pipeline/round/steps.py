@@ -2,8 +2,8 @@
 
 Steps: sync human labels from Label Studio, train a challenger, evaluate and promote, predict
 the pool, auto-accept, select the next batch for people, push it to Label Studio, monitor
-(measure the loop and log it; ``pipeline.monitor``), then tune, which does nothing unless
-``[tuning]`` asks for re-tuning every K rounds or on drift (``pipeline.tuning.retune_step``).
+(measure the loop and log it; ``pipeline.round.monitor``), then tune, which does nothing unless
+``[tuning]`` asks for re-tuning every K rounds or on drift (``pipeline.round.tune``).
 
 Each step's outcome is saved in the round's record in the label store before the next step
 starts; a round interrupted anywhere (SIGKILL included) stays "running", and the next
@@ -17,10 +17,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline import model_steps, monitor, pool_steps, studio_steps, tuning
-from pipeline.project import Project
+from pipeline.project.project import Project
+from pipeline.round import accept, monitor, predict, promote, push, select, sync, train, tune
 
-STEPS = ("sync", "train", "promote", "predict", "accept", "select", "push", "monitor", "tune")
+# The step table, in the order a round runs it: name -> the step, given the project, the
+# round's id, the records of the steps before it and whether to show progress. Each step
+# module takes a Project and returns its record; none imports the command line.
+_TABLE: dict[str, Callable[[Project, int, dict, bool], dict]] = {
+    "sync": lambda p, r, stats, progress: sync.sync(p),
+    "train": lambda p, r, stats, progress: train.train_challenger(p, r, progress=progress),
+    "promote": lambda p, r, stats, progress: promote.decide_promotion(
+        p, stats["train"].get("version")),
+    "predict": lambda p, r, stats, progress: predict.predict_pool(p, r, progress=progress),
+    "accept": lambda p, r, stats, progress: accept.auto_accept(p, r, stats["predict"]),
+    "select": lambda p, r, stats, progress: select.select_batch(p, r, stats["predict"]),
+    "push": lambda p, r, stats, progress: push.push(p, r, stats["predict"]),
+    "monitor": lambda p, r, stats, progress: monitor.monitor_round(p, r, stats),
+    "tune": lambda p, r, stats, progress: tune.retune_step(p, r, stats),
+}
+STEPS = tuple(_TABLE)
 
 
 class RoundStopped(Exception):
@@ -62,23 +77,6 @@ def run_round(
 
 
 def _run_step(step: str, project: Project, round_id: int, stats: dict, *, progress: bool) -> dict:
-    if step == "sync":
-        return studio_steps.sync(project)
-    if step == "train":
-        return model_steps.train_challenger(project, round_id, progress=progress)
-    if step == "promote":
-        challenger = stats["train"].get("version")
-        return model_steps.decide_promotion(project, challenger)
-    if step == "predict":
-        return pool_steps.predict_pool(project, round_id, progress=progress)
-    if step == "accept":
-        return pool_steps.auto_accept(project, round_id, stats["predict"])
-    if step == "select":
-        return pool_steps.select_batch(project, round_id, stats["predict"])
-    if step == "push":
-        return studio_steps.push(project, round_id, stats["predict"])
-    if step == "monitor":
-        return monitor.monitor_round(project, round_id, stats)
-    if step == "tune":
-        return tuning.retune_step(project, round_id, stats)
-    raise ValueError(f"unknown step {step!r}; valid: {', '.join(STEPS)}")
+    if step not in _TABLE:
+        raise ValueError(f"unknown step {step!r}; valid: {', '.join(STEPS)}")
+    return _TABLE[step](project, round_id, stats, progress)

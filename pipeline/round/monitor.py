@@ -4,7 +4,7 @@ per round in MLflow's ``<project>-rounds`` experiment).
 What is measured, and from where:
 
 - ``champion``: accuracy, macro-F1, ECE and confusion matrix of the champion on the evaluation
-  set (random held-out human labels, ``model_steps.labeled_sets``);
+  set (random held-out human labels, ``labeled.labeled_sets``);
 - ``auto_label``: coverage, per-class thresholds and audited precision, from the accept step;
 - ``annotators``: human labels since the previous round ended, skips, median lead time and the
   correction rate (``labeling.monitoring``), for the round and over all labels in force;
@@ -38,11 +38,10 @@ from labeling.monitoring import (
     detect_drift,
     labels_since,
 )
-from pipeline.model_steps import champion_model_path, labeled_sets
-from pipeline.project import Project
+from pipeline.project.project import Project
+from pipeline.round.labeled import champion_model_path, labeled_sets
 from training.checkpoint import load_checkpoint
 from training.evaluate import evaluate
-from training.predict import predict
 
 # New images predicted for the drift test at most (a random, seeded sample of them).
 MAX_NEW_ITEMS = 1000
@@ -129,7 +128,7 @@ def _with_champion(project: Project, found, previous: dict | None):
     if not keys:
         return champion, _no_drift(previous, 0, 0), 0
     model = load_checkpoint(ckpt)
-    out = predict(model, [items[k].path for k in keys], embeddings=True)
+    out = project.task.predict(model, [items[k].path for k in keys], embeddings=True)
     probs, emb = out.probs, out.embeddings
     n_eval = len(eval_keys)
     if n_eval:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import CONFIG_NAME, Config, ConfigError, load_config, render_config
+from pipeline.project.config import CONFIG_NAME, Config, ConfigError, load_config, render_config
 
 
 def init_project(

@@ -9,18 +9,18 @@
   that snapshot left by a crash before registration is reused, so a re-run never adds a second
   version of the same labels (the first complete run of a snapshot wins).
 - The champion is the model alias ``champion``.
-- Promotions and rollbacks are recorded in the promotion log (``pipeline.promotion_log``),
+- Promotions and rollbacks are recorded in the promotion log (``pipeline.registry.promotion_log``),
   appended and fsynced *before* the alias moves. If a process dies between the two, the next
   ``promote`` or ``rollback`` finishes the logged move first. The log also feeds ``rollback``
   (a stack of champions) and ``history``. The reason is also set as a tag on the version for
   the MLflow UI.
 - Whether the store can be used is probed before a round changes anything
-  (``pipeline.mlflow_store``).
+  (``pipeline.registry.mlflow_store``).
 - With a local store (SQLite, a file or SQL database) artifacts go to ``artifact_dir``: each
   experiment is created with an explicit artifact location, never MLflow's ``./mlruns`` of the
   current folder. A remote tracking server (http, https, databricks) keeps its own.
 
-One process at a time: callers hold the workspace lock (``pipeline.lock``) around changes.
+One process at a time: callers hold the workspace lock (``pipeline.project.lock``) around changes.
 MLflow is imported on first use, so importing this module stays cheap.
 """
 
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.mlflow_store import (
+from pipeline.registry.mlflow_store import (
     REMOTE_SCHEMES,
     RegistryError,
     default_tracking_uri,
@@ -49,7 +49,12 @@ from pipeline.mlflow_store import (
     require_folder,
     sqlite_path,
 )
-from pipeline.promotion_log import PromotionEvent, append_event, champion_stack, read_events
+from pipeline.registry.promotion_log import (
+    PromotionEvent,
+    append_event,
+    champion_stack,
+    read_events,
+)
 
 # Re-exported: callers import these from the registry.
 __all__ = ["CHAMPION", "ModelRegistry", "PromotionEvent", "RegistryError", "VersionInfo",

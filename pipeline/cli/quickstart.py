@@ -10,9 +10,9 @@ from pathlib import Path
 import typer
 
 from labeling.studio.errors import StudioError
-from pipeline.config import ConfigError
 from pipeline.datasets import DatasetError
-from pipeline.registry import RegistryError
+from pipeline.project.config import ConfigError
+from pipeline.registry.registry import RegistryError
 
 
 def quickstart_command(

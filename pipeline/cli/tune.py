@@ -9,9 +9,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from pipeline.config import ConfigError
-from pipeline.loop import parse_interval
-from pipeline.loop_cli import ConfigOption, console, fail, opened, out
+from pipeline.cli.common import ConfigOption, console, fail, opened, out
+from pipeline.project.config import ConfigError, parse_interval
 
 
 def tune_command(

@@ -6,6 +6,7 @@ folder holding the config file. Errors name the key, what is wrong and what is v
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from labeling.strategies import list_strategies
+from labeling.tasks.registry import DEFAULT_TASK, list_task_types
 from training.params import TrainParams
 
 if TYPE_CHECKING:
@@ -47,6 +49,16 @@ class ProjectSection(_Section):
     name: str = Field(min_length=1)
     classes: tuple[str, ...]
     images: Path
+    # The kind of labeling work (labeling.tasks): what a label is, the Label Studio config,
+    # pre-annotations, answers, the model. Workspaces made before it existed are classification.
+    task: str = DEFAULT_TASK
+
+    @field_validator("task")
+    @classmethod
+    def _task_known(cls, value: str) -> str:
+        if value not in list_task_types():
+            raise ValueError(f"unknown task type {value!r}; valid: {', '.join(list_task_types())}")
+        return value
 
     @field_validator("classes")
     @classmethod
@@ -174,9 +186,6 @@ class TuningSection(_Section):
     @classmethod
     def _timeout_valid(cls, value: str) -> str:
         if value.strip():
-            # Imported here: pipeline.loop imports the round steps, which import this module.
-            from pipeline.loop import parse_interval
-
             parse_interval(value)
         return value
 
@@ -204,8 +213,6 @@ class TuningSection(_Section):
     @property
     def timeout_s(self) -> float | None:
         """``timeout`` in seconds; None for no limit."""
-        from pipeline.loop import parse_interval
-
         return parse_interval(self.timeout) if self.timeout.strip() else None
 
     def search_space(self, sampler: str, training_model: str) -> SearchSpace:
@@ -321,3 +328,13 @@ def _toml(value) -> str:
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_interval(text: str) -> float:
+    """'90s', '10m', '2h' or plain seconds -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise ValueError(f"bad interval {text!r}; use e.g. 30s, 10m or 2h")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]

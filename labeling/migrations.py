@@ -1,0 +1,54 @@
+"""Schema versions of the label store, and the steps that bring an older store up to date.
+
+Version 1: the store as the first releases wrote it (no version recorded).
+Version 2: ``labels.value`` (a label's typed value, JSON, where it is more than a class name)
+and the ``store_meta`` table that records the version.
+
+``migrate`` runs when a store is opened, in one transaction: a store killed half-way through a
+migration is left at its old version and migrates again next time. Each step only adds (a
+column, a table), so code that reads a newer store's older columns keeps working, and no label
+is rewritten. A store newer than this code is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from labeling.schema import Base, StoreMeta
+
+SCHEMA_VERSION = 2
+
+
+class SchemaError(ValueError):
+    """The store's schema is not one this version of labelloop can open."""
+
+
+def migrate(engine: Engine) -> int:
+    """Create missing tables, bring an older store to ``SCHEMA_VERSION``; return the version
+    the store was at when opened (0 for a new store)."""
+    with engine.begin() as conn:
+        tables = set(inspect(conn).get_table_names())
+        found = _version(conn, tables)
+        if found > SCHEMA_VERSION:
+            raise SchemaError(f"the label store is at schema version {found}, newer than this "
+                              f"labelloop's {SCHEMA_VERSION}; upgrade labelloop")
+        if found == 1:
+            columns = {c["name"] for c in inspect(conn).get_columns("labels")}
+            if "value" not in columns:
+                conn.execute(text("ALTER TABLE labels ADD COLUMN value JSON"))
+        Base.metadata.create_all(conn)
+        if found < SCHEMA_VERSION:
+            conn.execute(StoreMeta.__table__.delete().where(StoreMeta.key == "schema_version"))
+            conn.execute(StoreMeta.__table__.insert().values(key="schema_version",
+                                                             value=str(SCHEMA_VERSION)))
+    return found
+
+
+def _version(conn, tables: set[str]) -> int:
+    if "items" not in tables:
+        return 0
+    if "store_meta" not in tables:
+        return 1
+    row = conn.execute(text("SELECT value FROM store_meta WHERE key = 'schema_version'")).first()
+    return int(row[0]) if row else 1

@@ -1,0 +1,64 @@
+"""What every command shares: the ``--config`` option, the consoles, the error exit, and the
+project opened (and locked) for the length of a command. Only ``pipeline.cli`` imports this."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from labeling.studio.errors import StudioError
+from pipeline.project.config import Config, ConfigError
+from pipeline.project.lock import LockHeld, WorkspaceLock
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config
+from pipeline.registry.mlflow_store import RegistryError
+
+# soft_wrap: rich would break a long message at 80 columns when stderr is not a terminal, and an
+# error (the lock holder, a Label Studio failure) must stay one line that logs and grep can read.
+console = Console(stderr=True, soft_wrap=True)
+out = Console()
+
+ConfigOption = typer.Option(None, "--config", "-c",
+                            help="labelloop.toml (default: ./labelloop.toml)")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line and exit with ``code``."""
+    # The message is plain text: it may hold [section] names that rich would eat as markup.
+    console.print("[red]error:[/red] " + escape(message), highlight=False)
+    raise typer.Exit(code)
+
+
+def load(config_path: Path | None) -> Config:
+    """The project's config, or one error line and exit 2."""
+    try:
+        return find_config(config_path)
+    except ConfigError as err:
+        fail(str(err))
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def opened(config_path: Path | None, *, lock: str | None = None):
+    """Open the project; with ``lock``, hold the workspace lock as that command."""
+    config = load(config_path)
+    project = open_project(config, env=os.environ)
+    try:
+        if lock is None:
+            yield project
+        else:
+            with WorkspaceLock(config.workspace_dir / "lock", command=lock):
+                yield project
+    except LockHeld as err:
+        fail(str(err), code=3)
+    except RegistryError as err:
+        fail(f"model registry: {err}")
+    except StudioError as err:
+        fail(f"Label Studio: {err}; the next round resumes where this one stopped")
+    finally:
+        project.close()

@@ -1,0 +1,88 @@
+"""``labelloop ingest``: add a folder's images to the pool and show what was quarantined."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from labeling.store import LabelStore, StoreError
+from pipeline.ingest import DEFAULT_MAX_PIXELS, IngestError, IngestReport, Rejected, ingest_folder
+from pipeline.project.config import ConfigError
+from pipeline.project.workspace import ensure_workspace, find_config
+
+
+def ingest_command(
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of images, searched recursively (default: the project's)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="labelloop.toml (default: ./labelloop.toml)."),
+    ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option("--store", help="A label store file to use instead of a project's."),
+    ] = None,
+    max_pixels: Annotated[
+        int, typer.Option(help="Larger images are quarantined as possible decompression bombs.")
+    ] = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Add images to the pool; unreadable files are quarantined with a reason."""
+    err_console = Console(stderr=True)
+    try:
+        if store is not None:
+            if folder is None:
+                raise IngestError("with --store, name the FOLDER to ingest")
+            url = str(store)
+        else:
+            project = find_config(config)
+            ensure_workspace(project)
+            url, folder = project.store_url, folder or project.images_dir
+        label_store = LabelStore(url)
+        try:
+            report = ingest_folder(label_store, folder, max_pixels=max_pixels, progress=True)
+        finally:
+            label_store.close()
+    except (IngestError, StoreError, ConfigError) as err:
+        # markup off: messages hold paths that may contain brackets.
+        err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    print_report(report, Console())
+
+
+def print_report(report: IngestReport, console: Console) -> None:
+    """A summary table, then the quarantined files and unreadable folders with their reasons."""
+    # Text(...) everywhere a path is shown: rich would read brackets in a path as markup.
+    summary = Table(title=Text(f"ingest {report.root}"), show_header=False)
+    for what, count in [
+        ("added", len(report.added)),
+        ("already in the store", len(report.already_present)),
+        ("duplicates in this folder", len(report.duplicates)),
+        ("quarantined", len(report.quarantined)),
+        ("left quarantine (fixed or deleted)", len(report.released)),
+        ("ignored (not an image extension)", len(report.ignored)),
+        ("unreadable folders", len(report.unreadable_dirs)),
+        ("links to folders (not followed)", len(report.folder_links)),
+    ]:
+        summary.add_row(what, f"{count:,}")
+    console.print(summary)
+    links = [Rejected(p, "not walked: its images were not read") for p in report.folder_links]
+    for title, rows in [("quarantined", report.quarantined),
+                        ("unreadable folders", report.unreadable_dirs),
+                        ("links to folders, not followed", links)]:
+        if rows:
+            table = Table(title=Text(f"{title} (paths under {report.root})"))
+            # fold, not crop: a path cut short with an ellipsis cannot be found.
+            table.add_column("path", overflow="fold")
+            table.add_column("reason", overflow="fold")
+            for path, reason in rows:
+                shown = Path(path).relative_to(report.root) if Path(path).is_relative_to(
+                    report.root) else path
+                table.add_row(Text(str(shown)), Text(reason))
+            console.print(table)

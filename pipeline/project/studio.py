@@ -1,0 +1,101 @@
+"""Where the project's Label Studio is, the key for it, and its Label Studio project.
+
+This is the boundary where the Label Studio URL and key are read: ``LABEL_STUDIO_URL`` and
+``LABEL_STUDIO_API_KEY`` from the environment win, then ``[studio] url`` / ``api_key_file``
+from ``labelloop.toml``, then the embedded server (its URL and its token file). Everything below
+gets them as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from labeling.studio import server
+from labeling.studio.errors import StudioError
+from labeling.tasks.registry import get_task_type
+from pipeline.project.config import Config
+
+if TYPE_CHECKING:
+    from labeling.studio.connection import Studio
+    from labeling.studio.project import ImageSource, StudioProject
+
+# The modules that talk to Label Studio load its SDK (about a second, with pandas); they are
+# imported inside the functions that use them, so `labelloop --help` does not wait for it.
+
+
+@dataclass(frozen=True)
+class StudioSettings:
+    """Where Label Studio is and the key for it; ``key_source`` says where the key came from
+    (for messages; never the key itself)."""
+
+    url: str
+    api_key: str | None
+    key_source: str
+    embedded: bool
+
+    def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
+        return (f"StudioSettings(url={self.url!r}, key_source={self.key_source!r}, "
+                f"embedded={self.embedded})")
+
+
+def studio_settings(config: Config, env: Mapping[str, str]) -> StudioSettings:
+    """The URL and key to use: environment, then the config, then the embedded server."""
+    embedded = not (env.get("LABEL_STUDIO_URL") or config.studio.url)
+    if embedded:
+        found = server.status(config.studio_dir)
+        url = found.url or f"http://127.0.0.1:{config.studio.port}"
+    else:
+        url = env.get("LABEL_STUDIO_URL") or config.studio.url
+    if env.get("LABEL_STUDIO_API_KEY"):
+        return StudioSettings(url, env["LABEL_STUDIO_API_KEY"], "LABEL_STUDIO_API_KEY", embedded)
+    if config.studio.api_key_file is not None:
+        path = config.path(config.studio.api_key_file)
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise StudioError(f"[studio] api_key_file {path} cannot be read "
+                              f"({err.strerror}); fix the path or set LABEL_STUDIO_API_KEY"
+                              ) from None
+        return StudioSettings(url, key, f"[studio] api_key_file {path}", embedded)
+    if embedded:
+        return StudioSettings(url, server.read_token(config.studio_dir),
+                              f"the embedded server's token file in {config.studio_dir}", True)
+    return StudioSettings(url, None, "nowhere", False)
+
+
+def image_source(config: Config) -> ImageSource:
+    """Local files under ``[project] images``, served from their parent folder (the embedded
+    server's document root; an external server must be set up the same way)."""
+    from labeling.studio.project import ImageSource
+
+    root = config.path(config.studio.local_files_root) if config.studio.local_files_root else None
+    return ImageSource.local(config.images_dir, root)
+
+
+def connect_studio(config: Config, env: Mapping[str, str], *, timeout: float | None = None
+                   ) -> Studio:
+    """A checked connection to the project's Label Studio (see ``studio_settings``)."""
+    from labeling.studio.connection import connect
+
+    settings = studio_settings(config, env)
+    return connect(settings.url, settings.api_key, timeout=timeout or config.studio.timeout_s)
+
+
+def project_title(config: Config) -> str:
+    """The Label Studio project's title: ``[studio] project_title``, else the project name."""
+    return config.studio.project_title or config.project.name
+
+
+def open_studio_project(config: Config, studio: Studio, *, create: bool = True) -> StudioProject:
+    """The project's Label Studio project: found (classes checked) or, with ``create``, made."""
+    from labeling.studio.project import ensure_project, find_projects
+
+    title = project_title(config)
+    if not create and not find_projects(studio, title):
+        raise StudioError(f"Label Studio at {studio.url} has no project titled {title!r}; "
+                          f"push tasks first (a labelloop round does), or set "
+                          f"[studio] project_title")
+    return ensure_project(studio, title, config.project.classes, images=image_source(config),
+                          task=get_task_type(config.project.task))

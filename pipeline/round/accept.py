@@ -1,0 +1,81 @@
+"""The accept step: thresholds chosen on the random held-out human labels, machine labels above
+them, and the precision measured on the audited ones."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from labeling.autoaccept import (
+    accept_confident,
+    choose_thresholds,
+    pooled_thresholds,
+    precision_interval,
+)
+from labeling.selections import picks
+from labeling.store import NewLabel
+from pipeline.project.project import Project
+from pipeline.round.labeled import labeled_sets
+from pipeline.round.predict import load_predictions
+
+
+def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
+    """Choose per-class thresholds on the held-out human labels and accept machine labels
+    above them; machine labels of earlier models that the champion no longer backs are
+    withdrawn (thresholds belong to a model version)."""
+    if "file" not in predicted:
+        return {"accepted": 0, "reason": predicted.get("reason", "no predictions")}
+    loop = project.config.loop
+    classes = list(project.classes)
+    keys, probs, _ = load_predictions(predicted["file"])
+    index = {k: i for i, k in enumerate(keys)}
+    _, eval_set = labeled_sets(project)
+    val_keys = [k for k in eval_set if k in index]
+    val_probs = probs[[index[k] for k in val_keys]] if val_keys else np.zeros((0, len(classes)))
+    val_y = np.array([classes.index(eval_set[k]) for k in val_keys], dtype=int)
+    if loop.threshold_mode == "pooled":
+        thresholds = pooled_thresholds(
+            val_probs, val_y, classes, target_precision=loop.target_precision,
+            confidence=loop.confidence_level, min_points=loop.min_validation_points)
+    else:
+        thresholds = choose_thresholds(
+            val_probs, val_y, classes, target_precision=loop.target_precision,
+            confidence=loop.confidence_level, min_points=loop.min_validation_points,
+            split_budget=loop.split_error_budget)
+    human = project.store.current_labels(sources=("human", "seed"))
+    pool = [i for i, k in enumerate(keys) if k not in human]
+    pool_probs = probs[pool]
+    mask = accept_confident(pool_probs, thresholds) if len(pool) else np.zeros(0, bool)
+    version = predicted["version"]
+    new_labels = [
+        NewLabel(keys[pool[j]], classes[int(pool_probs[j].argmax())], "machine",
+                 who="labelloop", model_version=version,
+                 confidence=float(pool_probs[j].max()), round_id=round_id)
+        for j in np.flatnonzero(mask)
+    ]
+    result = project.store.add_labels(new_labels)
+    accepted_keys = {lab.key for lab in new_labels}
+    withdrawn = project.store.retract_labels(
+        [k for k, lab in project.store.current_labels(sources=("machine",)).items()
+         if k not in accepted_keys], source="machine")
+    machine_now = project.store.current_labels(sources=("machine",))
+    pool_size = len({i.key for i in project.store.items(status="ok")} - human.keys())
+    return {
+        "thresholds": thresholds.to_dict(),
+        "accepted": len(accepted_keys), "written": len(result.written),
+        "withdrawn": withdrawn, "machine_labels": len(machine_now),
+        "coverage": len(machine_now) / max(1, pool_size),
+        "audit": audited_precision(project),
+    }
+
+
+def audited_precision(project: Project) -> dict:
+    """Precision of auto-accepted labels measured on random audit picks that people labeled."""
+    human = project.store.current_labels(sources=("human",))
+    audited = [(p.machine_label, human[k].label) for k, p in picks(project.store).items()
+               if p.reason == "audit" and p.machine_label is not None and k in human]
+    correct = sum(m == h for m, h in audited)
+    lo, hi = precision_interval(correct, len(audited))
+    return {"n": len(audited), "correct": correct,
+            "precision": correct / len(audited) if audited else None, "interval": [lo, hi]}
+
+

@@ -1,0 +1,71 @@
+"""What the round's steps share: the human-labeled training and evaluation sets, their
+snapshot hash, item paths, and the champion's checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from labeling.selections import picks
+from pipeline.project.project import Project
+
+
+def labeled_sets(project: Project) -> tuple[dict[str, str], dict[str, str]]:
+    """(training labels, evaluation labels): key -> class, human and seed labels only
+    (machine labels join training only if the config says so). Evaluation items are the
+    random held-out picks; they never train a model."""
+    store = project.store
+    ok = {i.key: i for i in store.items(status="ok")}
+    current = store.current_labels()
+    holdout = set(picks(store, holdout=True))
+    use_machine = project.config.loop.train_on_machine_labels
+    train_set, eval_set = {}, {}
+    for key, lab in current.items():
+        if key not in ok:
+            continue
+        if lab.source in ("human", "seed"):
+            (eval_set if key in holdout else train_set)[key] = lab.label
+        elif use_machine and key not in holdout:
+            train_set[key] = lab.label
+    return train_set, eval_set
+
+
+def snapshot_hash(labels: dict[str, str]) -> str:
+    """Content hash of the exact training labels (item keys and classes)."""
+    digest = hashlib.sha256()
+    for key in sorted(labels):
+        digest.update(f"{key}\t{labels[key]}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def paths_of(project: Project, keys) -> list[str]:
+    items = {i.key: i.path for i in project.store.items()}
+    return [items[k] for k in keys]
+
+
+def changed_labels(project: Project, snapshot: str | None, train_set: dict[str, str]) -> int:
+    """How many training labels are new or different since the model trained on ``snapshot``
+    (corrections count as much as new labels)."""
+    path = project.models_dir / f"{snapshot}.labels.json"
+    if snapshot is None or not path.exists():
+        return len(train_set)
+    before = json.loads(path.read_text())
+    return sum(before.get(k) != v for k, v in train_set.items())
+
+
+def class_indices(project: Project, labels: dict[str, str], keys) -> np.ndarray:
+    """Class indices [N] of ``labels[k]`` for ``keys``, in the project's class order."""
+    index = {c: i for i, c in enumerate(project.classes)}
+    return np.array([index[labels[k]] for k in keys], dtype=np.int64)
+
+
+def champion_model_path(project: Project) -> tuple[str, Path] | None:
+    champion = project.registry.champion()
+    if champion is None:
+        return None
+    return champion.version, project.registry.checkpoint_path(champion.version)
+
+

@@ -1,0 +1,47 @@
+"""The predict step: the champion's probabilities (and embeddings when the strategy needs them)
+for the pool, saved once per round and model version."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.project.project import Project
+from pipeline.round.labeled import champion_model_path, labeled_sets
+from training.checkpoint import load_checkpoint
+
+
+def _predictions_file(project: Project, version: str, round_id: int):
+    return project.predictions_dir / f"round{round_id}-v{version}.npz"
+
+
+def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
+    """Predict every item without a person's label (and the evaluation items, which calibrate
+    the thresholds) with the champion; cached per round so a resumed round reuses it."""
+    found = champion_model_path(project)
+    if found is None:
+        return {"predicted": 0, "reason": "no champion yet"}
+    version, ckpt = found
+    out = _predictions_file(project, version, round_id)
+    if out.exists():
+        with np.load(out) as cached:
+            return {"predicted": int(len(cached["keys"])), "version": version, "file": str(out)}
+    human = project.store.current_labels(sources=("human", "seed"))
+    _, eval_set = labeled_sets(project)
+    items = [i for i in project.store.items(status="ok")
+             if i.key not in human or i.key in eval_set]
+    model = load_checkpoint(ckpt)
+    want_features = project.config.loop.strategy == "ranked_batch"
+    preds = project.task.predict(model, [i.path for i in items], embeddings=want_features,
+                                 progress=progress)
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    np.savez(tmp, keys=np.array([i.key for i in items]), probs=preds.probs,
+             embeddings=preds.embeddings if want_features else np.zeros((len(items), 0)))
+    tmp.replace(out)
+    return {"predicted": len(items), "version": version, "file": str(out)}
+
+
+def load_predictions(path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    with np.load(path) as data:
+        return list(data["keys"]), data["probs"], data["embeddings"]
+
+

@@ -1,0 +1,42 @@
+"""The push step: picked items without a task go to Label Studio with the champion's
+predictions; pending tasks' predictions are brought up to the champion's version."""
+
+from __future__ import annotations
+
+from labeling.selections import picks
+from labeling.studio.push import PushItem, push_tasks, refresh_predictions
+from pipeline.project.project import Project
+from pipeline.round.predict import load_predictions
+from pipeline.round.session import model_version_name, session
+
+
+def push(project: Project, round_id: int, predicted: dict) -> dict:
+    """Send picked items that have no task yet, with the champion's predictions; bring
+    pending tasks' predictions up to the champion's version."""
+    studio, sp = session(project)
+    store = project.store
+    predictions: dict[str, tuple[str, float]] = {}
+    version = predicted.get("version")
+    if "file" in predicted:
+        keys, probs, _ = load_predictions(predicted["file"])
+        classes = project.classes
+        predictions = {k: (classes[int(p.argmax())], float(p.max()))
+                       for k, p in zip(keys, probs, strict=True)}
+    human = store.current_labels(sources=("human", "seed"))
+    held = store.tasks(sp.id)
+    paths = {i.key: i.path for i in store.items()}
+    todo = [k for k in picks(store) if k not in held and k not in human]
+    items = [PushItem(k, paths[k], *(predictions.get(k) or (None, None))) for k in todo]
+    mv = model_version_name(version) if version else ""
+    result = push_tasks(studio, store, sp, items, model_version=mv, round_id=round_id)
+    refreshed = 0
+    if version and predictions:
+        pending = {k: predictions[k] for k in store.tasks(sp.id)
+                   if k not in human and k in predictions}
+        refreshed = refresh_predictions(studio, store, sp, pending, model_version=mv).updated
+    # Predictions Label Studio dropped from the import are among those refreshed here.
+    return {"pushed": len(result.created), "already_there": len(result.existing),
+            "predictions_dropped": result.predictions_dropped, "refreshed": refreshed,
+            "model_version": mv or None, "project_id": sp.id}
+
+

@@ -1,0 +1,74 @@
+"""The train step: train (or find, after a crash) a challenger on the human labels, calibrate
+it on the held-out ones, and register it."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.files import write_text_atomic
+from pipeline.project.project import Project
+from pipeline.round.labeled import (
+    changed_labels,
+    class_indices,
+    labeled_sets,
+    paths_of,
+    snapshot_hash,
+)
+from training.calibrate import calibrate
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.evaluate import evaluate
+
+# Below this many held-out items, temperature scaling would fit noise.
+MIN_CALIBRATION_ITEMS = 30
+
+
+def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict:
+    """Train (or find, after a crash) the challenger for the current labels; register it."""
+    train_set, eval_set = labeled_sets(project)
+    champion = project.registry.champion()
+    classes_present = {label for label in train_set.values()}
+    if len(classes_present) < 2:
+        return {"trained": False, "reason": f"only {len(train_set)} training labels, "
+                                            f"{len(classes_present)} class(es)"}
+    snapshot = snapshot_hash(train_set)
+    if champion is not None:
+        if champion.snapshot == snapshot:
+            return {"trained": False, "reason": "no new labels since the champion"}
+        new = changed_labels(project, champion.snapshot, train_set)
+        if new < project.config.loop.min_new_labels:
+            return {"trained": False, "reason": f"{new} new labels < min_new_labels "
+                                                f"{project.config.loop.min_new_labels}"}
+    ckpt = project.models_dir / f"{snapshot}.pt"
+    if not ckpt.exists():
+        write_text_atomic(project.models_dir / f"{snapshot}.labels.json",
+                          json.dumps(train_set, sort_keys=True))
+        keys = sorted(train_set)
+        model = project.task.train(paths_of(project, keys), [train_set[k] for k in keys],
+                                   project.classes, project.train_params(), progress=progress)
+        metrics = {"n_train": len(keys), "n_eval": len(eval_set)}
+        if len(eval_set) >= MIN_CALIBRATION_ITEMS:
+            eval_keys = sorted(eval_set)
+            eval_paths = paths_of(project, eval_keys)
+            fitted = calibrate(model, eval_paths, [eval_set[k] for k in eval_keys])
+            # Soften only. On a few hundred held-out items a good model is often perfectly
+            # right, and the NLL then drives T toward 0: every confidence becomes 1.0 and the
+            # thresholds lose the ranking they need. Nets trained with cross-entropy err on
+            # the overconfident side (Guo et al. 2017), which T >= 1 corrects.
+            model.temperature = max(1.0, fitted)
+            metrics["temperature_fitted"] = fitted
+            probs = project.task.predict(model, eval_paths).probs
+            report = evaluate(probs, class_indices(project, eval_set, eval_keys), project.classes)
+            metrics.update({"eval_accuracy": report.accuracy, "eval_macro_f1": report.macro_f1,
+                            "eval_ece": report.ece})
+        model.metrics.update(metrics)
+        save_checkpoint(model, ckpt)
+    model = load_checkpoint(ckpt)
+    metrics = {k: float(v) for k, v in model.metrics.items()
+               if isinstance(v, int | float) and not isinstance(v, bool)}
+    version = project.registry.register(
+        ckpt, params=model.params.to_dict(), metrics=metrics, snapshot=snapshot,
+        round_id=round_id, tags={"temperature": str(model.temperature)})
+    return {"trained": True, "version": version, "snapshot": snapshot,
+            "n_train": int(metrics.get("n_train", len(train_set)))}
+
+
