@@ -3,17 +3,27 @@
 Threshold-based auto-labeling (as in SageMaker Ground Truth; Vishwakarma et al., NeurIPS 2023):
 on a *random* human-labeled validation sample, for each class k take the items the model
 predicts as k, sorted by confidence. For a candidate threshold t, the validation items of class
-k at or above t are n, of which e are wrong. We accept t only if the Clopper-Pearson upper
-confidence bound on the error rate e/n is at most 1 - target_precision, and n >= min_points.
-The lowest such t is the class's threshold; a class where none qualifies gets no threshold, so
-nothing is auto-accepted for it.
+k at or above t are n, of which e disagree with the reference. A threshold passes if the upper
+confidence bound on the error rate is at most 1 - target_precision, and n >= min_points.
+
+Thresholds are tested strictest first and the scan stops at the first failure (fixed-sequence
+testing, Learn then Test; see labeling/fixed_sequence.py). The class's threshold is the loosest
+one before that failure, so the bound holds for it at the stated level; keeping the loosest
+of all passing thresholds, as this module once did, is multiple testing and overstates it. A
+class where the first tested threshold fails gets no threshold: nothing is auto-accepted for it.
 
 Why an upper bound and not the raw rate: with few validation points above a threshold the raw
 error is noisy and the threshold comes out too low; the bound protects the target.
 
+Fallible references (``reference_error``): the bound is CP_UB(e, n) / (1 - rho), where rho
+bounds the chance that the reference repeats the model's wrong label (labeling/bounds.py). A
+measured rho (labeling.annotators.annotator_error_bound) comes with its own alpha; it is taken
+out of ``confidence``, so ``confidence`` stays the level of the whole statement, and the result
+reports both parts.
+
 Several classes tested at once: with ``split_budget`` (the default), each class is tested at
-level (1 - confidence) / K (Bonferroni), so the bound holds for all classes at once with
-probability >= confidence. Without it the guarantee is per class.
+level alpha / K (Bonferroni), so the bound holds for all classes at once with probability
+>= confidence. Without it the guarantee is per class.
 
 A per-class guarantee is expensive: with no error at all, certifying 2% needs about 150
 validation items of each class above its threshold (260 with the Bonferroni split), i.e.
@@ -22,7 +32,7 @@ guarantee: one threshold for every class, chosen so that the bound holds for the
 *all* accepted labels together (the validation sample is random, so its class mix is the
 pool's); a class with fewer than ``min_points`` validation items above the threshold gets none.
 
-Vocabulary: ``pred_probs`` [N, K]; ``labels`` [N] class indices; K classes.
+Vocabulary: ``pred_probs`` [N, K]; ``labels`` [N] class indices (the human reference); K classes.
 """
 
 from __future__ import annotations
@@ -30,7 +40,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import beta
+
+from labeling.annotators import AnnotatorErrorBound, as_rate_and_alpha, split_alpha
+from labeling.bounds import error_upper_bound, precision_interval
+from labeling.fixed_sequence import fixed_sequence_scan, points_needed
+
+__all__ = ["ClassThreshold", "Thresholds", "accept_confident", "check_predictions",
+           "choose_thresholds", "error_upper_bound", "pooled_thresholds", "precision_interval"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +56,7 @@ class ClassThreshold:
     label: str
     threshold: float | None
     n_validation: int  # validation items predicted as this class at or above the threshold
-    errors: int
+    errors: int  # of those, how many disagree with the (possibly fallible) reference
     error_upper_bound: float | None
     reason: str
 
@@ -52,34 +68,21 @@ class ClassThreshold:
 class Thresholds:
     per_class: tuple[ClassThreshold, ...]
     target_precision: float
-    confidence: float
+    confidence: float  # of the whole statement: threshold test and reference-error bound
+    reference_error: float = 0.0  # rho used in the bound
+    reference_alpha: float = 0.0  # alpha spent on measuring rho (0: rho taken as known)
 
     def as_array(self) -> np.ndarray:
         """Thresholds [K]; +inf where a class has none."""
         return np.array([np.inf if c.threshold is None else c.threshold for c in self.per_class])
 
     def to_dict(self) -> dict:
+        alpha = round(1.0 - self.confidence, 12)
         return {"target_precision": self.target_precision, "confidence": self.confidence,
+                "reference_error": self.reference_error,
+                "alpha": {"thresholds": round(alpha - self.reference_alpha, 12),
+                          "reference_error": self.reference_alpha, "total": alpha},
                 "per_class": [c.to_dict() for c in self.per_class]}
-
-
-def error_upper_bound(errors: int, n: int, *, confidence: float) -> float:
-    """One-sided Clopper-Pearson upper bound on an error rate after ``errors`` in ``n``."""
-    if n <= 0:
-        return 1.0
-    if errors >= n:
-        return 1.0
-    return float(beta.ppf(confidence, errors + 1, n - errors))
-
-
-def precision_interval(correct: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    """Two-sided Clopper-Pearson interval for a precision measured by auditing ``n`` items."""
-    if n <= 0:
-        return (0.0, 1.0)
-    alpha = 1.0 - confidence
-    lo = 0.0 if correct == 0 else float(beta.ppf(alpha / 2, correct, n - correct + 1))
-    hi = 1.0 if correct == n else float(beta.ppf(1 - alpha / 2, correct + 1, n - correct))
-    return (lo, hi)
 
 
 def choose_thresholds(
@@ -91,44 +94,68 @@ def choose_thresholds(
     confidence: float = 0.95,
     min_points: int = 25,
     split_budget: bool = True,
+    reference_error: float | AnnotatorErrorBound = 0.0,
 ) -> Thresholds:
-    """Per-class thresholds on a random validation sample (see the module docstring)."""
+    """Per-class thresholds on a random validation sample (see the module docstring).
+
+    Guarantee: with probability >= ``confidence``, every class given a threshold has an error
+    rate <= 1 - ``target_precision`` among the pool's items it predicts at or above that
+    threshold (per class alone if not ``split_budget``). Assumes the validation items are a
+    random sample of the pool (not actively chosen) and that ``reference_error`` bounds rho;
+    ``reference_error`` = 0 assumes the reference labels are right. Alpha: 1 - confidence =
+    (thresholds' alpha) + (alpha of a measured ``reference_error``), both in the result.
+
+    ``min_points`` is also where a class's scan may start (it starts no earlier than the count
+    at which zero errors could pass): raise it to a few hundred when the top of the ranking is
+    not error-free, since one early error otherwise ends the scan with no threshold."""
+    rho, _ = as_rate_and_alpha(reference_error, "reference_error")
     pred_probs, labels = _check(pred_probs, labels, classes, target_precision, confidence,
                                 min_points)
-    level = 1 - (1 - confidence) / (len(classes) if split_budget else 1)
+    alpha = split_alpha(confidence, reference_error=reference_error)
+    level = 1 - alpha["left"] / (len(classes) if split_budget else 1)
     max_error = 1.0 - target_precision
     predicted = pred_probs.argmax(axis=1)
     conf = pred_probs.max(axis=1)
     out = [
         _class_threshold(conf[predicted == k], labels[predicted == k] != k, name,
-                         level=level, max_error=max_error, min_points=min_points)
+                         level=level, max_error=max_error, min_points=min_points, rho=rho)
         for k, name in enumerate(classes)
     ]
-    return Thresholds(tuple(out), target_precision, confidence)
+    return Thresholds(tuple(out), target_precision, confidence, rho, alpha["reference_error"])
 
 
-def _class_threshold(conf, wrong, name, *, level, max_error, min_points) -> ClassThreshold:
+def _class_threshold(conf, wrong, name, *, level, max_error, min_points, rho) -> ClassThreshold:
     if len(conf) < min_points:
         return ClassThreshold(name, None, int(len(conf)), int(wrong.sum()), None,
                               f"too little validation data: {len(conf)} < {min_points} items")
     order = np.argsort(-conf, kind="stable")
     conf, wrong = conf[order], wrong[order]
     errors = np.cumsum(wrong)
-    best = None
-    for m in range(min_points, len(conf) + 1):
-        # A threshold must include every tie at its value, so only cut between distinct values.
-        if m < len(conf) and conf[m] == conf[m - 1]:
-            continue
-        ucb = error_upper_bound(int(errors[m - 1]), m, confidence=level)
-        if ucb <= max_error:
-            best = (m, ucb)
-    if best is None:
-        ucb_all = error_upper_bound(int(errors[-1]), len(conf), confidence=level)
+    # A threshold must include every tie at its value, so only cut between distinct values.
+    cut = np.append(conf[1:] != conf[:-1], True)
+    m = np.arange(1, len(conf) + 1)[cut]
+    scan = fixed_sequence_scan(m, errors[cut], max_error, confidence=level,
+                               reference_error=rho, min_points=min_points)
+    ucb_all = float(scan.bounds[-1]) if scan.start is not None else _bound(
+        int(errors[-1]), len(conf), level, rho)
+    if scan.start is None:
+        need = points_needed(max_error, confidence=level, reference_error=rho)
         return ClassThreshold(name, None, int(len(conf)), int(errors[-1]), ucb_all,
-                              f"error bound never reached {max_error:.3f} "
-                              f"(all {len(conf)} items: {ucb_all:.3f})")
-    m, ucb = best
-    return ClassThreshold(name, float(conf[m - 1]), m, int(errors[m - 1]), ucb, "ok")
+                              f"too little validation data: {len(conf)} items cannot "
+                              f"certify {max_error:.3f} even with no error (needs {need})")
+    if scan.chosen is None:
+        first = scan.start
+        return ClassThreshold(name, None, int(len(conf)), int(errors[-1]), ucb_all,
+                              f"error bound never reached {max_error:.3f} before the scan "
+                              f"stopped: the first tested cut ({m[first]} items, "
+                              f"{errors[cut][first]} wrong) has bound {scan.bounds[first]:.3f}")
+    i = scan.chosen
+    return ClassThreshold(name, float(conf[m[i] - 1]), int(m[i]), int(errors[cut][i]),
+                          float(scan.bounds[i]), "ok")
+
+
+def _bound(errors, n, level, rho) -> float:
+    return min(1.0, error_upper_bound(errors, n, confidence=level) / (1.0 - rho))
 
 
 def accept_confident(pred_probs: np.ndarray, thresholds: Thresholds) -> np.ndarray:
@@ -149,24 +176,26 @@ def pooled_thresholds(
     target_precision: float = 0.98,
     confidence: float = 0.95,
     min_points: int = 10,
+    reference_error: float | AnnotatorErrorBound = 0.0,
 ) -> Thresholds:
     """One threshold for all classes, bounding the error of all accepted labels together
-    (see the module docstring). Classes thin above it get no threshold."""
+    (see the module docstring). Classes thin above it get no threshold.
+
+    Guarantee: with probability >= ``confidence``, the accepted labels together (every class
+    with >= ``min_points`` validation items above the threshold) have an error rate
+    <= 1 - ``target_precision``; a single class may be worse. Same assumptions and alpha split
+    as :func:`choose_thresholds`."""
+    rho, _ = as_rate_and_alpha(reference_error, "reference_error")
     pred_probs, labels = _check(pred_probs, labels, classes, target_precision, confidence,
                                 min_points)
+    alpha = split_alpha(confidence, reference_error=reference_error)
+    level = 1 - alpha["left"]
     max_error = 1.0 - target_precision
     predicted = pred_probs.argmax(axis=1)
     conf = pred_probs.max(axis=1)
     wrong = predicted != labels
-    best_t = pooled_ucb = None
-    for t in np.unique(conf)[::-1]:  # high to low
-        above = conf >= t
-        eligible = np.bincount(predicted[above], minlength=len(classes)) >= min_points
-        keep = above & eligible[predicted]
-        n, e = int(keep.sum()), int(wrong[keep].sum())
-        bound = error_upper_bound(e, n, confidence=confidence) if n else None
-        if bound is not None and bound <= max_error:
-            best_t, pooled_ucb = float(t), bound
+    best_t, pooled_ucb = _pooled_cut(conf, predicted, wrong, len(classes), level=level,
+                                     max_error=max_error, min_points=min_points, rho=rho)
     out = []
     for k, name in enumerate(classes):
         mine = predicted == k
@@ -174,7 +203,8 @@ def pooled_thresholds(
             n_all, e_all = int(mine.sum()), int((mine & wrong).sum())
             out.append(ClassThreshold(name, None, n_all, e_all, None,
                                       "pooled error bound never reached "
-                                      f"{max_error:.3f} at any threshold"))
+                                      f"{max_error:.3f} at any threshold before the scan "
+                                      "stopped"))
             continue
         above = mine & (conf >= best_t)
         n, e = int(above.sum()), int((above & wrong).sum())
@@ -183,20 +213,53 @@ def pooled_thresholds(
                                       f"too little validation data: {n} < {min_points} items"))
         else:  # the bound is the pooled one: over every accepted class together
             out.append(ClassThreshold(name, best_t, n, e, pooled_ucb, "ok (pooled bound)"))
-    return Thresholds(tuple(out), target_precision, confidence)
+    return Thresholds(tuple(out), target_precision, confidence, rho, alpha["reference_error"])
+
+
+def _pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_points, rho):
+    """(threshold, bound) of the loosest cut before the first failure; (None, None) if none."""
+    if len(conf) == 0:
+        return None, None
+    order = np.argsort(-conf, kind="stable")
+    conf, predicted, wrong = conf[order], predicted[order], wrong[order]
+    one_hot = np.eye(n_classes, dtype=np.int64)[predicted]  # [N, K]
+    count = np.cumsum(one_hot, axis=0)  # items of each class at or above each position
+    errs = np.cumsum(one_hot * wrong[:, None], axis=0)
+    eligible = count >= min_points  # depends on confidences only, never on correctness
+    cut = np.append(conf[1:] != conf[:-1], True)
+    n = (count * eligible).sum(axis=1)[cut]
+    e = (errs * eligible).sum(axis=1)[cut]
+    scan = fixed_sequence_scan(n, e, max_error, confidence=level, reference_error=rho,
+                               min_points=1)
+    if scan.chosen is None:
+        return None, None
+    return float(conf[cut][scan.chosen]), float(scan.bounds[scan.chosen])
+
+
+def check_predictions(pred_probs, labels, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate validation predictions: ``pred_probs`` [N, K] probabilities in [0, 1] and
+    ``labels`` [N] class indices; returns them as float and int arrays, or raises ValueError
+    saying what is wrong."""
+    pred_probs = np.asarray(pred_probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    if pred_probs.ndim != 2 or pred_probs.shape[1] != n_classes:
+        raise ValueError(f"pred_probs must be [N, {n_classes}], got {pred_probs.shape}")
+    if pred_probs.size and not (np.all(pred_probs >= 0) and np.all(pred_probs <= 1)):
+        raise ValueError("pred_probs must be probabilities in [0, 1]; got values from "
+                         f"{np.nanmin(pred_probs):.3g} to {np.nanmax(pred_probs):.3g}"
+                         " (NaN counts as out of range; apply softmax to logits first)")
+    if labels.shape != (pred_probs.shape[0],):
+        raise ValueError(f"labels must be [{pred_probs.shape[0]}] (one per row of pred_probs),"
+                         f" got {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must be class indices in 0..{n_classes - 1}")
+    return pred_probs, labels.astype(int)
 
 
 def _check(pred_probs, labels, classes, target_precision, confidence, min_points):
-    pred_probs = np.asarray(pred_probs, dtype=np.float64)
-    labels = np.asarray(labels)
-    if pred_probs.ndim != 2 or pred_probs.shape[1] != len(classes):
-        raise ValueError(f"pred_probs must be [N, {len(classes)}], got {pred_probs.shape}")
-    if labels.shape != (pred_probs.shape[0],):
-        raise ValueError(f"labels must be [{pred_probs.shape[0]}], got {labels.shape}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise ValueError(f"labels must be class indices in 0..{len(classes) - 1}")
+    pred_probs, labels = check_predictions(pred_probs, labels, len(classes))
     if not 0.5 < target_precision < 1 or not 0.5 < confidence < 1:
         raise ValueError("target_precision and confidence must be in (0.5, 1)")
     if min_points < 1:
         raise ValueError("min_points must be >= 1")
-    return pred_probs, labels.astype(int)
+    return pred_probs, labels

@@ -1,8 +1,8 @@
 """Schema versions of the label store, and the steps that bring an older store up to date.
 
 Version 1: the store as the first releases wrote it (no version recorded).
-Version 2: ``labels.value`` (a label's typed value, JSON, where it is more than a class name)
-and the ``store_meta`` table that records the version.
+Version 2: ``labels.value`` (a label's typed value, JSON, where it is more than a class name),
+the ``second_opinions`` table, and the ``store_meta`` table that records the version.
 
 ``migrate`` runs when a store is opened, in one transaction: a store killed half-way through a
 migration is left at its old version and migrates again next time. Each step only adds (a

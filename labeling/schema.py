@@ -143,6 +143,24 @@ class Selection(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class SecondOpinion(Base):
+    """A task whose overlap labelloop raised so that another person answers (see
+    ``labeling.studio.opinions``); one row per raise."""
+
+    __tablename__ = "second_opinions"
+    __table_args__ = (UniqueConstraint("project_id", "item_id", "overlap",
+                                       name="uq_opinion_item_overlap"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Integer, index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    task_id: Mapped[int] = mapped_column(Integer)
+    overlap: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class StudioTaskSync(Base):
     """labelloop's last view of one Label Studio task, the sync cursor: a task whose
     ``updated_at`` or set of annotation ids differs from this row is read again (Label Studio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from labeling.selections import picks
 from labeling.studio.sync_store import rejected_annotations
+from pipeline.certify import certificate, latest_accept
 from pipeline.project.project import Project
 
 
@@ -47,6 +48,9 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
              "summary": round_summary(r["stats"])}
             for r in rounds
         ],
+        "certificate": certificate(store, latest_accept(all_rounds),
+                                   reference_error=project.config.loop.reference_error,
+                                   confidence=project.config.loop.confidence_level),
         "warnings": warnings,
     }
 

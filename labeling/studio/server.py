@@ -210,7 +210,7 @@ def start(
     record = {"pid": proc.pid, "port": port, "url": url, "username": username,
               "document_root": str(root), "executable": str(executable),
               "started_at": time.time()}
-    _write_private(files.pid_file, json.dumps(record))
+    write_private(files.pid_file, json.dumps(record))
     try:
         _wait_until_up(files, url, proc.pid, username, token, timeout=timeout, proc=proc)
     except ServerError:
@@ -431,7 +431,7 @@ def _ensure_secret(path: Path, make) -> str:
     if path.exists():
         return _read_secret(path)
     value = make()
-    _write_private(path, value)
+    write_private(path, value)
     return value
 
 
@@ -446,7 +446,7 @@ def _read_secret(path: Path) -> str:
     return value
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by the owner only (created 0600, never wider)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -9,7 +10,9 @@ from rich.console import Console
 
 from labeling.store import LabelStore, StoreError
 from labeling.tasks.registry import get_task_type
+from pipeline.certify import certificate, describe, latest_accept
 from pipeline.export import EXPORT_FORMATS, ExportError, export_labels
+from pipeline.files import write_text_atomic
 from pipeline.project.config import ConfigError, load_config
 
 # soft_wrap: one line per message also when stderr is not a terminal (rich wraps at 80 there).
@@ -40,6 +43,12 @@ def export_command(
         report = export_labels(store, out, format=fmt, classes=cfg.project.classes,
                                human_only=human_only, force=force,
                                task=get_task_type(cfg.project.task))
+        cert = certificate(store, latest_accept(store.rounds()),
+                           reference_error=cfg.loop.reference_error,
+                           confidence=cfg.loop.confidence_level, human_only=human_only)
+        sidecar = certificate_path(report.out)
+        write_text_atomic(sidecar, json.dumps({**cert, "exported_rows": report.rows},
+                                              indent=2) + "\n")
     except ExportError as err:
         console.print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(2) from None
@@ -51,6 +60,7 @@ def export_command(
     sources = ", ".join(f"{n} {s}" for s, n in report.by_source.items()) or "none"
     console.print(f"exported {report.rows} labeled item(s) ({sources}) to {report.out}",
                   highlight=False)
+    console.print(f"certificate ({sidecar}): {describe(cert)}", highlight=False)
     if report.left_out:
         reasons = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in report.left_out.items())
         console.print(f"left out: {reasons}", highlight=False)
@@ -58,3 +68,11 @@ def export_command(
         console.print(f"  missing file: {path}", highlight=False)
     if len(report.missing) > 10:
         console.print(f"  ... and {len(report.missing) - 10} more", highlight=False)
+
+
+def certificate_path(out: Path) -> Path:
+    """Where an export's certificate goes: beside it (``labels.csv`` ->
+    ``labels.certificate.json``; folder ``data`` -> ``data.certificate.json``), so an image
+    folder holds only classes and its provenance."""
+    out = Path(out)
+    return out.parent / f"{out.stem}.certificate.json"

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pipeline.certify import describe
 from pipeline.cli.common import ConfigOption, console, fail, opened, out
 from pipeline.loop import StopFlag, run_loop
 from pipeline.project.config import ConfigError, parse_interval, validate_classes
@@ -94,6 +95,7 @@ def status_command(config: Path | None = ConfigOption,
     champ = status["champion"]
     out.print("champion: none yet" if champ is None else
               f"champion: v{champ['version']} {_brief(champ['metrics'])}")
+    out.print("certificate: " + escape(describe(status["certificate"])))
     for r in status["rounds"]:
         out.print(f"round {r['id']} {r['status']}: {_brief(r['summary'])}")
     for warning in status.get("warnings") or []:

@@ -64,6 +64,44 @@ def start_command(
         out.print(f"API key (shown only now): {info.token_file.read_text().strip()}")
 
 
+@studio_app.command("add-annotator")
+def add_annotator_command(
+    name: str = typer.Argument(..., help="Account name: lowercase letters, digits, - or _."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Make an annotator account on the embedded Label Studio (its own login and key, kept in
+    0600 files beside the admin's; never printed)."""
+    from labeling.studio.accounts import add_annotator
+
+    cfg = load(config)
+    if cfg.studio.url:
+        fail(f"[studio] url is set to {cfg.studio.url}: add annotators in that server's own "
+             f"organization page; labelloop reads who answered from the server")
+    try:
+        studio = connect_studio(cfg, os.environ)
+        made = add_annotator(studio, cfg.studio_dir, name)
+    except StudioError as err:
+        fail(str(err))
+    out.print(f"annotator {made.name}: login {made.email}, password in {made.password_file}, "
+              f"API key in {made.key_file} (mode 0600)")
+
+
+@studio_app.command("annotators")
+def annotators_command(config: Path | None = ConfigOption) -> None:
+    """The annotator accounts made for the embedded Label Studio."""
+    from labeling.studio.accounts import list_annotators
+
+    cfg = load(config)
+    try:
+        found = list_annotators(cfg.studio_dir)
+    except StudioError as err:
+        fail(str(err))
+    if not found:
+        out.print("no annotator accounts yet; add one with `labelloop studio add-annotator NAME`")
+    for a in found:
+        out.print(f"{a.name}: login {a.email} (user {a.user_id}), key in {a.key_file}")
+
+
 @studio_app.command("stop")
 def stop_command(config: Path | None = ConfigOption) -> None:
     """Stop the embedded Label Studio (exactly the PID it was started as)."""

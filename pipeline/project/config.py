@@ -134,6 +134,20 @@ class LoopSection(_Section):
     min_validation_points: int = Field(default=10, ge=1)
     # per_class only: Bonferroni over classes, so the bound holds for all classes at once.
     split_error_budget: bool = True
+    # label: every accepted machine label meets target_precision (a bound on the accepted
+    # part). dataset: accept while a bound on the error of the whole delivered set (human
+    # labels' residual error included) stays within dataset_error; this spends slack that a
+    # per-label target wastes (labeling/dataset_accept.py).
+    target: Literal["label", "dataset"] = "label"
+    dataset_error: float = Field(default=0.02, gt=0, lt=0.5)
+    # An upper bound on how often a person's label is wrong in the same way as the model's
+    # (rho): the bound on machine labels is divided by 1 - rho, and the human labels' residual
+    # error is bounded by it in the certificate. 0 assumes people are right, and the
+    # certificate says so. Never an estimate subtracted from the error (see autolabel notes).
+    reference_error: float = Field(default=0.0, ge=0, lt=0.5)
+    # Ask a second person about a held-out item whose first answer differs from the model, and
+    # a third when those two differ (labeling/studio/opinions.py). Needs several annotators.
+    second_opinions: bool = True
     strategy: str = "margin"
 
     @field_validator("strategy")

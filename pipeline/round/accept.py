@@ -11,8 +11,10 @@ from labeling.autoaccept import (
     pooled_thresholds,
     precision_interval,
 )
+from labeling.dataset_accept import choose_dataset_threshold
 from labeling.selections import picks
 from labeling.store import NewLabel
+from pipeline.certify import certificate
 from pipeline.project.project import Project
 from pipeline.round.labeled import labeled_sets
 from pipeline.round.predict import load_predictions
@@ -32,19 +34,21 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     val_keys = [k for k in eval_set if k in index]
     val_probs = probs[[index[k] for k in val_keys]] if val_keys else np.zeros((0, len(classes)))
     val_y = np.array([classes.index(eval_set[k]) for k in val_keys], dtype=int)
-    if loop.threshold_mode == "pooled":
-        thresholds = pooled_thresholds(
-            val_probs, val_y, classes, target_precision=loop.target_precision,
-            confidence=loop.confidence_level, min_points=loop.min_validation_points)
-    else:
-        thresholds = choose_thresholds(
-            val_probs, val_y, classes, target_precision=loop.target_precision,
-            confidence=loop.confidence_level, min_points=loop.min_validation_points,
-            split_budget=loop.split_error_budget)
     human = project.store.current_labels(sources=("human", "seed"))
     pool = [i for i, k in enumerate(keys) if k not in human]
     pool_probs = probs[pool]
-    mask = accept_confident(pool_probs, thresholds) if len(pool) else np.zeros(0, bool)
+    dataset = None
+    if loop.target == "dataset":
+        dataset = choose_dataset_threshold(
+            pool_probs.max(axis=1) if len(pool) else np.zeros(0), val_probs, val_y,
+            n_human=len(human), human_error=loop.reference_error, epsilon=loop.dataset_error,
+            confidence=loop.confidence_level, reference_error=loop.reference_error,
+            min_points=loop.min_validation_points)
+        mask = dataset.accept(pool_probs.max(axis=1)) if len(pool) else np.zeros(0, bool)
+        thresholds = None
+    else:
+        thresholds = _label_thresholds(loop, val_probs, val_y, classes)
+        mask = accept_confident(pool_probs, thresholds) if len(pool) else np.zeros(0, bool)
     version = predicted["version"]
     new_labels = [
         NewLabel(keys[pool[j]], classes[int(pool_probs[j].argmax())], "machine",
@@ -59,13 +63,32 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
          if k not in accepted_keys], source="machine")
     machine_now = project.store.current_labels(sources=("machine",))
     pool_size = len({i.key for i in project.store.items(status="ok")} - human.keys())
-    return {
-        "thresholds": thresholds.to_dict(),
+    record = {
+        "thresholds": thresholds.to_dict() if thresholds is not None else None,
+        "dataset": dataset.to_dict() if dataset is not None else None,
         "accepted": len(accepted_keys), "written": len(result.written),
         "withdrawn": withdrawn, "machine_labels": len(machine_now),
         "coverage": len(machine_now) / max(1, pool_size),
         "audit": audited_precision(project),
     }
+    record["certificate"] = certificate(project.store, record,
+                                        reference_error=loop.reference_error,
+                                        confidence=loop.confidence_level)
+    return record
+
+
+def _label_thresholds(loop, val_probs, val_y, classes):
+    """Thresholds that meet ``target_precision`` per accepted label (``[loop] target =
+    "label"``), pooled or per class."""
+    if loop.threshold_mode == "pooled":
+        return pooled_thresholds(
+            val_probs, val_y, classes, target_precision=loop.target_precision,
+            confidence=loop.confidence_level, min_points=loop.min_validation_points,
+            reference_error=loop.reference_error)
+    return choose_thresholds(
+        val_probs, val_y, classes, target_precision=loop.target_precision,
+        confidence=loop.confidence_level, min_points=loop.min_validation_points,
+        split_budget=loop.split_error_budget, reference_error=loop.reference_error)
 
 
 def audited_precision(project: Project) -> dict:

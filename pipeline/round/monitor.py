@@ -88,7 +88,9 @@ def _auto_label(accept: dict) -> dict:
         "accepted": accept.get("accepted"),
         "machine_labels": accept.get("machine_labels"),
         "thresholds": {c["label"]: c["threshold"] for c in per_class},
+        "dataset_threshold": (accept.get("dataset") or {}).get("threshold"),
         "audit": accept.get("audit"),
+        "certificate": accept.get("certificate"),
     }
 
 
@@ -195,6 +197,11 @@ def flat_metrics(record: dict) -> dict[str, float]:
     put("machine_labels", record["data"]["machine_labels"])
     for cls, thr in auto["thresholds"].items():
         put(f"threshold/{cls}", thr)
+    put("threshold/dataset", auto.get("dataset_threshold"))
+    cert = auto.get("certificate") or {}
+    for key in ("wrong_ub", "machine_error_ub", "human_error_ub", "delivered", "human",
+                "machine", "unlabeled"):
+        put(f"certificate/{key}", cert.get(key))
     audit = auto.get("audit") or {}
     put("audit_n", audit.get("n"))
     put("audit_precision", audit.get("precision"))

@@ -45,3 +45,11 @@ def load_predictions(path) -> tuple[list[str], np.ndarray, np.ndarray]:
         return list(data["keys"]), data["probs"], data["embeddings"]
 
 
+def latest_model_labels(project: Project) -> dict[str, str]:
+    """Item key -> the class the newest predictions file gives it (empty before any)."""
+    files = sorted((f for f in project.predictions_dir.glob("round*-v*.npz")
+                    if not f.name.endswith(".tmp.npz")), key=lambda f: f.stat().st_mtime)
+    if not files:
+        return {}
+    keys, probs, _ = load_predictions(files[-1])
+    return {k: project.classes[int(p.argmax())] for k, p in zip(keys, probs, strict=True)}

@@ -24,7 +24,7 @@ from pipeline.round import accept, monitor, predict, promote, push, select, sync
 # round's id, the records of the steps before it and whether to show progress. Each step
 # module takes a Project and returns its record; none imports the command line.
 _TABLE: dict[str, Callable[[Project, int, dict, bool], dict]] = {
-    "sync": lambda p, r, stats, progress: sync.sync(p),
+    "sync": lambda p, r, stats, progress: sync.sync(p, r),
     "train": lambda p, r, stats, progress: train.train_challenger(p, r, progress=progress),
     "promote": lambda p, r, stats, progress: promote.decide_promotion(
         p, stats["train"].get("version")),

@@ -1,0 +1,162 @@
+"""Auto-accept against an error budget for the whole delivered dataset (``[loop] target =
+"dataset"``), instead of a precision every machine label must meet.
+
+A per-label target (precision 98%) asks the machine labels alone to be 98% right, whatever the
+rest of the set looks like. But what a user receives is one dataset, and a 2% budget on a pool
+of 4,000 labels allows 80 wrong ones in total. Human labels that are better than the budget
+leave slack: n_human * (epsilon - human_error) wrong labels nobody used. The dataset rule lets
+the machine labels spend it. At a threshold t with n_acc(t) accepted candidates, the machine
+labels may err at
+
+    r_max(t) = (epsilon * (n_human + n_acc(t)) - n_human * human_error_ub) / n_acc(t)
+             = epsilon + n_human * (epsilon - human_error_ub) / n_acc(t),
+
+which is above epsilon whenever the human labels beat the budget (and below it when they do
+not: then the machine labels must make up for them). Strict thresholds, with few accepted
+labels, get the most slack per label; as t loosens the allowance falls towards epsilon.
+
+Thresholds are the candidates' distinct confidences, tested strictest first with the noisy
+Clopper-Pearson bound on the validation items above each, stopping at the first failure
+(labeling/fixed_sequence.py). The candidates' confidences carry no validation label, so the grid
+and every r_max are fixed before any label is looked at. The scan starts at the first threshold
+with at least max(min_points, points_needed(epsilon)) validation items above it: stricter ones
+have large allowances but too little data, and one unlucky error there would end the scan.
+
+Vocabulary: ``candidate_conf`` [M] confidences (max probability) of the items the machine may
+label; ``pred_probs`` [N, K], ``labels`` [N] the random validation sample and its references.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labeling.annotators import AnnotatorErrorBound, as_rate_and_alpha, split_alpha
+from labeling.autoaccept import check_predictions
+from labeling.fixed_sequence import fixed_sequence_scan, points_needed
+
+
+@dataclass(frozen=True)
+class DatasetThreshold:
+    """Accept candidates with confidence >= ``threshold`` (None: accept none). ``wrong_ub`` bounds
+    the share of wrong labels among the n_human + n_accepted delivered ones."""
+
+    threshold: float | None
+    n_accepted: int
+    n_human: int
+    n_validation: int  # validation items at or above the threshold
+    disagreements: int  # of those, reference != model
+    machine_error_ub: float | None
+    human_error_ub: float
+    wrong_ub: float | None
+    epsilon: float
+    confidence: float
+    alpha: dict
+    reason: str
+
+    def accept(self, candidate_conf: np.ndarray) -> np.ndarray:
+        """Boolean mask [M]: candidates at or above the threshold."""
+        conf = np.asarray(candidate_conf, dtype=np.float64)
+        return np.zeros(conf.shape, bool) if self.threshold is None else conf >= self.threshold
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def choose_dataset_threshold(
+    candidate_conf: np.ndarray,
+    pred_probs: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_human: int,
+    human_error: float | AnnotatorErrorBound = 0.0,
+    epsilon: float = 0.02,
+    confidence: float = 0.95,
+    reference_error: float | AnnotatorErrorBound = 0.0,
+    min_points: int = 10,
+) -> DatasetThreshold:
+    """The loosest threshold (before the first failure, strictest first) at which the delivered
+    set of ``n_human`` human labels plus the accepted candidates stays within ``epsilon``.
+
+    Guarantee: with probability >= ``confidence``, the rate at which the accepted machine labels
+    err is <= ``machine_error_ub`` and the human labels' rate is <= ``human_error_ub``, so the
+    expected share of wrong labels in the delivered set is <= ``wrong_ub`` <= ``epsilon``.
+    Assumes the validation sample is random from the same distribution as the candidates
+    (items not picked by uncertainty; candidates not thinned by an uncertainty strategy above
+    the threshold), ``reference_error`` bounds rho, ``human_error`` bounds the human labels'
+    error, and candidates not accepted are not delivered. The bound is on the error *rate*: the
+    realized count among n_acc accepted labels scatters around n_acc * rate (about
+    sqrt(n_acc * rate)); certify the delivered set itself with an audit
+    (labeling.certificate.certify_delivered).
+    Alpha: 1 - confidence = threshold test's alpha + each measured bound's, all in ``alpha``.
+    ``min_points``: fewest validation items above a threshold for it to be tested; the scan
+    starts no earlier than the count that could certify ``epsilon`` itself."""
+    cand, pred_probs, labels = _check(candidate_conf, pred_probs, labels, n_human, epsilon,
+                                      confidence, min_points)
+    h, _ = as_rate_and_alpha(human_error, "human_error")
+    rho, _ = as_rate_and_alpha(reference_error, "reference_error")
+    alpha = split_alpha(confidence, human_error=human_error, reference_error=reference_error)
+    alpha["thresholds"] = alpha.pop("left")
+    grid, n_acc = _cuts(cand)
+    order = np.argsort(-pred_probs.max(axis=1), kind="stable")
+    val_conf = pred_probs.max(axis=1)[order]
+    val_wrong = (pred_probs.argmax(axis=1) != labels)[order]
+    n_val = np.searchsorted(-val_conf, -grid, side="right")  # validation items >= each cut
+    k_val = np.concatenate([[0], np.cumsum(val_wrong)])[n_val]
+    r_max = (epsilon * (n_human + n_acc) - n_human * h) / n_acc
+    level = 1 - alpha["thresholds"]
+    # Strict cuts get a large allowance from few validation items; a scan started there would
+    # stake everything on a test with almost no data. Start where the budget itself could be
+    # certified (a count, fixed before any label is read).
+    start_at = max(min_points, points_needed(epsilon, confidence=level, reference_error=rho))
+    scan = fixed_sequence_scan(n_val, k_val, r_max, confidence=level, reference_error=rho,
+                               min_points=start_at)
+    common = dict(n_human=int(n_human), human_error_ub=h, epsilon=epsilon,
+                  confidence=confidence, alpha=alpha)
+    if scan.chosen is None:
+        why = ("too little validation data above any threshold to certify its allowance"
+               if scan.start is None else
+               f"the first tested threshold ({grid[scan.start]:.4g}: {n_val[scan.start]} "
+               f"validation items, {k_val[scan.start]} disagreeing) fails: bound "
+               f"{scan.bounds[scan.start]:.3f} > allowance {r_max[scan.start]:.3f}")
+        wrong = h if n_human else None
+        return DatasetThreshold(None, 0, n_validation=0, disagreements=0,
+                                machine_error_ub=None, wrong_ub=wrong, reason=why, **common)
+    i = scan.chosen
+    wrong = (n_human * h + n_acc[i] * scan.bounds[i]) / (n_human + n_acc[i])
+    return DatasetThreshold(float(grid[i]), int(n_acc[i]), n_validation=int(n_val[i]),
+                            disagreements=int(k_val[i]),
+                            machine_error_ub=float(scan.bounds[i]), wrong_ub=float(wrong),
+                            reason="ok" if scan.stopped_at is None else
+                            f"ok (scan stopped at {grid[scan.stopped_at]:.4g})", **common)
+
+
+def _cuts(cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct candidate confidences, strictest first, and how many candidates are >= each."""
+    desc = np.sort(cand)[::-1]
+    last_of_value = np.append(desc[1:] != desc[:-1], True)
+    return desc[last_of_value], np.flatnonzero(last_of_value) + 1
+
+
+def _check(candidate_conf, pred_probs, labels, n_human, epsilon, confidence, min_points):
+    cand = np.asarray(candidate_conf, dtype=np.float64)
+    if cand.ndim != 1 or cand.size == 0:
+        raise ValueError(f"candidate_conf must be [M] with M >= 1, got shape {cand.shape}")
+    if not (np.all(cand >= 0) and np.all(cand <= 1)):
+        raise ValueError("candidate_conf must be confidences in [0, 1] (the max of each "
+                         "candidate's pred_probs row)")
+    pred_probs = np.asarray(pred_probs, dtype=np.float64)
+    if pred_probs.ndim != 2:
+        raise ValueError(f"pred_probs must be [N, K], got shape {pred_probs.shape}")
+    pred_probs, labels = check_predictions(pred_probs, labels, pred_probs.shape[1])
+    if int(n_human) != n_human or n_human < 0:
+        raise ValueError(f"n_human must be a count (integer >= 0), got {n_human}")
+    if not 0 < epsilon < 1:
+        raise ValueError(f"epsilon (the error budget of the delivered set) must be in (0, 1), "
+                         f"got {epsilon}")
+    if not 0.5 < confidence < 1:
+        raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
+    if min_points < 1:
+        raise ValueError("min_points must be >= 1")
+    return cand, pred_probs, labels

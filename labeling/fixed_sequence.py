@@ -1,0 +1,92 @@
+"""Fixed-sequence testing of thresholds (Learn then Test, Angelopoulos et al. 2021).
+
+Keeping the loosest of many thresholds that pass is multiple testing: each extra threshold is
+another chance for the bound to pass by luck, and the one kept is the luckiest. Testing them in
+an order fixed beforehand - strictest (highest confidence) first - and stopping at the first
+failure keeps the family-wise error at the level of one test: the chosen threshold, and every
+tested one stricter than it, meets the bound with probability >= ``confidence``. This is exact
+for cuts fixed before the validation sample (the dataset rule's grid of candidate confidences);
+for cuts at the validation items' own confidences, as the per-class and pooled rules use, each
+test treats its cut as fixed, the same approximation the single-threshold bound always made.
+
+The scan starts at the first cut where a pass is possible at all: at least ``min_points`` items
+and few enough that even zero disagreements would pass. A stricter cut holds too few items to
+ever pass, so testing it would only stop the scan at once. The start depends on the counts
+``n`` and the limits ``max_error`` only, never on whether items were right, so no label is
+looked at to choose it. To start later, where a few errors are tolerated (more power when the
+very top of the ranking is not error-free), raise ``min_points``.
+
+Vocabulary: one entry per cut, strictest first: ``n`` validation items at or above the cut,
+``disagreements`` among them (reference != model), ``max_error`` the largest error rate the
+cut may have.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from labeling.bounds import error_upper_bounds
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Where a fixed-sequence scan started, stopped and what it chose (indices into the cuts;
+    None: no such cut). ``bounds`` [C]: the error bound at each cut, NaN before the start."""
+
+    start: int | None
+    stopped_at: int | None  # the first failing cut; None: no cut failed
+    chosen: int | None  # the loosest cut before the first failure
+    bounds: np.ndarray
+
+
+def fixed_sequence_scan(
+    n: np.ndarray,
+    disagreements: np.ndarray,
+    max_error: float | np.ndarray,
+    *,
+    confidence: float,
+    reference_error: float = 0.0,
+    min_points: int = 1,
+) -> Scan:
+    """Test cuts strictest first with the bound of :func:`labeling.bounds.noisy_error_upper_bound`
+    and stop at the first failure (see the module docstring).
+
+    Guarantee: with probability >= ``confidence``, no cut up to and including the chosen one has
+    an error rate above its ``max_error`` - assuming the validation items are a random sample of
+    the population the cuts are applied to, ``reference_error`` bounds rho, and ``max_error``
+    does not depend on the validation labels. Inputs are trusted (callers validate)."""
+    n = np.asarray(n, dtype=np.float64)
+    max_error = np.broadcast_to(np.asarray(max_error, dtype=np.float64), n.shape)
+    scale = 1.0 / (1.0 - reference_error)
+    zero_passes = error_upper_bounds(np.zeros_like(n), n, confidence=confidence) * scale
+    possible = np.flatnonzero((n >= min_points) & (zero_passes <= max_error))
+    bounds = np.full(n.shape, np.nan)
+    if len(possible) == 0:
+        return Scan(None, None, None, bounds)
+    start = int(possible[0])
+    tail = np.minimum(1.0, error_upper_bounds(
+        np.asarray(disagreements)[start:], n[start:], confidence=confidence) * scale)
+    bounds[start:] = tail
+    failed = np.flatnonzero(tail > max_error[start:])
+    if len(failed) == 0:
+        return Scan(start, None, len(n) - 1, bounds)
+    stop = start + int(failed[0])
+    return Scan(start, stop, stop - 1 if stop > start else None, bounds)
+
+
+def points_needed(max_error: float, *, confidence: float, reference_error: float = 0.0) -> int:
+    """Fewest validation items that can certify ``max_error`` (with zero disagreements):
+    the smallest n with (1 - (1 - confidence)^(1/n)) / (1 - reference_error) <= max_error."""
+    target = max_error * (1.0 - reference_error)
+    if target >= 1:
+        return 1
+    n = max(1, math.ceil(math.log(1 - confidence) / math.log1p(-target)))
+    # The closed form can be one off in floating point: settle it with the bound itself.
+    while n > 1 and error_upper_bounds(0, n - 1, confidence=confidence) <= target:
+        n -= 1
+    while error_upper_bounds(0, n, confidence=confidence) > target:
+        n += 1
+    return n

@@ -1,0 +1,131 @@
+"""Named annotator accounts on the embedded Label Studio, each with its own login and key.
+
+Label Studio Community has no API that makes a user who can log in (``POST /api/users/`` makes
+one without a password or organization). What works, checked on 1.23.2, is what a person does:
+the admin's invite link (``GET /api/invite``), the signup form it opens (with its CSRF cookie),
+then ``GET /api/current-user/token`` on the new session. That is done here over HTTP, so it also
+works on a server labelloop did not start, as long as its admin key is given.
+
+Each account's email, password and key are kept as the admin's are: in files created 0600 under
+``<studio data dir>/annotators/``, never printed or logged. An existing Label Studio's own users
+need nothing of this: sync reads who made each annotation from the server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from labeling.studio.connection import Studio
+from labeling.studio.errors import StudioError
+from labeling.studio.server import write_private
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+EMAIL_DOMAIN = "annotators.labelloop.local"
+FOLDER = "annotators"
+
+
+@dataclass(frozen=True)
+class Annotator:
+    """One annotator account; the key and password stay in their files (``key_file``)."""
+
+    name: str
+    email: str
+    user_id: int
+    key_file: Path
+    password_file: Path
+
+
+def add_annotator(studio: Studio, data_dir: Path, name: str) -> Annotator:
+    """Create the account ``name`` on ``studio`` (connected with the admin's key) and keep its
+    login in ``data_dir/annotators``. Refuses a name that is taken, here or on the server."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise StudioError(f"annotator name {name!r} must be 1-40 lowercase letters, digits, "
+                          f"'-' or '_', starting with a letter or digit")
+    folder = Path(data_dir) / FOLDER
+    if (folder / f"{name}.json").exists():
+        raise StudioError(f"annotator {name!r} exists already ({folder / (name + '.json')}); "
+                          f"choose another name")
+    email = f"{name}@{EMAIL_DOMAIN}"
+    users = studio.get_json("api/users", {"page_size": 1000}, action="listing users")
+    rows = users.get("results", []) if isinstance(users, dict) else users
+    if any(u.get("email") == email for u in rows):
+        raise StudioError(f"Label Studio at {studio.url} has a user {email} already; choose "
+                          f"another annotator name")
+    invite = studio.get_json("api/invite", action="reading the invite link")
+    password = secrets.token_urlsafe(18)
+    key, user_id = _sign_up(studio.url, str(invite["invite_url"]), email, password,
+                            timeout=studio.timeout)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_private(folder / f"{name}.key", key)
+    write_private(folder / f"{name}.password", password)
+    # Written last: its presence says the account is complete.
+    write_private(folder / f"{name}.json", json.dumps({"name": name, "email": email,
+                                                        "user_id": user_id}))
+    return _annotator(folder, name)
+
+
+def list_annotators(data_dir: Path) -> list[Annotator]:
+    """The accounts made by ``add_annotator`` for this server, by name."""
+    folder = Path(data_dir) / FOLDER
+    if not folder.is_dir():
+        return []
+    return [_annotator(folder, p.stem) for p in sorted(folder.glob("*.json"))]
+
+
+def annotator_key(annotator: Annotator) -> str:
+    """The account's API key, read from its file."""
+    try:
+        key = annotator.key_file.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise StudioError(f"the key file of annotator {annotator.name!r} ({annotator.key_file}) "
+                          f"cannot be read ({err.strerror}); restore it, or add the annotator "
+                          f"again under another name") from None
+    if not key:
+        raise StudioError(f"the key file of annotator {annotator.name!r} "
+                          f"({annotator.key_file}) is empty")
+    return key
+
+
+def _annotator(folder: Path, name: str) -> Annotator:
+    path = folder / f"{name}.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise StudioError(f"annotator record {path} cannot be read ({err}); restore it or "
+                          f"delete the annotator's files in {folder}") from None
+    return Annotator(name, record["email"], int(record["user_id"]), folder / f"{name}.key",
+                     folder / f"{name}.password")
+
+
+def _sign_up(url: str, invite_url: str, email: str, password: str, *,
+             timeout: float) -> tuple[str, int]:
+    """Fill in the signup form behind the invite link; return the new user's key and id."""
+    path = httpx.URL(invite_url).raw_path.decode() if "://" in invite_url else invite_url
+    try:
+        with httpx.Client(base_url=url, timeout=timeout, follow_redirects=False) as client:
+            form = client.get(path)
+            csrf = client.cookies.get("csrftoken")
+            if form.status_code != 200 or not csrf:
+                raise StudioError(f"the invite link of {url} did not open a signup form "
+                                  f"(HTTP {form.status_code})")
+            done = client.post(path, data={"csrfmiddlewaretoken": csrf, "email": email,
+                                           "password": password, "how_find_us": "",
+                                           "allow_newsletters": "false"},
+                               headers={"Referer": f"{url}/user/signup/"})
+            if done.status_code != 302:
+                raise StudioError(f"Label Studio at {url} refused the signup of {email} "
+                                  f"(HTTP {done.status_code})")
+            token = client.get("/api/current-user/token")
+            whoami = client.get("/api/current-user/whoami")
+            if token.status_code != 200 or whoami.status_code != 200:
+                raise StudioError(f"the new account {email} could not read its key "
+                                  f"(HTTP {token.status_code})")
+            return str(token.json()["token"]), int(whoami.json()["id"])
+    except httpx.HTTPError as err:
+        raise StudioError(f"signing up {email} at {url} failed: {type(err).__name__}") from None

@@ -1,0 +1,133 @@
+"""Second opinions: where people and the model disagree on held-out items, another person looks.
+
+The held-out (random and audit) human labels are the reference every threshold and certificate
+is measured against, so a wrong one costs twice. Asking three people about every item triples
+the cost; asking a second person only where the first one disagrees with the model costs a few
+percent more (``../shared/autolabel-notes.md``, fallible annotators) and catches the errors that
+matter, since an answer that equals the model's cannot make the model look wrong.
+
+The rule, per held-out item with a task in Label Studio (``plan``):
+- one person answered and the answer differs from the model's prediction: raise the task's
+  overlap to 2, so that Label Studio serves it to a *different* person;
+- two people answered and they differ (a tie, held as a disagreement, never a label): raise it
+  to 3; the majority of three decides, and a tie left after that stays a disagreement;
+- otherwise nothing.
+
+Raising works per task (``PATCH /api/tasks/{id}`` with ``overlap`` and ``is_labeled: false``;
+Label Studio ignores an import's overlap, and changing the project's ``maximum_annotations``
+rewrites every task's). Each raise is sent, then recorded in the store: a crash between the two
+plans it again next time, and the repeated PATCH sets the same value: nothing is asked twice.
+Every extra answer is a human answer in every cost figure (``human_answers``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from labeling.schema import Item, SecondOpinion, StudioAnnotation, StudioTaskSync
+from labeling.store import LabelStore
+from labeling.studio.connection import Studio
+from labeling.studio.project import StudioProject
+
+MAX_OVERLAP = 3
+
+
+@dataclass(frozen=True)
+class OpinionRequest:
+    """Ask for ``overlap`` people on ``task_id`` (item ``key``), and why."""
+
+    key: str
+    task_id: int
+    overlap: int
+    reason: str
+
+
+def current_votes(store: LabelStore, project_id: int) -> dict[str, dict[str, str]]:
+    """Item key -> person -> their counted answer: each person's latest annotation of the
+    item's live task that is neither a skip nor rejected (a person answering twice counts
+    once)."""
+    with store.transaction() as s:
+        rows = s.execute(
+            select(Item.key, StudioAnnotation.user_id, StudioAnnotation.annotation_id,
+                   StudioAnnotation.who, StudioAnnotation.choice, StudioAnnotation.updated_at)
+            .join(Item, Item.id == StudioAnnotation.item_id)
+            .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
+            .where(StudioAnnotation.project_id == project_id,
+                   StudioAnnotation.was_cancelled.is_(False),
+                   StudioAnnotation.rejected.is_(None), StudioAnnotation.choice.is_not(None),
+                   StudioTaskSync.deleted.is_(False))
+            .order_by(StudioAnnotation.updated_at, StudioAnnotation.annotation_id))
+        out: dict[str, dict[str, str]] = {}
+        for key, user_id, annotation_id, who, choice, _ in rows:
+            person = who or (f"user {user_id}" if user_id is not None
+                             else f"annotation {annotation_id}")
+            out.setdefault(key, {})[person] = choice
+        return out
+
+
+def plan(votes: Mapping[str, Mapping[str, str]], model_labels: Mapping[str, str],
+         held_out: set[str], tasks: Mapping[str, int], asked: Mapping[str, int]
+         ) -> list[OpinionRequest]:
+    """The overlap raises the rule (module docstring) asks for now. ``asked``: the overlap
+    already requested per item key (1 if never)."""
+    out = []
+    for key in sorted(held_out):
+        answers = list((votes.get(key) or {}).values())
+        if key not in tasks or not answers:
+            continue
+        if len(answers) == 1 and key in model_labels and answers[0] != model_labels[key]:
+            want, why = 2, f"the first answer {answers[0]!r} differs from the model's " \
+                           f"{model_labels[key]!r}"
+        elif len(answers) == 2 and answers[0] != answers[1]:
+            want, why = 3, f"two people differ ({answers[0]!r}, {answers[1]!r})"
+        else:
+            continue
+        if asked.get(key, 1) < want <= MAX_OVERLAP:
+            out.append(OpinionRequest(key, tasks[key], want, why))
+    return out
+
+
+def asked_overlaps(store: LabelStore, project_id: int) -> dict[str, int]:
+    """Item key -> the highest overlap requested for it."""
+    with store.transaction() as s:
+        rows = s.execute(select(Item.key, func.max(SecondOpinion.overlap))
+                         .join(Item, Item.id == SecondOpinion.item_id)
+                         .where(SecondOpinion.project_id == project_id).group_by(Item.key))
+        return {key: int(n) for key, n in rows}
+
+
+def request_opinions(studio: Studio, store: LabelStore, project: StudioProject,
+                     requests: list[OpinionRequest], *, round_id: int | None = None) -> int:
+    """Send, then record, each overlap raise; returns how many tasks were raised."""
+    for r in requests:
+        with studio.errors(f"asking for {r.overlap} people on task {r.task_id}"):
+            # is_labeled: Label Studio keeps a labeled task closed when only its overlap rises.
+            studio.client.tasks.update(id=r.task_id, overlap=r.overlap, is_labeled=False)
+        with store.transaction() as s:
+            item_id = s.scalar(select(Item.id).where(Item.key == r.key))
+            s.add(SecondOpinion(project_id=project.id, item_id=item_id, task_id=r.task_id,
+                                overlap=r.overlap, reason=r.reason, round_id=round_id))
+    return len(requests)
+
+
+def human_answers(store: LabelStore) -> int:
+    """Every answer people gave in Label Studio (second opinions included; skips and rejected
+    answers left out): the human cost of the labels."""
+    with store.transaction() as s:
+        return int(s.scalar(select(func.count()).select_from(StudioAnnotation).where(
+            StudioAnnotation.was_cancelled.is_(False), StudioAnnotation.rejected.is_(None))))
+
+
+def shown_predictions(store: LabelStore, project_id: int) -> dict[str, str]:
+    """Item key -> the pre-annotation the first person who answered was shown."""
+    with store.transaction() as s:
+        rows = s.execute(
+            select(Item.key, StudioAnnotation.predicted)
+            .join(Item, Item.id == StudioAnnotation.item_id)
+            .where(StudioAnnotation.project_id == project_id,
+                   StudioAnnotation.predicted.is_not(None))
+            .order_by(StudioAnnotation.created_at.desc(), StudioAnnotation.annotation_id.desc()))
+        return dict(rows.all())  # later rows (older answers) win

@@ -1,0 +1,87 @@
+"""The certificate for what is delivered: how many items people, the machine or nobody
+labeled, and an upper bound, with its confidence, on the share of wrong labels among the
+delivered ones (human labels' residual error included).
+
+Machine part: the accept step's bound for the accepted labels (``labeling.autoaccept``:
+fixed-sequence scan on the random held-out human labels, Clopper-Pearson divided by 1 - rho);
+it holds for the threshold the champion was accepted at, at the loop's confidence level.
+Human part: ``[loop] reference_error``, the bound on the people's error the loop assumes (0
+assumes they are right; the certificate says so). The audited precision (random audit picks
+of auto-accepted labels that people answered) is reported beside it as a direct check.
+
+Assumes: the held-out items are a random sample of the pool (random and audit picks only);
+people err at most at ``reference_error`` and no more often where the model errs than that.
+"""
+
+from __future__ import annotations
+
+from labeling.store import LabelStore
+
+
+def certificate(store: LabelStore, accept: dict | None, *, reference_error: float,
+                confidence: float, human_only: bool = False) -> dict:
+    """The delivered set's counts and error bound as they stand, from the latest accept
+    record (``accept``; None before any). ``human_only``: the set delivers people's labels
+    only (an ``export --human-only``). JSON-ready."""
+    labels = store.current_labels()
+    n_items = len(store.items())
+    n_human = sum(lab.source in ("human", "seed") for lab in labels.values())
+    n_machine = 0 if human_only else sum(lab.source == "machine" for lab in labels.values())
+    delivered = n_human + n_machine
+    machine_ub = _machine_bound(accept) if n_machine else 0.0
+    out = {
+        "items": n_items, "delivered": delivered, "human": n_human, "machine": n_machine,
+        "unlabeled": n_items - delivered, "confidence": confidence,
+        "machine_error_ub": machine_ub, "human_error_ub": reference_error,
+        "assumes": ("people's labels are right (reference_error = 0)" if reference_error == 0
+                    else f"people err at most {reference_error:.3f}") +
+                   "; held-out human labels are a random sample of the pool",
+        "audit": (accept or {}).get("audit"),
+    }
+    if machine_ub is None:
+        out["wrong_ub"] = None
+        out["reason"] = "no bound for the machine labels in the last accept step"
+    else:
+        wrong = (n_machine * machine_ub + n_human * reference_error) / max(1, delivered)
+        out["wrong_ub"] = wrong
+    return out
+
+
+def _machine_bound(accept: dict | None) -> float | None:
+    """The bound on accepted machine labels' error from an accept step's record."""
+    if not accept:
+        return None
+    if accept.get("dataset") is not None:
+        return accept["dataset"].get("machine_error_ub")
+    per_class = (accept.get("thresholds") or {}).get("per_class") or []
+    bounds = [c["error_upper_bound"] for c in per_class
+              if c.get("threshold") is not None and c.get("error_upper_bound") is not None]
+    # Pooled: one bound for all accepted labels. Per class: each class's bound holds (with
+    # the Bonferroni split, all at once), so the worst one bounds their mixture.
+    return max(bounds) if bounds else None
+
+
+def latest_accept(rounds: list[dict]) -> dict | None:
+    """The accept step's record of the newest round that ran it."""
+    for r in reversed(rounds):
+        accept = (r.get("stats") or {}).get("accept")
+        if accept is not None:
+            return accept
+    return None
+
+
+def project_certificate(project) -> dict:
+    """The certificate of ``project``'s dataset as it stands now."""
+    loop = project.config.loop
+    return certificate(project.store, latest_accept(project.store.rounds()),
+                       reference_error=loop.reference_error, confidence=loop.confidence_level)
+
+
+def describe(cert: dict) -> str:
+    """One line for people: what is delivered and how wrong it can be."""
+    head = (f"{cert['delivered']:,} labels delivered ({cert['human']:,} by people, "
+            f"{cert['machine']:,} by the machine), {cert['unlabeled']:,} unlabeled")
+    if cert.get("wrong_ub") is None:
+        return f"{head}; no error bound yet ({cert.get('reason')})"
+    return (f"{head}; wrong labels <= {100 * cert['wrong_ub']:.2f}% with "
+            f"{100 * cert['confidence']:.0f}% confidence (assumes {cert['assumes']})")

@@ -1,0 +1,158 @@
+"""Several people on one task, through real annotator accounts on the real server: accounts,
+each person's answer kept, majority and ties, second opinions, the simulated crowd."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import stat
+
+import pytest
+
+from labeling.selections import Pick, record_picks
+from labeling.studio.accounts import add_annotator, annotator_key, list_annotators
+from labeling.studio.connection import connect
+from labeling.studio.crowd import CrowdMember, simulate_crowd
+from labeling.studio.errors import StudioError
+from labeling.studio.opinions import (
+    asked_overlaps,
+    current_votes,
+    human_answers,
+    plan,
+    request_opinions,
+)
+from labeling.studio.push import PushItem, push_tasks
+from labeling.studio.sync import sync_annotations
+from labeling.tasks.classification import choice_result
+
+pytestmark = pytest.mark.integration
+_names = itertools.count()
+
+
+@pytest.fixture
+def accounts(studio, tmp_path):
+    """make(n) -> [(Annotator, Studio)]: n new accounts on the session server, connected with
+    their own keys (names unique across the session: emails are server-wide)."""
+
+    def make(n: int):
+        made = [add_annotator(studio, tmp_path, f"p{os.getpid()}x{next(_names)}")
+                for _ in range(n)]
+        return [(a, connect(studio.url, annotator_key(a), timeout=120)) for a in made]
+
+    return make
+
+
+def _answer(conn, task_id: int, label: str) -> None:
+    conn.client.annotations.create(id=task_id, result=choice_result(label))
+
+
+def test_an_account_has_its_own_login_and_private_key_files(studio, accounts, tmp_path):
+    (one, conn), = accounts(1)
+    assert conn.user_id == one.user_id != studio.user_id
+    assert conn.user_email == one.email
+    for path in (one.key_file, one.password_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [a.name for a in list_annotators(tmp_path)] == [one.name]
+    assert annotator_key(one) not in repr(one)
+
+
+def test_a_taken_name_an_unreadable_key_and_a_bad_name_are_clear_errors(studio, accounts,
+                                                                        tmp_path, ledger):
+    (one, _), = accounts(1)
+    for folder, name, message in ((tmp_path, one.name, "exists already"),
+                                  (tmp_path / "elsewhere", one.name, "has a user .* already"),
+                                  (tmp_path, "Bad Name!", "lowercase letters")):
+        with pytest.raises(StudioError, match=message) as err:
+            add_annotator(studio, folder, name)
+        ledger.bad_input(f"annotator name {name!r}", outcome=f"refused: {err.value}")
+    one.key_file.chmod(0)
+    try:
+        if os.geteuid() != 0:  # root reads any file; then take the file away instead
+            with pytest.raises(StudioError, match="cannot be read"):
+                annotator_key(one)
+        one.key_file.rename(one.key_file.with_suffix(".gone"))
+        with pytest.raises(StudioError, match="key file of annotator .* cannot be read") as err:
+            annotator_key(one)
+        ledger.bad_input("annotator key file missing", outcome=f"refused: {err.value}")
+    finally:
+        one.key_file.with_suffix(".gone").rename(one.key_file)
+        one.key_file.chmod(0o600)
+    assert [a.name for a in list_annotators(tmp_path)] == [one.name]  # nothing lost
+
+
+def test_three_people_on_one_task_majority_ties_and_a_second_answer_counting_once(
+        studio, store, project, make_items, accounts):
+    items = make_items(2)
+    push_tasks(studio, store, project, [PushItem(i.key, i.path) for i in items],
+               model_version="m1")
+    tasks = store.tasks(project.id)
+    first, second = (tasks[i.key] for i in items)
+    (a, ca), (b, cb), (c, cc) = accounts(3)
+    for conn, label in ((ca, "cat"), (cb, "cat"), (cc, "dog")):
+        _answer(conn, first, label)
+    _answer(ca, second, "cat")
+    _answer(cb, second, "dog")
+    report = sync_annotations(studio, store, project)
+    votes = current_votes(store, project.id)
+    assert votes[items[0].key] == {a.email: "cat", b.email: "cat", c.email: "dog"}
+    label = store.current_labels()[items[0].key]
+    assert label.label == "cat" and label.extra["votes"] == {"cat": 2, "dog": 1}
+    assert items[1].key in report.disagreements  # a tie is held, never a label
+    assert items[1].key not in store.current_labels()
+    _answer(ca, second, "dog")  # the same person again: their latest counts, once
+    sync_annotations(studio, store, project)
+    assert current_votes(store, project.id)[items[1].key] == {a.email: "dog", b.email: "dog"}
+    assert store.current_labels()[items[1].key].extra["votes"] == {"dog": 2}
+    assert human_answers(store) == 6  # every answer is a cost, the repeated one too
+
+
+def test_a_held_out_answer_that_differs_from_the_model_gets_another_person(
+        studio, store, project, make_items, accounts):
+    items = make_items(3)
+    record_picks(store, [Pick(i.key, "random", holdout=True) for i in items[:2]] +
+                 [Pick(items[2].key, "strategy")], round_id=None)
+    push_tasks(studio, store, project, [PushItem(i.key, i.path, "cat", 0.6) for i in items],
+               model_version="m1")
+    tasks = store.tasks(project.id)
+    (a, ca), (b, cb) = accounts(2)
+    _answer(ca, tasks[items[0].key], "dog")  # differs from the model: a second opinion
+    _answer(ca, tasks[items[1].key], "cat")  # agrees: none
+    _answer(ca, tasks[items[2].key], "dog")  # not held out: none
+    sync_annotations(studio, store, project)
+    model = {i.key: "cat" for i in items}
+    held = {items[0].key, items[1].key}
+    requests = plan(current_votes(store, project.id), model, held, tasks,
+                    asked_overlaps(store, project.id))
+    assert [(r.key, r.overlap) for r in requests] == [(items[0].key, 2)]
+    assert request_opinions(studio, store, project, requests) == 1
+    assert studio.client.tasks.get(id=tasks[items[0].key]).overlap == 2
+    assert studio.client.tasks.get(id=tasks[items[1].key]).overlap == 1
+    # Planned again, nothing is asked twice.
+    assert plan(current_votes(store, project.id), model, held, tasks,
+                asked_overlaps(store, project.id)) == []
+    members = [CrowdMember(x.name, x.user_id, 0.0, skip_rate=0.0) for x in (a, b)]
+    truth = {items[0].key: "cat", items[1].key: "cat", items[2].key: "dog"}
+    done = simulate_crowd({a.name: ca, b.name: cb}, project, members, truth, seed=1)
+    assert done.answered == {a.name: 0, b.name: 1}  # a different person, only there
+    answers = studio.client.annotations.list(id=tasks[items[0].key])
+    assert sorted(x.completed_by for x in answers) == sorted([a.user_id, b.user_id])
+    sync_annotations(studio, store, project)
+    # Now a tie between two people: a third is asked.
+    assert items[0].key not in store.current_labels()
+    third = plan(current_votes(store, project.id), model, held, tasks,
+                 asked_overlaps(store, project.id))
+    assert [(r.key, r.overlap) for r in third] == [(items[0].key, 3)]
+
+
+def test_an_answer_from_a_user_labelloop_did_not_make_counts_as_that_person(
+        studio, store, project, make_items, studio_server, tmp_path):
+    items = make_items(1)
+    push_tasks(studio, store, project, [PushItem(items[0].key, items[0].path)],
+               model_version="m1")
+    # An account made outside labelloop's folder: the server knows it, labelloop does not.
+    stranger = add_annotator(studio, tmp_path / "someone-else", f"s{os.getpid()}x{next(_names)}")
+    conn = connect(studio.url, annotator_key(stranger), timeout=120)
+    _answer(conn, store.tasks(project.id)[items[0].key], "dog")
+    sync_annotations(studio, store, project)
+    label = store.current_labels()[items[0].key]
+    assert (label.label, label.who) == ("dog", stranger.email)

@@ -1,0 +1,93 @@
+"""Error bounds: Clopper-Pearson, and the version that stays valid with fallible references."""
+
+import numpy as np
+import pytest
+
+from labeling.bounds import (
+    error_upper_bound,
+    error_upper_bounds,
+    noisy_error_upper_bound,
+    precision_interval,
+)
+
+K = 10  # classes in the simulated task
+
+
+def _disagreements(n, rng, *, model_error, rho, other_wrong, eta_right):
+    """One validation sample of ``n`` accept-region items with fallible references.
+
+    Annotator errors concentrate where the model errs: on an item the model got wrong the
+    reference repeats the model's label with probability ``rho`` and gives another wrong label
+    with probability ``other_wrong``; on an item the model got right it is wrong with
+    probability ``eta_right``. Returns (#reference != model, the annotators' overall error)."""
+    model_wrong = rng.random(n) < model_error
+    u = rng.random(n)
+    repeats = model_wrong & (u < rho)
+    ref_wrong = np.where(model_wrong, u < rho + other_wrong, u < eta_right)
+    disagree = ~repeats & (model_wrong | ref_wrong)
+    eta = model_error * (rho + other_wrong) + (1 - model_error) * eta_right
+    return int(disagree.sum()), eta
+
+
+def _naive_subtraction_bound(k, n, eta, *, confidence):
+    """What not to do: subtract the annotators' error rate from the disagreement bound
+    (d = eta + e (1 - c eta) under symmetric noise), here even with the true eta."""
+    c = K / (K - 1)
+    return max(0.0, (error_upper_bound(k, n, confidence=confidence) - eta) / (1 - c * eta))
+
+
+SCENARIOS = {  # annotators err 6-7% overall, concentrated where the model errs
+    "errors only where the model errs": dict(model_error=0.10, rho=0.5, other_wrong=0.1,
+                                             eta_right=0.0),
+    "errors also elsewhere": dict(model_error=0.04, rho=0.4, other_wrong=0.1, eta_right=0.05),
+}
+
+
+def coverage(scenario, *, reps=200, n=1000, confidence=0.95, seed=0):
+    """(noise-aware coverage, naive-subtraction coverage, annotator error) over ``reps``."""
+    rng = np.random.default_rng(seed)
+    p = SCENARIOS[scenario]
+    aware = naive = 0
+    for _ in range(reps):
+        k, eta = _disagreements(n, rng, **p)
+        aware += noisy_error_upper_bound(k, n, confidence=confidence,
+                                         reference_error=p["rho"]) >= p["model_error"]
+        naive += _naive_subtraction_bound(k, n, eta, confidence=confidence) >= p["model_error"]
+    return aware / reps, naive / reps, eta
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_noise_aware_bound_covers_the_true_error_and_subtraction_does_not(scenario):
+    aware, naive, eta = coverage(scenario)
+    assert 0.05 <= eta <= 0.10
+    # Nominal 95%; 200 repetitions put the Monte-Carlo standard error near 1.5 points.
+    assert aware >= 0.92
+    assert naive <= 0.5
+
+
+def test_plain_and_noisy_bounds_agree_at_rho_zero_and_scale_with_rho():
+    assert noisy_error_upper_bound(3, 200, confidence=0.95, reference_error=0.0) == \
+        error_upper_bound(3, 200, confidence=0.95)
+    assert noisy_error_upper_bound(3, 200, confidence=0.95, reference_error=0.5) == \
+        pytest.approx(2 * error_upper_bound(3, 200, confidence=0.95))
+    assert noisy_error_upper_bound(90, 100, confidence=0.95, reference_error=0.5) == 1.0
+
+
+def test_vectorised_bounds_match_the_scalar_one():
+    errors, n = np.array([0, 3, 10, 5, 0]), np.array([10, 200, 10, 0, 149])
+    expected = [error_upper_bound(int(e), int(m), confidence=0.9)
+                for e, m in zip(errors, n, strict=True)]
+    assert error_upper_bounds(errors, n, confidence=0.9) == pytest.approx(expected)
+
+
+def test_precision_interval_brackets_the_rate():
+    lo, hi = precision_interval(95, 100)
+    assert lo < 0.95 < hi
+    assert precision_interval(0, 0) == (0.0, 1.0)
+
+
+def test_reference_error_of_one_or_more_is_refused():
+    with pytest.raises(ValueError, match=r"reference_error must be in \[0, 1\)"):
+        noisy_error_upper_bound(1, 10, confidence=0.95, reference_error=1.0)
+    with pytest.raises(ValueError, match=r"reference_error must be in \[0, 1\)"):
+        noisy_error_upper_bound(1, 10, confidence=0.95, reference_error=-0.1)

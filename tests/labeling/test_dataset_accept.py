@@ -1,0 +1,99 @@
+"""The dataset-level rule: one error budget for human and machine labels together."""
+
+import numpy as np
+import pytest
+
+from labeling.autoaccept import pooled_thresholds
+from labeling.dataset_accept import choose_dataset_threshold
+
+CLASSES = ["cat", "dog"]
+
+
+def _items(n, rng):
+    """Confidence uniform in [0.5, 1]; P(wrong | conf c) = 0.6 (1 - c)^1.5, so the error of
+    everything at or above t is R(t) = 0.24 (1 - t)^1.5 (2% at t = 0.809)."""
+    conf = rng.uniform(0.5, 1.0, n)
+    truth = rng.integers(0, 2, n)
+    wrong = rng.random(n) < 0.6 * (1 - conf) ** 1.5
+    predicted = np.where(wrong, 1 - truth, truth)
+    probs = np.empty((n, 2))
+    probs[np.arange(n), predicted] = conf
+    probs[np.arange(n), 1 - predicted] = 1 - conf
+    return probs, truth
+
+
+def _rate_above(t):
+    return 0.24 * (1 - t) ** 1.5
+
+
+def test_clean_human_labels_leave_slack_that_the_machine_labels_spend():
+    rng = np.random.default_rng(0)
+    val_probs, val_truth = _items(1500, rng)
+    cand = _items(4000, rng)[0].max(axis=1)
+    per_label = pooled_thresholds(val_probs, val_truth, CLASSES, target_precision=0.98)
+    dataset = choose_dataset_threshold(cand, val_probs, val_truth, n_human=2000,
+                                       human_error=0.0, epsilon=0.02)
+    assert dataset.threshold is not None and per_label.per_class[0].threshold is not None
+    assert dataset.threshold < per_label.per_class[0].threshold  # looser: more accepted
+    assert dataset.n_accepted > (cand >= per_label.per_class[0].threshold).sum()
+    assert dataset.machine_error_ub > 0.02  # allowed: the human labels carry the slack
+    assert dataset.wrong_ub <= 0.02
+    assert dataset.accept(cand).sum() == dataset.n_accepted
+
+
+def test_human_labels_worse_than_the_budget_force_stricter_machine_labels():
+    rng = np.random.default_rng(1)
+    val_probs, val_truth = _items(1500, rng)
+    cand = _items(4000, rng)[0].max(axis=1)
+    clean = choose_dataset_threshold(cand, val_probs, val_truth, n_human=2000, human_error=0.0)
+    noisy = choose_dataset_threshold(cand, val_probs, val_truth, n_human=2000,
+                                     human_error=0.025)
+    assert noisy.threshold is None or noisy.threshold > clean.threshold
+    if noisy.threshold is not None:
+        assert noisy.machine_error_ub < 0.02 and noisy.wrong_ub <= 0.02
+
+
+def test_nothing_accepted_when_the_first_tested_threshold_fails():
+    rng = np.random.default_rng(2)
+    val_probs, _ = _items(500, rng)
+    wrong_labels = 1 - val_probs.argmax(axis=1)  # every reference disagrees
+    result = choose_dataset_threshold(val_probs.max(axis=1), val_probs, wrong_labels,
+                                      n_human=100)
+    assert result.threshold is None and result.n_accepted == 0
+    assert "fails" in result.reason
+    assert not result.accept(np.array([0.99, 1.0])).any()
+
+
+def test_expected_delivered_error_stays_within_budget_in_monte_carlo():
+    rng = np.random.default_rng(3)
+    over, reps = 0, 200
+    for _ in range(reps):
+        val_probs, val_truth = _items(1000, rng)
+        cand = rng.uniform(0.5, 1.0, 3000)
+        r = choose_dataset_threshold(cand, val_probs, val_truth, n_human=1000,
+                                     human_error=0.005, epsilon=0.02)
+        if r.threshold is not None:
+            share = (1000 * 0.005 + r.n_accepted * _rate_above(r.threshold)) / \
+                (1000 + r.n_accepted)
+            over += share > 0.02
+    assert over / reps <= 0.07  # nominal 5%, Monte-Carlo error about 1.5 points
+
+
+def test_bad_inputs_say_what_is_wrong():
+    rng = np.random.default_rng(4)
+    val_probs, val_truth = _items(100, rng)
+    cand = val_probs.max(axis=1)
+    with pytest.raises(ValueError, match=r"candidate_conf must be confidences in \[0, 1\]"):
+        choose_dataset_threshold(cand + 1, val_probs, val_truth, n_human=10)
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+        choose_dataset_threshold(cand, -val_probs, val_truth, n_human=10)
+    with pytest.raises(ValueError, match=r"labels must be \[100\]"):
+        choose_dataset_threshold(cand, val_probs, val_truth[:10], n_human=10)
+    with pytest.raises(ValueError, match="epsilon"):
+        choose_dataset_threshold(cand, val_probs, val_truth, n_human=10, epsilon=0.0)
+    with pytest.raises(ValueError, match="n_human"):
+        choose_dataset_threshold(cand, val_probs, val_truth, n_human=-5)
+    with pytest.raises(ValueError, match=r"reference_error must be in \[0, 1\)"):
+        choose_dataset_threshold(cand, val_probs, val_truth, n_human=10, reference_error=1.0)
+    with pytest.raises(ValueError, match=r"human_error must be in \[0, 1\)"):
+        choose_dataset_threshold(cand, val_probs, val_truth, n_human=10, human_error=-0.1)

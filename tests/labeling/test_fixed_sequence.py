@@ -1,0 +1,46 @@
+"""Fixed-sequence scan: starts where a pass is possible, stops at the first failure."""
+
+import numpy as np
+
+from labeling.bounds import error_upper_bound
+from labeling.fixed_sequence import fixed_sequence_scan, points_needed
+
+
+def test_points_needed_matches_the_clopper_pearson_table():
+    # 95%, 2% error, no error seen: 149 items (the notes' table).
+    assert points_needed(0.02, confidence=0.95) == 149
+    assert error_upper_bound(0, 149, confidence=0.95) <= 0.02 < \
+        error_upper_bound(0, 148, confidence=0.95)
+    # A fallible reference needs more: the bound is divided by 1 - rho.
+    assert points_needed(0.02, confidence=0.95, reference_error=0.3) > 200
+
+
+def test_scan_skips_cuts_too_thin_to_pass_and_stops_at_the_first_failure():
+    n = np.array([50, 100, 150, 200, 300, 400, 600])
+    k = np.array([0, 0, 0, 0, 6, 6, 6])  # the cut at 300 fails, 400 and 600 would pass
+    scan = fixed_sequence_scan(n, k, 0.02, confidence=0.95)
+    assert scan.start == 2  # 50 and 100 items can never certify 2%
+    assert np.isnan(scan.bounds[:2]).all()
+    assert scan.stopped_at == 4
+    assert scan.chosen == 3
+    assert error_upper_bound(6, 600, confidence=0.95) <= 0.02  # a looser cut that passes
+
+
+def test_first_tested_cut_failing_chooses_nothing():
+    scan = fixed_sequence_scan(np.array([200, 400]), np.array([3, 3]), 0.02, confidence=0.95)
+    assert scan.start == 0 and scan.stopped_at == 0 and scan.chosen is None
+
+
+def test_min_points_moves_the_start():
+    n = np.array([150, 300, 600])
+    k = np.array([1, 1, 2])  # one early error: fails at 150, fine at 300 and 600
+    assert fixed_sequence_scan(n, k, 0.02, confidence=0.95).chosen is None
+    late = fixed_sequence_scan(n, k, 0.02, confidence=0.95, min_points=300)
+    assert late.start == 1 and late.chosen == 2 and late.stopped_at is None
+
+
+def test_per_cut_limits_are_respected():
+    n = np.array([200, 400, 800])
+    k = np.array([4, 8, 16])  # 2% observed everywhere
+    scan = fixed_sequence_scan(n, k, np.array([0.06, 0.04, 0.02]), confidence=0.95)
+    assert scan.chosen == 1 and scan.stopped_at == 2

@@ -1,0 +1,59 @@
+"""The delivered dataset's certificate: counts by who labeled, and the bound on wrong labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from labeling.store import LabelStore, NewLabel
+from pipeline.certify import certificate, describe, latest_accept
+from pipeline.ingest import ingest_folder
+
+
+@pytest.fixture
+def store(tmp_path):
+    for i in range(10):
+        Image.fromarray(np.full((4, 4), 20 * i, np.uint8), mode="L").save(tmp_path / f"{i}.png")
+    s = LabelStore(tmp_path / "labels.db")
+    ingest_folder(s, tmp_path)
+    keys = [i.key for i in s.items()]
+    s.add_labels([NewLabel(k, "a", "human") for k in keys[:4]] +
+                 [NewLabel(k, "b", "machine", model_version="1") for k in keys[4:8]])
+    yield s
+    s.close()
+
+
+def _accept(bound):
+    return {"thresholds": {"per_class": [
+        {"label": "a", "threshold": 0.9, "error_upper_bound": bound},
+        {"label": "b", "threshold": None, "error_upper_bound": None}]}}
+
+
+def test_the_bound_mixes_machine_and_human_error_over_the_delivered_labels(store):
+    cert = certificate(store, _accept(0.05), reference_error=0.01, confidence=0.95)
+    assert (cert["delivered"], cert["human"], cert["machine"], cert["unlabeled"]) == (8, 4, 4, 2)
+    assert cert["wrong_ub"] == pytest.approx((4 * 0.05 + 4 * 0.01) / 8)
+    assert "people err at most 0.010" in cert["assumes"]
+    line = describe(cert)
+    assert "8 labels delivered (4 by people, 4 by the machine), 2 unlabeled" in line
+    assert "<= 3.00% with 95% confidence" in line
+
+
+def test_people_assumed_right_is_said_and_a_missing_bound_is_no_bound(store):
+    cert = certificate(store, _accept(0.05), reference_error=0.0, confidence=0.9)
+    assert "people's labels are right" in cert["assumes"]
+    assert certificate(store, None, reference_error=0.0, confidence=0.9)["wrong_ub"] is None
+    assert "no error bound yet" in describe(certificate(store, None, reference_error=0.0,
+                                                        confidence=0.9))
+
+
+def test_a_human_only_delivery_is_certified_by_the_human_bound_alone(store):
+    cert = certificate(store, None, reference_error=0.02, confidence=0.95, human_only=True)
+    assert (cert["delivered"], cert["machine"], cert["wrong_ub"]) == (4, 0, 0.02)
+
+
+def test_the_latest_accept_record_is_the_newest_round_that_ran_it():
+    rounds = [{"stats": {"accept": {"n": 1}}}, {"stats": {"accept": {"n": 2}}}, {"stats": {}}]
+    assert latest_accept(rounds) == {"n": 2}
+    assert latest_accept([]) is None
