@@ -18,17 +18,26 @@ from __future__ import annotations
 from labeling.store import LabelStore
 
 
-def certificate(store: LabelStore, accept: dict | None, *, reference_error: float,
+def certificate(store: LabelStore, accept: dict | None, *, reference_error: float | str,
                 confidence: float, human_only: bool = False) -> dict:
     """The delivered set's counts and error bound as they stand, from the latest accept
     record (``accept``; None before any). ``human_only``: the set delivers people's labels
     only (an ``export --human-only``). JSON-ready."""
+    if reference_error == "measured":  # as the accept step measured it (None: not yet)
+        reference_error = ((accept or {}).get("reference") or {}).get("rate_ub")
     labels = store.current_labels()
     n_items = len(store.items())
     n_human = sum(lab.source in ("human", "seed") for lab in labels.values())
     n_machine = 0 if human_only else sum(lab.source == "machine" for lab in labels.values())
     delivered = n_human + n_machine
     machine_ub = _machine_bound(accept) if n_machine else 0.0
+    if reference_error is None:
+        return {"items": n_items, "delivered": delivered, "human": n_human,
+                "machine": n_machine, "unlabeled": n_items - delivered,
+                "confidence": confidence, "machine_error_ub": machine_ub,
+                "human_error_ub": None, "wrong_ub": None, "assumes": "",
+                "reason": "the people's error is not measured yet",
+                "audit": (accept or {}).get("audit")}
     out = {
         "items": n_items, "delivered": delivered, "human": n_human, "machine": n_machine,
         "unlabeled": n_items - delivered, "confidence": confidence,

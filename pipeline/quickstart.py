@@ -11,12 +11,17 @@ project: nothing starts over, nothing is duplicated.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
+from labeling.studio.opinions import human_answers
+from pipeline.certify import describe, project_certificate
+from pipeline.crowd import crowd_answers, ensure_annotators
 from pipeline.datasets import export_dataset, read_labels_csv
 from pipeline.export import export_labels
+from pipeline.files import write_text_atomic
 from pipeline.ingest import ingest_folder
 from pipeline.project.config import CONFIG_NAME
 from pipeline.project.project import open_project
@@ -73,18 +78,34 @@ def round_line(project, round_no: int, truth: dict[str, str], test_rows) -> str:
         probs = predict(model, [p for p, _ in test_rows]).probs
         y = np.array([CLASSES.index(label) for _, label in test_rows])
         accuracy = f"{(probs.argmax(1) == y).mean():.4f} (v{champion.version})"
-    return (f"round {round_no:2d}: human labels {human:5d} | auto-accepted {len(machine):5d} "
-            f"= {len(machine) / max(1, pool):6.1%} of the pool | real precision {precision} | "
-            f"champion test accuracy {accuracy}")
+    answers = human_answers(project.store)
+    return (f"round {round_no:2d}: human labels {human:5d} ({answers} answers) | "
+            f"auto-accepted {len(machine):5d} = {len(machine) / max(1, pool):6.1%} of the pool | "
+            f"real precision {precision} | champion test accuracy {accuracy}")
+
+
+def use_crowd(config_path: Path, annotators: int) -> None:
+    """Set the demo's config up for a crowd of ``annotators`` people: that many accounts,
+    second opinions and a random double check, and the people's error measured rather than
+    assumed to be 0. Only keys still at their defaults change; a user's edits stay."""
+    text = config_path.read_text(encoding="utf-8")
+    for default, wanted in (("annotators = 0", f"annotators = {annotators}"),
+                            ("double_check = 0.0", "double_check = 0.2"),
+                            ("reference_error = 0.0", 'reference_error = "measured"')):
+        text = re.sub(rf"(?m)^{re.escape(default)}$", wanted, text)
+    write_text_atomic(config_path, text)
 
 
 def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
-                   env: dict[str, str]) -> None:
+                   env: dict[str, str], annotators: int | None = None) -> None:
     """Prepare (once), then run ``rounds`` more rounds, each answered by the simulated
-    annotator in Label Studio; prints one line per round and where to look at the end."""
+    annotator (or the crowd of ``annotators`` accounts) in Label Studio; prints one line per
+    round and where to look at the end."""
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     config_path, truth, test_rows = prepare(folder)
+    if annotators:
+        use_crowd(config_path, annotators)
     config = find_config(config_path)
     project = open_project(config, env=env)
     try:
@@ -92,11 +113,17 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
         print(f"pool: {len(project.store.items())} images ({len(report.added)} new), "
               f"{len(test_rows)} test images kept out")
         studio = studio_session.ensure_embedded_server(project)
+        crowd = config.studio.annotators
+        if crowd:
+            print(f"crowd: {', '.join(ensure_annotators(project, crowd))} (mean error {noise})")
         done_before = len([r for r in project.store.rounds() if r["status"] == "done"])
         for n in range(done_before + 1, done_before + rounds + 1):
             run_round(project, progress=False)
-            answered = studio_session.simulate_annotators(project, truth, noise=noise,
-                                                          seed=seed + n)
+            if crowd:
+                answered = crowd_answers(project, truth, mean_error=noise, seed=seed + n).total
+            else:
+                answered = studio_session.simulate_annotators(project, truth, noise=noise,
+                                                              seed=seed + n)
             print(round_line(project, n, truth, test_rows) + f" | answered {answered}")
         exported = export_labels(project.store, folder / "labels.csv", format="csv",
                                  classes=CLASSES, force=True)
@@ -108,5 +135,6 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
         print(f"Labeled dataset: {exported.out} ({exported.rows} items with provenance: "
               f"{', '.join(f'{n} {s}' for s, n in sorted(exported.by_source.items()))})")
         print(f"Project: {config_path} (`labelloop status --config {config_path}`)")
+        print(f"Certificate: {describe(project_certificate(project))}")
     finally:
         project.close()

@@ -11,6 +11,10 @@ The rule, per held-out item with a task in Label Studio (``plan``):
   overlap to 2, so that Label Studio serves it to a *different* person;
 - two people answered and they differ (a tie, held as a disagreement, never a label): raise it
   to 3; the majority of three decides, and a tie left after that stays a disagreement;
+- a random share of the held-out items (``double_checked``: chosen by their content hash, before
+  anyone answered) gets a second person whatever the first said: the only unbiased sample for
+  measuring how often people repeat the model's mistakes (``labeling.annotators``), since the
+  disagreement route never sends on a first answer that equals the model's;
 - otherwise nothing.
 
 Raising works per task (``PATCH /api/tasks/{id}`` with ``overlap`` and ``is_labeled: false``;
@@ -22,6 +26,7 @@ Every extra answer is a human answer in every cost figure (``human_answers``).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -45,21 +50,22 @@ class OpinionRequest:
     reason: str
 
 
-def current_votes(store: LabelStore, project_id: int) -> dict[str, dict[str, str]]:
-    """Item key -> person -> their counted answer: each person's latest annotation of the
-    item's live task that is neither a skip nor rejected (a person answering twice counts
-    once)."""
+def current_votes(store: LabelStore, project_id: int | None) -> dict[str, dict[str, str]]:
+    """Item key -> person -> their counted answer, in the order people first answered: each
+    person's latest annotation of the item's live task that is neither a skip nor rejected (a
+    person answering twice counts once). ``project_id`` None: every Label Studio project."""
     with store.transaction() as s:
         rows = s.execute(
             select(Item.key, StudioAnnotation.user_id, StudioAnnotation.annotation_id,
                    StudioAnnotation.who, StudioAnnotation.choice, StudioAnnotation.updated_at)
             .join(Item, Item.id == StudioAnnotation.item_id)
             .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
-            .where(StudioAnnotation.project_id == project_id,
+            .where(StudioAnnotation.project_id == project_id if project_id is not None
+                   else StudioAnnotation.project_id.is_not(None),
                    StudioAnnotation.was_cancelled.is_(False),
                    StudioAnnotation.rejected.is_(None), StudioAnnotation.choice.is_not(None),
                    StudioTaskSync.deleted.is_(False))
-            .order_by(StudioAnnotation.updated_at, StudioAnnotation.annotation_id))
+            .order_by(StudioAnnotation.created_at, StudioAnnotation.annotation_id))
         out: dict[str, dict[str, str]] = {}
         for key, user_id, annotation_id, who, choice, _ in rows:
             person = who or (f"user {user_id}" if user_id is not None
@@ -68,11 +74,20 @@ def current_votes(store: LabelStore, project_id: int) -> dict[str, dict[str, str
         return out
 
 
+def double_checked(keys, share: float) -> set[str]:
+    """The item keys of a random ``share`` of ``keys``, fixed by each key's content hash (so
+    the choice never depends on an answer, and is the same on every run)."""
+    return {k for k in keys
+            if int(hashlib.sha256(f"double-check:{k}".encode()).hexdigest()[:8], 16)
+            < share * 2**32}
+
+
 def plan(votes: Mapping[str, Mapping[str, str]], model_labels: Mapping[str, str],
-         held_out: set[str], tasks: Mapping[str, int], asked: Mapping[str, int]
-         ) -> list[OpinionRequest]:
+         held_out: set[str], tasks: Mapping[str, int], asked: Mapping[str, int],
+         *, double_check: set[str] = frozenset()) -> list[OpinionRequest]:
     """The overlap raises the rule (module docstring) asks for now. ``asked``: the overlap
-    already requested per item key (1 if never)."""
+    already requested per item key (1 if never); ``double_check``: held-out keys that get a
+    second person in any case."""
     out = []
     for key in sorted(held_out):
         answers = list((votes.get(key) or {}).values())
@@ -81,6 +96,8 @@ def plan(votes: Mapping[str, Mapping[str, str]], model_labels: Mapping[str, str]
         if len(answers) == 1 and key in model_labels and answers[0] != model_labels[key]:
             want, why = 2, f"the first answer {answers[0]!r} differs from the model's " \
                            f"{model_labels[key]!r}"
+        elif len(answers) == 1 and key in double_check:
+            want, why = 2, "random double check"
         elif len(answers) == 2 and answers[0] != answers[1]:
             want, why = 3, f"two people differ ({answers[0]!r}, {answers[1]!r})"
         else:

@@ -20,12 +20,16 @@ def quickstart_command(
     rounds: int = typer.Option(8, min=1, help="Rounds to run now (a re-run continues)."),
     noise: float = typer.Option(0.0, min=0.0, max=1.0, help="Simulated annotator's error rate."),
     seed: int = typer.Option(0, help="Seeds the simulated annotator."),
+    annotators: int | None = typer.Option(
+        None, min=0, max=50, help="Annotator accounts in the simulated crowd (default: the "
+        "demo's [studio] annotators; 0 = one annotator). --noise is their mean error."),
 ) -> None:
     """MNIST through the whole loop with a simulated annotator in an embedded Label Studio."""
     from pipeline.quickstart import run_quickstart
 
     try:
-        run_quickstart(folder, rounds=rounds, noise=noise, seed=seed, env=dict(os.environ))
+        run_quickstart(folder, rounds=rounds, noise=noise, seed=seed, env=dict(os.environ),
+                       annotators=annotators)
     except (StudioError, RegistryError, ConfigError, DatasetError) as err:
         print(f"error: {err}; running it again continues where it stopped", file=sys.stderr)
         raise typer.Exit(2) from None

@@ -95,6 +95,12 @@ def status_command(config: Path | None = ConfigOption,
     champ = status["champion"]
     out.print("champion: none yet" if champ is None else
               f"champion: v{champ['version']} {_brief(champ['metrics'])}")
+    out.print(f"human answers: {status['human_answers']:,} (second opinions included)")
+    for q in status["annotators"]:
+        lo, hi = q["interval"]
+        out.print(escape(f"annotator {q['name']}: differs from the others on {q['disagreements']}"
+                         f" of {q['items']} shared items ({100 * q['rate']:.1f}%, 95% interval "
+                         f"{100 * lo:.1f}-{100 * hi:.1f}%)"))
     out.print("certificate: " + escape(describe(status["certificate"])))
     for r in status["rounds"]:
         out.print(f"round {r['id']} {r['status']}: {_brief(r['summary'])}")

@@ -93,6 +93,9 @@ class StudioSection(_Section):
     username: str = "admin@labelloop.local"
     project_title: str = ""
     timeout_s: float = Field(default=120.0, gt=0)
+    # Annotator accounts the quickstart makes on the embedded server (ann1, ann2, ...); its
+    # simulated crowd answers through them. 0: one simulated annotator, the admin.
+    annotators: int = Field(default=0, ge=0, le=50)
 
 
 class TrainingSection(_Section):
@@ -144,10 +147,22 @@ class LoopSection(_Section):
     # (rho): the bound on machine labels is divided by 1 - rho, and the human labels' residual
     # error is bounded by it in the certificate. 0 assumes people are right, and the
     # certificate says so. Never an estimate subtracted from the error (see autolabel notes).
-    reference_error: float = Field(default=0.0, ge=0, lt=0.5)
+    # "measured": bounded from the double-checked items (labeling.annotators; needs
+    # double_check > 0), with its own share of the error budget.
+    reference_error: float | Literal["measured"] = 0.0
+
+    @field_validator("reference_error")
+    @classmethod
+    def _reference_error_range(cls, value):
+        if value != "measured" and not 0 <= value < 0.5:
+            raise ValueError(f"reference_error must be in [0, 0.5) or \"measured\", got {value}")
+        return value
     # Ask a second person about a held-out item whose first answer differs from the model, and
     # a third when those two differ (labeling/studio/opinions.py). Needs several annotators.
     second_opinions: bool = True
+    # A random share of held-out items answered by two people whatever the first said: the
+    # unbiased sample that reference_error = "measured" is measured on.
+    double_check: float = Field(default=0.0, ge=0, le=1)
     strategy: str = "margin"
 
     @field_validator("strategy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from labeling.annotators import AnnotatorErrorBound
 from labeling.autoaccept import (
     accept_confident,
     choose_thresholds,
@@ -18,6 +19,7 @@ from pipeline.certify import certificate
 from pipeline.project.project import Project
 from pipeline.round.labeled import labeled_sets
 from pipeline.round.predict import load_predictions
+from pipeline.round.reference import reference_bound
 
 
 def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
@@ -38,16 +40,23 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     pool = [i for i, k in enumerate(keys) if k not in human]
     pool_probs = probs[pool]
     dataset = None
-    if loop.target == "dataset":
+    rho, how = reference_bound(project, {k: classes[int(p.argmax())]
+                                         for k, p in zip(keys, probs, strict=True)})
+    reference = {"rate_ub": None if rho is None else float(getattr(rho, "rate_ub", rho)),
+                 "how": how, **(rho.to_dict() if isinstance(rho, AnnotatorErrorBound) else {})}
+    if rho is None:
+        thresholds = None
+        mask = np.zeros(len(pool), bool)
+    elif loop.target == "dataset":
         dataset = choose_dataset_threshold(
             pool_probs.max(axis=1) if len(pool) else np.zeros(0), val_probs, val_y,
-            n_human=len(human), human_error=loop.reference_error, epsilon=loop.dataset_error,
-            confidence=loop.confidence_level, reference_error=loop.reference_error,
+            n_human=len(human), human_error=rho, epsilon=loop.dataset_error,
+            confidence=loop.confidence_level, reference_error=rho,
             min_points=loop.min_validation_points)
         mask = dataset.accept(pool_probs.max(axis=1)) if len(pool) else np.zeros(0, bool)
         thresholds = None
     else:
-        thresholds = _label_thresholds(loop, val_probs, val_y, classes)
+        thresholds = _label_thresholds(loop, val_probs, val_y, classes, rho)
         mask = accept_confident(pool_probs, thresholds) if len(pool) else np.zeros(0, bool)
     version = predicted["version"]
     new_labels = [
@@ -66,6 +75,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     record = {
         "thresholds": thresholds.to_dict() if thresholds is not None else None,
         "dataset": dataset.to_dict() if dataset is not None else None,
+        "reference": reference,
         "accepted": len(accepted_keys), "written": len(result.written),
         "withdrawn": withdrawn, "machine_labels": len(machine_now),
         "coverage": len(machine_now) / max(1, pool_size),
@@ -77,18 +87,18 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     return record
 
 
-def _label_thresholds(loop, val_probs, val_y, classes):
+def _label_thresholds(loop, val_probs, val_y, classes, rho):
     """Thresholds that meet ``target_precision`` per accepted label (``[loop] target =
     "label"``), pooled or per class."""
     if loop.threshold_mode == "pooled":
         return pooled_thresholds(
             val_probs, val_y, classes, target_precision=loop.target_precision,
             confidence=loop.confidence_level, min_points=loop.min_validation_points,
-            reference_error=loop.reference_error)
+            reference_error=rho)
     return choose_thresholds(
         val_probs, val_y, classes, target_precision=loop.target_precision,
         confidence=loop.confidence_level, min_points=loop.min_validation_points,
-        split_budget=loop.split_error_budget, reference_error=loop.reference_error)
+        split_budget=loop.split_error_budget, reference_error=rho)
 
 
 def audited_precision(project: Project) -> dict:

@@ -29,6 +29,7 @@ import re
 
 import numpy as np
 
+from labeling.annotators import annotator_quality
 from labeling.monitoring import (
     MIN_ITEMS,
     annotator_summary,
@@ -38,6 +39,7 @@ from labeling.monitoring import (
     detect_drift,
     labels_since,
 )
+from labeling.studio.opinions import current_votes
 from pipeline.project.project import Project
 from pipeline.round.labeled import champion_model_path, labeled_sets
 from training.checkpoint import load_checkpoint
@@ -59,6 +61,7 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
         "champion": None,
         "auto_label": _auto_label(stats.get("accept") or {}),
         "annotators": _annotators(store, classes, previous, human_now),
+        "annotator_quality": [q.to_dict() for q in annotator_quality(current_votes(store, None))],
         "data": {
             "items": len(store.items(status="ok")),
             "human_labels": len(human_now),
@@ -217,6 +220,9 @@ def flat_metrics(record: dict) -> dict[str, float]:
     for cls, c in people["correction_total"]["per_class"].items():
         put(f"correction_rate/{cls}", c["rate"])
     put("human_labels", record["data"]["human_labels"])
+    for q in record.get("annotator_quality") or []:
+        put(f"annotator/{q['name']}/disagreement", q["rate"])
+        put(f"annotator/{q['name']}/items", q["items"])
     put("new_items", record["data"].get("new_items"))
     for cls, n in record["data"]["class_balance"]["human"].items():
         put(f"labels/{cls}", n)

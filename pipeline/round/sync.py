@@ -8,6 +8,7 @@ from labeling.selections import picks
 from labeling.studio.opinions import (
     asked_overlaps,
     current_votes,
+    double_checked,
     plan,
     request_opinions,
     shown_predictions,
@@ -28,8 +29,10 @@ def sync(project: Project, round_id: int | None = None) -> dict:
         store = project.store
         # The model's answer: what the first person was shown, else the newest predictions.
         model = {**latest_model_labels(project), **shown_predictions(store, sp.id)}
-        requests = plan(current_votes(store, sp.id), model, set(picks(store, holdout=True)),
-                        store.tasks(sp.id), asked_overlaps(store, sp.id))
+        held = set(picks(store, holdout=True))
+        requests = plan(current_votes(store, sp.id), model, held, store.tasks(sp.id),
+                        asked_overlaps(store, sp.id),
+                        double_check=double_checked(held, project.config.loop.double_check))
         asked = request_opinions(studio, store, sp, requests, round_id=round_id)
     return {
         "labels": len(report.labeled), "unchanged": len(report.unchanged),

@@ -1,0 +1,84 @@
+"""The second-opinion rule and the simulated crowd's answers, on plain data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labeling.studio.crowd import CrowdMember, answer, crowd_rates
+from labeling.studio.opinions import double_checked, plan
+
+CLASSES = ("cat", "dog", "emu")
+
+
+def test_only_a_held_out_first_answer_that_differs_from_the_model_asks_a_second_person():
+    votes = {"a": {"p1": "dog"}, "b": {"p1": "cat"}, "c": {"p1": "dog"}, "d": {}}
+    model = {"a": "cat", "b": "cat", "c": "cat", "d": "cat"}
+    tasks = {"a": 1, "b": 2, "c": 3, "d": 4}
+    asks = plan(votes, model, {"a", "b", "d"}, tasks, {})
+    assert [(r.key, r.task_id, r.overlap) for r in asks] == [("a", 1, 2)]
+    assert "differs from the model" in asks[0].reason
+    assert plan(votes, model, {"a"}, tasks, {"a": 2}) == []  # asked already
+
+
+def test_two_people_who_differ_ask_a_third_and_three_is_the_most():
+    votes = {"a": {"p1": "dog", "p2": "cat"}, "b": {"p1": "dog", "p2": "dog"},
+             "c": {"p1": "dog", "p2": "cat", "p3": "emu"}}
+    model = dict.fromkeys(votes, "cat")
+    asks = plan(votes, model, set(votes), {"a": 1, "b": 2, "c": 3}, {"a": 2, "b": 2, "c": 3})
+    assert [(r.key, r.overlap) for r in asks] == [("a", 3)]
+
+
+def test_a_random_double_check_asks_a_second_person_even_when_the_first_agrees():
+    keys = [f"sha256:{i:04d}" for i in range(2000)]
+    chosen = double_checked(keys, 0.1)
+    assert 150 < len(chosen) < 250  # about a tenth, fixed by the keys alone
+    assert chosen == double_checked(keys, 0.1)
+    assert double_checked(keys, 0.0) == set()
+    key = sorted(chosen)[0]
+    asks = plan({key: {"p1": "cat"}}, {key: "cat"}, {key}, {key: 9}, {}, double_check=chosen)
+    assert [(r.key, r.overlap, r.reason) for r in asks] == [(key, 2, "random double check")]
+
+
+def test_the_crowd_errs_more_on_hard_items_and_toward_the_confusable_class():
+    rng = np.random.default_rng(0)
+    person = CrowdMember("p", 1, error_rate=0.05, skip_rate=0.0)
+    easy = [answer(person, "cat", CLASSES, rng, hardness=0.2) for _ in range(4000)]
+    hard = [answer(person, "cat", CLASSES, rng, hardness=5.0, confusable="emu")
+            for _ in range(4000)]
+    easy_err = np.mean([a != "cat" for a in easy])
+    hard_wrong = [a for a in hard if a != "cat"]
+    assert easy_err < 0.02 and 0.2 < len(hard_wrong) / 4000 < 0.3
+    assert hard_wrong.count("emu") / len(hard_wrong) > 0.7  # confusable, not uniform
+
+
+def test_an_anchoring_person_takes_the_shown_pre_annotation_and_skips_are_none():
+    rng = np.random.default_rng(1)
+    anchor = CrowdMember("a", 2, error_rate=0.0, skip_rate=0.0, anchor_rate=1.0)
+    assert answer(anchor, "cat", CLASSES, rng, shown="dog") == "dog"
+    skipper = CrowdMember("s", 3, error_rate=0.0, skip_rate=1.0)
+    assert answer(skipper, "cat", CLASSES, rng) is None
+    with pytest.raises(ValueError, match="error_rate of x must be in"):
+        CrowdMember("x", 4, error_rate=1.5)
+
+
+def test_crowd_rates_spread_around_their_mean():
+    rates = crowd_rates(3, 0.1)
+    assert rates == pytest.approx([0.05, 0.1, 0.15]) and np.mean(rates) == pytest.approx(0.1)
+    assert crowd_rates(1, 0.07) == [0.07]
+    with pytest.raises(ValueError):
+        crowd_rates(0, 0.1)
+
+
+def test_annotator_quality_counts_disagreement_with_the_others_where_three_answered():
+    from labeling.annotators import annotator_quality
+
+    votes = {f"i{n}": {"ann": "cat", "bob": "cat", "eve": "dog" if n % 4 == 0 else "cat"}
+             for n in range(40)}
+    votes["pair"] = {"ann": "cat", "eve": "dog"}  # two answers: nobody to blame
+    votes["tie"] = {"ann": "cat", "bob": "dog", "eve": "emu"}  # the others tie: left out
+    found = {q.name: q for q in annotator_quality(votes)}
+    assert (found["eve"].items, found["eve"].disagreements) == (40, 10)
+    assert found["eve"].rate == 0.25 and found["eve"].interval[0] < 0.25 < found["eve"].interval[1]
+    # Where eve dissents, ann and bob each face a tie (bob vs eve, ann vs eve): left out.
+    assert (found["ann"].items, found["ann"].disagreements) == (30, 0)
