@@ -19,7 +19,6 @@ Vocabulary: ``errors`` or ``disagreements`` k, out of ``n`` items; ``confidence`
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import beta
 
 
 def error_upper_bound(errors: int, n: int, *, confidence: float) -> float:
@@ -31,7 +30,7 @@ def error_upper_bound(errors: int, n: int, *, confidence: float) -> float:
         return 1.0
     if errors >= n:
         return 1.0
-    return float(beta.ppf(confidence, errors + 1, n - errors))
+    return float(_beta().ppf(confidence, errors + 1, n - errors))
 
 
 def precision_interval(correct: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
@@ -40,6 +39,7 @@ def precision_interval(correct: int, n: int, *, confidence: float = 0.95) -> tup
     if n <= 0:
         return (0.0, 1.0)
     alpha = 1.0 - confidence
+    beta = _beta()
     lo = 0.0 if correct == 0 else float(beta.ppf(alpha / 2, correct, n - correct + 1))
     hi = 1.0 if correct == n else float(beta.ppf(1 - alpha / 2, correct + 1, n - correct))
     return (lo, hi)
@@ -69,5 +69,13 @@ def error_upper_bounds(errors: np.ndarray, n: np.ndarray, *, confidence: float) 
     out = np.ones(np.broadcast(errors, n).shape)
     ok = (n > 0) & (errors < n)
     e, m = np.broadcast_to(errors, out.shape)[ok], np.broadcast_to(n, out.shape)[ok]
-    out[ok] = beta.ppf(confidence, e + 1, m - e)
+    out[ok] = _beta().ppf(confidence, e + 1, m - e)
     return out
+
+
+def _beta():
+    # scipy.stats takes most of a second to import; `labelloop status` should not wait for it
+    # when it has no bound to compute.
+    from scipy.stats import beta
+
+    return beta

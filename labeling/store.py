@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -291,6 +291,19 @@ class LabelStore:
                 for key, lab in rows
                 if wanted is None or lab.source in wanted
             }
+
+    def current_sources(self) -> dict[str, str]:
+        """Item key -> the source of its label in force (a quick count of who labeled what:
+        two columns, no records built)."""
+        with self.transaction() as s:
+            return dict(s.execute(
+                select(Item.key, Label.source).join(Label, Label.item_id == Item.id)
+                .where(Label.superseded_at.is_(None))).all())
+
+    def count_items(self) -> int:
+        """How many items the pool holds (every status)."""
+        with self.transaction() as s:
+            return int(s.scalar(select(func.count()).select_from(Item)))
 
     def history(self, key: str) -> list[LabelRecord]:
         """Every label ever given to ``key``, oldest first."""

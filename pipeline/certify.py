@@ -25,10 +25,10 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
     only (an ``export --human-only``). JSON-ready."""
     if reference_error == "measured":  # as the accept step measured it (None: not yet)
         reference_error = ((accept or {}).get("reference") or {}).get("rate_ub")
-    labels = store.current_labels()
-    n_items = len(store.items())
-    n_human = sum(lab.source in ("human", "seed") for lab in labels.values())
-    n_machine = 0 if human_only else sum(lab.source == "machine" for lab in labels.values())
+    sources = list(store.current_sources().values())
+    n_items = store.count_items()
+    n_human = sum(s in ("human", "seed") for s in sources)
+    n_machine = 0 if human_only else sources.count("machine")
     delivered = n_human + n_machine
     machine_ub = _machine_bound(accept) if n_machine else 0.0
     if reference_error is None:

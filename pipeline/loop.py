@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 
 from labeling.studio.errors import (
+    EmbeddedServerStopped,
     InvalidPrediction,
     NotLabelStudio,
     ProjectMismatch,
@@ -28,8 +29,9 @@ from pipeline.registry.mlflow_store import RegistryError
 # Failures a later try can get past (the server or the store comes back) ...
 RETRIED = (StudioError, RegistryError)
 # ... except these, which need a person to change something first.
-PERMANENT = (StudioAuthError, NotLabelStudio, ProjectMismatch, InvalidPrediction)
-
+# A stopped embedded server is one: nothing restarts it while the loop waits.
+PERMANENT = (StudioAuthError, NotLabelStudio, ProjectMismatch, InvalidPrediction,
+             EmbeddedServerStopped)
 
 
 class StopFlag:

@@ -14,15 +14,15 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                    last_rounds: int = 5) -> dict:
     """A plain dict (JSON-ready) of the pool, the champion and the last rounds."""
     store = project.store
-    items = store.items()
-    labels = store.current_labels()
-    by_status = {s: sum(i.status == s for i in items) for s in ("ok", "skipped", "disagreement")}
-    human = sum(lab.source in ("human", "seed") for lab in labels.values())
-    machine = sum(lab.source == "machine" for lab in labels.values())
+    n_items = store.count_items()
+    labels = store.current_sources()  # key -> source: quick, where records would take seconds
+    by_status = {s: len(store.items(status=s)) for s in ("skipped", "disagreement")}
+    human = sum(source in ("human", "seed") for source in labels.values())
+    machine = sum(source == "machine" for source in labels.values())
     picked = picks(store)
-    pending = [k for k in picked if k not in labels or labels[k].source == "machine"]
+    pending = [k for k in picked if labels.get(k, "machine") == "machine"]
     rejected = rejected_annotations(store)
-    champion = project.registry.champion()
+    champion = _champion(project)
     all_rounds = store.rounds()
     warnings = latest_warnings(all_rounds)
     if rejected:
@@ -32,8 +32,8 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     return {
         "project": project.config.project.name,
         "pool": {
-            "items": len(items),
-            "unlabeled": len(items) - len(labels),
+            "items": n_items,
+            "unlabeled": n_items - len(labels),
             "human": human,
             "machine": machine,
             "pending_in_label_studio": len(pending),
@@ -42,8 +42,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
             "quarantined": len(store.quarantined()),
             "rejected_answers": len(rejected),
         },
-        "champion": None if champion is None else {
-            "version": champion.version, "metrics": champion.metrics},
+        "champion": champion,
         "rounds": [
             {"id": r["id"], "status": r["status"],
              "started_at": r["started_at"].isoformat() if r["started_at"] else None,
@@ -57,6 +56,17 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                                    confidence=project.config.loop.confidence_level),
         "warnings": warnings,
     }
+
+
+def _champion(project: Project) -> dict | None:
+    """The champion's version and metrics from the registry's pointer file (no MLflow: that
+    takes seconds to open); from MLflow only when no pointer was written yet."""
+    cached = project.registry.cached_champion()
+    if cached is None:
+        info = project.registry.champion()
+        cached = {"version": None if info is None else info.version,
+                  "metrics": {} if info is None else info.metrics}
+    return None if cached["version"] is None else cached
 
 
 def latest_warnings(rounds: list[dict]) -> list[str]:

@@ -16,6 +16,10 @@ class StudioUnreachable(StudioError):
     """The server did not answer (refused, timed out, went away mid-operation)."""
 
 
+class EmbeddedServerStopped(StudioError):
+    """The project's embedded Label Studio is not running (``labelloop studio start``)."""
+
+
 class StudioAuthError(StudioError):
     """The API key is missing, malformed, expired or refused."""
 

@@ -29,13 +29,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
 from labeling.schema import Item, SecondOpinion, StudioAnnotation, StudioTaskSync
 from labeling.store import LabelStore
-from labeling.studio.connection import Studio
 from labeling.studio.project import StudioProject
+
+if TYPE_CHECKING:  # the SDK takes a second to import; only its type is needed here
+    from labeling.studio.connection import Studio
 
 MAX_OVERLAP = 3
 

@@ -17,16 +17,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, urlsplit
 
-from labeling.studio.connection import Studio
 from labeling.studio.errors import ProjectMismatch, StudioError
 from labeling.studio.server import local_files_root
 from labeling.tasks.base import IMAGE_NAME, LABEL_NAME, TaskType
 from labeling.tasks.registry import DEFAULT_TASK, get_task_type
 
+if TYPE_CHECKING:  # the SDK takes a second to import; only its type is needed here
+    from labeling.studio.connection import Studio
+
 STORAGE_TITLE = "labelloop images"
-TITLE_MAX = 50  # Label Studio's own limit
+TITLE_MIN, TITLE_MAX = 3, 50  # Label Studio's own limits
 LOCAL_FILES_PATH = "/data/local-files/"
 
 
@@ -94,9 +97,9 @@ def ensure_project(studio: Studio, title: str, classes: Sequence[str], *,
     """
     classes = tuple(classes)
     task = task or get_task_type(DEFAULT_TASK)
-    if not 3 <= len(title) <= TITLE_MAX:
-        raise StudioError(f"Label Studio project titles have 3 to {TITLE_MAX} characters, "
-                          f"{title!r} has {len(title)}; set [studio] project_title")
+    if not TITLE_MIN <= len(title) <= TITLE_MAX:
+        raise StudioError(f"Label Studio project titles have {TITLE_MIN} to {TITLE_MAX} "
+                          f"characters, {title!r} has {len(title)}; set [studio] project_title")
     found = find_projects(studio, title)
     if len(found) > 1:
         raise ProjectMismatch(f"several Label Studio projects are titled {title!r} (ids "

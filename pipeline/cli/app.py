@@ -1,5 +1,5 @@
 """The ``labelloop`` command line: one module per command group, registered here in the order
-a user meets them (set up, label, look, then the tools around the loop)."""
+a user meets them (set up, label, look, models, then the tools to try it out), in panels."""
 
 from __future__ import annotations
 
@@ -23,15 +23,22 @@ app = typer.Typer(
     add_completion=False,
 )
 
-app.add_typer(datasets_app, name="datasets")
-app.command("ingest")(ingest_command)
-app.command("simulate")(simulate_command)
-app.command("export")(export_command)
-app.command("report")(report_command)
-app.command("tune")(tune_command)
-rounds.register(app)
-app.command("quickstart")(quickstart_command)
-studio.register(app)
+SET_UP, LABEL, LOOK, MODELS, TRY = ("Set up", "Label", "Look at the results", "Models",
+                                    "Try it out")
+app.command("init", rich_help_panel=SET_UP)(rounds.init_command)
+app.command("ingest", rich_help_panel=SET_UP)(ingest_command)
+app.add_typer(studio.studio_app, name="studio", rich_help_panel=SET_UP)
+app.command("round", rich_help_panel=LABEL)(rounds.round_command)
+app.command("run", rich_help_panel=LABEL)(rounds.run_command)
+app.command("status", rich_help_panel=LOOK)(rounds.status_command)
+app.command("export", rich_help_panel=LOOK)(export_command)
+app.command("report", rich_help_panel=LOOK)(report_command)
+app.add_typer(rounds.models_app, name="models", rich_help_panel=MODELS)
+app.command("tune", rich_help_panel=MODELS)(tune_command)
+app.command("quickstart", rich_help_panel=TRY)(quickstart_command)
+app.command("simulate", rich_help_panel=TRY)(simulate_command)
+app.add_typer(datasets_app, name="datasets", rich_help_panel=TRY)
+app.command("annotate-sim", rich_help_panel=TRY)(studio.annotate_sim_command)
 
 
 def main() -> None:

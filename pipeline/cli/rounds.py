@@ -44,6 +44,7 @@ def round_command(config: Path | None = ConfigOption,
     stop = StopFlag()
     stop.install()
     with opened(config, lock="labelloop round") as project:
+        require_pool(project)
         try:
             record = run_round(project, progress=not quiet, should_stop=stop,
                                on_step=_print_step)
@@ -51,6 +52,14 @@ def round_command(config: Path | None = ConfigOption,
             console.print(str(err))
             raise typer.Exit(130) from None
         print(json.dumps({"round": record["id"], **round_summary(record["stats"])}), flush=True)
+
+
+def require_pool(project) -> None:
+    """Stop with what to do when there is nothing to label: a round on an empty pool would run
+    every step, ask nobody anything and look finished."""
+    if project.store.count_items() == 0:
+        fail(f"the pool is empty: no image of {project.config.images_dir} was ingested yet; run "
+             f"`labelloop ingest` first")
 
 
 def run_command(
@@ -69,6 +78,7 @@ def run_command(
     stop = StopFlag()
     stop.install()
     with opened(config, lock=f"labelloop run --every {every}") as project:
+        require_pool(project)
         done = run_loop(project, every_s=every_s, max_rounds=max_rounds, stop=stop,
                         max_failures=max_failures,
                         after_round=lambda r: print(json.dumps(
@@ -176,11 +186,3 @@ def _brief(result: dict) -> str:
             continue
         parts.append(f"{key}={_fmt(value)}")
     return ", ".join(parts)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("init")(init_command)
-    app.command("round")(round_command)
-    app.command("run")(run_command)
-    app.command("status")(status_command)
-    app.add_typer(models_app, name="models")

@@ -228,9 +228,3 @@ def print_sync_report(report: SyncReport) -> None:
     if report.foreign_tasks:
         out.print(f"{len(report.foreign_tasks)} task(s) carry no item of this label store "
                   f"(imported outside labelloop?); ignored")
-
-
-def register(app: typer.Typer) -> None:
-    """Add these commands to the ``labelloop`` app."""
-    app.add_typer(studio_app, name="studio")
-    app.command("annotate-sim")(annotate_sim_command)

@@ -11,10 +11,19 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from labeling.strategies import list_strategies
+from labeling.studio.project import TITLE_MAX, TITLE_MIN
 from labeling.tasks.registry import DEFAULT_TASK, list_task_types
+from training.names import MODEL_NAMES, SAMPLER_NAMES
 from training.params import TrainParams
 
 if TYPE_CHECKING:
@@ -24,12 +33,10 @@ CONFIG_NAME = "labelloop.toml"
 
 
 
-# The model zoo and the tuning module load torch (and Optuna): imported when a config is
-# checked, not when this module is, so that `labelloop --help` does not wait for them.
+# The model zoo and the tuning module load torch (and Optuna), seconds: names are checked
+# against training.names, and the tuner is imported only for a search space or grid to check.
 def _model_names() -> list[str]:
-    from training.models import list_models
-
-    return list_models()
+    return sorted(MODEL_NAMES)
 
 
 def _tuning():
@@ -206,7 +213,7 @@ class TuningSection(_Section):
     @field_validator("sampler")
     @classmethod
     def _sampler_known(cls, value: str) -> str:
-        samplers = _tuning().list_samplers()
+        samplers = sorted(SAMPLER_NAMES)
         if value not in samplers:
             raise ValueError(f"unknown sampler {value!r}; valid: {', '.join(samplers)}")
         return value
@@ -229,7 +236,8 @@ class TuningSection(_Section):
     @field_validator("space")
     @classmethod
     def _space_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _tuning().search_space(value)
+        if value:  # empty: the tuner's own default space
+            _tuning().search_space(value)
         return value
 
     @field_validator("grid")
@@ -266,6 +274,14 @@ class Config(_Section):
     workspace: Path = Path(".labelloop")
     # The folder of the config file; every relative path above is relative to it.
     root: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _title_fits_label_studio(self) -> Config:
+        # Found here, when the config is written or loaded, not a round later when Label
+        # Studio refuses to create the project.
+        if problem := title_problem(self.project.name, self.studio.project_title):
+            raise ValueError(problem)
+        return self
 
     def path(self, p: Path) -> Path:
         """A config path made absolute against the config file's folder."""
@@ -367,3 +383,15 @@ def parse_interval(text: str) -> float:
     if not match:
         raise ValueError(f"bad interval {text!r}; use e.g. 30s, 10m or 2h")
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def title_problem(name: str, project_title: str = "") -> str | None:
+    """Why the Label Studio project title this config gives (``[studio] project_title``, else
+    ``[project] name``) would be refused, or None."""
+    title = project_title or name
+    if TITLE_MIN <= len(title) <= TITLE_MAX:
+        return None
+    which = (f"[studio] project_title {title!r}" if project_title else
+             f"the project name {title!r} (also the Label Studio project title)")
+    return (f"{which} has {len(title)} characters; Label Studio project titles have "
+            f"{TITLE_MIN} to {TITLE_MAX}: choose another --name, or set [studio] project_title")

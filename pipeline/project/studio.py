@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from labeling.studio import server
-from labeling.studio.errors import StudioError
+from labeling.studio.errors import EmbeddedServerStopped, StudioError
 from labeling.tasks.registry import get_task_type
 from pipeline.project.config import Config
 
@@ -80,6 +80,10 @@ def connect_studio(config: Config, env: Mapping[str, str], *, timeout: float | N
     from labeling.studio.connection import connect
 
     settings = studio_settings(config, env)
+    if settings.embedded and server.status(config.studio_dir).state in ("stopped", "stale"):
+        raise EmbeddedServerStopped(
+            f"the embedded Label Studio ({settings.url}) is not running: start it with "
+            f"`labelloop studio start`, or set [studio] url to a Label Studio you run")
     return connect(settings.url, settings.api_key, timeout=timeout or config.studio.timeout_s)
 
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.project.config import CONFIG_NAME, Config, ConfigError, load_config, render_config
+from pipeline.project.config import (
+    CONFIG_NAME,
+    Config,
+    ConfigError,
+    load_config,
+    render_config,
+    title_problem,
+)
 
 
 def init_project(
@@ -31,6 +38,8 @@ def init_project(
     images = images.expanduser()
     if not images.resolve().is_dir():
         raise ConfigError(f"--images: no such folder: {images}")
+    if problem := title_problem(name or folder.name):
+        raise ConfigError(problem)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         images_entry = images.resolve().relative_to(folder)

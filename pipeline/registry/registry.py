@@ -26,6 +26,7 @@ MLflow is imported on first use, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import urllib.parse
@@ -39,6 +40,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.files import write_text_atomic
 from pipeline.registry.mlflow_store import (
     REMOTE_SCHEMES,
     RegistryError,
@@ -62,6 +64,7 @@ __all__ = ["CHAMPION", "ModelRegistry", "PromotionEvent", "RegistryError", "Vers
 
 CHAMPION = "champion"
 HISTORY_NAME = "registry-history.jsonl"
+POINTER_NAME = "champion.json"
 _CHECKPOINT_DIR = "checkpoint"
 _MAX_TAG = 5000  # MLflow's limit on a model version tag value
 _QUIET = ("mlflow", "alembic")
@@ -110,6 +113,7 @@ class ModelRegistry:
         self.artifact_dir = Path(artifact_dir).resolve()
         self.state_dir = Path(state_dir).resolve() if state_dir else self.artifact_dir.parent
         self.history_path = self.state_dir / HISTORY_NAME
+        self.pointer_path = self.state_dir / POINTER_NAME
         self.cache_dir = self.state_dir / "model-cache"
         self._client_obj = None
 
@@ -195,10 +199,31 @@ class ModelRegistry:
         with self._call("reading the champion"):
             client = self._client()
             aliases = self._aliases(client)
-            if not aliases or CHAMPION not in aliases:
-                return None
-            mv = client.get_model_version(self.model_name, aliases[CHAMPION])
-            return self._info(client, mv, aliases)
+            info = None
+            if aliases and CHAMPION in aliases:
+                mv = client.get_model_version(self.model_name, aliases[CHAMPION])
+                info = self._info(client, mv, aliases)
+        self._write_pointer(info)
+        return info
+
+    def cached_champion(self) -> dict | None:
+        """The champion as the last read of the registry left it (``champion.json`` beside
+        the promotion log: ``{"version", "metrics"}``, version None before any), without
+        opening MLflow; None if no read has written it yet (then ask ``champion``). Every
+        round reads the champion, so the pointer is at most one promotion behind a process
+        killed between moving the alias and writing it."""
+        try:
+            return json.loads(self.pointer_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except ValueError:  # half-written by hand or a full disk: read the registry instead
+            return None
+
+    def _write_pointer(self, info: VersionInfo | None) -> None:
+        record = {"version": None if info is None else info.version,
+                  "metrics": {} if info is None else info.metrics}
+        if self.cached_champion() != record and self.state_dir.is_dir():
+            write_text_atomic(self.pointer_path, json.dumps(record, sort_keys=True))
 
     def checkpoint_path(self, version: str) -> Path:
         """A local path to the checkpoint of ``version``, downloaded into the cache if remote."""
@@ -453,6 +478,8 @@ class ModelRegistry:
         self._apply(client, event)
 
     def _apply(self, client, event: PromotionEvent) -> None:
+        # Gone before the alias moves: a reader then asks MLflow, never a stale pointer.
+        self.pointer_path.unlink(missing_ok=True)
         client.set_model_version_tag(self.model_name, event.to_version, "labelloop.champion",
                                      f"{event}"[:_MAX_TAG])
         client.set_registered_model_alias(self.model_name, CHAMPION, event.to_version)

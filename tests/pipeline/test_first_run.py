@@ -1,0 +1,118 @@
+"""The first ten minutes: each wrong step is caught at the step that caused it, in one line
+that names the next command, as a user running the commands meets it."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from pipeline.cli.app import app
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config
+from pipeline.status import project_status
+
+runner = CliRunner()
+
+
+def _jpegs(folder, n: int = 4) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):  # RGB photos of different sizes, as users have
+        size = (40 + 13 * i, 30 + 7 * i)
+        Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(
+            folder / f"photo{i}.jpg", quality=90)
+
+
+def _init(tmp_path, *extra: str):
+    _jpegs(tmp_path / "imgs")
+    return runner.invoke(app, ["init", "--images", str(tmp_path / "imgs"), "--classes",
+                               "cat,dog", "--folder", str(tmp_path), *extra])
+
+
+def test_init_refuses_a_name_label_studio_would_refuse_and_writes_nothing(tmp_path, ledger):
+    done = _init(tmp_path, "--name", "tm")
+    assert done.exit_code == 2
+    assert "Label Studio project titles have 3 to 50" in done.output
+    assert "--name" in done.output
+    assert not (tmp_path / "labelloop.toml").exists()
+    ledger.bad_input("init --name tm", outcome="refused: title too short")
+    assert _init(tmp_path, "--name", "x" * 51).exit_code == 2
+    assert _init(tmp_path, "--name", "tiny-cats").exit_code == 0
+
+
+def test_a_round_on_an_empty_pool_says_to_ingest_and_starts_nothing(tmp_path, ledger):
+    assert _init(tmp_path, "--name", "empty-pool").exit_code == 0
+    config = str(tmp_path / "labelloop.toml")
+    for command in (["round"], ["run", "--every", "1s", "--max-rounds", "1"]):
+        done = runner.invoke(app, [*command, "--config", config])
+        assert done.exit_code == 2, done.output
+        assert re.search(r"the pool is empty: .* run `labelloop ingest` first", done.output)
+        ledger.bad_input(f"labelloop {command[0]} before any ingest",
+                         outcome="refused: run `labelloop ingest` first")
+    project = open_project(find_config(tmp_path / "labelloop.toml"))
+    try:
+        assert project.store.rounds() == []
+    finally:
+        project.close()
+
+
+def test_a_round_with_the_embedded_server_stopped_names_studio_start(tmp_path, ledger):
+    assert _init(tmp_path, "--name", "no-server").exit_code == 0
+    config = str(tmp_path / "labelloop.toml")
+    assert runner.invoke(app, ["ingest", "--config", config]).exit_code == 0
+    done = runner.invoke(app, ["round", "--config", config])
+    assert done.exit_code == 2
+    assert "the embedded Label Studio" in done.output and "is not running" in done.output
+    assert "`labelloop studio start`" in done.output
+    assert "API key" not in done.output
+    ledger.bad_input("labelloop round with the embedded server stopped",
+                     outcome="refused: start it with `labelloop studio start`")
+    # The scheduled loop stops at once too: waiting does not start a server.
+    loop = runner.invoke(app, ["run", "--every", "1s", "--config", config])
+    assert loop.exit_code == 2
+    assert "`labelloop studio start`" in loop.output
+    assert "retry" not in loop.output.lower()
+
+
+def test_help_lists_the_commands_in_the_order_a_user_meets_them():
+    done = runner.invoke(app, ["--help"], env={"COLUMNS": "120"})
+    assert done.exit_code == 0
+    names = re.findall(r"^│ ([a-z][a-z-]*) ", done.output, flags=re.M)
+    assert names[:9] == ["init", "ingest", "studio", "round", "run", "status", "export",
+                         "report", "tune"]
+    assert names.index("models") < names.index("quickstart")
+    for panel in ("Set up", "Label", "Look at the results", "Models", "Try it out"):
+        assert panel in done.output
+
+
+def test_status_reads_the_champion_without_opening_mlflow(tmp_path, monkeypatch):
+    assert _init(tmp_path, "--name", "fast-status").exit_code == 0
+    project = open_project(find_config(tmp_path / "labelloop.toml"))
+    try:
+        assert project_status(project)["champion"] is None  # read once from MLflow ...
+        assert project.registry.pointer_path.exists()  # ... and remembered
+
+        def no_mlflow(*_args, **_kwargs):
+            raise AssertionError("status opened MLflow")
+
+        monkeypatch.setattr(type(project.registry), "champion", no_mlflow)
+        status = project_status(project)
+        assert status["champion"] is None and status["pool"]["items"] == 0
+    finally:
+        project.close()
+
+
+@pytest.mark.parametrize("bad", ["{not json", ""])
+def test_a_damaged_champion_pointer_is_read_from_the_registry_again(tmp_path, bad):
+    assert _init(tmp_path, "--name", "bad-pointer").exit_code == 0
+    project = open_project(find_config(tmp_path / "labelloop.toml"))
+    try:
+        project.registry.pointer_path.write_text(bad)
+        assert project_status(project)["champion"] is None
+        assert project.registry.cached_champion() == {"version": None, "metrics": {}}
+    finally:
+        project.close()

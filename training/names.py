@@ -1,0 +1,10 @@
+"""The names the model zoo and the tuner accept, without importing torch or Optuna.
+
+Configs are checked against these when they load, and loading a config must stay quick
+(``labelloop status`` answers in well under a second; importing torch takes two).
+``tests/training/test_names.py`` keeps them equal to the registries in ``training.models``
+and ``training.tuning``.
+"""
+
+MODEL_NAMES = ("mobilenet_v3_small", "resnet18", "small_cnn")
+SAMPLER_NAMES = ("grid", "random", "tpe")
