@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from labeling.annotators import annotator_quality
+from labeling.studio.opinions import current_votes
+from pipeline.certify import describe, project_certificate
 from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
 from pipeline.registry.registry import PromotionEvent, VersionInfo
@@ -43,6 +46,8 @@ class ReportData:
     rounds: list[dict]
     versions: list[VersionInfo]
     history: list[PromotionEvent]
+    certificate: dict | None = None
+    annotators: tuple[dict, ...] = ()
 
     @property
     def monitored(self) -> list[tuple[int, dict]]:
@@ -69,7 +74,10 @@ def collect(project: Project) -> ReportData:
                           "to report. Run `labelloop round` first")
     return ReportData(project.config.project.name, tuple(project.classes),
                       project.config.loop.target_precision, rounds,
-                      project.registry.versions(), project.registry.history())
+                      project.registry.versions(), project.registry.history(),
+                      project_certificate(project),
+                      tuple(q.to_dict() for q in annotator_quality(
+                          current_votes(project.store, None))))
 
 
 def write_report(project: Project, out: str | Path) -> tuple[Path, list[Path]]:
@@ -298,6 +306,13 @@ def render_html(data: ReportData, plots: list[Plot]) -> str:
         items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
         parts.append(f"<div class='warn'><b>Warnings (latest monitored round)</b>"
                      f"<ul>{items}</ul></div>")
+    if data.certificate is not None:
+        parts.append(f"<h2>Certificate</h2><p id='certificate'>"
+                     f"{esc(describe(data.certificate))}</p>")
+    parts.append("<h2>Annotators</h2>" + _table(
+        ["annotator", "shared items", "differs from the others", "rate", "95% interval"],
+        [[q["name"], q["items"], q["disagreements"], q["rate"],
+          f"{q['interval'][0]:.3f}-{q['interval'][1]:.3f}"] for q in data.annotators]))
     parts.append("<h2>Rounds</h2>" + _rounds_table(data))
     for plot in plots:
         encoded = base64.b64encode(plot.png).decode("ascii")

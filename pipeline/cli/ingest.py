@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from labeling.store import LabelStore, StoreError
+from labeling.studio import server
 from pipeline.ingest import DEFAULT_MAX_PIXELS, IngestError, IngestReport, Rejected, ingest_folder
 from pipeline.project.config import ConfigError
 from pipeline.project.workspace import ensure_workspace, find_config
@@ -54,6 +56,13 @@ def ingest_command(
         err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     print_report(report, Console())
+    if store is None and report.added:
+        # The pool has work now; the next command depends on where Label Studio is.
+        embedded = not (project.studio.url or os.environ.get("LABEL_STUDIO_URL"))
+        stopped = embedded and server.status(project.studio_dir).state != "running"
+        where = ("`labelloop studio start` (the embedded Label Studio), then `labelloop round`"
+                 if stopped else "`labelloop round`")
+        err_console.print(f"next: {where}", markup=False, highlight=False, soft_wrap=True)
 
 
 def print_report(report: IngestReport, console: Console) -> None:

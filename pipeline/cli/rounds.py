@@ -52,6 +52,19 @@ def round_command(config: Path | None = ConfigOption,
             console.print(str(err))
             raise typer.Exit(130) from None
         print(json.dumps({"round": record["id"], **round_summary(record["stats"])}), flush=True)
+        _say_next(project, record["stats"])
+
+
+def _say_next(project, stats: dict) -> None:
+    """One line on what the round leaves for people, and the command after it."""
+    waiting = project_status(project, last_rounds=0)["pool"]["pending_in_label_studio"]
+    if waiting:
+        url = project.studio[0].url if project.studio else "Label Studio"
+        console.print(f"next: {waiting} item(s) wait for people in Label Studio ({url}); "
+                      f"run `labelloop round` again when they are answered", highlight=False)
+    elif not stats.get("select", {}).get("picked"):
+        console.print("next: nothing waits for people; `labelloop status` shows the pool, "
+                      "`labelloop export` delivers it", highlight=False)
 
 
 def require_pool(project) -> None:

@@ -63,7 +63,10 @@ def test_a_round_on_an_empty_pool_says_to_ingest_and_starts_nothing(tmp_path, le
 def test_a_round_with_the_embedded_server_stopped_names_studio_start(tmp_path, ledger):
     assert _init(tmp_path, "--name", "no-server").exit_code == 0
     config = str(tmp_path / "labelloop.toml")
-    assert runner.invoke(app, ["ingest", "--config", config]).exit_code == 0
+    ingested = runner.invoke(app, ["ingest", "--config", config])
+    assert ingested.exit_code == 0
+    assert "next: `labelloop studio start` (the embedded Label Studio), then `labelloop round`" \
+        in ingested.output
     done = runner.invoke(app, ["round", "--config", config])
     assert done.exit_code == 2
     assert "the embedded Label Studio" in done.output and "is not running" in done.output

@@ -95,6 +95,20 @@ def test_plots_without_data_say_so(tmp_path, quick_project):
     assert all(Image.open(p).size == (800, 420) for p in pngs)
 
 
+def test_the_report_carries_the_certificate_and_the_annotators(tmp_path, quick_project):
+    images, labels = digits(300)
+    proj, truth, _ = quick_project(tmp_path, images, labels, "report-cert")
+    try:
+        one_round(proj, truth, np.random.default_rng(0))
+        page, _ = write_report(proj, tmp_path / "out" / "r.html")
+    finally:
+        proj.close()
+    text = page.read_text()
+    assert re.search(r"<p id='certificate'>\d+ labels delivered \(\d+ by people, 0 by the "
+                     r"machine\), \d+ unlabeled; wrong labels &lt;= 0\.00%", text)
+    assert "<h2>Annotators</h2><p>none yet</p>" in text
+
+
 @pytest.mark.slow
 def test_report_renders_every_plot_in_headless_chromium(tmp_path, quick_project, write_pngs):
     images, labels = digits(1100)
