@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, urlsplit
 
 from labeling.studio.errors import ProjectMismatch, StudioError
+from labeling.studio.limits import TITLE_MAX, TITLE_MIN
 from labeling.studio.server import local_files_root
 from labeling.tasks.base import IMAGE_NAME, LABEL_NAME, TaskType
 from labeling.tasks.registry import DEFAULT_TASK, get_task_type
@@ -29,7 +30,6 @@ if TYPE_CHECKING:  # the SDK takes a second to import; only its type is needed h
     from labeling.studio.connection import Studio
 
 STORAGE_TITLE = "labelloop images"
-TITLE_MIN, TITLE_MAX = 3, 50  # Label Studio's own limits
 LOCAL_FILES_PATH = "/data/local-files/"
 
 

@@ -28,10 +28,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from labeling.studio.errors import ServerError, scrub
+
+if TYPE_CHECKING:
+    import httpx
 
 SETUP_COMMAND = "bash scripts/setup_studio.sh"
 EXECUTABLE_NAME = "label-studio"
@@ -314,6 +316,8 @@ def _wait_until_up(files: ServerFiles, url: str, pid: int, username: str, token:
                               f"see {files.log_file} (last lines: {_log_tail(files, token)})")
         time.sleep(HEALTH_POLL_S)
     # Health alone could come from another program on the port; the token proves it is ours.
+    import httpx  # here: `labelloop status` reads this module's files, it needs no HTTP
+
     try:
         r = httpx.get(f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"},
                       timeout=30.0)
@@ -336,6 +340,8 @@ def _json_field(response: httpx.Response, name: str):
 
 
 def _healthy(url: str) -> bool:
+    import httpx
+
     try:
         r = httpx.get(f"{url}/health", timeout=2.0)
     except httpx.HTTPError:

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from labeling.strategies import list_strategies
-from labeling.studio.project import TITLE_MAX, TITLE_MIN
+from labeling.studio.limits import TITLE_MAX, TITLE_MIN
 from labeling.tasks.registry import DEFAULT_TASK, list_task_types
 from training.names import MODEL_NAMES, SAMPLER_NAMES
 from training.params import TrainParams
