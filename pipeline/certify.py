@@ -15,44 +15,42 @@ people err at most at ``reference_error`` and no more often where the model errs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from labeling.store import LabelStore
 
 
 def certificate(store: LabelStore, accept: dict | None, *, reference_error: float | str,
-                confidence: float, human_only: bool = False) -> dict:
+                confidence: float, human_only: bool = False,
+                sources: Mapping[str, str] | None = None) -> dict:
     """The delivered set's counts and error bound as they stand, from the latest accept
     record (``accept``; None before any). ``human_only``: the set delivers people's labels
-    only (an ``export --human-only``). JSON-ready."""
+    only (an ``export --human-only``). ``sources``: ``store.current_sources()`` when the
+    caller has it already. JSON-ready."""
     if reference_error == "measured":  # as the accept step measured it (None: not yet)
         reference_error = ((accept or {}).get("reference") or {}).get("rate_ub")
-    sources = list(store.current_sources().values())
+    given = list((store.current_sources() if sources is None else sources).values())
     n_items = store.count_items()
-    n_human = sum(s in ("human", "seed") for s in sources)
-    n_machine = 0 if human_only else sources.count("machine")
+    n_human = sum(s in ("human", "seed") for s in given)
+    n_machine = 0 if human_only else given.count("machine")
     delivered = n_human + n_machine
     machine_ub = _machine_bound(accept) if n_machine else 0.0
-    if reference_error is None:
-        return {"items": n_items, "delivered": delivered, "human": n_human,
-                "machine": n_machine, "unlabeled": n_items - delivered,
-                "confidence": confidence, "machine_error_ub": machine_ub,
-                "human_error_ub": None, "wrong_ub": None, "assumes": "",
-                "reason": "the people's error is not measured yet",
-                "audit": (accept or {}).get("audit")}
     out = {
         "items": n_items, "delivered": delivered, "human": n_human, "machine": n_machine,
         "unlabeled": n_items - delivered, "confidence": confidence,
-        "machine_error_ub": machine_ub, "human_error_ub": reference_error,
-        "assumes": ("people's labels are right (reference_error = 0)" if reference_error == 0
-                    else f"people err at most {reference_error:.3f}") +
-                   "; held-out human labels are a random sample of the pool",
-        "audit": (accept or {}).get("audit"),
+        "machine_error_ub": machine_ub, "human_error_ub": reference_error, "wrong_ub": None,
+        "assumes": "", "audit": (accept or {}).get("audit"),
     }
+    if reference_error is None:
+        out["reason"] = "the people's error is not measured yet"
+        return out
+    out["assumes"] = ("people's labels are right (reference_error = 0)" if reference_error == 0
+                      else f"people err at most {reference_error:.3f}") + \
+        "; held-out human labels are a random sample of the pool"
     if machine_ub is None:
-        out["wrong_ub"] = None
         out["reason"] = "no bound for the machine labels in the last accept step"
     else:
-        wrong = (n_machine * machine_ub + n_human * reference_error) / max(1, delivered)
-        out["wrong_ub"] = wrong
+        out["wrong_ub"] = (n_machine * machine_ub + n_human * reference_error) / max(1, delivered)
     return out
 
 

@@ -68,7 +68,7 @@ def crowd_answers(project: Project, truth_by_path: Mapping[str, str], *, mean_er
                   seed: int, anchor: bool = True) -> CrowdReport:
     """Every open task answered by the project's annotator accounts, as a crowd whose error
     rates average ``mean_error`` (module docstring of ``labeling.studio.crowd``)."""
-    _, sp = session(project)
+    studio, sp = session(project)
     accounts = list_annotators(project.config.studio_dir)
     if not accounts:
         raise StudioError("no annotator accounts: add some with `labelloop studio "
@@ -78,8 +78,8 @@ def crowd_answers(project: Project, truth_by_path: Mapping[str, str], *, mean_er
                            anchor_rate=ANCHOR_RATE if anchor and len(accounts) >= 3
                            and i == len(accounts) - 1 else 0.0)
                for i, (a, rate) in enumerate(zip(accounts, rates, strict=True))]
-    url = session(project)[0].url
-    connections = {a.name: connect(url, annotator_key(a), timeout=project.config.studio.timeout_s)
+    timeout = project.config.studio.timeout_s
+    connections = {a.name: connect(studio.url, annotator_key(a), timeout=timeout)
                    for a in accounts}
     items = {i.key: Path(i.path) for i in project.store.items()}
     truth = {k: truth_by_path[str(p.resolve())] for k, p in items.items()

@@ -53,7 +53,8 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
         "human_answers": human_answers(store),
         "certificate": certificate(store, latest_accept(all_rounds),
                                    reference_error=project.config.loop.reference_error,
-                                   confidence=project.config.loop.confidence_level),
+                                   confidence=project.config.loop.confidence_level,
+                                   sources=labels),
         "warnings": warnings,
     }
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from labeling.studio.annotator_sim import LEAD_TIME_S
 from labeling.studio.connection import Studio
 from labeling.studio.project import StudioProject
 from labeling.studio.remote import item_key_of, iter_tasks
 
 MAX_ERROR = 0.9
 CONFUSABLE_SHARE = 0.7
-LEAD_TIME_S = (1.0, 8.0)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labeling.annotators import AnnotatorErrorBound
+from labeling.annotators import AnnotatorErrorBound, as_rate_and_alpha
 from labeling.autoaccept import (
     accept_confident,
     choose_thresholds,
@@ -42,7 +42,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     dataset = None
     rho, how = reference_bound(project, {k: classes[int(p.argmax())]
                                          for k, p in zip(keys, probs, strict=True)})
-    reference = {"rate_ub": None if rho is None else float(getattr(rho, "rate_ub", rho)),
+    reference = {"rate_ub": None if rho is None else as_rate_and_alpha(rho, "rho")[0],
                  "how": how, **(rho.to_dict() if isinstance(rho, AnnotatorErrorBound) else {})}
     if rho is None:
         thresholds = None
@@ -110,5 +110,3 @@ def audited_precision(project: Project) -> dict:
     lo, hi = precision_interval(correct, len(audited))
     return {"n": len(audited), "correct": correct,
             "precision": correct / len(audited) if audited else None, "interval": [lo, hi]}
-
-

@@ -28,9 +28,8 @@ def reference_bound(project: Project, model_labels: dict[str, str]
     held = set(picks(project.store, holdout=True))
     checked = double_checked(held, loop.double_check)
     votes = current_votes(project.store, None)
-    rows = [list(votes[k].values()) for k in sorted(checked)
-            if len(votes.get(k) or {}) >= 2 and k in model_labels]
     keys = [k for k in sorted(checked) if len(votes.get(k) or {}) >= 2 and k in model_labels]
+    rows = [list(votes[k].values()) for k in keys]
     if not rows:
         return None, (f"not measured yet: no double-checked item has two answers "
                       f"({len(checked)} double-checked; [loop] double_check = "
