@@ -16,13 +16,11 @@ Vocabulary: ``answers`` [N, M] class indices, NaN where annotator (or answer slo
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from labeling.bounds import error_upper_bound, precision_interval
+from labeling.bounds import error_upper_bound
 
 
 @dataclass(frozen=True)
@@ -148,48 +146,3 @@ def _check_answers(answers, model_labels, confidence):
                              f"answers), got {model_labels.shape}")
         model_labels = model_labels.astype(int)
     return answers, model_labels
-
-
-@dataclass(frozen=True)
-class AnnotatorQuality:
-    """How often one person's answer differed from the others' plurality, on the items where
-    at least two other people answered too; ``interval``: two-sided Clopper-Pearson."""
-
-    name: str
-    items: int
-    disagreements: int
-    rate: float | None
-    interval: tuple[float, float]
-
-    def to_dict(self) -> dict:
-        return {**self.__dict__, "interval": list(self.interval)}
-
-
-def annotator_quality(votes: Mapping[str, Mapping[str, str]], *, confidence: float = 0.95
-                      ) -> list[AnnotatorQuality]:
-    """Per person, from ``votes`` (item -> person -> answer): disagreement with the plurality
-    of the *other* people on each item two or more others answered (a tie among them says
-    nothing and is left out). With people erring independently this estimates each person's
-    error rate, slightly high (the others err too); it ranks people, it does not certify.
-
-    Why not Dawid-Skene: crowd-kit 1.4.2 needs transformers and tokenizers for its text
-    methods, hundreds of MB for a confusion-matrix EM; cleanlab's multi-annotator scores put
-    the model into the consensus, circular for judging the labels the model is checked on."""
-    counts: dict[str, list[int]] = {}
-    for answers in votes.values():
-        if len(answers) < 3:
-            continue
-        for person, given in answers.items():
-            others = [a for p, a in answers.items() if p != person]
-            top = Counter(others).most_common(2)
-            if len(top) > 1 and top[0][1] == top[1][1]:
-                continue
-            seen = counts.setdefault(person, [0, 0])
-            seen[0] += 1
-            seen[1] += int(given != top[0][0])
-    out = []
-    for person in sorted(counts):
-        n, k = counts[person]
-        out.append(AnnotatorQuality(person, n, k, k / n, precision_interval(k, n,
-                                                                            confidence=confidence)))
-    return out

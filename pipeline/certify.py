@@ -6,11 +6,13 @@ Machine part: the accept step's bound for the accepted labels (``labeling.autoac
 fixed-sequence scan on the random held-out human labels, Clopper-Pearson divided by 1 - rho);
 it holds for the threshold the champion was accepted at, at the loop's confidence level.
 Human part: ``[loop] reference_error``, the bound on the people's error the loop assumes (0
-assumes they are right; the certificate says so). The audited precision (random audit picks
-of auto-accepted labels that people answered) is reported beside it as a direct check.
+assumes they are right; the certificate says so), or when it is "measured" the bound the accept
+step measured on the double-checked items (``pipeline.round.reference``), within the loop's
+alpha. The audited precision (random audit picks of auto-accepted labels that people answered)
+is reported beside it as a direct check.
 
 Assumes: the held-out items are a random sample of the pool (random and audit picks only);
-people err at most at ``reference_error`` and no more often where the model errs than that.
+people's labels are wrong at most at the human bound.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
     only (an ``export --human-only``). ``sources``: ``store.current_sources()`` when the
     caller has it already. JSON-ready."""
     if reference_error == "measured":  # as the accept step measured it (None: not yet)
-        reference_error = ((accept or {}).get("reference") or {}).get("rate_ub")
+        # Records before 2026-12-02 bounded the human labels by rho ("reference").
+        measured = (accept or {}).get("human_error") or (accept or {}).get("reference") or {}
+        reference_error = measured.get("rate_ub")
     given = list((store.current_sources() if sources is None else sources).values())
     n_items = store.count_items()
     n_human = sum(s in ("human", "seed") for s in given)
@@ -75,6 +79,16 @@ def latest_accept(rounds: list[dict]) -> dict | None:
         if accept is not None:
             return accept
     return None
+
+
+def latest_annotator_quality(rounds: list[dict]) -> list[dict]:
+    """Each person's error rate as the newest round's monitor step measured it (a Dawid-Skene
+    fit with resamples takes seconds: status and the report read it, they do not refit)."""
+    for r in reversed(rounds):
+        monitor = (r.get("stats") or {}).get("monitor")
+        if monitor is not None and "annotator_quality" in monitor:
+            return list(monitor["annotator_quality"])
+    return []
 
 
 def project_certificate(project) -> dict:

@@ -21,6 +21,7 @@ from labeling.studio.crowd import CrowdMember, CrowdReport, crowd_rates, simulat
 from labeling.studio.errors import StudioError
 from pipeline.project.project import Project
 from pipeline.round.session import session
+from pipeline.round.sync import sync
 
 SIDE = 16
 # The last of three or more people accepts the shown pre-annotation this often.
@@ -92,3 +93,21 @@ def crowd_answers(project: Project, truth_by_path: Mapping[str, str], *, mean_er
 def _small(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("L").resize((SIDE, SIDE)), dtype=np.float32).ravel()
+
+
+def crowd_work(project: Project, truth_by_path: Mapping[str, str], *, mean_error: float,
+               seed: int, passes: int = 3, anchor: bool = True) -> CrowdReport:
+    """``passes`` passes of the crowd over the open tasks with a sync between two, which asks
+    for the second and third opinions their answers call for: people who keep working while
+    the loop syncs more often than it runs rounds. The answers of all passes are summed."""
+    total = CrowdReport()
+    for n in range(passes):
+        if n:
+            sync(project)
+        report = crowd_answers(project, truth_by_path, mean_error=mean_error,
+                               seed=seed * 10 + n, anchor=anchor)
+        for part in ("answered", "wrong", "skipped"):
+            mine = getattr(total, part)
+            for name, count in getattr(report, part).items():
+                mine[name] = mine.get(name, 0) + count
+    return total

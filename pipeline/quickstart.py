@@ -18,7 +18,7 @@ import numpy as np
 
 from labeling.studio.opinions import human_answers
 from pipeline.certify import describe, project_certificate
-from pipeline.crowd import crowd_answers, ensure_annotators
+from pipeline.crowd import crowd_work, ensure_annotators
 from pipeline.datasets import export_dataset, read_labels_csv
 from pipeline.export import export_labels
 from pipeline.files import write_text_atomic
@@ -86,11 +86,14 @@ def round_line(project, round_no: int, truth: dict[str, str], test_rows) -> str:
 
 def use_crowd(config_path: Path, annotators: int) -> None:
     """Set the demo's config up for a crowd of ``annotators`` people: that many accounts,
-    second opinions and a random double check, and the people's error measured rather than
-    assumed to be 0. Only keys still at their defaults change; a user's edits stay."""
+    second opinions, random double and blind checks, a review of suspect labels, and the
+    people's error measured rather than assumed to be 0. Only keys still at their defaults
+    change; a user's edits stay."""
     text = config_path.read_text(encoding="utf-8")
     for default, wanted in (("annotators = 0", f"annotators = {annotators}"),
-                            ("double_check = 0.0", "double_check = 0.2"),
+                            ("double_check = 0.0", "double_check = 0.1"),
+                            ("blind_check = 0.0", "blind_check = 0.15"),
+                            ("review_share = 0.0", "review_share = 0.25"),
                             ("reference_error = 0.0", 'reference_error = "measured"')):
         text = re.sub(rf"(?m)^{re.escape(default)}$", wanted, text)
     write_text_atomic(config_path, text)
@@ -120,7 +123,7 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
         for n in range(done_before + 1, done_before + rounds + 1):
             run_round(project, progress=False)
             if crowd:
-                answered = crowd_answers(project, truth, mean_error=noise, seed=seed + n).total
+                answered = crowd_work(project, truth, mean_error=noise, seed=seed + n).total
             else:
                 answered = studio_session.simulate_annotators(project, truth, noise=noise,
                                                               seed=seed + n)

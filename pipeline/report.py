@@ -21,9 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeling.annotators import annotator_quality
-from labeling.studio.opinions import current_votes
-from pipeline.certify import describe, project_certificate
+from pipeline.certify import describe, latest_annotator_quality, project_certificate
 from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
 from pipeline.registry.registry import PromotionEvent, VersionInfo
@@ -76,8 +74,7 @@ def collect(project: Project) -> ReportData:
                       project.config.loop.target_precision, rounds,
                       project.registry.versions(), project.registry.history(),
                       project_certificate(project),
-                      tuple(q.to_dict() for q in annotator_quality(
-                          current_votes(project.store, None))))
+                      tuple(latest_annotator_quality(rounds)))
 
 
 def write_report(project: Project, out: str | Path) -> tuple[Path, list[Path]]:
@@ -310,8 +307,9 @@ def render_html(data: ReportData, plots: list[Plot]) -> str:
         parts.append(f"<h2>Certificate</h2><p id='certificate'>"
                      f"{esc(describe(data.certificate))}</p>")
     parts.append("<h2>Annotators</h2>" + _table(
-        ["annotator", "shared items", "differs from the others", "rate", "95% interval"],
-        [[q["name"], q["items"], q["disagreements"], q["rate"],
+        ["annotator", "shared items", "differs from the others", "error rate (Dawid-Skene)",
+         "95% interval"],
+        [[q["name"], q["items"], q["disagreements"], f"{q['rate']:.3f}",
           f"{q['interval'][0]:.3f}-{q['interval'][1]:.3f}"] for q in data.annotators]))
     parts.append("<h2>Rounds</h2>" + _rounds_table(data))
     for plot in plots:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from labeling.annotators import annotator_quality
 from labeling.selections import picks
-from labeling.studio.opinions import current_votes, human_answers
+from labeling.studio.opinions import human_answers
 from labeling.studio.sync_store import rejected_annotations
-from pipeline.certify import certificate, latest_accept
+from pipeline.certify import certificate, latest_accept, latest_annotator_quality
 from pipeline.project.project import Project
 
 
@@ -49,7 +48,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
              "summary": round_summary(r["stats"])}
             for r in rounds
         ],
-        "annotators": [q.to_dict() for q in annotator_quality(current_votes(store, None))],
+        "annotators": latest_annotator_quality(all_rounds),
         "human_answers": human_answers(store),
         "certificate": certificate(store, latest_accept(all_rounds),
                                    reference_error=project.config.loop.reference_error,

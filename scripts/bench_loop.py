@@ -25,7 +25,7 @@ from pathlib import Path
 from labeling.studio import server
 from labeling.studio.opinions import human_answers
 from pipeline.certify import project_certificate
-from pipeline.crowd import crowd_answers, ensure_annotators
+from pipeline.crowd import crowd_work, ensure_annotators
 from pipeline.ingest import ingest_folder
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config
@@ -78,7 +78,7 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, bat
         figures = pool_figures(project, truth)
         line = round_line(project, n, truth, test_rows)
         if crowd:
-            crowd_answers(project, truth, mean_error=noise, seed=1000 * seed + n)
+            crowd_work(project, truth, mean_error=noise, seed=1000 * seed + n)
         else:
             studio_session.simulate_annotators(project, truth, noise=noise, seed=1000 * seed + n)
         figures["seconds"] = round(time.perf_counter() - start, 1)

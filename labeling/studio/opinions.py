@@ -1,4 +1,4 @@
-"""Second opinions: where people and the model disagree on held-out items, another person looks.
+"""Second opinions: where people and the model disagree, another person looks.
 
 The held-out (random and audit) human labels are the reference every threshold and certificate
 is measured against, so a wrong one costs twice. Asking three people about every item triples
@@ -6,15 +6,18 @@ the cost; asking a second person only where the first one disagrees with the mod
 percent more (``../shared/autolabel-notes.md``, fallible annotators) and catches the errors that
 matter, since an answer that equals the model's cannot make the model look wrong.
 
-The rule, per held-out item with a task in Label Studio (``plan``):
-- one person answered and the answer differs from the model's prediction: raise the task's
-  overlap to 2, so that Label Studio serves it to a *different* person;
+The rule (``plan``), per item with a task in Label Studio:
+- held out, one person answered, and the answer differs from the model's prediction: raise the
+  task's overlap to 2, so that Label Studio serves it to a *different* person;
+- any other human label that ``review_queue`` puts in this round's review budget (its one
+  answer differs from the out-of-sample pre-annotation, lowest self-confidence first): the
+  same, so that the training labels and the delivered ones get the same check where it pays;
 - two people answered and they differ (a tie, held as a disagreement, never a label): raise it
   to 3; the majority of three decides, and a tie left after that stays a disagreement;
-- a random share of the held-out items (``double_checked``: chosen by their content hash, before
-  anyone answered) gets a second person whatever the first said: the only unbiased sample for
+- a random share of the items (``double_checked``: chosen by their content hash, before anyone
+  answered) gets a second person whatever the first said: the only unbiased sample for
   measuring how often people repeat the model's mistakes (``labeling.annotators``), since the
-  disagreement route never sends on a first answer that equals the model's;
+  disagreement routes never send on a first answer that equals the model's;
 - otherwise nothing.
 
 Raising works per task (``PATCH /api/tasks/{id}`` with ``overlap`` and ``is_labeled: false``;
@@ -27,7 +30,7 @@ Every extra answer is a human answer in every cost figure (``human_answers``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -77,30 +80,50 @@ def current_votes(store: LabelStore, project_id: int | None) -> dict[str, dict[s
         return out
 
 
+def _draw(key: str) -> float:
+    """A number in [0, 1) fixed by the item's content hash: the same on every run, and
+    independent of anything anyone answered."""
+    return int(hashlib.sha256(f"double-check:{key}".encode()).hexdigest()[:8], 16) / 2**32
+
+
 def double_checked(keys, share: float) -> set[str]:
-    """The item keys of a random ``share`` of ``keys``, fixed by each key's content hash (so
-    the choice never depends on an answer, and is the same on every run)."""
-    return {k for k in keys
-            if int(hashlib.sha256(f"double-check:{k}".encode()).hexdigest()[:8], 16)
-            < share * 2**32}
+    """The item keys of a random ``share`` of ``keys`` whose people are shown the model's
+    pre-annotation as usual, fixed by each key's content hash."""
+    return {k for k in keys if _draw(k) < share}
+
+
+def blind_checked(keys, share: float, *, after: float = 0.0) -> set[str]:
+    """Another random ``share`` of ``keys``, disjoint from ``double_checked(keys, after)``:
+    items pushed without the pre-annotation and answered by two people, on which people's
+    chance of giving the model's wrong label unprompted is measured."""
+    return {k for k in keys if after <= _draw(k) < after + share}
 
 
 def plan(votes: Mapping[str, Mapping[str, str]], model_labels: Mapping[str, str],
          held_out: set[str], tasks: Mapping[str, int], asked: Mapping[str, int],
-         *, double_check: set[str] = frozenset()) -> list[OpinionRequest]:
+         *, double_check: set[str] = frozenset(), review: Sequence[str] = ()
+         ) -> list[OpinionRequest]:
     """The overlap raises the rule (module docstring) asks for now. ``asked``: the overlap
-    already requested per item key (1 if never); ``double_check``: held-out keys that get a
-    second person in any case."""
+    already requested per item key (1 if never); ``double_check``: keys that get a second
+    person in any case; ``review``: other keys whose one answer is suspect (``review_queue``),
+    already cut to the round's budget."""
     out = []
-    for key in sorted(held_out):
+    review = set(review)
+    keys = set(held_out) | review | set(double_check) | {
+        k for k, v in votes.items() if len(v) == 2}
+    for key in sorted(keys):
         answers = list((votes.get(key) or {}).values())
         if key not in tasks or not answers:
             continue
-        if len(answers) == 1 and key in model_labels and answers[0] != model_labels[key]:
+        if (len(answers) == 1 and key in held_out and key in model_labels
+                and answers[0] != model_labels[key]):
             want, why = 2, f"the first answer {answers[0]!r} differs from the model's " \
                            f"{model_labels[key]!r}"
         elif len(answers) == 1 and key in double_check:
             want, why = 2, "random double check"
+        elif len(answers) == 1 and key in review:
+            want, why = 2, f"review: the answer {answers[0]!r} differs from the model's " \
+                           f"{model_labels.get(key)!r}"
         elif len(answers) == 2 and answers[0] != answers[1]:
             want, why = 3, f"two people differ ({answers[0]!r}, {answers[1]!r})"
         else:
@@ -108,6 +131,23 @@ def plan(votes: Mapping[str, Mapping[str, str]], model_labels: Mapping[str, str]
         if asked.get(key, 1) < want <= MAX_OVERLAP:
             out.append(OpinionRequest(key, tasks[key], want, why))
     return out
+
+
+def review_queue(votes: Mapping[str, Mapping[str, str]], shown: Mapping[str, str],
+                 held_out: set[str], asked: Mapping[str, int], score: Mapping[str, float],
+                 limit: int) -> list[str]:
+    """The human labels outside the held-out set most likely to be wrong, at most ``limit``:
+    items with one answer that differs from the pre-annotation the person was shown (a
+    prediction made before the item had a label, so out-of-sample), not asked about before,
+    lowest ``score`` first (the probability that prediction gave the answer: cleanlab's
+    self-confidence; an item without one comes after those with one)."""
+    if limit <= 0:
+        return []
+    suspects = [k for k, v in votes.items()
+                if len(v) == 1 and k not in held_out and asked.get(k, 1) < 2
+                and k in shown and next(iter(v.values())) != shown[k]]
+    suspects.sort(key=lambda k: (k not in score, score.get(k, 0.0), k))
+    return suspects[:limit]
 
 
 def asked_overlaps(store: LabelStore, project_id: int) -> dict[str, int]:
@@ -141,13 +181,15 @@ def human_answers(store: LabelStore) -> int:
             StudioAnnotation.was_cancelled.is_(False), StudioAnnotation.rejected.is_(None))))
 
 
-def shown_predictions(store: LabelStore, project_id: int) -> dict[str, str]:
-    """Item key -> the pre-annotation the first person who answered was shown."""
+def shown_predictions(store: LabelStore, project_id: int | None) -> dict[str, str]:
+    """Item key -> the pre-annotation the first person who answered was shown (``project_id``
+    None: in any Label Studio project)."""
     with store.transaction() as s:
         rows = s.execute(
             select(Item.key, StudioAnnotation.predicted)
             .join(Item, Item.id == StudioAnnotation.item_id)
-            .where(StudioAnnotation.project_id == project_id,
+            .where(StudioAnnotation.project_id == project_id if project_id is not None
+                   else StudioAnnotation.project_id.is_not(None),
                    StudioAnnotation.predicted.is_not(None))
             .order_by(StudioAnnotation.created_at.desc(), StudioAnnotation.annotation_id.desc()))
         return dict(rows.all())  # later rows (older answers) win

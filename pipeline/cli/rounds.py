@@ -121,9 +121,9 @@ def status_command(config: Path | None = ConfigOption,
     out.print(f"human answers: {status['human_answers']:,} (second opinions included)")
     for q in status["annotators"]:
         lo, hi = q["interval"]
-        out.print(escape(f"annotator {q['name']}: differs from the others on {q['disagreements']}"
-                         f" of {q['items']} shared items ({100 * q['rate']:.1f}%, 95% interval "
-                         f"{100 * lo:.1f}-{100 * hi:.1f}%)"))
+        out.print(escape(f"annotator {q['name']}: errs on {100 * q['rate']:.1f}% of {q['items']}"
+                         f" shared items (95% interval {100 * lo:.1f}-{100 * hi:.1f}%, "
+                         f"Dawid-Skene; differs from the others on {q['disagreements']})"))
     out.print("certificate: " + escape(describe(status["certificate"])))
     for r in status["rounds"]:
         out.print(f"round {r['id']} {r['status']}: {_brief(r['summary'])}")

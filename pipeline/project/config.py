@@ -154,8 +154,9 @@ class LoopSection(_Section):
     # (rho): the bound on machine labels is divided by 1 - rho, and the human labels' residual
     # error is bounded by it in the certificate. 0 assumes people are right, and the
     # certificate says so. Never an estimate subtracted from the error (see autolabel notes).
-    # "measured": bounded from the double-checked items (labeling.annotators; needs
-    # double_check > 0), with its own share of the error budget.
+    # "measured": rho bounded on the blind-checked items (the double-checked ones when
+    # references are not blind) and the human labels' error on the double-checked ones
+    # (pipeline/round/reference.py), each with a quarter of the error budget.
     reference_error: float | Literal["measured"] = 0.0
 
     @field_validator("reference_error")
@@ -167,9 +168,29 @@ class LoopSection(_Section):
     # Ask a second person about a held-out item whose first answer differs from the model, and
     # a third when those two differ (labeling/studio/opinions.py). Needs several annotators.
     second_opinions: bool = True
-    # A random share of held-out items answered by two people whatever the first said: the
-    # unbiased sample that reference_error = "measured" is measured on.
+    # Held-out (random and audit) tasks go to people without the model's pre-annotation, so
+    # that the references the thresholds are tested on cannot anchor on the model's answer:
+    # anchoring is the main way people repeat a model's mistake (rho).
+    blind_references: bool = True
+    # A random share of the items people answer, answered by two people whatever the first
+    # said, shown the pre-annotation as usual: where the error of the delivered human labels
+    # is measured (reference_error = "measured"; and rho, when references are not blind).
     double_check: float = Field(default=0.0, ge=0, le=1)
+    # Another random share answered by two people, pushed without the pre-annotation: where
+    # rho of blind references is measured (reference_error = "measured").
+    blind_check: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _checks_fit(self) -> LoopSection:
+        if self.double_check + self.blind_check > 1:
+            raise ValueError(f"double_check + blind_check is at most 1 (they are disjoint "
+                             f"shares of the items), got {self.double_check} + "
+                             f"{self.blind_check}")
+        return self
+    # Second opinions on the other human labels (training and delivered ones): up to this
+    # share of batch_size per round, on the labels whose answer differs from the
+    # out-of-sample pre-annotation, most suspect first (pipeline/round/review.py).
+    review_share: float = Field(default=0.0, ge=0, le=1)
     strategy: str = "margin"
 
     @field_validator("strategy")

@@ -17,9 +17,9 @@ from labeling.selections import picks
 from labeling.store import NewLabel
 from pipeline.certify import certificate
 from pipeline.project.project import Project
-from pipeline.round.labeled import labeled_sets
+from pipeline.round.labeled import labeled_sets, unresolved_held_out
 from pipeline.round.predict import load_predictions
-from pipeline.round.reference import reference_bound
+from pipeline.round.reference import people_bounds
 
 
 def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
@@ -33,30 +33,32 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     keys, probs, _ = load_predictions(predicted["file"])
     index = {k: i for i, k in enumerate(keys)}
     _, eval_set = labeled_sets(project)
-    val_keys = [k for k in eval_set if k in index]
+    val_keys, val_y = validation_set(eval_set, unresolved_held_out(project.store), index, probs,
+                                     classes)
     val_probs = probs[[index[k] for k in val_keys]] if val_keys else np.zeros((0, len(classes)))
-    val_y = np.array([classes.index(eval_set[k]) for k in val_keys], dtype=int)
     human = project.store.current_labels(sources=("human", "seed"))
     pool = [i for i, k in enumerate(keys) if k not in human]
     pool_probs = probs[pool]
     dataset = None
-    rho, how = reference_bound(project, {k: classes[int(p.argmax())]
-                                         for k, p in zip(keys, probs, strict=True)})
-    reference = {"rate_ub": None if rho is None else as_rate_and_alpha(rho, "rho")[0],
-                 "how": how, **(rho.to_dict() if isinstance(rho, AnnotatorErrorBound) else {})}
-    if rho is None:
+    people = people_bounds(project)
+    rho, human_error = people.rho, people.human
+    if rho is None or (loop.target == "dataset" and human_error is None):
         thresholds = None
         mask = np.zeros(len(pool), bool)
     elif loop.target == "dataset":
         dataset = choose_dataset_threshold(
             pool_probs.max(axis=1) if len(pool) else np.zeros(0), val_probs, val_y,
-            n_human=len(human), human_error=rho, epsilon=loop.dataset_error,
+            n_human=len(human), human_error=human_error, epsilon=loop.dataset_error,
             confidence=loop.confidence_level, reference_error=rho,
             min_points=loop.min_validation_points)
         mask = dataset.accept(pool_probs.max(axis=1)) if len(pool) else np.zeros(0, bool)
         thresholds = None
     else:
-        thresholds = _label_thresholds(loop, val_probs, val_y, classes, rho)
+        # The human labels' bound is the certificate's, not the thresholds': its alpha is
+        # taken off the thresholds' share so that the certificate holds at the loop's level.
+        spent = human_error.alpha if isinstance(human_error, AnnotatorErrorBound) else 0.0
+        thresholds = _label_thresholds(loop, val_probs, val_y, classes, rho,
+                                       confidence=loop.confidence_level + spent)
         mask = accept_confident(pool_probs, thresholds) if len(pool) else np.zeros(0, bool)
     version = predicted["version"]
     new_labels = [
@@ -75,7 +77,8 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     record = {
         "thresholds": thresholds.to_dict() if thresholds is not None else None,
         "dataset": dataset.to_dict() if dataset is not None else None,
-        "reference": reference,
+        "reference": _bound_record(rho, people.rho_how),
+        "human_error": _bound_record(human_error, people.human_how),
         "accepted": len(accepted_keys), "written": len(result.written),
         "withdrawn": withdrawn, "machine_labels": len(machine_now),
         "coverage": len(machine_now) / max(1, pool_size),
@@ -87,25 +90,45 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     return record
 
 
-def _label_thresholds(loop, val_probs, val_y, classes, rho):
+def validation_set(eval_set: dict[str, str], tied: set[str], index: dict[str, int],
+                   probs: np.ndarray, classes: list[str]) -> tuple[list[str], np.ndarray]:
+    """(keys, reference class indices) of the random held-out items the thresholds are
+    tested on. A held-out item whose people tie is a reference nobody can give yet: it counts
+    as one the model got wrong (a class other than its own), never as one left out."""
+    answered = [k for k in eval_set if k in index]
+    pending = sorted(k for k in tied if k in index and k not in eval_set)
+    y = [classes.index(eval_set[k]) for k in answered]
+    y += [(int(probs[index[k]].argmax()) + 1) % len(classes) for k in pending]
+    return answered + pending, np.array(y, dtype=int)
+
+
+def _label_thresholds(loop, val_probs, val_y, classes, rho, *, confidence):
     """Thresholds that meet ``target_precision`` per accepted label (``[loop] target =
-    "label"``), pooled or per class."""
+    "label"``), pooled or per class, at ``confidence`` (rho's alpha spent within it)."""
     if loop.threshold_mode == "pooled":
         return pooled_thresholds(
             val_probs, val_y, classes, target_precision=loop.target_precision,
-            confidence=loop.confidence_level, min_points=loop.min_validation_points,
+            confidence=confidence, min_points=loop.min_validation_points,
             reference_error=rho)
     return choose_thresholds(
         val_probs, val_y, classes, target_precision=loop.target_precision,
-        confidence=loop.confidence_level, min_points=loop.min_validation_points,
+        confidence=confidence, min_points=loop.min_validation_points,
         split_budget=loop.split_error_budget, reference_error=rho)
+
+
+def _bound_record(bound, how: str) -> dict:
+    return {"rate_ub": None if bound is None else as_rate_and_alpha(bound, "bound")[0],
+            "how": how, **(bound.to_dict() if isinstance(bound, AnnotatorErrorBound) else {})}
 
 
 def audited_precision(project: Project) -> dict:
     """Precision of auto-accepted labels measured on random audit picks that people labeled."""
     human = project.store.current_labels(sources=("human",))
-    audited = [(p.machine_label, human[k].label) for k, p in picks(project.store).items()
-               if p.reason == "audit" and p.machine_label is not None and k in human]
+    tied = unresolved_held_out(project.store)  # counted as wrong: leaving them out would flatter
+    audited = [(p.machine_label, human[k].label if k in human else None)
+               for k, p in picks(project.store).items()
+               if p.reason == "audit" and p.machine_label is not None
+               and (k in human or k in tied)]
     correct = sum(m == h for m, h in audited)
     lo, hi = precision_interval(correct, len(audited))
     return {"n": len(audited), "correct": correct,

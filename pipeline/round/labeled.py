@@ -8,8 +8,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 
+from labeling.schema import Item, StudioTaskSync
 from labeling.selections import picks
+from labeling.store import LabelStore
 from pipeline.project.project import Project
 
 
@@ -31,6 +34,18 @@ def labeled_sets(project: Project) -> tuple[dict[str, str], dict[str, str]]:
         elif use_machine and key not in holdout:
             train_set[key] = lab.label
     return train_set, eval_set
+
+
+def unresolved_held_out(store: LabelStore) -> set[str]:
+    """Held-out items whose people tie (no label until someone breaks it). Leaving them out of
+    the evaluation would bias it: a tie is an outcome, and it happens where the first answer
+    disagreed with the model. The accept step and the audit count them against the model."""
+    holdout = set(picks(store, holdout=True))
+    with store.transaction() as s:
+        tied = s.scalars(select(Item.key).join(StudioTaskSync, StudioTaskSync.item_id == Item.id)
+                         .where(StudioTaskSync.outcome == "disagreement",
+                                StudioTaskSync.deleted.is_(False)))
+        return {k for k in tied if k in holdout}
 
 
 def snapshot_hash(labels: dict[str, str]) -> str:

@@ -29,7 +29,7 @@ import re
 
 import numpy as np
 
-from labeling.annotators import annotator_quality
+from labeling.annotator_quality import annotator_quality
 from labeling.monitoring import (
     MIN_ITEMS,
     annotator_summary,
@@ -221,7 +221,8 @@ def flat_metrics(record: dict) -> dict[str, float]:
         put(f"correction_rate/{cls}", c["rate"])
     put("human_labels", record["data"]["human_labels"])
     for q in record.get("annotator_quality") or []:
-        put(f"annotator/{q['name']}/disagreement", q["rate"])
+        put(f"annotator/{q['name']}/error_rate", q["rate"])
+        put(f"annotator/{q['name']}/error_rate_high", q["interval"][1])
         put(f"annotator/{q['name']}/items", q["items"])
     put("new_items", record["data"].get("new_items"))
     for cls, n in record["data"]["class_balance"]["human"].items():

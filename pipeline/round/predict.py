@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from labeling.selections import picks
 from pipeline.project.project import Project
 from pipeline.round.labeled import champion_model_path, labeled_sets
 from training.checkpoint import load_checkpoint
@@ -53,3 +54,24 @@ def latest_model_labels(project: Project) -> dict[str, str]:
         return {}
     keys, probs, _ = load_predictions(files[-1])
     return {k: project.classes[int(p.argmax())] for k, p in zip(keys, probs, strict=True)}
+
+
+def choosing_probs(project: Project, keys) -> dict[str, np.ndarray]:
+    """Item key -> the class probabilities that the round which picked the item predicted for
+    it (made while it had no label: out-of-sample), for the keys a round after the first
+    picked (the first round's random picks had no model)."""
+    wanted = set(keys)
+    by_round: dict[int, list[str]] = {}
+    for key, pick in picks(project.store).items():
+        if key in wanted and pick.round_id is not None:
+            by_round.setdefault(pick.round_id, []).append(key)
+    out: dict[str, np.ndarray] = {}
+    for round_id, chosen in by_round.items():
+        files = [f for f in sorted(project.predictions_dir.glob(f"round{round_id}-v*.npz"))
+                 if not f.name.endswith(".tmp.npz")]
+        if not files:
+            continue
+        names, probs, _ = load_predictions(files[-1])
+        row = {k: i for i, k in enumerate(names)}
+        out.update({k: probs[row[k]] for k in chosen if k in row})
+    return out

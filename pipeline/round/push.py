@@ -1,11 +1,13 @@
 """The push step: picked items without a task go to Label Studio with the champion's
-predictions; pending tasks' predictions are brought up to the champion's version."""
+predictions; pending tasks' predictions are brought up to the champion's version. Blind items
+(held-out references and the blind check, ``pipeline.round.blind``) go without one."""
 
 from __future__ import annotations
 
 from labeling.selections import picks
 from labeling.studio.push import PushItem, push_tasks, refresh_predictions
 from pipeline.project.project import Project
+from pipeline.round.blind import blind_keys
 from pipeline.round.predict import load_predictions
 from pipeline.round.session import model_version_name, session
 
@@ -26,17 +28,22 @@ def push(project: Project, round_id: int, predicted: dict) -> dict:
     held = store.tasks(sp.id)
     paths = {i.key: i.path for i in store.items()}
     todo = [k for k in picks(store) if k not in held and k not in human]
-    items = [PushItem(k, paths[k], *(predictions.get(k) or (None, None))) for k in todo]
+    blind_new = blind_keys(project, todo)
+    items = [PushItem(k, paths[k], *((None, None) if k in blind_new else
+                                     predictions.get(k) or (None, None))) for k in todo]
     mv = model_version_name(version) if version else ""
     result = push_tasks(studio, store, sp, items, model_version=mv, round_id=round_id)
     refreshed = 0
     if version and predictions:
-        pending = {k: predictions[k] for k in store.tasks(sp.id)
-                   if k not in human and k in predictions}
+        tasks = store.tasks(sp.id)
+        blind = blind_keys(project, tasks)
+        pending = {k: predictions[k] for k in tasks
+                   if k not in human and k in predictions and k not in blind}
         refreshed = refresh_predictions(studio, store, sp, pending, model_version=mv).updated
     # Predictions Label Studio dropped from the import are among those refreshed here.
     return {"pushed": len(result.created), "already_there": len(result.existing),
             "predictions_dropped": result.predictions_dropped, "refreshed": refreshed,
+            "blind": len(blind_new),
             "model_version": mv or None, "project_id": sp.id}
 
 

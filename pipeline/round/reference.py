@@ -1,51 +1,95 @@
-"""The bound on the reference labels' error (rho) that the accept step divides by: the
-config's number, or measured on the double-checked held-out items (``[loop] reference_error =
-"measured"``, ``labeling.annotators``).
+"""How far the people can be trusted, as the accept step and the certificate use it: rho (the
+chance that a reference repeats the model's wrong label; the bound on machine labels is
+divided by 1 - rho) and the error of the delivered human labels. Either the config's number
+(``[loop] reference_error``, taken as known) or measured (``"measured"``, here).
 
-Measured: on the random double-checked items that two or more people answered, the trials are
-the items where the other people's plurality differs from the champion's label (the champion
-is wrong by their verdict), and the event is that the first person gave the champion's label.
-Its Clopper-Pearson bound holds at half of the loop's alpha; the threshold test gets the other
-half (union bound), and the accept record reports both.
+Measured, on the items two or more people answered among the random double and blind checks
+(``pipeline.round.blind``; chosen by content hash before anyone answered):
+- rho: the trials are the items where the other people's plurality differs from the model's
+  label, and the event is that the first person gave the model's label anyway. Only items whose
+  first answer was given as the references are (blind when ``blind_references``, else shown
+  the pre-annotation) count, with the model's label the one the choosing round predicted (for
+  a blind item) or the one shown. Clopper-Pearson at a quarter of the loop's alpha.
+- human error: the first answer against the others' plurality, on the items whose first person
+  was shown the pre-annotation (as most delivered labels were). Clopper-Pearson at a quarter of
+  the alpha. A bound on one person's error, so conservative for adjudicated labels.
+The thresholds get the other half of the alpha (union bound); the accept record has each part.
+
+What it assumes, beyond the checks being random:
+- people repeat a wrong model label no more often on the items the threshold accepts (where
+  the model is confident) than on the checked ones, most of which are the uncertain items
+  people are sent. Blind references cannot anchor on the model; what is left is two classes
+  that look alike to people and to the model, and the benchmark's "bound held" column is where
+  a failure of this would show;
+- where the others' plurality is wrong instead, the trial counts against the first person,
+  which only makes the bounds larger; two people erring the same way unprompted is rarer than
+  one of them erring.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from labeling.annotators import AnnotatorErrorBound, annotator_error_bound
-from labeling.selections import picks
-from labeling.studio.opinions import current_votes, double_checked
+from labeling.studio.opinions import current_votes, shown_predictions
 from pipeline.project.project import Project
+from pipeline.round.blind import checked
+from pipeline.round.predict import choosing_probs
+
+Bound = float | AnnotatorErrorBound | None
 
 
-def reference_bound(project: Project, model_labels: dict[str, str]
-                    ) -> tuple[float | AnnotatorErrorBound | None, str]:
-    """(rho bound or None if it cannot be measured yet, how it was obtained)."""
+@dataclass(frozen=True)
+class PeopleBounds:
+    """rho and the human labels' error, each a number (assumed), a measured bound or None
+    (not measurable yet), with how it was obtained."""
+
+    rho: Bound
+    rho_how: str
+    human: Bound
+    human_how: str
+
+
+def people_bounds(project: Project) -> PeopleBounds:
     loop = project.config.loop
     if loop.reference_error != "measured":
-        return float(loop.reference_error), "assumed ([loop] reference_error)"
-    held = set(picks(project.store, holdout=True))
-    checked = double_checked(held, loop.double_check)
-    votes = current_votes(project.store, None)
-    keys = [k for k in sorted(checked) if len(votes.get(k) or {}) >= 2 and k in model_labels]
-    rows = [list(votes[k].values()) for k in keys]
-    if not rows:
-        return None, (f"not measured yet: no double-checked item has two answers "
-                      f"({len(checked)} double-checked; [loop] double_check = "
-                      f"{loop.double_check})")
+        how = "assumed ([loop] reference_error)"
+        return PeopleBounds(float(loop.reference_error), how, float(loop.reference_error), how)
     classes = list(project.classes)
-    width = max(len(r) for r in rows)
-    answers = np.full((len(rows), width), np.nan)
+    votes = current_votes(project.store, None)
+    shown = shown_predictions(project.store, None)
+    double, blind = checked(project, votes)
+    keys = sorted(k for k in double | blind if len(votes[k]) >= 2)
+    confidence = 1.0 - (1.0 - loop.confidence_level) / 4
+    if loop.blind_references:
+        chosen = choosing_probs(project, [k for k in keys if k not in shown])
+        model = {k: classes[int(p.argmax())] for k, p in chosen.items()}
+        where = "blind-checked"
+    else:
+        model = {k: shown[k] for k in keys if k in shown}
+        where = "double-checked"
+    rho, rho_how = _measure([k for k in keys if model.get(k) in classes], votes, classes,
+                            confidence, model, where)
+    human, human_how = _measure([k for k in keys if k in shown], votes, classes, confidence,
+                                None, "double-checked")
+    return PeopleBounds(rho, rho_how, human, human_how)
+
+
+def _measure(keys, votes, classes, confidence, model, where) -> tuple[Bound, str]:
+    if not keys:
+        return None, f"not measured yet: no {where} item has two answers"
+    rows = [list(votes[k].values()) for k in keys]
+    answers = np.full((len(rows), max(len(r) for r in rows)), np.nan)
     for i, row in enumerate(rows):
         answers[i, :len(row)] = [classes.index(v) for v in row]
-    model = np.array([classes.index(model_labels[k]) for k in keys])
-    alpha = 1.0 - loop.confidence_level
+    labels = None if model is None else np.array([classes.index(model[k]) for k in keys])
     try:
-        bound = annotator_error_bound(answers, confidence=1.0 - alpha / 2, model_labels=model)
+        bound = annotator_error_bound(answers, confidence=confidence, model_labels=labels)
     except ValueError as err:
         return None, f"not measured yet: {err}"
     if bound.rate_ub >= 0.99:  # nothing can be certified through 1 / (1 - rho)
-        return None, (f"measured bound {bound.rate_ub:.3f} on {bound.n_items} items is too "
-                      f"wide to certify anything yet")
-    return bound, f"measured on {bound.n_items} double-checked items ({bound.measured})"
+        return None, (f"measured bound {bound.rate_ub:.3f} on {bound.n_items} {where} items "
+                      f"is too wide to use yet")
+    return bound, f"measured on {bound.n_items} {where} items ({bound.measured})"

@@ -1,6 +1,7 @@
 """The sync step: new, changed and deleted annotations from Label Studio into the label store,
-then second opinions asked where a held-out item's answers and the model disagree
-(``labeling.studio.opinions``; ``[loop] second_opinions``)."""
+then second opinions asked where a held-out item's answers and the model disagree, on a random
+double-checked share, and on the most suspect other labels within the round's review budget
+(``labeling.studio.opinions``; ``[loop] second_opinions``, ``double_check``, ``review_share``)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from labeling.selections import picks
 from labeling.studio.opinions import (
     asked_overlaps,
     current_votes,
-    double_checked,
     plan,
     request_opinions,
+    review_queue,
     shown_predictions,
 )
 from labeling.studio.sync import sync_annotations
 from pipeline.project.project import Project
+from pipeline.round.blind import checked
 from pipeline.round.predict import latest_model_labels
+from pipeline.round.review import answer_scores, review_budget
 from pipeline.round.session import session
 
 
@@ -25,14 +28,23 @@ def sync(project: Project, round_id: int | None = None) -> dict:
     studio, sp = session(project)
     report = sync_annotations(studio, project.store, sp)
     asked = 0
-    if project.config.loop.second_opinions:
+    loop = project.config.loop
+    if round_id is None:  # a sync between rounds asks on the newest round's budget
+        rounds = project.store.rounds()
+        round_id = rounds[-1]["id"] if rounds else None
+    if loop.second_opinions:
         store = project.store
+        shown = shown_predictions(store, sp.id)
         # The model's answer: what the first person was shown, else the newest predictions.
-        model = {**latest_model_labels(project), **shown_predictions(store, sp.id)}
+        model = {**latest_model_labels(project), **shown}
         held = set(picks(store, holdout=True))
-        requests = plan(current_votes(store, sp.id), model, held, store.tasks(sp.id),
-                        asked_overlaps(store, sp.id),
-                        double_check=double_checked(held, project.config.loop.double_check))
+        votes, tasks = current_votes(store, sp.id), store.tasks(sp.id)
+        before = asked_overlaps(store, sp.id)
+        budget = review_budget(project, sp.id, round_id)
+        queue = review_queue(votes, shown, held, before,
+                             answer_scores(project, votes) if budget else {}, budget)
+        requests = plan(votes, model, held, tasks, before, review=queue,
+                        double_check=set().union(*checked(project, tasks)))
         asked = request_opinions(studio, store, sp, requests, round_id=round_id)
     return {
         "labels": len(report.labeled), "unchanged": len(report.unchanged),

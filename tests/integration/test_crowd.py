@@ -24,6 +24,7 @@ from labeling.studio.opinions import (
 from labeling.studio.push import PushItem, push_tasks
 from labeling.studio.sync import sync_annotations
 from labeling.tasks.classification import choice_result
+from pipeline.round.labeled import unresolved_held_out
 
 pytestmark = pytest.mark.integration
 _names = itertools.count()
@@ -99,9 +100,13 @@ def test_three_people_on_one_task_majority_ties_and_a_second_answer_counting_onc
     assert label.label == "cat" and label.extra["votes"] == {"cat": 2, "dog": 1}
     assert items[1].key in report.disagreements  # a tie is held, never a label
     assert items[1].key not in store.current_labels()
+    record_picks(store, [Pick(i.key, "random", holdout=True) for i in items], round_id=None)
+    # Held out, the tie stays in the evaluation as a disagreement (pipeline.round.accept).
+    assert unresolved_held_out(store) == {items[1].key}
     _answer(ca, second, "dog")  # the same person again: their latest counts, once
     sync_annotations(studio, store, project)
     assert current_votes(store, project.id)[items[1].key] == {a.email: "dog", b.email: "dog"}
+    assert unresolved_held_out(store) == set()  # broken: a label like any other
     assert store.current_labels()[items[1].key].extra["votes"] == {"dog": 2}
     assert human_answers(store) == 6  # every answer is a cost, the repeated one too
 

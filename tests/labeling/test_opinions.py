@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labeling.studio.crowd import CrowdMember, answer, crowd_rates
-from labeling.studio.opinions import double_checked, plan
+from labeling.studio.opinions import double_checked, plan, review_queue
 
 CLASSES = ("cat", "dog", "emu")
 
@@ -40,6 +40,27 @@ def test_a_random_double_check_asks_a_second_person_even_when_the_first_agrees()
     assert [(r.key, r.overlap, r.reason) for r in asks] == [(key, 2, "random double check")]
 
 
+def test_the_review_queue_takes_the_most_suspect_training_labels_within_the_budget():
+    votes = {"sure": {"p1": "dog"}, "odd": {"p1": "emu"}, "agrees": {"p1": "cat"},
+             "held": {"p1": "dog"}, "asked": {"p1": "dog"}, "two": {"p1": "dog", "p2": "dog"},
+             "unscored": {"p1": "dog"}, "blind": {"p1": "dog"}}
+    shown = dict.fromkeys(votes, "cat")
+    del shown["blind"]  # nobody was shown a prediction: nothing to disagree with
+    # The shown prediction's probability of the person's answer: lowest is most suspect.
+    score = {"sure": 0.30, "odd": 0.01, "agrees": 0.90, "held": 0.0, "asked": 0.0}
+    queue = review_queue(votes, shown, {"held"}, {"asked": 2}, score, limit=10)
+    assert queue == ["odd", "sure", "unscored"]
+    assert review_queue(votes, shown, {"held"}, {"asked": 2}, score, limit=1) == ["odd"]
+    assert review_queue(votes, shown, set(), {}, score, limit=0) == []
+    asks = plan(votes, shown, {"held"}, dict.fromkeys(votes, 7), {"asked": 2}, review=["odd"])
+    assert {(r.key, r.overlap) for r in asks} == {("odd", 2), ("held", 2)}
+    assert next(r for r in asks if r.key == "odd").reason.startswith("review:")
+    # Once reviewed, two people who differ on a training label get a third, as held-out ones.
+    votes["odd"] = {"p1": "emu", "p2": "cat"}
+    again = plan(votes, shown, set(), {"odd": 7}, {"odd": 2})
+    assert [(r.key, r.overlap) for r in again] == [("odd", 3)]
+
+
 def test_the_crowd_errs_more_on_hard_items_and_toward_the_confusable_class():
     rng = np.random.default_rng(0)
     person = CrowdMember("p", 1, error_rate=0.05, skip_rate=0.0)
@@ -68,17 +89,3 @@ def test_crowd_rates_spread_around_their_mean():
     assert crowd_rates(1, 0.07) == [0.07]
     with pytest.raises(ValueError):
         crowd_rates(0, 0.1)
-
-
-def test_annotator_quality_counts_disagreement_with_the_others_where_three_answered():
-    from labeling.annotators import annotator_quality
-
-    votes = {f"i{n}": {"ann": "cat", "bob": "cat", "eve": "dog" if n % 4 == 0 else "cat"}
-             for n in range(40)}
-    votes["pair"] = {"ann": "cat", "eve": "dog"}  # two answers: nobody to blame
-    votes["tie"] = {"ann": "cat", "bob": "dog", "eve": "emu"}  # the others tie: left out
-    found = {q.name: q for q in annotator_quality(votes)}
-    assert (found["eve"].items, found["eve"].disagreements) == (40, 10)
-    assert found["eve"].rate == 0.25 and found["eve"].interval[0] < 0.25 < found["eve"].interval[1]
-    # Where eve dissents, ann and bob each face a tie (bob vs eve, ann vs eve): left out.
-    assert (found["ann"].items, found["ann"].disagreements) == (30, 0)

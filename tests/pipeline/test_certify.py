@@ -57,3 +57,15 @@ def test_the_latest_accept_record_is_the_newest_round_that_ran_it():
     rounds = [{"stats": {"accept": {"n": 1}}}, {"stats": {"accept": {"n": 2}}}, {"stats": {}}]
     assert latest_accept(rounds) == {"n": 2}
     assert latest_accept([]) is None
+
+
+def test_measured_people_are_certified_by_their_label_error_not_by_rho(store):
+    # rho (how often a reference repeats a wrong model label) is large and says little about
+    # how often a delivered human label is wrong: the certificate takes the measured error.
+    accept = {**_accept(0.02), "reference": {"rate_ub": 0.4}, "human_error": {"rate_ub": 0.08}}
+    cert = certificate(store, accept, reference_error="measured", confidence=0.95)
+    assert cert["human_error_ub"] == 0.08
+    assert cert["wrong_ub"] == pytest.approx((4 * 0.02 + 4 * 0.08) / 8)
+    unmeasured = {**accept, "human_error": {"rate_ub": None}}
+    assert certificate(store, unmeasured, reference_error="measured",
+                       confidence=0.95)["reason"] == "the people's error is not measured yet"

@@ -1,0 +1,48 @@
+"""Which human labels outside the held-out set get a second person this round
+(``[loop] review_share``; the rule is ``labeling.studio.opinions.review_queue``).
+
+A suspect is a label whose one answer differs from the pre-annotation its person was shown.
+That prediction was made while the item had no label, so it is out-of-sample, as cleanlab's
+confident learning asks, without training extra models: the score that orders the queue is the
+probability the same prediction gave the person's answer (its self-confidence), read from the
+predictions file of the round that chose the item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import func, select
+
+from labeling.schema import SecondOpinion
+from pipeline.project.project import Project
+from pipeline.round.predict import choosing_probs
+
+REVIEW_REASON = "review:"  # how plan() words a review request
+
+
+def answer_scores(project: Project, votes: Mapping[str, Mapping[str, str]]) -> dict[str, float]:
+    """Item key -> the probability the choosing round's predictions gave the item's first
+    answer, for items with one answer."""
+    single = {k: next(iter(v.values())) for k, v in votes.items() if len(v) == 1}
+    classes = list(project.classes)
+    return {k: float(p[classes.index(single[k])])
+            for k, p in choosing_probs(project, single).items() if single[k] in classes}
+
+
+def review_budget(project: Project, studio_project_id: int, round_id: int | None) -> int:
+    """How many review requests this round may still make: ``review_share`` of the batch,
+    less those already made in the round (a manual sync counts toward the newest round)."""
+    loop = project.config.loop
+    allowed = int(loop.review_share * loop.batch_size)
+    if allowed <= 0:
+        return 0
+    with project.store.transaction() as s:
+        made = s.scalar(select(func.count()).select_from(SecondOpinion).where(
+            SecondOpinion.project_id == studio_project_id,
+            SecondOpinion.reason.startswith(REVIEW_REASON),
+            SecondOpinion.round_id.is_(None) if round_id is None
+            else SecondOpinion.round_id == round_id))
+    return max(0, allowed - int(made or 0))
+
+
