@@ -22,3 +22,5 @@ if [ ! -f "$stamp" ] || ! cmp -s pyproject.toml "$stamp"; then
     cp pyproject.toml "$stamp"
 fi
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
+# ImageNet MobileNetV2 weights into torch's hub cache, for weights = "imagenet" offline.
+.venv/bin/python scripts/setup_weights.py || echo "setup: no MobileNetV2 ImageNet weights; weights = \"imagenet\" will say what to do"

@@ -5,6 +5,8 @@ need embeddings (diversity, core-set) get them from any model the same way.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import socket
 import urllib.error
 from collections.abc import Callable, Mapping
@@ -21,6 +23,9 @@ from torch import nn
 # ImageNet statistics: what torchvision's pretrained weights were trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# weights = "imagenet": torchvision's IMAGENET1K_V1 weights of the model, from the hub cache (the
+# first ImageNet set, which every zoo entry has; MobileNetV2's ships offline: setup_weights.py).
+IMAGENET = "imagenet"
 # Seconds to wait for the weights server before saying it is unreachable.
 _CONNECT_TIMEOUT_S = 10.0
 
@@ -118,9 +123,12 @@ def get_model(
     ``weights`` is one of:
       * ``None``: random initialisation: from ``seed`` if given (leaving torch's global
         generator untouched), else from the global generator;
-      * a torchvision weights name such as ``"IMAGENET1K_V1"``, ``"DEFAULT"`` or
-        ``"ResNet18_Weights.IMAGENET1K_V1"``: taken from torch's hub cache, or downloaded when
-        ``allow_download`` and the server is reachable; otherwise ``WeightsUnavailableError``;
+      * ``"imagenet"`` (torchvision's ``IMAGENET1K_V1`` weights for the model), or a torchvision
+        weights name such as ``"IMAGENET1K_V1"``, ``"DEFAULT"`` or
+        ``"ResNet18_Weights.IMAGENET1K_V1"``: taken from torch's hub cache (``$TORCH_HOME``),
+        or downloaded when ``allow_download`` and the server is reachable; otherwise
+        ``WeightsUnavailableError``. A cached file that fails torchvision's hash check is
+        refused the same way, never replaced by random weights;
       * a path to a local state-dict file (ours, or torchvision's layout for that model).
     A head with a different class count than ``num_classes`` is left randomly initialised; that
     and the weights' origin are recorded in ``model.weights_note``.
@@ -136,6 +144,8 @@ def get_model(
             model = entry.build(num_classes)
     if weights is None:
         return model
+    if weights == IMAGENET:  # the zoo's one word for "torchvision's ImageNet weights"
+        weights = "IMAGENET1K_V1"
     if (
         isinstance(weights, Path)
         or Path(weights).is_file()
@@ -214,6 +224,12 @@ def _torchvision_state(
         f"Download {chosen.url} on a machine with internet access and pass the file's path as "
         f"weights=..., or copy it to {cached}."
     )
+    if cached.is_file() and not _hash_matches(cached):
+        raise WeightsUnavailableError(
+            f"the cached weights file {cached} for {chosen} is corrupt: its SHA-256 does not "
+            f"begin with the prefix in its name, as torchvision checks. Delete it and run "
+            f"`.venv/bin/python scripts/setup_weights.py` (MobileNetV2), or copy a good copy "
+            f"there. {help_text}")
     if not cached.is_file():
         if not allow_download:
             raise WeightsUnavailableError(
@@ -224,6 +240,22 @@ def _torchvision_state(
         return chosen.get_state_dict(progress=False, check_hash=True), source
     except (urllib.error.URLError, OSError) as err:
         raise WeightsUnavailableError(f"could not download {chosen}: {err}. {help_text}") from err
+    except RuntimeError as err:  # torch.hub's hash check of a download
+        raise WeightsUnavailableError(f"the download of {chosen} is corrupt ({err}). "
+                                      f"{help_text}") from err
+
+
+def _hash_matches(path: Path) -> bool:
+    """torch.hub checks a download's SHA-256 against the hex prefix in its file name
+    (``name-<prefix>.pth``), but not a file already in the cache: this checks that one."""
+    match = re.search(r"-([a-f0-9]{6,})\.", path.name)
+    if match is None:
+        return True  # a name without a hash prefix: nothing to check against
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest().startswith(match.group(1))
 
 
 def _check_reachable(url: str, help_text: str) -> None:
@@ -319,6 +351,15 @@ def _resnet18(num_classes: int) -> FeatureClassifier:
     return FeatureClassifier(backbone, nn.Linear(width, num_classes))
 
 
+def _mobilenet_v2(num_classes: int) -> FeatureClassifier:
+    import torchvision
+
+    backbone = torchvision.models.mobilenet_v2(weights=None)
+    width = backbone.classifier[1].in_features
+    backbone.classifier[1] = nn.Identity()
+    return FeatureClassifier(backbone, nn.Linear(width, num_classes))
+
+
 def _mobilenet_v3_small(num_classes: int) -> FeatureClassifier:
     import torchvision
 
@@ -335,6 +376,13 @@ register_model(
     _resnet18,
     torchvision_name="resnet18",
     head_key="fc",
+)
+register_model(
+    "mobilenet_v2",
+    ModelSpec(3, 224, IMAGENET_MEAN, IMAGENET_STD),
+    _mobilenet_v2,
+    torchvision_name="mobilenet_v2",
+    head_key="classifier.1",
 )
 register_model(
     "mobilenet_v3_small",

@@ -6,5 +6,7 @@ Configs are checked against these when they load, and loading a config must stay
 and ``training.tuning``.
 """
 
-MODEL_NAMES = ("mobilenet_v3_small", "resnet18", "small_cnn")
+MODEL_NAMES = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "small_cnn")
 SAMPLER_NAMES = ("grid", "random", "tpe")
+# The ones with torchvision ImageNet weights (``weights = "imagenet"``).
+PRETRAINED_NAMES = ("mobilenet_v2", "mobilenet_v3_small", "resnet18")

@@ -23,7 +23,7 @@ from pydantic import (
 from labeling.strategies import list_strategies
 from labeling.studio.limits import TITLE_MAX, TITLE_MIN
 from labeling.tasks.registry import DEFAULT_TASK, list_task_types
-from training.names import MODEL_NAMES, SAMPLER_NAMES
+from training.names import MODEL_NAMES, PRETRAINED_NAMES, SAMPLER_NAMES
 from training.params import TrainParams
 
 if TYPE_CHECKING:
@@ -126,6 +126,14 @@ class TrainingSection(_Section):
         if value not in _model_names():
             raise ValueError(f"unknown model {value!r}; valid: {', '.join(_model_names())}")
         return value
+
+    @model_validator(mode="after")
+    def _weights_fit_model(self) -> TrainingSection:
+        # "imagenet": torchvision's ImageNet weights, from torch's hub cache; a path: a file.
+        if self.weights == "imagenet" and self.model not in PRETRAINED_NAMES:
+            raise ValueError(f"weights = \"imagenet\" needs a model with ImageNet weights "
+                             f"({', '.join(PRETRAINED_NAMES)}); {self.model!r} has none")
+        return self
 
     def params(self) -> TrainParams:
         return TrainParams(**self.model_dump())

@@ -48,8 +48,10 @@ def load_predictions(path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 def latest_model_labels(project: Project) -> dict[str, str]:
     """Item key -> the class the newest predictions file gives it (empty before any)."""
+    # By round number, not file time: a copied or restored workspace keeps its order.
     files = sorted((f for f in project.predictions_dir.glob("round*-v*.npz")
-                    if not f.name.endswith(".tmp.npz")), key=lambda f: f.stat().st_mtime)
+                    if not f.name.endswith(".tmp.npz")),
+                   key=lambda f: int(f.name[len("round"):f.name.index("-v")]))
     if not files:
         return {}
     keys, probs, _ = load_predictions(files[-1])

