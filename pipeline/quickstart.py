@@ -91,8 +91,8 @@ def use_crowd(config_path: Path, annotators: int) -> None:
     change; a user's edits stay."""
     text = config_path.read_text(encoding="utf-8")
     for default, wanted in (("annotators = 0", f"annotators = {annotators}"),
-                            ("double_check = 0.0", "double_check = 0.1"),
-                            ("blind_check = 0.0", "blind_check = 0.15"),
+                            ("double_check = 0.0", "double_check = 0.05"),
+                            ("blind_check = 0.0", "blind_check = 0.1"),
                             ("review_share = 0.0", "review_share = 0.25"),
                             ("reference_error = 0.0", 'reference_error = "measured"')):
         text = re.sub(rf"(?m)^{re.escape(default)}$", wanted, text)

@@ -54,7 +54,7 @@ def pool_figures(project, truth: dict[str, str]) -> dict:
 
 
 def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, batch: int,
-        annotators: int) -> dict:
+        annotators: int, port: int = 8080, target: str = "label") -> dict:
     """One setting and seed, to the whole pool labeled or the budget of answers."""
     folder = out / f"noise{noise:g}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -65,6 +65,8 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, bat
     text = config_path.read_text()
     text = re.sub(r"(?m)^batch_size = 100$", f"batch_size = {batch}", text)
     text = re.sub(r"(?m)^seed = 0$", f"seed = {seed}", text)
+    text = re.sub(r"(?m)^port = 8080$", f"port = {port}", text)
+    text = re.sub(r'(?m)^target = "label"$', f'target = "{target}"', text)
     config_path.write_text(text)
     project = open_project(find_config(config_path), env=dict(os.environ))
     ingest_folder(project.store, project.config.images_dir)
@@ -153,10 +155,15 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--annotators", type=int, default=3,
                         help="crowd accounts for noise > 0 (noise 0: one perfect annotator)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="the embedded Label Studio's port (two benchmarks at once)")
+    parser.add_argument("--target", choices=("label", "dataset"), default="label",
+                        help="[loop] target: every machine label, or the whole delivered set")
     args = parser.parse_args()
     for noise in args.noise:
         runs = [run(noise, seed, args.out.resolve(), max_rounds=args.max_rounds,
-                    budget=args.budget, batch=args.batch, annotators=args.annotators)
+                    budget=args.budget, batch=args.batch, annotators=args.annotators,
+                    port=args.port, target=args.target)
                 for seed in args.seeds]
         print_table(noise, runs)
 

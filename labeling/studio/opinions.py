@@ -10,8 +10,8 @@ The rule (``plan``), per item with a task in Label Studio:
 - held out, one person answered, and the answer differs from the model's prediction: raise the
   task's overlap to 2, so that Label Studio serves it to a *different* person;
 - any other human label that ``review_queue`` puts in this round's review budget (its one
-  answer differs from the out-of-sample pre-annotation, lowest self-confidence first): the
-  same, so that the training labels and the delivered ones get the same check where it pays;
+  answer differs from the out-of-sample pre-annotation or from the champion, lowest
+  self-confidence first): the same, so that training and delivered labels get a check too;
 - two people answered and they differ (a tie, held as a disagreement, never a label): raise it
   to 3; the majority of three decides, and a tie left after that stays a disagreement;
 - a random share of the items (``double_checked``: chosen by their content hash, before anyone
@@ -135,17 +135,24 @@ def plan(votes: Mapping[str, Mapping[str, str]], model_labels: Mapping[str, str]
 
 def review_queue(votes: Mapping[str, Mapping[str, str]], shown: Mapping[str, str],
                  held_out: set[str], asked: Mapping[str, int], score: Mapping[str, float],
-                 limit: int) -> list[str]:
+                 limit: int, *, current: Mapping[str, str] | None = None) -> list[str]:
     """The human labels outside the held-out set most likely to be wrong, at most ``limit``:
-    items with one answer that differs from the pre-annotation the person was shown (a
-    prediction made before the item had a label, so out-of-sample), not asked about before,
-    lowest ``score`` first (the probability that prediction gave the answer: cleanlab's
-    self-confidence; an item without one comes after those with one)."""
+    items with one answer, not asked about before, whose answer differs from the
+    pre-annotation the person was shown (a prediction made before the item had a label, so
+    out-of-sample) or from the ``current`` champion's label (which trained on it: a label the
+    model still contradicts is suspect, and this catches an answer that took a wrong
+    pre-annotation as shown). Lowest ``score`` first (the probability a model gave the
+    answer: cleanlab's self-confidence); an item without one comes after those with one."""
     if limit <= 0:
         return []
-    suspects = [k for k, v in votes.items()
-                if len(v) == 1 and k not in held_out and asked.get(k, 1) < 2
-                and k in shown and next(iter(v.values())) != shown[k]]
+    current = current or {}
+    suspects = []
+    for k, v in votes.items():
+        if len(v) != 1 or k in held_out or asked.get(k, 1) >= 2:
+            continue
+        answer = next(iter(v.values()))
+        if (k in shown and answer != shown[k]) or (k in current and answer != current[k]):
+            suspects.append(k)
     suspects.sort(key=lambda k: (k not in score, score.get(k, 0.0), k))
     return suspects[:limit]
 

@@ -17,7 +17,8 @@ def _predictions_file(project: Project, version: str, round_id: int):
 
 def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
     """Predict every item without a person's label (and the evaluation items, which calibrate
-    the thresholds) with the champion; cached per round so a resumed round reuses it."""
+    the thresholds; and the training labels when reviews are on) with the champion; cached per
+    round so a resumed round reuses it."""
     found = champion_model_path(project)
     if found is None:
         return {"predicted": 0, "reason": "no champion yet"}
@@ -28,8 +29,11 @@ def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
             return {"predicted": int(len(cached["keys"])), "version": version, "file": str(out)}
     human = project.store.current_labels(sources=("human", "seed"))
     _, eval_set = labeled_sets(project)
+    # With reviews on, the training labels too: a label the champion contradicts after
+    # training on it is a suspect (pipeline/round/review.py).
+    everything = project.config.loop.review_share > 0
     items = [i for i in project.store.items(status="ok")
-             if i.key not in human or i.key in eval_set]
+             if everything or i.key not in human or i.key in eval_set]
     model = load_checkpoint(ckpt)
     want_features = project.config.loop.strategy == "ranked_batch"
     preds = project.task.predict(model, [i.path for i in items], embeddings=want_features,
@@ -48,6 +52,12 @@ def load_predictions(path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 def latest_model_labels(project: Project) -> dict[str, str]:
     """Item key -> the class the newest predictions file gives it (empty before any)."""
+    classes = project.classes
+    return {k: classes[int(p.argmax())] for k, p in latest_probs(project).items()}
+
+
+def latest_probs(project: Project) -> dict[str, np.ndarray]:
+    """Item key -> class probabilities in the newest predictions file (empty before any)."""
     # By round number, not file time: a copied or restored workspace keeps its order.
     files = sorted((f for f in project.predictions_dir.glob("round*-v*.npz")
                     if not f.name.endswith(".tmp.npz")),
@@ -55,7 +65,7 @@ def latest_model_labels(project: Project) -> dict[str, str]:
     if not files:
         return {}
     keys, probs, _ = load_predictions(files[-1])
-    return {k: project.classes[int(p.argmax())] for k, p in zip(keys, probs, strict=True)}
+    return dict(zip(keys, probs, strict=True))
 
 
 def choosing_probs(project: Project, keys) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ from labeling.studio.opinions import (
 from labeling.studio.sync import sync_annotations
 from pipeline.project.project import Project
 from pipeline.round.blind import checked
-from pipeline.round.predict import latest_model_labels
+from pipeline.round.predict import latest_probs
 from pipeline.round.review import answer_scores, review_budget
 from pipeline.round.session import session
 
@@ -35,14 +35,17 @@ def sync(project: Project, round_id: int | None = None) -> dict:
     if loop.second_opinions:
         store = project.store
         shown = shown_predictions(store, sp.id)
+        newest = latest_probs(project)
+        current = {k: project.classes[int(p.argmax())] for k, p in newest.items()}
         # The model's answer: what the first person was shown, else the newest predictions.
-        model = {**latest_model_labels(project), **shown}
+        model = {**current, **shown}
         held = set(picks(store, holdout=True))
         votes, tasks = current_votes(store, sp.id), store.tasks(sp.id)
         before = asked_overlaps(store, sp.id)
         budget = review_budget(project, sp.id, round_id)
         queue = review_queue(votes, shown, held, before,
-                             answer_scores(project, votes) if budget else {}, budget)
+                             answer_scores(project, votes, newest) if budget else {}, budget,
+                             current=current)
         requests = plan(votes, model, held, tasks, before, review=queue,
                         double_check=set().union(*checked(project, tasks)))
         asked = request_opinions(studio, store, sp, requests, round_id=round_id)

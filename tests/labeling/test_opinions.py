@@ -52,6 +52,12 @@ def test_the_review_queue_takes_the_most_suspect_training_labels_within_the_budg
     assert queue == ["odd", "sure", "unscored"]
     assert review_queue(votes, shown, {"held"}, {"asked": 2}, score, limit=1) == ["odd"]
     assert review_queue(votes, shown, set(), {}, score, limit=0) == []
+    # An answer that took the shown pre-annotation is suspect once the champion, trained on
+    # it, still says otherwise.
+    assert "agrees" in review_queue(votes, shown, {"held"}, {"asked": 2}, score, limit=10,
+                                    current={"agrees": "dog"})
+    assert "agrees" not in review_queue(votes, shown, {"held"}, {"asked": 2}, score, limit=10,
+                                        current={"agrees": "cat"})
     asks = plan(votes, shown, {"held"}, dict.fromkeys(votes, 7), {"asked": 2}, review=["odd"])
     assert {(r.key, r.overlap) for r in asks} == {("odd", 2), ("held", 2)}
     assert next(r for r in asks if r.key == "odd").reason.startswith("review:")
