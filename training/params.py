@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+MODES = ("finetune", "probe")
+
 
 @dataclass(frozen=True)
 class TrainParams:
@@ -20,6 +22,9 @@ class TrainParams:
 
     model: str = "small_cnn"
     weights: str | None = None
+    # finetune: train the whole network on images. probe: keep the (pretrained) backbone
+    # frozen and train a linear head on its cached embeddings (training.probe).
+    mode: str = "finetune"
     image_size: int | None = None
     epochs: int = 30
     batch_size: int = 64
@@ -45,6 +50,7 @@ class TrainParams:
             "min_steps": self.min_steps >= 0,
             "num_workers": self.num_workers >= 0,
             "image_size": self.image_size is None or self.image_size >= 8,
+            "mode": self.mode in MODES,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -52,7 +58,8 @@ class TrainParams:
             raise ValueError(
                 f"invalid training parameters: {values} (need epochs >= 1, batch_size >= 2, "
                 f"lr > 0, weight_decay >= 0, 0 <= augment <= 1, 0 <= val_fraction < 1, "
-                f"patience >= 1, min_steps >= 0, num_workers >= 0, image_size None or >= 8)"
+                f"patience >= 1, min_steps >= 0, num_workers >= 0, image_size None or >= 8, "
+                f"mode one of {', '.join(MODES)})"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -108,7 +108,14 @@ class StudioSection(_Section):
 class TrainingSection(_Section):
     # Defaults are training.TrainParams' own, so there is one place that sets them.
     model: str = TrainParams.model
+    # None: random init; "imagenet": torchvision's ImageNet weights from torch's hub cache
+    # (scripts/setup_weights.py puts MobileNetV2's there offline); or a state-dict file.
     weights: str | None = None
+    # finetune: the whole network on images. probe: the backbone frozen, a linear head on its
+    # embeddings, cached in the workspace once per item and backbone (training/probe.py).
+    mode: Literal["finetune", "probe"] = "finetune"
+    # probe only: fine-tune instead once this many training labels exist (0: never).
+    finetune_after: int = Field(default=0, ge=0)
     image_size: int | None = Field(default=None, ge=8, le=1024)
     epochs: int = Field(default=TrainParams.epochs, ge=1)
     batch_size: int = Field(default=TrainParams.batch_size, ge=2)
@@ -136,7 +143,7 @@ class TrainingSection(_Section):
         return self
 
     def params(self) -> TrainParams:
-        return TrainParams(**self.model_dump())
+        return TrainParams(**self.model_dump(exclude={"finetune_after"}))
 
 
 class LoopSection(_Section):

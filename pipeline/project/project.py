@@ -47,6 +47,10 @@ class Project:
         return self.config.workspace_dir / "predictions"
 
     @property
+    def embeddings_dir(self) -> Path:
+        return self.config.workspace_dir / "embeddings"
+
+    @property
     def tuned_params_path(self) -> Path:
         return self.config.workspace_dir / TUNED_PARAMS_NAME
 

@@ -8,6 +8,7 @@ import numpy as np
 from labeling.selections import picks
 from pipeline.project.project import Project
 from pipeline.round.labeled import champion_model_path, labeled_sets
+from pipeline.round.probe import predict_probe
 from training.checkpoint import load_checkpoint
 
 
@@ -36,8 +37,12 @@ def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
              if everything or i.key not in human or i.key in eval_set]
     model = load_checkpoint(ckpt)
     want_features = project.config.loop.strategy == "ranked_batch"
-    preds = project.task.predict(model, [i.path for i in items], embeddings=want_features,
-                                 progress=progress)
+    if model.params.mode == "probe":  # the champion's own mode, whatever the config says now
+        preds = predict_probe(project, model, [i.path for i in items], [i.key for i in items],
+                              progress=progress)
+    else:
+        preds = project.task.predict(model, [i.path for i in items], embeddings=want_features,
+                                     progress=progress)
     tmp = out.with_name(out.stem + ".tmp.npz")
     np.savez(tmp, keys=np.array([i.key for i in items]), probs=preds.probs,
              embeddings=preds.embeddings if want_features else np.zeros((len(items), 0)))

@@ -14,6 +14,7 @@ from pipeline.round.labeled import (
     paths_of,
     snapshot_hash,
 )
+from pipeline.round.probe import round_params, train_probe
 from training.calibrate import calibrate
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.evaluate import evaluate
@@ -43,8 +44,13 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
         write_text_atomic(project.models_dir / f"{snapshot}.labels.json",
                           json.dumps(train_set, sort_keys=True))
         keys = sorted(train_set)
-        model = project.task.train(paths_of(project, keys), [train_set[k] for k in keys],
-                                   project.classes, project.train_params(), progress=progress)
+        params = round_params(project, len(keys))
+        if params.mode == "probe":
+            model = train_probe(project, paths_of(project, keys), keys,
+                                [train_set[k] for k in keys], params, progress=progress)
+        else:
+            model = project.task.train(paths_of(project, keys), [train_set[k] for k in keys],
+                                       project.classes, params, progress=progress)
         metrics = {"n_train": len(keys), "n_eval": len(eval_set)}
         if len(eval_set) >= MIN_CALIBRATION_ITEMS:
             eval_keys = sorted(eval_set)

@@ -1,0 +1,46 @@
+"""Probe mode in a round (``[training] mode = "probe"``): the train and predict steps go
+through the workspace's embedding cache (``training.probe``), keyed by item key and backbone,
+so an image is decoded once per backbone and a round that only retrains the head reads none.
+Past ``finetune_after`` training labels the loop fine-tunes instead."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pipeline.project.project import Project
+from training.embedding_cache import EmbeddingCache
+from training.params import TrainParams
+from training.predict import Predictions
+from training.trained import TrainedModel
+
+
+def round_params(project: Project, n_train: int) -> TrainParams:
+    """The training parameters for a round with ``n_train`` labels: probe until
+    ``finetune_after`` (if set), fine-tune from there."""
+    params = project.train_params()
+    after = project.config.training.finetune_after
+    if params.mode == "probe" and after and n_train >= after:
+        return replace(params, mode="finetune")
+    return params
+
+
+def cache_for(project: Project, params: TrainParams) -> EmbeddingCache:
+    from training.probe import backbone_id
+
+    return EmbeddingCache(project.embeddings_dir / backbone_id(params))
+
+
+def train_probe(project: Project, paths, keys, labels, params: TrainParams, *,
+                progress: bool) -> TrainedModel:
+    from training.probe import train_probe as fit
+
+    return fit(paths, keys, labels, project.classes, params, cache_for(project, params),
+               progress=progress)
+
+
+def predict_probe(project: Project, model: TrainedModel, paths, keys, *,
+                  progress: bool) -> Predictions:
+    from training.probe import predict_cached
+
+    return predict_cached(model, paths, keys, cache_for(project, model.params),
+                          progress=progress)

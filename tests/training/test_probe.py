@@ -1,0 +1,72 @@
+"""Probe mode: embeddings cached once per item and backbone, a linear head trained on them, and
+prediction from the cache that equals prediction from the images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.embedding_cache import EmbeddingCache
+from training.params import TrainParams
+from training.predict import predict
+from training.probe import backbone_id, predict_cached, train_probe
+
+PROBE = TrainParams(model="mobilenet_v2", weights="imagenet", mode="probe")
+
+
+def _photos(folder: Path, n: int, seed: int = 0):
+    """Two classes of 64 px colour images: reddish and bluish, noisy."""
+    rng = np.random.default_rng(seed)
+    paths, keys, labels = [], [], []
+    for i in range(n):
+        cls = i % 2
+        pixels = rng.integers(0, 60, (64, 64, 3)).astype(np.uint8)
+        pixels[..., 0 if cls == 0 else 2] += 150
+        path = folder / f"{i}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(str(path))
+        keys.append(f"sha256:{seed}-{i}")
+        labels.append(("red", "blue")[cls])
+    return paths, keys, labels
+
+
+def test_a_probe_learns_from_few_labels_and_the_cache_replaces_the_images(tmp_path):
+    paths, keys, labels = _photos(tmp_path, 40)
+    cache = EmbeddingCache(tmp_path / "emb" / backbone_id(PROBE))
+    model = train_probe(paths[:10], keys[:10], labels[:10], ("red", "blue"), PROBE, cache)
+    assert len(cache) == 10 and model.metrics["mode"] == "probe"
+    assert "IMAGENET1K_V1" in model.metrics["weights"]
+    cached = predict_cached(model, paths, keys, cache)
+    assert len(cache) == 40  # the 30 new ones appended, the 10 not computed again
+    right = np.array(["red", "blue"])[cached.probs.argmax(1)] == np.array(labels)
+    assert right[10:].mean() >= 0.95
+    # The fast path gives what the images give.
+    assert np.allclose(cached.probs, predict(model, paths).probs, atol=1e-5)
+    for p in paths:
+        Path(p).unlink()  # a round that only changes the head reads no image
+    again = predict_cached(model, paths, keys, EmbeddingCache(cache.folder))
+    assert np.array_equal(again.probs, cached.probs)
+
+
+def test_a_killed_write_leaves_a_readable_cache_and_backbones_never_share(tmp_path):
+    cache = EmbeddingCache(tmp_path / "b")
+    cache.add(["a", "b"], np.ones((2, 4), np.float32))
+    (tmp_path / "b" / "chunk-999-1.tmp").write_bytes(b"PK\x03\x04 half a chunk")  # the kill
+    reread = EmbeddingCache(tmp_path / "b")
+    assert len(reread) == 2 and reread.missing(["a", "c", "c"]) == ["c"]
+    with pytest.raises(KeyError, match="no cached embedding for c"):
+        reread.get(["a", "c"])
+    ids = {backbone_id(PROBE), backbone_id(TrainParams(model="mobilenet_v2", mode="probe")),
+           backbone_id(TrainParams(model="mobilenet_v2", weights="imagenet", image_size=160)),
+           backbone_id(TrainParams(model="resnet18", weights="imagenet"))}
+    assert len(ids) == 4  # model, weights and input size each change the vectors
+
+
+def test_a_probe_refuses_labels_outside_its_classes(tmp_path):
+    paths, keys, _ = _photos(tmp_path, 2)
+    with pytest.raises(ValueError, match=r"labels \['green'\] are not among the classes"):
+        train_probe(paths, keys, ["red", "green"], ("red", "blue"), PROBE,
+                    EmbeddingCache(tmp_path / "emb"))

@@ -1,0 +1,72 @@
+"""Embeddings kept on disk, per backbone: computed once per item, appended as items arrive.
+
+One folder per backbone identity (``probe.backbone_id``: model, weights, input size), so a
+changed backbone never reads another's vectors. Each write is a new chunk file
+(``chunk-<time>-<pid>.npz`` holding item keys and float32 vectors) written to a temporary name and
+renamed into place: a kill mid-write leaves a stray ``.tmp`` file that readers ignore, and
+every chunk that is there is whole. A key written twice (two processes racing) keeps the vector
+of the later chunk; both are the same backbone's output for the same image.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+class EmbeddingCache:
+    """The embeddings of one backbone in ``folder``."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._vectors: dict[str, np.ndarray] | None = None
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._vectors is None:
+            self._vectors = {}
+            for chunk in sorted(self.folder.glob("chunk-*.npz"), key=_chunk_number):
+                with np.load(chunk) as data:
+                    self._vectors.update(zip(data["keys"].tolist(), data["vectors"],
+                                             strict=True))
+        return self._vectors
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def missing(self, keys: Sequence[str]) -> list[str]:
+        """The keys among ``keys`` without a vector yet, in order, once each."""
+        have = self._load()
+        return list(dict.fromkeys(k for k in keys if k not in have))
+
+    def get(self, keys: Sequence[str]) -> np.ndarray:
+        """[N, D] vectors of ``keys``; KeyError naming the first key without one."""
+        have = self._load()
+        gone = [k for k in keys if k not in have]
+        if gone:
+            raise KeyError(f"no cached embedding for {gone[0]} ({len(gone)} missing)")
+        return np.stack([have[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Append ``vectors`` [N, D] for ``keys`` as one new chunk."""
+        if len(keys) != len(vectors):
+            raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
+        if not keys:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # Named by time and process: two writers never take each other's name.
+        name = f"chunk-{time.time_ns()}-{os.getpid()}"
+        final, tmp = self.folder / f"{name}.npz", self.folder / f"{name}.tmp"
+        with tmp.open("wb") as handle:
+            np.savez(handle, keys=np.array(list(keys)), vectors=vectors.astype(np.float32))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        self._load().update(zip(keys, vectors.astype(np.float32), strict=True))
+
+
+def _chunk_number(path: Path) -> int:
+    return int(path.name.split("-")[1].split(".")[0])

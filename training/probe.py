@@ -1,0 +1,117 @@
+"""Probe mode: a frozen backbone's embeddings, computed once per item and cached, and a linear
+head trained on them in seconds (``[training] mode = "probe"``).
+
+With ImageNet weights a linear probe already sorts real photos well from a few labels per class
+(stack notes: 1-NN on MobileNetV2 embeddings 90% on 180 photos, against 36% untrained), and a
+round that only retrains the head decodes no image twice: every image is embedded once per
+backbone, and prediction is one matrix product over the cache.
+
+The model a probe returns is an ordinary ``TrainedModel`` (the pretrained backbone and the new
+head): checkpoints, calibration, promotion and prediction from images all work on it as on a
+fine-tuned one; ``predict_cached`` is the fast path that skips the images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.embedding_cache import EmbeddingCache
+from training.models import IMAGENET, get_model
+from training.params import TrainParams
+from training.predict import Predictions, predict
+from training.train import transform_for
+from training.trained import TrainedModel
+
+HEAD_STEPS = 300  # full-batch optimiser steps on the embeddings: converged well before this
+
+
+def backbone_id(params: TrainParams) -> str:
+    """What the embeddings depend on: model, weights (a file by its content) and input size.
+    Two configs with the same id produce the same vectors for the same image."""
+    tconf = transform_for(params)
+    if params.weights is None:
+        weights = f"random-seed{params.seed}"
+    elif Path(params.weights).is_file():
+        digest = hashlib.sha256(Path(params.weights).read_bytes()).hexdigest()[:12]
+        weights = f"file-{digest}"
+    else:
+        weights = "IMAGENET1K_V1" if params.weights == IMAGENET else str(params.weights)
+    return f"{params.model}-{weights}-{tconf.channels}x{tconf.image_size}".replace("/", "_")
+
+
+def backbone(params: TrainParams, num_classes: int) -> TrainedModel:
+    """The frozen backbone with an untrained head: what embeds images for the cache."""
+    module = get_model(params.model, num_classes, weights=params.weights, seed=params.seed)
+    return TrainedModel(module=module.eval(), classes=tuple(str(i) for i in range(num_classes)),
+                        transform=transform_for(params), params=params)
+
+
+def embed(model: TrainedModel, paths: Sequence[str | Path], keys: Sequence[str],
+          cache: EmbeddingCache, *, progress: bool = False) -> np.ndarray:
+    """[N, D] embeddings of ``keys`` (files ``paths``), computing and caching only the ones
+    the cache lacks."""
+    where = dict(zip(keys, paths, strict=True))
+    todo = cache.missing(keys)
+    if todo:
+        out = predict(model, [where[k] for k in todo], embeddings=True, progress=progress)
+        cache.add(todo, out.embeddings)
+    return cache.get(list(keys))
+
+
+def train_probe(paths: Sequence[str | Path], keys: Sequence[str], labels: Sequence[str],
+                classes: Sequence[str], params: TrainParams, cache: EmbeddingCache, *,
+                progress: bool = False) -> TrainedModel:
+    """A linear head on the cached embeddings of the labeled items; the backbone stays as its
+    weights gave it. Raises ValueError for an empty set or a label outside ``classes``."""
+    classes = tuple(classes)
+    if not keys:
+        raise ValueError("no labelled images to train on")
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the classes {list(classes)}")
+    started = time.perf_counter()
+    model = backbone(params, len(classes))
+    x = torch.from_numpy(embed(model, paths, keys, cache, progress=progress))
+    y = torch.tensor([classes.index(label) for label in labels])
+    head = nn.Linear(x.shape[1], len(classes))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(params.seed)
+        head.reset_parameters()
+    # Standardised inputs make one learning rate fit every backbone's embedding scale.
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2, weight_decay=params.weight_decay)
+    z = (x - mean) / std
+    for _ in range(HEAD_STEPS):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(head(z), y)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():  # fold the standardisation into the head: logits = W' x + b'
+        weight = head.weight / std
+        model.module.head.weight.copy_(weight)
+        model.module.head.bias.copy_(head.bias - weight @ mean)
+    model.classes = classes
+    model.metrics = {"n_labels": len(keys), "n_train": len(keys), "mode": "probe",
+                     "backbone": backbone_id(params), "weights": model.module.weights_note,
+                     "train_loss": float(loss.detach()),
+                     "seconds": round(time.perf_counter() - started, 3)}
+    return model
+
+
+def predict_cached(model: TrainedModel, paths: Sequence[str | Path], keys: Sequence[str],
+                   cache: EmbeddingCache, *, progress: bool = False) -> Predictions:
+    """``predict`` for a probe model through the cache: images are decoded only for keys the
+    cache lacks. Same probabilities as ``predict`` on the images, up to float rounding."""
+    feats = embed(model, paths, keys, cache, progress=progress)
+    module = model.module.eval()
+    with torch.inference_mode():
+        logits = module.head(torch.from_numpy(feats)).float().numpy()
+    probs = torch.softmax(torch.from_numpy(logits) / model.temperature, dim=1).numpy()
+    return Predictions(probs=probs, logits=logits, embeddings=feats)
