@@ -124,6 +124,12 @@ def choose_thresholds(
     return Thresholds(tuple(out), target_precision, confidence, rho, alpha["reference_error"])
 
 
+def planning_rate(max_error: float, rho: float) -> float:
+    """The rate of wrong references the scan plans its start for (never counted in a bound):
+    none when people are taken to be right, else a quarter of the error allowed."""
+    return 0.0 if rho == 0 else max_error / 4
+
+
 def _class_threshold(conf, wrong, name, *, level, max_error, min_points, rho) -> ClassThreshold:
     if len(conf) < min_points:
         return ClassThreshold(name, None, int(len(conf)), int(wrong.sum()), None,
@@ -134,8 +140,9 @@ def _class_threshold(conf, wrong, name, *, level, max_error, min_points, rho) ->
     # A threshold must include every tie at its value, so only cut between distinct values.
     cut = np.append(conf[1:] != conf[:-1], True)
     m = np.arange(1, len(conf) + 1)[cut]
+    expected = np.cumsum(1.0 - conf)[cut] + planning_rate(max_error, rho) * m
     scan = fixed_sequence_scan(m, errors[cut], max_error, confidence=level,
-                               reference_error=rho, min_points=min_points)
+                               reference_error=rho, min_points=min_points, expected=expected)
     ucb_all = float(scan.bounds[-1]) if scan.start is not None else _bound(
         int(errors[-1]), len(conf), level, rho)
     if scan.start is None:
@@ -229,8 +236,10 @@ def _pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_poin
     cut = np.append(conf[1:] != conf[:-1], True)
     n = (count * eligible).sum(axis=1)[cut]
     e = (errs * eligible).sum(axis=1)[cut]
+    doubt = np.cumsum(one_hot * (1.0 - conf)[:, None], axis=0)
+    expected = (doubt * eligible).sum(axis=1)[cut] + planning_rate(max_error, rho) * n
     scan = fixed_sequence_scan(n, e, max_error, confidence=level, reference_error=rho,
-                               min_points=1)
+                               min_points=1, expected=expected)
     if scan.chosen is None:
         return None, None
     return float(conf[cut][scan.chosen]), float(scan.bounds[scan.chosen])

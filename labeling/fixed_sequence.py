@@ -13,8 +13,14 @@ The scan starts at the first cut where a pass is possible at all: at least ``min
 and few enough that even zero disagreements would pass. A stricter cut holds too few items to
 ever pass, so testing it would only stop the scan at once. The start depends on the counts
 ``n`` and the limits ``max_error`` only, never on whether items were right, so no label is
-looked at to choose it. To start later, where a few errors are tolerated (more power when the
-very top of the ranking is not error-free), raise ``min_points``.
+looked at to choose it.
+
+Starting there needs a run of zero disagreements at the very top, which one wrong reference
+(people do err, and adjudication cannot fix two people who err alike) breaks for good. Given
+``expected`` disagreements per cut, worked out without labels (from the model's confidences and
+a planning rate of reference error), the scan starts instead at the cut most likely to pass:
+the one maximising P(Binomial(n, expected / n) <= the most disagreements that still pass).
+That cut, too, is chosen before any disagreement is counted, so the guarantee is unchanged.
 
 Vocabulary: one entry per cut, strictest first: ``n`` validation items at or above the cut,
 ``disagreements`` among them (reference != model), ``max_error`` the largest error rate the
@@ -50,6 +56,7 @@ def fixed_sequence_scan(
     confidence: float,
     reference_error: float = 0.0,
     min_points: int = 1,
+    expected: np.ndarray | None = None,
 ) -> Scan:
     """Test cuts strictest first with the bound of :func:`labeling.bounds.noisy_error_upper_bound`
     and stop at the first failure (see the module docstring).
@@ -66,7 +73,9 @@ def fixed_sequence_scan(
     bounds = np.full(n.shape, np.nan)
     if len(possible) == 0:
         return Scan(None, None, None, bounds)
-    start = int(possible[0])
+    start = int(possible[0]) if expected is None else _likeliest_start(
+        n, np.asarray(expected, dtype=np.float64), max_error, possible,
+        confidence=confidence, scale=scale)
     tail = np.minimum(1.0, error_upper_bounds(
         np.asarray(disagreements)[start:], n[start:], confidence=confidence) * scale)
     bounds[start:] = tail
@@ -90,3 +99,24 @@ def points_needed(max_error: float, *, confidence: float, reference_error: float
     while error_upper_bounds(0, n, confidence=confidence) > target:
         n += 1
     return n
+
+
+def _likeliest_start(n, expected, max_error, possible, *, confidence, scale) -> int:
+    """The possible cut with the highest chance of passing if disagreements arrive at the
+    planned rate ``expected / n`` (module docstring). Ties go to the stricter cut."""
+    from scipy.stats import binom  # noqa: PLC0415 - scipy takes a while to import
+
+    best, best_p = int(possible[0]), -1.0
+    for c in possible:
+        size = int(n[c])
+        # The most disagreements that still pass at this cut.
+        allowed = 0
+        while allowed < size and error_upper_bounds(
+                np.array([allowed + 1.0]), np.array([float(size)]),
+                confidence=confidence)[0] * scale <= max_error[c]:
+            allowed += 1
+        rate = min(1.0, max(0.0, float(expected[c]) / size))
+        chance = float(binom.cdf(allowed, size, rate))
+        if chance > best_p + 1e-12:
+            best, best_p = int(c), chance
+    return best

@@ -44,3 +44,18 @@ def test_per_cut_limits_are_respected():
     k = np.array([4, 8, 16])  # 2% observed everywhere
     scan = fixed_sequence_scan(n, k, np.array([0.06, 0.04, 0.02]), confidence=0.95)
     assert scan.chosen == 1 and scan.stopped_at == 2
+
+
+def test_a_planned_start_survives_one_wrong_reference_at_the_top():
+    n = np.array([150, 250, 350, 450])
+    k = np.array([1, 1, 1, 1])  # one disagreement among the most confident items
+    assert fixed_sequence_scan(n, k, 0.02, confidence=0.95).chosen is None
+    # Planned without labels at 0.3% disagreements: the start that tolerates one or two.
+    planned = fixed_sequence_scan(n, k, 0.02, confidence=0.95, expected=0.003 * n)
+    assert planned.start > 0 and planned.chosen is not None
+    assert planned.bounds[planned.chosen] <= 0.02
+    assert np.isnan(planned.bounds[:planned.start]).all()  # stricter cuts are not tested
+    # A plan expecting many disagreements at the looser cuts keeps the strict start.
+    strict = fixed_sequence_scan(n, k * 0, 0.02, confidence=0.95,
+                                 expected=np.array([0.1, 5.0, 9.0, 14.0]))
+    assert strict.start == 0 and strict.chosen == 3  # and goes on while nothing fails
