@@ -74,6 +74,9 @@ def load_dataset_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
 
     Raises ``DatasetError`` for an unknown name or a missing optional dependency.
     """
+    if name == PHOTOS:
+        raise DatasetError("the photos differ in size and are not one array: export them "
+                           "with `labelloop datasets export photos DIR`")
     if name not in _DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(list_datasets())}")
     images, labels = _DATASETS[name]()

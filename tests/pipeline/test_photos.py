@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from pipeline.datasets import DatasetError, export_dataset, read_labels_csv
+from pipeline.datasets import DatasetError, export_dataset, load_dataset_arrays, read_labels_csv
 from pipeline.photos import photo_files
 
 
@@ -30,3 +30,5 @@ def test_the_photo_export_has_six_classes_flattened_without_mirrored_copies(tmp_
 def test_a_machine_without_the_photos_is_told_how_to_get_them(tmp_path):
     with pytest.raises(DatasetError, match="apt-get install --no-install-recommends tuxpaint"):
         photo_files(tmp_path / "nothing")
+    with pytest.raises(DatasetError, match="export them with `labelloop datasets export"):
+        load_dataset_arrays("photos")
