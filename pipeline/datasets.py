@@ -12,9 +12,6 @@ reveals nothing about the labels: ``labels.csv`` is the only answer key (the sim
 from __future__ import annotations
 
 import csv
-import io
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,12 +19,13 @@ import numpy as np
 from PIL import Image
 from rich.progress import track
 
-LABELS_FILE = "labels.csv"
-IMAGES_DIR = "images"
-
-
-class DatasetError(ValueError):
-    """Bad dataset name, output folder or labels file; the message says what to do."""
+from pipeline.dataset_files import (  # noqa: F401 - DatasetError is this module's error too
+    IMAGES_DIR,
+    LABELS_FILE,
+    DatasetError,
+    build_then_rename,
+    labels_csv_text,
+)
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -96,12 +94,12 @@ def export_dataset(name: str, out_dir: str | Path, *, progress: bool = False) ->
     if out.exists() and not out.is_dir():
         raise DatasetError(f"output path exists and is not a folder: {out}")
     if name == PHOTOS:
-        from pipeline.photos import export_photos  # it imports this module
+        from pipeline.photos import export_photos  # PIL work only an export of photos needs
 
         return export_photos(out)
     images, labels = load_dataset_arrays(name)
     names = [f"{IMAGES_DIR}/{i:05d}.png" for i in range(len(images))]
-    csv_text = _labels_csv_text(names, labels.tolist())
+    csv_text = labels_csv_text(names, labels.tolist())
     if out.is_dir() and any(out.iterdir()):
         if _holds_export(out, names, csv_text):
             return out / LABELS_FILE
@@ -109,30 +107,15 @@ def export_dataset(name: str, out_dir: str | Path, *, progress: bool = False) ->
             f"output folder is not empty and does not hold the {name} export: {out}; "
             "choose a new or empty folder"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        (tmp / IMAGES_DIR).mkdir()
+
+    def write_images(folder: Path) -> None:
         for rel, pixels in track(
             list(zip(names, images, strict=True)), description=f"writing {name}",
             disable=not progress, transient=True,
         ):
-            Image.fromarray(pixels, mode="L").save(tmp / rel)
-        (tmp / LABELS_FILE).write_text(csv_text, encoding="utf-8")
-        # rename(2) replaces an empty folder atomically; a non-empty one was refused above.
-        tmp.replace(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out / LABELS_FILE
+            Image.fromarray(pixels, mode="L").save(folder / rel)
 
-
-def _labels_csv_text(paths: list[str], labels: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label"])
-    writer.writerows(zip(paths, labels, strict=True))
-    return buffer.getvalue()
+    return build_then_rename(out, csv_text, write_images)
 
 
 def _holds_export(out: Path, names: list[str], csv_text: str) -> bool:

@@ -11,13 +11,17 @@ numbered names, so that the folder reveals nothing about the labels (``labels.cs
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
-from pipeline.datasets import IMAGES_DIR, LABELS_FILE, DatasetError, _labels_csv_text
+from pipeline.dataset_files import (
+    IMAGES_DIR,
+    LABELS_FILE,
+    DatasetError,
+    build_then_rename,
+    labels_csv_text,
+)
 
 STAMPS = Path("/usr/share/tuxpaint/stamps")
 CLASSES = {"mammals": "animals/mammals", "birds": "animals/birds", "fruit": "food/fruit",
@@ -47,26 +51,20 @@ def export_photos(out_dir: str | Path, *, root: Path = STAMPS) -> Path:
     out = Path(out_dir).expanduser().absolute()
     files = photo_files(root)
     names = [f"{IMAGES_DIR}/{i:05d}.png" for i in range(len(files))]
-    csv_text = _labels_csv_text(names, [label for _, label in files])
+    csv_text = labels_csv_text(names, [label for _, label in files])
     if out.is_dir() and any(out.iterdir()):
         if (out / LABELS_FILE).is_file() and \
                 (out / LABELS_FILE).read_text(encoding="utf-8") == csv_text:
             return out / LABELS_FILE
         raise DatasetError(f"output folder is not empty and does not hold the photos export: "
                            f"{out}; choose a new or empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        (tmp / IMAGES_DIR).mkdir()
+
+    def write_images(folder: Path) -> None:
         for (source, _), rel in zip(files, names, strict=True):
             with Image.open(source) as image:
                 rgba = image.convert("RGBA")
             flat = Image.new("RGB", rgba.size, BACKGROUND)
             flat.paste(rgba, mask=rgba.getchannel("A"))
-            flat.save(tmp / rel)
-        (tmp / LABELS_FILE).write_text(csv_text, encoding="utf-8")
-        tmp.replace(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out / LABELS_FILE
+            flat.save(folder / rel)
+
+    return build_then_rename(out, csv_text, write_images)

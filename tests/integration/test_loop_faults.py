@@ -121,7 +121,9 @@ def test_sigkill_at_random_points_inside_steps_reaches_the_uninterrupted_state(
         ledger.fault(f"SIGKILL at a random point inside step {step}",
                      outcome="next run resumed to the uninterrupted state",
                      lost_labels=lost, duplicate_tasks=duplicates)
-    assert len(killed_in) >= 3, killed_in
+    # At least one kill landed inside a step in each round (on a loaded machine a child can
+    # finish its round before a later kill of the same round lands).
+    assert len(killed_in) >= rounds, killed_in
     assert lost == 0 and duplicates == 0
     assert got["rounds"] == expected["rounds"] == ["done"] * rounds
     for key in ("labels", "picks", "versions", "champion"):
