@@ -54,7 +54,8 @@ def pool_figures(project, truth: dict[str, str]) -> dict:
 
 
 def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, batch: int,
-        annotators: int, port: int = 8080, target: str = "label") -> dict:
+        annotators: int, port: int = 8080, target: str = "label",
+        audit: float | None = None) -> dict:
     """One setting and seed, to the whole pool labeled or the budget of answers."""
     folder = out / f"noise{noise:g}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,6 +68,8 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, bat
     text = re.sub(r"(?m)^seed = 0$", f"seed = {seed}", text)
     text = re.sub(r"(?m)^port = 8080$", f"port = {port}", text)
     text = re.sub(r'(?m)^target = "label"$', f'target = "{target}"', text)
+    if audit is not None:
+        text = re.sub(r"(?m)^audit_fraction = 0.3$", f"audit_fraction = {audit}", text)
     config_path.write_text(text)
     project = open_project(find_config(config_path), env=dict(os.environ))
     ingest_folder(project.store, project.config.images_dir)
@@ -159,11 +162,13 @@ def main() -> None:
                         help="the embedded Label Studio's port (two benchmarks at once)")
     parser.add_argument("--target", choices=("label", "dataset"), default="label",
                         help="[loop] target: every machine label, or the whole delivered set")
+    parser.add_argument("--audit", type=float, default=None,
+                        help="[loop] audit_fraction: the random held-out share of each batch")
     args = parser.parse_args()
     for noise in args.noise:
         runs = [run(noise, seed, args.out.resolve(), max_rounds=args.max_rounds,
                     budget=args.budget, batch=args.batch, annotators=args.annotators,
-                    port=args.port, target=args.target)
+                    port=args.port, target=args.target, audit=args.audit)
                 for seed in args.seeds]
         print_table(noise, runs)
 
