@@ -5,6 +5,7 @@ need embeddings (diversity, core-set) get them from any model the same way.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import socket
@@ -342,52 +343,28 @@ def _small_cnn(num_classes: int) -> FeatureClassifier:
     return FeatureClassifier(features, nn.Linear(128, num_classes))
 
 
-def _resnet18(num_classes: int) -> FeatureClassifier:
+def _torchvision_classifier(name: str, head_key: str, num_classes: int) -> FeatureClassifier:
+    """torchvision's ``name`` with the layer at ``head_key`` (its classifier) taken out as our
+    head: everything before it is ``features``."""
     import torchvision
 
-    backbone = torchvision.models.resnet18(weights=None)
-    width = backbone.fc.in_features
-    backbone.fc = nn.Identity()
-    return FeatureClassifier(backbone, nn.Linear(width, num_classes))
-
-
-def _mobilenet_v2(num_classes: int) -> FeatureClassifier:
-    import torchvision
-
-    backbone = torchvision.models.mobilenet_v2(weights=None)
-    width = backbone.classifier[1].in_features
-    backbone.classifier[1] = nn.Identity()
-    return FeatureClassifier(backbone, nn.Linear(width, num_classes))
-
-
-def _mobilenet_v3_small(num_classes: int) -> FeatureClassifier:
-    import torchvision
-
-    backbone = torchvision.models.mobilenet_v3_small(weights=None)
-    width = backbone.classifier[3].in_features
-    backbone.classifier[3] = nn.Identity()
-    return FeatureClassifier(backbone, nn.Linear(width, num_classes))
+    backbone = getattr(torchvision.models, name)(weights=None)
+    *path, last = head_key.split(".")
+    parent = backbone
+    for part in path:
+        parent = parent[int(part)] if part.isdigit() else getattr(parent, part)
+    layer = parent[int(last)] if last.isdigit() else getattr(parent, last)
+    if last.isdigit():
+        parent[int(last)] = nn.Identity()
+    else:
+        setattr(parent, last, nn.Identity())
+    return FeatureClassifier(backbone, nn.Linear(layer.in_features, num_classes))
 
 
 register_model("small_cnn", ModelSpec(1, 28, (0.5,), (0.5,)), _small_cnn)
-register_model(
-    "resnet18",
-    ModelSpec(3, 224, IMAGENET_MEAN, IMAGENET_STD),
-    _resnet18,
-    torchvision_name="resnet18",
-    head_key="fc",
-)
-register_model(
-    "mobilenet_v2",
-    ModelSpec(3, 224, IMAGENET_MEAN, IMAGENET_STD),
-    _mobilenet_v2,
-    torchvision_name="mobilenet_v2",
-    head_key="classifier.1",
-)
-register_model(
-    "mobilenet_v3_small",
-    ModelSpec(3, 224, IMAGENET_MEAN, IMAGENET_STD),
-    _mobilenet_v3_small,
-    torchvision_name="mobilenet_v3_small",
-    head_key="classifier.3",
-)
+# torchvision models with ImageNet weights, each with the layer that becomes our head.
+for _name, _head in (("resnet18", "fc"), ("mobilenet_v2", "classifier.1"),
+                     ("mobilenet_v3_small", "classifier.3")):
+    register_model(_name, ModelSpec(3, 224, IMAGENET_MEAN, IMAGENET_STD),
+                   functools.partial(_torchvision_classifier, _name, _head),
+                   torchvision_name=_name, head_key=_head)

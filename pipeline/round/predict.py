@@ -55,18 +55,20 @@ def load_predictions(path) -> tuple[list[str], np.ndarray, np.ndarray]:
         return list(data["keys"]), data["probs"], data["embeddings"]
 
 
-def latest_model_labels(project: Project) -> dict[str, str]:
-    """Item key -> the class the newest predictions file gives it (empty before any)."""
-    classes = project.classes
-    return {k: classes[int(p.argmax())] for k, p in latest_probs(project).items()}
+def _saved_files(project: Project, round_id: int | str = "*") -> list:
+    """The finished predictions files (of one round, or all), oldest first: by round, then
+    model version, as numbers (a copied or restored workspace keeps no file times)."""
+    def order(f):
+        round_part, version = f.stem[len("round"):].split("-v", 1)
+        return int(round_part), int(version) if version.isdigit() else -1, version
+
+    return sorted((f for f in project.predictions_dir.glob(f"round{round_id}-v*.npz")
+                   if not f.name.endswith(".tmp.npz")), key=order)
 
 
 def latest_probs(project: Project) -> dict[str, np.ndarray]:
     """Item key -> class probabilities in the newest predictions file (empty before any)."""
-    # By round number, not file time: a copied or restored workspace keeps its order.
-    files = sorted((f for f in project.predictions_dir.glob("round*-v*.npz")
-                    if not f.name.endswith(".tmp.npz")),
-                   key=lambda f: int(f.name[len("round"):f.name.index("-v")]))
+    files = _saved_files(project)
     if not files:
         return {}
     keys, probs, _ = load_predictions(files[-1])
@@ -84,8 +86,7 @@ def choosing_probs(project: Project, keys) -> dict[str, np.ndarray]:
             by_round.setdefault(pick.round_id, []).append(key)
     out: dict[str, np.ndarray] = {}
     for round_id, chosen in by_round.items():
-        files = [f for f in sorted(project.predictions_dir.glob(f"round{round_id}-v*.npz"))
-                 if not f.name.endswith(".tmp.npz")]
+        files = _saved_files(project, round_id)
         if not files:
             continue
         names, probs, _ = load_predictions(files[-1])
