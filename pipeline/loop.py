@@ -8,12 +8,17 @@ registry did not answer (or answered an error) is reported and tried again after
 resuming where it stopped; after ``max_failures`` failures in a row the loop stops with the last
 error. Failures that waiting cannot fix (a refused API key, a URL that is not Label Studio, a
 project whose classes disagree, a prediction outside the class list) stop it at once.
+
+Between rounds the loop syncs at once when ``labelloop serve`` has noted that answers wait in
+Label Studio (its annotation webhooks; ``pipeline.project.answers_waiting``), so a label reaches
+the store seconds after it is submitted, not at the next round.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from labeling.studio.errors import (
@@ -24,6 +29,7 @@ from labeling.studio.errors import (
     StudioAuthError,
     StudioError,
 )
+from pipeline.project.answers_waiting import mark_answers_waiting, take_answers_waiting
 from pipeline.registry.mlflow_store import RegistryError
 
 # Failures a later try can get past (the server or the store comes back) ...
@@ -91,7 +97,7 @@ def run_loop(
                 raise
             if on_failure is not None:
                 on_failure(err, failures)
-            if stop.wait(every_s):
+            if _between_rounds(project, stop, every_s):
                 break
             continue
         failures = 0
@@ -100,6 +106,30 @@ def run_loop(
             after_round(record)
         if max_rounds is not None and done >= max_rounds:
             break
-        if stop.wait(every_s):
+        if _between_rounds(project, stop, every_s):
             break
     return done
+
+
+# How often the loop looks for answers announced by webhooks while it waits.
+ANSWERS_POLL_S = 1.0
+
+
+def _between_rounds(project, stop: StopFlag, seconds: float) -> bool:
+    """Wait ``seconds`` for the next round, syncing at once whenever answers are announced;
+    True if a stop came. A sync that fails here is left to the next round's own sync."""
+    from pipeline.round.sync import sync
+
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if stop.wait(min(left, ANSWERS_POLL_S)):
+            return True
+        if take_answers_waiting(project.config.workspace_dir):
+            try:
+                sync(project)
+            except PERMANENT:
+                raise
+            except RETRIED:
+                mark_answers_waiting(project.config.workspace_dir)  # still waiting
+                return stop.wait(max(0.0, deadline - time.monotonic()))
+    return False

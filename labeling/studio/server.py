@@ -290,6 +290,9 @@ def server_env(files: ServerFiles, *, username: str, password: str, token: str,
         "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
         "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
         "LABEL_STUDIO_CONVERTER_DOWNLOAD_RESOURCES": "false",
+        # `labelloop serve` runs on 127.0.0.1 too: without this the server refuses to connect
+        # a loopback model backend (and to send it webhooks). It binds loopback only itself.
+        "USE_DEFAULT_BANNED_SUBNETS": "false",
     }
 
 

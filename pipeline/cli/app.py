@@ -11,6 +11,7 @@ from pipeline.cli.export import export_command
 from pipeline.cli.ingest import ingest_command
 from pipeline.cli.quickstart import quickstart_command
 from pipeline.cli.report import report_command
+from pipeline.cli.serve import serve_command
 from pipeline.cli.simulate import simulate_command
 from pipeline.cli.tune import tune_command
 
@@ -30,6 +31,7 @@ app.command("ingest", rich_help_panel=SET_UP)(ingest_command)
 app.add_typer(studio.studio_app, name="studio", rich_help_panel=SET_UP)
 app.command("round", rich_help_panel=LABEL)(rounds.round_command)
 app.command("run", rich_help_panel=LABEL)(rounds.run_command)
+app.command("serve", rich_help_panel=LABEL)(serve_command)
 app.command("status", rich_help_panel=LOOK)(rounds.status_command)
 app.command("export", rich_help_panel=LOOK)(export_command)
 app.command("report", rich_help_panel=LOOK)(report_command)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from labeling.studio.errors import StudioError
-from pipeline.project.config import Config, ConfigError
+from pipeline.project.config import CONFIG_NAME, Config, ConfigError
 from pipeline.project.lock import LockHeld, WorkspaceLock
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config
@@ -32,6 +32,13 @@ def fail(message: str, code: int = 2) -> None:
     # The message is plain text: it may hold [section] names that rich would eat as markup.
     console.print("[red]error:[/red] " + escape(message), highlight=False)
     raise typer.Exit(code)
+
+
+def config_path(given: Path | None) -> Path:
+    """The config file a command reads: ``--config`` (a file or its folder), else
+    ``./labelloop.toml``."""
+    path = given if given is not None else Path.cwd() / CONFIG_NAME
+    return path / CONFIG_NAME if path.is_dir() else path
 
 
 def load(config_path: Path | None) -> Config:

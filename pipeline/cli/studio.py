@@ -1,4 +1,4 @@
-"""``labelloop studio start|stop|status|push|sync`` and ``labelloop annotate-sim``.
+"""``labelloop studio start|stop|status|push|sync|connect`` and ``labelloop annotate-sim``.
 
 The URL and key are resolved by ``pipeline.project.studio``. The key is never printed, except
 once by the ``start`` that created it.
@@ -134,6 +134,30 @@ def status_command(config: Path | None = ConfigOption) -> None:
         out.print(f"API key in {found.token_file}")
     if found.state == "stale":
         out.print("the PID file is stale; `labelloop studio start` replaces it")
+
+
+@studio_app.command("connect")
+def connect_command(
+    config: Path | None = ConfigOption,
+    url: str = typer.Option("", help="The backend's URL as Label Studio reaches it (default: "
+                            "http://127.0.0.1:<[studio] backend_port>)."),
+) -> None:
+    """Connect `labelloop serve` to the project in Label Studio ("Connect model"), so that it
+    predicts tasks people open or import and its Train button runs a round. Start `labelloop
+    serve` first: Label Studio checks the backend while connecting."""
+    from labeling.studio.ml_backend import connect_backend
+
+    cfg = load(config)
+    url = url or f"http://127.0.0.1:{cfg.studio.backend_port}"
+    try:
+        studio = connect_studio(cfg, os.environ)
+        project = open_studio_project(cfg, studio)
+        got = connect_backend(studio, project.id, url, title="labelloop")
+    except StudioError as err:
+        fail(str(err))
+    state = "connected" if got.created else "already connected"
+    out.print(f"model backend {url} {state} to Label Studio project {project.id} "
+              f"(backend id {got.backend_id})")
 
 
 @studio_app.command("sync")

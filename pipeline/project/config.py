@@ -103,6 +103,9 @@ class StudioSection(_Section):
     # Annotator accounts the quickstart makes on the embedded server (ann1, ann2, ...); its
     # simulated crowd answers through them. 0: one simulated annotator, the admin.
     annotators: int = Field(default=0, ge=0, le=50)
+    # Where `labelloop serve` (the model backend for Label Studio's "Connect model") listens
+    # on 127.0.0.1, and so the URL `labelloop studio connect` registers.
+    backend_port: int = Field(default=9090, ge=1024, le=65535)
 
 
 class TrainingSection(_Section):

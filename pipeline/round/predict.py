@@ -10,6 +10,8 @@ from pipeline.project.project import Project
 from pipeline.round.labeled import champion_model_path, labeled_sets
 from pipeline.round.probe import predict_probe
 from training.checkpoint import load_checkpoint
+from training.predict import Predictions
+from training.trained import TrainedModel
 
 
 def _predictions_file(project: Project, version: str, round_id: int):
@@ -37,17 +39,22 @@ def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
              if everything or i.key not in human or i.key in eval_set]
     model = load_checkpoint(ckpt)
     want_features = project.config.loop.strategy == "ranked_batch"
-    if model.params.mode == "probe":  # the champion's own mode, whatever the config says now
-        preds = predict_probe(project, model, [i.path for i in items], [i.key for i in items],
-                              progress=progress)
-    else:
-        preds = project.task.predict(model, [i.path for i in items], embeddings=want_features,
-                                     progress=progress)
+    preds = predict_files(project, model, [i.path for i in items], [i.key for i in items],
+                          embeddings=want_features, progress=progress)
     tmp = out.with_name(out.stem + ".tmp.npz")
     np.savez(tmp, keys=np.array([i.key for i in items]), probs=preds.probs,
              embeddings=preds.embeddings if want_features else np.zeros((len(items), 0)))
     tmp.replace(out)
     return {"predicted": len(items), "version": version, "file": str(out)}
+
+
+def predict_files(project: Project, model: TrainedModel, paths, keys, *, embeddings: bool,
+                  progress: bool) -> Predictions:
+    """``model``'s predictions for image files (item keys alongside: the probe's embedding
+    cache is keyed by them): the one prediction path of rounds and of ``labelloop serve``."""
+    if model.params.mode == "probe":  # the model's own mode, whatever the config says now
+        return predict_probe(project, model, paths, keys, progress=progress)
+    return project.task.predict(model, paths, embeddings=embeddings, progress=progress)
 
 
 def load_predictions(path) -> tuple[list[str], np.ndarray, np.ndarray]:

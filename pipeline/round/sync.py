@@ -15,6 +15,7 @@ from labeling.studio.opinions import (
     shown_predictions,
 )
 from labeling.studio.sync import sync_annotations
+from pipeline.project.answers_waiting import take_answers_waiting
 from pipeline.project.project import Project
 from pipeline.round.blind import checked
 from pipeline.round.predict import latest_probs
@@ -26,6 +27,7 @@ def sync(project: Project, round_id: int | None = None) -> dict:
     """Bring new, changed and deleted annotations into the label store; ask for second
     opinions."""
     studio, sp = session(project)
+    take_answers_waiting(project.config.workspace_dir)  # before reading: see the module
     report = sync_annotations(studio, project.store, sp)
     asked = 0
     loop = project.config.loop

@@ -1,0 +1,1 @@
+"""`labelloop serve`: the champion as a Label Studio model backend (see service.py)."""

@@ -1,0 +1,128 @@
+"""The image of a Label Studio task, as a local file the model can read.
+
+A task labelloop pushed names its item (``data.item_key``): the pool's file is used. A task
+someone imported into the project by hand has only ``data.image``:
+
+- a local-files URL under the served image folder (``/data/local-files/?d=...``): that file;
+- a file uploaded to Label Studio (``/data/upload/...``, any URL relative to the server): read
+  from the server with the project's key;
+- an ``http(s)`` URL: downloaded.
+
+Downloads land in a content-addressed cache (``<workspace>/backend/images/<sha256>``; a second
+folder maps each URL to its content hash), written to a temporary name and renamed, so a
+killed download is never used and a URL is fetched once. Any other scheme (``s3://``, ``gs://``)
+is not read yet: the task gets a reason, not an exception. Every file is decoded with the same
+``open_image`` that ingest and training use before it is predicted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin
+
+import httpx
+
+from labeling.store import LabelStore, file_key
+from labeling.studio.project import ImageSource
+from training.images import DEFAULT_MAX_PIXELS, ImageError, open_image
+
+# A download larger than this is refused (a photo is a few MB; this is not a file server).
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+DOWNLOAD_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class TaskImage:
+    """A task's image as a local file and its content key, or why there is none."""
+
+    path: str | None = None
+    key: str | None = None
+    reason: str | None = None
+
+
+class TaskImages:
+    """Finds, fetches and checks the images of tasks (see the module docstring)."""
+
+    def __init__(self, store: LabelStore, source: ImageSource, cache_dir: Path, *,
+                 studio_url: str, api_key: str | None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self._store = store
+        self._source = source
+        self._cache = cache_dir
+        self._studio_url = studio_url.rstrip("/") + "/"
+        self._api_key = api_key
+        self._max_pixels = max_pixels
+
+    def __repr__(self) -> str:  # the key stays out of reprs
+        return f"TaskImages(cache={str(self._cache)!r}, studio_url={self._studio_url!r})"
+
+    def resolve(self, task: object) -> TaskImage:
+        """The task's image; never raises for a bad task (the reason says what is wrong)."""
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict):
+            return TaskImage(reason="the task has no data object")
+        key = data.get("item_key")
+        if isinstance(key, str):
+            item = self._store.item(key)
+            if item is not None and item.status == "ok":
+                return TaskImage(path=item.path, key=key)
+        url = data.get("image")
+        if not isinstance(url, str) or not url:
+            return TaskImage(reason="the task has no data.image URL")
+        try:
+            path = self._local_or_fetched(url)
+            with open_image(path, max_pixels=self._max_pixels):
+                pass
+        except (ImageError, OSError, httpx.HTTPError, ValueError) as err:
+            return TaskImage(reason=f"image {url[:200]} cannot be read: {err}")
+        return TaskImage(path=str(path), key=file_key(path)[0])
+
+    def _local_or_fetched(self, url: str) -> Path:
+        if url.startswith(("http://", "https://")):
+            return self._fetched(url, headers={})
+        local = self._source.path_for(url)
+        if local is not None:
+            # A task edited by hand can name any path: only the served folder is read.
+            if self._source.document_root not in local.parents:
+                raise ValueError(f"it is outside the served folder {self._source.document_root}")
+            return local
+        if url.startswith("/"):  # a file Label Studio serves itself (uploads): ask it
+            headers = {"Authorization": f"Token {self._api_key}"} if self._api_key else {}
+            return self._fetched(urljoin(self._studio_url, url.lstrip("/")), headers=headers)
+        scheme = url.split(":", 1)[0] if ":" in url else "a relative path"
+        raise ValueError(f"{scheme} URLs are not read by the backend yet (local files, "
+                         f"uploads and http(s) are)")
+
+    def _fetched(self, url: str, *, headers: dict) -> Path:
+        """The cached download of ``url`` (fetched now if it is not cached)."""
+        by_url = self._cache / "urls" / hashlib.sha256(url.encode()).hexdigest()
+        if by_url.is_file():
+            cached = self._cache / by_url.read_text(encoding="ascii").strip()
+            if cached.is_file():
+                return cached
+        digest = hashlib.sha256()
+        self._cache.mkdir(parents=True, exist_ok=True)
+        tmp = self._cache / f".partial-{os.getpid()}-{digest.hexdigest()[:8]}-{id(url)}"
+        size = 0
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=DOWNLOAD_TIMEOUT_S,
+                              follow_redirects=True) as response, open(tmp, "wb") as out:
+                response.raise_for_status()
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_DOWNLOAD_BYTES:
+                        raise ValueError(f"larger than {MAX_DOWNLOAD_BYTES // 2**20} MiB")
+                    digest.update(chunk)
+                    out.write(chunk)
+            name = digest.hexdigest()
+            tmp.replace(self._cache / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+        by_url.parent.mkdir(exist_ok=True)
+        index_tmp = by_url.with_name(by_url.name + f".{os.getpid()}.tmp")
+        index_tmp.write_text(name, encoding="ascii")
+        index_tmp.replace(by_url)
+        return self._cache / name

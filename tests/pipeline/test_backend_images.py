@@ -1,0 +1,79 @@
+"""How ``labelloop serve`` finds a task's image: pool items by key, local files only inside the
+served folder, downloads cached by content, bad images with a reason instead of an error."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from labeling.store import LabelStore, NewItem, file_key
+from labeling.studio.project import ImageSource
+from pipeline.backend.images import TaskImages
+
+
+@pytest.fixture
+def setup(tmp_path):
+    images = tmp_path / "served" / "images"
+    images.mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(images / "a.png")
+    (tmp_path / "secret.png").write_bytes((images / "a.png").read_bytes())
+    store = LabelStore(tmp_path / "labels.db")
+    key, size = file_key(images / "a.png")
+    store.add_items([NewItem(key=key, path=str(images / "a.png"), size_bytes=size, width=8,
+                             height=8)])
+    source = ImageSource.local(images)
+    found = TaskImages(store, source, tmp_path / "cache", studio_url="http://127.0.0.1:1",
+                       api_key=None)
+    yield found, source, images, key, tmp_path
+    store.close()
+
+
+def test_a_pool_item_and_a_served_local_file_are_found(setup):
+    found, source, images, key, _ = setup
+    by_key = found.resolve({"data": {"item_key": key, "image": "ignored"}})
+    assert (by_key.path, by_key.key) == (str(images / "a.png"), key)
+    by_url = found.resolve({"data": {"image": source.url_for(str(images / "a.png"))}})
+    assert by_url.key == key and by_url.reason is None
+
+
+def test_paths_outside_the_served_folder_and_bad_tasks_get_reasons(setup):
+    found, *_ = setup
+    escape = found.resolve({"data": {"image": "/data/local-files/?d=../secret.png"}})
+    assert escape.path is None and "outside the served folder" in escape.reason
+    assert "no data object" in found.resolve("not a task").reason
+    assert "no data.image" in found.resolve({"data": {}}).reason
+    s3 = found.resolve({"data": {"image": "s3://bucket/x.png"}})
+    assert s3.path is None and "s3 URLs are not read" in s3.reason
+
+
+def test_downloads_are_cached_by_content_and_fetched_once(setup):
+    found, _, images, key, tmp_path = setup
+    (images / "junk.png").write_bytes(b"not an image")
+    served = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # quiet test output
+            pass
+
+        def do_GET(self):  # noqa: N802 (the stdlib's name)
+            served.append(self.path)
+            super().do_GET()
+
+    httpd = HTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(images)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_port}/a.png"
+        first = found.resolve({"data": {"image": url}})
+        second = found.resolve({"data": {"image": url}})
+        junk = found.resolve({"data": {"image": url.replace("a.png", "junk.png")}})
+    finally:
+        httpd.shutdown()
+    assert first.key == second.key == key
+    assert first.path == str(tmp_path / "cache" / key.removeprefix("sha256:"))
+    assert served == ["/a.png", "/junk.png"]  # the second read came from the cache
+    assert junk.path is None and "cannot be read" in junk.reason
