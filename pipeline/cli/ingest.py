@@ -34,13 +34,30 @@ def ingest_command(
     max_pixels: Annotated[
         int, typer.Option(help="Larger images are quarantined as possible decompression bombs.")
     ] = DEFAULT_MAX_PIXELS,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Labels you already have: a path,label CSV (paths "
+                     "relative to it, inside the image folder)."),
+    ] = None,
+    imagefolder: Annotated[
+        Path | None,
+        typer.Option("--imagefolder", help="Labeled images as DIR/<class>/<image>: they join "
+                     "the pool with their folder's class."),
+    ] = None,
 ) -> None:
-    """Add images to the pool; unreadable files are quarantined with a reason."""
+    """Add images to the pool; unreadable files are quarantined with a reason. With --labels or
+    --imagefolder, labels you already have come too (source seed, who import:<name>)."""
     err_console = Console(stderr=True)
+    imported = None
     try:
+        if labels is not None and imagefolder is not None:
+            raise IngestError("give --labels or --imagefolder, not both")
         if store is not None:
             if folder is None:
                 raise IngestError("with --store, name the FOLDER to ingest")
+            if labels is not None or imagefolder is not None:
+                raise IngestError("--labels and --imagefolder need a project (its classes): "
+                                  "use --config, not --store")
             url = str(store)
         else:
             project = find_config(config)
@@ -48,7 +65,13 @@ def ingest_command(
             url, folder = project.store_url, folder or project.images_dir
         label_store = LabelStore(url)
         try:
-            report = ingest_folder(label_store, folder, max_pixels=max_pixels, progress=True)
+            if labels is not None or imagefolder is not None:
+                imported = _import(label_store, project, labels, imagefolder or folder,
+                                   use_folder=imagefolder is not None, max_pixels=max_pixels)
+                report = imported.ingest
+            else:
+                report = ingest_folder(label_store, folder, max_pixels=max_pixels,
+                                       progress=True)
         finally:
             label_store.close()
     except (IngestError, StoreError, ConfigError) as err:
@@ -56,6 +79,8 @@ def ingest_command(
         err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     print_report(report, Console())
+    if imported is not None:
+        print_import(imported, Console())
     if store is None and report.added:
         # The pool has work now; the next command depends on where Label Studio is.
         embedded = not (project.studio.url or os.environ.get("LABEL_STUDIO_URL"))
@@ -95,3 +120,30 @@ def print_report(report: IngestReport, console: Console) -> None:
                     report.root) else path
                 table.add_row(Text(str(shown)), Text(reason))
             console.print(table)
+
+
+def _import(store, project, csv_path, folder, *, use_folder: bool, max_pixels: int):
+    from labeling.tasks.registry import get_task_type
+    from pipeline.import_labels import import_csv, import_imagefolder
+
+    task, classes = get_task_type(project.project.task), project.project.classes
+    if use_folder:
+        return import_imagefolder(store, folder, task, classes, max_pixels=max_pixels)
+    return import_csv(store, csv_path, folder, task, classes, max_pixels=max_pixels)
+
+
+def print_import(report, console: Console) -> None:
+    """How many labels came in, and every refused row with its reason."""
+    summary = Table(title="labels imported (source seed)", show_header=False)
+    for what, count in [("added", report.added), ("already there", report.unchanged),
+                        ("kept a person's different label", len(report.kept_people)),
+                        ("refused", len(report.refused))]:
+        summary.add_row(what, f"{count:,}")
+    console.print(summary)
+    if report.refused:
+        table = Table(title="refused rows")
+        table.add_column("path", overflow="fold")
+        table.add_column("reason", overflow="fold")
+        for path, reason in report.refused:
+            table.add_row(Text(path), Text(reason))
+        console.print(table)

@@ -1,0 +1,95 @@
+"""Labels a team already has: a path,label CSV and an ImageFolder tree come in as labels with
+provenance, bad rows are refused with their reason, a person's label stands, twice is once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from labeling.store import LabelStore, NewLabel
+from labeling.tasks.registry import get_task_type
+from pipeline.import_labels import import_csv, import_imagefolder
+from pipeline.ingest import IngestError
+
+CLASSES = ("cat", "dog")
+TASK = get_task_type("classification")
+
+
+def png(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((6, 6), value, np.uint8)).save(path)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = LabelStore(tmp_path / "labels.db")
+    yield s
+    s.close()
+
+
+def test_a_csv_imports_good_rows_and_refuses_bad_ones_with_reasons(tmp_path, store):
+    images = tmp_path / "images"
+    for i in range(4):
+        png(images / f"{i}.png", 10 * i)
+    (images / "broken.png").write_bytes(b"not a png")
+    png(tmp_path / "elsewhere.png", 200)
+    (tmp_path / "labels.csv").write_text(
+        "path,label\nimages/0.png,cat\nimages/1.png,dog\nimages/2.png,cat\n"
+        "images/3.png,horse\nimages/missing.png,cat\nimages/broken.png,dog\n"
+        "elsewhere.png,cat\n", encoding="utf-8")
+    report = import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
+    assert report.added == 3
+    reasons = {p.rsplit("/", 1)[-1]: r for p, r in report.refused}
+    assert "not a class" in reasons["3.png"] and "cat, dog" in reasons["3.png"]
+    assert reasons["missing.png"] == "no such file"
+    assert "quarantined" in reasons["broken.png"]
+    assert "outside the image folder" in reasons["elsewhere.png"]
+    labels = store.current_labels()
+    assert sorted(v.label for v in labels.values()) == ["cat", "cat", "dog"]
+    assert {(v.source, v.who) for v in labels.values()} == {("seed", "import:labels.csv")}
+
+    again = import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
+    assert (again.added, again.unchanged) == (0, 3)
+    assert sum(len(store.history(k)) for k in labels) == 3  # nothing written twice
+
+
+def test_a_persons_label_is_not_overwritten_by_an_import(tmp_path, store):
+    images = tmp_path / "images"
+    png(images / "a.png", 1)
+    (tmp_path / "labels.csv").write_text("path,label\nimages/a.png,cat\n", encoding="utf-8")
+    first = import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
+    assert first.added == 1
+    key = next(iter(store.current_labels()))
+    store.add_labels([NewLabel(key=key, label="dog", source="human", who="ann1")])
+    again = import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
+    assert again.added == 0 and len(again.kept_people) == 1
+    assert store.current_labels()[key].label == "dog"
+
+
+def test_an_imagefolder_labels_by_class_folder(tmp_path, store):
+    root = tmp_path / "tree"
+    png(root / "cat" / "a.png", 1)
+    png(root / "dog" / "b.png", 2)
+    png(root / "dog" / "deep" / "c.png", 3)
+    png(root / "bird" / "d.png", 4)
+    png(root / "loose.png", 5)
+    report = import_imagefolder(store, root, TASK, CLASSES, max_pixels=10**6)
+    assert report.added == 3
+    assert sorted(v.label for v in store.current_labels().values()) == ["cat", "dog", "dog"]
+    reasons = {p.rsplit("/", 1)[-1]: r for p, r in report.refused}
+    assert "not a class" in reasons["d.png"]
+    assert "not inside a class folder" in reasons["loose.png"]
+    again = import_imagefolder(store, root, TASK, CLASSES, max_pixels=10**6)
+    assert (again.added, again.unchanged) == (0, 3)
+
+
+def test_a_csv_without_the_header_or_missing_is_one_clear_error(tmp_path, store):
+    images = tmp_path / "images"
+    png(images / "a.png", 1)
+    (tmp_path / "bad.csv").write_text("file,class\na.png,cat\n", encoding="utf-8")
+    with pytest.raises(IngestError, match="header path,label"):
+        import_csv(store, tmp_path / "bad.csv", images, TASK, CLASSES, max_pixels=10**6)
+    with pytest.raises(IngestError, match="not found"):
+        import_csv(store, tmp_path / "nope.csv", images, TASK, CLASSES, max_pixels=10**6)
+    assert store.current_labels() == {}
