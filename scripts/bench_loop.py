@@ -69,7 +69,7 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, bat
     text = re.sub(r"(?m)^port = 8080$", f"port = {port}", text)
     text = re.sub(r'(?m)^target = "label"$', f'target = "{target}"', text)
     if audit is not None:
-        text = re.sub(r"(?m)^audit_fraction = 0.3$", f"audit_fraction = {audit}", text)
+        text = re.sub(r"(?m)^audit_fraction = [0-9.]+$", f"audit_fraction = {audit}", text)
     config_path.write_text(text)
     project = open_project(find_config(config_path), env=dict(os.environ))
     ingest_folder(project.store, project.config.images_dir)

@@ -59,14 +59,21 @@ class TaskImages:
     def __repr__(self) -> str:  # the key stays out of reprs
         return f"TaskImages(cache={str(self._cache)!r}, studio_url={self._studio_url!r})"
 
-    def resolve(self, task: object) -> TaskImage:
-        """The task's image; never raises for a bad task (the reason says what is wrong)."""
-        data = task.get("data") if isinstance(task, dict) else None
-        if not isinstance(data, dict):
+    def resolve_all(self, tasks: list) -> list[TaskImage]:
+        """``resolve`` for each task, with the pool items looked up in one query."""
+        keys = [_data(t).get("item_key") for t in tasks]
+        pooled = self._store.items_by_key(k for k in keys if isinstance(k, str))
+        return [self.resolve(task, pooled) for task in tasks]
+
+    def resolve(self, task: object, pooled: dict | None = None) -> TaskImage:
+        """The task's image; never raises for a bad task (the reason says what is wrong).
+        ``pooled``: the pool's items by key, if already looked up."""
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             return TaskImage(reason="the task has no data object")
+        data = task["data"]
         key = data.get("item_key")
         if isinstance(key, str):
-            item = self._store.item(key)
+            item = pooled.get(key) if pooled is not None else self._store.item(key)
             if item is not None and item.status == "ok":
                 return TaskImage(path=item.path, key=key)
         url = data.get("image")
@@ -126,3 +133,8 @@ class TaskImages:
         index_tmp.write_text(name, encoding="ascii")
         index_tmp.replace(by_url)
         return self._cache / name
+
+
+def _data(task: object) -> dict:
+    data = task.get("data") if isinstance(task, dict) else None
+    return data if isinstance(data, dict) else {}

@@ -86,7 +86,7 @@ class Backend:
             if loaded is None:
                 log.info("no champion yet: %d task(s) not predicted", len(tasks))
                 return {"results": []}
-            images = [self._images.resolve(task) for task in tasks]
+            images = self._images.resolve_all(tasks)
             probs = self._probabilities(loaded.model, images)
         classes = self.project.classes
         results = []
