@@ -27,7 +27,6 @@ import httpx
 import uvicorn
 
 from pipeline.backend.app import make_app
-from pipeline.backend.images import TaskImages
 from pipeline.backend.rounds import RoundRunner
 from pipeline.backend.service import Backend
 from pipeline.datasets import export_dataset, read_labels_csv
@@ -36,6 +35,7 @@ from pipeline.project.project import open_project
 from pipeline.project.studio import image_source
 from pipeline.project.workspace import find_config, init_project
 from pipeline.round.predict import predict_files
+from pipeline.task_images import TaskImages
 from training.checkpoint import save_checkpoint
 from training.params import TrainParams
 

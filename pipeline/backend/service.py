@@ -23,12 +23,12 @@ from collections.abc import Mapping
 import numpy as np
 
 from labeling.tasks.base import TaskType
-from pipeline.backend.images import TaskImage, TaskImages
 from pipeline.backend.rounds import RoundRunner
 from pipeline.backend.served import ServedChampion
 from pipeline.project.answers_waiting import mark_answers_waiting
 from pipeline.project.project import Project
 from pipeline.round.predict import predict_files
+from pipeline.task_images import TaskImage, TaskImages
 from training.images import ImageError
 
 log = logging.getLogger("labelloop.serve")

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.backend.images import TaskImages
 from pipeline.backend.rounds import RoundRunner
 from pipeline.backend.service import Backend
 from pipeline.project.project import Project
-from pipeline.project.studio import studio_settings
 from pipeline.round.session import session
+from pipeline.task_images import project_task_images
 
 
 def open_backend(project: Project, config_path: Path) -> Backend:
@@ -20,10 +19,8 @@ def open_backend(project: Project, config_path: Path) -> Backend:
     reached to find the project."""
     cfg = project.config
     studio, sp = session(project)
-    settings = studio_settings(cfg, project.env)
     folder = cfg.workspace_dir / "backend"
-    images = TaskImages(project.store, sp.images, folder / "images", studio_url=studio.url,
-                        api_key=settings.api_key)
+    images = project_task_images(project, studio.url, sp.images)
     rounds = RoundRunner(config_path.resolve(), cfg.workspace_dir / "lock",
                          folder / "rounds.log")
     return Backend(project, studio_project_id=sp.id, images=images, rounds=rounds)

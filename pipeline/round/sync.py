@@ -1,7 +1,9 @@
-"""The sync step: new, changed and deleted annotations from Label Studio into the label store,
-then second opinions asked where a held-out item's answers and the model disagree, on a random
-double-checked share, and on the most suspect other labels within the round's review budget
-(``labeling.studio.opinions``; ``[loop] second_opinions``, ``double_check``, ``review_share``)."""
+"""The sync step: answered tasks that people imported by hand adopted into the pool
+(``pipeline.round.adopt``); new, changed and deleted annotations from Label Studio into the
+label store; then second opinions asked where a held-out item's answers and the model
+disagree, on a random double-checked share, and on the most suspect other labels within the
+round's review budget (``labeling.studio.opinions``; ``[loop] second_opinions``,
+``double_check``, ``review_share``)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from labeling.studio.opinions import (
 from labeling.studio.sync import sync_annotations
 from pipeline.project.answers_waiting import take_answers_waiting
 from pipeline.project.project import Project
+from pipeline.round.adopt import adopt_answered_tasks
 from pipeline.round.blind import checked
 from pipeline.round.predict import latest_probs
 from pipeline.round.review import answer_scores, review_budget
@@ -28,6 +31,7 @@ def sync(project: Project, round_id: int | None = None) -> dict:
     opinions."""
     studio, sp = session(project)
     take_answers_waiting(project.config.workspace_dir)  # before reading: see the module
+    adopted = adopt_answered_tasks(project, studio, sp)
     report = sync_annotations(studio, project.store, sp)
     asked = 0
     loop = project.config.loop
@@ -58,4 +62,5 @@ def sync(project: Project, round_id: int | None = None) -> dict:
         "rejected": len(report.rejected),
         "rejected_reasons": [f"task {r.task_id}: {r.reason}" for r in report.rejected[:20]],
         "second_opinions": asked,
+        "adopted_tasks": adopted["adopted"], "not_adopted": adopted["left"][:20],
     }

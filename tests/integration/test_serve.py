@@ -5,7 +5,6 @@ webhooks."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image, ImageOps
 
 from labeling.studio.remote import item_key_of, iter_tasks
 from pipeline.datasets import read_labels_csv
@@ -115,8 +115,9 @@ def test_connected_backend_predicts_hand_imported_tasks_once_per_champion(
     hand = studio_server.images_dir.parent / f"hand-{tmp_path.name}"
     hand.mkdir()
     pool = sorted(project.config.images_dir.glob("*.png"))
-    for src in pool[:2]:
-        shutil.copy(src, hand / src.name)
+    for src in pool[:2]:  # new pictures (inverted digits), not copies of pool items
+        with Image.open(src) as img:
+            ImageOps.invert(img.convert("L")).save(hand / src.name)
     (hand / "broken.png").write_bytes(b"this is not a png")
     names = [pool[0].name, pool[1].name, "broken.png"]
     root = studio_server.images_dir.parent
@@ -157,6 +158,25 @@ def test_connected_backend_predicts_hand_imported_tasks_once_per_champion(
     backend.start()
     _retrieve(studio, sp.id, ids[:2])
     assert all(len(_predictions(studio, tid)) == 2 for tid in ids[:2])
+
+    # Once answered, the hand-made tasks join the pool with their labels (the image outside
+    # the image folder copied into it); the unreadable one stays out, with its reason.
+    for tid in ids[:3]:
+        with studio.errors("annotating a hand-made task"):
+            studio.client.annotations.create(
+                id=tid, result=project.task.labels.prediction_result("7"))
+    got = sync(project)
+    assert got["adopted_tasks"] == 2, got
+    assert any("broken.png" in why for why in got["not_adopted"])
+    by_task = {t: k for k, t in project.store.tasks(sp.id).items()}
+    labels = project.store.current_labels()
+    for tid in ids[:2]:
+        key = by_task[tid]
+        assert (labels[key].label, labels[key].source) == ("7", "human")
+        item = project.store.item(key)
+        assert Path(item.path).parent == project.config.images_dir / "imported"
+    again = sync(project)  # adopted once: nothing new, nothing twice
+    assert again["adopted_tasks"] == 0 and len(project.store.current_labels()) == len(labels)
 
     # Bad requests get a 400 that says why, and the backend stays up.
     bad = [("/predict", b"{not json", "not JSON"),

@@ -13,7 +13,7 @@ from PIL import Image
 
 from labeling.store import LabelStore, NewItem, file_key
 from labeling.studio.project import ImageSource
-from pipeline.backend.images import TaskImages
+from pipeline.task_images import TaskImages
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""The image of a Label Studio task, as a local file the model can read.
+"""The image of a Label Studio task, as a local file the model can read: for ``labelloop serve``
+(predictions for any task) and for the sync step, which adopts answered tasks that people
+imported by hand into the pool (``pipeline.round.adopt``).
 
 A task labelloop pushed names its item (``data.item_key``): the pool's file is used. A task
 someone imported into the project by hand has only ``data.image``:
@@ -29,6 +31,7 @@ from labeling.store import LabelStore, file_key
 from labeling.studio.project import ImageSource
 from training.images import DEFAULT_MAX_PIXELS, ImageError, open_image
 
+CACHE_FOLDER = Path("backend") / "images"  # under the workspace
 # A download larger than this is refused (a photo is a few MB; this is not a file server).
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 20.0
@@ -138,3 +141,13 @@ class TaskImages:
 def _data(task: object) -> dict:
     data = task.get("data") if isinstance(task, dict) else None
     return data if isinstance(data, dict) else {}
+
+
+def project_task_images(project, studio_url: str, source: ImageSource) -> TaskImages:
+    """The task images of ``project`` (a ``pipeline.project.project.Project``), with its key
+    for files that Label Studio serves itself, cached in its workspace."""
+    from pipeline.project.studio import studio_settings
+
+    settings = studio_settings(project.config, project.env)
+    return TaskImages(project.store, source, project.config.workspace_dir / CACHE_FOLDER,
+                      studio_url=studio_url, api_key=settings.api_key)
