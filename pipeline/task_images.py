@@ -90,6 +90,19 @@ class TaskImages:
             return TaskImage(reason=f"image {url[:200]} cannot be read: {err}")
         return TaskImage(path=str(path), key=file_key(path)[0])
 
+    def same_image(self, url: str, key: str) -> bool:
+        """Whether ``url`` is known to show the image with item key ``key``: a served local
+        file with those bytes, or a URL whose download had them (read from the cache's index,
+        never fetched again here)."""
+        local = self._source.path_for(url)
+        if local is not None:
+            return local.is_file() and file_key(local)[0] == key
+        for candidate in (url, urljoin(self._studio_url, url.lstrip("/"))):
+            by_url = self._cache / "urls" / hashlib.sha256(candidate.encode()).hexdigest()
+            if by_url.is_file() and "sha256:" + by_url.read_text(encoding="ascii").strip() == key:
+                return True
+        return False
+
     def _local_or_fetched(self, url: str) -> Path:
         if url.startswith(("http://", "https://")):
             return self._fetched(url, headers={})

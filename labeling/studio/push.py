@@ -95,7 +95,9 @@ def push_tasks(
     unrecorded = {key: tid for key, tid in existing.items() if known.get(key) != tid}
     if unrecorded:
         store.record_tasks(project.id, unrecorded, round_id=round_id)
-    todo = [key for key in payloads if key not in held]
+    # Held in the store too: a task people made by hand and the pool adopted has no item key
+    # in its data (labelloop leaves their tasks as they are), but it is that item's task.
+    todo = [key for key in payloads if key not in held and key not in known]
     created: dict[str, int] = {}
     sent = dropped = 0
     for start in range(0, len(todo), batch_size):

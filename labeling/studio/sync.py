@@ -29,6 +29,7 @@ already synced from them stay: a person gave them, and deleting a task is usuall
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,8 +75,18 @@ class SyncReport(SyncOutcome):
     rejected: list[RejectedAnnotation] = field(default_factory=list)
 
 
-def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject) -> SyncReport:
-    """Bring the store up to date with the project's annotations; see the module docstring."""
+def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject, *,
+                     task_keys: Mapping[int, str] | None = None,
+                     same_image: Callable[[str, str], bool] | None = None) -> SyncReport:
+    """Bring the store up to date with the project's annotations; see the module docstring.
+
+    Tasks people made by hand carry no item key in their data; ``task_keys`` (task id -> item
+    key, from the store's task table) names the item of those adopted into the pool, and
+    ``same_image(url, key)`` says whether their URL is known to show the item's bytes. Neither
+    changes anything in Label Studio."""
+    def key_of(task: dict) -> str | None:
+        return item_key_of(task) or (task_keys or {}).get(int(task["id"]))
+
     light = list(iter_tasks(studio, project.id, include=LIGHT_FIELDS, all_fields=True))
     cursor = load_cursor(store, project.id)
     snapshots: list[TaskSnapshot] = []
@@ -88,13 +99,15 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject) 
         if ids:
             to_read.append(tid)
         else:  # nothing to read: no annotations now means pending
-            snapshots.append(_snapshot(project, task, [], users={}))
+            snapshots.append(_snapshot(project, task, [], users={}, key=key_of(task)))
     # Every field: ``include`` would also filter the annotations' own fields (to stubs).
     full = list(iter_tasks_by_id(studio, project.id, to_read, all_fields=True)) if to_read else []
     users = _user_emails(studio) if full else {}
-    items = store.items_by_key(k for k in map(item_key_of, full) if k)
+    items = store.items_by_key(k for k in map(key_of, full) if k)
     snapshots.extend(_snapshot(project, task, task.get("annotations") or [], users=users,
-                               refused=_wrong_image(project.images, items, task))
+                               key=key_of(task),
+                               refused=_wrong_image(project.images, items, task, key_of(task),
+                                                    same_image))
                      for task in full)
     present = {int(t["id"]) for t in light}
     outcome = apply_sync(store, project, snapshots, present_task_ids=present)
@@ -106,7 +119,8 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject) 
 
 
 def _snapshot(project: StudioProject, task: dict, annotations: list[dict], *,
-              users: dict[int, str], refused: str | None = None) -> TaskSnapshot:
+              users: dict[int, str], key: str | None, refused: str | None = None
+              ) -> TaskSnapshot:
     """The task as read; ``refused``: why none of its annotations count (its image changed)."""
     predictions = task.get("predictions") or []
     records = tuple(_record(a, predictions, users, project.task) for a in annotations)
@@ -118,25 +132,28 @@ def _snapshot(project: StudioProject, task: dict, annotations: list[dict], *,
         verdict = Verdict("pending", rejected={r.annotation_id: refused for r in records})
     rejected = verdict.rejected or {}
     records = tuple(r.with_rejection(rejected.get(r.annotation_id)) for r in records)
-    return TaskSnapshot(task_id=int(task["id"]), item_key=item_key_of(task),
+    return TaskSnapshot(task_id=int(task["id"]), item_key=key,
                         updated_at=str(task.get("updated_at") or ""),
                         annotation_ids=_ids(",".join(str(a["id"]) for a in annotations)),
                         annotations=records, verdict=verdict)
 
 
-def _wrong_image(images: ImageSource, items: dict[str, ItemRecord], task: dict) -> str | None:
+def _wrong_image(images: ImageSource, items: dict[str, ItemRecord], task: dict,
+                 key: str | None, same_image: Callable[[str, str], bool] | None = None
+                 ) -> str | None:
     """Why the task no longer shows its item's image, or ``None`` if it does.
 
     A person can edit a task's data in Label Studio; an answer about another picture (or a file
     outside the image folder) must not become this item's label.
     """
-    key = item_key_of(task)
     item = items.get(key) if key else None
     if item is None:
         return None  # not one of ours: counted as a foreign task when stored
     url = str((task.get("data") or {}).get(IMAGE_NAME) or "")
     if url == item.path:  # an http(s) image, unchanged
         return None
+    if same_image is not None and same_image(url, key):
+        return None  # an adopted hand-made task: its URL was read and had these bytes
     path = images.path_for(url)
     if path is None:
         return (f"the task's image was changed in Label Studio to {url!r}, not item {key}'s "

@@ -19,12 +19,22 @@ from pipeline.status import project_status, round_summary
 
 def init_command(
     images: Path = typer.Option(..., help="Folder of images to label (it may grow later)."),
-    classes: str = typer.Option(..., help="Comma-separated class names, e.g. cat,dog."),
+    classes: str | None = typer.Option(None, help="Comma-separated class names, e.g. cat,dog "
+                                       "(with --from-studio: read from the project)."),
     name: str | None = typer.Option(None, help="Project name (default: this folder's name)."),
     studio_url: str = typer.Option("", help="Label Studio URL; empty: the embedded server."),
     folder: Path = typer.Option(Path("."), help="Where to write labelloop.toml."),
+    from_studio: int | None = typer.Option(
+        None, "--from-studio", help="Attach to this existing Label Studio project (id): its "
+        "classes, tasks and annotations come in; nothing in it is changed. Needs --studio-url "
+        "and the key in LABEL_STUDIO_API_KEY."),
 ) -> None:
     """Create labelloop.toml and the project's workspace."""
+    if from_studio is not None:
+        _init_from_studio(folder, from_studio, images, studio_url)
+        return
+    if not classes:
+        fail("--classes is required (or --from-studio ID to read them from Label Studio)")
     try:
         class_list = list(validate_classes(c for c in classes.split(",")))
         path = init_project(folder, images=images, classes=class_list, name=name,
@@ -53,6 +63,29 @@ def round_command(config: Path | None = ConfigOption,
             raise typer.Exit(130) from None
         print(json.dumps({"round": record["id"], **round_summary(record["stats"])}), flush=True)
         _say_next(project, record["stats"])
+
+
+def _init_from_studio(folder: Path, project_id: int, images: Path, studio_url: str) -> None:
+    import os
+
+    from labeling.studio.errors import StudioError
+    from pipeline.from_studio import init_from_studio
+
+    url = studio_url or os.environ.get("LABEL_STUDIO_URL", "")
+    if not url:
+        fail("--from-studio needs the server: --studio-url URL (or LABEL_STUDIO_URL)")
+    try:
+        done = init_from_studio(folder, project_id=project_id, images=images, studio_url=url,
+                                env=os.environ)
+    except (ConfigError, StudioError, ValueError) as err:
+        fail(str(err))
+    console.print(f"attached to Label Studio project {project_id} ({done['title']!r}, classes "
+                  f"{', '.join(done['classes'])}): {done['tasks']} task(s), "
+                  f"{done['items_added']} new item(s), {done['labels']} new label(s), "
+                  f"{done['unchanged']} unchanged; config {done['config']}", highlight=False)
+    for why in done["not_added"][:20]:
+        console.print(f"not added: {why}", highlight=False, markup=False)
+    console.print("next: `labelloop round`", highlight=False, markup=False)
 
 
 def _say_next(project, stats: dict) -> None:

@@ -1,17 +1,18 @@
 """Tasks that people imported into the Label Studio project by hand (not pushed by labelloop)
-join the pool once someone has answered them, so their answers become labels.
+join the pool, so their answers become labels and they are never pushed a second time.
 
-For each answered task without an item key: its image is found (``pipeline.task_images``: a
-local file under the served folder, an upload, an http(s) URL) and checked; a file outside the
-image folder is copied into ``<images>/imported/<sha256>.<ext>`` (inside the served folder, so
-Label Studio can show it); the file becomes an item; then the task's data gets the ``item_key``
-and the local-files URL of that file (the same bytes the person saw; the original URL is kept
-as ``imported_from``). The sync that follows reads the task as one of labelloop's, so its
-answers go through the same consensus, history and second opinions as any other.
+For each task without an item key: its image is found (``pipeline.task_images``: a local file
+under the served folder, an upload, an http(s) URL) and decoded; a file outside the image folder
+is copied into ``<images>/imported/<sha256>.<ext>`` (renamed into place: a kill leaves no half
+file), so the pool stays in one folder; the file becomes an item, and the store's task table
+records the task as that item's. Nothing in Label Studio changes: the task keeps its data and
+URL. The sync reads the task as one of labelloop's (its item named by the store, its image
+checked against the item's bytes through the same cache), so its answers go through the same
+consensus, history and second opinions; push never makes a second task for the item.
 
-Adopted items are never held out (they were not drawn at random), so the statistics stay
-valid. A task whose image cannot be read, or whose image is already an item with its own
-task, is left alone and reported with the reason; nothing is deleted or changed in it.
+Adopted items are never held out (nobody drew them at random), so the statistics stay valid. A
+task whose image cannot be read, or whose image is already an item with its own task, is left
+as it is and reported with the reason.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from PIL import Image
 from labeling.store import NewItem
 from labeling.studio.remote import item_key_of, iter_tasks
 from pipeline.project.project import Project
-from pipeline.task_images import project_task_images
+from pipeline.task_images import TaskImages
 from training.images import open_image
 
 IMPORTED_FOLDER = "imported"
@@ -33,15 +34,14 @@ _SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF":
            "TIFF": ".tif"}
 
 
-def adopt_answered_tasks(project: Project, studio, sp) -> dict:
-    """Adopt every answered hand-made task of the project (see the module docstring)."""
-    foreign = [t for t in iter_tasks(studio, sp.id, include="id,data,total_annotations",
-                                     all_fields=True)
-               if item_key_of(t) is None and int(t.get("total_annotations") or 0) > 0]
+def adopt_hand_made_tasks(project: Project, studio, sp, images: TaskImages) -> dict:
+    """Adopt every hand-made task of the project (see the module docstring)."""
+    tasked = project.store.tasks(sp.id, include_deleted=True)
+    known = set(tasked.values())
+    foreign = [t for t in iter_tasks(studio, sp.id, include="id,data", all_fields=True)
+               if item_key_of(t) is None and int(t["id"]) not in known]
     if not foreign:
         return {"adopted": 0, "left": []}
-    images = project_task_images(project, studio.url, sp.images)
-    tasked = project.store.tasks(sp.id, include_deleted=True)
     adopted, left = 0, []
     for task in foreign:
         tid = int(task["id"])
@@ -53,21 +53,15 @@ def adopt_answered_tasks(project: Project, studio, sp) -> dict:
             left.append(f"task {tid}: its image is already item {found.key} with task "
                         f"{tasked[found.key]}; answer that task instead")
             continue
-        path = _inside_image_folder(project, Path(found.path), found.key)
-        _add_item(project, path, found.key)
-        data = {**task["data"], "item_key": found.key, "image": sp.images.url_for(str(path)),
-                "imported_from": task["data"].get("image")}
-        with studio.errors(f"giving hand-made task {tid} its item key"):
-            studio.client.tasks.update(id=tid, data=data)
+        add_item(project, inside_image_folder(project, Path(found.path), found.key), found.key)
         project.store.record_tasks(sp.id, {found.key: tid})
         tasked[found.key] = tid
         adopted += 1
     return {"adopted": adopted, "left": left}
 
 
-def _inside_image_folder(project: Project, path: Path, key: str) -> Path:
-    """``path`` if it lies in the image folder, else its copy there (written once, renamed
-    into place, so a kill leaves no half file)."""
+def inside_image_folder(project: Project, path: Path, key: str) -> Path:
+    """``path`` if it lies in the image folder, else its copy there."""
     folder = project.config.images_dir
     if folder in path.resolve().parents:
         return path.resolve()
@@ -82,7 +76,8 @@ def _inside_image_folder(project: Project, path: Path, key: str) -> Path:
     return target
 
 
-def _add_item(project: Project, path: Path, key: str) -> None:
+def add_item(project: Project, path: Path, key: str) -> None:
+    """``path`` as the pool item ``key`` (nothing if the item exists)."""
     if project.store.item(key) is not None:
         return
     with open_image(path) as img:

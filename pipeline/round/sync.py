@@ -1,4 +1,4 @@
-"""The sync step: answered tasks that people imported by hand adopted into the pool
+"""The sync step: tasks that people imported by hand adopted into the pool
 (``pipeline.round.adopt``); new, changed and deleted annotations from Label Studio into the
 label store; then second opinions asked where a held-out item's answers and the model
 disagree, on a random double-checked share, and on the most suspect other labels within the
@@ -19,11 +19,17 @@ from labeling.studio.opinions import (
 from labeling.studio.sync import sync_annotations
 from pipeline.project.answers_waiting import take_answers_waiting
 from pipeline.project.project import Project
-from pipeline.round.adopt import adopt_answered_tasks
+from pipeline.round.adopt import adopt_hand_made_tasks
 from pipeline.round.blind import checked
 from pipeline.round.predict import latest_probs
 from pipeline.round.review import answer_scores, review_budget
 from pipeline.round.session import session
+from pipeline.task_images import project_task_images
+
+
+def task_keys(store, project_id: int) -> dict[int, str]:
+    """Task id -> item key, as the store's task table records them (adopted tasks included)."""
+    return {tid: key for key, tid in store.tasks(project_id).items()}
 
 
 def sync(project: Project, round_id: int | None = None) -> dict:
@@ -31,8 +37,10 @@ def sync(project: Project, round_id: int | None = None) -> dict:
     opinions."""
     studio, sp = session(project)
     take_answers_waiting(project.config.workspace_dir)  # before reading: see the module
-    adopted = adopt_answered_tasks(project, studio, sp)
-    report = sync_annotations(studio, project.store, sp)
+    images = project_task_images(project, studio.url, sp.images)
+    adopted = adopt_hand_made_tasks(project, studio, sp, images)
+    report = sync_annotations(studio, project.store, sp, same_image=images.same_image,
+                              task_keys=task_keys(project.store, sp.id))
     asked = 0
     loop = project.config.loop
     if round_id is None:  # a sync between rounds asks on the newest round's budget

@@ -159,8 +159,9 @@ def test_connected_backend_predicts_hand_imported_tasks_once_per_champion(
     _retrieve(studio, sp.id, ids[:2])
     assert all(len(_predictions(studio, tid)) == 2 for tid in ids[:2])
 
-    # Once answered, the hand-made tasks join the pool with their labels (the image outside
-    # the image folder copied into it); the unreadable one stays out, with its reason.
+    # The hand-made tasks join the pool and their answers become labels (the images, outside
+    # the image folder, copied into it; the tasks left as they were); the unreadable
+    # ones stay out, with their reason.
     for tid in ids[:3]:
         with studio.errors("annotating a hand-made task"):
             studio.client.annotations.create(
@@ -168,6 +169,7 @@ def test_connected_backend_predicts_hand_imported_tasks_once_per_champion(
     got = sync(project)
     assert got["adopted_tasks"] == 2, got
     assert any("broken.png" in why for why in got["not_adopted"])
+    assert any("gone.png" in why for why in got["not_adopted"])
     by_task = {t: k for k, t in project.store.tasks(sp.id).items()}
     labels = project.store.current_labels()
     for tid in ids[:2]:
@@ -175,6 +177,8 @@ def test_connected_backend_predicts_hand_imported_tasks_once_per_champion(
         assert (labels[key].label, labels[key].source) == ("7", "human")
         item = project.store.item(key)
         assert Path(item.path).parent == project.config.images_dir / "imported"
+        data = studio.get_json(f"api/tasks/{tid}", action="reading a task")["data"]
+        assert data == {"image": urls[ids.index(tid)]}  # the task is left as people made it
     again = sync(project)  # adopted once: nothing new, nothing twice
     assert again["adopted_tasks"] == 0 and len(project.store.current_labels()) == len(labels)
 
