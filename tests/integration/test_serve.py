@@ -22,6 +22,7 @@ from pipeline.project.workspace import find_config
 from pipeline.round import session as studio_session
 from pipeline.round.steps import run_round
 from pipeline.round.sync import sync
+from tests.integration.browser import open_task
 from tests.integration.cli import LABELLOOP, cli_env, labelloop
 from tests.integration.conftest import free_port
 
@@ -119,6 +120,9 @@ def test_connected_backend_predicts_hand_imported_tasks_once_per_champion(
         with Image.open(src) as img:
             ImageOps.invert(img.convert("L")).save(hand / src.name)
     (hand / "broken.png").write_bytes(b"this is not a png")
+    with studio.errors("adding the folder as a storage, as a person would"):
+        studio.client.import_storage.local.create(project=sp.id, path=str(hand),
+                                                  use_blob_urls=True, title="by hand")
     names = [pool[0].name, pool[1].name, "broken.png"]
     root = studio_server.images_dir.parent
     urls = [f"/data/local-files/?d={(hand / n).relative_to(root).as_posix()}" for n in names]
@@ -140,6 +144,11 @@ def test_connected_backend_predicts_hand_imported_tasks_once_per_champion(
         assert preds[tid][0]["result"] == []
     log = backend.log.read_text()
     assert "broken.png" in log and "gone.png" in log  # each reason logged
+
+    # The annotator opening a hand-made task sees the backend's class ticked, with its version.
+    screen = open_task(studio_server, sp.id, ids[0], shot="hand-made-task", expect=v1)
+    assert screen.ticked == [preds[ids[0]][0]["result"][0]["value"]["choices"][0]]
+    assert "issue loading URL" not in screen.text  # and the picture itself
 
     _retrieve(studio, sp.id, ids)  # same champion: nothing predicted again
     assert all(len(_predictions(studio, tid)) == 1 for tid in ids)
