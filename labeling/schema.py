@@ -24,9 +24,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SOURCES = ("seed", "human", "machine")
-# Higher rank wins. Seed labels are human labels that came with the data (e.g. a CSV).
-SOURCE_RANK = {"machine": 0, "human": 1, "seed": 1}
+SOURCES = ("seed", "human", "import", "machine")
+# Higher rank wins. Seed labels are human labels that came with the data; import labels are
+# the ones a team brought in (`labelloop ingest --labels/--imagefolder`, pipeline/import_labels).
+SOURCE_RANK = {"machine": 0, "human": 1, "seed": 1, "import": 1}
+# Labels given by people (in Label Studio, or brought in): they train models and outrank the
+# machine; only the loop's random picks among them are held out.
+PEOPLE_SOURCES = ("human", "seed", "import")
 
 ITEM_STATUSES = ("ok", "skipped", "disagreement")
 

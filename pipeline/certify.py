@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from labeling.schema import PEOPLE_SOURCES
 from labeling.store import LabelStore
 
 
@@ -35,7 +36,7 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
         reference_error = measured.get("rate_ub")
     given = list((store.current_sources() if sources is None else sources).values())
     n_items = store.count_items()
-    n_human = sum(s in ("human", "seed") for s in given)
+    n_human = sum(s in PEOPLE_SOURCES for s in given)
     n_machine = 0 if human_only else given.count("machine")
     delivered = n_human + n_machine
     machine_ub = _machine_bound(accept) if n_machine else 0.0

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from sqlalchemy import and_, exists, select
 
-from labeling.schema import Item, Label, Quarantine
+from labeling.schema import PEOPLE_SOURCES, Item, Label, Quarantine
 from labeling.store import LabelStore
 from labeling.tasks.base import TaskType
 from labeling.tasks.registry import DEFAULT_TASK, get_task_type
@@ -48,7 +48,7 @@ EXPORT_FORMATS = get_task_type(DEFAULT_TASK).export_formats
 COLUMNS = ("path", "label", "source", "who", "model_version", "confidence", "round",
            "labeled_at", "item_key")
 PROVENANCE_FILE = "provenance.csv"
-HUMAN_SOURCES = ("human", "seed")
+HUMAN_SOURCES = PEOPLE_SOURCES  # --human-only keeps these
 EXCLUDED_STATUSES = ("skipped", "disagreement")
 
 

@@ -2,7 +2,7 @@
 tree (``DIR/<class>/<image>``).
 
 The images are ingested first (``pipeline.ingest``: hashed, decoded, bad ones quarantined), then
-each good row becomes a label with source ``seed`` (the store's name for labels that came with
+each good row becomes a label with source ``import`` (people's labels that came with
 the data) and ``who = "import:<file or folder name>"``. Imported labels train models, and are
 never picked as held-out items: the validation and audit sets stay random draws from the
 loop's own picks, answered by the project's annotators, so the bounds stay valid. The
@@ -21,6 +21,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labeling.schema import PEOPLE_SOURCES
 from labeling.store import LabelStore, NewLabel, StoreError, file_key
 from labeling.tasks.base import TaskType
 from pipeline.ingest import IngestError, IngestReport, Rejected, ingest_folder
@@ -105,10 +106,10 @@ def _write(store: LabelStore, report: IngestReport, rows: list[tuple[str, str]],
         now = current.get(key)
         if now is not None and now.source == "human" and now.label != label:
             kept.append(path)  # a person said otherwise in Label Studio: theirs stands
-        elif now is not None and now.source in ("human", "seed") and now.label == label:
+        elif now is not None and now.source in PEOPLE_SOURCES and now.label == label:
             unchanged += 1
         else:
-            new.append(NewLabel(key=key, label=label, source="seed", who=who))
+            new.append(NewLabel(key=key, label=label, source="import", who=who))
     try:
         store.add_labels(new, classes=classes)
     except StoreError as err:

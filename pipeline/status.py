@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import picks
 from labeling.studio.opinions import human_answers
 from labeling.studio.sync_store import rejected_annotations
@@ -16,7 +17,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     n_items = store.count_items()
     labels = store.current_sources()  # key -> source: quick, where records would take seconds
     by_status = {s: len(store.items(status=s)) for s in ("skipped", "disagreement")}
-    human = sum(source in ("human", "seed") for source in labels.values())
+    human = sum(source in PEOPLE_SOURCES for source in labels.values())
     machine = sum(source == "machine" for source in labels.values())
     picked = picks(store)
     pending = [k for k in picked if labels.get(k, "machine") == "machine"]

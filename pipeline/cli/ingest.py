@@ -46,7 +46,7 @@ def ingest_command(
     ] = None,
 ) -> None:
     """Add images to the pool; unreadable files are quarantined with a reason. With --labels or
-    --imagefolder, labels you already have come too (source seed, who import:<name>)."""
+    --imagefolder, labels you already have come too (source import, who import:<name>)."""
     err_console = Console(stderr=True)
     imported = None
     try:
@@ -134,7 +134,7 @@ def _import(store, project, csv_path, folder, *, use_folder: bool, max_pixels: i
 
 def print_import(report, console: Console) -> None:
     """How many labels came in, and every refused row with its reason."""
-    summary = Table(title="labels imported (source seed)", show_header=False)
+    summary = Table(title="labels imported (source import)", show_header=False)
     for what, count in [("added", report.added), ("already there", report.unchanged),
                         ("kept a person's different label", len(report.kept_people)),
                         ("refused", len(report.refused))]:

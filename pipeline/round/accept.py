@@ -13,6 +13,7 @@ from labeling.autoaccept import (
     precision_interval,
 )
 from labeling.dataset_accept import choose_dataset_threshold
+from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import picks
 from labeling.store import NewLabel
 from pipeline.certify import certificate
@@ -36,7 +37,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     val_keys, val_y = validation_set(eval_set, unresolved_held_out(project.store), index, probs,
                                      classes)
     val_probs = probs[[index[k] for k in val_keys]] if val_keys else np.zeros((0, len(classes)))
-    human = project.store.current_labels(sources=("human", "seed"))
+    human = project.store.current_labels(sources=PEOPLE_SOURCES)
     pool = [i for i, k in enumerate(keys) if k not in human]
     pool_probs = probs[pool]
     dataset = None

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from labeling.schema import Item, StudioTaskSync
+from labeling.schema import PEOPLE_SOURCES, Item, StudioTaskSync
 from labeling.selections import picks
 from labeling.store import LabelStore
 from pipeline.project.project import Project
@@ -29,7 +29,7 @@ def labeled_sets(project: Project) -> tuple[dict[str, str], dict[str, str]]:
     for key, lab in current.items():
         if key not in ok:
             continue
-        if lab.source in ("human", "seed"):
+        if lab.source in PEOPLE_SOURCES:
             (eval_set if key in holdout else train_set)[key] = lab.label
         elif use_machine and key not in holdout:
             train_set[key] = lab.label

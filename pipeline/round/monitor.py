@@ -39,6 +39,7 @@ from labeling.monitoring import (
     detect_drift,
     labels_since,
 )
+from labeling.schema import PEOPLE_SOURCES
 from labeling.studio.opinions import current_votes
 from pipeline.project.project import Project
 from pipeline.round.labeled import champion_model_path, labeled_sets
@@ -55,7 +56,7 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
     store = project.store
     classes = list(project.classes)
     previous = _previous_round(store.rounds(), round_id)
-    human_now = store.current_labels(sources=("human", "seed"))
+    human_now = store.current_labels(sources=PEOPLE_SOURCES)
     all_now = store.current_labels()
     record = {
         "champion": None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import picks
 from pipeline.project.project import Project
 from pipeline.round.labeled import champion_model_path, labeled_sets
@@ -30,7 +31,7 @@ def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
     if out.exists():
         with np.load(out) as cached:
             return {"predicted": int(len(cached["keys"])), "version": version, "file": str(out)}
-    human = project.store.current_labels(sources=("human", "seed"))
+    human = project.store.current_labels(sources=PEOPLE_SOURCES)
     _, eval_set = labeled_sets(project)
     # With reviews on, the training labels too: a label the champion contradicts after
     # training on it is a suspect (pipeline/round/review.py).

@@ -4,6 +4,7 @@ predictions; pending tasks' predictions are brought up to the champion's version
 
 from __future__ import annotations
 
+from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import picks
 from labeling.studio.push import PushItem, push_tasks, refresh_predictions
 from pipeline.project.project import Project
@@ -24,7 +25,7 @@ def push(project: Project, round_id: int, predicted: dict) -> dict:
         classes = project.classes
         predictions = {k: (classes[int(p.argmax())], float(p.max()))
                        for k, p in zip(keys, probs, strict=True)}
-    human = store.current_labels(sources=("human", "seed"))
+    human = store.current_labels(sources=PEOPLE_SOURCES)
     held = store.tasks(sp.id)
     paths = {i.key: i.path for i in store.items()}
     todo = [k for k in picks(store) if k not in held and k not in human]

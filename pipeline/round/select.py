@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import Pick, picks, record_picks
 from labeling.strategies import select_for_review
 from pipeline.project.project import Project
@@ -17,7 +18,7 @@ def select_batch(project: Project, round_id: int, predicted: dict) -> dict:
     loop = project.config.loop
     store = project.store
     rng = np.random.default_rng([project.config.training.seed, round_id])
-    human = store.current_labels(sources=("human", "seed"))
+    human = store.current_labels(sources=PEOPLE_SOURCES)
     taken = set(picks(store))
     skipped = {i.key for i in store.items(status="skipped")}
     candidates = [i.key for i in store.items(status="ok")

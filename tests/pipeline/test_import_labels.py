@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labeling.store import LabelStore, NewLabel
+from labeling.store import LabelStore, NewLabel, file_key
 from labeling.tasks.registry import get_task_type
 from pipeline.import_labels import import_csv, import_imagefolder
 from pipeline.ingest import IngestError
@@ -47,7 +47,7 @@ def test_a_csv_imports_good_rows_and_refuses_bad_ones_with_reasons(tmp_path, sto
     assert "outside the image folder" in reasons["elsewhere.png"]
     labels = store.current_labels()
     assert sorted(v.label for v in labels.values()) == ["cat", "cat", "dog"]
-    assert {(v.source, v.who) for v in labels.values()} == {("seed", "import:labels.csv")}
+    assert {(v.source, v.who) for v in labels.values()} == {("import", "import:labels.csv")}
 
     again = import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
     assert (again.added, again.unchanged) == (0, 3)
@@ -93,3 +93,14 @@ def test_a_csv_without_the_header_or_missing_is_one_clear_error(tmp_path, store)
     with pytest.raises(IngestError, match="not found"):
         import_csv(store, tmp_path / "nope.csv", images, TASK, CLASSES, max_pixels=10**6)
     assert store.current_labels() == {}
+
+
+def test_an_imported_label_outranks_a_machine_label(tmp_path, store):
+    images = tmp_path / "images"
+    png(images / "a.png", 1)
+    (tmp_path / "labels.csv").write_text("path,label\nimages/a.png,dog\n", encoding="utf-8")
+    key = file_key(images / "a.png")[0]
+    import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
+    written = store.add_labels([NewLabel(key=key, label="cat", source="machine",
+                                         model_version="v1")])
+    assert store.current_labels()[key].source == "import" and not written.written
