@@ -3,6 +3,7 @@
 Version 1: the store as the first releases wrote it (no version recorded).
 Version 2: ``labels.value`` (a label's typed value, JSON, where it is more than a class name),
 the ``second_opinions`` table, and the ``store_meta`` table that records the version.
+Version 3: the ``item_thumbs`` table (thumbnails and near-duplicate groups, filled at ingest).
 
 ``migrate`` runs when a store is opened, in one transaction: a store killed half-way through a
 migration is left at its old version and migrates again next time. Each step only adds (a
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from labeling.schema import Base, StoreMeta
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SchemaError(ValueError):

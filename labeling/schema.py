@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -124,6 +125,18 @@ class Task(Base):
     model_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ItemThumb(Base):
+    """An item's 16x16 grey thumbnail (256 bytes) and its near-duplicate group: the key of the
+    first item it was found nearly identical to, or its own key (``labeling.near_duplicates``).
+    Written at ingest; items ingested before schema version 3 have none."""
+
+    __tablename__ = "item_thumbs"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    thumb: Mapped[bytes] = mapped_column(LargeBinary)
+    group_key: Mapped[str] = mapped_column(String(80), index=True)
 
 
 SELECTION_REASONS = ("random", "audit", "strategy")

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +30,7 @@ from labeling.schema import (
     SOURCE_RANK,
     SOURCES,
     Item,
+    ItemThumb,
     Label,
     Quarantine,
     Round,
@@ -178,6 +180,37 @@ class LabelStore:
             for q in s.scalars(select(Quarantine).where(Quarantine.key.in_(added))):
                 s.delete(q)
         return added
+
+    def thumbs(self) -> tuple[list[str], np.ndarray, dict[str, str]]:
+        """(keys, thumbnails [N, 256] uint8, key -> near-duplicate group) of the items that
+        have a thumbnail."""
+        with self.transaction() as s:
+            rows = s.execute(select(Item.key, ItemThumb.thumb, ItemThumb.group_key)
+                             .join(ItemThumb, ItemThumb.item_id == Item.id)).all()
+        keys = [r[0] for r in rows]
+        thumbs = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8)
+                  .reshape(len(rows), -1) if rows else np.zeros((0, 256), np.uint8))
+        return keys, thumbs, {r[0]: r[2] for r in rows}
+
+    def set_thumbs(self, thumbs: Mapping[str, bytes], groups: Mapping[str, str]) -> None:
+        """Record items' thumbnails and near-duplicate groups (items that have one keep it)."""
+        with self.transaction() as s:
+            by_key = _items_by_key(s, thumbs)
+            have = set(s.scalars(select(ItemThumb.item_id)))
+            for key, thumb in thumbs.items():
+                item = by_key[key]
+                if item.id not in have:
+                    s.add(ItemThumb(item_id=item.id, thumb=thumb, group_key=groups[key]))
+
+    def near_duplicate_groups(self) -> dict[str, str]:
+        """Item key -> group key for the items in groups of two or more."""
+        with self.transaction() as s:
+            shared = (select(ItemThumb.group_key).group_by(ItemThumb.group_key)
+                      .having(func.count() > 1))
+            rows = s.execute(select(Item.key, ItemThumb.group_key)
+                             .join(ItemThumb, ItemThumb.item_id == Item.id)
+                             .where(ItemThumb.group_key.in_(shared))).all()
+        return {k: g for k, g in rows}
 
     def items(self, *, status: str | None = None) -> list[ItemRecord]:
         with self.transaction() as s:

@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+from PIL import Image
 from rich.progress import track
 
+from labeling.near_duplicates import THUMB_SIDE, assign_groups
 from labeling.store import LabelStore, NewItem, file_key
 from training.images import (
     DEFAULT_MAX_PIXELS,
@@ -109,6 +112,7 @@ def ingest_folder(
     # Outcome of the first file with each key this run: its path, and the reason if it was bad.
     first: dict[str, tuple[str, str | None]] = {}
     pending: list[NewItem] = []
+    thumbs: dict[str, bytes] = {}  # of the items this run adds, for near-duplicate groups
     for path, key, size in track(hashed, description="decoding", disable=not progress,
                                  transient=True):
         if key in known:
@@ -126,6 +130,7 @@ def ingest_folder(
         try:
             with open_image(path, max_pixels=max_pixels) as img:
                 width, height = img.size
+                thumbs[key] = thumbnail(img)
         except ImageError as err:
             first[key] = (path, str(err))
             quarantined.append(_quarantine(store, path, str(err), key))
@@ -136,6 +141,7 @@ def ingest_folder(
         if len(pending) >= _WRITE_BATCH:
             added += _write(store, pending)
     added += _write(store, pending)
+    record_thumbnails(store, {i.key: thumbs[i.key] for i in added})
     # Quarantined paths under root that are fine now, or gone, leave the quarantine. (add_items
     # already released the ones whose bytes were quarantined, so the list is computed here.)
     # A path quarantined again in this run stays: a name shown with \xNN escapes does not
@@ -147,6 +153,24 @@ def ingest_folder(
     store.unquarantine(released)
     return IngestReport(root_path, added, already, duplicates, quarantined, released,
                         found.others, found.unreadable, found.folder_links)
+
+
+def thumbnail(img: Image.Image) -> bytes:
+    """An image's fingerprint for near-duplicate groups: 16x16 grey, 256 bytes."""
+    side = THUMB_SIDE
+    return img.convert("L").resize((side, side), Image.Resampling.BILINEAR).tobytes()
+
+
+def record_thumbnails(store: LabelStore, thumbs: dict[str, bytes]) -> None:
+    """Store new items' thumbnails with their near-duplicate group (an earlier item's, or
+    their own; ``labeling.near_duplicates``)."""
+    if not thumbs:
+        return
+    keys, old, groups = store.thumbs()
+    new_keys = [k for k in thumbs if k not in groups]
+    new = np.frombuffer(b"".join(thumbs[k] for k in new_keys), dtype=np.uint8)
+    assigned = assign_groups(new_keys, new.reshape(len(new_keys), -1), keys, old, groups)
+    store.set_thumbs({k: thumbs[k] for k in new_keys}, assigned)
 
 
 def _check_root(root: str | Path) -> Path:

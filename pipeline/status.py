@@ -22,6 +22,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     picked = picks(store)
     pending = [k for k in picked if labels.get(k, "machine") == "machine"]
     rejected = rejected_annotations(store)
+    near = store.near_duplicate_groups()
     champion = _champion(project)
     all_rounds = store.rounds()
     warnings = latest_warnings(all_rounds)
@@ -41,6 +42,9 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
             "disagreement": by_status["disagreement"],
             "quarantined": len(store.quarantined()),
             "rejected_answers": len(rejected),
+            # Items nearly identical to another (kept on one side of the evaluation split).
+            "near_duplicates": len(near),
+            "near_duplicate_groups": len(set(near.values())),
         },
         "champion": champion,
         "rounds": [

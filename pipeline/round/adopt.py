@@ -25,6 +25,7 @@ from PIL import Image
 
 from labeling.store import NewItem
 from labeling.studio.remote import item_key_of, iter_tasks
+from pipeline.ingest import record_thumbnails, thumbnail
 from pipeline.project.project import Project
 from pipeline.task_images import TaskImages
 from training.images import open_image
@@ -82,5 +83,7 @@ def add_item(project: Project, path: Path, key: str) -> None:
         return
     with open_image(path) as img:
         width, height = img.size
+        thumb = thumbnail(img)
     project.store.add_items([NewItem(key=key, path=str(path), size_bytes=path.stat().st_size,
                                      width=width, height=height)])
+    record_thumbnails(project.store, {key: thumb})

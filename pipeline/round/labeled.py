@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
+from labeling.near_duplicates import kept_apart
 from labeling.schema import PEOPLE_SOURCES, Item, StudioTaskSync
 from labeling.selections import picks
 from labeling.store import LabelStore
@@ -19,7 +20,7 @@ from pipeline.project.project import Project
 def labeled_sets(project: Project) -> tuple[dict[str, str], dict[str, str]]:
     """(training labels, evaluation labels): key -> class, human and seed labels only
     (machine labels join training only if the config says so). Evaluation items are the
-    random held-out picks; they never train a model."""
+    random held-out picks; they never train a model, nor do their near-duplicates."""
     store = project.store
     ok = {i.key: i for i in store.items(status="ok")}
     current = store.current_labels()
@@ -33,7 +34,8 @@ def labeled_sets(project: Project) -> tuple[dict[str, str], dict[str, str]]:
             (eval_set if key in holdout else train_set)[key] = lab.label
         elif use_machine and key not in holdout:
             train_set[key] = lab.label
-    return train_set, eval_set
+    # A near-duplicate of a held-out item would carry its answer into training.
+    return kept_apart(train_set, holdout, store.near_duplicate_groups()), eval_set
 
 
 def unresolved_held_out(store: LabelStore) -> set[str]:
