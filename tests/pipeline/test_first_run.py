@@ -85,8 +85,8 @@ def test_help_lists_the_commands_in_the_order_a_user_meets_them():
     done = runner.invoke(app, ["--help"], env={"COLUMNS": "120"})
     assert done.exit_code == 0
     names = re.findall(r"^│ ([a-z][a-z-]*) ", done.output, flags=re.M)
-    assert names[:9] == ["init", "ingest", "studio", "round", "run", "status", "export",
-                         "report", "tune"]
+    assert names[:10] == ["init", "ingest", "studio", "round", "run", "serve", "status",
+                          "export", "report", "tune"]
     assert names.index("models") < names.index("quickstart")
     for panel in ("Set up", "Label", "Look at the results", "Models", "Try it out"):
         assert panel in done.output
