@@ -23,7 +23,7 @@ import numpy as np
 
 SAME_IMAGE = 0.995
 THUMB_SIDE = 16
-_BLOCK = 4096  # rows compared at once: memory stays at a few MB whatever the pool
+_BLOCK = 256  # new rows compared at once: _BLOCK x pool floats (100 MB at 100,000)
 
 
 def unit_rows(thumbs: np.ndarray) -> np.ndarray:
@@ -38,28 +38,21 @@ def assign_groups(new_keys: Sequence[str], new_thumbs: np.ndarray, old_keys: Seq
                   old_thumbs: np.ndarray, old_groups: Mapping[str, str]) -> dict[str, str]:
     """Group key for each new item: the group of the most similar earlier item (earlier in
     the store, or earlier in ``new_keys``) at ``SAME_IMAGE`` or more, else its own key."""
-    old = unit_rows(old_thumbs) if len(old_keys) else np.zeros((0, THUMB_SIDE ** 2), np.float32)
-    new = unit_rows(new_thumbs) if len(new_keys) else np.zeros((0, THUMB_SIDE ** 2), np.float32)
-    out: dict[str, str] = {}
-    best_old = np.full(len(new_keys), -1)
-    if len(old_keys):
-        for start in range(0, len(new_keys), _BLOCK):
-            sims = new[start:start + _BLOCK] @ old.T
-            top = sims.argmax(axis=1)
-            hit = sims[np.arange(len(top)), top] >= SAME_IMAGE
-            best_old[start:start + _BLOCK] = np.where(hit, top, -1)
-    for i, key in enumerate(new_keys):
-        if best_old[i] >= 0:
-            out[key] = old_groups[old_keys[best_old[i]]]
-            continue
-        if i:  # a copy ingested in the same batch as its original
-            sims = new[:i] @ new[i]
-            j = int(sims.argmax())
-            if sims[j] >= SAME_IMAGE and np.any(new[i]):
-                out[key] = out[new_keys[j]]
-                continue
-        out[key] = key
-    return out
+    keys = [*old_keys, *new_keys]
+    side = THUMB_SIDE ** 2
+    rows = unit_rows(np.concatenate([np.reshape(old_thumbs, (len(old_keys), side)),
+                                     np.reshape(new_thumbs, (len(new_keys), side))]))
+    groups = [old_groups[k] for k in old_keys] + [""] * len(new_keys)
+    for lo in range(len(old_keys), len(keys), _BLOCK):
+        hi = min(lo + _BLOCK, len(keys))
+        sims = rows[lo:hi] @ rows[:hi].T
+        # Each row against the items before it only (so groups are found in ingest order).
+        sims[np.arange(hi)[None, :] >= np.arange(lo, hi)[:, None]] = -np.inf
+        best = sims.argmax(axis=1)
+        for r, i in enumerate(range(lo, hi)):
+            j = int(best[r])
+            groups[i] = groups[j] if sims[r, j] >= SAME_IMAGE else keys[i]
+    return dict(zip(new_keys, groups[len(old_keys):], strict=True))
 
 
 def kept_apart(train: Mapping[str, str], held_out: set[str], groups: Mapping[str, str]

@@ -89,14 +89,5 @@ def _config(folder: Path, *, title: str, classes, images: Path, studio_url: str)
                               f"from the Label Studio project's ({', '.join(classes)})")
         return path
     images.mkdir(parents=True, exist_ok=True)
-    written = init_project(folder, images=images, classes=list(classes), name=title,
-                           studio_url=studio_url)
-    text = written.read_text(encoding="utf-8")
-    written.write_text(text.replace('project_title = ""', f"project_title = {_quoted(title)}"),
-                       encoding="utf-8")
-    load_config(written)  # still valid
-    return written
-
-
-def _quoted(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return init_project(folder, images=images, classes=list(classes), name=title,
+                        studio_url=studio_url, project_title=title)

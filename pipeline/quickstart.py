@@ -77,11 +77,17 @@ def prepare(folder: Path, dataset: str = "mnist"
     if not config_path.exists():
         classes = sorted(set(labels.tolist()), key=lambda c: (len(c), c))
         init_project(folder, images=pool_dir, classes=classes, name=f"{dataset}-quickstart")
-        text = config_path.read_text(encoding="utf-8")
-        for default, wanted in DEMO_SETTINGS[dataset]:
-            text = re.sub(rf"(?m)^{re.escape(default)}$", wanted, text, count=1)
-        write_text_atomic(config_path, text)
+        change_defaults(config_path, DEMO_SETTINGS[dataset])
     return config_path, truth, test_rows
+
+
+def change_defaults(config_path: Path, changes) -> None:
+    """Rewrite the config lines that still read ``default`` (each a whole line of the
+    written defaults) as ``wanted``; lines a user edited stay as they are."""
+    text = config_path.read_text(encoding="utf-8")
+    for default, wanted in changes:
+        text = re.sub(rf"(?m)^{re.escape(default)}$", wanted, text)
+    write_text_atomic(config_path, text)
 
 
 def round_line(project, round_no: int, truth: dict[str, str], test_rows) -> str:
@@ -111,22 +117,18 @@ def round_line(project, round_no: int, truth: dict[str, str], test_rows) -> str:
 def use_crowd(config_path: Path, annotators: int) -> None:
     """Set the demo's config up for a crowd of ``annotators`` people: that many accounts,
     second opinions, random double and blind checks, half of each batch held out at random, a
-    review of suspect labels, and the
-    people's error measured rather than assumed to be 0. Only keys still at their defaults
-    change; a user's edits stay."""
-    text = config_path.read_text(encoding="utf-8")
-    for default, wanted in (("annotators = 0", f"annotators = {annotators}"),
-                            ("double_check = 0.0", "double_check = 0.05"),
-                            ("blind_check = 0.0", "blind_check = 0.1"),
-                            ("review_share = 0.0", "review_share = 0.25"),
-                            # Half of each batch random: a noisy crowd needs the larger
-                            # validation stream to bound its references (measured in
-                            # scripts/bench_loop.py: 90-94% coverage by ~1,600 answers in two
-                            # of three seeds, against 0-69% with 0.3).
-                            ("audit_fraction = 0.3", "audit_fraction = 0.5"),
-                            ("reference_error = 0.0", 'reference_error = "measured"')):
-        text = re.sub(rf"(?m)^{re.escape(default)}$", wanted, text)
-    write_text_atomic(config_path, text)
+    review of suspect labels, and the people's error measured rather than assumed to be 0.
+    Only keys still at their defaults change; a user's edits stay."""
+    change_defaults(config_path, (
+        ("annotators = 0", f"annotators = {annotators}"),
+        ("double_check = 0.0", "double_check = 0.05"),
+        ("blind_check = 0.0", "blind_check = 0.1"),
+        ("review_share = 0.0", "review_share = 0.25"),
+        # Half of each batch random: a noisy crowd needs the larger validation stream to bound
+        # its references (measured in scripts/bench_loop.py: 90-94% coverage by ~1,600 answers
+        # in two of three seeds, against 0-69% with 0.3).
+        ("audit_fraction = 0.3", "audit_fraction = 0.5"),
+        ("reference_error = 0.0", 'reference_error = "measured"')))
 
 
 def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -128,7 +129,8 @@ class TaskImages:
                 return cached
         digest = hashlib.sha256()
         self._cache.mkdir(parents=True, exist_ok=True)
-        tmp = self._cache / f".partial-{os.getpid()}-{digest.hexdigest()[:8]}-{id(url)}"
+        # Unique per process and thread: the backend and a round's sync may fetch at once.
+        tmp = self._cache / f".partial-{os.getpid()}-{threading.get_ident()}"
         size = 0
         try:
             with httpx.stream("GET", url, headers=headers, timeout=DOWNLOAD_TIMEOUT_S,

@@ -38,8 +38,6 @@ class RoundRunner:
         self._mutex = threading.Lock()
         self._pending = False
         self._worker: threading.Thread | None = None
-        self.finished = 0  # rounds whose child exited 0
-        self.last_exit: int | None = None
 
     def request(self) -> str:
         """Ask for a round; returns at once: ``started``, or ``queued`` behind a running one."""
@@ -52,10 +50,6 @@ class RoundRunner:
                                             daemon=True)
             self._worker.start()
             return "started"
-
-    def busy(self) -> bool:
-        with self._mutex:
-            return self._worker is not None and self._worker.is_alive()
 
     def _work(self) -> None:
         while True:
@@ -72,7 +66,6 @@ class RoundRunner:
             with open(self._log_path, "ab") as out:
                 code = subprocess.call(self._command, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL)
-            self.last_exit = code
             if code != LOCK_HELD_EXIT:
                 break
             holder = read_holder(self._lock_path)
@@ -85,7 +78,6 @@ class RoundRunner:
                 return
             time.sleep(RETRY_S)
         if code == 0:
-            self.finished += 1
             log.info("round finished (output in %s)", self._log_path)
         else:
             log.warning("round exited %d; its output is in %s", code, self._log_path)

@@ -28,6 +28,7 @@ from pipeline.backend.served import ServedChampion
 from pipeline.project.answers_waiting import mark_answers_waiting
 from pipeline.project.project import Project
 from pipeline.round.predict import predict_files
+from pipeline.round.session import model_version_name
 from pipeline.task_images import TaskImage, TaskImages
 from training.images import ImageError
 
@@ -66,8 +67,6 @@ class Backend:
         return {"model_version": self.champion.model_version()}
 
     def versions(self) -> dict:
-        from pipeline.round.session import model_version_name
-
         return {"versions": [model_version_name(v.version)
                              for v in self.project.registry.versions()]}
 

@@ -388,10 +388,11 @@ def format_validation_error(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def render_config(name: str, classes, images: Path, *, studio_url: str = "") -> str:
+def render_config(name: str, classes, images: Path, *, studio_url: str = "",
+                  project_title: str = "") -> str:
     """The text of a new ``labelloop.toml`` with every section's defaults spelled out."""
     cfg = Config(project=ProjectSection(name=name, classes=tuple(classes), images=images),
-                 studio=StudioSection(url=studio_url))
+                 studio=StudioSection(url=studio_url, project_title=project_title))
     out = [f"workspace = {_toml(str(cfg.workspace))}", ""]
     for section in ("project", "store", "registry", "studio", "training", "loop", "tuning"):
         out.append(f"[{section}]")

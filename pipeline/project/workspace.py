@@ -26,6 +26,7 @@ def init_project(
     classes: list[str],
     name: str | None = None,
     studio_url: str = "",
+    project_title: str = "",
 ) -> Path:
     """Write ``labelloop.toml`` in ``folder`` and create its workspace; returns the config path.
 
@@ -45,7 +46,8 @@ def init_project(
         images_entry = images.resolve().relative_to(folder)
     except ValueError:
         images_entry = images.resolve()
-    text = render_config(name or folder.name, classes, images_entry, studio_url=studio_url)
+    text = render_config(name or folder.name, classes, images_entry, studio_url=studio_url,
+                         project_title=project_title)
     tmp = config_path.with_name(CONFIG_NAME + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     config = load_config(tmp)  # validate before it becomes the project's config

@@ -43,7 +43,7 @@ def adopt_hand_made_tasks(project: Project, studio, sp, images: TaskImages) -> d
                if item_key_of(t) is None and int(t["id"]) not in known]
     if not foreign:
         return {"adopted": 0, "left": []}
-    adopted, left = 0, []
+    adopted, left, thumbs = 0, [], {}
     for task in foreign:
         tid = int(task["id"])
         found = images.resolve(task)
@@ -54,10 +54,14 @@ def adopt_hand_made_tasks(project: Project, studio, sp, images: TaskImages) -> d
             left.append(f"task {tid}: its image is already item {found.key} with task "
                         f"{tasked[found.key]}; answer that task instead")
             continue
-        add_item(project, inside_image_folder(project, Path(found.path), found.key), found.key)
+        path = inside_image_folder(project, Path(found.path), found.key)
+        thumb = add_item(project, path, found.key)
+        if thumb is not None:
+            thumbs[found.key] = thumb
         project.store.record_tasks(sp.id, {found.key: tid})
         tasked[found.key] = tid
         adopted += 1
+    record_thumbnails(project.store, thumbs)  # once: it reads every thumbnail in the store
     return {"adopted": adopted, "left": left}
 
 
@@ -77,13 +81,14 @@ def inside_image_folder(project: Project, path: Path, key: str) -> Path:
     return target
 
 
-def add_item(project: Project, path: Path, key: str) -> None:
-    """``path`` as the pool item ``key`` (nothing if the item exists)."""
+def add_item(project: Project, path: Path, key: str) -> bytes | None:
+    """``path`` as the pool item ``key``, and its thumbnail (None if the item existed: nothing
+    written). The caller records the thumbnails of a batch together."""
     if project.store.item(key) is not None:
-        return
+        return None
     with open_image(path) as img:
         width, height = img.size
         thumb = thumbnail(img)
     project.store.add_items([NewItem(key=key, path=str(path), size_bytes=path.stat().st_size,
                                      width=width, height=height)])
-    record_thumbnails(project.store, {key: thumb})
+    return thumb
