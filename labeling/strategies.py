@@ -180,7 +180,27 @@ def _ranked_batch(pred_probs, n, *, rng, features, labeled_features=None):
     return order[np.asarray(picked, dtype=np.intp)]
 
 
+@_register("core_set", needs_features=True)
+def _core_set(pred_probs, n, *, rng, features, labeled_features=None):
+    from labeling.diversity import core_set
+
+    return core_set(features, n, rng=rng, labeled_features=labeled_features)
+
+
+@_register("badge", needs_features=True)
+def _badge(pred_probs, n, *, rng, features, labeled_features=None):
+    from labeling.diversity import badge
+
+    return badge(pred_probs, features, n, rng=rng)
+
+
 # ---- public entry ---------------------------------------------------------------------------
+def needs_features(name: str) -> bool:
+    """Whether the strategy ``name`` needs the pool's embeddings (``features``)."""
+    get_strategy(name)
+    return name in _NEEDS_FEATURES
+
+
 def select_for_review(
     pred_probs: np.ndarray,
     n: int,
@@ -199,11 +219,13 @@ def select_for_review(
             rather than silently returning fewer: pass ``min(n, N)`` if fewer is fine.
         strategy: one of ``list_strategies()``.
         rng: the ``numpy.random.Generator`` that draws ``random`` picks and breaks ties.
-        features: ``[N, D]`` embeddings of the pool; required by ``ranked_batch``, ignored by
-            the other strategies (but checked when given).
+        features: ``[N, D]`` embeddings of the pool; required by ``ranked_batch``,
+            ``core_set`` and ``badge`` (``needs_features``), ignored by the other strategies
+            (but checked when given). ``badge`` wants the input of the model's last linear
+            layer.
         labeled_features: ``[L, D]`` embeddings of the already-labeled items, used by
-            ``ranked_batch`` to steer away from what is known; without them it starts from the
-            most uncertain item (cold start).
+            ``ranked_batch`` and ``core_set`` to steer away from what is known; without them
+            they start from the most uncertain item and a random one (cold start).
 
     Returns:
         ``[n]`` distinct int indices into ``pred_probs``.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeling.strategies import list_strategies, select_for_review
+from labeling.strategies import list_strategies, needs_features, select_for_review
 from pipeline.datasets import load_dataset_arrays
 from pipeline.files import write_text_atomic
 from training.evaluate import evaluate
@@ -70,7 +70,7 @@ def simulate(
     rng = np.random.default_rng(settings.seed)
     labeled = rng.choice(pool, size=min(settings.initial, budget), replace=False)
     params = replace(settings.params, seed=settings.seed)
-    need_features = settings.strategy == "ranked_batch"
+    need_features = needs_features(settings.strategy)
     curve = []
     while True:
         model = train_arrays(images[labeled], label_idx[labeled], classes, params)

@@ -222,9 +222,13 @@ class LoopSection(_Section):
     # measure the real precision of auto-accepted labels and become evaluation data).
     batch_size: int = Field(default=100, ge=1)
     audit_fraction: float = Field(default=0.3, ge=0, le=1)
-    # Cold start: the first batch is random; this share of it is held out for evaluation.
+    # Cold start: the first batch, before any model; this share of it is held out for
+    # evaluation, always drawn at random. The rest, the first training labels: random, or
+    # "typical": one per cluster of the pretrained backbone's embeddings, its most typical
+    # item (TypiClust, labeling/cold_start.py; needs [training] weights).
     initial_random: int = Field(default=100, ge=2)
     initial_holdout: float = Field(default=0.5, gt=0, lt=1)
+    cold_start: Literal["random", "typical"] = "random"
     # Retrain only when at least this many new human labels arrived since the champion.
     min_new_labels: int = Field(default=50, ge=1)
     train_on_machine_labels: bool = False
@@ -320,6 +324,15 @@ class Config(_Section):
         # Studio refuses to create the project.
         if problem := title_problem(self.project.name, self.studio.project_title):
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _typical_needs_weights(self) -> Config:
+        # Typical items of a random network's embeddings are no better than random ones.
+        if self.loop.cold_start == "typical" and self.training.weights is None:
+            raise ValueError('[loop] cold_start = "typical" picks from a pretrained '
+                             'backbone\'s embeddings: set [training] weights (e.g. "imagenet" '
+                             'with model = "mobilenet_v2")')
         return self
 
     def path(self, p: Path) -> Path:

@@ -44,3 +44,14 @@ def predict_probe(project: Project, model: TrainedModel, paths, keys, *,
 
     return predict_cached(model, paths, keys, cache_for(project, model.params),
                           progress=progress)
+
+
+def backbone_embeddings(project: Project, paths, keys, *, progress: bool):
+    """[N, D] embeddings of the configured backbone (its pretrained weights, no head) for the
+    items ``keys``, through the workspace's cache: the cold start's typical picks use them,
+    and a probe round after it finds them already computed."""
+    from training.probe import backbone, embed
+
+    params = project.train_params()
+    model = backbone(params, len(project.classes))
+    return embed(model, paths, keys, cache_for(project, params), progress=progress)

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from labeling.cold_start import typical_picks
 from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import Pick, picks, record_picks
 from labeling.strategies import select_for_review
 from pipeline.project.project import Project
+from pipeline.round.labeled import labeled_sets
 from pipeline.round.predict import load_predictions
+from pipeline.round.probe import backbone_embeddings
 
 
-def select_batch(project: Project, round_id: int, predicted: dict) -> dict:
+def select_batch(project: Project, round_id: int, predicted: dict, *,
+                 progress: bool = False) -> dict:
     """Pick the next items for people: a random audit share plus the strategy's choice, or a
-    random cold-start batch before there is a model. Recorded before anything is pushed."""
+    cold-start batch before there is a model. Recorded before anything is pushed."""
     loop = project.config.loop
     store = project.store
     rng = np.random.default_rng([project.config.training.seed, round_id])
@@ -26,15 +30,35 @@ def select_batch(project: Project, round_id: int, predicted: dict) -> dict:
     if not candidates:
         return {"picked": 0, "reason": "nothing left to ask about"}
     if "file" not in predicted:
-        n = min(loop.initial_random, len(candidates))
-        chosen = rng.choice(len(candidates), size=n, replace=False)
-        n_hold = int(round(n * loop.initial_holdout))
-        new = [Pick(candidates[j], "random", holdout=r < n_hold) for r, j in enumerate(chosen)]
+        new = _cold_start(project, candidates, rng, progress=progress)
     else:
         new = _audit_and_strategy(project, candidates, predicted, rng)
     added = record_picks(store, new, round_id=round_id)
     reasons = {r: sum(p.reason == r for p in new) for r in ("random", "audit", "strategy")}
     return {"picked": len(added), **reasons}
+
+
+def _cold_start(project, candidates, rng, *, progress) -> list[Pick]:
+    """The first batch: a random held-out share, then random or typical training picks."""
+    loop = project.config.loop
+    n = min(loop.initial_random, len(candidates))
+    chosen = rng.choice(len(candidates), size=n, replace=False)
+    n_hold = int(round(n * loop.initial_holdout))
+    # The held-out share is drawn first and at random whatever the cold start: the thresholds
+    # and the audit are tested on it, and their guarantees need a random sample of the pool.
+    held = [Pick(candidates[j], "random", holdout=True) for j in chosen[:n_hold]]
+    if loop.cold_start == "random" or n == n_hold:
+        return held + [Pick(candidates[j], "random") for j in chosen[n_hold:]]
+    held_keys = {p.key for p in held}
+    rest = [k for k in candidates if k not in held_keys]
+    items = {i.key: i for i in project.store.items(status="ok")}
+    known = [k for k in labeled_sets(project)[0] if k in items]  # labels that will train
+    both = rest + known
+    feats = backbone_embeddings(project, [items[k].path for k in both], both,
+                                progress=progress)
+    picked = typical_picks(feats[:len(rest)], n - n_hold, rng=rng,
+                           labeled_features=feats[len(rest):] if known else None)
+    return held + [Pick(rest[j], "strategy") for j in picked]
 
 
 def _audit_and_strategy(project, candidates, predicted, rng) -> list[Pick]:
@@ -56,9 +80,18 @@ def _audit_and_strategy(project, candidates, predicted, rng) -> list[Pick]:
     n_strategy = min(n - n_audit, len(rest))
     if n_strategy > 0:
         rows = [index[k] for k in rest]
-        features = feats[rows] if feats.shape[1] else None
+        features = labeled = None
+        if feats.shape[1]:
+            features = feats[rows]
+            # What trains the next model: the training labels (pipeline/round/predict.py
+            # predicts them when the strategy works on embeddings) and the training picks
+            # still waiting for an answer. Held-out items never train, so they cover nothing.
+            train_keys = set(labeled_sets(project)[0])
+            train_keys |= {k for k, p in picks(project.store).items() if not p.holdout}
+            known = [index[k] for k in train_keys if k in index]
+            labeled = feats[known] if known else None
         chosen = select_for_review(probs[rows], n_strategy, strategy=loop.strategy, rng=rng,
-                                   features=features)
+                                   features=features, labeled_features=labeled)
         out += [Pick(rest[j], "strategy") for j in chosen]
     return out
 

@@ -216,7 +216,7 @@ def test_rng_must_be_a_generator(rng):
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="least_confident, margin, random, ranked_batch"):
         get_strategy("bald")
-    with pytest.raises(ValueError, match="valid: entropy"):
+    with pytest.raises(ValueError, match="valid: badge, core_set, entropy"):
         select_for_review(GOOD, 1, strategy="uncertainty", rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="valid: entropy, least_confident, margin"):
         uncertainty_scores(GOOD, "bald")
