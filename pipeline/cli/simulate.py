@@ -13,7 +13,8 @@ console = Console(stderr=True)
 def simulate_command(
     dataset: str = typer.Option("mnist", help="digits (1,797 8x8) or mnist (5,000 28x28)."),
     strategy: str = typer.Option(
-        "margin", help="Query strategy: random, least_confident, margin, entropy, ranked_batch, core_set, badge."),
+        "margin", help="Query strategy: random, least_confident, margin, entropy, "
+                       "ranked_batch, core_set, badge."),
     seed: int = typer.Option(0, help="Seeds the initial sample, training and random choices."),
     initial: int = typer.Option(20, help="Random labels to start from (cold start)."),
     batch: int = typer.Option(20, help="Labels asked for per step."),

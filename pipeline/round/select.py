@@ -19,7 +19,6 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
                  progress: bool = False) -> dict:
     """Pick the next items for people: a random audit share plus the strategy's choice, or a
     cold-start batch before there is a model. Recorded before anything is pushed."""
-    loop = project.config.loop
     store = project.store
     rng = np.random.default_rng([project.config.training.seed, round_id])
     human = store.current_labels(sources=PEOPLE_SOURCES)
