@@ -22,7 +22,8 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
     store = project.store
     rng = np.random.default_rng([project.config.training.seed, round_id])
     human = store.current_labels(sources=PEOPLE_SOURCES)
-    taken = set(picks(store))
+    made = picks(store)
+    taken = set(made)
     skipped = {i.key for i in store.items(status="skipped")}
     candidates = [i.key for i in store.items(status="ok")
                   if i.key not in human and i.key not in taken and i.key not in skipped]
@@ -31,7 +32,7 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
     if "file" not in predicted:
         new = _cold_start(project, candidates, rng, progress=progress)
     else:
-        new = _audit_and_strategy(project, candidates, predicted, rng)
+        new = _audit_and_strategy(project, candidates, predicted, rng, made)
     added = record_picks(store, new, round_id=round_id)
     reasons = {r: sum(p.reason == r for p in new) for r in ("random", "audit", "strategy")}
     return {"picked": len(added), **reasons}
@@ -60,7 +61,7 @@ def _cold_start(project, candidates, rng, *, progress) -> list[Pick]:
     return held + [Pick(rest[j], "strategy") for j in picked]
 
 
-def _audit_and_strategy(project, candidates, predicted, rng) -> list[Pick]:
+def _audit_and_strategy(project, candidates, predicted, rng, made) -> list[Pick]:
     loop = project.config.loop
     n = min(loop.batch_size, len(candidates))
     n_audit = int(round(n * loop.audit_fraction))
@@ -86,7 +87,7 @@ def _audit_and_strategy(project, candidates, predicted, rng) -> list[Pick]:
             # predicts them when the strategy works on embeddings) and the training picks
             # still waiting for an answer. Held-out items never train, so they cover nothing.
             train_keys = set(labeled_sets(project)[0])
-            train_keys |= {k for k, p in picks(project.store).items() if not p.holdout}
+            train_keys |= {k for k, p in made.items() if not p.holdout}
             known = [index[k] for k in train_keys if k in index]
             labeled = feats[known] if known else None
         chosen = select_for_review(probs[rows], n_strategy, strategy=loop.strategy, rng=rng,

@@ -136,3 +136,25 @@ def test_a_locked_model_registry_stops_the_round_before_it_changes_anything(proj
     assert proj.store.rounds() == []
     assert proj.store.current_labels() == {}
     assert picks(proj.store) == {}
+
+
+@pytest.mark.parametrize("strategy", ["core_set", "badge"])
+def test_strategies_on_embeddings_pick_a_full_batch_of_unlabeled_items(digits, tmp_path,
+                                                                       strategy):
+    data, truth = digits
+    config = init_project(tmp_path, images=data / "data/images", classes=CLASSES,
+                          name=f"digits-{strategy}")
+    config.write_text(config.read_text().replace('strategy = "margin"',
+                                                 f'strategy = "{strategy}"'))
+    proj = open_project(find_config(tmp_path))
+    try:
+        assert proj.config.loop.strategy == strategy
+        ingest_folder(proj.store, proj.config.images_dir)
+        one_round(proj, truth)  # cold start
+        before = set(proj.store.current_labels(sources=("human",)))
+        _, _, _, selected = one_round(proj, truth)
+        assert selected["strategy"] > 0 and selected["picked"] == proj.config.loop.batch_size
+        new = {k for k, p in picks(proj.store).items() if p.round_id == 2}
+        assert len(new) == selected["picked"] and not new & before
+    finally:
+        proj.close()
