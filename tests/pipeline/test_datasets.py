@@ -85,10 +85,11 @@ def test_an_interrupted_export_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_unknown_dataset_lists_the_valid_ones(tmp_path):
-    assert list_datasets() == ["digits", "mnist", "photos"]
-    with pytest.raises(DatasetError, match="unknown dataset 'cifar'; valid: digits, mnist, photos"):
+    assert list_datasets() == ["digits", "mnist", "mnist-detection", "photos"]
+    valid = "valid: digits, mnist, mnist-detection, photos"
+    with pytest.raises(DatasetError, match=f"unknown dataset 'cifar'; {valid}"):
         export_dataset("cifar", tmp_path / "out")
-    with pytest.raises(DatasetError, match="valid: digits, mnist, photos"):
+    with pytest.raises(DatasetError, match="valid: digits, mnist, mnist-detection, photos"):
         load_dataset_arrays("cifar")
 
 
@@ -138,6 +139,6 @@ def test_cli_exports_and_reports_errors_in_one_line(tmp_path):
     wrong = runner.invoke(app, ["datasets", "export", "cifar", str(tmp_path / "c")])
     assert wrong.exit_code == 1
     assert wrong.stderr.strip().splitlines() == [
-        "error: unknown dataset 'cifar'; valid: digits, mnist, photos"
+        "error: unknown dataset 'cifar'; valid: digits, mnist, mnist-detection, photos"
     ]
     assert not (tmp_path / "c").exists()
