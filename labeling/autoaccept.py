@@ -201,7 +201,7 @@ def pooled_thresholds(
     predicted = pred_probs.argmax(axis=1)
     conf = pred_probs.max(axis=1)
     wrong = predicted != labels
-    best_t, pooled_ucb = _pooled_cut(conf, predicted, wrong, len(classes), level=level,
+    best_t, pooled_ucb = pooled_cut(conf, predicted, wrong, len(classes), level=level,
                                      max_error=max_error, min_points=min_points, rho=rho)
     out = []
     for k, name in enumerate(classes):
@@ -223,8 +223,10 @@ def pooled_thresholds(
     return Thresholds(tuple(out), target_precision, confidence, rho, alpha["reference_error"])
 
 
-def _pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_points, rho):
-    """(threshold, bound) of the loosest cut before the first failure; (None, None) if none."""
+def pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_points, rho):
+    """(threshold, bound) of the loosest cut before the first failure; (None, None) if none.
+    Trusts its inputs: ``conf`` [N] in [0, 1], ``predicted`` [N] class indices (all 0 for one
+    decision per image), ``wrong`` [N] bool, ``level`` the scan's own confidence."""
     if len(conf) == 0:
         return None, None
     order = np.argsort(-conf, kind="stable")

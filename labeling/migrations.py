@@ -4,6 +4,7 @@ Version 1: the store as the first releases wrote it (no version recorded).
 Version 2: ``labels.value`` (a label's typed value, JSON, where it is more than a class name),
 the ``second_opinions`` table, and the ``store_meta`` table that records the version.
 Version 3: the ``item_thumbs`` table (thumbnails and near-duplicate groups, filled at ingest).
+Version 4: ``studio_annotations.value`` (an answer's typed value: a detection's boxes).
 
 ``migrate`` runs when a store is opened, in one transaction: a store killed half-way through a
 migration is left at its old version and migrates again next time. Each step only adds (a
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from labeling.schema import Base, StoreMeta
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SchemaError(ValueError):
@@ -35,15 +36,20 @@ def migrate(engine: Engine) -> int:
             raise SchemaError(f"the label store is at schema version {found}, newer than this "
                               f"labelloop's {SCHEMA_VERSION}; upgrade labelloop")
         if found == 1:
-            columns = {c["name"] for c in inspect(conn).get_columns("labels")}
-            if "value" not in columns:
-                conn.execute(text("ALTER TABLE labels ADD COLUMN value JSON"))
+            _add_column(conn, "labels", "value", "JSON")
+        if 1 <= found < 4 and "studio_annotations" in tables:
+            _add_column(conn, "studio_annotations", "value", "JSON")
         Base.metadata.create_all(conn)
         if found < SCHEMA_VERSION:
             conn.execute(StoreMeta.__table__.delete().where(StoreMeta.key == "schema_version"))
             conn.execute(StoreMeta.__table__.insert().values(key="schema_version",
                                                              value=str(SCHEMA_VERSION)))
     return found
+
+
+def _add_column(conn, table: str, column: str, sql_type: str) -> None:
+    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
 
 def _version(conn, tables: set[str]) -> int:

@@ -220,5 +220,8 @@ class StudioAnnotation(Base):
     predicted: Mapped[str | None] = mapped_column(String(200), nullable=True)
     prediction_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
     changed_prediction: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # The answer's typed value where ``choice`` is only its summary (a detection's boxes).
+    # Added in schema version 4 (see labeling.migrations).
+    value: Mapped[object | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[str] = mapped_column(String(40), default="")
     updated_at: Mapped[str] = mapped_column(String(40), default="")

@@ -6,8 +6,9 @@ Pure functions over plain records, so the rules are readable (and testable) in o
   its answer (classification: exactly one choice that is a class of the project); an unknown
   class or an empty answer is *rejected* (reported, never stored as a label);
 - each annotator counts once: their most recently updated annotation of the task;
-- the class with the most votes wins; a tie for the most votes is a *disagreement* (no label
-  until someone resolves it, e.g. a reviewer adds a deciding annotation or deletes one);
+- the task type says what the votes agree on (``TaskType.agree``; classification: the class
+  with the most votes; detection: the boxes most people drew); a tie is a *disagreement* (no
+  label until someone resolves it, e.g. a reviewer adds a deciding annotation or deletes one);
 - no votes but at least one skip: *skipped*; no votes and no skips: *pending*.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from labeling.tasks.base import TaskType
 
@@ -35,11 +37,13 @@ class AnnotationView:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The task's outcome; ``label`` and ``winners`` (annotation ids) only when labeled.
-    ``rejected``: annotation id -> why it does not count."""
+    """The task's outcome; ``label`` (and ``value``, where it is more than the text) and
+    ``winners`` (annotation ids) only when labeled. ``rejected``: annotation id -> why it does
+    not count."""
 
     outcome: str
     label: str | None = None
+    value: Any = None
     winners: tuple[int, ...] = ()
     votes: dict[str, int] | None = None
     rejected: dict[int, str] | None = None
@@ -66,10 +70,10 @@ def decide(annotations: Sequence[AnnotationView], classes: Sequence[str],
     if not ballots:
         skipped = any(a.was_cancelled for a in latest.values())
         return Verdict("skipped" if skipped else "pending", rejected=rejected)
-    votes = Counter(task.vote(a.values) for a in ballots)
-    ranked = votes.most_common()
-    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-        return Verdict("disagreement", votes=dict(votes), rejected=rejected)
-    label = ranked[0][0]
-    winners = tuple(sorted(a.annotation_id for a in ballots if task.vote(a.values) == label))
-    return Verdict("labeled", label=label, winners=winners, votes=dict(votes), rejected=rejected)
+    votes = dict(Counter(task.vote(a.values) for a in ballots))
+    agreed = task.agree([a.values for a in ballots])
+    if agreed is None:
+        return Verdict("disagreement", votes=votes, rejected=rejected)
+    winners = tuple(sorted(ballots[i].annotation_id for i in agreed.backers))
+    return Verdict("labeled", label=agreed.label, value=agreed.value, winners=winners,
+                   votes=votes, rejected=rejected)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from labeling.store import LabelStore
 from labeling.studio.connection import Studio
@@ -31,11 +32,12 @@ IMPORT_TIMEOUT_S = 600.0
 @dataclass(frozen=True)
 class PushItem:
     """One item to send: its key, its image (absolute path or http(s) URL) and, optionally,
-    the model's predicted class with its score (probability of that class, 0..1)."""
+    the model's prediction (a value of the project's task type: the class, or the boxes) with
+    its score (0..1: the probability of that class, or the image's confidence)."""
 
     key: str
     path: str
-    label: str | None = None
+    label: Any = None
     score: float | None = None
 
 
@@ -207,12 +209,15 @@ def _validated_tasks(store: LabelStore, project: StudioProject, items: Sequence[
 
 
 def _check_predictions(project: StudioProject, predictions) -> None:
-    valid = set(project.classes)
+    """A pre-annotation is checked as an answer of the same task type would be (a class of
+    the project; for boxes: known labels, inside the image, of some size), so Label Studio
+    is never sent one that its labeling config, or labelloop's sync, would not take."""
+    task = project.task
     for key, label, score in predictions:
-        if label not in valid:
-            raise InvalidPrediction(
-                f"prediction {label!r} for item {key} is not a class of Label Studio project "
-                f"{project.title!r}; valid: {', '.join(project.classes)}; nothing was sent")
+        why = task.rejection(task.answer_values(task.prediction_result(label)), project.classes)
+        if why is not None:
+            raise InvalidPrediction(f"the prediction for item {key} does not fit Label Studio "
+                                    f"project {project.title!r}: {why}; nothing was sent")
         if score is not None and not (isinstance(score, int | float) and math.isfinite(score)
                                       and 0.0 <= score <= 1.0):
             raise InvalidPrediction(f"prediction score {score!r} for item {key} must be a "

@@ -176,18 +176,26 @@ def _record(annotation: dict, predictions: list[dict], users: dict[int, str],
     user = annotation.get("completed_by")
     user_id = int(user["id"]) if isinstance(user, dict) else (int(user) if user else None)
     shown = _prediction_shown(annotation, predictions)
-    predicted = task.answer_values(shown.get("result") or []) if shown else ()
+    predicted = task.answer_values(shown.get("result") or []) if shown else None
+    values = task.answer_values(annotation.get("result") or [])
+    cancelled = bool(annotation.get("was_cancelled"))
+    shown_text = task.answer_text(predicted) if predicted is not None else None
     return AnnotationRecord(
         annotation_id=int(annotation["id"]),
         user_id=user_id,
         who=users.get(user_id) if user_id is not None else None,
-        values=task.answer_values(annotation.get("result") or []),
-        was_cancelled=bool(annotation.get("was_cancelled")),
+        values=values,
+        was_cancelled=cancelled,
         lead_time=annotation.get("lead_time"),
         created_at=_stamp(annotation.get("created_at")),
         updated_at=_stamp(annotation.get("updated_at")),
-        predicted=predicted[0] if predicted else None,
+        predicted=shown_text,
         prediction_version=shown.get("model_version") if shown else None,
+        changed_prediction=(None if cancelled or shown_text is None
+                            or task.answer_text(values) is None
+                            else task.changed(values, predicted)),
+        value=task.answer_value(values),
+        predicted_value=task.answer_value(predicted) if shown_text is not None else None,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,9 +32,13 @@ class AnnotationRecord:
     lead_time: float | None
     created_at: str
     updated_at: str
-    predicted: str | None
+    predicted: str | None  # the pre-annotation shown, in a few words (``TaskType.answer_text``)
     prediction_version: str | None
     rejected: str | None = None
+    # Whether the person answered other than the pre-annotation (None: no answer or none shown).
+    changed_prediction: bool | None = None
+    value: Any = None  # the answer's typed value where the text is not all of it (boxes)
+    predicted_value: Any = None
 
     def with_rejection(self, reason: str | None) -> AnnotationRecord:
         """This record with ``rejected`` set (``None``: it counts)."""
@@ -43,14 +48,6 @@ class AnnotationRecord:
     def annotator(self) -> str:
         """Who made it: the email, else the Label Studio user id."""
         return self.who or (f"user {self.user_id}" if self.user_id is not None else "unknown")
-
-    @property
-    def changed_prediction(self) -> bool | None:
-        """Whether the person answered other than the pre-annotation (None: no answer or none
-        shown)."""
-        if self.was_cancelled or not self.values or self.predicted is None:
-            return None
-        return self.values[0] != self.predicted
 
 
 @dataclass(frozen=True)
@@ -132,7 +129,7 @@ def apply_sync(store: LabelStore, project: StudioProject, snapshots: Sequence[Ta
         for snap in snapshots:
             item = items.get(snap.item_key) if snap.item_key else None
             _write_cursor(s, cursor.get(snap.task_id), snap, project.id, item, now)
-            _write_mirror(s, mirror.get(snap.task_id, []), snap, project.id, item)
+            _write_mirror(s, mirror.get(snap.task_id, []), snap, project, item)
             if item is None:
                 out.foreign_tasks.append(snap.task_id)
                 continue
@@ -157,7 +154,7 @@ def apply_sync(store: LabelStore, project: StudioProject, snapshots: Sequence[Ta
             elif verdict.outcome == "disagreement":
                 out.disagreements.append(item.key)
         _mark_deleted(s, project.id, present_task_ids, recorded.values(), out)
-        written = write_labels(s, labels, classes=project.classes)
+        written = write_labels(s, labels, classes=project.task.store_classes(project.classes))
         out.labeled, out.unchanged = written.written, written.unchanged
     return out
 
@@ -176,13 +173,14 @@ def _label(project: StudioProject, snap: TaskSnapshot, key: str) -> NewLabel:
         "lead_time": sum(leads) / len(leads) if leads else None,
         "predicted": latest.predicted,
         "prediction_version": latest.prediction_version,
-        "changed_prediction": (None if latest.predicted is None
-                               else verdict.label != latest.predicted),
+        "changed_prediction": latest.changed_prediction,
     }
+    if latest.predicted_value is not None:
+        extra["predicted_value"] = latest.predicted_value
     if sum((verdict.votes or {}).values()) > 1:
         extra["votes"] = dict(verdict.votes or {})
     return NewLabel(key=key, label=str(verdict.label), source="human",
-                    who=", ".join(annotators)[:200], extra=extra)
+                    who=", ".join(annotators)[:200], extra=extra, value=verdict.value)
 
 
 def _from_task(label: Label, task_id: int) -> bool:
@@ -200,8 +198,8 @@ def _write_cursor(s: Session, row: StudioTaskSync | None, snap: TaskSnapshot, pr
     row.deleted, row.synced_at = False, now
 
 
-def _write_mirror(s: Session, rows: list[StudioAnnotation], snap: TaskSnapshot, project_id: int,
-                  item: Item | None) -> None:
+def _write_mirror(s: Session, rows: list[StudioAnnotation], snap: TaskSnapshot,
+                  project: StudioProject, item: Item | None) -> None:
     by_id = {r.annotation_id: r for r in rows}
     keep = {a.annotation_id for a in snap.annotations}
     for gone in set(by_id) - keep:
@@ -211,10 +209,10 @@ def _write_mirror(s: Session, rows: list[StudioAnnotation], snap: TaskSnapshot, 
         if row is None:
             row = StudioAnnotation(annotation_id=a.annotation_id)
             s.add(row)
-        row.project_id, row.task_id = project_id, snap.task_id
+        row.project_id, row.task_id = project.id, snap.task_id
         row.item_id = item.id if item is not None else None
         row.user_id, row.who = a.user_id, a.who
-        row.choice = a.values[0] if a.values else None
+        row.choice, row.value = project.task.answer_text(a.values), a.value
         row.was_cancelled, row.rejected, row.lead_time = a.was_cancelled, a.rejected, a.lead_time
         row.predicted, row.prediction_version = a.predicted, a.prediction_version
         row.changed_prediction = a.changed_prediction

@@ -16,12 +16,24 @@ Training and prediction entry points are bound to a task type by name in ``pipel
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 # The names of the Label Studio config's elements; tasks carry the image under ``data.image``.
 IMAGE_NAME = "image"
 LABEL_NAME = "label"
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """What several people's counted answers agree on: the label text, its typed value (None
+    where the text is the whole value) and the positions of the answers that back it."""
+
+    label: str
+    value: Any
+    backers: tuple[int, ...]
 
 
 class TaskType(ABC):
@@ -58,6 +70,34 @@ class TaskType(ABC):
     @abstractmethod
     def vote(self, values: tuple) -> str:
         """The label text a counted answer votes for (equal votes agree)."""
+
+    def agree(self, ballots: Sequence[tuple]) -> Agreement | None:
+        """What the counted answers (one per person, each as ``answer_values`` reads it) agree
+        on, or ``None`` for a tie. Here: the most votes win; a tie for the most is no label."""
+        votes = Counter(self.vote(b) for b in ballots)
+        ranked = votes.most_common()
+        if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+            return None
+        label = ranked[0][0]
+        return Agreement(label, None,
+                         tuple(i for i, b in enumerate(ballots) if self.vote(b) == label))
+
+    def answer_text(self, values: tuple) -> str | None:
+        """One answer in a few words, for the annotation mirror and reports."""
+        return str(values[0]) if values else None
+
+    def answer_value(self, values: tuple) -> Any:
+        """One answer's typed value for the annotation mirror (None: the text says it all)."""
+        return None
+
+    def changed(self, values: tuple, shown: tuple) -> bool:
+        """Whether an answer differs from the pre-annotation the person was shown."""
+        return tuple(values[:1]) != tuple(shown[:1])
+
+    def store_classes(self, classes: Sequence[str]) -> Sequence[str] | None:
+        """The label texts the store may hold for this task (None: the task type validated the
+        value itself, and the text is a summary)."""
+        return classes
 
     def validate_label(self, label: str, classes: Sequence[str]) -> str:
         """``label`` if it is a valid label of a project over ``classes``; else ValueError."""

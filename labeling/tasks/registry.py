@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from labeling.tasks.base import TaskType
 from labeling.tasks.classification import Classification
+from labeling.tasks.detection import Detection
 
-_TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Classification(),)}
+_TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Classification(), Detection())}
 DEFAULT_TASK = "classification"
 
 

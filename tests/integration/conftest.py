@@ -128,9 +128,9 @@ def images(studio_server) -> ImageSource:
 def new_project(studio, images, request) -> Callable[..., StudioProject]:
     """Make a fresh Label Studio project (unique title) for this test."""
 
-    def make(classes=CLASSES, title: str | None = None) -> StudioProject:
+    def make(classes=CLASSES, title: str | None = None, task=None) -> StudioProject:
         title = title or f"{request.node.name[5:40]}-{next(_counter)}"
-        return ensure_project(studio, title, classes, images=images)
+        return ensure_project(studio, title, classes, images=images, task=task)
 
     return make
 

@@ -1,0 +1,82 @@
+"""One threshold on a per-image confidence, for task types whose label is more than a class
+(detection: all of an image's boxes), chosen and bounded as the pooled threshold is.
+
+The items are random held-out images that people labeled; an image is *wrong* when the
+machine's label for it is not the people's (for boxes: ``boxes.image_matches`` fails). Cuts at
+the images' own confidences are tested strictest first and the scan stops at the first failure
+(``labeling.fixed_sequence``), starting where a pass is likeliest, so that with probability >=
+``confidence`` the share of accepted images that are wrong is at most 1 - ``target_precision``.
+
+Assumes, as the classification bound does: the held-out images are a random sample of the
+pool; ``reference_error`` bounds the chance that people repeat a wrong machine label (the
+bound is divided by 1 - rho); and an image the people got wrong counts as a disagreement
+(which only makes the bound larger) unless they erred exactly as the machine did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labeling.annotators import AnnotatorErrorBound, as_rate_and_alpha, split_alpha
+from labeling.autoaccept import pooled_cut
+
+
+@dataclass(frozen=True)
+class ImageThreshold:
+    """The cut (None: nothing may be accepted), the bound on the wrong share above it, and the
+    held-out images above it, with how many of them were wrong."""
+
+    threshold: float | None
+    bound: float | None
+    n: int
+    wrong: int
+    target_precision: float
+    confidence: float
+    reason: str
+
+    def accept(self, conf: np.ndarray) -> np.ndarray:
+        """[N] bool: the pool images whose confidence reaches the cut."""
+        conf = np.asarray(conf, dtype=np.float64)
+        if self.threshold is None:
+            return np.zeros(conf.shape, bool)
+        return conf >= self.threshold
+
+    def to_dict(self) -> dict:
+        return {"threshold": self.threshold, "bound": self.bound, "n": self.n,
+                "wrong": self.wrong, "target_precision": self.target_precision,
+                "confidence": self.confidence, "reason": self.reason}
+
+
+def image_threshold(conf, wrong, *, target_precision: float = 0.95, confidence: float = 0.95,
+                    min_points: int = 10,
+                    reference_error: float | AnnotatorErrorBound = 0.0) -> ImageThreshold:
+    """The loosest cut on held-out images' confidences ``conf`` [N] (machine vs people:
+    ``wrong`` [N] bool) that the fixed-sequence scan certifies (module docstring)."""
+    conf = np.asarray(conf, dtype=np.float64)
+    wrong = np.asarray(wrong, dtype=bool)
+    if conf.ndim != 1 or wrong.shape != conf.shape:
+        raise ValueError(f"conf and wrong must be [N] each, got {conf.shape} and {wrong.shape}")
+    if conf.size and not (np.all(conf >= 0) and np.all(conf <= 1)):
+        raise ValueError("conf must be in [0, 1] (NaN counts as out of range)")
+    if not 0.5 < target_precision < 1 or not 0.5 < confidence < 1:
+        raise ValueError("target_precision and confidence must be in (0.5, 1)")
+    if min_points < 1:
+        raise ValueError("min_points must be >= 1")
+    rho, _ = as_rate_and_alpha(reference_error, "reference_error")
+    level = 1 - split_alpha(confidence, reference_error=reference_error)["left"]
+    max_error = 1.0 - target_precision
+    if len(conf) < min_points:
+        return ImageThreshold(None, None, len(conf), int(wrong.sum()), target_precision,
+                              confidence, f"too little validation data: {len(conf)} held-out "
+                                          f"images < {min_points}")
+    cut, bound = pooled_cut(conf, np.zeros(len(conf), dtype=np.int64), wrong, 1, level=level,
+                            max_error=max_error, min_points=min_points, rho=rho)
+    if cut is None:
+        return ImageThreshold(None, None, len(conf), int(wrong.sum()), target_precision,
+                              confidence, f"the bound on wrong images never reached "
+                                          f"{max_error:.3f} before the scan stopped")
+    above = conf >= cut
+    return ImageThreshold(cut, bound, int(above.sum()), int((above & wrong).sum()),
+                          target_precision, confidence, "ok")

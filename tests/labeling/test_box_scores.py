@@ -1,0 +1,56 @@
+"""From scored boxes to an image: the machine's label, its confidence, its uncertainty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labeling.box_scores import (
+    choose_uncertain,
+    image_confidence,
+    list_box_strategies,
+    machine_value,
+    uncertainty,
+)
+
+
+def pred(*scores):
+    return {"width": 100, "height": 80,
+            "boxes": [{"label": "cat", "x": 10 * i, "y": 5, "w": 8, "h": 8, "score": s}
+                      for i, s in enumerate(scores)]}
+
+
+def test_the_machine_label_keeps_the_boxes_scored_half_or_more():
+    value = machine_value(pred(0.9, 0.5, 0.3))
+    assert [b["x"] for b in value["boxes"]] == [0, 10]
+    assert "score" not in value["boxes"][0] and value["width"] == 100
+
+
+def test_confidence_is_the_chance_every_keep_or_drop_is_right():
+    assert image_confidence([]) == 1.0
+    assert image_confidence([0.9, 0.2]) == pytest.approx(0.9 * 0.8)
+    # A box near the line is doubt either way; a sure drop costs little.
+    assert image_confidence([0.95, 0.55]) < image_confidence([0.95, 0.05])
+
+
+def test_the_two_uncertainties_rank_busy_and_hard_images_differently():
+    busy = pred(0.8, 0.8, 0.8, 0.8)  # four fairly sure boxes
+    hard = pred(0.99, 0.5)  # one box on the line
+    lc = uncertainty([busy, hard], "least_confident")
+    wb = uncertainty([busy, hard], "worst_box")
+    assert lc[0] > lc[1]  # 1 - 0.8^4 = 0.59 > 1 - 0.495
+    assert wb[1] > wb[0] and wb[1] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="valid: least_confident, worst_box"):
+        uncertainty([busy], "margin")
+    assert list_box_strategies() == ["least_confident", "random", "worst_box"]
+
+
+def test_choosing_takes_the_most_uncertain_and_breaks_ties_at_random():
+    preds = [pred(0.99), pred(0.5), pred(0.6), pred(0.99)]
+    rng = np.random.default_rng(0)
+    assert list(choose_uncertain(preds, 2, kind="worst_box", rng=rng)) == [1, 2]
+    firsts = {int(choose_uncertain([pred(0.7), pred(0.7)], 1, kind="worst_box",
+                                   rng=np.random.default_rng(s))[0]) for s in range(20)}
+    assert firsts == {0, 1}
+    drawn = choose_uncertain(preds, 4, kind="random", rng=rng)
+    assert sorted(drawn.tolist()) == [0, 1, 2, 3]

@@ -1,0 +1,64 @@
+"""One cut on images' confidence: certified on held-out images, never looser than the bound
+allows, and the bound holds in repeated draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labeling.bounds import error_upper_bounds
+from labeling.image_accept import image_threshold
+
+
+def draw(n, rng):
+    conf = rng.random(n)
+    wrong = rng.random(n) < 0.4 * (1 - conf) ** 2  # errors where the model is unsure
+    return conf, wrong
+
+
+def test_the_cut_is_certified_on_what_is_above_it():
+    conf, wrong = draw(600, np.random.default_rng(1))
+    cut = image_threshold(conf, wrong, target_precision=0.95)
+    assert cut.reason == "ok" and cut.threshold is not None
+    above = conf >= cut.threshold
+    assert (cut.n, cut.wrong) == (int(above.sum()), int((above & wrong).sum()))
+    assert cut.bound <= 0.05
+    assert cut.bound >= error_upper_bounds(np.array([cut.wrong]), np.array([cut.n]),
+                                           confidence=0.95)[0] - 1e-12
+    pool = np.array([0.0, cut.threshold, 1.0])
+    assert cut.accept(pool).tolist() == [False, True, True]
+
+
+def test_too_few_or_too_wrong_held_out_images_accept_nothing():
+    rng = np.random.default_rng(2)
+    few = image_threshold(rng.random(5), np.zeros(5, bool), min_points=10)
+    assert few.threshold is None and "too little validation data" in few.reason
+    bad = image_threshold(rng.random(300), np.ones(300, bool))
+    assert bad.threshold is None and not bad.accept(np.ones(3)).any()
+
+
+def test_people_who_may_repeat_the_machines_mistake_make_the_cut_stricter():
+    conf, wrong = draw(800, np.random.default_rng(3))
+    trusted = image_threshold(conf, wrong, reference_error=0.0)
+    doubted = image_threshold(conf, wrong, reference_error=0.2)
+    assert doubted.threshold is None or doubted.threshold >= trusted.threshold
+
+
+def test_the_bound_holds_over_repeated_draws():
+    # True wrong rate above a cut t: the integral of 0.4 (1 - c)^2 over [t, 1], over 1 - t.
+    rng = np.random.default_rng(4)
+    broken = 0
+    for _ in range(200):
+        conf, wrong = draw(400, rng)
+        cut = image_threshold(conf, wrong, target_precision=0.95)
+        if cut.threshold is not None:
+            true_rate = 0.4 * (1 - cut.threshold) ** 2 / 3
+            broken += true_rate > 0.05
+    assert broken <= 200 * 0.05
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="conf and wrong"):
+        image_threshold(np.ones(3), np.ones(2, bool))
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        image_threshold(np.array([1.5]), np.array([False]))
