@@ -43,13 +43,20 @@ def save_checkpoint(model: TrainedModel, path: str | Path) -> None:
         "model_name": model.params.model,
         "classes": list(model.classes),
         "transform": model.transform.to_dict(),
-        "params": _plain(model.params.to_dict(), "params", path),
-        "metrics": _plain(model.metrics, "metrics", path),
+        "params": plain(model.params.to_dict(), "params", path),
+        "metrics": plain(model.metrics, "metrics", path),
         "temperature": float(model.temperature),
         "epoch": int(model.epoch),
         "state_dict": {k: v.detach().cpu() for k, v in model.module.state_dict().items()},
         "optimizer_state": model.optimizer_state,
     }
+    write_checkpoint_file(contents, path)
+
+
+def write_checkpoint_file(contents: dict[str, Any], path: Path) -> None:
+    """Write plain ``contents`` to ``path`` atomically, as ``save_checkpoint`` describes: a
+    temporary file in the same directory, flushed and fsynced, then renamed over ``path``.
+    Raises ``CheckpointError`` naming ``path``; on failure ``path`` is left as it was."""
     if not path.parent.is_dir():
         raise CheckpointError(f"cannot save checkpoint {path}: directory {path.parent} not found")
     tmp_name = None
@@ -78,22 +85,7 @@ def load_checkpoint(path: str | Path, *, device: str = "cpu") -> TrainedModel:
     Raises ``CheckpointError`` naming ``path`` if it is missing, corrupt or not a checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        data = torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        raise CheckpointError(
-            f"cannot read checkpoint {path} (corrupt or not a checkpoint): {err}"
-        ) from err
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a labelloop checkpoint")
-    missing = [k for k in _REQUIRED if k not in data]
-    if missing or data["version"] > VERSION:
-        raise CheckpointError(
-            f"checkpoint {path} is version {data.get('version')} with missing keys {missing}; "
-            f"this labelloop reads version {VERSION}"
-        )
+    data = read_checkpoint_file(path, FORMAT, VERSION, _REQUIRED, device=device)
     classes = tuple(data["classes"])
     params = TrainParams.from_dict(data["params"])
     module = get_model(data["model_name"], len(classes))
@@ -114,18 +106,50 @@ def load_checkpoint(path: str | Path, *, device: str = "cpu") -> TrainedModel:
     )
 
 
-def _plain(obj: Any, where: str, path: Path) -> Any:
+def read_checkpoint_file(
+    path: Path, format_name: str, version: int, required: tuple[str, ...], *, device: str
+) -> dict[str, Any]:
+    """The plain contents of a file written by ``write_checkpoint_file``, checked to be format
+    ``format_name`` at most ``version`` with every key in ``required``.
+
+    Raises ``CheckpointError`` naming ``path`` if it is missing, corrupt or another format.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (corrupt or not a checkpoint): {err}"
+        ) from err
+    if not isinstance(data, dict) or data.get("format") != format_name:
+        found = data.get("format") if isinstance(data, dict) else None
+        other = f" (it holds format {found!r})" if isinstance(found, str) else ""
+        raise CheckpointError(
+            f"{path} is not a labelloop checkpoint of format {format_name!r}{other}"
+        )
+    missing = [k for k in required if k not in data]
+    if missing or data["version"] > version:
+        raise CheckpointError(
+            f"checkpoint {path} is version {data.get('version')} with missing keys {missing}; "
+            f"this labelloop reads version {version}"
+        )
+    return data
+
+
+def plain(obj: Any, where: str, path: Path) -> Any:
     """``obj`` as plain dicts/lists/scalars (numpy scalars become Python numbers); anything else
-    would not load with ``weights_only=True``, so it is refused before writing."""
+    would not load with ``weights_only=True``, so it is refused before writing, naming ``where``
+    it was found."""
     if isinstance(obj, dict):
         bad = [k for k in obj if not isinstance(k, str)]
         if bad:
             raise CheckpointError(
                 f"cannot save checkpoint {path}: {where} has non-string key {bad[0]!r}"
             )
-        return {k: _plain(v, f"{where}[{k!r}]", path) for k, v in obj.items()}
+        return {k: plain(v, f"{where}[{k!r}]", path) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_plain(v, f"{where}[{i}]", path) for i, v in enumerate(obj)]
+        return [plain(v, f"{where}[{i}]", path) for i, v in enumerate(obj)]
     if obj is None or isinstance(obj, bool | int | float | str | torch.Tensor):
         return obj
     if isinstance(obj, np.generic):

@@ -6,6 +6,8 @@ Configs are checked against these when they load, and loading a config must stay
 and ``training.tuning``.
 """
 
+# The detectors of ``training.detection.models``.
+DETECTOR_NAMES = ("fasterrcnn_mobilenet_v2", "fcos_mobilenet_v2")
 MODEL_NAMES = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "small_cnn")
 SAMPLER_NAMES = ("grid", "random", "tpe")
 # The ones with torchvision ImageNet weights (``weights = "imagenet"``).

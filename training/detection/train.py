@@ -1,0 +1,171 @@
+"""Train a detector on image files with boxes. The labelled set is small (hundreds to a few
+thousand images of ~100-160 px), so every file is decoded once and held in memory as uint8.
+
+No validation split or early stopping: the schedule is fixed by ``params``. Judging a detector
+takes mAP over held-out images (``detection_map``), which the caller can run on its own split.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training._progress import progress_bar
+from training.detection.data import (
+    check_detection_classes,
+    check_inside,
+    check_targets,
+    iter_images,
+    shift,
+    to_float,
+)
+from training.detection.models import detector_entry, get_detector
+from training.detection.params import DetectParams
+from training.detection.trained import TrainedDetector
+
+
+def train_detector(
+    paths: Sequence[str | Path],
+    targets: Sequence[Mapping[str, Any]],
+    classes: Sequence[str],
+    params: DetectParams | None = None,
+    *,
+    progress: bool = False,
+    seed: int = 0,
+    warm_start: TrainedDetector | None = None,
+) -> TrainedDetector:
+    """Train ``params.model`` on the image files ``paths`` with their boxes.
+
+    ``targets[i]`` is ``{"boxes": [M, 4] xyxy pixels, "labels": [M] class names}``; M may be 0
+    (an image with nothing in it is a label too). ``classes`` fixes the output order. Raises
+    ``ValueError`` naming the image for a malformed target, an unknown class, a box with no area
+    or one outside its image (see ``check_targets``); ``ImageError`` naming a file that cannot
+    be read; ``WeightsUnavailableError`` if ``params.weights`` is "imagenet" and the file is
+    not in torch's hub cache. ``seed`` fixes initialisation, shuffling and augmentation (torch's
+    global generator is left as it was). ``warm_start`` continues from an earlier detector's
+    weights and optimiser state (same model and classes). ``progress`` shows progress bars.
+    """
+    params = params or DetectParams()
+    classes = check_detection_classes(classes)
+    encoded = check_targets(paths, targets, classes)
+    _check_warm_start(warm_start, params, classes)
+    started = time.perf_counter()
+    images = []
+    first = detector_entry(params.model).first_label
+    boxes_labels = []
+    for path, image, (boxes, labels) in zip(
+        paths, iter_images(paths, progress=progress, description="reading images"), encoded,
+        strict=True,
+    ):
+        check_inside(path, boxes, width=image.shape[2], height=image.shape[1])
+        images.append(image)
+        boxes_labels.append((torch.from_numpy(boxes), torch.from_numpy(labels) + first))
+    if not images:
+        raise ValueError("no labelled images to train on")
+    device = torch.device(params.device)
+    forked = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked):
+        torch.manual_seed(seed)
+        if warm_start is None:
+            module = get_detector(params.model, len(classes), weights=params.weights,
+                                  image_size=params.image_size)
+        else:
+            module = copy.deepcopy(warm_start.module)
+        module.to(device)
+        optimizer = torch.optim.AdamW(module.parameters(), lr=params.lr,
+                                      weight_decay=params.weight_decay)
+        if warm_start is not None and warm_start.optimizer_state is not None:
+            optimizer.load_state_dict(warm_start.optimizer_state)
+        stats = _optimise(module, optimizer, images, boxes_labels, params, seed=seed,
+                          progress=progress)
+    module.eval()
+    metrics: dict[str, Any] = {
+        "n_images": len(images),
+        "n_boxes": sum(len(b) for b, _ in boxes_labels),
+        "weights": module.weights_note if warm_start is None else "warm start",
+        "seed": seed,
+        **{k: v for k, v in stats.items() if k != "epochs"},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return TrainedDetector(
+        module=module,
+        classes=classes,
+        params=params,
+        metrics=metrics,
+        optimizer_state=optimizer.state_dict(),
+        epoch=(warm_start.epoch if warm_start else 0) + stats["epochs"],
+    )
+
+
+def _check_warm_start(
+    warm_start: TrainedDetector | None, params: DetectParams, classes: tuple[str, ...]
+) -> None:
+    if warm_start is None:
+        return
+    if warm_start.params.model != params.model or warm_start.classes != classes:
+        raise ValueError(
+            f"warm_start was trained as {warm_start.params.model!r} on classes "
+            f"{list(warm_start.classes)}; this run asks for {params.model!r} on {list(classes)}. "
+            f"Warm-start only with the same model and classes."
+        )
+
+
+def _optimise(
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: list[torch.Tensor],  # uint8 [3, H, W] each
+    boxes_labels: list[tuple[torch.Tensor, torch.Tensor]],  # [M, 4] float32, [M] int64
+    params: DetectParams,
+    *,
+    seed: int,
+    progress: bool,
+) -> dict[str, Any]:
+    device = next(module.parameters()).device
+    generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation
+    n = len(images)
+    batch_size = min(params.batch_size, n)
+    # The last partial batch is dropped: each epoch reshuffles, so every image is still used.
+    steps_per_epoch = max(1, n // batch_size)
+    total_steps = max(params.epochs * steps_per_epoch, params.min_steps, 1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=params.lr, total_steps=total_steps, pct_start=0.2
+    )
+    losses: dict[str, float] = {}
+    step = 0
+    module.train()
+    with progress_bar(progress, f"training {params.model}", total_steps) as bar:
+        while step < total_steps:
+            order = torch.randperm(n, generator=generator)
+            for b in range(steps_per_epoch):
+                batch_x, batch_t = [], []
+                for i in order[b * batch_size : (b + 1) * batch_size].tolist():
+                    image, (boxes, labels) = images[i], boxes_labels[i]
+                    if float(torch.rand(1, generator=generator)) < params.augment:
+                        image, boxes = shift(image, boxes, generator=generator)
+                    batch_x.append(to_float(image.to(device)))
+                    batch_t.append({"boxes": boxes.to(device), "labels": labels.to(device)})
+                parts = module(batch_x, batch_t)  # {loss name: scalar}
+                loss = sum(parts.values())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                step += 1
+                bar.advance()
+                for name, value in parts.items():  # running averages, for the metrics
+                    v = value.item()
+                    losses[name] = v if name not in losses else 0.9 * losses[name] + 0.1 * v
+                if step >= total_steps:
+                    break
+    return {
+        "steps": step,
+        "epochs": math.ceil(step / steps_per_epoch),
+        "batch_size": batch_size,
+        "train_loss": {k: round(v, 5) for k, v in losses.items()},
+    }
