@@ -30,8 +30,8 @@ KEEP = 0.5
 
 
 def machine_boxes(prediction: dict, *, keep: float = KEEP) -> list[dict]:
-    """The boxes of a prediction that the machine label keeps (scores dropped)."""
-    return [{k: b[k] for k in ("label", "x", "y", "w", "h")}
+    """The boxes of a prediction that the machine label keeps, each with its score."""
+    return [{k: b[k] for k in ("label", "x", "y", "w", "h", "score")}
             for b in prediction.get("boxes") or [] if b["score"] >= keep]
 
 

@@ -65,6 +65,8 @@ def _machine_bound(accept: dict | None) -> float | None:
         return None
     if accept.get("dataset") is not None:
         return accept["dataset"].get("machine_error_ub")
+    if accept.get("image_threshold") is not None:  # detection: the share of wrong images
+        return accept["image_threshold"].get("bound")
     per_class = (accept.get("thresholds") or {}).get("per_class") or []
     bounds = [c["error_upper_bound"] for c in per_class
               if c.get("threshold") is not None and c.get("error_upper_bound") is not None]

@@ -42,38 +42,15 @@ from labeling.schema import PEOPLE_SOURCES, Item, Label, Quarantine
 from labeling.store import LabelStore
 from labeling.tasks.base import TaskType
 from labeling.tasks.registry import DEFAULT_TASK, get_task_type
+from pipeline.export_rows import COLUMNS, PROVENANCE_FILE, ExportError, ExportRow
+from pipeline.files import replace_folder, write_file_atomic
 
 # The formats of the default task type; ``task`` narrows them for a project of another kind.
 EXPORT_FORMATS = get_task_type(DEFAULT_TASK).export_formats
-COLUMNS = ("path", "label", "source", "who", "model_version", "confidence", "round",
-           "labeled_at", "item_key")
-PROVENANCE_FILE = "provenance.csv"
+# Formats written as one file; the others are folders holding a PROVENANCE_FILE.
+FILE_FORMATS = ("csv", "coco")
 HUMAN_SOURCES = PEOPLE_SOURCES  # --human-only keeps these
 EXCLUDED_STATUSES = ("skipped", "disagreement")
-
-
-class ExportError(ValueError):
-    """The export cannot be written as asked; the message says why and what to change."""
-
-
-@dataclass(frozen=True)
-class ExportRow:
-    """One exported item and where its label came from."""
-
-    path: str
-    label: str
-    source: str
-    who: str | None
-    model_version: str | None
-    confidence: float | None
-    round: int | None
-    labeled_at: str
-    item_key: str
-
-    def as_csv(self, path: str) -> list:
-        values = [path, self.label, self.source, self.who, self.model_version,
-                  self.confidence, self.round, self.labeled_at, self.item_key]
-        return ["" if v is None else v for v in values]
 
 
 @dataclass(frozen=True)
@@ -118,7 +95,11 @@ def export_labels(
     if missing:
         left_out["missing_file"] = len(missing)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if format == "csv":
+    if task is not None and task.name == "detection":
+        from pipeline.export_boxes import write_boxes  # noqa: PLC0415 - boxes only
+
+        write_boxes(out, present, format=format, classes=tuple(classes))
+    elif format == "csv":
         _write_csv_atomic(out, present)
     else:
         _write_imagefolder(out, present, classes)
@@ -151,7 +132,7 @@ def labeled_rows(store: LabelStore, *, human_only: bool = False
             else:
                 rows.append(ExportRow(path, lab.label, lab.source, lab.who, lab.model_version,
                                       lab.confidence, lab.round_id, _utc_text(lab.created_at),
-                                      key))
+                                      key, lab.value))
     return rows, dict(sorted(left_out.items()))
 
 
@@ -163,16 +144,16 @@ def _utc_text(when: datetime) -> str:
 def _check_target(out: Path, format: str, *, force: bool) -> None:
     if not out.exists():
         return
-    if format == "csv":
+    if format in FILE_FORMATS:
         if out.is_dir():
-            raise ExportError(f"--out {out} is a folder; a csv export is a file: give a file "
-                              "name, or use --format imagefolder")
+            raise ExportError(f"--out {out} is a folder; a {format} export is a file: give a "
+                              "file name")
         if not force:
             raise ExportError(f"{out} exists; pass --force to replace it, or choose another "
                               "--out")
         return
     if not out.is_dir():
-        raise ExportError(f"--out {out} is a file; an imagefolder export is a folder")
+        raise ExportError(f"--out {out} is a file; a {format} export is a folder")
     if not any(out.iterdir()):
         return
     if not force:
@@ -195,14 +176,7 @@ def _write_csv(path: Path, rows: list[ExportRow], paths: list[str] | None = None
 
 
 def _write_csv_atomic(out: Path, rows: list[ExportRow]) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        _write_csv(tmp, rows)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_file_atomic(out, lambda tmp: _write_csv(tmp, rows))
 
 
 def _write_imagefolder(out: Path, rows: list[ExportRow], classes: Iterable[str]) -> None:
@@ -223,19 +197,7 @@ def _write_imagefolder(out: Path, rows: list[ExportRow], classes: Iterable[str])
             _link_or_copy(Path(row.path), tmp / rel)
             relative.append(rel)
         _write_csv(tmp / PROVENANCE_FILE, rows, relative)
-        if out.exists() and any(out.iterdir()):
-            # _check_target allowed this: a previous export, replaced by --force. rename(2)
-            # cannot replace a non-empty folder, so the old one steps aside first.
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            try:
-                tmp.replace(out)
-            except OSError:
-                old.rename(out)
-                raise
-            shutil.rmtree(old)
-        else:
-            tmp.replace(out)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -33,7 +33,14 @@ def _classification() -> TaskKind:
     return TaskKind(get_task_type("classification"), train, predict)
 
 
-_KINDS: dict[str, Callable[[], TaskKind]] = {"classification": _classification}
+def _detection() -> TaskKind:
+    from pipeline.detection_model import predict_values, train_values
+
+    return TaskKind(get_task_type("detection"), train_values, predict_values)
+
+
+_KINDS: dict[str, Callable[[], TaskKind]] = {"classification": _classification,
+                                              "detection": _detection}
 
 
 @cache

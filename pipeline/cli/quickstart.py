@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from labeling.boxes import BoxError
 from labeling.studio.errors import StudioError
 from pipeline.datasets import DatasetError
 from pipeline.project.config import ConfigError
@@ -25,14 +26,26 @@ def quickstart_command(
         "demo's [studio] annotators; 0 = one annotator). --noise is their mean error."),
     dataset: str = typer.Option("mnist", help="mnist, or photos: 180 real photos in 6 classes "
                                 "with ImageNet's MobileNetV2 as a frozen backbone."),
+    task: str = typer.Option("classification", help="classification, or detection: MNIST "
+                             "digits on canvases, boxes drawn by a simulated person (--noise: "
+                             "faults per box)."),
 ) -> None:
-    """MNIST (or real photos) through the whole loop with a simulated annotator in an embedded
-    Label Studio."""
-    from pipeline.quickstart import run_quickstart
-
+    """MNIST (or real photos, or digits to box) through the whole loop with a simulated
+    annotator in an embedded Label Studio."""
     try:
+        if task == "detection":
+            from pipeline.quickstart_boxes import run_detection_quickstart
+
+            run_detection_quickstart(folder, rounds=rounds, noise=noise, seed=seed,
+                                     env=dict(os.environ))
+            return
+        if task != "classification":
+            print(f"error: --task {task!r}; valid: classification, detection", file=sys.stderr)
+            raise typer.Exit(2)
+        from pipeline.quickstart import run_quickstart
+
         run_quickstart(folder, rounds=rounds, noise=noise, seed=seed, env=dict(os.environ),
                        annotators=annotators, dataset=dataset)
-    except (StudioError, RegistryError, ConfigError, DatasetError) as err:
+    except (StudioError, RegistryError, ConfigError, DatasetError, BoxError) as err:
         print(f"error: {err}; running it again continues where it stopped", file=sys.stderr)
         raise typer.Exit(2) from None

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from labeling.tasks.registry import list_task_types
 from pipeline.certify import describe
 from pipeline.cli.common import ConfigOption, console, fail, opened, out
 from pipeline.loop import StopFlag, run_loop
@@ -24,6 +25,8 @@ def init_command(
     name: str | None = typer.Option(None, help="Project name (default: this folder's name)."),
     studio_url: str = typer.Option("", help="Label Studio URL; empty: the embedded server."),
     folder: Path = typer.Option(Path("."), help="Where to write labelloop.toml."),
+    task: str = typer.Option("classification", help="classification (one class per image) or "
+                             "detection (boxes, one class each)."),
     from_studio: int | None = typer.Option(
         None, "--from-studio", help="Attach to this existing Label Studio project (id): its "
         "classes, tasks and annotations come in; nothing in it is changed. Needs --studio-url "
@@ -35,10 +38,13 @@ def init_command(
         return
     if not classes:
         fail("--classes is required (or --from-studio ID to read them from Label Studio)")
+    if task not in list_task_types():
+        fail(f"--task {task!r} is not a task type; valid: {', '.join(list_task_types())}")
     try:
-        class_list = list(validate_classes(c for c in classes.split(",")))
+        class_list = list(validate_classes((c for c in classes.split(",")),
+                                           minimum=1 if task == "detection" else 2))
         path = init_project(folder, images=images, classes=class_list, name=name,
-                            studio_url=studio_url)
+                            studio_url=studio_url, task=task)
     except (ConfigError, ValueError) as err:
         fail(str(err))
     console.print(f"wrote {path}; next: `labelloop ingest`, then `labelloop round`")

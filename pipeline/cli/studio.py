@@ -213,24 +213,39 @@ def push_command(
 
 
 def annotate_sim_command(
-    truth: Path = typer.Option(..., "--truth", help="Answer key: a CSV with path,label."),
-    noise: float = typer.Option(0.05, min=0.0, max=1.0, help="Share of wrong answers."),
+    truth: Path = typer.Option(..., "--truth", help="Answer key: a CSV with path,label (a "
+                               "detection project: the dataset's boxes.json)."),
+    noise: float = typer.Option(0.05, min=0.0, max=1.0, help="Share of wrong answers (boxes: "
+                                "faults per true box)."),
     skip: float = typer.Option(0.02, min=0.0, max=1.0, help="Share of skipped tasks."),
+    keep_shown: float = typer.Option(0.0, min=0.0, max=1.0, help="Boxes: share of tasks with "
+                                     "a pre-annotation where it is kept as shown."),
     limit: int | None = typer.Option(None, min=1, help="Answer at most this many tasks."),
     seed: int = typer.Option(0, help="Seed of the simulated annotator's choices."),
     config: Path | None = ConfigOption,
 ) -> None:
     """Answer pending Label Studio tasks from ground truth, as a (noisy) annotator would."""
+    from labeling.boxes import BoxError
     from labeling.studio.annotator_sim import load_truth, simulate_annotations
+    from labeling.studio.box_annotator_sim import load_box_truth, simulate_box_annotations
 
     cfg = load(config)
     try:
         studio = connect_studio(cfg, os.environ)
         project = open_studio_project(cfg, studio, create=False)
+        if cfg.project.task == "detection":
+            boxes = simulate_box_annotations(studio, project, load_box_truth(truth),
+                                             fault_rate=noise, skip=skip, keep_rate=keep_shown,
+                                             limit=limit, seed=seed)
+            out.print(f"answered {boxes.answered} ({boxes.wrong} not right on purpose, "
+                      f"{boxes.kept_shown} kept as shown), skipped {boxes.skipped}; pending "
+                      f"left {boxes.pending_left}, without an answer in {truth.name}: "
+                      f"{boxes.no_truth}")
+            return
         answers = load_truth(truth)
         report = simulate_annotations(studio, project, answers, noise=noise, skip=skip,
                                       limit=limit, seed=seed)
-    except StudioError as err:
+    except (StudioError, BoxError) as err:
         fail(str(err))
     out.print(f"answered {report.answered} ({report.wrong} wrong on purpose), skipped "
               f"{report.skipped}; pending left {report.pending_left}, without an answer in "

@@ -20,10 +20,11 @@ from pydantic import (
     model_validator,
 )
 
+from labeling.box_scores import list_box_strategies
 from labeling.strategies import list_strategies
 from labeling.studio.limits import TITLE_MAX, TITLE_MIN
 from labeling.tasks.registry import DEFAULT_TASK, list_task_types
-from training.names import MODEL_NAMES, PRETRAINED_NAMES, SAMPLER_NAMES
+from training.names import DETECTOR_NAMES, MODEL_NAMES, PRETRAINED_NAMES, SAMPLER_NAMES
 from training.params import TrainParams
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ CONFIG_NAME = "labelloop.toml"
 # The model zoo and the tuning module load torch (and Optuna), seconds: names are checked
 # against training.names, and the tuner is imported only for a search space or grid to check.
 def _model_names() -> list[str]:
-    return sorted(MODEL_NAMES)
+    return sorted(MODEL_NAMES + DETECTOR_NAMES)
 
 
 def _tuning():
@@ -70,7 +71,14 @@ class ProjectSection(_Section):
     @field_validator("classes")
     @classmethod
     def _classes_valid(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return validate_classes(value)
+        return validate_classes(value, minimum=1)
+
+    @model_validator(mode="after")
+    def _enough_classes(self) -> ProjectSection:
+        # One class is a detection project's most common case ("find the people"); an image
+        # classifier needs two to choose between.
+        validate_classes(self.classes, minimum=1 if self.task == "detection" else 2)
+        return self
 
 
 class StoreSection(_Section):
@@ -140,9 +148,10 @@ class TrainingSection(_Section):
     @model_validator(mode="after")
     def _weights_fit_model(self) -> TrainingSection:
         # "imagenet": torchvision's ImageNet weights, from torch's hub cache; a path: a file.
-        if self.weights == "imagenet" and self.model not in PRETRAINED_NAMES:
+        pretrained = PRETRAINED_NAMES + DETECTOR_NAMES  # detectors: an ImageNet backbone
+        if self.weights == "imagenet" and self.model not in pretrained:
             raise ValueError(f"weights = \"imagenet\" needs a model with ImageNet weights "
-                             f"({', '.join(PRETRAINED_NAMES)}); {self.model!r} has none")
+                             f"({', '.join(pretrained)}); {self.model!r} has none")
         return self
 
     def params(self) -> TrainParams:
@@ -214,8 +223,9 @@ class LoopSection(_Section):
     @field_validator("strategy")
     @classmethod
     def _strategy_known(cls, value: str) -> str:
-        if value not in list_strategies():
-            raise ValueError(f"unknown strategy {value!r}; valid: {', '.join(list_strategies())}")
+        known = sorted(set(list_strategies()) | set(list_box_strategies()))
+        if value not in known:  # which of them fit the task: Config._fits_task
+            raise ValueError(f"unknown strategy {value!r}; valid: {', '.join(known)}")
         return value
 
     # Items sent to people per round; `audit_fraction` of them are drawn at random (they
@@ -335,6 +345,21 @@ class Config(_Section):
                              'with model = "mobilenet_v2")')
         return self
 
+    @model_validator(mode="after")
+    def _fits_task(self) -> Config:
+        task = self.project.task
+        detectors = set(DETECTOR_NAMES)
+        if task == "detection":
+            for problem in _detection_problems(self):
+                raise ValueError(f"[project] task = \"detection\": {problem}")
+        elif self.training.model in detectors or any(m in detectors for m in self.tuning.models):
+            raise ValueError(f"[training] model {self.training.model!r} is a detector; a "
+                             f"{task} project needs one of {', '.join(MODEL_NAMES)}")
+        elif self.loop.strategy not in list_strategies():
+            raise ValueError(f"[loop] strategy {self.loop.strategy!r} is for boxes; valid for "
+                             f"{task}: {', '.join(list_strategies())}")
+        return self
+
     def path(self, p: Path) -> Path:
         """A config path made absolute against the config file's folder."""
         return p if p.is_absolute() else (self.root / p).resolve()
@@ -360,11 +385,46 @@ class Config(_Section):
         return self.workspace_dir / "studio"
 
 
-def validate_classes(classes) -> tuple[str, ...]:
-    """A non-empty list of distinct, non-blank class names."""
+def _detection_problems(cfg: Config) -> list[str]:
+    """What a detection project's config asks for that boxes do not have (yet)."""
+    loop, training = cfg.loop, cfg.training
+    problems = []
+    if training.model not in DETECTOR_NAMES:
+        problems.append(f"[training] model must be a detector ({', '.join(DETECTOR_NAMES)}), "
+                        f"not {training.model!r}")
+    if training.mode != "finetune":
+        problems.append('[training] mode must be "finetune" (no probe head for detectors)')
+    if training.weights not in ("imagenet", None):
+        problems.append('[training] weights must be "imagenet" or unset for a detector')
+    if loop.strategy not in list_box_strategies():
+        problems.append(f"[loop] strategy must be one of {', '.join(list_box_strategies())}, "
+                        f"not {loop.strategy!r}")
+    if loop.reference_error == "measured":
+        problems.append("[loop] reference_error must be a number: measuring people's error "
+                        "from overlapping answers is built for classes only")
+    if loop.target == "dataset":
+        problems.append('[loop] target must be "label": the dataset-level target is built '
+                        "for classes only")
+    if loop.cold_start != "random":
+        problems.append('[loop] cold_start must be "random" (typical picks need a '
+                        "classification backbone)")
+    if loop.second_opinions or loop.double_check or loop.blind_check:
+        problems.append("[loop] second_opinions must be false and double_check, blind_check "
+                        "0: asking another person compares answers by class")
+    if loop.review_share > 0:
+        problems.append("[loop] review_share must be 0: reviews rank answers by class "
+                        "probabilities")
+    if cfg.tuning.every_rounds or cfg.tuning.on_drift:
+        problems.append("[tuning] every_rounds and on_drift are for classification models")
+    return problems
+
+
+def validate_classes(classes, *, minimum: int = 2) -> tuple[str, ...]:
+    """At least ``minimum`` distinct, non-blank class names."""
     names = tuple(str(c).strip() for c in classes)
-    if len(names) < 2:
-        raise ValueError(f"needs at least two classes, got {len(names)}")
+    if len(names) < minimum:
+        raise ValueError(f"needs at least {'two classes' if minimum == 2 else 'one class'}, "
+                         f"got {len(names)}")
     if any(not n for n in names):
         raise ValueError("class names must not be blank")
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -402,10 +462,27 @@ def format_validation_error(err: ValidationError) -> str:
 
 
 def render_config(name: str, classes, images: Path, *, studio_url: str = "",
-                  project_title: str = "") -> str:
-    """The text of a new ``labelloop.toml`` with every section's defaults spelled out."""
-    cfg = Config(project=ProjectSection(name=name, classes=tuple(classes), images=images),
-                 studio=StudioSection(url=studio_url, project_title=project_title))
+                  project_title: str = "", task: str = DEFAULT_TASK) -> str:
+    """The text of a new ``labelloop.toml`` with every section's defaults spelled out (a
+    detection project's: a detector, its training defaults, and what boxes support)."""
+    sections = {}
+    if task == "detection":
+        from training.detection.params import DetectParams  # plain dataclass: no torch
+
+        d = DetectParams()
+        sections = {
+            "training": TrainingSection(model=d.model, weights=d.weights, epochs=d.epochs,
+                                        batch_size=d.batch_size, lr=d.lr,
+                                        weight_decay=d.weight_decay, augment=d.augment,
+                                        min_steps=d.min_steps),
+            # 5% of accepted images not right: one wrong box spoils an image, so a per-image
+            # target is looser than a per-label one at the same care.
+            "loop": LoopSection(strategy="least_confident", target_precision=0.95,
+                                second_opinions=False),
+        }
+    cfg = Config(project=ProjectSection(name=name, classes=tuple(classes), images=images,
+                                        task=task),
+                 studio=StudioSection(url=studio_url, project_title=project_title), **sections)
     out = [f"workspace = {_toml(str(cfg.workspace))}", ""]
     for section in ("project", "store", "registry", "studio", "training", "loop", "tuning"):
         out.append(f"[{section}]")

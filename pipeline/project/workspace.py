@@ -27,6 +27,7 @@ def init_project(
     name: str | None = None,
     studio_url: str = "",
     project_title: str = "",
+    task: str = "classification",
 ) -> Path:
     """Write ``labelloop.toml`` in ``folder`` and create its workspace; returns the config path.
 
@@ -47,7 +48,7 @@ def init_project(
     except ValueError:
         images_entry = images.resolve()
     text = render_config(name or folder.name, classes, images_entry, studio_url=studio_url,
-                         project_title=project_title)
+                         project_title=project_title, task=task)
     tmp = config_path.with_name(CONFIG_NAME + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     config = load_config(tmp)  # validate before it becomes the project's config

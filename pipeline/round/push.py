@@ -4,6 +4,9 @@ predictions; pending tasks' predictions are brought up to the champion's version
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import picks
 from labeling.studio.push import PushItem, push_tasks, refresh_predictions
@@ -13,18 +16,24 @@ from pipeline.round.predict import load_predictions
 from pipeline.round.session import model_version_name, session
 
 
-def push(project: Project, round_id: int, predicted: dict) -> dict:
-    """Send picked items that have no task yet, with the champion's predictions; bring
-    pending tasks' predictions up to the champion's version."""
+def pre_annotations(project: Project, predicted: dict) -> dict[str, tuple[Any, float]]:
+    """Item key -> (predicted class, its probability) from the predict step's file."""
+    if "file" not in predicted:
+        return {}
+    keys, probs, _ = load_predictions(predicted["file"])
+    classes = project.classes
+    return {k: (classes[int(p.argmax())], float(p.max())) for k, p in zip(keys, probs, strict=True)}
+
+
+def push(project: Project, round_id: int, predicted: dict, *,
+         load: Callable[[Project, dict], dict[str, tuple[Any, float]]] = pre_annotations) -> dict:
+    """Send picked items that have no task yet, with the champion's predictions (``load``:
+    item key -> (value, score), per task type); bring pending tasks' predictions up to the
+    champion's version."""
     studio, sp = session(project)
     store = project.store
-    predictions: dict[str, tuple[str, float]] = {}
     version = predicted.get("version")
-    if "file" in predicted:
-        keys, probs, _ = load_predictions(predicted["file"])
-        classes = project.classes
-        predictions = {k: (classes[int(p.argmax())], float(p.max()))
-                       for k, p in zip(keys, probs, strict=True)}
+    predictions = load(project, predicted)
     human = store.current_labels(sources=PEOPLE_SOURCES)
     held = store.tasks(sp.id)
     paths = {i.key: i.path for i in store.items()}

@@ -30,7 +30,7 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
     if not candidates:
         return {"picked": 0, "reason": "nothing left to ask about"}
     if "file" not in predicted:
-        new = _cold_start(project, candidates, rng, progress=progress)
+        new = cold_start_picks(project, candidates, rng, progress=progress)
     else:
         new = _audit_and_strategy(project, candidates, predicted, rng, made)
     added = record_picks(store, new, round_id=round_id)
@@ -38,7 +38,7 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
     return {"picked": len(added), **reasons}
 
 
-def _cold_start(project, candidates, rng, *, progress) -> list[Pick]:
+def cold_start_picks(project, candidates, rng, *, progress) -> list[Pick]:
     """The first batch: a random held-out share, then random or typical training picks."""
     loop = project.config.loop
     n = min(loop.initial_random, len(candidates))

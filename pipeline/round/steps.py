@@ -19,8 +19,12 @@ from collections.abc import Callable
 
 from pipeline.project.project import Project
 from pipeline.round import accept, monitor, predict, promote, push, select, sync, train, tune
+from pipeline.round.detection import accept as det_accept
+from pipeline.round.detection import predict as det_predict
+from pipeline.round.detection import select as det_select
+from pipeline.round.detection import train as det_train
 
-# The step table, in the order a round runs it: name -> the step, given the project, the
+# The step tables, in the order a round runs them: name -> the step, given the project, the
 # round's id, the records of the steps before it and whether to show progress. Each step
 # module takes a Project and returns its record; none imports the command line.
 _TABLE: dict[str, Callable[[Project, int, dict, bool], dict]] = {
@@ -36,6 +40,21 @@ _TABLE: dict[str, Callable[[Project, int, dict, bool], dict]] = {
     "monitor": lambda p, r, stats, progress: monitor.monitor_round(p, r, stats),
     "tune": lambda p, r, stats, progress: tune.retune_step(p, r, stats),
 }
+# Detection: the same sync and push, through the task type; its own model, accept and select.
+# Drift monitoring and re-tuning work on class probabilities and are not run for boxes yet.
+_DETECTION: dict[str, Callable[[Project, int, dict, bool], dict]] = {
+    "sync": _TABLE["sync"],
+    "train": lambda p, r, stats, progress: det_train.train_challenger(p, r, progress=progress),
+    "promote": lambda p, r, stats, progress: det_train.decide_promotion(
+        p, stats["train"].get("version")),
+    "predict": lambda p, r, stats, progress: det_predict.predict_pool(p, r, progress=progress),
+    "accept": lambda p, r, stats, progress: det_accept.auto_accept(p, r, stats["predict"]),
+    "select": lambda p, r, stats, progress: det_select.select_batch(p, r, stats["predict"],
+                                                                    progress=progress),
+    "push": lambda p, r, stats, progress: push.push(p, r, stats["predict"],
+                                                    load=det_predict.pre_annotations),
+}
+_TABLES = {"classification": _TABLE, "detection": _DETECTION}
 STEPS = tuple(_TABLE)
 
 
@@ -61,23 +80,18 @@ def run_round(
         round_id, stats = running["id"], running["stats"] or {"done": []}
         stats.setdefault("done", [])
         stats["resumed"] = stats.get("resumed", 0) + 1
-    for step in STEPS:
+    table = _TABLES[project.task.labels.name]
+    for step in table:
         if step in stats["done"]:
             continue
         if should_stop():
             store.save_round(round_id, stats)
             raise RoundStopped(f"round {round_id} stopped before step {step!r}; "
                                f"the next round resumes it")
-        stats[step] = _run_step(step, project, round_id, stats, progress=progress)
+        stats[step] = table[step](project, round_id, stats, progress)
         stats["done"].append(step)
         store.save_round(round_id, stats)
         if on_step is not None:
             on_step(step, stats[step])
     store.finish_round(round_id, stats)
     return {"id": round_id, "stats": stats}
-
-
-def _run_step(step: str, project: Project, round_id: int, stats: dict, *, progress: bool) -> dict:
-    if step not in _TABLE:
-        raise ValueError(f"unknown step {step!r}; valid: {', '.join(STEPS)}")
-    return _TABLE[step](project, round_id, stats, progress)

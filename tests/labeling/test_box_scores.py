@@ -23,7 +23,7 @@ def pred(*scores):
 def test_the_machine_label_keeps_the_boxes_scored_half_or_more():
     value = machine_value(pred(0.9, 0.5, 0.3))
     assert [b["x"] for b in value["boxes"]] == [0, 10]
-    assert "score" not in value["boxes"][0] and value["width"] == 100
+    assert value["boxes"][0]["score"] == 0.9 and value["width"] == 100
 
 
 def test_confidence_is_the_chance_every_keep_or_drop_is_right():

@@ -1,0 +1,105 @@
+"""The accept step for detection: one cut on the images' confidence, chosen on the random
+held-out images people labeled so that a bound on the share of accepted images that are not
+right meets ``[loop] target_precision`` (``labeling.image_accept``); an accepted image's label
+is all of its kept boxes. The audit measures the same thing on accepted images that people
+then labeled at random."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from labeling.bounds import precision_interval
+from labeling.box_scores import machine_value
+from labeling.boxes import image_matches
+from labeling.image_accept import image_threshold
+from labeling.schema import PEOPLE_SOURCES
+from labeling.selections import picks
+from labeling.store import NewLabel
+from labeling.tasks.detection import summary
+from pipeline.certify import certificate
+from pipeline.project.project import Project
+from pipeline.round.detection.labeled import labeled_values
+from pipeline.round.detection.predict import load_predictions
+from pipeline.round.labeled import unresolved_held_out
+
+
+def right(truth: dict, machine: dict) -> bool:
+    """Whether the machine's boxes get the image right against the people's."""
+    return image_matches(truth.get("boxes") or [], machine.get("boxes") or [])
+
+
+def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
+    """Choose the cut on the held-out images and accept the pool's images above it; machine
+    labels of earlier models the champion no longer backs are withdrawn."""
+    if "file" not in predicted:
+        return {"accepted": 0, "reason": predicted.get("reason", "no predictions")}
+    loop = project.config.loop
+    preds = load_predictions(predicted["file"])
+    _, eval_set = labeled_values(project)
+    val = [k for k in eval_set if k in preds]
+    # A tie among people is an outcome too, and it happens where the model's answer was in
+    # doubt: counted against the model, never left out.
+    tied = sorted(k for k in unresolved_held_out(project.store) if k in preds and k not in eval_set)
+    conf = np.array([preds[k]["confidence"] for k in val + tied], dtype=np.float64)
+    wrong = np.array([not right(eval_set[k], machine_value(preds[k])) for k in val]
+                     + [True] * len(tied), dtype=bool)
+    cut = image_threshold(conf, wrong, target_precision=loop.target_precision,
+                          confidence=loop.confidence_level,
+                          min_points=loop.min_validation_points,
+                          reference_error=float(loop.reference_error))
+    human = project.store.current_labels(sources=PEOPLE_SOURCES)
+    pool = [k for k in preds if k not in human]
+    pool_conf = np.array([preds[k]["confidence"] for k in pool], dtype=np.float64)
+    accepted = [k for k, ok in zip(pool, cut.accept(pool_conf), strict=True) if ok]
+    version = predicted["version"]
+    new_labels = []
+    for k in accepted:
+        value = machine_value(preds[k])
+        new_labels.append(NewLabel(k, summary([b["label"] for b in value["boxes"]]), "machine",
+                                   who="labelloop", model_version=version,
+                                   confidence=float(preds[k]["confidence"]),
+                                   round_id=round_id, value=value))
+    result = project.store.add_labels(new_labels, classes=None)
+    withdrawn = project.store.retract_labels(
+        [k for k in project.store.current_labels(sources=("machine",)) if k not in set(accepted)],
+        source="machine")
+    machine_now = project.store.current_labels(sources=("machine",))
+    pool_size = len({i.key for i in project.store.items(status="ok")} - human.keys())
+    record = {"image_threshold": cut.to_dict(), "accepted": len(accepted),
+              "written": len(result.written), "withdrawn": withdrawn,
+              "machine_labels": len(machine_now),
+              "coverage": len(machine_now) / max(1, pool_size), "audit": audited(project)}
+    # An image counts as one label: the certificate bounds the share of delivered images
+    # that are not right.
+    record["certificate"] = certificate(project.store, record,
+                                        reference_error=loop.reference_error,
+                                        confidence=loop.confidence_level)
+    return record
+
+
+def audited(project: Project) -> dict:
+    """How many accepted images people later labeled at random (audit picks) were right."""
+    human = project.store.current_labels(sources=("human",))
+    tied = unresolved_held_out(project.store)
+    outcomes = []
+    for key, pick in picks(project.store).items():
+        if pick.reason != "audit" or pick.machine_label is None:
+            continue
+        if key in tied:
+            outcomes.append(False)
+        elif key in human and isinstance(human[key].value, dict):
+            machine = _machine_label_at_pick(project, key, pick.machine_version)
+            if machine is not None:
+                outcomes.append(right(human[key].value, machine))
+    correct = sum(outcomes)
+    lo, hi = precision_interval(correct, len(outcomes))
+    return {"n": len(outcomes), "correct": correct,
+            "precision": correct / len(outcomes) if outcomes else None, "interval": [lo, hi]}
+
+
+def _machine_label_at_pick(project: Project, key: str, version: str | None) -> dict | None:
+    """The machine's boxes the image had when the audit picked it (a person's label has since
+    superseded them)."""
+    machine = [lab for lab in project.store.history(key)
+               if lab.source == "machine" and (version is None or lab.model_version == version)]
+    return machine[-1].value if machine and isinstance(machine[-1].value, dict) else None

@@ -1,0 +1,50 @@
+"""The select step for detection: a random audit share plus the images whose boxes the
+champion is least sure of (``[loop] strategy``: ``labeling.box_scores``), or the random
+cold-start batch before there is a model (the classification one: it looks at no label)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from labeling.box_scores import choose_uncertain
+from labeling.schema import PEOPLE_SOURCES
+from labeling.selections import Pick, picks, record_picks
+from pipeline.project.project import Project
+from pipeline.round.detection.predict import load_predictions
+from pipeline.round.select import cold_start_picks
+
+
+def select_batch(project: Project, round_id: int, predicted: dict, *,
+                 progress: bool = False) -> dict:
+    """Pick the next images for people; recorded before anything is pushed."""
+    store = project.store
+    loop = project.config.loop
+    rng = np.random.default_rng([project.config.training.seed, round_id])
+    human = store.current_labels(sources=PEOPLE_SOURCES)
+    taken = set(picks(store))
+    skipped = {i.key for i in store.items(status="skipped")}
+    candidates = [i.key for i in store.items(status="ok")
+                  if i.key not in human and i.key not in taken and i.key not in skipped]
+    if not candidates:
+        return {"picked": 0, "reason": "nothing left to ask about"}
+    if "file" not in predicted:
+        new = cold_start_picks(project, candidates, rng, progress=progress)
+    else:
+        n = min(loop.batch_size, len(candidates))
+        n_audit = int(round(n * loop.audit_fraction))
+        machine = store.current_labels(sources=("machine",))
+        audit = [candidates[j] for j in rng.choice(len(candidates), size=n_audit, replace=False)]
+        new = [Pick(k, "audit", holdout=True,
+                    machine_label=machine[k].label if k in machine else None,
+                    machine_version=machine[k].model_version if k in machine else None)
+               for k in audit]
+        preds = load_predictions(predicted["file"])
+        chosen = set(audit)
+        # Accepted images are confident by construction; people get the doubtful rest.
+        rest = [k for k in candidates if k not in chosen and k in preds and k not in machine]
+        order = choose_uncertain([preds[k] for k in rest], n - n_audit, kind=loop.strategy,
+                                 rng=rng)
+        new += [Pick(rest[j], "strategy") for j in order]
+    added = record_picks(store, new, round_id=round_id)
+    reasons = {r: sum(p.reason == r for p in new) for r in ("random", "audit", "strategy")}
+    return {"picked": len(added), **reasons}

@@ -1,0 +1,94 @@
+"""The train and promote steps for detection: a challenger detector trained on the people's
+boxes (or found, after a crash, by its label snapshot) and registered; promoted if, on the same
+random held-out images, its mAP@0.5 is higher (mAP@[.5:.95] breaks a tie), the measure the
+detection literature and users compare detectors by."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.detection_model import detect_params, predict_values, score_boxes, train_values
+from pipeline.files import write_text_atomic
+from pipeline.project.project import Project
+from pipeline.round.detection.labeled import as_texts, labeled_values
+from pipeline.round.labeled import changed_labels, paths_of, snapshot_hash
+from training.detection.checkpoint import load_detector, save_detector
+
+# Fewest training images with at least one box that a detector is trained on.
+MIN_TRAIN_IMAGES = 4
+
+
+def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict:
+    """Train (or find, after a crash) the challenger for the current boxes; register it."""
+    train_set, eval_set = labeled_values(project)
+    with_boxes = sum(bool(v["boxes"]) for v in train_set.values())
+    if with_boxes < MIN_TRAIN_IMAGES:
+        return {"trained": False, "reason": f"{with_boxes} training image(s) with boxes < "
+                                            f"{MIN_TRAIN_IMAGES}"}
+    texts = as_texts(train_set)
+    snapshot = snapshot_hash(texts)
+    champion = project.registry.champion()
+    if champion is not None:
+        if champion.snapshot == snapshot:
+            return {"trained": False, "reason": "no new labels since the champion"}
+        new = changed_labels(project, champion.snapshot, texts)
+        if new < project.config.loop.min_new_labels:
+            return {"trained": False, "reason": f"{new} new labels < min_new_labels "
+                                                f"{project.config.loop.min_new_labels}"}
+    ckpt = project.models_dir / f"{snapshot}.det.pt"
+    if not ckpt.exists():
+        write_text_atomic(project.models_dir / f"{snapshot}.labels.json",
+                          json.dumps(texts, sort_keys=True))
+        keys = sorted(train_set)
+        params = detect_params(project.config.training)
+        model = train_values(paths_of(project, keys), [train_set[k] for k in keys],
+                             project.classes, params, seed=project.config.training.seed,
+                             progress=progress)
+        metrics = {"n_train": len(keys), "n_eval": len(eval_set)}
+        if eval_set:
+            metrics.update(_score(project, model, eval_set))
+        model.metrics.update(metrics)
+        save_detector(model, ckpt)
+    model = load_detector(ckpt)
+    metrics = {k: float(v) for k, v in model.metrics.items()
+               if isinstance(v, int | float) and not isinstance(v, bool)}
+    version = project.registry.register(ckpt, params=model.params.to_dict(), metrics=metrics,
+                                        snapshot=snapshot, round_id=round_id)
+    return {"trained": True, "version": version, "snapshot": snapshot,
+            "n_train": int(metrics.get("n_train", len(train_set)))}
+
+
+def _score(project: Project, model, eval_set: dict[str, dict]) -> dict:
+    keys = sorted(eval_set)
+    predicted = predict_values(model, paths_of(project, keys))
+    return score_boxes(predicted, [eval_set[k] for k in keys], project.classes)
+
+
+def decide_promotion(project: Project, challenger: str | None) -> dict:
+    """Promote the challenger if it beats the champion on the held-out images."""
+    registry = project.registry
+    champion = registry.champion()
+    if challenger is None:
+        return {"promoted": False, "reason": "no challenger this round",
+                "champion": champion.version if champion else None}
+    if champion is not None and champion.version == challenger:
+        return {"promoted": False, "reason": "already champion", "champion": challenger}
+    if champion is None:
+        registry.promote(challenger, reason="first model")
+        return {"promoted": True, "reason": "first model", "champion": challenger}
+    _, eval_set = labeled_values(project)
+    if not eval_set:
+        return {"promoted": False, "reason": "no held-out human labels to compare on",
+                "champion": champion.version}
+    new = _score(project, load_detector(registry.checkpoint_path(challenger)), eval_set)
+    old = _score(project, load_detector(registry.checkpoint_path(champion.version)),
+                 eval_set)
+    better = (new["map_50"], new["map"]) > (old["map_50"], old["map"])
+    reason = (f"v{challenger} mAP@0.5 {new['map_50']:.4f} (mAP {new['map']:.4f}) vs champion "
+              f"v{champion.version} {old['map_50']:.4f} ({old['map']:.4f}) on {len(eval_set)} "
+              f"held-out images")
+    if better:
+        registry.promote(challenger, reason=reason)
+    return {"promoted": better, "reason": reason,
+            "champion": challenger if better else champion.version,
+            "challenger_score": new, "champion_score": old}

@@ -1,0 +1,172 @@
+"""The detection loop end to end against the real Label Studio: mnist-detection canvases,
+a simulated person drawing boxes, rounds that train, promote, predict, accept, select, push
+and sync; a round killed after a step resumes to the uninterrupted state."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from labeling.selections import picks
+from labeling.studio.box_annotator_sim import load_box_truth, simulate_box_annotations
+from labeling.studio.remote import item_key_of, iter_tasks
+from pipeline.detection_dataset import export_mnist_detection
+from pipeline.ingest import ingest_folder
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config
+from pipeline.round import session as studio_session
+from pipeline.round.steps import run_round
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+_n = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def canvases(studio_server) -> Path:
+    """60 mnist-detection canvases inside the server's local-files document root."""
+    out = studio_server.images_dir.parent / "det-canvases"
+    export_mnist_detection(out, n_images=60)
+    return out
+
+
+def make_project(studio_server, canvases, folder: Path, name: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = ", ".join(f'"{d}"' for d in range(10))
+    (folder / "labelloop.toml").write_text(textwrap.dedent(f"""\
+        workspace = "ws"
+        [project]
+        name = "{name}"
+        classes = [{classes}]
+        images = "{canvases / 'images'}"
+        task = "detection"
+        [studio]
+        url = "{studio_server.url}"
+        local_files_root = "{studio_server.images_dir.parent}"
+        [training]
+        model = "fcos_mobilenet_v2"
+        weights = "imagenet"
+        epochs = 2
+        min_steps = 10
+        batch_size = 8
+        [loop]
+        strategy = "least_confident"
+        target_precision = 0.8
+        second_opinions = false
+        batch_size = 10
+        initial_random = 30
+        min_new_labels = 5
+        min_validation_points = 5
+        """), encoding="utf-8")
+    env = {"LABEL_STUDIO_API_KEY": studio_server.token}
+    project = open_project(find_config(folder), env=env)
+    ingest_folder(project.store, project.config.images_dir)
+    return project, env
+
+
+def answer(project, truth, seed):
+    studio, sp = studio_session.session(project)
+    return simulate_box_annotations(studio, sp, truth, fault_rate=0.0, skip=0.0, seed=seed)
+
+
+def state(project) -> dict:
+    studio, sp = studio_session.session(project)
+    keys = Counter(item_key_of(t) for t in iter_tasks(studio, sp.id, include="id,data",
+                                                       all_fields=True))
+    labels = project.store.current_labels()
+    return {"tasks_per_item": set(keys.values()), "task_items": set(keys),
+            "labels": {k: (v.label, v.source, str(v.value)) for k, v in labels.items()},
+            "picks": {k: (p.reason, p.holdout) for k, p in picks(project.store).items()},
+            "versions": len(project.registry.versions()),
+            "champion": project.registry.champion().version,
+            "rounds": [r["status"] for r in project.store.rounds()]}
+
+
+def test_detection_rounds_with_a_simulated_person(studio_server, canvases, tmp_path):
+    project, _ = make_project(studio_server, canvases, tmp_path, f"det-e2e-{next(_n)}")
+    truth = load_box_truth(canvases / "boxes.json")
+    first = run_round(project)["stats"]
+    assert first["push"]["pushed"] == 30 and first["train"]["trained"] is False
+    assert answer(project, truth, 0).answered == 30
+    second = run_round(project)["stats"]
+    assert second["sync"]["labels"] == 30
+    assert second["train"]["trained"] and second["promote"]["promoted"]
+    assert second["predict"]["predicted"] == 30 + 15  # the pool, and the held-out half
+    cut = second["accept"]["image_threshold"]
+    assert cut["n"] == 15 and cut["reason"]  # tested on the held-out images people boxed
+    assert second["select"]["picked"] == 10 and second["select"]["audit"] == 3
+    assert second["push"]["pushed"] == 10
+    assert second["push"]["model_version"] == f"v{project.registry.champion().version}"
+    # The new tasks carry the champion's boxes as a pre-annotation (audits go blind).
+    studio, sp = studio_session.session(project)
+    made = picks(project.store)
+    shown = [t for t in iter_tasks(studio, sp.id, all_fields=True)
+             if made.get(item_key_of(t)) is not None
+             and made[item_key_of(t)].reason == "strategy"]
+    assert shown and all(t["predictions"] for t in shown)
+    region = next((r for t in shown for r in t["predictions"][0]["result"]), None)
+    assert region is None or region["type"] == "rectanglelabels"
+    # People's boxes are what the store holds, as drawn.
+    human = project.store.current_labels(sources=("human",))
+    some = next(k for k in human if truth[k].boxes)
+    assert [b["label"] for b in human[some].value["boxes"]] == [b["label"] for b in
+                                                                 truth[some].boxes]
+    assert state(project)["tasks_per_item"] == {1}
+    project.close()
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from pipeline.project.project import open_project
+    from pipeline.round.steps import run_round
+    from pipeline.project.workspace import find_config
+    stop_after = sys.argv[2]
+    def die(step, _result):
+        if step == stop_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    project = open_project(find_config(sys.argv[1]),
+                           env={"LABEL_STUDIO_API_KEY": os.environ["LS_KEY"]})
+    run_round(project, on_step=die)
+""")
+
+
+def test_a_detection_round_killed_after_a_step_resumes_to_the_same_state(
+        studio_server, canvases, tmp_path, ledger):
+    truth = load_box_truth(canvases / "boxes.json")
+    ref, _ = make_project(studio_server, canvases, tmp_path / "ref", f"det-ref-{next(_n)}")
+    for n in range(2):
+        run_round(ref)
+        answer(ref, truth, n)
+    run_round(ref)
+    expected = state(ref)
+    ref.close()
+
+    crash, env = make_project(studio_server, canvases, tmp_path / "crash",
+                              f"det-crash-{next(_n)}")
+    child_env = {**os.environ, "LS_KEY": env["LABEL_STUDIO_API_KEY"]}
+    for n, step in enumerate(("push", "train", "accept")):
+        proc = subprocess.run([sys.executable, "-c", KILLER, str(tmp_path / "crash"), step],
+                              cwd=REPO, env=child_env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+        run_round(crash)  # resumes the killed round
+        if n < 2:
+            answer(crash, truth, n)
+    got = state(crash)
+    crash.close()
+    for step in ("push", "train", "accept"):
+        ledger.fault(f"SIGKILL right after detection step {step}",
+                     outcome="next run resumed to the uninterrupted state",
+                     lost_labels=0 if got["labels"] == expected["labels"] else 1,
+                     duplicate_tasks=0 if got["tasks_per_item"] == {1} else 1)
+    assert got["tasks_per_item"] == {1}
+    for key in ("labels", "picks", "versions", "champion", "rounds"):
+        assert got[key] == expected[key], key

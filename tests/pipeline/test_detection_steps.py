@@ -1,0 +1,156 @@
+"""A detection project's round steps on real mnist-detection canvases, with an oracle writing
+people's boxes (the Label Studio side is covered by the integration tests): what is accepted,
+at what bound, what people are asked next."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from labeling.boxes_file import read_boxes_json
+from labeling.selections import Pick, picks, record_picks
+from labeling.store import NewLabel
+from pipeline.detection_dataset import CLASSES, export_mnist_detection
+from pipeline.ingest import ingest_folder
+from pipeline.project.config import ConfigError
+from pipeline.project.project import open_project
+from pipeline.project.workspace import find_config, init_project
+from pipeline.quickstart import change_defaults
+from pipeline.round.detection import accept as accept_step
+from pipeline.round.detection import select as select_step
+from pipeline.round.detection.predict import predictions_file
+
+
+@pytest.fixture(scope="module")
+def canvases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("det")
+    export_mnist_detection(root / "data", n_images=80)
+    read = read_boxes_json(root / "data" / "boxes.json")
+    return root / "data", read
+
+
+@pytest.fixture
+def project(canvases, tmp_path):
+    data, read = canvases
+    init_project(tmp_path, images=data / "images", classes=list(CLASSES), name="det-test",
+                 task="detection")
+    change_defaults(tmp_path / "labelloop.toml", (("min_validation_points = 10",
+                                                   "min_validation_points = 5"),
+                                                  ("target_precision = 0.95",
+                                                   "target_precision = 0.8")))
+    proj = open_project(find_config(tmp_path))
+    ingest_folder(proj.store, proj.config.images_dir)
+    by_path = {str(p): image for p, image in read.images.items()}
+    truth = {i.key: {"width": by_path[i.path].width, "height": by_path[i.path].height,
+                     "boxes": by_path[i.path].boxes} for i in proj.store.items()}
+    yield proj, truth
+    proj.close()
+
+
+def people_label(proj, truth, keys):
+    proj.store.add_labels([NewLabel(k, " ".join(sorted(b["label"] for b in truth[k]["boxes"]))
+                                    or "nothing", "human", who="oracle", value=truth[k])
+                           for k in keys], classes=None)
+
+
+def predicted_as(truth, keys, conf, *, wrong=()):
+    """A predictions file's items: the truth's boxes scored 0.9 (a wrong one: its boxes moved
+    off their objects), with the given image confidences."""
+    out = {}
+    for k, c in zip(keys, conf, strict=True):
+        boxes = [dict(b, score=0.9) for b in truth[k]["boxes"]]
+        if k in wrong:
+            boxes = [dict(b, x=0.0, y=0.0, w=4.0, h=4.0) for b in boxes] or [
+                {"label": "1", "x": 0.0, "y": 0.0, "w": 4.0, "h": 4.0, "score": 0.9}]
+        out[k] = {"width": truth[k]["width"], "height": truth[k]["height"], "boxes": boxes,
+                  "confidence": float(c)}
+    return out
+
+
+def write_predictions(proj, items, version="1", round_id=1):
+    path = predictions_file(proj, version, round_id)
+    path.write_text(json.dumps({"version": version, "items": items}))
+    return {"file": str(path), "version": version, "predicted": len(items)}
+
+
+def test_images_above_a_certified_cut_are_accepted_with_all_their_boxes(project):
+    proj, truth = project
+    keys = sorted(truth)
+    held, pool = keys[:40], keys[40:]
+    record_picks(proj.store, [Pick(k, "random", holdout=True) for k in held], round_id=None)
+    people_label(proj, truth, held)
+    rid = proj.store.start_round()
+    # Held-out: right where confident, wrong (two of them) at the bottom: 2 in 40 still
+    # certifies 80% right images (the bound is 0.149).
+    conf_held = np.linspace(0.99, 0.3, len(held))
+    wrong = {held[-1], held[-2]}
+    conf_pool = np.where(np.arange(len(pool)) % 2 == 0, 0.95, 0.2)
+    items = {**predicted_as(truth, held, conf_held, wrong=wrong),
+             **predicted_as(truth, pool, conf_pool)}
+    record = accept_step.auto_accept(proj, rid, write_predictions(proj, items, round_id=rid))
+    cut = record["image_threshold"]
+    assert cut["reason"] == "ok" and cut["bound"] <= 0.2 and (cut["n"], cut["wrong"]) == (40, 2)
+    machine = proj.store.current_labels(sources=("machine",))
+    assert set(machine) == {k for k, c in zip(pool, conf_pool, strict=True) if c >= 0.95}
+    some = next(iter(machine))
+    assert [b["x"] for b in machine[some].value["boxes"]] == [b["x"] for b in
+                                                              truth[some]["boxes"]]
+    assert machine[some].value["boxes"][0]["score"] == 0.9 if truth[some]["boxes"] else True
+    assert all(k not in machine for k in held)  # people's labels are never overwritten
+    assert record["certificate"]["machine_error_ub"] == cut["bound"]
+
+    # A next champion that gets its surest held-out images wrong certifies nothing: what it
+    # no longer backs is withdrawn.
+    items = {**predicted_as(truth, held, conf_held, wrong=set(held[:10])),
+             **predicted_as(truth, pool, conf_pool)}
+    again = accept_step.auto_accept(proj, rid, write_predictions(proj, items, "2", rid))
+    assert again["image_threshold"]["threshold"] is None
+    assert again["withdrawn"] == len(machine)
+    assert proj.store.current_labels(sources=("machine",)) == {}
+
+
+def test_too_few_held_out_images_accept_nothing_and_say_why(project):
+    proj, truth = project
+    keys = sorted(truth)
+    record_picks(proj.store, [Pick(k, "random", holdout=True) for k in keys[:3]], round_id=None)
+    people_label(proj, truth, keys[:3])
+    rid = proj.store.start_round()
+    items = predicted_as(truth, keys, np.full(len(keys), 0.99))
+    record = accept_step.auto_accept(proj, rid, write_predictions(proj, items, round_id=rid))
+    assert record["accepted"] == 0
+    assert "too little validation data" in record["image_threshold"]["reason"]
+
+
+def test_people_get_a_random_audit_share_and_the_least_sure_images(project):
+    proj, truth = project
+    keys = sorted(truth)
+    rid = proj.store.start_round()
+    conf = np.linspace(0.1, 0.99, len(keys))
+    items = predicted_as(truth, keys, conf)
+    # Make image scores follow the confidence so uncertainty orders them the same way.
+    for k, c in zip(keys, conf, strict=True):
+        for b in items[k]["boxes"]:
+            b["score"] = float(c)
+    record = select_step.select_batch(proj, rid, write_predictions(proj, items, round_id=rid))
+    made = picks(proj.store)
+    n = proj.config.loop.batch_size if len(keys) > 100 else len(keys)
+    assert record["picked"] == len(made) <= n
+    assert record["audit"] == round(min(proj.config.loop.batch_size, len(keys))
+                                    * proj.config.loop.audit_fraction)
+    assert all(p.holdout for p in made.values() if p.reason == "audit")
+
+
+def test_a_detection_config_refuses_what_boxes_do_not_have(project, tmp_path):
+    proj, _ = project
+    text = (tmp_path / "labelloop.toml").read_text()
+    for old, new, why in [('strategy = "least_confident"', 'strategy = "margin"',
+                           "strategy must be one of"),
+                          ('model = "fcos_mobilenet_v2"', 'model = "mobilenet_v2"',
+                           "model must be a detector"),
+                          ("reference_error = 0.0", 'reference_error = "measured"',
+                           "reference_error must be a number")]:
+        (tmp_path / "bad.toml").write_text(text.replace(old, new))
+        with pytest.raises(ConfigError, match=why):
+            find_config(tmp_path / "bad.toml")
