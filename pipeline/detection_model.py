@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from labeling.tasks.detection import MIN_SIDE_PX
 from training.detection.metrics import detection_map
 from training.detection.params import DetectParams
 from training.detection.predict import predict_detector
@@ -33,14 +34,20 @@ def as_target(value: dict) -> dict:
 
 
 def as_value(detections: dict) -> dict:
-    """One image's detections as a value with a score per box."""
+    """One image's detections as a value with a score per box. A box the detector clipped to
+    the image's edge can be left under a pixel wide: no person could draw it, Label Studio's
+    sync would refuse it, so it is not kept (``labeling.tasks.detection.MIN_SIDE_PX``)."""
+    width, height = int(detections["width"]), int(detections["height"])
     boxes = []
     for (x0, y0, x1, y1), label, score in zip(detections["boxes"].tolist(), detections["labels"],
                                               detections["scores"].tolist(), strict=True):
-        boxes.append({"label": label, "x": round(x0, 2), "y": round(y0, 2),
-                      "w": round(x1 - x0, 2), "h": round(y1 - y0, 2), "score": round(score, 4)})
-    return {"width": int(detections["width"]), "height": int(detections["height"]),
-            "boxes": boxes}
+        x0, y0 = max(0.0, round(x0, 2)), max(0.0, round(y0, 2))
+        x1, y1 = min(float(width), round(x1, 2)), min(float(height), round(y1, 2))
+        if x1 - x0 < MIN_SIDE_PX or y1 - y0 < MIN_SIDE_PX:
+            continue
+        boxes.append({"label": label, "x": x0, "y": y0, "w": round(x1 - x0, 2),
+                      "h": round(y1 - y0, 2), "score": round(score, 4)})
+    return {"width": width, "height": height, "boxes": boxes}
 
 
 def train_values(paths: Sequence[str], values: Sequence[dict], classes: Sequence[str],

@@ -35,6 +35,10 @@ def write_boxes(out: Path, rows: list[ExportRow], *, format: str,
     if missing:
         raise ExportError(f"{len(missing)} label(s) have no boxes stored (e.g. {missing[0]}); "
                           "they were not made by a detection project")
+    unsized = [r.path for r in rows if not r.value.get("width") or not r.value.get("height")]
+    if unsized:
+        raise ExportError(f"{len(unsized)} label(s) do not record their image's size (e.g. "
+                          f"{unsized[0]}); a sync of their task records it again")
     if format == "coco":
         write_file_atomic(out, lambda tmp: tmp.write_text(
             json.dumps(coco(rows, classes), indent=1), encoding="utf-8"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,13 +176,22 @@ def _auto_label(fig, data: ReportData) -> str | None:
     ax.legend(loc="lower right")
 
 
+def _confidences(path: Path) -> np.ndarray:
+    """[N] the predicted items' confidence: the top class probability, or (a detection
+    round's ``.boxes.json``) the image's confidence."""
+    if path.name.endswith(".boxes.json"):
+        items = json.loads(path.read_text(encoding="utf-8"))["items"]
+        return np.array([v["confidence"] for v in items.values()], dtype=np.float64)
+    with np.load(path) as npz:
+        return npz["probs"].max(axis=1)
+
+
 def _confidence(fig, data: ReportData) -> str | None:
     series = []
     for r in data.rounds:
         path = (r["stats"].get("predict") or {}).get("file")
         if path and Path(path).is_file():
-            with np.load(path) as npz:
-                series.append((r["id"], npz["probs"].max(axis=1)))
+            series.append((r["id"], _confidences(Path(path))))
     series = series[-MAX_HISTOGRAM_ROUNDS:]
     if not series:
         return ("no data yet: no round has predicted the pool (or its prediction files "
@@ -192,7 +202,7 @@ def _confidence(fig, data: ReportData) -> str | None:
     for (rid, conf), color in zip(series, colors, strict=True):
         ax.hist(conf, bins=bins, histtype="step", lw=1.6, color=color,
                 weights=np.full(len(conf), 1 / len(conf)), label=f"round {rid} ({len(conf)})")
-    ax.set_xlabel("top probability")
+    ax.set_xlabel("top probability (boxes: the image's confidence)")
     ax.set_ylabel("share of predicted items")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)

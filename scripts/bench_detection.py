@@ -175,7 +175,7 @@ def main() -> None:
                         help="box-level fault rates of the simulated person")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--strategies", nargs="+", default=["least_confident"],
-                        help="least_confident, worst_box, random")
+                        help="least_confident, doubtful_boxes, random")
     parser.add_argument("--out", type=Path, default=Path("results/detection"))
     parser.add_argument("--max-rounds", type=int, default=12)
     parser.add_argument("--batch", type=int, default=100)

@@ -143,7 +143,7 @@ def apply_sync(store: LabelStore, project: StudioProject, snapshots: Sequence[Ta
             if verdict.outcome != "pending" or before in ("skipped", "disagreement"):
                 item.status = STATUS_FOR[verdict.outcome]
             if verdict.outcome == "labeled":
-                labels.append(_label(project, snap, item.key))
+                labels.append(_label(project, snap, item))
                 continue
             cur = current.get(item.id)
             if cur is not None and cur.source == "human" and _from_task(cur, snap.task_id):
@@ -159,8 +159,12 @@ def apply_sync(store: LabelStore, project: StudioProject, snapshots: Sequence[Ta
     return out
 
 
-def _label(project: StudioProject, snap: TaskSnapshot, key: str) -> NewLabel:
+def _label(project: StudioProject, snap: TaskSnapshot, item: Item) -> NewLabel:
     verdict = snap.verdict
+    value = verdict.value
+    if isinstance(value, dict) and "width" not in value and item.width and item.height:
+        # An empty answer says nothing of the image's size, which boxes are relative to.
+        value = {**value, "width": item.width, "height": item.height}
     winners = [a for a in snap.annotations if a.annotation_id in verdict.winners]
     latest = max(winners, key=lambda a: (a.updated_at, a.annotation_id))
     leads = [a.lead_time for a in winners if a.lead_time is not None]
@@ -179,8 +183,8 @@ def _label(project: StudioProject, snap: TaskSnapshot, key: str) -> NewLabel:
         extra["predicted_value"] = latest.predicted_value
     if sum((verdict.votes or {}).values()) > 1:
         extra["votes"] = dict(verdict.votes or {})
-    return NewLabel(key=key, label=str(verdict.label), source="human",
-                    who=", ".join(annotators)[:200], extra=extra, value=verdict.value)
+    return NewLabel(key=item.key, label=str(verdict.label), source="human",
+                    who=", ".join(annotators)[:200], extra=extra, value=value)
 
 
 def _from_task(label: Label, task_id: int) -> bool:

@@ -61,6 +61,11 @@ def ingest_command(
             url = str(store)
         else:
             project = find_config(config)
+            if project.project.task != "classification" and (labels is not None
+                                                             or imagefolder is not None):
+                raise IngestError(f"--labels and --imagefolder bring one class per image; a "
+                                  f"{project.project.task} project's labels come from Label "
+                                  "Studio (ingest the images alone)")
             ensure_workspace(project)
             url, folder = project.store_url, folder or project.images_dir
         label_store = LabelStore(url)

@@ -42,6 +42,9 @@ def tune_command(
     if sampler is not None and sampler not in list_samplers():
         fail(f"--sampler: unknown sampler {sampler!r}; valid: {', '.join(list_samplers())}")
     with opened(config, lock="labelloop tune --revert" if revert else "labelloop tune") as project:
+        if project.task.labels.name != "classification":
+            fail(f"labelloop tune tunes classifiers; a {project.task.labels.name} project's "
+                 "detector takes its settings from [training]")
         try:
             if revert:
                 result = revert_tuning(project)

@@ -34,11 +34,12 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     keys, probs, _ = load_predictions(predicted["file"])
     index = {k: i for i, k in enumerate(keys)}
     _, eval_set = labeled_sets(project)
-    val_keys, val_y = validation_set(eval_set, unresolved_held_out(project.store), index, probs,
-                                     classes)
+    tied = unresolved_held_out(project.store)
+    val_keys, val_y = validation_set(eval_set, tied, index, probs, classes)
     val_probs = probs[[index[k] for k in val_keys]] if val_keys else np.zeros((0, len(classes)))
     human = project.store.current_labels(sources=PEOPLE_SOURCES)
-    pool = [i for i, k in enumerate(keys) if k not in human]
+    # A tied held-out item is a reference waiting for its person, never a machine label.
+    pool = [i for i, k in enumerate(keys) if k not in human and k not in tied]
     pool_probs = probs[pool]
     dataset = None
     people = people_bounds(project)

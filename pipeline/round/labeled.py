@@ -50,6 +50,19 @@ def unresolved_held_out(store: LabelStore) -> set[str]:
         return {k for k in tied if k in holdout}
 
 
+def items_to_predict(project: Project, eval_keys, *, everything: bool = False) -> list:
+    """The items a predict step predicts: every one without a person's label (all of them
+    with ``everything``), the held-out ones (the thresholds are tested on them), and the
+    held-out ones whose people tie, which the accept step counts against the model."""
+    store = project.store
+    human = store.current_labels(sources=PEOPLE_SOURCES)
+    eval_keys = set(eval_keys)
+    tied = unresolved_held_out(store)
+    return ([i for i in store.items(status="ok")
+             if everything or i.key not in human or i.key in eval_keys]
+            + [i for i in store.items(status="disagreement") if i.key in tied])
+
+
 def snapshot_hash(labels: dict[str, str]) -> str:
     """Content hash of the exact training labels (item keys and classes)."""
     digest = hashlib.sha256()

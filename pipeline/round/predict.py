@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import picks
 from labeling.strategies import needs_features
 from pipeline.project.project import Project
-from pipeline.round.labeled import champion_model_path, labeled_sets
+from pipeline.round.labeled import champion_model_path, items_to_predict, labeled_sets
 from pipeline.round.probe import predict_probe
 from training.checkpoint import load_checkpoint
 from training.predict import Predictions
@@ -32,15 +31,13 @@ def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
     if out.exists():
         with np.load(out) as cached:
             return {"predicted": int(len(cached["keys"])), "version": version, "file": str(out)}
-    human = project.store.current_labels(sources=PEOPLE_SOURCES)
     _, eval_set = labeled_sets(project)
     want_features = needs_features(project.config.loop.strategy)
     # With reviews on, the training labels too: a label the champion contradicts after
     # training on it is a suspect (pipeline/round/review.py). With a strategy on embeddings,
     # too: core-set and ranked batch steer away from what people already labeled.
     everything = project.config.loop.review_share > 0 or want_features
-    items = [i for i in project.store.items(status="ok")
-             if everything or i.key not in human or i.key in eval_set]
+    items = items_to_predict(project, eval_set, everything=everything)
     model = load_checkpoint(ckpt)
     preds = predict_files(project, model, [i.path for i in items], [i.key for i in items],
                           embeddings=want_features, progress=progress)

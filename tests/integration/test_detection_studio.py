@@ -87,7 +87,7 @@ def test_boxes_round_trip_and_edits_are_what_the_store_holds(studio, store, boxe
     assert moved.value == edited and moved.label == "cat cat"
     assert moved.extra["changed_prediction"] is True
     empty = labels[photos[2].key]
-    assert (empty.label, empty.value["boxes"]) == ("nothing", [])
+    assert (empty.label, empty.value) == ("nothing", {"boxes": [], "width": W, "height": H})
 
 
 @pytest.mark.parametrize("bad, why", [

@@ -26,30 +26,31 @@ def test_the_machine_label_keeps_the_boxes_scored_half_or_more():
     assert value["boxes"][0]["score"] == 0.9 and value["width"] == 100
 
 
-def test_confidence_is_the_chance_every_keep_or_drop_is_right():
+def test_confidence_is_how_sure_the_least_sure_decision_is():
     assert image_confidence([]) == 1.0
-    assert image_confidence([0.9, 0.2]) == pytest.approx(0.9 * 0.8)
-    # A box near the line is doubt either way; a sure drop costs little.
-    assert image_confidence([0.95, 0.55]) < image_confidence([0.95, 0.05])
+    assert image_confidence([0.9, 0.2]) == pytest.approx(0.8)
+    assert image_confidence([0.95, 0.55]) == pytest.approx(0.55)
+    # A hundred clutter candidates do not drown a sure image (a product would: 0.8^100).
+    assert image_confidence([0.9] + [0.2] * 100) == pytest.approx(0.8)
 
 
 def test_the_two_uncertainties_rank_busy_and_hard_images_differently():
-    busy = pred(0.8, 0.8, 0.8, 0.8)  # four fairly sure boxes
-    hard = pred(0.99, 0.5)  # one box on the line
+    busy = pred(0.7, 0.7, 0.7, 0.35, 0.35)  # several middling boxes
+    hard = pred(0.99, 0.52)  # one box right on the line
     lc = uncertainty([busy, hard], "least_confident")
-    wb = uncertainty([busy, hard], "worst_box")
-    assert lc[0] > lc[1]  # 1 - 0.8^4 = 0.59 > 1 - 0.495
-    assert wb[1] > wb[0] and wb[1] == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="valid: least_confident, worst_box"):
+    db = uncertainty([busy, hard], "doubtful_boxes")
+    assert lc[1] > lc[0]  # 0.48 > 0.35
+    assert db[0] > db[1]  # five doubtful decisions > one
+    with pytest.raises(ValueError, match="valid: doubtful_boxes, least_confident"):
         uncertainty([busy], "margin")
-    assert list_box_strategies() == ["least_confident", "random", "worst_box"]
+    assert list_box_strategies() == ["doubtful_boxes", "least_confident", "random"]
 
 
 def test_choosing_takes_the_most_uncertain_and_breaks_ties_at_random():
     preds = [pred(0.99), pred(0.5), pred(0.6), pred(0.99)]
     rng = np.random.default_rng(0)
-    assert list(choose_uncertain(preds, 2, kind="worst_box", rng=rng)) == [1, 2]
-    firsts = {int(choose_uncertain([pred(0.7), pred(0.7)], 1, kind="worst_box",
+    assert list(choose_uncertain(preds, 2, kind="least_confident", rng=rng)) == [1, 2]
+    firsts = {int(choose_uncertain([pred(0.7), pred(0.7)], 1, kind="least_confident",
                                    rng=np.random.default_rng(s))[0]) for s in range(20)}
     assert firsts == {0, 1}
     drawn = choose_uncertain(preds, 4, kind="random", rng=rng)

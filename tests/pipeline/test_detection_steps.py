@@ -154,3 +154,70 @@ def test_a_detection_config_refuses_what_boxes_do_not_have(project, tmp_path):
         (tmp_path / "bad.toml").write_text(text.replace(old, new))
         with pytest.raises(ConfigError, match=why):
             find_config(tmp_path / "bad.toml")
+
+
+def test_commands_built_for_classes_refuse_a_detection_project_clearly(project, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import app
+
+    (tmp_path / "labels.csv").write_text("path,label\n")
+    config = ["--config", str(tmp_path / "labelloop.toml")]
+    for args, why in [(["serve"], "predicts one class per image"),
+                      (["tune"], "tunes classifiers"),
+                      (["ingest", "--labels", str(tmp_path / "labels.csv")],
+                       "labels come from Label Studio")]:
+        result = CliRunner().invoke(app, [*args, *config])
+        assert result.exit_code != 0 and why in result.output, result.output
+        assert "Traceback" not in result.output
+
+
+def tie(proj, key, task_id=1):
+    """What a sync records for a held-out image whose two people drew different boxes."""
+    from labeling.schema import Item, StudioTaskSync
+
+    proj.store.set_status([key], "disagreement")
+    with proj.store.transaction() as s:
+        item = s.query(Item).filter(Item.key == key).one()
+        s.add(StudioTaskSync(project_id=1, task_id=task_id, item_id=item.id,
+                             outcome="disagreement"))
+
+
+def test_a_tied_held_out_image_is_predicted_counted_wrong_and_never_machine_labeled(project):
+    from pipeline.round.labeled import items_to_predict
+
+    proj, truth = project
+    keys = sorted(truth)
+    held = keys[:40]
+    record_picks(proj.store, [Pick(k, "random", holdout=True) for k in held], round_id=None)
+    people_label(proj, truth, held[1:])
+    tie(proj, held[0])
+    assert held[0] in {i.key for i in items_to_predict(proj, held[1:])}
+    rid = proj.store.start_round()
+    items = predicted_as(truth, keys, np.full(len(keys), 0.99))
+    record = accept_step.auto_accept(proj, rid, write_predictions(proj, items, round_id=rid))
+    cut = record["image_threshold"]
+    assert (cut["n"], cut["wrong"]) == (40, 1)  # the tie counts, against the model
+    assert held[0] not in proj.store.current_labels()
+
+
+def test_a_predicted_box_too_thin_to_draw_is_not_kept():
+    from pipeline.detection_model import as_value
+
+    detections = {"boxes": np.array([[10, 10, 30, 40], [99.6, 5, 100.4, 20]], np.float32),
+                  "labels": ["3", "7"], "scores": np.array([0.9, 0.8], np.float32),
+                  "width": 100, "height": 60}
+    value = as_value(detections)
+    assert [b["label"] for b in value["boxes"]] == ["3"]
+    assert value["boxes"][0] == {"label": "3", "x": 10.0, "y": 10.0, "w": 20.0, "h": 30.0,
+                                 "score": 0.9}
+
+
+def test_the_report_reads_a_detection_rounds_confidences(tmp_path):
+    from pipeline.report import _confidences
+
+    path = tmp_path / "round2-v1.boxes.json"
+    path.write_text(json.dumps({"version": "1", "items": {
+        "a": {"width": 9, "height": 9, "boxes": [], "confidence": 1.0},
+        "b": {"width": 9, "height": 9, "boxes": [], "confidence": 0.25}}}))
+    assert sorted(_confidences(path).tolist()) == [0.25, 1.0]

@@ -27,7 +27,10 @@ class DetectParams:
     lr: float = 5e-3
     weight_decay: float = 1e-4
     augment: float = 0.5
-    min_steps: int = 100
+    # A detector learns from steps more than from epochs: on 100 mnist-detection canvases
+    # (15 epochs of batch 16), 105 steps gave mAP@0.5 0.33 on the 500 test canvases and 300
+    # steps 0.83 (19 s against 86 s on two cores). The first rounds have that few labels.
+    min_steps: int = 300
     device: str = "cpu"
 
     def __post_init__(self) -> None:

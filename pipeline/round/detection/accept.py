@@ -39,7 +39,8 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     val = [k for k in eval_set if k in preds]
     # A tie among people is an outcome too, and it happens where the model's answer was in
     # doubt: counted against the model, never left out.
-    tied = sorted(k for k in unresolved_held_out(project.store) if k in preds and k not in eval_set)
+    held_tied = unresolved_held_out(project.store)
+    tied = sorted(k for k in held_tied if k in preds and k not in eval_set)
     conf = np.array([preds[k]["confidence"] for k in val + tied], dtype=np.float64)
     wrong = np.array([not right(eval_set[k], machine_value(preds[k])) for k in val]
                      + [True] * len(tied), dtype=bool)
@@ -48,7 +49,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
                           min_points=loop.min_validation_points,
                           reference_error=float(loop.reference_error))
     human = project.store.current_labels(sources=PEOPLE_SOURCES)
-    pool = [k for k in preds if k not in human]
+    pool = [k for k in preds if k not in human and k not in held_tied]  # references stay people's
     pool_conf = np.array([preds[k]["confidence"] for k in pool], dtype=np.float64)
     accepted = [k for k, ok in zip(pool, cut.accept(pool_conf), strict=True) if ok]
     version = predicted["version"]
@@ -60,8 +61,9 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
                                    confidence=float(preds[k]["confidence"]),
                                    round_id=round_id, value=value))
     result = project.store.add_labels(new_labels, classes=None)
+    kept = set(accepted)
     withdrawn = project.store.retract_labels(
-        [k for k in project.store.current_labels(sources=("machine",)) if k not in set(accepted)],
+        [k for k in project.store.current_labels(sources=("machine",)) if k not in kept],
         source="machine")
     machine_now = project.store.current_labels(sources=("machine",))
     pool_size = len({i.key for i in project.store.items(status="ok")} - human.keys())

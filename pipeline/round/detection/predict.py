@@ -8,12 +8,11 @@ import json
 from pathlib import Path
 
 from labeling.box_scores import image_confidence, machine_value
-from labeling.schema import PEOPLE_SOURCES
 from pipeline.detection_model import predict_values
 from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
 from pipeline.round.detection.labeled import labeled_values
-from pipeline.round.labeled import champion_model_path
+from pipeline.round.labeled import champion_model_path, items_to_predict
 from training.detection.checkpoint import load_detector
 
 
@@ -30,10 +29,8 @@ def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
     out = predictions_file(project, version, round_id)
     if out.exists():
         return {"predicted": len(load_predictions(out)), "version": version, "file": str(out)}
-    human = project.store.current_labels(sources=PEOPLE_SOURCES)
     _, eval_set = labeled_values(project)
-    items = [i for i in project.store.items(status="ok")
-             if i.key not in human or i.key in eval_set]
+    items = items_to_predict(project, eval_set)
     model = load_detector(ckpt)
     values = predict_values(model, [i.path for i in items], progress=progress)
     for value in values:
