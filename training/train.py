@@ -64,7 +64,7 @@ def train(
     check_same_length(len(paths), len(labels), "paths")
     label_idx = encode_labels(labels, classes)
     tconf = transform_for(params)
-    _check_warm_start(warm_start, params, classes)
+    check_warm_start(warm_start, params, classes)
     images = load_arrays(paths, tconf, num_workers=params.num_workers, progress=progress)
     pixels = ArrayDataset(images, tconf).images
     return _fit(pixels, label_idx, classes, tconf, params, progress=progress,
@@ -89,7 +89,7 @@ def train_arrays(
     label_idx = check_label_idx(label_idx, len(classes))
     check_same_length(len(images), len(label_idx))
     tconf = transform_for(params)
-    _check_warm_start(warm_start, params, classes)
+    check_warm_start(warm_start, params, classes)
     pixels = ArrayDataset(images, tconf).images
     return _fit(pixels, label_idx, classes, tconf, params, progress=progress,
                 warm_start=warm_start, on_check=on_check)
@@ -125,16 +125,17 @@ def split_for_validation(
     return train_idx, val_idx, f"stratified hold-out of {len(val_idx)} of {n} labels"
 
 
-def _check_warm_start(
-    warm_start: TrainedModel | None, params: TrainParams, classes: tuple[str, ...]
-) -> None:
+def check_warm_start(warm_start, params, classes: tuple[str, ...], *,
+                     other_way: str = ", or pass weights= instead") -> None:
+    """Refuse to continue training a model (classifier or detector) of another architecture
+    or over other classes than this run's."""
     if warm_start is None:
         return
     if warm_start.params.model != params.model or warm_start.classes != classes:
         raise ValueError(
             f"warm_start was trained as {warm_start.params.model!r} on classes "
             f"{list(warm_start.classes)}; this run asks for {params.model!r} on {list(classes)}. "
-            f"Warm-start only with the same model and classes, or pass weights= instead."
+            f"Warm-start only with the same model and classes{other_way}."
         )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from labeling.studio.connection import Studio
 from labeling.studio.errors import StudioError
 from labeling.studio.project import StudioProject
-from labeling.studio.remote import item_key_of, iter_tasks
+from labeling.studio.remote import pending_tasks
 
 # Seconds a simulated person spends on an image, drawn uniformly.
 LEAD_TIME_S = (1.0, 8.0)
@@ -90,11 +90,7 @@ def simulate_annotations(
         raise StudioError(f"the truth file has labels that are not classes of the project: "
                           f"{', '.join(unknown[:5])}; valid: {', '.join(project.classes)}")
     rng = np.random.default_rng(seed)
-    pending = sorted(
-        (int(t["id"]), item_key_of(t)) for t in iter_tasks(
-            studio, project.id, all_fields=True,
-            include="id,data,total_annotations,cancelled_annotations")
-        if not t.get("total_annotations") and not t.get("cancelled_annotations"))
+    pending = [(tid, key) for tid, key, _ in pending_tasks(studio, project.id)]
     answerable = [(tid, key) for tid, key in pending if key in truth]
     chosen = answerable if limit is None else answerable[:limit]
     answered = correct = wrong = skipped = 0

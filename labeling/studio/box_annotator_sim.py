@@ -23,7 +23,7 @@ from labeling.studio.annotator_sim import LEAD_TIME_S
 from labeling.studio.connection import Studio
 from labeling.studio.errors import StudioError
 from labeling.studio.project import StudioProject
-from labeling.studio.remote import item_key_of, iter_tasks
+from labeling.studio.remote import pending_tasks
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,7 @@ def simulate_box_annotations(
         raise StudioError(f"the answer key has labels that are not classes of the project: "
                           f"{', '.join(unknown[:5])}; valid: {', '.join(project.classes)}")
     rng = np.random.default_rng(seed)
-    pending = sorted(
-        (int(t["id"]), item_key_of(t), t) for t in iter_tasks(
-            studio, project.id, all_fields=True,
-            include="id,data,total_annotations,cancelled_annotations,predictions")
-        if not t.get("total_annotations") and not t.get("cancelled_annotations"))
+    pending = pending_tasks(studio, project.id, fields="predictions")
     answerable = [(tid, key, t) for tid, key, t in pending if key in truth]
     chosen = answerable if limit is None else answerable[:limit]
     counts = {"answered": 0, "right": 0, "wrong": 0, "skipped": 0, "kept_shown": 0}

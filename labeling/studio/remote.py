@@ -82,3 +82,14 @@ def tasks_by_key(studio: Studio, project_id: int) -> tuple[dict[str, int], dict[
     first = {key: min(ids) for key, ids in found.items()}
     duplicates = {key: sorted(ids) for key, ids in found.items() if len(ids) > 1}
     return first, duplicates
+
+
+def pending_tasks(studio, project_id: int, *,
+                  fields: str = "") -> list[tuple[int, str | None, dict]]:
+    """(task id, item key, task) of every task nobody answered or skipped yet, oldest first;
+    ``fields``: more task fields to list (comma-separated, e.g. ``predictions``)."""
+    include = "id,data,total_annotations,cancelled_annotations" + (f",{fields}" if fields else "")
+    return sorted(((int(t["id"]), item_key_of(t), t)
+                   for t in iter_tasks(studio, project_id, all_fields=True, include=include)
+                   if not t.get("total_annotations") and not t.get("cancelled_annotations")),
+                  key=lambda row: row[0])

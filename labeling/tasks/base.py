@@ -20,10 +20,36 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from xml.etree import ElementTree
+from xml.sax.saxutils import quoteattr
 
 # The names of the Label Studio config's elements; tasks carry the image under ``data.image``.
 IMAGE_NAME = "image"
 LABEL_NAME = "label"
+
+
+def control_config(control: str, option: str, classes: Sequence[str], attrs: str = "") -> str:
+    """A labeling config: the image, and one ``control`` element named ``LABEL_NAME`` over it
+    with an ``option`` per class (``Choices``/``Choice``, ``RectangleLabels``/``Label``)."""
+    options = "\n".join(f"    <{option} value={quoteattr(c)}/>" for c in classes)
+    return (f'<View>\n  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}"/>\n'
+            f'  <{control} name="{LABEL_NAME}" toName="{IMAGE_NAME}"{attrs}>\n{options}\n'
+            f'  </{control}>\n</View>')
+
+
+def control_classes(xml: str, control: str, option: str) -> tuple[str, ...] | None:
+    """The classes of a config ``control_config`` made, or ``None`` if ``xml`` is not one (no
+    single image and single ``control`` over it, or not XML)."""
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return None
+    images = [e for e in root.iter("Image") if e.get("name") == IMAGE_NAME]
+    controls = [e for e in root.iter(control)
+                if e.get("name") == LABEL_NAME and e.get("toName") == IMAGE_NAME]
+    if len(images) != 1 or len(controls) != 1:
+        return None
+    return tuple(c.get("value", "") for c in controls[0].iter(option))
 
 
 @dataclass(frozen=True)

@@ -9,32 +9,24 @@ the class name itself, so the store needs no JSON value for it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from xml.etree import ElementTree
-from xml.sax.saxutils import quoteattr
 
-from labeling.tasks.base import IMAGE_NAME, LABEL_NAME, TaskType
+from labeling.tasks.base import (
+    IMAGE_NAME,
+    LABEL_NAME,
+    TaskType,
+    control_classes,
+    control_config,
+)
 
 
 def label_config(classes: Sequence[str]) -> str:
     """The labeling config XML for single-choice image classification over ``classes``."""
-    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in classes)
-    return (f'<View>\n  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}"/>\n'
-            f'  <Choices name="{LABEL_NAME}" toName="{IMAGE_NAME}" choice="single" '
-            f'showInline="true">\n{choices}\n  </Choices>\n</View>')
+    return control_config("Choices", "Choice", classes, ' choice="single" showInline="true"')
 
 
 def config_classes(xml: str) -> tuple[str, ...] | None:
     """The classes of a labelloop-style labeling config, or ``None`` if it is not one."""
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError:
-        return None
-    images = [e for e in root.iter("Image") if e.get("name") == IMAGE_NAME]
-    choices = [e for e in root.iter("Choices")
-               if e.get("name") == LABEL_NAME and e.get("toName") == IMAGE_NAME]
-    if len(images) != 1 or len(choices) != 1:
-        return None
-    return tuple(c.get("value", "") for c in choices[0].iter("Choice"))
+    return control_classes(xml, "Choices", "Choice")
 
 
 def choice_result(label: str) -> list[dict]:

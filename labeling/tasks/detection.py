@@ -19,11 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from statistics import median
-from xml.etree import ElementTree
-from xml.sax.saxutils import quoteattr
 
 from labeling.boxes import box_iou, image_matches
-from labeling.tasks.base import IMAGE_NAME, LABEL_NAME, Agreement, TaskType
+from labeling.tasks.base import (
+    IMAGE_NAME,
+    LABEL_NAME,
+    Agreement,
+    TaskType,
+    control_classes,
+    control_config,
+)
 
 NOTHING = "nothing"
 # Boxes of one object drawn by different people overlap at least this much.
@@ -38,24 +43,12 @@ MIN_SIDE_PX = 1.0
 
 def label_config(classes: Sequence[str]) -> str:
     """The labeling config XML for boxes over ``classes``."""
-    labels = "\n".join(f"    <Label value={quoteattr(c)}/>" for c in classes)
-    return (f'<View>\n  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}"/>\n'
-            f'  <RectangleLabels name="{LABEL_NAME}" toName="{IMAGE_NAME}">\n{labels}\n'
-            f'  </RectangleLabels>\n</View>')
+    return control_config("RectangleLabels", "Label", classes)
 
 
 def config_classes(xml: str) -> tuple[str, ...] | None:
     """The classes of a labelloop-style box config, or ``None`` if it is not one."""
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError:
-        return None
-    images = [e for e in root.iter("Image") if e.get("name") == IMAGE_NAME]
-    rects = [e for e in root.iter("RectangleLabels")
-             if e.get("name") == LABEL_NAME and e.get("toName") == IMAGE_NAME]
-    if len(images) != 1 or len(rects) != 1:
-        return None
-    return tuple(c.get("value", "") for c in rects[0].iter("Label"))
+    return control_classes(xml, "RectangleLabels", "Label")
 
 
 def box_results(value: dict) -> list[dict]:

@@ -86,6 +86,19 @@ def changed_labels(project: Project, snapshot: str | None, train_set: dict[str, 
     return sum(before.get(k) != v for k, v in train_set.items())
 
 
+def why_not_retrain(project: Project, snapshot: str, train_set: dict[str, str]) -> str | None:
+    """Why no challenger is trained on the labels ``train_set`` (hash ``snapshot``): the
+    champion has them, or fewer than ``[loop] min_new_labels`` changed; None: train one."""
+    champion = project.registry.champion()
+    if champion is None:
+        return None
+    if champion.snapshot == snapshot:
+        return "no new labels since the champion"
+    new = changed_labels(project, champion.snapshot, train_set)
+    wanted = project.config.loop.min_new_labels
+    return f"{new} new labels < min_new_labels {wanted}" if new < wanted else None
+
+
 def class_indices(project: Project, labels: dict[str, str], keys) -> np.ndarray:
     """Class indices [N] of ``labels[k]`` for ``keys``, in the project's class order."""
     index = {c: i for i, c in enumerate(project.classes)}

@@ -9,6 +9,8 @@ more labels that is as accurate but better calibrated gives better thresholds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from pipeline.project.project import Project
@@ -30,6 +32,20 @@ def score_on_eval(project: Project, version: str, eval_set: dict[str, str]) -> d
 
 def decide_promotion(project: Project, challenger: str | None) -> dict:
     """Apply the promotion rule (module docstring) and promote if it says so."""
+    return promote_if_better(
+        project, challenger, labeled_sets(project)[1], score=score_on_eval,
+        rank=lambda r: (r["accuracy"], -r["log_loss"]),
+        describe=lambda r: f"accuracy {r['accuracy']:.4f} (log-loss {r['log_loss']:.4f})",
+        unit="held-out human labels")
+
+
+def promote_if_better(project: Project, challenger: str | None, eval_set: dict, *,
+                      score: Callable[[Project, str, dict], dict],
+                      rank: Callable[[dict], tuple], describe: Callable[[dict], str],
+                      unit: str) -> dict:
+    """Promote ``challenger`` if ``rank`` of its ``score`` on ``eval_set`` beats the
+    champion's on the same items (the first model is promoted as it is); the record says
+    why. Every task type's promotion goes through here."""
     registry = project.registry
     champion = registry.champion()
     if challenger is None:
@@ -40,21 +56,16 @@ def decide_promotion(project: Project, challenger: str | None) -> dict:
     if champion is None:
         registry.promote(challenger, reason="first model")
         return {"promoted": True, "reason": "first model", "champion": challenger}
-    _, eval_set = labeled_sets(project)
     if not eval_set:
         return {"promoted": False, "reason": "no held-out human labels to compare on",
                 "champion": champion.version}
-    new = score_on_eval(project, challenger, eval_set)
-    old = score_on_eval(project, champion.version, eval_set)
-    better = new["accuracy"] > old["accuracy"] or (
-        new["accuracy"] == old["accuracy"] and new["log_loss"] < old["log_loss"])
-    reason = (f"v{challenger} accuracy {new['accuracy']:.4f} (log-loss {new['log_loss']:.4f}) vs "
-              f"champion v{champion.version} {old['accuracy']:.4f} ({old['log_loss']:.4f}) "
-              f"on {new['n']} held-out human labels")
+    new = score(project, challenger, eval_set)
+    old = score(project, champion.version, eval_set)
+    better = rank(new) > rank(old)
+    reason = (f"v{challenger} {describe(new)} vs champion v{champion.version} "
+              f"{describe(old)} on {len(eval_set)} {unit}")
     if better:
         registry.promote(challenger, reason=reason)
     return {"promoted": better, "reason": reason,
             "champion": challenger if better else champion.version,
             "challenger_score": new, "champion_score": old}
-
-

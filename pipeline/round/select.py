@@ -21,12 +21,8 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
     cold-start batch before there is a model. Recorded before anything is pushed."""
     store = project.store
     rng = np.random.default_rng([project.config.training.seed, round_id])
-    human = store.current_labels(sources=PEOPLE_SOURCES)
     made = picks(store)
-    taken = set(made)
-    skipped = {i.key for i in store.items(status="skipped")}
-    candidates = [i.key for i in store.items(status="ok")
-                  if i.key not in human and i.key not in taken and i.key not in skipped]
+    candidates = unasked(project, made)
     if not candidates:
         return {"picked": 0, "reason": "nothing left to ask about"}
     if "file" not in predicted:
@@ -36,6 +32,14 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
     added = record_picks(store, new, round_id=round_id)
     reasons = {r: sum(p.reason == r for p in new) for r in ("random", "audit", "strategy")}
     return {"picked": len(added), **reasons}
+
+
+def unasked(project: Project, made: dict) -> list[str]:
+    """The items people may be asked about: in the pool, without a person's label, never
+    picked (``made``: the picks so far) and not skipped."""
+    store = project.store
+    human = store.current_labels(sources=PEOPLE_SOURCES)
+    return [i.key for i in store.items(status="ok") if i.key not in human and i.key not in made]
 
 
 def cold_start_picks(project, candidates, rng, *, progress) -> list[Pick]:

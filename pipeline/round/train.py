@@ -8,11 +8,11 @@ import json
 from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
 from pipeline.round.labeled import (
-    changed_labels,
     class_indices,
     labeled_sets,
     paths_of,
     snapshot_hash,
+    why_not_retrain,
 )
 from pipeline.round.probe import round_params, train_probe
 from training.calibrate import calibrate
@@ -26,19 +26,13 @@ MIN_CALIBRATION_ITEMS = 30
 def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict:
     """Train (or find, after a crash) the challenger for the current labels; register it."""
     train_set, eval_set = labeled_sets(project)
-    champion = project.registry.champion()
     classes_present = {label for label in train_set.values()}
     if len(classes_present) < 2:
         return {"trained": False, "reason": f"only {len(train_set)} training labels, "
                                             f"{len(classes_present)} class(es)"}
     snapshot = snapshot_hash(train_set)
-    if champion is not None:
-        if champion.snapshot == snapshot:
-            return {"trained": False, "reason": "no new labels since the champion"}
-        new = changed_labels(project, champion.snapshot, train_set)
-        if new < project.config.loop.min_new_labels:
-            return {"trained": False, "reason": f"{new} new labels < min_new_labels "
-                                                f"{project.config.loop.min_new_labels}"}
+    if (reason := why_not_retrain(project, snapshot, train_set)) is not None:
+        return {"trained": False, "reason": reason}
     ckpt = project.models_dir / f"{snapshot}.pt"
     if not ckpt.exists():
         write_text_atomic(project.models_dir / f"{snapshot}.labels.json",

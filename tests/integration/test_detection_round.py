@@ -24,6 +24,7 @@ from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config
 from pipeline.round import session as studio_session
 from pipeline.round.steps import run_round
+from tests.integration.test_loop import KILLER
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -123,19 +124,6 @@ def test_detection_rounds_with_a_simulated_person(studio_server, canvases, tmp_p
     project.close()
 
 
-KILLER = textwrap.dedent("""
-    import os, signal, sys
-    from pipeline.project.project import open_project
-    from pipeline.round.steps import run_round
-    from pipeline.project.workspace import find_config
-    stop_after = sys.argv[2]
-    def die(step, _result):
-        if step == stop_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-    project = open_project(find_config(sys.argv[1]),
-                           env={"LABEL_STUDIO_API_KEY": os.environ["LS_KEY"]})
-    run_round(project, on_step=die)
-""")
 
 
 def test_a_detection_round_killed_after_a_step_resumes_to_the_same_state(

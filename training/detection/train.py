@@ -28,6 +28,7 @@ from training.detection.data import (
 from training.detection.models import detector_entry, get_detector
 from training.detection.params import DetectParams
 from training.detection.trained import TrainedDetector
+from training.train import check_warm_start
 
 
 def train_detector(
@@ -54,7 +55,7 @@ def train_detector(
     params = params or DetectParams()
     classes = check_detection_classes(classes)
     encoded = check_targets(paths, targets, classes)
-    _check_warm_start(warm_start, params, classes)
+    check_warm_start(warm_start, params, classes, other_way="")
     started = time.perf_counter()
     images = []
     first = detector_entry(params.model).first_label
@@ -101,19 +102,6 @@ def train_detector(
         optimizer_state=optimizer.state_dict(),
         epoch=(warm_start.epoch if warm_start else 0) + stats["epochs"],
     )
-
-
-def _check_warm_start(
-    warm_start: TrainedDetector | None, params: DetectParams, classes: tuple[str, ...]
-) -> None:
-    if warm_start is None:
-        return
-    if warm_start.params.model != params.model or warm_start.classes != classes:
-        raise ValueError(
-            f"warm_start was trained as {warm_start.params.model!r} on classes "
-            f"{list(warm_start.classes)}; this run asks for {params.model!r} on {list(classes)}. "
-            f"Warm-start only with the same model and classes."
-        )
 
 
 def _optimise(

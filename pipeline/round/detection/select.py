@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 from labeling.box_scores import choose_uncertain
-from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import Pick, picks, record_picks
 from pipeline.project.project import Project
 from pipeline.round.detection.predict import load_predictions
-from pipeline.round.select import cold_start_picks
+from pipeline.round.select import cold_start_picks, unasked
 
 
 def select_batch(project: Project, round_id: int, predicted: dict, *,
@@ -20,11 +19,7 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
     store = project.store
     loop = project.config.loop
     rng = np.random.default_rng([project.config.training.seed, round_id])
-    human = store.current_labels(sources=PEOPLE_SOURCES)
-    taken = set(picks(store))
-    skipped = {i.key for i in store.items(status="skipped")}
-    candidates = [i.key for i in store.items(status="ok")
-                  if i.key not in human and i.key not in taken and i.key not in skipped]
+    candidates = unasked(project, picks(store))
     if not candidates:
         return {"picked": 0, "reason": "nothing left to ask about"}
     if "file" not in predicted:

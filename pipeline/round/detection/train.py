@@ -11,7 +11,8 @@ from pipeline.detection_model import detect_params, predict_values, score_boxes,
 from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
 from pipeline.round.detection.labeled import as_texts, labeled_values
-from pipeline.round.labeled import changed_labels, paths_of, snapshot_hash
+from pipeline.round.labeled import paths_of, snapshot_hash, why_not_retrain
+from pipeline.round.promote import promote_if_better
 from training.detection.checkpoint import load_detector, save_detector
 
 # Fewest training images with at least one box that a detector is trained on.
@@ -27,14 +28,8 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
                                             f"{MIN_TRAIN_IMAGES}"}
     texts = as_texts(train_set)
     snapshot = snapshot_hash(texts)
-    champion = project.registry.champion()
-    if champion is not None:
-        if champion.snapshot == snapshot:
-            return {"trained": False, "reason": "no new labels since the champion"}
-        new = changed_labels(project, champion.snapshot, texts)
-        if new < project.config.loop.min_new_labels:
-            return {"trained": False, "reason": f"{new} new labels < min_new_labels "
-                                                f"{project.config.loop.min_new_labels}"}
+    if (reason := why_not_retrain(project, snapshot, texts)) is not None:
+        return {"trained": False, "reason": reason}
     ckpt = project.models_dir / f"{snapshot}.det.pt"
     if not ckpt.exists():
         write_text_atomic(project.models_dir / f"{snapshot}.labels.json",
@@ -64,31 +59,14 @@ def _score(project: Project, model, eval_set: dict[str, dict]) -> dict:
     return score_boxes(predicted, [eval_set[k] for k in keys], project.classes)
 
 
+def _score_version(project: Project, version: str, eval_set: dict[str, dict]) -> dict:
+    return _score(project, load_detector(project.registry.checkpoint_path(version)), eval_set)
+
+
 def decide_promotion(project: Project, challenger: str | None) -> dict:
     """Promote the challenger if it beats the champion on the held-out images."""
-    registry = project.registry
-    champion = registry.champion()
-    if challenger is None:
-        return {"promoted": False, "reason": "no challenger this round",
-                "champion": champion.version if champion else None}
-    if champion is not None and champion.version == challenger:
-        return {"promoted": False, "reason": "already champion", "champion": challenger}
-    if champion is None:
-        registry.promote(challenger, reason="first model")
-        return {"promoted": True, "reason": "first model", "champion": challenger}
-    _, eval_set = labeled_values(project)
-    if not eval_set:
-        return {"promoted": False, "reason": "no held-out human labels to compare on",
-                "champion": champion.version}
-    new = _score(project, load_detector(registry.checkpoint_path(challenger)), eval_set)
-    old = _score(project, load_detector(registry.checkpoint_path(champion.version)),
-                 eval_set)
-    better = (new["map_50"], new["map"]) > (old["map_50"], old["map"])
-    reason = (f"v{challenger} mAP@0.5 {new['map_50']:.4f} (mAP {new['map']:.4f}) vs champion "
-              f"v{champion.version} {old['map_50']:.4f} ({old['map']:.4f}) on {len(eval_set)} "
-              f"held-out images")
-    if better:
-        registry.promote(challenger, reason=reason)
-    return {"promoted": better, "reason": reason,
-            "champion": challenger if better else champion.version,
-            "challenger_score": new, "champion_score": old}
+    return promote_if_better(
+        project, challenger, labeled_values(project)[1], score=_score_version,
+        rank=lambda r: (r["map_50"], r["map"]),
+        describe=lambda r: f"mAP@0.5 {r['map_50']:.4f} (mAP {r['map']:.4f})",
+        unit="held-out images")
