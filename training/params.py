@@ -52,15 +52,10 @@ class TrainParams:
             "image_size": self.image_size is None or self.image_size >= 8,
             "mode": self.mode in MODES,
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(
-                f"invalid training parameters: {values} (need epochs >= 1, batch_size >= 2, "
-                f"lr > 0, weight_decay >= 0, 0 <= augment <= 1, 0 <= val_fraction < 1, "
-                f"patience >= 1, min_steps >= 0, num_workers >= 0, image_size None or >= 8, "
-                f"mode one of {', '.join(MODES)})"
-            )
+        refuse_failed(self, checks, "training", (
+            f"epochs >= 1, batch_size >= 2, lr > 0, weight_decay >= 0, 0 <= augment <= 1, "
+            f"0 <= val_fraction < 1, patience >= 1, min_steps >= 0, num_workers >= 0, "
+            f"image_size None or >= 8, mode one of {', '.join(MODES)}"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every field, for checkpoints, JSON and experiment trackers."""
@@ -69,10 +64,22 @@ class TrainParams:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainParams:
         """Inverse of ``to_dict``; missing keys take defaults, unknown keys raise ``ValueError``."""
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise ValueError(
-                f"unknown training parameters {unknown}; valid: {', '.join(sorted(valid))}"
-            )
-        return cls(**d)
+        return from_known_fields(cls, d, "training")
+
+
+def refuse_failed(params, checks: dict[str, bool], what: str, needs: str) -> None:
+    """Raise ``ValueError`` naming every field of ``params`` whose check failed, and what
+    each needs (``what``: "training", "detector")."""
+    bad = [name for name, ok in checks.items() if not ok]
+    if bad:
+        values = ", ".join(f"{name}={getattr(params, name)!r}" for name in bad)
+        raise ValueError(f"invalid {what} parameters: {values} (need {needs})")
+
+
+def from_known_fields(cls, d: dict[str, Any], what: str):
+    """``cls(**d)``; missing keys take defaults, unknown keys raise ``ValueError``."""
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - valid)
+    if unknown:
+        raise ValueError(f"unknown {what} parameters {unknown}; valid: {', '.join(sorted(valid))}")
+    return cls(**d)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from training.params import from_known_fields, refuse_failed
 
 
 @dataclass(frozen=True)
@@ -44,14 +46,9 @@ class DetectParams:
             "augment": 0 <= self.augment <= 1,
             "min_steps": self.min_steps >= 0,
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(
-                f"invalid detector parameters: {values} (need weights 'imagenet' or None, "
-                f"image_size None or >= 32, epochs >= 1, batch_size >= 1, lr > 0, "
-                f"weight_decay >= 0, 0 <= augment <= 1, min_steps >= 0)"
-            )
+        refuse_failed(self, checks, "detector", (
+            "weights 'imagenet' or None, image_size None or >= 32, epochs >= 1, batch_size "
+            ">= 1, lr > 0, weight_decay >= 0, 0 <= augment <= 1, min_steps >= 0"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every field, for checkpoints and experiment trackers."""
@@ -60,10 +57,4 @@ class DetectParams:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DetectParams:
         """Inverse of ``to_dict``; missing keys take defaults, unknown keys raise ``ValueError``."""
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise ValueError(
-                f"unknown detector parameters {unknown}; valid: {', '.join(sorted(valid))}"
-            )
-        return cls(**d)
+        return from_known_fields(cls, d, "detector")
