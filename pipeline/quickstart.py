@@ -131,6 +131,21 @@ def use_crowd(config_path: Path, annotators: int) -> None:
         ("reference_error = 0.0", 'reference_error = "measured"')))
 
 
+def open_demo(config_path: Path, env: dict[str, str], n_test: int):
+    """Open a demo project, ingest its pool and start its embedded Label Studio; returns the
+    project and the server's details (URL, login, password file)."""
+    config = find_config(config_path)
+    project = open_project(config, env=env)
+    try:
+        report = ingest_folder(project.store, config.images_dir, progress=True)
+        print(f"pool: {len(project.store.items())} images ({len(report.added)} new), "
+              f"{n_test} test images kept out")
+        return project, studio_session.ensure_embedded_server(project)
+    except BaseException:
+        project.close()
+        raise
+
+
 def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
                    env: dict[str, str], annotators: int | None = None,
                    dataset: str = "mnist") -> None:
@@ -142,13 +157,9 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
     config_path, truth, test_rows = prepare(folder, dataset)
     if annotators:
         use_crowd(config_path, annotators)
-    config = find_config(config_path)
-    project = open_project(config, env=env)
+    project, studio = open_demo(config_path, env, len(test_rows))
+    config = project.config
     try:
-        report = ingest_folder(project.store, config.images_dir, progress=True)
-        print(f"pool: {len(project.store.items())} images ({len(report.added)} new), "
-              f"{len(test_rows)} test images kept out")
-        studio = studio_session.ensure_embedded_server(project)
         crowd = config.studio.annotators
         if crowd:
             print(f"crowd: {', '.join(ensure_annotators(project, crowd))} (mean error {noise})")

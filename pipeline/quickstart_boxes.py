@@ -21,11 +21,9 @@ from pipeline.certify import describe, project_certificate
 from pipeline.detection_dataset import CLASSES, export_mnist_detection
 from pipeline.detection_model import predict_values, score_boxes
 from pipeline.export import export_labels
-from pipeline.ingest import ingest_folder
 from pipeline.project.config import CONFIG_NAME
-from pipeline.project.project import open_project
-from pipeline.project.workspace import find_config, init_project
-from pipeline.quickstart import change_defaults
+from pipeline.project.workspace import init_project
+from pipeline.quickstart import change_defaults, open_demo
 from pipeline.round import session as studio_session
 from pipeline.round.steps import run_round
 from training.detection.checkpoint import load_detector
@@ -90,13 +88,8 @@ def run_detection_quickstart(folder: Path, *, rounds: int, noise: float, seed: i
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     config_path, truth, test_rows = prepare(folder, n_images)
-    config = find_config(config_path)
-    project = open_project(config, env=env)
+    project, studio = open_demo(config_path, env, len(test_rows))
     try:
-        report = ingest_folder(project.store, config.images_dir, progress=True)
-        print(f"pool: {len(project.store.items())} images ({len(report.added)} new), "
-              f"{len(test_rows)} test images kept out")
-        studio = studio_session.ensure_embedded_server(project)
         done_before = len([r for r in project.store.rounds() if r["status"] == "done"])
         for n in range(done_before + 1, done_before + rounds + 1):
             run_round(project, progress=False)
