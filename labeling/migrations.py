@@ -5,6 +5,7 @@ Version 2: ``labels.value`` (a label's typed value, JSON, where it is more than 
 the ``second_opinions`` table, and the ``store_meta`` table that records the version.
 Version 3: the ``item_thumbs`` table (thumbnails and near-duplicate groups, filled at ingest).
 Version 4: ``studio_annotations.value`` (an answer's typed value: a detection's boxes).
+Version 5: the ``seen_files`` table (what ingest read, so the next ingest reads only what changed).
 
 ``migrate`` runs when a store is opened, in one transaction: a store killed half-way through a
 migration is left at its old version and migrates again next time. Each step only adds (a
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from labeling.schema import Base, StoreMeta
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SchemaError(ValueError):

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -137,6 +138,22 @@ class ItemThumb(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
     thumb: Mapped[bytes] = mapped_column(LargeBinary)
     group_key: Mapped[str] = mapped_column(String(80), index=True)
+
+
+class SeenFile(Base):
+    """A file that ingest read, as it was then: its size, modification and change times (ns)
+    and the key of its bytes (None when it could not be read). A later ingest whose stat of
+    the path shows the same three reads nothing: only new or changed files are hashed and
+    decoded. The change time is in it because a copy that keeps the modification time
+    (``cp -p``, rsync) still sets it."""
+
+    __tablename__ = "seen_files"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    ctime_ns: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 SELECTION_REASONS = ("random", "audit", "strategy")

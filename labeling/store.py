@@ -167,8 +167,14 @@ class LabelStore:
     def add_items(self, items: Iterable[NewItem]) -> list[str]:
         """Add items not yet in the store; return the keys that were new (content de-dup)."""
         added: list[str] = []
+        items = list(items)
         with self.transaction() as s:
-            known = set(s.scalars(select(Item.key)))
+            # Only this batch's keys: reading every key would make each batch cost the pool.
+            wanted = list(dict.fromkeys(it.key for it in items))
+            known = set()
+            for start in range(0, len(wanted), _CHUNK):
+                known.update(s.scalars(select(Item.key).where(
+                    Item.key.in_(wanted[start:start + _CHUNK]))))
             for it in items:
                 if it.key in known:
                     continue

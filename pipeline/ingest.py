@@ -25,12 +25,12 @@ from PIL import Image
 from rich.progress import track
 
 from labeling.near_duplicates import THUMB_SIDE, assign_groups
+from labeling.seen_files import Stamp, forget_seen, record_seen, seen_under
 from labeling.store import LabelStore, NewItem, file_key
 from training.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     ImageError,
-    is_image_path,
     open_image,
 )
 
@@ -70,6 +70,8 @@ class IngestReport:
     ignored: list[str]  # files without an image extension
     unreadable_dirs: list[Rejected]  # folders the walk could not list
     folder_links: list[str]  # links to folders: not walked, so their images were not read
+    # Of already_present, the files not even read: unchanged since an earlier ingest read them.
+    unread: int = 0
 
 
 def ingest_folder(
@@ -78,6 +80,7 @@ def ingest_folder(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = False,
+    reread: bool = False,
 ) -> IngestReport:
     """Add every image under ``root`` (recursively) to ``store``; quarantine the bad ones.
 
@@ -88,6 +91,10 @@ def ingest_folder(
     unreadable, not regular files, links that are broken, loop or point outside ``root``, and
     names that are not UTF-8 are quarantined with their reason; a quarantined path that is
     fine now leaves the quarantine.
+
+    Incremental: a file read by an earlier ingest and unchanged since (same size, modification
+    and change time; ``labeling.seen_files``) is not read again and counts as already present.
+    ``reread`` reads every file anyway (after a file system that does not keep those times).
 
     Raises ``IngestError`` if ``root`` is missing, not a folder, or holds no image files.
     """
@@ -102,11 +109,13 @@ def ingest_folder(
         )
     was_quarantined = {q.path for q in store.quarantined()}
     refused = [_quarantine(store, path, reason) for path, reason in found.refused]
-    hashed, quarantined = _hash_files(store, found.images, progress)
+    seen = seen_under(store, str(root_path))
+    to_read, unchanged, stamps = _changed(found.images, {} if reread else seen)
+    hashed, quarantined = _hash_files(store, to_read, progress)
     quarantined = refused + quarantined
     known = store.existing_keys(key for _, key, _ in hashed)
     added: list[NewItem] = []
-    already: list[str] = []
+    already: list[str] = list(unchanged)
     duplicates: list[Duplicate] = []
     fine: list[str] = []  # every path whose bytes are a good image
     # Outcome of the first file with each key this run: its path, and the reason if it was bad.
@@ -151,8 +160,35 @@ def ingest_folder(
             if Path(p).is_relative_to(root_path) and p not in again and not os.path.lexists(p)]
     released = sorted({p for p in fine if p in was_quarantined}.union(gone))
     store.unquarantine(released)
+    # Only files whose bytes are a good image in the store are marked read: a quarantined file
+    # is read again next time (it may be fixed, or --max-pixels raised). Recorded last, so a
+    # crash before this point costs a re-hash, never a missed file.
+    good = set(fine)
+    record_seen(store, {p: (stamps[p], key) for p, key, _ in hashed
+                        if p in good and p in stamps})
+    listed = set(found.images)
+    forget_seen(store, [p for p in seen if p not in listed])
     return IngestReport(root_path, added, already, duplicates, quarantined, released,
-                        found.others, found.unreadable, found.folder_links)
+                        found.others, found.unreadable, found.folder_links, len(unchanged))
+
+
+def _changed(files: list[str], seen: dict[str, Stamp]
+             ) -> tuple[list[str], list[str], dict[str, Stamp]]:
+    """(files to read, files unchanged since they were read, stamp of each file to read).
+    A file that cannot be stat-ed is read, so that reading it says why it fails."""
+    to_read, unchanged, stamps = [], [], {}
+    for path in files:
+        try:
+            stamp = Stamp.of(os.stat(path))
+        except OSError:
+            to_read.append(path)
+            continue
+        if seen.get(path) == stamp:
+            unchanged.append(path)
+        else:
+            to_read.append(path)
+            stamps[path] = stamp
+    return to_read, unchanged, stamps
 
 
 def thumbnail(img: Image.Image) -> bytes:
@@ -193,43 +229,63 @@ class _Found(NamedTuple):
 
 
 def _walk(root: Path) -> _Found:
+    """Every file under ``root``, in ``os.walk``'s order (a folder's files, sorted, then its
+    folders, sorted): a stable order makes "first file with these bytes" reproducible.
+
+    On ``os.scandir`` entries, so that a plain file costs no system call here: its path is
+    already resolved (the root is, and no link is followed), and only links are resolved. This
+    is what a round pays for every file when nothing changed."""
     found = _Found([], [], [], [], [])
     seen: set[str] = set()
-
-    def on_error(err: OSError) -> None:
-        # os.walk skips a folder it cannot list silently unless told; the user should know.
-        found.unreadable.append(Rejected(_shown(str(err.filename)), err.strerror or str(err)))
-
-    for folder, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False):
-        dirnames.sort()  # a stable order makes "first file with these bytes" reproducible
-        # os.walk lists links to folders with the folders and does not enter them.
-        found.folder_links.extend(_shown(os.path.join(folder, name)) for name in dirnames
-                                  if os.path.islink(os.path.join(folder, name)))
-        for name in sorted(filenames):
-            path = Path(folder, name)
-            if not is_image_path(path):
-                found.others.append(_shown(str(path)))
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as err:
+            # A folder that cannot be listed is reported, never skipped silently.
+            found.unreadable.append(Rejected(_shown(folder), err.strerror or str(err)))
+            continue
+        folders = []
+        for entry in entries:
+            if _is_folder(entry):
+                if entry.is_symlink():
+                    found.folder_links.append(_shown(entry.path))  # listed, not walked
+                else:
+                    folders.append(entry.path)
                 continue
-            # A link to a file elsewhere in the tree is the same file, not a duplicate. A broken
-            # or looping link keeps its own name: its target cannot be opened, and reading it
-            # says which of the two it is.
-            if not path.exists():
-                resolved = str(path.absolute())
-            else:
-                resolved = str(path.resolve())
-                if not Path(resolved).is_relative_to(root):
-                    # Never read: the user chose this folder, not the files its links reach.
-                    found.refused.append(Rejected(
-                        _shown(str(path)),
-                        f"link points outside the image folder ({_shown(resolved)})"))
-                    continue
+            if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+                found.others.append(_shown(entry.path))
+                continue
+            resolved = entry.path
+            if entry.is_symlink():
+                # A link to a file elsewhere in the tree is the same file, not a duplicate. A
+                # broken or looping link keeps its own name: its target cannot be opened, and
+                # reading it says which of the two it is.
+                if os.path.exists(entry.path):
+                    resolved = os.path.realpath(entry.path)
+                    if not Path(resolved).is_relative_to(root):
+                        # Never read: the user chose this folder, not the files links reach.
+                        found.refused.append(Rejected(
+                            _shown(entry.path),
+                            f"link points outside the image folder ({_shown(resolved)})"))
+                        continue
             if _shown(resolved) != resolved:
                 found.refused.append(Rejected(_shown(resolved), "file name is not valid UTF-8"))
                 continue
             if resolved not in seen:
                 seen.add(resolved)
                 found.images.append(resolved)
+        stack.extend(reversed(folders))
     return found
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows a link: a link to a folder counts as one
+    except OSError:
+        return False
 
 
 def _shown(path: str) -> str:

@@ -71,18 +71,22 @@ def run_loop(
     stop: StopFlag,
     after_round: Callable[[dict], None] | None = None,
     on_failure: Callable[[Exception, int], None] | None = None,
+    on_empty: Callable[[Exception], None] | None = None,
     max_failures: int = 3,
     progress: bool = False,
 ) -> int:
     """Run rounds until ``max_rounds`` or a stop; returns the number of rounds completed.
 
     ``on_failure(error, failures_in_a_row)`` is called for each retried failure (see the module
-    docstring); the failure that ends the loop is raised instead.
+    docstring); the failure that ends the loop is raised instead. While the pool is empty (no
+    image in the folder yet) no round runs: ``on_empty(error)`` says so, and the loop waits for
+    images through the intervals; that is neither a round done nor a failure.
     """
     if max_failures < 1:
         raise ValueError(f"max_failures must be >= 1, got {max_failures}")
     # Imported here: the round steps load torch and the Label Studio SDK, which the commands
     # that only parse an interval (``tune --every``, config checks) should not wait for.
+    from pipeline.round.ingest import EmptyPool
     from pipeline.round.steps import RoundStopped, run_round
 
     done = failures = 0
@@ -91,6 +95,12 @@ def run_loop(
             record = run_round(project, progress=progress, should_stop=stop)
         except RoundStopped:
             break
+        except EmptyPool as err:
+            if on_empty is not None:
+                on_empty(err)
+            if _between_rounds(project, stop, every_s):
+                break
+            continue
         except RETRIED as err:
             failures += 1
             if isinstance(err, PERMANENT) or failures >= max_failures:

@@ -87,6 +87,7 @@ def round_summary(stats: dict) -> dict:
     """The few numbers of a round that people look at."""
     accept = stats.get("accept", {})
     return {
+        "ingested": stats.get("ingest", {}).get("added"),
         "steps_done": len(stats.get("done", [])),
         "trained": stats.get("train", {}).get("version"),
         "promoted": stats.get("promote", {}).get("promoted"),

@@ -39,6 +39,10 @@ def ingest_command(
         typer.Option("--labels", help="Labels you already have: a path,label CSV (paths "
                      "relative to it, inside the image folder)."),
     ] = None,
+    reread: Annotated[
+        bool, typer.Option("--reread", help="Read every file, also those unchanged since an "
+                           "earlier ingest read them.")
+    ] = False,
     imagefolder: Annotated[
         Path | None,
         typer.Option("--imagefolder", help="Labeled images as DIR/<class>/<image>: they join "
@@ -76,7 +80,7 @@ def ingest_command(
                 report = imported.ingest
             else:
                 report = ingest_folder(label_store, folder, max_pixels=max_pixels,
-                                       progress=True)
+                                       progress=True, reread=reread)
         finally:
             label_store.close()
     except (IngestError, StoreError, ConfigError) as err:
@@ -102,6 +106,7 @@ def print_report(report: IngestReport, console: Console) -> None:
     for what, count in [
         ("added", len(report.added)),
         ("already in the store", len(report.already_present)),
+        ("  of these, not read (unchanged since read)", report.unread),
         ("duplicates in this folder", len(report.duplicates)),
         ("quarantined", len(report.quarantined)),
         ("left quarantine (fixed or deleted)", len(report.released)),

@@ -55,18 +55,22 @@ def round_command(config: Path | None = ConfigOption,
     """Run one round (or resume an interrupted one)."""
     # Imported here, as in every command that trains: torch and the Label Studio SDK take
     # seconds to load, which `labelloop --help` and `status` should not pay.
+    from pipeline.round.ingest import EmptyPool
     from pipeline.round.steps import RoundStopped, run_round
 
     stop = StopFlag()
     stop.install()
     with opened(config, lock="labelloop round") as project:
-        require_pool(project)
         try:
             record = run_round(project, progress=not quiet, should_stop=stop,
                                on_step=_print_step)
         except RoundStopped as err:
             console.print(str(err))
             raise typer.Exit(130) from None
+        except EmptyPool as err:
+            # A round on an empty pool would run every step, ask nobody anything and look
+            # finished: say why instead.
+            fail(str(err))
         print(json.dumps({"round": record["id"], **round_summary(record["stats"])}), flush=True)
         _say_next(project, record["stats"])
 
@@ -106,14 +110,6 @@ def _say_next(project, stats: dict) -> None:
                       "`labelloop export` delivers it", highlight=False)
 
 
-def require_pool(project) -> None:
-    """Stop with what to do when there is nothing to label: a round on an empty pool would run
-    every step, ask nobody anything and look finished."""
-    if project.store.count_items() == 0:
-        fail(f"the pool is empty: no image of {project.config.images_dir} was ingested yet; run "
-             f"`labelloop ingest` first")
-
-
 def run_command(
     config: Path | None = ConfigOption,
     every: str = typer.Option("10m", help="Time between rounds: 30s, 10m, 2h."),
@@ -130,12 +126,12 @@ def run_command(
     stop = StopFlag()
     stop.install()
     with opened(config, lock=f"labelloop run --every {every}") as project:
-        require_pool(project)
         done = run_loop(project, every_s=every_s, max_rounds=max_rounds, stop=stop,
                         max_failures=max_failures,
                         after_round=lambda r: print(json.dumps(
                             {"round": r["id"], **round_summary(r["stats"])}), flush=True),
-                        on_failure=lambda err, n: _report_failure(err, n, every, max_failures))
+                        on_failure=lambda err, n: _report_failure(err, n, every, max_failures),
+                        on_empty=lambda err: _report_empty(err, every))
     why = f" (stopped by {stop.signal_name})" if stop.signal_name else ""
     console.print(f"{done} round(s) done{why}")
 
@@ -218,6 +214,11 @@ def _report_failure(err: Exception, failures: int, every: str, max_failures: int
                       "retry_in": every}), flush=True)
     console.print(f"round failed ({failures} of {max_failures} in a row), trying again in "
                   f"{every}: {err}", markup=False, highlight=False)
+
+
+def _report_empty(err: Exception, every: str) -> None:
+    print(json.dumps({"round_waiting": str(err), "retry_in": every}), flush=True)
+    console.print(f"no round: {err}; looking again in {every}", markup=False, highlight=False)
 
 
 def _print_step(step: str, result: dict) -> None:

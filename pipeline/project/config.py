@@ -57,6 +57,9 @@ class ProjectSection(_Section):
     name: str = Field(min_length=1)
     classes: tuple[str, ...]
     images: Path
+    # Each round first ingests what is new or changed in `images` (pipeline/round/ingest.py),
+    # so that a scheduled `labelloop run` picks up images dropped in at any time.
+    ingest_each_round: bool = True
     # The kind of labeling work (labeling.tasks): what a label is, the Label Studio config,
     # pre-annotations, answers, the model. Workspaces made before it existed are classification.
     task: str = DEFAULT_TASK

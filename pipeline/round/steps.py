@@ -1,5 +1,6 @@
 """One round of the labeling loop, step by step, resumable after a crash.
 
+Before the steps, the image folder's new files are ingested (``pipeline.round.ingest``).
 Steps: sync human labels from Label Studio, train a challenger, evaluate and promote, predict
 the pool, auto-accept, select the next batch for people, push it to Label Studio, monitor
 (measure the loop and log it; ``pipeline.round.monitor``), then tune, which does nothing unless
@@ -23,6 +24,7 @@ from pipeline.round.detection import accept as det_accept
 from pipeline.round.detection import predict as det_predict
 from pipeline.round.detection import select as det_select
 from pipeline.round.detection import train as det_train
+from pipeline.round.ingest import ingest_new
 
 # The step tables, in the order a round runs them: name -> the step, given the project, the
 # round's id, the records of the steps before it and whether to show progress. Each step
@@ -72,6 +74,7 @@ def run_round(
     """Run (or resume) one round; returns its record: ``{"id", "stats"}``."""
     # Fail before changing anything if the registry cannot be reached.
     project.registry.check()
+    fresh = ingest_new(project, progress=progress)
     store = project.store
     running = store.running_round()
     if running is None:
@@ -80,6 +83,9 @@ def run_round(
         round_id, stats = running["id"], running["stats"] or {"done": []}
         stats.setdefault("done", [])
         stats["resumed"] = stats.get("resumed", 0) + 1
+    stats["ingest"] = _add_counts(stats.get("ingest", {}), fresh)
+    if on_step is not None:
+        on_step("ingest", fresh)
     table = _TABLES[project.task.labels.name]
     for step in table:
         if step in stats["done"]:
@@ -95,3 +101,8 @@ def run_round(
             on_step(step, stats[step])
     store.finish_round(round_id, stats)
     return {"id": round_id, "stats": stats}
+
+
+def _add_counts(before: dict, now: dict) -> dict:
+    """The ingest record of a resumed round: counts of every try added, the latest text."""
+    return {k: before.get(k, 0) + v if isinstance(v, int) else v for k, v in now.items()}

@@ -11,8 +11,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pipeline.cli.app import app
+from pipeline.loop import StopFlag, run_loop
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config
+from pipeline.round.ingest import ingest_new
 from pipeline.status import project_status
 
 runner = CliRunner()
@@ -44,18 +46,35 @@ def test_init_refuses_a_name_label_studio_would_refuse_and_writes_nothing(tmp_pa
     assert _init(tmp_path, "--name", "tiny-cats").exit_code == 0
 
 
-def test_a_round_on_an_empty_pool_says_to_ingest_and_starts_nothing(tmp_path, ledger):
-    assert _init(tmp_path, "--name", "empty-pool").exit_code == 0
+def test_a_round_on_an_empty_folder_says_why_and_the_loop_waits_for_images(tmp_path, ledger):
+    (tmp_path / "imgs").mkdir()
+    done = runner.invoke(app, ["init", "--images", str(tmp_path / "imgs"), "--classes",
+                               "cat,dog", "--name", "empty-pool", "--folder", str(tmp_path)])
+    assert done.exit_code == 0
     config = str(tmp_path / "labelloop.toml")
-    for command in (["round"], ["run", "--every", "1s", "--max-rounds", "1"]):
-        done = runner.invoke(app, [*command, "--config", config])
-        assert done.exit_code == 2, done.output
-        assert re.search(r"the pool is empty: .* run `labelloop ingest` first", done.output)
-        ledger.bad_input(f"labelloop {command[0]} before any ingest",
-                         outcome="refused: run `labelloop ingest` first")
+    done = runner.invoke(app, ["round", "--config", config])
+    assert done.exit_code == 2, done.output
+    assert re.search(r"the pool is empty: no image files under .*imgs.*put images in "
+                     r"\[project\] images", done.output.replace("\n", ""))
+    ledger.bad_input("labelloop round on an empty image folder",
+                     outcome="refused: the pool is empty, put images in the folder")
     project = open_project(find_config(tmp_path / "labelloop.toml"))
     try:
         assert project.store.rounds() == []
+        # The scheduled loop neither fails nor counts a round: it says why and waits.
+        stop, said = StopFlag(), []
+
+        def empty(err):
+            said.append(str(err))
+            _jpegs(tmp_path / "imgs")  # images arrive while it waits
+            stop._event.set()
+
+        assert run_loop(project, every_s=0.01, max_rounds=1, stop=stop, on_empty=empty) == 0
+        assert len(said) == 1 and "the pool is empty" in said[0]
+        assert project.store.rounds() == []
+        # The next round's first move ingests them.
+        assert ingest_new(project, progress=False)["added"] == 4
+        assert project.store.count_items() == 4
     finally:
         project.close()
 

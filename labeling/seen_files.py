@@ -1,0 +1,65 @@
+"""What ingest has read (``schema.SeenFile``), so the next ingest reads only new or changed files.
+
+A file counts as unchanged when its size, modification time and change time (all from one
+``stat``) are what they were when it was read. The change time cannot be set by a program, so a
+file replaced by a copy that keeps the old modification time is read again. The index is a
+cache of the file system: losing it costs one full read, never a label.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+from sqlalchemy import delete, select
+
+from labeling.schema import SeenFile
+from labeling.store import LabelStore
+
+_CHUNK = 500
+
+
+class Stamp(NamedTuple):
+    """A file as one ``stat`` saw it."""
+
+    size_bytes: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Stamp:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def seen_under(store: LabelStore, root: str) -> dict[str, Stamp]:
+    """Path -> stamp of the files under the folder ``root`` (absolute) that ingest read."""
+    prefix = root.rstrip(os.sep) + os.sep
+    with store.transaction() as s:
+        rows = s.execute(select(SeenFile.path, SeenFile.size_bytes, SeenFile.mtime_ns,
+                                SeenFile.ctime_ns)
+                         .where(SeenFile.path.startswith(prefix, autoescape=True)))
+        # SQLite's LIKE ignores ASCII case: the prefix is checked again, exactly.
+        return {p: Stamp(size, mtime, ctime) for p, size, mtime, ctime in rows
+                if p.startswith(prefix)}
+
+
+def record_seen(store: LabelStore, files: Mapping[str, tuple[Stamp, str | None]]) -> None:
+    """Record (or replace) what was read: path -> (stamp, key of its bytes or None)."""
+    paths = list(files)
+    with store.transaction() as s:
+        for start in range(0, len(paths), _CHUNK):
+            chunk = paths[start:start + _CHUNK]
+            s.execute(delete(SeenFile).where(SeenFile.path.in_(chunk)))
+            s.execute(SeenFile.__table__.insert(), [
+                {"path": p, "size_bytes": files[p][0].size_bytes,
+                 "mtime_ns": files[p][0].mtime_ns, "ctime_ns": files[p][0].ctime_ns,
+                 "key": files[p][1]} for p in chunk])
+
+
+def forget_seen(store: LabelStore, paths: Iterable[str]) -> None:
+    """Drop files that are gone from the index (one that comes back is read again)."""
+    wanted = list(dict.fromkeys(paths))
+    with store.transaction() as s:
+        for start in range(0, len(wanted), _CHUNK):
+            s.execute(delete(SeenFile).where(SeenFile.path.in_(wanted[start:start + _CHUNK])))

@@ -1,0 +1,39 @@
+"""A round's first move: ingest what is new or changed in the project's image folder.
+
+Incremental (``pipeline.ingest``: files unchanged since they were read are not read again), so
+it costs a walk and a ``stat`` per file when nothing changed. It runs before a round starts and
+again when an interrupted round resumes, so images dropped in meanwhile join the pool. It is
+not a recorded step: it has nothing to resume.
+"""
+
+from __future__ import annotations
+
+from pipeline.ingest import IngestError, ingest_folder
+from pipeline.project.project import Project
+
+
+class EmptyPool(ValueError):
+    """Nothing to label: no image was ever ingested, and the image folder gave none."""
+
+
+def ingest_new(project: Project, *, progress: bool) -> dict:
+    """Ingest the image folder's new files; the record says what came in, or why nothing was
+    read. Raises ``EmptyPool`` when the pool is still empty afterwards."""
+    folder = project.config.images_dir
+    record: dict = {"folder": str(folder)}
+    if not project.config.project.ingest_each_round:
+        record["skipped"] = "[project] ingest_each_round = false"
+    else:
+        try:
+            report = ingest_folder(project.store, folder, progress=progress)
+        except IngestError as err:
+            # A pool filled from elsewhere (`labelloop ingest OTHER`) still has work to do.
+            record["skipped"] = str(err)
+        else:
+            record.update(added=len(report.added), unread=report.unread,
+                          quarantined=len(report.quarantined), released=len(report.released))
+    if project.store.count_items() == 0:
+        why = record.get("skipped", f"no readable image under {folder}")
+        raise EmptyPool(f"the pool is empty: {why}; put images in [project] images ({folder}) "
+                        f"or run `labelloop ingest FOLDER`")
+    return record

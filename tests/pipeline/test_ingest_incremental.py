@@ -1,0 +1,120 @@
+"""Incremental ingest: a second ingest reads only new or changed files, and loses nothing."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import pipeline.ingest as ingest_module
+from labeling.store import LabelStore
+from pipeline.ingest import ingest_folder
+from tests.data.make_corpus import bomb_png, encoded, write_file
+
+RNG = np.random.default_rng(3)
+
+
+def _png() -> bytes:
+    # Uncompressed: every such file has the same size, so only the times tell them apart.
+    return encoded(Image.fromarray(RNG.integers(0, 256, (20, 20, 3), dtype=np.uint8)), "PNG",
+                   compress_level=0)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = LabelStore(tmp_path / "labels.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "images"
+    for i in range(6):
+        write_file(root / f"sub{i % 2}/img{i}.png", _png())
+    return root.resolve()
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The paths ingest hashes (reads the bytes of), in order."""
+    seen: list[str] = []
+    real = ingest_module.file_key
+
+    def counting(path):
+        seen.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(ingest_module, "file_key", counting)
+    return seen
+
+
+def test_unchanged_files_are_not_read_again_and_still_count_as_present(store, folder, reads):
+    first = ingest_folder(store, folder)
+    assert len(first.added) == 6 and len(reads) == 6
+    reads.clear()
+    write_file(folder / "sub0/new.png", _png())
+    again = ingest_folder(store, folder)
+    assert reads == [str(folder / "sub0/new.png")]
+    assert [i.path for i in again.added] == [str(folder / "sub0/new.png")]
+    assert again.unread == 6 and len(again.already_present) == 6
+    assert len(store.items()) == 7
+
+
+def test_a_changed_file_is_read_again_even_with_its_old_modification_time(store, folder, reads):
+    ingest_folder(store, folder)
+    reads.clear()
+    target = folder / "sub1/img1.png"
+    old = os.stat(target)
+    write_file(target, _png())  # other bytes; then the old mtime back, as `cp -p` would
+    os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns))
+    now = os.stat(target)
+    assert (now.st_size, now.st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    again = ingest_folder(store, folder)
+    assert reads == [str(target)]
+    assert [i.path for i in again.added] == [str(target)]
+
+
+def test_a_deleted_file_that_comes_back_is_read_again(store, folder, reads):
+    ingest_folder(store, folder)
+    kept = folder.parent / "kept.png"
+    shutil.move(folder / "sub0/img0.png", kept)
+    ingest_folder(store, folder)
+    reads.clear()
+    shutil.move(kept, folder / "sub0/img0.png")
+    again = ingest_folder(store, folder)
+    # Its bytes are an item already: read (hashed) once, not added twice.
+    assert reads == [str(folder / "sub0/img0.png")]
+    assert again.added == [] and str(folder / "sub0/img0.png") in again.already_present
+    assert len(store.items()) == 6
+
+
+def test_reread_reads_every_file(store, folder, reads):
+    ingest_folder(store, folder)
+    reads.clear()
+    again = ingest_folder(store, folder, reread=True)
+    assert len(reads) == 6 and again.unread == 0 and len(again.already_present) == 6
+
+
+def test_a_quarantined_file_is_read_again_next_time(store, tmp_path, reads, ledger):
+    # Too large at the first limit, fine at a higher one: the index must not hide it.
+    root = tmp_path / "big"
+    write_file(root / "large.png", bomb_png(300, 300))
+    first = ingest_folder(store, root, max_pixels=1000)
+    assert [Path(q.path).name for q in first.quarantined] == ["large.png"]
+    again = ingest_folder(store, root, max_pixels=1_000_000)
+    assert [Path(i.path).name for i in again.added] == ["large.png"]
+    assert store.quarantined() == []
+    ledger.bad_input("image over max_pixels, re-ingested with a higher limit",
+                     outcome="item")
+
+
+def test_losing_the_index_costs_one_full_read_and_no_item(store, folder, reads):
+    ingest_folder(store, folder)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM seen_files")
+    reads.clear()
+    again = ingest_folder(store, folder)
+    assert len(reads) == 6 and again.added == [] and len(store.items()) == 6
