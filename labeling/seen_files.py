@@ -32,16 +32,16 @@ class Stamp(NamedTuple):
         return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def seen_under(store: LabelStore, root: str) -> dict[str, Stamp]:
+def seen_under(store: LabelStore, root: str) -> dict[str, tuple[int, int, int]]:
     """Path -> stamp of the files under the folder ``root`` (absolute) that ingest read."""
     prefix = root.rstrip(os.sep) + os.sep
     with store.transaction() as s:
         rows = s.execute(select(SeenFile.path, SeenFile.size_bytes, SeenFile.mtime_ns,
                                 SeenFile.ctime_ns)
-                         .where(SeenFile.path.startswith(prefix, autoescape=True)))
-        # SQLite's LIKE ignores ASCII case: the prefix is checked again, exactly.
-        return {p: Stamp(size, mtime, ctime) for p, size, mtime, ctime in rows
-                if p.startswith(prefix)}
+                         .where(SeenFile.path.startswith(prefix, autoescape=True))).all()
+    # Plain tuples (a Stamp equals the tuple of its fields): a round builds this for every file.
+    # SQLite's LIKE ignores ASCII case: the prefix is checked again, exactly.
+    return {r[0]: (r[1], r[2], r[3]) for r in rows if r[0].startswith(prefix)}
 
 
 def record_seen(store: LabelStore, files: Mapping[str, tuple[Stamp, str | None]]) -> None:

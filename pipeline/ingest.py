@@ -172,18 +172,20 @@ def ingest_folder(
                         found.others, found.unreadable, found.folder_links, len(unchanged))
 
 
-def _changed(files: list[str], seen: dict[str, Stamp]
+def _changed(files: list[str], seen: dict[str, tuple[int, int, int]]
              ) -> tuple[list[str], list[str], dict[str, Stamp]]:
     """(files to read, files unchanged since they were read, stamp of each file to read).
     A file that cannot be stat-ed is read, so that reading it says why it fails."""
     to_read, unchanged, stamps = [], [], {}
+    stat, get = os.stat, seen.get  # this loop runs for every file of every round
     for path in files:
         try:
-            stamp = Stamp.of(os.stat(path))
+            st = stat(path)
         except OSError:
             to_read.append(path)
             continue
-        if seen.get(path) == stamp:
+        stamp = Stamp(st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if get(path) == stamp:
             unchanged.append(path)
         else:
             to_read.append(path)
@@ -255,7 +257,8 @@ def _walk(root: Path) -> _Found:
                 else:
                     folders.append(entry.path)
                 continue
-            if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+            dot = entry.name.rfind(".")
+            if dot < 1 or entry.name[dot:].lower() not in IMAGE_EXTENSIONS:
                 found.others.append(_shown(entry.path))
                 continue
             resolved = entry.path
@@ -271,7 +274,7 @@ def _walk(root: Path) -> _Found:
                             _shown(entry.path),
                             f"link points outside the image folder ({_shown(resolved)})"))
                         continue
-            if _shown(resolved) != resolved:
+            if not resolved.isascii() and _shown(resolved) != resolved:
                 found.refused.append(Rejected(_shown(resolved), "file name is not valid UTF-8"))
                 continue
             if resolved not in seen:
