@@ -124,8 +124,10 @@ def _client():
                 from botocore.config import Config
 
                 # Few, quick retries: an endpoint that is down should say so in seconds.
+                # SigV4: every AWS region takes it (some take nothing else), and presigned
+                # URLs then last up to the 7 days S3 allows.
                 config = Config(retries={"max_attempts": 2, "mode": "standard"},
-                                connect_timeout=5, read_timeout=60)
+                                connect_timeout=5, read_timeout=60, signature_version="s3v4")
                 client = boto3.session.Session().client("s3", config=config)
                 _clients.clear()
                 _clients[pid] = client
