@@ -95,3 +95,44 @@ def test_model_backend_reads_s3_and_presigned_task_urls(project, tmp_path):
         assert images.same_image(url, key)
     gone = images.resolve({"data": {"image": item.path.replace(".png", "-gone.png")}})
     assert gone.path is None and "no such object" in gone.reason
+
+
+class _FakeStudio:
+    """Just enough of ``labeling.studio.connection.Studio`` for ``resign_images``: the tasks it
+    holds, and the updates it was sent."""
+
+    def __init__(self, tasks: list[dict]) -> None:
+        self.tasks, self.updates = tasks, []
+        self.client = type("Client", (), {"tasks": self})()
+
+    def update(self, *, id, data):  # client.tasks.update
+        self.updates.append((id, data))
+
+    def errors(self, action):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def test_push_re_signs_urls_close_to_expiring_and_leaves_others(project, monkeypatch):
+    import labeling.studio.push as push_module
+    from labeling.studio.push import resign_images
+
+    _, store, sp, items = project
+    (k1, i1), (k2, i2), (k3, i3) = items.items()
+    tasks = [{"id": 1, "data": {"image": sp.images.url_for(i1.path), "item_key": k1}},
+             {"id": 2, "data": {"image": sp.images.url_for(i2.path), "item_key": k2}},
+             # edited by hand to show another object: not re-signed (the sync reports it)
+             {"id": 3, "data": {"image": sp.images.url_for(i1.path), "item_key": k3}}]
+    studio = _FakeStudio(tasks)
+    monkeypatch.setattr(push_module, "iter_tasks", lambda *a, **k: iter(tasks))
+    paths = {k: i.path for k, i in items.items()}
+    week = 7 * 24 * 3600
+    assert resign_images(studio, sp, paths, within_s=week / 2) == 0  # fresh: untouched
+    later = time.time() + week - 3600  # an hour before they expire
+    assert resign_images(studio, sp, paths, within_s=week / 2, now=later) == 2
+    assert [tid for tid, _ in studio.updates] == [1, 2]
+    for tid, data in studio.updates:
+        assert data["item_key"] == tasks[tid - 1]["data"]["item_key"]
+        assert sp.images.signed_for(data["image"], paths[data["item_key"]])
+        assert httpx.get(data["image"]).status_code == 200
