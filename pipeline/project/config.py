@@ -395,10 +395,11 @@ class Config(_Section):
 
     @property
     def images_dir(self) -> Path:
-        """The image folder, absolute; for images in S3, an empty folder in the workspace
-        (what the embedded Label Studio serves local files from: nothing)."""
+        """The image folder, absolute. For images in S3: a folder in the workspace, which the
+        embedded Label Studio is started with (it serves no S3 item) and where the images of
+        hand-made tasks adopted into the pool are copied (``pipeline.round.adopt``)."""
         if self.images_remote:
-            return self.studio_dir / "no-local-images"
+            return self.workspace_dir / "local-images"
         return self.path(self.project.images)
 
     @property
