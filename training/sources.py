@@ -120,8 +120,13 @@ def _client():
         with _lock:
             client = _clients.get(pid)
             if client is None:
-                import boto3
-                from botocore.config import Config
+                try:
+                    import boto3
+                    from botocore.config import Config
+                except ImportError:
+                    raise RemoteUnavailable("reading s3:// paths needs boto3: pip install "
+                                            "boto3 (labelloop's dependencies include it)"
+                                            ) from None
 
                 # Few, quick retries: an endpoint that is down should say so in seconds.
                 # SigV4: every AWS region takes it (some take nothing else), and presigned

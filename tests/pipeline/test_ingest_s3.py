@@ -149,3 +149,22 @@ def test_no_credentials_is_one_clear_error(s3, store, monkeypatch):
     monkeypatch.setattr(training.sources, "_clients", {})
     with pytest.raises(IngestError, match="no AWS credentials found.*AWS_ACCESS_KEY_ID"):
         ingest_folder(store, f"s3://{s3.name}/photos")
+
+
+def test_cli_ingests_a_prefix_and_names_a_missing_bucket(s3, tmp_path, corpus):
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import app
+
+    for key, data in corpus.items():
+        s3.put(key, data)
+    db = str(tmp_path / "cli.db")
+    runner = CliRunner()
+    result = runner.invoke(app, ["ingest", f"s3://{s3.name}/photos", "--store", db],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "broken.png" in result.output and "not an image Pillow can read" in result.output
+    missing = runner.invoke(app, ["ingest", "s3://no-such-bucket/x", "--store", db])
+    assert missing.exit_code == 1
+    assert "bucket 'no-such-bucket' does not exist" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
