@@ -4,12 +4,19 @@ A file counts as unchanged when its size, modification time and change time (all
 ``stat``) are what they were when it was read. The change time cannot be set by a program, so a
 file replaced by a copy that keeps the old modification time is read again. The index is a
 cache of the file system: losing it costs one full read, never a label.
+
+An S3 object (``s3://`` path) has no change time: its stamp is its size, its last-modified time
+and, in the change time's place, 60 bits of its ETag (a digest of its content for simple
+uploads), all from the listing. An object overwritten within the same second with bytes of the
+same size is then still read again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import delete, select
@@ -30,6 +37,14 @@ class Stamp(NamedTuple):
     @classmethod
     def of(cls, st: os.stat_result) -> Stamp:
         return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    @classmethod
+    def of_object(cls, size: int, last_modified: datetime, etag: str) -> Stamp:
+        """An S3 object as its listing saw it (see the module docstring)."""
+        # Hashed: an ETag is hex for simple uploads but "hex-N" for multipart ones.
+        tag = int.from_bytes(hashlib.sha256(etag.encode()).digest()[:8], "big") >> 4
+        return cls(size, int(last_modified.timestamp()) * 1_000_000_000
+                   + last_modified.microsecond * 1000, tag)
 
 
 def seen_under(store: LabelStore, root: str) -> dict[str, tuple[int, int, int]]:

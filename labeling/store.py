@@ -120,6 +120,11 @@ def file_key(path: str | Path) -> tuple[str, int]:
     return "sha256:" + digest.hexdigest(), size
 
 
+def bytes_key(data: bytes) -> str:
+    """``file_key``'s key for bytes already read (an S3 object's)."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 def store_url(path_or_url: str | Path) -> str:
     """A SQLAlchemy URL for a path (SQLite file) or an URL given as is."""
     text = str(path_or_url)

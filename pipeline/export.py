@@ -44,6 +44,7 @@ from labeling.tasks.base import TaskType
 from labeling.tasks.registry import DEFAULT_TASK, get_task_type
 from pipeline.export_rows import COLUMNS, PROVENANCE_FILE, ExportError, ExportRow
 from pipeline.files import replace_folder, write_file_atomic
+from training.sources import is_remote, read_bytes
 
 # The formats of the default task type; ``task`` narrows them for a project of another kind.
 EXPORT_FORMATS = get_task_type(DEFAULT_TASK).export_formats
@@ -90,8 +91,9 @@ def export_labels(
     out = Path(out).expanduser().absolute()
     _check_target(out, format, force=force)
     rows, left_out = labeled_rows(store, human_only=human_only)
-    present = [r for r in rows if os.path.isfile(r.path)]
-    missing = sorted(r.path for r in rows if not os.path.isfile(r.path))
+    # An S3 object is not looked up here (a request each): an imagefolder export reads it.
+    present = [r for r in rows if is_remote(r.path) or os.path.isfile(r.path)]
+    missing = sorted(r.path for r in rows if not (is_remote(r.path) or os.path.isfile(r.path)))
     if missing:
         left_out["missing_file"] = len(missing)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +196,10 @@ def _write_imagefolder(out: Path, rows: list[ExportRow], classes: Iterable[str])
         relative = []
         for row in rows:
             rel = _file_name(row, taken)
-            _link_or_copy(Path(row.path), tmp / rel)
+            if is_remote(row.path):
+                (tmp / rel).write_bytes(read_bytes(row.path))
+            else:
+                _link_or_copy(Path(row.path), tmp / rel)
             relative.append(rel)
         _write_csv(tmp / PROVENANCE_FILE, rows, relative)
         replace_folder(tmp, out)

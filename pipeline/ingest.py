@@ -9,6 +9,11 @@ Only files under the image folder are read: a link to a file elsewhere is quaran
 followed, and links to folders are listed and not walked. Paths are stored as text, so a name
 that is not valid UTF-8 (which SQLite cannot hold) is quarantined under a shown form with
 ``\\xNN`` escapes.
+
+The folder may be an S3 prefix (``s3://bucket/prefix``): its objects are listed, and each new
+or changed one is read once (``training.sources``), keyed by its bytes and decoded from them.
+An object is unchanged when its size, last-modified time and ETag are those of the listing that
+read it. The endpoint and credentials are boto3's (``training.sources``).
 """
 
 from __future__ import annotations
@@ -26,20 +31,23 @@ from rich.progress import track
 
 from labeling.near_duplicates import THUMB_SIDE, assign_groups
 from labeling.seen_files import Stamp, forget_seen, record_seen, seen_under
-from labeling.store import LabelStore, NewItem, file_key
+from labeling.store import LabelStore, NewItem, bytes_key, file_key
 from training.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     ImageError,
+    decode_image,
     open_image,
 )
+from training.sources import RemoteUnavailable, is_remote, list_objects, read_bytes, split_s3
 
 # Items are written in batches so an interrupted ingest keeps most of its decoding work.
 _WRITE_BATCH = 500
 
 
 class IngestError(ValueError):
-    """The folder cannot be ingested at all (missing, not a folder, no images in it)."""
+    """The folder cannot be ingested at all (missing, not a folder, no images in it; for an S3
+    prefix also: bucket missing, no credentials, endpoint down)."""
 
 
 class Rejected(NamedTuple):
@@ -61,7 +69,7 @@ class IngestReport:
     """What one ``ingest_folder`` run did. Paths are resolved and absolute, and valid UTF-8:
     bytes of a name that are not are shown as ``\\xNN``."""
 
-    root: Path
+    root: Path | str  # a resolved folder, or an s3://bucket/prefix without a trailing /
     added: list[NewItem]
     already_present: list[str]  # same bytes as an item already in the store: skipped, no decode
     duplicates: list[Duplicate]  # same bytes as a file earlier in this run (which was added)
@@ -96,12 +104,29 @@ def ingest_folder(
     and change time; ``labeling.seen_files``) is not read again and counts as already present.
     ``reread`` reads every file anyway (after a file system that does not keep those times).
 
-    Raises ``IngestError`` if ``root`` is missing, not a folder, or holds no image files.
+    ``root`` may be an S3 prefix, ``s3://bucket/prefix`` (see the module docstring).
+
+    Raises ``IngestError`` if ``root`` is missing, not a folder, or holds no image files, or
+    if S3 cannot be used (the message says what to fix).
     """
-    root_path = _check_root(root)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise IngestError(f"max_pixels must be a positive integer, got {max_pixels!r}")
-    found = _walk(root_path)
+    if is_remote(str(root)):
+        try:
+            return _ingest(store, _check_prefix(str(root)), max_pixels, progress, reread)
+        except RemoteUnavailable as err:
+            raise IngestError(f"cannot ingest {root}: {err}") from None
+    return _ingest(store, _check_root(root), max_pixels, progress, reread)
+
+
+def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress: bool,
+            reread: bool) -> IngestReport:
+    remote = isinstance(root_path, str)
+    listed_stamps: dict[str, Stamp] = {}
+    if remote:
+        found, listed_stamps = _list_prefix(root_path)
+    else:
+        found = _walk(root_path)
     if not found.images and not found.refused:
         raise IngestError(
             f"no image files under {root_path} (looked for {', '.join(IMAGE_EXTENSIONS)}, "
@@ -110,8 +135,14 @@ def ingest_folder(
     was_quarantined = {q.path for q in store.quarantined()}
     refused = [_quarantine(store, path, reason) for path, reason in found.refused]
     seen = seen_under(store, str(root_path))
-    to_read, unchanged, stamps = _changed(found.images, {} if reread else seen)
-    hashed, quarantined = _hash_files(store, to_read, progress)
+    to_read, unchanged, stamps = _changed(found.images, {} if reread else seen,
+                                          listed_stamps if remote else None)
+    # Of remote objects, the outcome of decoding their bytes, read once with the hash.
+    decoded: dict[str, tuple[int, int, bytes] | str] = {}
+    if remote:
+        hashed, quarantined = _read_objects(store, to_read, progress, max_pixels, decoded)
+    else:
+        hashed, quarantined = _hash_files(store, to_read, progress)
     quarantined = refused + quarantined
     known = store.existing_keys(key for _, key, _ in hashed)
     added: list[NewItem] = []
@@ -136,14 +167,12 @@ def ingest_folder(
             else:
                 quarantined.append(_quarantine(store, path, reason, key))
             continue
-        try:
-            with open_image(path, max_pixels=max_pixels) as img:
-                width, height = img.size
-                thumbs[key] = thumbnail(img)
-        except ImageError as err:
-            first[key] = (path, str(err))
-            quarantined.append(_quarantine(store, path, str(err), key))
+        outcome = decoded.pop(path) if path in decoded else _decode(path, max_pixels)
+        if isinstance(outcome, str):
+            first[key] = (path, outcome)
+            quarantined.append(_quarantine(store, path, outcome, key))
             continue
+        width, height, thumbs[key] = outcome
         first[key] = (path, None)
         pending.append(NewItem(key=key, path=path, size_bytes=size, width=width, height=height))
         fine.append(path)
@@ -156,8 +185,13 @@ def ingest_folder(
     # A path quarantined again in this run stays: a name shown with \xNN escapes does not
     # exist under its shown form, yet the file is still there.
     again = {q.path for q in quarantined}
-    gone = [p for p in was_quarantined
-            if Path(p).is_relative_to(root_path) and p not in again and not os.path.lexists(p)]
+    listed = set(found.images)
+    if remote:
+        gone = [p for p in was_quarantined
+                if p.startswith(root_path + "/") and p not in again and p not in listed]
+    else:
+        gone = [p for p in was_quarantined if not is_remote(p) and Path(p).is_relative_to(
+            root_path) and p not in again and not os.path.lexists(p)]
     released = sorted({p for p in fine if p in was_quarantined}.union(gone))
     store.unquarantine(released)
     # Only files whose bytes are a good image in the store are marked read: a quarantined file
@@ -166,25 +200,38 @@ def ingest_folder(
     good = set(fine)
     record_seen(store, {p: (stamps[p], key) for p, key, _ in hashed
                         if p in good and p in stamps})
-    listed = set(found.images)
     forget_seen(store, [p for p in seen if p not in listed])
     return IngestReport(root_path, added, already, duplicates, quarantined, released,
                         found.others, found.unreadable, found.folder_links, len(unchanged))
 
 
-def _changed(files: list[str], seen: dict[str, tuple[int, int, int]]
+def _decode(path: str, max_pixels: int) -> tuple[int, int, bytes] | str:
+    """(width, height, thumbnail) of a good image file, else the reason it is not one."""
+    try:
+        with open_image(path, max_pixels=max_pixels) as img:
+            return (*img.size, thumbnail(img))
+    except ImageError as err:
+        return str(err)
+
+
+def _changed(files: list[str], seen: dict[str, tuple[int, int, int]],
+             listed: dict[str, Stamp] | None
              ) -> tuple[list[str], list[str], dict[str, Stamp]]:
     """(files to read, files unchanged since they were read, stamp of each file to read).
+    ``listed``: the stamps of remote objects, from their listing (else each file is stat-ed).
     A file that cannot be stat-ed is read, so that reading it says why it fails."""
     to_read, unchanged, stamps = [], [], {}
     stat, get = os.stat, seen.get  # this loop runs for every file of every round
     for path in files:
         try:
-            st = stat(path)
+            if listed is not None:
+                stamp = listed[path]
+            else:
+                st = stat(path)
+                stamp = Stamp(st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         except OSError:
             to_read.append(path)
             continue
-        stamp = Stamp(st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if get(path) == stamp:
             unchanged.append(path)
         else:
@@ -218,6 +265,28 @@ def _check_root(root: str | Path) -> Path:
     if not path.is_dir():
         raise IngestError(f"not a folder: {path}; give the folder that holds the images")
     return path.resolve()
+
+
+def _check_prefix(root: str) -> str:
+    """``s3://bucket/prefix`` without trailing slashes; ``IngestError`` if it names no bucket."""
+    try:
+        split_s3(root)
+    except ValueError as err:
+        raise IngestError(str(err)) from None
+    return root.rstrip("/")
+
+
+def _list_prefix(root: str) -> tuple[_Found, dict[str, Stamp]]:
+    """The objects under ``root``, as ``_walk`` finds files (in key order), and their stamps."""
+    found = _Found([], [], [], [], [])
+    stamps: dict[str, Stamp] = {}
+    for obj in list_objects(root):
+        if os.path.splitext(obj.path)[1].lower() not in IMAGE_EXTENSIONS:
+            found.others.append(obj.path)
+            continue
+        found.images.append(obj.path)
+        stamps[obj.path] = Stamp.of_object(obj.size_bytes, obj.last_modified, obj.etag)
+    return found, stamps
 
 
 class _Found(NamedTuple):
@@ -315,6 +384,29 @@ def _hash_files(
             quarantined.append(_quarantine(store, path, _unreadable_reason(path, err)))
             continue
         hashed.append((path, key, size))
+    return hashed, quarantined
+
+
+def _read_objects(
+    store: LabelStore, paths: list[str], progress: bool, max_pixels: int,
+    decoded: dict[str, tuple[int, int, bytes] | str],
+) -> tuple[list[tuple[str, str, int]], list[Rejected]]:
+    """``_hash_files`` for S3 objects: each is fetched once, and its bytes are decoded here
+    (the outcome goes to ``decoded``), so that the decoding loop does not fetch it again."""
+    hashed: list[tuple[str, str, int]] = []
+    quarantined: list[Rejected] = []
+    for path in track(paths, description="reading", disable=not progress, transient=True):
+        try:
+            data = read_bytes(path)
+        except OSError as err:
+            quarantined.append(_quarantine(store, path, f"unreadable: {err}"))
+            continue
+        hashed.append((path, bytes_key(data), len(data)))
+        try:
+            with decode_image(data, max_pixels=max_pixels) as img:
+                decoded[path] = (*img.size, thumbnail(img))
+        except ImageError as err:
+            decoded[path] = str(err)
     return hashed, quarantined
 
 

@@ -8,12 +8,14 @@ someone imported into the project by hand has only ``data.image``:
 - a local-files URL under the served image folder (``/data/local-files/?d=...``): that file;
 - a file uploaded to Label Studio (``/data/upload/...``, any URL relative to the server): read
   from the server with the project's key;
-- an ``http(s)`` URL: downloaded.
+- an ``http(s)`` URL (a presigned S3 URL among them): downloaded;
+- an ``s3://`` URL (a task made by Label Studio's own S3 storage): read through
+  ``training.sources`` with this machine's AWS credentials.
 
 Downloads land in a content-addressed cache (``<workspace>/backend/images/<sha256>``; a second
 folder maps each URL to its content hash), written to a temporary name and renamed, so a
-killed download is never used and a URL is fetched once. Any other scheme (``s3://``, ``gs://``)
-is not read yet: the task gets a reason, not an exception. Every file is decoded with the same
+killed download is never used and a URL is fetched once. Any other scheme (``gs://``) is not
+read yet: the task gets a reason, not an exception. Every file is decoded with the same
 ``open_image`` that ingest and training use before it is predicted.
 """
 
@@ -31,6 +33,7 @@ import httpx
 from labeling.store import LabelStore, file_key
 from labeling.studio.project import ImageSource
 from training.images import DEFAULT_MAX_PIXELS, ImageError, open_image
+from training.sources import RemoteUnavailable, is_remote, read_bytes
 
 CACHE_FOLDER = Path("backend") / "images"  # under the workspace
 # A download larger than this is refused (a photo is a few MB; this is not a file server).
@@ -87,7 +90,7 @@ class TaskImages:
             path = self._local_or_fetched(url)
             with open_image(path, max_pixels=self._max_pixels):
                 pass
-        except (ImageError, OSError, httpx.HTTPError, ValueError) as err:
+        except (ImageError, OSError, httpx.HTTPError, ValueError, RemoteUnavailable) as err:
             return TaskImage(reason=f"image {url[:200]} cannot be read: {err}")
         return TaskImage(path=str(path), key=file_key(path)[0])
 
@@ -107,6 +110,8 @@ class TaskImages:
     def _local_or_fetched(self, url: str) -> Path:
         if url.startswith(("http://", "https://")):
             return self._fetched(url, headers={})
+        if is_remote(url):
+            return self._from_s3(url)
         local = self._source.path_for(url)
         if local is not None:
             # A task edited by hand can name any path: only the served folder is read.
@@ -119,6 +124,27 @@ class TaskImages:
         scheme = url.split(":", 1)[0] if ":" in url else "a relative path"
         raise ValueError(f"{scheme} URLs are not read by the backend yet (local files, "
                          f"uploads and http(s) are)")
+
+    def _from_s3(self, url: str) -> Path:
+        """The cached copy of the S3 object ``url`` (read now if it is not cached)."""
+        by_url = self._cache / "urls" / hashlib.sha256(url.encode()).hexdigest()
+        if by_url.is_file():
+            cached = self._cache / by_url.read_text(encoding="ascii").strip()
+            if cached.is_file():
+                return cached
+        data = read_bytes(url)
+        if len(data) > MAX_DOWNLOAD_BYTES:
+            raise ValueError(f"larger than {MAX_DOWNLOAD_BYTES // 2**20} MiB")
+        name = hashlib.sha256(data).hexdigest()
+        self._cache.mkdir(parents=True, exist_ok=True)
+        tmp = self._cache / f".partial-{os.getpid()}-{threading.get_ident()}"
+        try:
+            tmp.write_bytes(data)
+            tmp.replace(self._cache / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _write_index(by_url, name)
+        return self._cache / name
 
     def _fetched(self, url: str, *, headers: dict) -> Path:
         """The cached download of ``url`` (fetched now if it is not cached)."""
@@ -146,11 +172,16 @@ class TaskImages:
             tmp.replace(self._cache / name)
         finally:
             tmp.unlink(missing_ok=True)
-        by_url.parent.mkdir(exist_ok=True)
-        index_tmp = by_url.with_name(by_url.name + f".{os.getpid()}.tmp")
-        index_tmp.write_text(name, encoding="ascii")
-        index_tmp.replace(by_url)
+        _write_index(by_url, name)
         return self._cache / name
+
+
+def _write_index(by_url: Path, name: str) -> None:
+    """Record that the URL hashed into ``by_url`` had the bytes cached as ``name``."""
+    by_url.parent.mkdir(exist_ok=True)
+    index_tmp = by_url.with_name(by_url.name + f".{os.getpid()}.tmp")
+    index_tmp.write_text(name, encoding="ascii")
+    index_tmp.replace(by_url)
 
 
 def _data(task: object) -> dict:

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 
+# The local S3 endpoint's fixtures (`s3_server`, `s3`), for the tests of images in S3.
+pytest_plugins = ("tests.training.s3_server",)
+
 
 @dataclass(frozen=True)
 class Entry:

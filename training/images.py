@@ -1,16 +1,20 @@
 """Open an image file fully decoded and in the mode a model needs, or say why it can't be.
 
 Everything that reads pixels (ingest, training, prediction) goes through ``open_image`` so that a
-file accepted at ingest is a file the model can read.
+file accepted at ingest is a file the model can read. A path may name an S3 object
+(``s3://bucket/key``): its bytes are read through ``training.sources``.
 """
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from training.sources import is_remote, read_bytes
 
 # Pillow's own default; above it a file is treated as a decompression bomb.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -24,18 +28,53 @@ class ImageError(ValueError):
 def open_image(
     path: str | Path, *, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Image.Image:
-    """Return the image at ``path`` decoded, EXIF-rotated and converted to L (1) or RGB (3).
+    """Return the image at ``path`` (a file, or an ``s3://`` object) decoded, EXIF-rotated and
+    converted to L (1) or RGB (3).
 
     Raises ``ImageError`` with a one-line reason for: empty files, non-images, truncated or
     corrupt data, images over ``max_pixels`` (decompression bombs) and unreadable files.
+    ``training.sources.RemoteUnavailable`` (S3 cannot be used at all) is no property of the
+    image and passes through.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if is_remote(path):
+        try:
+            data = read_bytes(path)
+        except PermissionError:
+            raise ImageError("permission denied") from None
+        except FileNotFoundError:
+            raise ImageError("object not found") from None
+        except OSError as err:
+            raise ImageError(f"unreadable: {err}") from None
+        return decode_image(data, channels=channels, max_pixels=max_pixels)
     path = Path(path)
     try:
         if path.stat().st_size == 0:
             raise ImageError("empty file (0 bytes)")
-        with Image.open(path) as img:
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except OSError as err:
+        raise ImageError(f"corrupt or truncated image: {err}") from None
+    return _decoded(path, channels, max_pixels)
+
+
+def decode_image(data: bytes, *, channels: int = 3,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """``open_image`` for bytes already read (ingest hashes an object's bytes and decodes the
+    same bytes, so an S3 object is fetched once)."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    return _decoded(io.BytesIO(data), channels, max_pixels)
+
+
+def _decoded(source: Path | io.BytesIO, channels: int, max_pixels: int) -> Image.Image:
+    try:
+        with Image.open(source) as img:
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageError(

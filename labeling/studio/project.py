@@ -10,15 +10,20 @@ Images are reached either as http(s) URLs, passed through unchanged, or as local
 Label Studio from a local-files storage for the image folder: ``/data/local-files/?d=<path
 relative to the server's LOCAL_FILES_DOCUMENT_ROOT>``. The embedded server's document root is
 the image folder's parent (``server.local_files_root``).
+
+Items in S3 (``s3://bucket/key``) reach Label Studio as presigned GET URLs: plain http(s) that
+any browser opens until they expire (7 days at most), with no credentials in Label Studio and no
+storage to set up in it. The signing function comes from the caller (``pipeline``), as this
+package does not talk to S3.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 from labeling.studio.errors import ProjectMismatch, StudioError
 from labeling.studio.limits import TITLE_MAX, TITLE_MIN
@@ -31,14 +36,17 @@ if TYPE_CHECKING:  # the SDK takes a second to import; only its type is needed h
 
 STORAGE_TITLE = "labelloop images"
 LOCAL_FILES_PATH = "/data/local-files/"
+S3_SCHEME = "s3://"
 
 
 @dataclass(frozen=True)
 class ImageSource:
-    """How item paths become image URLs. ``images_dir`` ``None``: only http(s) URLs."""
+    """How item paths become image URLs. ``images_dir`` ``None``: no local files served.
+    ``sign``: ``s3://`` path -> presigned http(s) URL, for items in S3 (``None``: none)."""
 
     images_dir: Path | None = None
     document_root: Path | None = None
+    sign: Callable[[str], str] | None = None
 
     @classmethod
     def local(cls, images_dir: Path, document_root: Path | None = None) -> ImageSource:
@@ -52,9 +60,15 @@ class ImageSource:
         return cls(images_dir=images_dir, document_root=root)
 
     def url_for(self, path: str) -> str:
-        """The task's image URL for an item path; http(s) URLs pass through unchanged."""
+        """The task's image URL for an item path; http(s) URLs pass through unchanged, and an
+        ``s3://`` object gets a freshly signed URL."""
         if path.startswith(("http://", "https://")):
             return path
+        if path.startswith(S3_SCHEME):
+            if self.sign is None:
+                raise StudioError(f"item {path} is in S3, but this project's images are not: "
+                                  f"set [project] images to its s3:// prefix")
+            return self.sign(path)
         if self.images_dir is None or self.document_root is None:
             raise StudioError(f"item {path} is a local file but no image folder is served; "
                               f"use http(s) URLs or serve [project] images as local files")
@@ -66,6 +80,13 @@ class ImageSource:
         relative = resolved.relative_to(self.document_root).as_posix()
         return f"{LOCAL_FILES_PATH}?d=" + quote(relative, safe="/")
 
+    def signed_for(self, url: str, path: str) -> bool:
+        """Whether ``url`` is a signed URL (made at any time) of the S3 object ``path``: the
+        same address once the signature's query is left out."""
+        if self.sign is None or not path.startswith(S3_SCHEME):
+            return False
+        return _unsigned(url) == _unsigned(self.sign(path))
+
     def path_for(self, url: str) -> Path | None:
         """The local file a task's image URL names (the inverse of ``url_for``), resolved;
         ``None`` for an http(s) URL or a URL that is not a local-files one. The path may lie
@@ -75,6 +96,11 @@ class ImageSource:
             return None
         names = parse_qs(parts.query).get("d")
         return (self.document_root / names[0]).resolve() if names else None
+
+
+def _unsigned(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 @dataclass(frozen=True)

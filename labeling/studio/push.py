@@ -9,14 +9,20 @@ succeeded would duplicate tasks.
 
 Everything is validated before the first request: a prediction naming an unknown class, a bad
 score or an image outside the served folder raises and nothing is sent.
+
+Items in S3 go with presigned URLs (``labeling.studio.project``), which expire; ``resign_images``
+gives the tasks whose URL is close to expiring a fresh one.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from labeling.store import LabelStore
 from labeling.studio.connection import Studio
@@ -176,6 +182,49 @@ def refresh_predictions(
         set_model_version(studio, project, model_version)
     return RefreshResult(model_version=model_version, updated=len(todo),
                          already_current=current, without_prediction=missing)
+
+
+def resign_images(studio: Studio, project: StudioProject, paths: Mapping[str, str], *,
+                  within_s: float, now: float | None = None) -> int:
+    """Give every task of an S3 item (item key -> path in ``paths``) whose presigned image URL
+    expires within ``within_s`` seconds a freshly signed one; returns how many were updated.
+
+    A task whose image URL is not a signed URL of its item (edited in Label Studio) is left
+    as it is: the sync reports it. Answered tasks are re-signed too, so reviews show images.
+    """
+    images = project.images
+    if images.sign is None:
+        return 0
+    now = time.time() if now is None else now
+    todo: list[tuple[int, dict, str]] = []
+    for task in iter_tasks(studio, project.id, include="id,data", all_fields=True):
+        key = item_key_of(task)
+        path = paths.get(key) if key else None
+        data = task.get("data") or {}
+        url = data.get(IMAGE_NAME)
+        if path is None or not isinstance(url, str) or not images.signed_for(url, path):
+            continue
+        if _expires_at(url) - now > within_s:
+            continue
+        todo.append((int(task["id"]), dict(data), path))
+    for task_id, data, path in todo:
+        data[IMAGE_NAME] = images.url_for(path)
+        with studio.errors(f"re-signing the image URL of task {task_id}"):
+            studio.client.tasks.update(id=task_id, data=data)
+    return len(todo)
+
+
+def _expires_at(url: str) -> float:
+    """When a presigned URL expires (seconds since the epoch); 0 if it does not say (SigV4's
+    ``X-Amz-Date`` and ``X-Amz-Expires``, or SigV2's ``Expires``)."""
+    query = parse_qs(urlsplit(url).query)
+    try:
+        if "X-Amz-Date" in query:
+            signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+            return signed.replace(tzinfo=UTC).timestamp() + int(query["X-Amz-Expires"][0])
+        return float(query["Expires"][0])
+    except (KeyError, ValueError, IndexError):
+        return 0.0
 
 
 def set_model_version(studio: Studio, project: StudioProject, model_version: str) -> None:

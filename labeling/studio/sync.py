@@ -152,6 +152,8 @@ def _wrong_image(images: ImageSource, items: dict[str, ItemRecord], task: dict,
     url = str((task.get("data") or {}).get(IMAGE_NAME) or "")
     if url == item.path:  # an http(s) image, unchanged
         return None
+    if images.signed_for(url, item.path):  # an S3 item's presigned URL, of any date
+        return None
     if same_image is not None and same_image(url, key):
         return None  # an adopted hand-made task: its URL was read and had these bytes
     path = images.path_for(url)

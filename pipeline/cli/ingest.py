@@ -20,8 +20,9 @@ from pipeline.project.workspace import ensure_workspace, find_config
 
 def ingest_command(
     folder: Annotated[
-        Path | None,
-        typer.Argument(help="Folder of images, searched recursively (default: the project's)."),
+        str | None,
+        typer.Argument(help="Folder of images, searched recursively, or an S3 prefix "
+                       "s3://bucket/prefix (default: the project's)."),
     ] = None,
     config: Annotated[
         Path | None,
@@ -53,6 +54,8 @@ def ingest_command(
     --imagefolder, labels you already have come too (source import, who import:<name>)."""
     err_console = Console(stderr=True)
     imported = None
+    if folder is not None and not folder.startswith("s3://"):
+        folder = Path(folder)
     try:
         if labels is not None and imagefolder is not None:
             raise IngestError("give --labels or --imagefolder, not both")
@@ -71,10 +74,13 @@ def ingest_command(
                                   f"{project.project.task} project's labels come from Label "
                                   "Studio (ingest the images alone)")
             ensure_workspace(project)
-            url, folder = project.store_url, folder or project.images_dir
+            url, folder = project.store_url, folder or project.images_location
         label_store = LabelStore(url)
         try:
             if labels is not None or imagefolder is not None:
+                if isinstance(folder, str) and labels is not None:
+                    raise IngestError("--labels with images in S3 is not supported yet: "
+                                      "ingest the prefix alone")
                 imported = _import(label_store, project, labels, imagefolder or folder,
                                    use_folder=imagefolder is not None, max_pixels=max_pixels)
                 report = imported.ingest

@@ -19,7 +19,8 @@ from pipeline.status import project_status, round_summary
 
 
 def init_command(
-    images: Path = typer.Option(..., help="Folder of images to label (it may grow later)."),
+    images: str = typer.Option(..., help="Folder of images to label (it may grow later), or "
+                               "an S3 prefix s3://bucket/prefix."),
     classes: str | None = typer.Option(None, help="Comma-separated class names, e.g. cat,dog "
                                        "(with --from-studio: read from the project)."),
     name: str | None = typer.Option(None, help="Project name (default: this folder's name)."),
@@ -34,7 +35,7 @@ def init_command(
 ) -> None:
     """Create labelloop.toml and the project's workspace."""
     if from_studio is not None:
-        _init_from_studio(folder, from_studio, images, studio_url)
+        _init_from_studio(folder, from_studio, Path(images), studio_url)
         return
     if not classes:
         fail("--classes is required (or --from-studio ID to read them from Label Studio)")
@@ -43,7 +44,8 @@ def init_command(
     try:
         class_list = list(validate_classes((c for c in classes.split(",")),
                                            minimum=1 if task == "detection" else 2))
-        path = init_project(folder, images=images, classes=class_list, name=name,
+        where = images if images.startswith("s3://") else Path(images)
+        path = init_project(folder, images=where, classes=class_list, name=name,
                             studio_url=studio_url, task=task)
     except (ConfigError, ValueError) as err:
         fail(str(err))

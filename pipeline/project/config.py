@@ -56,13 +56,25 @@ class _Section(BaseModel):
 class ProjectSection(_Section):
     name: str = Field(min_length=1)
     classes: tuple[str, ...]
-    images: Path
+    # A folder, or an S3 prefix "s3://bucket/prefix" (endpoint and credentials: boto3's own
+    # chain, AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ~/.aws; never this file).
+    images: Path | str
     # Each round first ingests what is new or changed in `images` (pipeline/round/ingest.py),
     # so that a scheduled `labelloop run` picks up images dropped in at any time.
     ingest_each_round: bool = True
     # The kind of labeling work (labeling.tasks): what a label is, the Label Studio config,
     # pre-annotations, answers, the model. Workspaces made before it existed are classification.
     task: str = DEFAULT_TASK
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images_folder_or_prefix(cls, value):
+        text = str(value)
+        if not text.startswith("s3://"):
+            return Path(value)
+        if not text[len("s3://"):].partition("/")[0]:
+            raise ValueError(f"{text!r} names no bucket; write s3://BUCKET/PREFIX")
+        return text.rstrip("/")
 
     @field_validator("task")
     @classmethod
@@ -117,6 +129,10 @@ class StudioSection(_Section):
     # Where `labelloop serve` (the model backend for Label Studio's "Connect model") listens
     # on 127.0.0.1, and so the URL `labelloop studio connect` registers.
     backend_port: int = Field(default=9090, ge=1024, le=65535)
+    # Images in S3 reach Label Studio as presigned GET URLs, valid this long from the push
+    # that made the task (S3 allows 7 days at most; a pending task older than that is
+    # re-signed by the next round's push).
+    s3_url_expiry_s: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
 
 
 class TrainingSection(_Section):
@@ -368,7 +384,22 @@ class Config(_Section):
         return p if p.is_absolute() else (self.root / p).resolve()
 
     @property
+    def images_remote(self) -> bool:
+        """Whether ``[project] images`` is an S3 prefix rather than a folder."""
+        return isinstance(self.project.images, str)
+
+    @property
+    def images_location(self) -> Path | str:
+        """What ingest reads: the image folder (absolute), or the ``s3://`` prefix."""
+        return self.project.images if self.images_remote else self.images_dir
+
+    @property
     def images_dir(self) -> Path:
+        """The image folder, absolute. For images in S3: a folder in the workspace, which the
+        embedded Label Studio is started with (it serves no S3 item) and where the images of
+        hand-made tasks adopted into the pool are copied (``pipeline.round.adopt``)."""
+        if self.images_remote:
+            return self.workspace_dir / "local-images"
         return self.path(self.project.images)
 
     @property
@@ -464,7 +495,7 @@ def format_validation_error(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def render_config(name: str, classes, images: Path, *, studio_url: str = "",
+def render_config(name: str, classes, images: Path | str, *, studio_url: str = "",
                   project_title: str = "", task: str = DEFAULT_TASK) -> str:
     """The text of a new ``labelloop.toml`` with every section's defaults spelled out (a
     detection project's: a detector, its training defaults, and what boxes support)."""

@@ -67,8 +67,17 @@ def studio_settings(config: Config, env: Mapping[str, str]) -> StudioSettings:
 
 def image_source(config: Config) -> ImageSource:
     """Local files under ``[project] images``, served from their parent folder (the embedded
-    server's document root; an external server must be set up the same way)."""
+    server's document root; an external server must be set up the same way). For images in
+    S3: presigned URLs, valid ``[studio] s3_url_expiry_s`` (the endpoint Label Studio's users
+    reach them at is boto3's, ``AWS_ENDPOINT_URL``)."""
     from labeling.studio.project import ImageSource
+
+    if config.images_remote:
+        from functools import partial
+
+        from training.sources import presigned_url
+
+        return ImageSource(sign=partial(presigned_url, expires_s=config.studio.s3_url_expiry_s))
 
     root = config.path(config.studio.local_files_root) if config.studio.local_files_root else None
     return ImageSource.local(config.images_dir, root)

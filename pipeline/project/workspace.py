@@ -22,7 +22,7 @@ from pipeline.project.config import (
 def init_project(
     folder: Path,
     *,
-    images: Path,
+    images: Path | str,
     classes: list[str],
     name: str | None = None,
     studio_url: str = "",
@@ -31,22 +31,28 @@ def init_project(
 ) -> Path:
     """Write ``labelloop.toml`` in ``folder`` and create its workspace; returns the config path.
 
-    Refuses to overwrite an existing config (a project's labels hang off it).
+    Refuses to overwrite an existing config (a project's labels hang off it). ``images``
+    may be an S3 prefix (``s3://bucket/prefix``); it is not contacted here.
     """
     folder = folder.resolve()
     config_path = folder / CONFIG_NAME
     if config_path.exists():
         raise ConfigError(f"{config_path} already exists; edit it, or init another folder")
-    images = images.expanduser()
-    if not images.resolve().is_dir():
-        raise ConfigError(f"--images: no such folder: {images}")
+    remote = isinstance(images, str) and images.startswith("s3://")
+    if not remote:
+        images = Path(images).expanduser()
+        if not images.resolve().is_dir():
+            raise ConfigError(f"--images: no such folder: {images}")
     if problem := title_problem(name or folder.name):
         raise ConfigError(problem)
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        images_entry = images.resolve().relative_to(folder)
-    except ValueError:
-        images_entry = images.resolve()
+    if remote:
+        images_entry = images
+    else:
+        try:
+            images_entry = images.resolve().relative_to(folder)
+        except ValueError:
+            images_entry = images.resolve()
     text = render_config(name or folder.name, classes, images_entry, studio_url=studio_url,
                          project_title=project_title, task=task)
     tmp = config_path.with_name(CONFIG_NAME + ".tmp")

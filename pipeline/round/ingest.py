@@ -1,4 +1,5 @@
-"""A round's first move: ingest what is new or changed in the project's image folder.
+"""A round's first move: ingest what is new or changed in the project's image folder (or S3
+prefix).
 
 Incremental (``pipeline.ingest``: files unchanged since they were read are not read again), so
 it costs a walk and a ``stat`` per file when nothing changed. It runs before a round starts and
@@ -19,7 +20,7 @@ class EmptyPool(ValueError):
 def ingest_new(project: Project, *, progress: bool) -> dict:
     """Ingest the image folder's new files; the record says what came in, or why nothing was
     read. Raises ``EmptyPool`` when the pool is still empty afterwards."""
-    folder = project.config.images_dir
+    folder = project.config.images_location
     record: dict = {"folder": str(folder)}
     if not project.config.project.ingest_each_round:
         record["skipped"] = "[project] ingest_each_round = false"

@@ -9,7 +9,7 @@ from typing import Any
 
 from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import picks
-from labeling.studio.push import PushItem, push_tasks, refresh_predictions
+from labeling.studio.push import PushItem, push_tasks, refresh_predictions, resign_images
 from pipeline.project.project import Project
 from pipeline.round.blind import blind_keys
 from pipeline.round.predict import load_predictions
@@ -29,7 +29,8 @@ def push(project: Project, round_id: int, predicted: dict, *,
          load: Callable[[Project, dict], dict[str, tuple[Any, float]]] = pre_annotations) -> dict:
     """Send picked items that have no task yet, with the champion's predictions (``load``:
     item key -> (value, score), per task type); bring pending tasks' predictions up to the
-    champion's version."""
+    champion's version. Tasks of S3 items whose presigned image URL has less than half of
+    ``[studio] s3_url_expiry_s`` left get a fresh one."""
     studio, sp = session(project)
     store = project.store
     version = predicted.get("version")
@@ -50,10 +51,14 @@ def push(project: Project, round_id: int, predicted: dict, *,
         pending = {k: predictions[k] for k in tasks
                    if k not in human and k in predictions and k not in blind}
         refreshed = refresh_predictions(studio, store, sp, pending, model_version=mv).updated
+    resigned = 0
+    if project.config.images_remote:
+        resigned = resign_images(studio, sp, paths,
+                                 within_s=project.config.studio.s3_url_expiry_s / 2)
     # Predictions Label Studio dropped from the import are among those refreshed here.
     return {"pushed": len(result.created), "already_there": len(result.existing),
             "predictions_dropped": result.predictions_dropped, "refreshed": refreshed,
-            "blind": len(blind_new),
+            "blind": len(blind_new), "resigned": resigned,
             "model_version": mv or None, "project_id": sp.id}
 
 

@@ -204,3 +204,27 @@ def test_cli_exports_the_projects_labels(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default config is ./labelloop.toml
     bad = runner.invoke(app, ["export", "--format", "coco", "--out", "x.csv"])
     assert bad.exit_code == 2 and "valid: csv, imagefolder" in bad.output
+
+
+def test_items_in_s3_are_exported_as_their_paths_and_copied_into_an_imagefolder(s3, tmp_path):
+    from pipeline.ingest import ingest_folder
+
+    for name in ("a.png", "b.png"):
+        s3.put(f"pool/{name}", png(len(name) + ord(name[0])))
+    store = LabelStore(tmp_path / "labels.db")
+    try:
+        added = ingest_folder(store, f"s3://{s3.name}/pool").added
+        store.add_labels([NewLabel(added[0].key, "cat", "human", who="alice"),
+                          NewLabel(added[1].key, "dog", "human", who="bob")])
+        report = export_labels(store, tmp_path / "labels.csv", format="csv")
+        assert report.rows == 2 and report.missing == []
+        assert {r["path"] for r in read_csv(tmp_path / "labels.csv")} == {
+            f"s3://{s3.name}/pool/a.png", f"s3://{s3.name}/pool/b.png"}
+        export_labels(store, tmp_path / "dataset", format="imagefolder", classes=CLASSES)
+        rows = read_csv(tmp_path / "dataset" / PROVENANCE_FILE)
+        for row in rows:
+            exported = tmp_path / "dataset" / row["path"]
+            assert hashlib.sha256(exported.read_bytes()).hexdigest() in row["item_key"]
+        assert sorted(r["path"] for r in rows) == ["cat/a.png", "dog/b.png"]
+    finally:
+        store.close()

@@ -47,8 +47,8 @@ def test_paths_outside_the_served_folder_and_bad_tasks_get_reasons(setup):
     assert escape.path is None and "outside the served folder" in escape.reason
     assert "no data object" in found.resolve("not a task").reason
     assert "no data.image" in found.resolve({"data": {}}).reason
-    s3 = found.resolve({"data": {"image": "s3://bucket/x.png"}})
-    assert s3.path is None and "s3 URLs are not read" in s3.reason
+    gs = found.resolve({"data": {"image": "gs://bucket/x.png"}})
+    assert gs.path is None and "gs URLs are not read" in gs.reason
 
 
 def test_downloads_are_cached_by_content_and_fetched_once(setup):
