@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from labeling.store import LabelStore
 from pipeline.ingest import ingest_folder
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config, init_project
@@ -24,6 +25,14 @@ def _write_pngs(folder: Path, images, labels, prefix: str) -> dict[str, str]:
         Image.fromarray(img, mode="L").save(path)
         truth[str(path.resolve())] = str(y)
     return truth
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An empty label store in a SQLite file of the test's own folder."""
+    s = LabelStore(tmp_path / "labels.db")
+    yield s
+    s.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from labeling.store import LabelStore
 from pipeline.cli.app import app
 from pipeline.ingest import ingest_folder
 from training.images import open_image
@@ -35,13 +34,6 @@ def corpus(tmp_path):
     # Give the locked file and folder their permissions back so tmp_path can be removed.
     for path in [root / "perm/locked.png", root / "perm/private"]:
         path.chmod(0o755)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = LabelStore(tmp_path / "labels.db")
-    yield s
-    s.close()
 
 
 def observed_outcomes(report, store) -> dict[str, tuple[str, str]]:

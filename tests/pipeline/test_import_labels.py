@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labeling.store import LabelStore, NewLabel, file_key
+from labeling.store import NewLabel, file_key
 from labeling.tasks.registry import get_task_type
 from pipeline.import_labels import import_csv, import_imagefolder
 from pipeline.ingest import IngestError
@@ -19,13 +19,6 @@ TASK = get_task_type("classification")
 def png(path, value):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((6, 6), value, np.uint8)).save(path)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = LabelStore(tmp_path / "labels.db")
-    yield s
-    s.close()
 
 
 def test_a_csv_imports_good_rows_and_refuses_bad_ones_with_reasons(tmp_path, store):

@@ -64,13 +64,6 @@ BAD = {
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = LabelStore(tmp_path / "labels.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def folder(tmp_path):
     root = tmp_path / "images"
     sizes = make_good(root)

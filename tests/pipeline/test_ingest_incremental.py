@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 import pipeline.ingest as ingest_module
-from labeling.store import LabelStore
 from pipeline.ingest import ingest_folder
 from tests.data.make_corpus import bomb_png, encoded, write_file
 
@@ -20,13 +19,6 @@ def _png() -> bytes:
     # Uncompressed: every such file has the same size, so only the times tell them apart.
     return encoded(Image.fromarray(RNG.integers(0, 256, (20, 20, 3), dtype=np.uint8)), "PNG",
                    compress_level=0)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = LabelStore(tmp_path / "labels.db")
-    yield s
-    s.close()
 
 
 @pytest.fixture

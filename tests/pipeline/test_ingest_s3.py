@@ -18,13 +18,6 @@ def _png() -> bytes:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = LabelStore(tmp_path / "labels.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def reads(monkeypatch):
     """The objects ingest fetches, in order."""
     seen: list[str] = []
