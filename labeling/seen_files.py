@@ -35,10 +35,6 @@ class Stamp(NamedTuple):
     ctime_ns: int
 
     @classmethod
-    def of(cls, st: os.stat_result) -> Stamp:
-        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-    @classmethod
     def of_object(cls, size: int, last_modified: datetime, etag: str) -> Stamp:
         """An S3 object as its listing saw it (see the module docstring)."""
         # Hashed: an ETag is hex for simple uploads but "hex-N" for multipart ones.
