@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labeling.migrations import migrate
@@ -151,7 +152,14 @@ class LabelStore:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         # Creates a new store's tables, or brings an older store's schema up to date.
-        self.schema_found = migrate(self.engine)
+        try:
+            self.schema_found = migrate(self.engine)
+        except OperationalError as err:
+            self.engine.dispose()
+            shown = self.engine.url.render_as_string(hide_password=True)
+            first = str(err.orig or err).strip().splitlines()[0]
+            raise StoreError(f"the label store at {shown} cannot be opened: {first}; check "
+                             "[store] url and its password") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:

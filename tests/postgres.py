@@ -4,7 +4,9 @@ initdb into a temp folder (as the ``postgres`` user through ``runuser`` when the
 root: initdb refuses root), then ``pg_ctl start`` listening on no TCP address, only on a unix
 socket in that temp folder, with fsync off (its data dies with the session). Stopped with
 ``pg_ctl stop`` on its own data folder, and its postmaster by its own PID if that fails: never
-another process. Each test gets a database of its own (``create_database``).
+another process. Each test gets a database of its own (``create_database``). The user
+``postgres`` connects without a password; ``PASSWORD_USER`` only with its password (scram), for
+the tests of where a password comes from.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 SETUP_HINT = "install it with `bash scripts/setup_postgres.sh` (Debian's postgresql package)"
 # Only the socket's file name: the server listens on no TCP address.
 PORT = 5432
+PASSWORD_USER = "labelloop_pw"
 _names = itertools.count()
 
 
@@ -69,6 +72,22 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def create_password_database(self, password: str) -> str:
+        """A new database owned by ``PASSWORD_USER`` (created with ``password`` the first
+        time); returns its URL without the password."""
+        import psycopg
+
+        name = f"pw_{os.getpid()}_{next(_names)}"
+        with psycopg.connect(host=str(self.socket_dir), port=PORT, user="postgres",
+                             dbname="postgres", autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                  (PASSWORD_USER,)).fetchone()
+            if not exists:
+                conn.execute(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{password}'")
+            conn.execute(f'CREATE DATABASE "{name}" OWNER {PASSWORD_USER}')
+        return (f"postgresql+psycopg://{PASSWORD_USER}@/{name}"
+                f"?host={self.socket_dir}&port={PORT}")
+
     def stop(self) -> None:
         """Stop this server (fast shutdown), by its data folder, else by its own PID."""
         try:
@@ -92,6 +111,8 @@ def start_postgres() -> PostgresServer:
     try:
         _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
                       "-E", "UTF8", "--no-sync"], timeout=120)
+        hba = data / "pg_hba.conf"  # first match wins: this user needs its password
+        hba.write_text(f"local all {PASSWORD_USER} scram-sha-256\n" + hba.read_text())
         _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
                       "-o", f"-c listen_addresses='' -k {root / 'socket'} -p {PORT} "
                             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "

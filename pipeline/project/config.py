@@ -24,6 +24,7 @@ from labeling.box_scores import list_box_strategies
 from labeling.strategies import list_strategies
 from labeling.studio.limits import TITLE_MAX, TITLE_MIN
 from labeling.tasks.registry import DEFAULT_TASK, list_task_types
+from pipeline.project.databases import password_problem
 from training.names import DETECTOR_NAMES, MODEL_NAMES, PRETRAINED_NAMES, SAMPLER_NAMES
 from training.params import TrainParams
 
@@ -81,14 +82,36 @@ class ProjectSection(_Section):
         return self
 
 
+def _no_password(section: str):
+    """A validator refusing a URL that holds a password (pipeline/project/databases.py)."""
+
+    def check(cls, value: str) -> str:
+        if problem := password_problem(value, section):
+            raise ValueError(problem)
+        return value
+
+    return check
+
+
 class StoreSection(_Section):
-    # Empty: a SQLite file in the workspace. Otherwise any SQLAlchemy URL (e.g. PostgreSQL).
+    # Empty: a SQLite file in the workspace. Otherwise any SQLAlchemy URL, e.g.
+    # postgresql+psycopg://labelloop@db.example/labels, without its password: that comes from
+    # password_file (a file holding it alone) or LABELLOOP_STORE_PASSWORD.
     url: str = ""
+    password_file: Path | None = None
+
+    _url_has_no_password = field_validator("url")(classmethod(_no_password("store")))
 
 
 class RegistrySection(_Section):
-    # Empty: MLflow on a SQLite file in the workspace. Otherwise an MLflow tracking URI.
+    # Empty: MLflow on a SQLite file in the workspace. Otherwise an MLflow tracking URI (a
+    # database URL like [store] url, its password from password_file or
+    # LABELLOOP_REGISTRY_PASSWORD; or a tracking server).
     tracking_uri: str = ""
+    password_file: Path | None = None
+
+    _uri_has_no_password = field_validator("tracking_uri")(
+        classmethod(_no_password("registry")))
 
 
 class StudioSection(_Section):
@@ -262,6 +285,13 @@ class TuningSection(_Section):
     # Re-tune at the end of every K-th round (0: never), and/or when a round detects drift.
     every_rounds: int = Field(default=0, ge=0)
     on_drift: bool = False
+    # Where the Optuna study lives. Empty: a SQLite file in the workspace (optuna.db).
+    # Otherwise a SQLAlchemy URL like [store] url, its password from password_file or
+    # LABELLOOP_TUNING_PASSWORD.
+    storage: str = ""
+    password_file: Path | None = None
+
+    _storage_has_no_password = field_validator("storage")(classmethod(_no_password("tuning")))
 
     @field_validator("sampler")
     @classmethod
@@ -378,7 +408,11 @@ class Config(_Section):
 
     @property
     def registry_uri(self) -> str:
-        return self.registry.tracking_uri
+        return self.registry.tracking_uri or f"sqlite:///{self.workspace_dir / 'mlflow.db'}"
+
+    @property
+    def tuning_storage(self) -> str:
+        return self.tuning.storage or f"sqlite:///{self.workspace_dir / 'optuna.db'}"
 
     @property
     def studio_dir(self) -> Path:
