@@ -20,6 +20,8 @@ from sqlalchemy.engine import Engine
 from labeling.schema import Base, StoreMeta
 
 SCHEMA_VERSION = 4
+# The PostgreSQL advisory lock that migrations hold, per database ("labelloop" in ASCII).
+_MIGRATION_LOCK = 0x6C6162656C6C6F6F
 
 
 class SchemaError(ValueError):
@@ -30,6 +32,12 @@ def migrate(engine: Engine) -> int:
     """Create missing tables, bring an older store to ``SCHEMA_VERSION``; return the version
     the store was at when opened (0 for a new store)."""
     with engine.begin() as conn:
+        # Two processes opening a new store at once: the second waits until the first made it,
+        # then finds it made (without the lock both would create the tables).
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        elif conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the file's write lock, up to busy_timeout
         tables = set(inspect(conn).get_table_names())
         found = _version(conn, tables)
         if found > SCHEMA_VERSION:

@@ -93,6 +93,7 @@ def test_a_project_opens_its_store_with_the_password_and_never_shows_it(
     # The wrong password: one clear error, the URL shown masked, the password nowhere.
     with pytest.raises(StoreError) as err:
         LabelStore(url.replace("labelloop_pw@", "labelloop_pw:wrong-pw@"))
+    assert "cannot be opened" in str(err.value)
     assert "password authentication failed" in str(err.value)
     assert "labelloop_pw:***@" in str(err.value) and "wrong-pw" not in str(err.value)
     out, errors = capfd.readouterr()
