@@ -72,6 +72,13 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def config_sections(self) -> str:
+        """``labelloop.toml`` sections putting a project's label store, MLflow store and Optuna
+        storage each in a new database of this server."""
+        return (f'[store]\nurl = "{self.create_database("store")}"\n'
+                f'[registry]\ntracking_uri = "{self.create_database("registry")}"\n'
+                f'[tuning]\nstorage = "{self.create_database("tuning")}"\n')
+
     def create_password_database(self, password: str) -> str:
         """A new database owned by ``PASSWORD_USER`` (created with ``password`` the first
         time); returns its URL without the password."""

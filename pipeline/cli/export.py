@@ -15,7 +15,7 @@ from pipeline.certify import certificate, describe, latest_accept
 from pipeline.export import EXPORT_FORMATS, ExportError, export_labels
 from pipeline.files import write_text_atomic
 from pipeline.project.config import ConfigError, load_config
-from pipeline.project.databases import DatabaseError, database_urls
+from pipeline.project.databases import DatabaseError
 
 # soft_wrap: one line per message also when stderr is not a terminal (rich wraps at 80 there).
 console = Console(stderr=True, soft_wrap=True)
@@ -37,7 +37,7 @@ def export_command(
     """
     try:
         cfg = load_config(config if config is not None else Path.cwd())
-        store = LabelStore(database_urls(cfg, os.environ).store)
+        store = LabelStore(cfg.database_urls(os.environ).store)
     except (ConfigError, StoreError, DatabaseError) as err:
         console.print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(2) from None

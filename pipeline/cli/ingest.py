@@ -15,7 +15,7 @@ from labeling.store import LabelStore, StoreError
 from labeling.studio import server
 from pipeline.ingest import DEFAULT_MAX_PIXELS, IngestError, IngestReport, Rejected, ingest_folder
 from pipeline.project.config import ConfigError
-from pipeline.project.databases import DatabaseError, database_urls, password_problem
+from pipeline.project.databases import DatabaseError, password_problem
 from pipeline.project.workspace import ensure_workspace, find_config
 
 
@@ -72,7 +72,7 @@ def ingest_command(
                                   f"{project.project.task} project's labels come from Label "
                                   "Studio (ingest the images alone)")
             ensure_workspace(project)
-            url = database_urls(project, os.environ).store
+            url = project.database_urls(os.environ).store
             folder = folder or project.images_dir
         label_store = LabelStore(url)
         try:

@@ -17,7 +17,7 @@ from labeling.store import LabelStore, StoreError
 from labeling.studio import server
 from labeling.studio.errors import StudioError
 from pipeline.cli.common import ConfigOption, console, fail, load
-from pipeline.project.databases import DatabaseError, database_urls
+from pipeline.project.databases import DatabaseError
 from pipeline.project.studio import connect_studio, open_studio_project
 from pipeline.project.workspace import ensure_workspace
 
@@ -175,7 +175,7 @@ def sync_command(config: Path | None = ConfigOption) -> None:
         studio = connect_studio(cfg, os.environ)
         project = open_studio_project(cfg, studio, create=False)
         ensure_workspace(cfg)
-        store = LabelStore(database_urls(cfg, os.environ).store)
+        store = LabelStore(cfg.database_urls(os.environ).store)
     except (StudioError, StoreError, DatabaseError) as err:
         fail(str(err))
     try:
@@ -201,7 +201,7 @@ def push_command(
         studio = connect_studio(cfg, os.environ)
         project = open_studio_project(cfg, studio)
         ensure_workspace(cfg)
-        store = LabelStore(database_urls(cfg, os.environ).store)
+        store = LabelStore(cfg.database_urls(os.environ).store)
     except (StudioError, StoreError, DatabaseError) as err:
         fail(str(err))
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,7 +25,7 @@ from labeling.box_scores import list_box_strategies
 from labeling.strategies import list_strategies
 from labeling.studio.limits import TITLE_MAX, TITLE_MIN
 from labeling.tasks.registry import DEFAULT_TASK, list_task_types
-from pipeline.project.databases import password_problem
+from pipeline.project.databases import DatabaseUrls, password_problem, with_password
 from training.names import DETECTOR_NAMES, MODEL_NAMES, PRETRAINED_NAMES, SAMPLER_NAMES
 from training.params import TrainParams
 
@@ -413,6 +414,21 @@ class Config(_Section):
     @property
     def tuning_storage(self) -> str:
         return self.tuning.storage or f"sqlite:///{self.workspace_dir / 'optuna.db'}"
+
+    def database_urls(self, env: Mapping[str, str]) -> DatabaseUrls:
+        """The three stores' URLs with their passwords, from each section's ``password_file``
+        or the environment (``env``, read at the entry point; pipeline/project/databases.py).
+        Raises ``DatabaseError``."""
+        def file(p: Path | None) -> Path | None:
+            return None if p is None else self.path(p)
+
+        return DatabaseUrls(
+            store=with_password(self.store_url, "store", file(self.store.password_file), env),
+            registry=with_password(self.registry_uri, "registry",
+                                   file(self.registry.password_file), env),
+            tuning=with_password(self.tuning_storage, "tuning", file(self.tuning.password_file),
+                                 env),
+        )
 
     @property
     def studio_dir(self) -> Path:

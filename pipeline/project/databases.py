@@ -8,8 +8,8 @@ A password never goes in ``labelloop.toml`` (a URL holding one is refused when t
 read), on a command line or in a log. It comes, for each store, from the file named by that
 section's ``password_file`` (the file holds the password alone), else from the environment
 variable ``LABELLOOP_STORE_PASSWORD``, ``LABELLOOP_REGISTRY_PASSWORD`` or
-``LABELLOOP_TUNING_PASSWORD``. ``database_urls`` is the boundary where they are read; every
-message that shows a URL shows it through ``masked``.
+``LABELLOOP_TUNING_PASSWORD``. ``Config.database_urls`` (``with_password`` for each store) is
+the boundary where they are read; every message that shows a URL shows it through ``masked``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,9 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-
-if TYPE_CHECKING:
-    from pipeline.project.config import Config
 
 # Per config section: its URL key and the environment variable its password may come from.
 URL_KEYS = {"store": "url", "registry": "tracking_uri", "tuning": "storage"}
@@ -84,23 +80,14 @@ def masked(url: str) -> str:
         return url
 
 
-def database_urls(config: Config, env: Mapping[str, str]) -> DatabaseUrls:
-    """The three stores' URLs with their passwords added from ``password_file`` or the
-    environment (``env``, read at the entry point). Raises ``DatabaseError``."""
-    return DatabaseUrls(
-        store=_with_password(config.store_url, "store", config.store.password_file, config, env),
-        registry=_with_password(config.registry_uri, "registry",
-                                config.registry.password_file, config, env),
-        tuning=_with_password(config.tuning_storage, "tuning", config.tuning.password_file,
-                              config, env),
-    )
-
-
-def _with_password(url: str, section: str, password_file: Path | None, config: Config,
-                   env: Mapping[str, str]) -> str:
+def with_password(url: str, section: str, password_file: Path | None,
+                  env: Mapping[str, str]) -> str:
+    """``url`` (of ``[section]``) with the password from ``password_file`` (an absolute path),
+    else from the section's environment variable in ``env``; as is without either. Raises
+    ``DatabaseError``."""
     password = None
     if password_file is not None:
-        path = config.path(password_file)
+        path = password_file
         try:
             password = path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as err:

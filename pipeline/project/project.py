@@ -9,7 +9,7 @@ from pathlib import Path
 
 from labeling.store import LabelStore
 from pipeline.project.config import Config, ConfigError
-from pipeline.project.databases import DatabaseUrls, database_urls
+from pipeline.project.databases import DatabaseUrls
 from pipeline.project.workspace import ensure_workspace
 from pipeline.registry.registry import ModelRegistry
 from pipeline.tasks import TaskKind, task_kind
@@ -96,7 +96,7 @@ def open_project(config: Config, *, env: Mapping[str, str] | None = None) -> Pro
     ``env`` carries the variables read at the entry point: Label Studio's, and the stores'
     passwords (``LABELLOOP_*_PASSWORD``, pipeline/project/databases.py)."""
     env = dict(env or {})
-    databases = database_urls(config, env)
+    databases = config.database_urls(env)
     ws = ensure_workspace(config)
     store = LabelStore(databases.store)
     registry = ModelRegistry(databases.registry, config.project.name,

@@ -8,7 +8,7 @@ import pytest
 
 from labeling.store import LabelStore, StoreError
 from pipeline.project.config import ConfigError, load_config, render_config
-from pipeline.project.databases import DatabaseError, database_urls, masked
+from pipeline.project.databases import DatabaseError, masked
 from pipeline.project.project import open_project
 
 SECRET = "s3cret-Pw"
@@ -47,7 +47,7 @@ def test_the_password_comes_from_the_file_or_the_environment(tmp_path):
         'url = ""', 'url = "postgresql+psycopg://lab@db.example:5433/labels"', 1)
     text = text.replace('storage = ""', 'storage = "postgresql+psycopg://opt@db.example/optuna"')
     config = load_config(write(tmp_path, text))
-    urls = database_urls(config, {"LABELLOOP_TUNING_PASSWORD": "from-env",
+    urls = config.database_urls({"LABELLOOP_TUNING_PASSWORD": "from-env",
                                   "LABELLOOP_STORE_PASSWORD": "ignored: the file wins"})
     assert urls.store == f"postgresql+psycopg://lab:{SECRET}@db.example:5433/labels"
     assert urls.tuning == "postgresql+psycopg://opt:from-env@db.example/optuna"
@@ -62,11 +62,11 @@ def test_a_missing_password_file_or_a_password_for_sqlite_is_a_clear_error(tmp_p
     config = load_config(write(tmp_path, text))
     with pytest.raises(DatabaseError, match=r"\[registry\] password_file .*nope.pw cannot be "
                                             "read .*LABELLOOP_REGISTRY_PASSWORD"):
-        database_urls(config, {})
+        config.database_urls({})
     plain = load_config(write(tmp_path, GOOD))
     with pytest.raises(DatabaseError, match="LABELLOOP_STORE_PASSWORD gives a password, but "
                                             r"\[store\] url .* is not a database URL"):
-        database_urls(plain, {"LABELLOOP_STORE_PASSWORD": SECRET})
+        plain.database_urls({"LABELLOOP_STORE_PASSWORD": SECRET})
 
 
 def test_masked_hides_passwords_of_databases_and_servers():
