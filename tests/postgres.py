@@ -24,7 +24,7 @@ from pathlib import Path
 SETUP_HINT = "install it with `bash scripts/setup_postgres.sh` (Debian's postgresql package)"
 # Only the socket's file name: the server listens on no TCP address.
 PORT = 5432
-PASSWORD_USER = "labelloop_pw"
+PASSWORD_USER, PASSWORD = "labelloop_pw", "s3cret-Pw"
 _names = itertools.count()
 
 
@@ -79,9 +79,9 @@ class PostgresServer:
                 f'[registry]\ntracking_uri = "{self.create_database("registry")}"\n'
                 f'[tuning]\nstorage = "{self.create_database("tuning")}"\n')
 
-    def create_password_database(self, password: str) -> str:
-        """A new database owned by ``PASSWORD_USER`` (created with ``password`` the first
-        time); returns its URL without the password."""
+    def create_password_database(self) -> str:
+        """A new database owned by ``PASSWORD_USER`` (whose password is ``PASSWORD``); returns
+        its URL without the password."""
         import psycopg
 
         name = f"pw_{os.getpid()}_{next(_names)}"
@@ -90,7 +90,7 @@ class PostgresServer:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
                                   (PASSWORD_USER,)).fetchone()
             if not exists:
-                conn.execute(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{password}'")
+                conn.execute(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
             conn.execute(f'CREATE DATABASE "{name}" OWNER {PASSWORD_USER}')
         return (f"postgresql+psycopg://{PASSWORD_USER}@/{name}"
                 f"?host={self.socket_dir}&port={PORT}")

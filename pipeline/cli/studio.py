@@ -53,8 +53,9 @@ def start_command(
         ensure_workspace(cfg)
         with console.status("starting Label Studio (the first start takes about a minute)"):
             info = server.start(cfg.studio_dir, port=cfg.studio.port, images_dir=cfg.images_dir,
-                                executable=exe, username=cfg.studio.username, timeout=timeout)
-    except StudioError as err:
+                                executable=exe, username=cfg.studio.username, timeout=timeout,
+                                database=cfg.database_urls(os.environ).studio)
+    except (StudioError, DatabaseError) as err:
         fail(str(err))
     state = "already running" if info.already_running else "started"
     out.print(f"Label Studio {state}: {info.url}  (PID {info.pid}, log {info.log_file})")

@@ -138,6 +138,22 @@ class StudioSection(_Section):
     # Where `labelloop serve` (the model backend for Label Studio's "Connect model") listens
     # on 127.0.0.1, and so the URL `labelloop studio connect` registers.
     backend_port: int = Field(default=9090, ge=1024, le=65535)
+    # The embedded server's own database. Empty: its SQLite file in the workspace. Otherwise
+    # a PostgreSQL URL without its password (postgresql://labelstudio@db.example/studio):
+    # that comes from database_password_file or LABELLOOP_STUDIO_DB_PASSWORD.
+    database: str = ""
+    database_password_file: Path | None = None
+
+    _database_has_no_password = field_validator("database")(
+        classmethod(_no_password("studio")))
+
+    @field_validator("database")
+    @classmethod
+    def _database_is_postgres(cls, value: str) -> str:
+        if value and not value.split("://", 1)[0].startswith("postgresql"):
+            raise ValueError("[studio] database: Label Studio runs on PostgreSQL or its own "
+                             "SQLite file (leave it empty); give a postgresql:// URL")
+        return value
 
 
 class TrainingSection(_Section):
@@ -428,6 +444,8 @@ class Config(_Section):
                                    file(self.registry.password_file), env),
             tuning=with_password(self.tuning_storage, "tuning", file(self.tuning.password_file),
                                  env),
+            studio=with_password(self.studio.database, "studio",
+                                 file(self.studio.database_password_file), env),
         )
 
     @property

@@ -10,8 +10,9 @@ from labeling.store import LabelStore, StoreError
 from pipeline.project.config import ConfigError, load_config, render_config
 from pipeline.project.databases import DatabaseError, masked
 from pipeline.project.project import open_project
+from tests.postgres import PASSWORD
 
-SECRET = "s3cret-Pw"
+SECRET = PASSWORD
 GOOD = render_config("demo", ["cat", "dog"], Path("images"))
 
 
@@ -78,7 +79,7 @@ def test_masked_hides_passwords_of_databases_and_servers():
 
 def test_a_project_opens_its_store_with_the_password_and_never_shows_it(
         tmp_path, postgres_server, capfd):
-    url = postgres_server.create_password_database(SECRET)
+    url = postgres_server.create_password_database()
     (tmp_path / "images").mkdir()
     (tmp_path / "db.pw").write_text(SECRET, encoding="utf-8")
     text = with_section("store", 'password_file = "db.pw"').replace(

@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 
 from pipeline.registry.registry import ModelRegistry, RegistryError
 from tests.pipeline.test_registry import register
+from tests.postgres import PASSWORD
 
 
 def test_promote_and_rollback_on_postgresql(postgres_url, tmp_path, monkeypatch):
@@ -53,3 +54,18 @@ def test_promote_and_rollback_on_postgresql(postgres_url, tmp_path, monkeypatch)
     assert not list(tmp_path.rglob("mlflow.db")) and not (tmp_path / "mlruns").exists()
     checkpoint = again.checkpoint_path(again.champion().version)
     assert checkpoint.read_bytes() == b"aaa"
+
+
+def test_a_refused_password_is_a_registry_error_that_shows_no_password(postgres_server,
+                                                                      tmp_path):
+    url = postgres_server.create_password_database()
+    wrong = url.replace("labelloop_pw@", "labelloop_pw:wrong-pw@")
+    reg = ModelRegistry(wrong, "digits", artifact_dir=tmp_path / "mlartifacts")
+    with pytest.raises(RegistryError) as err:
+        reg.check()
+    assert "the MLflow store at postgresql+psycopg://labelloop_pw:***@" in str(err.value)
+    assert "wrong-pw" not in str(err.value)
+    right = ModelRegistry(url.replace("labelloop_pw@", f"labelloop_pw:{PASSWORD}@"), "digits",
+                          artifact_dir=tmp_path / "mlartifacts")
+    right.check()
+    assert right.champion() is None
