@@ -31,6 +31,10 @@ class SchemaError(ValueError):
 def migrate(engine: Engine) -> int:
     """Create missing tables, bring an older store to ``SCHEMA_VERSION``; return the version
     the store was at when opened (0 for a new store)."""
+    with engine.connect() as conn:  # a store that is up to date is opened without a lock
+        found = _version(conn, set(inspect(conn).get_table_names()))
+    if found == SCHEMA_VERSION:
+        return found
     with engine.begin() as conn:
         # Two processes opening a new store at once: the second waits until the first made it,
         # then finds it made (without the lock both would create the tables).
