@@ -21,6 +21,8 @@ from sqlalchemy.engine import Engine
 from labeling.schema import Base, StoreMeta
 
 SCHEMA_VERSION = 5
+# The PostgreSQL advisory lock that migrations hold, per database ("labelloop" in ASCII).
+_MIGRATION_LOCK = 0x6C6162656C6C6F6F
 
 
 class SchemaError(ValueError):
@@ -30,7 +32,17 @@ class SchemaError(ValueError):
 def migrate(engine: Engine) -> int:
     """Create missing tables, bring an older store to ``SCHEMA_VERSION``; return the version
     the store was at when opened (0 for a new store)."""
+    with engine.connect() as conn:  # a store that is up to date is opened without a lock
+        found = _version(conn, set(inspect(conn).get_table_names()))
+    if found == SCHEMA_VERSION:
+        return found
     with engine.begin() as conn:
+        # Two processes opening a new store at once: the second waits until the first made it,
+        # then finds it made (without the lock both would create the tables).
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        elif conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the file's write lock, up to busy_timeout
         tables = set(inspect(conn).get_table_names())
         found = _version(conn, tables)
         if found > SCHEMA_VERSION:

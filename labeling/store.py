@@ -2,6 +2,9 @@
 
 Backed by SQLAlchemy: a SQLite file by default, any SQLAlchemy URL (e.g. PostgreSQL) by config.
 Every public write runs in one transaction, so a crash mid-write leaves the previous state.
+A label write holds the items it writes (``_items_by_key(..., lock=True)``) before it reads
+their labels in force, so two processes writing labels at once wait for each other instead of
+both superseding the same label.
 
 Rules kept here, for every caller:
 - a label is never overwritten: a new label supersedes the current one, history stays;
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labeling.migrations import migrate
@@ -156,7 +160,14 @@ class LabelStore:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         # Creates a new store's tables, or brings an older store's schema up to date.
-        self.schema_found = migrate(self.engine)
+        try:
+            self.schema_found = migrate(self.engine)
+        except OperationalError as err:
+            self.engine.dispose()
+            shown = self.engine.url.render_as_string(hide_password=True)
+            first = str(err.orig or err).strip().splitlines()[0]
+            raise StoreError(f"the label store at {shown} cannot be opened: {first}"
+                             ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -307,7 +318,7 @@ class LabelStore:
         """Supersede the current label of ``key`` if it came from ``source``, leaving the item
         unlabeled (e.g. the human's annotation was deleted). Returns whether one was retracted."""
         with self.transaction() as s:
-            item = _items_by_key(s, [key])[key]
+            item = _items_by_key(s, [key], lock=True)[key]
             cur = _current_by_item(s, [item.id]).get(item.id)
             if cur is None or cur.source != source:
                 return False
@@ -320,7 +331,7 @@ class LabelStore:
         if not keys:
             return 0
         with self.transaction() as s:
-            ids = [i.id for i in _items_by_key(s, keys).values()]
+            ids = [i.id for i in _items_by_key(s, keys, lock=True).values()]
             now, count = utcnow(), 0
             for cur in _current_by_item(s, ids).values():
                 if cur.source == source:
@@ -461,7 +472,7 @@ def write_labels(
                 f"valid: {', '.join(sorted(valid))}"
             )
     result = LabelWriteResult([], [], [])
-    by_key = _items_by_key(s, (lab.key for lab in labels))
+    by_key = _items_by_key(s, (lab.key for lab in labels), lock=True)
     current = _current_by_item(s, [i.id for i in by_key.values()])
     now = utcnow()
     for lab in labels:
@@ -487,19 +498,39 @@ def write_labels(
     return result
 
 
-def _found_items(s: Session, keys: Iterable[str]) -> dict[str, Item]:
-    """Key -> item for the keys that are items, one query per chunk."""
+def _found_items(s: Session, keys: Iterable[str], *, lock: bool = False) -> dict[str, Item]:
+    """Key -> item for the keys that are items, one query per chunk. ``lock``: other writers
+    wait for them until this transaction ends (``FOR UPDATE``; SQLite: ``_hold_writes``)."""
+    if lock:
+        _hold_writes(s)
     wanted = sorted(set(keys))
     found = {}
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start:start + _CHUNK]
-        found.update((i.key, i) for i in s.scalars(select(Item).where(Item.key.in_(chunk))))
+        query = select(Item).where(Item.key.in_(chunk))
+        if lock:
+            # Rows locked in key order, the same in every process: no deadlock between two.
+            query = query.order_by(Item.key).with_for_update()
+        found.update((i.key, i) for i in s.scalars(query))
     return found
 
 
-def _items_by_key(s: Session, keys: Iterable[str]) -> dict[str, Item]:
+def _hold_writes(s: Session) -> None:
+    """On SQLite, take the database's write lock now, before the reads a write depends on:
+    its driver opens a transaction only at the first INSERT or UPDATE, so what was read before
+    could be stale by then. (PostgreSQL: the rows' ``FOR UPDATE`` locks do it; a later
+    statement sees what the writer before committed.)"""
+    connection = s.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    raw = connection.connection.dbapi_connection
+    if not raw.in_transaction:  # already writing: the lock is held
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits up to busy_timeout
+
+
+def _items_by_key(s: Session, keys: Iterable[str], *, lock: bool = False) -> dict[str, Item]:
     wanted = set(keys)
-    found = _found_items(s, wanted)
+    found = _found_items(s, wanted, lock=lock)
     missing = wanted - found.keys()
     if missing:
         shown = ", ".join(sorted(missing)[:5])

@@ -6,11 +6,11 @@ optional re-tuning step (``pipeline.round.tune``, the last step of a round).
   model). The images are decoded once per call and shared by its trials. Fewer than
   ``MIN_TRAIN_LABELS`` or ``MIN_EVAL_LABELS`` is an error: on a handful of items the scores only
   rank noise.
-- Study: ``sqlite:///<workspace>/optuna.db``, named after the project. A second call continues
-  it; a trial left running by a killed process is marked failed (``training.tuning``). Each
-  trial is tagged with the labels it saw, and the best is picked among trials on the current
-  labels, where the parameters in use are scored too (the baseline trial): tuning recommends a
-  change only when something scored better.
+- Study: ``[tuning] storage`` (default ``sqlite:///<workspace>/optuna.db``), named after the
+  project. A second call continues it; a trial left running by a killed process is marked
+  failed (``training.tuning``). Each trial is tagged with the labels it saw, and the best is
+  picked among trials on the current labels, where the parameters in use are scored too (the
+  baseline trial): tuning recommends a change only when something scored better.
 - MLflow: every finished trial is a run in the experiment ``<project>-tuning`` (tags ``study``
   and ``trial``); trials a crash left unlogged are logged by the next call.
 - Result: the best trial's values become the project's training parameters.
@@ -35,6 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.files import fsync_dir, write_text_atomic
 from pipeline.project.config import ConfigError
+from pipeline.project.databases import masked
 from pipeline.project.project import Project, read_tuned_params
 from pipeline.round.labeled import class_indices, labeled_sets, paths_of, snapshot_hash
 from training.tuning import (
@@ -60,8 +61,9 @@ class TuningError(ValueError):
 
 
 def study_storage(project: Project) -> str:
-    """Where the project's Optuna study lives: ``sqlite:///<workspace>/optuna.db``."""
-    return f"sqlite:///{project.config.workspace_dir.resolve() / 'optuna.db'}"
+    """Where the project's Optuna study lives (``[tuning] storage``; default
+    ``sqlite:///<workspace>/optuna.db``), its password included: show it ``masked``."""
+    return project.databases.tuning
 
 
 def tune_project(
@@ -114,7 +116,7 @@ def tune_project(
     best = best_trial(study, tag, exclude=exclude)
     in_use = scored_trial(study, base, tag)
     summary = {
-        "study": study.study_name, "storage": study_storage(project), "sampler": sampler,
+        "study": study.study_name, "storage": masked(study_storage(project)), "sampler": sampler,
         "trials_run": len(ran), "trials_total": len(study.get_trials(deepcopy=False)),
         **{state.name.lower(): sum(t.state == state for t in ran)
            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)},

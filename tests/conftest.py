@@ -64,3 +64,41 @@ def pytest_terminal_summary(terminalreporter) -> None:
     write(f"bad inputs tried: {len(inputs)}")
     for outcome, n in sorted(Counter(e.outcome.split(":")[0] for e in inputs).items()):
         write(f"  {n:3d} -> {outcome}")
+
+
+# ---- the database backends: SQLite (the default) and a throwaway PostgreSQL ----------------
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session (tests/postgres.py), started on first use."""
+    from tests.postgres import PostgresUnavailable, start_postgres
+
+    try:
+        server = start_postgres()
+    except PostgresUnavailable as err:
+        pytest.fail(str(err), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The SQLAlchemy URL of a new, empty database on the session's PostgreSQL."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    """Each test that uses it runs once per database backend."""
+    return request.param
+
+
+@pytest.fixture
+def store_location(backend, tmp_path, request) -> str:
+    """Where a test's label store lives: a SQLite file in ``tmp_path``, or a new PostgreSQL
+    database (as a SQLAlchemy URL), per ``backend``."""
+    if backend == "sqlite":
+        return str(tmp_path / "labels.db")
+    return request.getfixturevalue("postgres_url")

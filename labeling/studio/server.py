@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import make_url
+
 from labeling.studio.errors import ServerError, scrub
 
 if TYPE_CHECKING:
@@ -162,8 +164,10 @@ def start(
     executable: Path,
     username: str = "admin@labelloop.local",
     timeout: float = START_TIMEOUT_S,
+    database: str = "",
 ) -> ServerInfo:
     """Start the embedded server, or return the one already running for ``data_dir``.
+    ``database``: Label Studio's own database (``database_env``; default its SQLite file).
 
     Waits until ``/health`` answers and the admin token is accepted. Raises ``ServerError`` if
     the port is busy, the server exits or does not come up within ``timeout`` seconds (the
@@ -201,7 +205,8 @@ def start(
     token = _ensure_secret(files.token_file, lambda: secrets.token_hex(20))
     password = _ensure_secret(files.password_file, lambda: secrets.token_urlsafe(18))
     url = f"http://127.0.0.1:{port}"
-    env = server_env(files, username=username, password=password, token=token, root=root)
+    env = server_env(files, username=username, password=password, token=token, root=root,
+                     database=database)
     command = [str(executable), "start", "--no-browser", "--internal-host", "127.0.0.1",
                "--port", str(port), "--enable-legacy-api-token"]
     with open(files.log_file, "ab") as log:
@@ -265,10 +270,28 @@ def read_token(data_dir: Path) -> str | None:
     return _read_secret(path) if path.exists() else None
 
 
+def database_env(database: str) -> dict[str, str]:
+    """Label Studio's settings for its database: ``""`` for its own SQLite file in the data
+    folder, or a ``postgresql://`` URL (password included; a unix socket as ``?host=DIR``)."""
+    if not database:
+        return {"DJANGO_DB": "sqlite"}
+    url = make_url(database)
+    if url.get_backend_name() != "postgresql":
+        raise ServerError(f"Label Studio's database must be PostgreSQL, not "
+                          f"{url.get_backend_name()!r}; fix [studio] database")
+    host = url.query.get("host") or url.host or "localhost"
+    port = url.query.get("port") or url.port or 5432
+    return {"DJANGO_DB": "postgresql", "POSTGRE_NAME": url.database or "postgres",
+            "POSTGRE_USER": url.username or "postgres", "POSTGRE_PASSWORD": url.password or "",
+            "POSTGRE_HOST": str(host), "POSTGRE_PORT": str(port)}
+
+
 def server_env(files: ServerFiles, *, username: str, password: str, token: str,
-               root: Path) -> dict[str, str]:
-    """The complete environment of the server process; nothing is inherited."""
+               root: Path, database: str = "") -> dict[str, str]:
+    """The complete environment of the server process; nothing is inherited. ``database``:
+    see ``database_env`` (its password travels in the environment, never the command line)."""
     return {
+        **database_env(database),
         "PATH": os.defpath,
         # Anything that writes under ~ writes into the data dir, not the user's home.
         "HOME": str(files.data_dir),

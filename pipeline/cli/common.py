@@ -11,8 +11,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from labeling.store import StoreError
 from labeling.studio.errors import StudioError
 from pipeline.project.config import CONFIG_NAME, Config, ConfigError
+from pipeline.project.databases import DatabaseError
 from pipeline.project.lock import LockHeld, WorkspaceLock
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config
@@ -54,7 +56,10 @@ def load(config_path: Path | None) -> Config:
 def opened(config_path: Path | None, *, lock: str | None = None):
     """Open the project; with ``lock``, hold the workspace lock as that command."""
     config = load(config_path)
-    project = open_project(config, env=os.environ)
+    try:
+        project = open_project(config, env=os.environ)
+    except (DatabaseError, StoreError) as err:
+        fail(str(err))
     try:
         if lock is None:
             yield project

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -14,6 +15,7 @@ from pipeline.certify import certificate, describe, latest_accept
 from pipeline.export import EXPORT_FORMATS, ExportError, export_labels
 from pipeline.files import write_text_atomic
 from pipeline.project.config import ConfigError, load_config
+from pipeline.project.databases import DatabaseError
 
 # soft_wrap: one line per message also when stderr is not a terminal (rich wraps at 80 there).
 console = Console(stderr=True, soft_wrap=True)
@@ -35,8 +37,8 @@ def export_command(
     """
     try:
         cfg = load_config(config if config is not None else Path.cwd())
-        store = LabelStore(cfg.store_url)
-    except (ConfigError, StoreError) as err:
+        store = LabelStore(cfg.database_urls(os.environ).store)
+    except (ConfigError, StoreError, DatabaseError) as err:
         console.print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(2) from None
     try:

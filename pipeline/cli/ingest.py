@@ -15,6 +15,7 @@ from labeling.store import LabelStore, StoreError
 from labeling.studio import server
 from pipeline.ingest import DEFAULT_MAX_PIXELS, IngestError, IngestReport, Rejected, ingest_folder
 from pipeline.project.config import ConfigError
+from pipeline.project.databases import DatabaseError, password_problem
 from pipeline.project.workspace import ensure_workspace, find_config
 
 
@@ -66,6 +67,10 @@ def ingest_command(
                 raise IngestError("--labels and --imagefolder need a project (its classes): "
                                   "use --config, not --store")
             url = str(store)
+            if password_problem(url, "store"):  # a password on a command line is seen by all
+                raise IngestError("--store holds a password; use --config with [store] url "
+                                  "and the password in [store] password_file or "
+                                  "LABELLOOP_STORE_PASSWORD")
         else:
             project = find_config(config)
             if project.project.task != "classification" and (labels is not None
@@ -74,7 +79,8 @@ def ingest_command(
                                   f"{project.project.task} project's labels come from Label "
                                   "Studio (ingest the images alone)")
             ensure_workspace(project)
-            url, folder = project.store_url, folder or project.images_location
+            url = project.database_urls(os.environ).store
+            folder = folder or project.images_location
         label_store = LabelStore(url)
         try:
             if labels is not None or imagefolder is not None:
@@ -89,7 +95,7 @@ def ingest_command(
                                        progress=True, reread=reread)
         finally:
             label_store.close()
-    except (IngestError, StoreError, ConfigError) as err:
+    except (IngestError, StoreError, ConfigError, DatabaseError) as err:
         # markup off: messages hold paths that may contain brackets.
         err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -17,6 +17,7 @@ from labeling.store import LabelStore, StoreError
 from labeling.studio import server
 from labeling.studio.errors import StudioError
 from pipeline.cli.common import ConfigOption, console, fail, load
+from pipeline.project.databases import DatabaseError
 from pipeline.project.studio import connect_studio, open_studio_project
 from pipeline.project.workspace import ensure_workspace
 
@@ -52,8 +53,9 @@ def start_command(
         ensure_workspace(cfg)
         with console.status("starting Label Studio (the first start takes about a minute)"):
             info = server.start(cfg.studio_dir, port=cfg.studio.port, images_dir=cfg.images_dir,
-                                executable=exe, username=cfg.studio.username, timeout=timeout)
-    except StudioError as err:
+                                executable=exe, username=cfg.studio.username, timeout=timeout,
+                                database=cfg.database_urls(os.environ).studio)
+    except (StudioError, DatabaseError) as err:
         fail(str(err))
     state = "already running" if info.already_running else "started"
     out.print(f"Label Studio {state}: {info.url}  (PID {info.pid}, log {info.log_file})")
@@ -174,8 +176,8 @@ def sync_command(config: Path | None = ConfigOption) -> None:
         studio = connect_studio(cfg, os.environ)
         project = open_studio_project(cfg, studio, create=False)
         ensure_workspace(cfg)
-        store = LabelStore(cfg.store_url)
-    except (StudioError, StoreError) as err:
+        store = LabelStore(cfg.database_urls(os.environ).store)
+    except (StudioError, StoreError, DatabaseError) as err:
         fail(str(err))
     try:
         report = sync_annotations(studio, store, project)
@@ -200,8 +202,8 @@ def push_command(
         studio = connect_studio(cfg, os.environ)
         project = open_studio_project(cfg, studio)
         ensure_workspace(cfg)
-        store = LabelStore(cfg.store_url)
-    except (StudioError, StoreError) as err:
+        store = LabelStore(cfg.database_urls(os.environ).store)
+    except (StudioError, StoreError, DatabaseError) as err:
         fail(str(err))
     try:
         labeled, tasks = store.current_labels(), store.tasks(project.id)

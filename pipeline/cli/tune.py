@@ -30,6 +30,7 @@ def tune_command(
     labels); the best become the training parameters of later rounds."""
     # Imported here: tuning trains models (torch, Optuna), which `labelloop --help` should not
     # load.
+    from pipeline.project.databases import masked
     from pipeline.tuning import TuningError, revert_tuning, study_storage, tune_project
     from training.tuning import list_samplers
 
@@ -56,8 +57,8 @@ def tune_command(
         except (TuningError, ConfigError) as err:
             fail(escape(str(err)))  # messages name config tables such as [tuning.grid]
         except KeyboardInterrupt:
-            _print(f"interrupted: finished trials are kept in {study_storage(project)}; run "
-                   "`labelloop tune` again to continue")
+            _print(f"interrupted: finished trials are kept in "
+                   f"{masked(study_storage(project))}; run `labelloop tune` again to continue")
             raise typer.Exit(130) from None
     if not revert:
         verdict = "adopted" if result["adopted"] else "kept the parameters in use"

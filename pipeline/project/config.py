@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +25,7 @@ from labeling.box_scores import list_box_strategies
 from labeling.strategies import list_strategies
 from labeling.studio.limits import TITLE_MAX, TITLE_MIN
 from labeling.tasks.registry import DEFAULT_TASK, list_task_types
+from pipeline.project.databases import DatabaseUrls, password_problem, with_password
 from training.names import DETECTOR_NAMES, MODEL_NAMES, PRETRAINED_NAMES, SAMPLER_NAMES
 from training.params import TrainParams
 
@@ -96,14 +98,36 @@ class ProjectSection(_Section):
         return self
 
 
+def _no_password(section: str):
+    """A validator refusing a URL that holds a password (pipeline/project/databases.py)."""
+
+    def check(cls, value: str) -> str:
+        if problem := password_problem(value, section):
+            raise ValueError(problem)
+        return value
+
+    return check
+
+
 class StoreSection(_Section):
-    # Empty: a SQLite file in the workspace. Otherwise any SQLAlchemy URL (e.g. PostgreSQL).
+    # Empty: a SQLite file in the workspace. Otherwise any SQLAlchemy URL, e.g.
+    # postgresql+psycopg://labelloop@db.example/labels, without its password: that comes from
+    # password_file (a file holding it alone) or LABELLOOP_STORE_PASSWORD.
     url: str = ""
+    password_file: Path | None = None
+
+    _url_has_no_password = field_validator("url")(classmethod(_no_password("store")))
 
 
 class RegistrySection(_Section):
-    # Empty: MLflow on a SQLite file in the workspace. Otherwise an MLflow tracking URI.
+    # Empty: MLflow on a SQLite file in the workspace. Otherwise an MLflow tracking URI (a
+    # database URL like [store] url, its password from password_file or
+    # LABELLOOP_REGISTRY_PASSWORD; or a tracking server).
     tracking_uri: str = ""
+    password_file: Path | None = None
+
+    _uri_has_no_password = field_validator("tracking_uri")(
+        classmethod(_no_password("registry")))
 
 
 class StudioSection(_Section):
@@ -133,6 +157,22 @@ class StudioSection(_Section):
     # that made the task (S3 allows 7 days at most; a pending task older than that is
     # re-signed by the next round's push).
     s3_url_expiry_s: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
+    # The embedded server's own database. Empty: its SQLite file in the workspace. Otherwise
+    # a PostgreSQL URL without its password (postgresql://labelstudio@db.example/studio):
+    # that comes from database_password_file or LABELLOOP_STUDIO_DB_PASSWORD.
+    database: str = ""
+    database_password_file: Path | None = None
+
+    _database_has_no_password = field_validator("database")(
+        classmethod(_no_password("studio")))
+
+    @field_validator("database")
+    @classmethod
+    def _database_is_postgres(cls, value: str) -> str:
+        if value and not value.split("://", 1)[0].startswith("postgresql"):
+            raise ValueError("[studio] database: Label Studio runs on PostgreSQL or its own "
+                             "SQLite file (leave it empty); give a postgresql:// URL")
+        return value
 
 
 class TrainingSection(_Section):
@@ -281,6 +321,13 @@ class TuningSection(_Section):
     # Re-tune at the end of every K-th round (0: never), and/or when a round detects drift.
     every_rounds: int = Field(default=0, ge=0)
     on_drift: bool = False
+    # Where the Optuna study lives. Empty: a SQLite file in the workspace (optuna.db).
+    # Otherwise a SQLAlchemy URL like [store] url, its password from password_file or
+    # LABELLOOP_TUNING_PASSWORD.
+    storage: str = ""
+    password_file: Path | None = None
+
+    _storage_has_no_password = field_validator("storage")(classmethod(_no_password("tuning")))
 
     @field_validator("sampler")
     @classmethod
@@ -412,7 +459,28 @@ class Config(_Section):
 
     @property
     def registry_uri(self) -> str:
-        return self.registry.tracking_uri
+        return self.registry.tracking_uri or f"sqlite:///{self.workspace_dir / 'mlflow.db'}"
+
+    @property
+    def tuning_storage(self) -> str:
+        return self.tuning.storage or f"sqlite:///{self.workspace_dir / 'optuna.db'}"
+
+    def database_urls(self, env: Mapping[str, str]) -> DatabaseUrls:
+        """The three stores' URLs with their passwords, from each section's ``password_file``
+        or the environment (``env``, read at the entry point; pipeline/project/databases.py).
+        Raises ``DatabaseError``."""
+        def file(p: Path | None) -> Path | None:
+            return None if p is None else self.path(p)
+
+        return DatabaseUrls(
+            store=with_password(self.store_url, "store", file(self.store.password_file), env),
+            registry=with_password(self.registry_uri, "registry",
+                                   file(self.registry.password_file), env),
+            tuning=with_password(self.tuning_storage, "tuning", file(self.tuning.password_file),
+                                 env),
+            studio=with_password(self.studio.database, "studio",
+                                 file(self.studio.database_password_file), env),
+        )
 
     @property
     def studio_dir(self) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from labeling.store import LabelStore
 from pipeline.project.config import Config, ConfigError
+from pipeline.project.databases import DatabaseUrls
 from pipeline.project.workspace import ensure_workspace
 from pipeline.registry.registry import ModelRegistry
 from pipeline.tasks import TaskKind, task_kind
@@ -28,6 +29,8 @@ class Project:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     # The Label Studio side (connection + project), opened on first use by the studio steps.
     studio: object | None = field(default=None)
+    # The stores' URLs with their passwords (pipeline/project/databases.py); masked in reprs.
+    databases: DatabaseUrls | None = field(default=None, repr=False)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -90,12 +93,13 @@ def read_tuned_params(path: Path) -> dict | None:
 
 def open_project(config: Config, *, env: Mapping[str, str] | None = None) -> Project:
     """Open the workspace of ``config`` (creating its folders) with its store and registry.
-    ``env`` carries the Label Studio variables read at the entry point."""
+    ``env`` carries the variables read at the entry point: Label Studio's, and the stores'
+    passwords (``LABELLOOP_*_PASSWORD``, pipeline/project/databases.py)."""
+    env = dict(env or {})
+    databases = config.database_urls(env)
     ws = ensure_workspace(config)
-    store = LabelStore(config.store_url)
-    registry = ModelRegistry(
-        config.registry_uri or f"sqlite:///{ws / 'mlflow.db'}",
-        config.project.name,
-        artifact_dir=ws / "mlartifacts",
-    )
-    return Project(config=config, store=store, registry=registry, env=dict(env or {}))
+    store = LabelStore(databases.store)
+    registry = ModelRegistry(databases.registry, config.project.name,
+                             artifact_dir=ws / "mlartifacts")
+    return Project(config=config, store=store, registry=registry, env=env,
+                   databases=databases)

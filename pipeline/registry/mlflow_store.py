@@ -13,6 +13,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from pipeline.project.databases import masked
+
 REMOTE_SCHEMES = ("http", "https", "databricks")
 # Long enough for a concurrent writer's short transaction, short enough to fail fast.
 PROBE_TIMEOUT_S = 2.0
@@ -86,8 +88,8 @@ def probe_server(uri: str) -> None:
     try:
         socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_S).close()
     except OSError as err:
-        raise RegistryError(f"the MLflow server {uri} is unreachable ({err}); start it or fix "
-                            "registry.tracking_uri in labelloop.toml") from err
+        raise RegistryError(f"the MLflow server {masked(uri)} is unreachable ({err}); start it "
+                            "or fix registry.tracking_uri in labelloop.toml") from err
 
 
 def local_folder(uri: str) -> Path | None:

@@ -41,6 +41,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.files import write_text_atomic
+from pipeline.project.databases import masked
 from pipeline.registry.mlflow_store import (
     REMOTE_SCHEMES,
     RegistryError,
@@ -336,7 +337,8 @@ class ModelRegistry:
                 yield
         except (MlflowException, SQLAlchemyError, OSError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise RegistryError(f"{action}: the MLflow store at {self.tracking_uri} failed: "
+            raise RegistryError(f"{action}: the MLflow store at {masked(self.tracking_uri)} "
+                                f"failed: "
                                 f"{first}") from err
         finally:
             for lg, level in zip(loggers, levels, strict=True):

@@ -31,7 +31,8 @@ def ensure_embedded_server(project: Project) -> dict:
     exe = server.resolve_executable(cfg.studio.executable,
                                     search_path=project.env.get("PATH", os.defpath))
     info = server.start(cfg.studio_dir, port=cfg.studio.port, images_dir=cfg.images_dir,
-                        executable=exe, username=cfg.studio.username)
+                        executable=exe, username=cfg.studio.username,
+                        database=cfg.database_urls(project.env).studio)
     return {"url": info.url, "username": info.username, "password_file": str(info.password_file),
             "token_file": str(info.token_file), "first_start": info.first_start}
 

@@ -269,17 +269,21 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_exports_while_labels_are_written_are_whole_committed_states(tmp_path, ledger):
+def test_exports_while_labels_are_written_are_whole_committed_states(tmp_path, ledger,
+                                                                     backend, request):
+    """On SQLite and on PostgreSQL ([store] url on the session's throwaway server)."""
     n_items, batch = 1000, 200
     folder = tmp_path / "project"
     (folder / "images").mkdir(parents=True)
+    store_section = ("" if backend == "sqlite" else
+                     f'[store]\nurl = "{request.getfixturevalue("postgres_url")}"\n')
     (folder / "labelloop.toml").write_text(textwrap.dedent("""\
         workspace = "ws"
         [project]
         name = "exports"
         classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
         images = "images"
-        """), encoding="utf-8")
+        """) + store_section, encoding="utf-8")
     project = open_project(find_config(folder))
     project.store.add_items(tiny_pngs(folder / "images", n_items))
     workspace = project.config.workspace_dir
@@ -333,8 +337,8 @@ def test_exports_while_labels_are_written_are_whole_committed_states(tmp_path, l
                 *loop.signatures, *seen]
     inconsistent = [s for s in exported if s not in committed]
     labeled = project.store.current_labels()
-    ledger.fault("export while labels are written (a round's accept step, 200 per "
-                 "transaction)",
+    ledger.fault(f"export while labels are written (a round's accept step, 200 per "
+                 f"transaction; {backend})",
                  outcome=f"{len(exported)} exports, {len(inconsistent)} inconsistent, "
                          f"{len(loop.errors) + len(torn)} failed",
                  lost_labels=sum(final.values()) - len(labeled),

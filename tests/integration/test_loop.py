@@ -29,9 +29,11 @@ REPO = Path(__file__).resolve().parents[2]
 _n = itertools.count()
 
 
-def make_project(studio_server, digits_export, tmp_path, name, *, url=None, timeout_s=120.0):
+def make_project(studio_server, digits_export, tmp_path, name, *, url=None, timeout_s=120.0,
+                 databases: str = ""):
     """A labelloop project on digits, talking to the session's server as an external one
-    (at ``url`` if given: a proxy in front of it)."""
+    (at ``url`` if given: a proxy in front of it); ``databases``: config sections for its
+    stores (default: SQLite files in the workspace)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "labelloop.toml").write_text(textwrap.dedent(f"""
         workspace = "ws"
@@ -49,7 +51,7 @@ def make_project(studio_server, digits_export, tmp_path, name, *, url=None, time
         batch_size = 60
         initial_random = 80
         min_new_labels = 20
-    """).replace("'", '"'), encoding="utf-8")
+    """).replace("'", '"') + databases, encoding="utf-8")
     env = {"LABEL_STUDIO_API_KEY": studio_server.token}
     project = open_project(find_config(tmp_path), env=env)
     ingest_folder(project.store, project.config.images_dir)
@@ -126,12 +128,19 @@ KILLER = textwrap.dedent("""
 
 
 def test_kill_at_every_step_boundary_reaches_the_uninterrupted_state(
-        studio_server, digits_export, tmp_path, ledger):
+        studio_server, digits_export, tmp_path, ledger, backend, request):
     """Each round is SIGKILLed after one step (a different step each time) and re-run; the
-    result equals a run that was never interrupted."""
+    result equals a run that was never interrupted. On SQLite files, and with the label store,
+    MLflow and Optuna on PostgreSQL."""
     rounds = 3
+
+    def databases() -> str:
+        if backend == "sqlite":
+            return ""
+        return request.getfixturevalue("postgres_server").config_sections()
+
     ref, truth, _ = make_project(studio_server, digits_export, tmp_path / "ref",
-                                 f"ref-{next(_n)}")
+                                 f"ref-{next(_n)}", databases=databases())
     for n in range(rounds):
         run_round(ref)
         answer(ref, truth, seed=n)
@@ -139,7 +148,7 @@ def test_kill_at_every_step_boundary_reaches_the_uninterrupted_state(
     ref.close()
 
     crash, truth, env = make_project(studio_server, digits_export, tmp_path / "crash",
-                                     f"crash-{next(_n)}")
+                                     f"crash-{next(_n)}", databases=databases())
     config = str(tmp_path / "crash")
     # Every step boundary once: after each step of STEPS, spread over the rounds in order.
     per_round = -(-len(STEPS) // rounds)
@@ -159,8 +168,8 @@ def test_kill_at_every_step_boundary_reaches_the_uninterrupted_state(
     crash.close()
     lost = lost_human_labels(expected, got)
     for step in kills:
-        ledger.fault(f"SIGKILL right after step {step}", outcome="next run resumed to the "
-                     "uninterrupted state", lost_labels=lost,
+        ledger.fault(f"SIGKILL right after step {step} ({backend})",
+                     outcome="next run resumed to the uninterrupted state", lost_labels=lost,
                      duplicate_tasks=0 if got["tasks_per_item"] == {1} else 1)
     assert got["tasks_per_item"] == {1}
     assert got["rounds"] == expected["rounds"] == ["done"] * rounds

@@ -1,6 +1,6 @@
-"""The label store keeps every label, lets people outrank machines, and writes all or nothing."""
+"""The label store keeps every label, lets people outrank machines, and writes all or nothing;
+each test runs on SQLite and on a throwaway PostgreSQL (``store_location``, tests/conftest.py)."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,8 +17,8 @@ def _item(n: int) -> NewItem:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = LabelStore(tmp_path / "labels.db")
+def store(store_location):
+    s = LabelStore(store_location)
     s.add_items([_item(i) for i in range(5)])
     yield s
     s.close()
@@ -111,9 +111,9 @@ def test_missing_store_folder_is_a_clear_error(tmp_path):
         LabelStore(tmp_path / "nope" / "labels.db")
 
 
-def test_process_killed_mid_transaction_leaves_previous_state(tmp_path, ledger):
+def test_process_killed_mid_transaction_leaves_previous_state(store_location, ledger):
     """SIGKILL while a big label batch is being written: afterwards, all or nothing."""
-    db = tmp_path / "labels.db"
+    db = store_location
     store = LabelStore(db)
     store.add_items([_item(i) for i in range(2000)])
     store.add_labels([NewLabel(_item(0).key, "cat", "human", who="a")])
@@ -122,17 +122,21 @@ def test_process_killed_mid_transaction_leaves_previous_state(tmp_path, ledger):
         from sqlalchemy import event
         from labeling.store import LabelStore, NewLabel
         store = LabelStore({str(db)!r})
-        count = 0
-        def die_mid_batch(*args):
-            global count
-            count += 1
-            if count == 500:  # statements so far are inside the open transaction
-                os.kill(os.getpid(), signal.SIGKILL)
-        event.listen(store.engine, "before_cursor_execute", die_mid_batch)
+        written = 0
+        def die_mid_batch(conn, cursor, statement, *args):
+            # SQLite inserts a row per statement, PostgreSQL up to 1,000: count rows, and die
+            # once half the batch is written inside the still open transaction.
+            global written
+            if statement.startswith("INSERT INTO labels"):
+                written += max(cursor.rowcount, 1)
+                if written >= 1000:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        event.listen(store.engine, "after_cursor_execute", die_mid_batch)
         keys = [f"sha256:{{n:064x}}" for n in range(2000)]
         store.add_labels([NewLabel(k, "dog", "machine", model_version="v9") for k in keys])
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     reopened = LabelStore(db)
     current = reopened.current_labels()
@@ -141,4 +145,10 @@ def test_process_killed_mid_transaction_leaves_previous_state(tmp_path, ledger):
                  duplicate_tasks=0)
     assert {k: (v.label, v.source) for k, v in current.items()} == {
         _item(0).key: ("cat", "human")}
-    assert os.path.exists(db)
+    # The killed writer's batch can be written whole afterwards.
+    result = reopened.add_labels([NewLabel(_item(n).key, "dog", "machine", model_version="v9")
+                                  for n in range(1, 2000)])
+    assert len(result.written) == 1999
+    assert len(reopened.current_labels()) == 2000
+    reopened.close()
+    store.close()

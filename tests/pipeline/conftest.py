@@ -60,3 +60,14 @@ def quick_project():
         return proj, truth, config_path
 
     return make
+
+
+def on_postgres(text: str, server) -> str:
+    """A ``labelloop.toml`` text (``render_config``'s) with its label store, MLflow store and
+    Optuna storage each in a new database on the PostgreSQL ``server`` (tests/postgres.py)."""
+    for section, key in (("store", "url"), ("registry", "tracking_uri"), ("tuning", "storage")):
+        start = text.index(f"[{section}]\n")
+        at = text.index(f'\n{key} = ""\n', start)
+        url = server.create_database(section)
+        text = f'{text[:at]}\n{key} = "{url}"\n{text[at + len(key) + 7:]}'
+    return text

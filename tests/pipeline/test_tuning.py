@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from labeling.selections import Pick, record_picks
 from labeling.store import NewLabel
 from pipeline.cli.app import app
+from pipeline.ingest import ingest_folder
 from pipeline.project.config import TuningSection
 from pipeline.project.lock import WorkspaceLock
 from pipeline.project.project import open_project
@@ -37,6 +38,7 @@ from pipeline.tuning import (
     study_storage,
     tune_project,
 )
+from tests.pipeline.conftest import on_postgres
 from training.tuning import apply_params, trial_values
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,19 +61,25 @@ def digits160():
 
 
 @pytest.fixture
-def make_project(quick_project, digits160, tmp_path):
+def make_project(quick_project, digits160, tmp_path, request):
     """make(n_eval=60, n_train=100, extra="") -> a project in ``tmp_path`` whose human labels
-    are ``n_train`` training and ``n_eval`` held-out items; ``extra`` ends its config."""
+    are ``n_train`` training and ``n_eval`` held-out items; ``extra`` ends its config. A test
+    that asks for ``backend`` runs with its stores on SQLite and on PostgreSQL."""
+    on_pg = "backend" in request.fixturenames and request.getfixturevalue("backend") == "postgresql"
 
     def make(*, n_eval: int = 60, n_train: int = 100, extra: str = ""):
         proj, truth, config_path = quick_project(tmp_path, *digits160, NAME)
         proj.close()
         text = config_path.read_text()
+        if on_pg:  # the images stay ingested in the SQLite store; ingest them again
+            text = on_postgres(text, request.getfixturevalue("postgres_server"))
         for old, new in TUNING.items():
             assert old in text, old
             text = text.replace(old, new)
         config_path.write_text(text + SPACE + extra)
         project = open_project(find_config(tmp_path))
+        if on_pg:
+            ingest_folder(project.store, tmp_path / "images")
         keys = sorted((i.key, str(Path(i.path).resolve())) for i in project.store.items())
         eval_keys, train_keys = keys[:n_eval], keys[n_eval:n_eval + n_train]
         record_picks(project.store, [Pick(k, "random", holdout=True) for k, _ in eval_keys]
@@ -90,7 +98,7 @@ def mlflow_trials(project) -> list[int]:
 
 
 @pytest.mark.slow
-def test_tune_resumes_adopts_the_best_and_revert_restores(make_project):
+def test_tune_resumes_adopts_the_best_and_revert_restores(make_project, backend):
     project = make_project()
     config_params = project.config.training.params()
     lines = []
@@ -100,6 +108,10 @@ def test_tune_resumes_adopts_the_best_and_revert_restores(make_project):
     study = optuna.load_study(study_name=NAME, storage=study_storage(project))
     trials = study.get_trials()
     assert first["trials_run"] == second["trials_run"] == 2 and len(trials) == 4
+    if backend == "postgresql":  # the study and MLflow's runs are in PostgreSQL, not files
+        assert first["storage"].startswith("postgresql+psycopg://postgres@/tuning_")
+        workspace = project.config.workspace_dir
+        assert not (workspace / "optuna.db").exists() and not (workspace / "mlflow.db").exists()
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert len(lines) == 2 and lines[0].startswith("trial 0: accuracy ")
     assert mlflow_trials(project) == [0, 1, 2, 3]
@@ -133,7 +145,7 @@ def test_tune_resumes_adopts_the_best_and_revert_restores(make_project):
 
 
 @pytest.mark.slow
-def test_killed_tune_loses_no_finished_trial_and_resumes(make_project, tmp_path):
+def test_killed_tune_loses_no_finished_trial_and_resumes(make_project, tmp_path, backend):
     project = make_project()
     storage = study_storage(project)
     proc = subprocess.Popen(
