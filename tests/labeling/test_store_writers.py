@@ -10,6 +10,7 @@ from collections import Counter
 
 from sqlalchemy import select
 
+from labeling.migrations import SCHEMA_VERSION
 from labeling.schema import Item, Label
 from labeling.store import LabelStore, NewItem
 
@@ -72,5 +73,5 @@ def test_processes_opening_a_new_store_at_once_all_open_it(store_location):
     for code, err in [(p.wait(timeout=120), p.stderr.read()) for p in openers]:
         assert code == 0, err[-3000:]
     store = LabelStore(store_location)
-    assert store.schema_found == 4 and store.count_items() == 0
+    assert store.schema_found == SCHEMA_VERSION and store.count_items() == 0
     store.close()
