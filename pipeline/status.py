@@ -16,7 +16,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     store = project.store
     n_items = store.count_items()
     labels = store.current_sources()  # key -> source: quick, where records would take seconds
-    by_status = {s: len(store.items(status=s)) for s in ("skipped", "disagreement")}
+    by_status = {s: store.count_items(status=s) for s in ("skipped", "disagreement")}
     human = sum(source in PEOPLE_SOURCES for source in labels.values())
     machine = sum(source == "machine" for source in labels.values())
     picked = picks(store)

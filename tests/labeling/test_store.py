@@ -122,13 +122,11 @@ def test_process_killed_mid_transaction_leaves_previous_state(tmp_path, ledger):
         from sqlalchemy import event
         from labeling.store import LabelStore, NewLabel
         store = LabelStore({str(db)!r})
-        count = 0
-        def die_mid_batch(*args):
-            global count
-            count += 1
-            if count == 500:  # statements so far are inside the open transaction
+        def die_mid_batch(conn, cursor, statement, *args):
+            # The labels are written, inside the open transaction, not committed yet.
+            if statement.startswith("INSERT INTO labels"):
                 os.kill(os.getpid(), signal.SIGKILL)
-        event.listen(store.engine, "before_cursor_execute", die_mid_batch)
+        event.listen(store.engine, "after_cursor_execute", die_mid_batch)
         keys = [f"sha256:{{n:064x}}" for n in range(2000)]
         store.add_labels([NewLabel(k, "dog", "machine", model_version="v9") for k in keys])
     """)
