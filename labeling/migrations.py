@@ -5,11 +5,13 @@ Version 2: ``labels.value`` (a label's typed value, JSON, where it is more than 
 the ``second_opinions`` table, and the ``store_meta`` table that records the version.
 Version 3: the ``item_thumbs`` table (thumbnails and near-duplicate groups, filled at ingest).
 Version 4: ``studio_annotations.value`` (an answer's typed value: a detection's boxes).
+Version 5: an index on ``items.status`` (``labelloop status`` counts skipped and disputed items
+without reading the pool).
 
 ``migrate`` runs when a store is opened, in one transaction: a store killed half-way through a
 migration is left at its old version and migrates again next time. Each step only adds (a
-column, a table), so code that reads a newer store's older columns keeps working, and no label
-is rewritten. A store newer than this code is refused rather than guessed at.
+column, a table, an index), so code that reads a newer store's older columns keeps working,
+and no label is rewritten. A store newer than this code is refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from labeling.schema import Base, StoreMeta
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SchemaError(ValueError):
@@ -39,6 +41,8 @@ def migrate(engine: Engine) -> int:
             _add_column(conn, "labels", "value", "JSON")
         if 1 <= found < 4 and "studio_annotations" in tables:
             _add_column(conn, "studio_annotations", "value", "JSON")
+        if 1 <= found < 5:  # create_all adds no index to a table that exists
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_items_status ON items (status)"))
         Base.metadata.create_all(conn)
         if found < SCHEMA_VERSION:
             conn.execute(StoreMeta.__table__.delete().where(StoreMeta.key == "schema_version"))

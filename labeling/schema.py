@@ -53,7 +53,8 @@ class Item(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default="ok")
+    # Indexed from schema version 5: status counts and the pool's "ok" items without a scan.
+    status: Mapped[str] = mapped_column(String(20), default="ok", index=True)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -358,7 +358,7 @@ class LabelStore:
         if sources is not None:
             query = query.where(Label.source.in_(list(sources)))
         with self.transaction() as s:
-            return dict(s.execute(query).tuples())
+            return dict(s.execute(query).all())
 
     def current_sources(self) -> dict[str, str]:
         """Item key -> the source of its label in force (a quick count of who labeled what:
@@ -367,6 +367,12 @@ class LabelStore:
             return dict(s.execute(
                 select(Item.key, Label.source).join(Label, Label.item_id == Item.id)
                 .where(Label.superseded_at.is_(None))).all())
+
+    def current_source_counts(self) -> dict[str, int]:
+        """Source -> how many items' label in force came from it (counted by the database)."""
+        with self.transaction() as s:
+            return dict(s.execute(select(Label.source, func.count()).where(
+                Label.superseded_at.is_(None)).group_by(Label.source)).all())
 
     def count_items(self, *, status: str | None = None) -> int:
         """How many items the pool holds (every status, or one)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import inspect
 from typer.testing import CliRunner
 
 from labeling.migrations import SCHEMA_VERSION, SchemaError
@@ -108,6 +109,9 @@ def test_an_old_workspace_continues_ingest_labels_export_and_status(old_workspac
     try:
         assert reopened.schema_found == SCHEMA_VERSION  # migrated once, recorded
         assert len(reopened.current_labels(sources=("human", "seed"))) == 4
+        # Version 5's index, added to the table the old store already had.
+        assert "ix_items_status" in {i["name"] for i in inspect(reopened.engine)
+                                     .get_indexes("items")}
     finally:
         reopened.close()
 
