@@ -5,8 +5,9 @@ Version 2: ``labels.value`` (a label's typed value, JSON, where it is more than 
 the ``second_opinions`` table, and the ``store_meta`` table that records the version.
 Version 3: the ``item_thumbs`` table (thumbnails and near-duplicate groups, filled at ingest).
 Version 4: ``studio_annotations.value`` (an answer's typed value: a detection's boxes).
-Version 5: an index on ``items.status`` (``labelloop status`` counts skipped and disputed items
-without reading the pool).
+Version 5: indexes on ``items.status`` (``labelloop status`` counts skipped and disputed items
+without reading the pool) and on ``labels (item_id, superseded_at)`` (an item's label in force in
+one probe, where SQLite otherwise walks every current label per lookup).
 
 ``migrate`` runs when a store is opened, in one transaction: a store killed half-way through a
 migration is left at its old version and migrates again next time. Each step only adds (a
@@ -43,6 +44,8 @@ def migrate(engine: Engine) -> int:
             _add_column(conn, "studio_annotations", "value", "JSON")
         if 1 <= found < 5:  # create_all adds no index to a table that exists
             conn.execute(text("CREATE INDEX IF NOT EXISTS ix_items_status ON items (status)"))
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_labels_item_current "
+                              "ON labels (item_id, superseded_at)"))
         Base.metadata.create_all(conn)
         if found < SCHEMA_VERSION:
             conn.execute(StoreMeta.__table__.delete().where(StoreMeta.key == "schema_version"))

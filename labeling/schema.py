@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -82,6 +83,10 @@ class Round(Base):
 
 class Label(Base):
     __tablename__ = "labels"
+    # An item's label in force, found by (item, not superseded) in one index probe: with only
+    # the single-column indexes SQLite walks every current label for each item looked up.
+    # Added in schema version 5.
+    __table_args__ = (Index("ix_labels_item_current", "item_id", "superseded_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)

@@ -151,7 +151,7 @@ def build(root: Path, n: int, *, seed: int = 0) -> tuple[Path, dict[int, dict], 
     truth = rng.integers(0, len(CLASSES), n)
     con = sqlite3.connect(db)
     con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=OFF")
+    con.execute("PRAGMA synchronous=OFF")  # a benchmark fixture: rebuilt if lost
     con.executemany(
         "INSERT INTO items (id, key, path, size_bytes, width, height, status, added_at) "
         "VALUES (?, ?, ?, 100, 28, 28, ?, ?)",

@@ -109,9 +109,10 @@ def test_an_old_workspace_continues_ingest_labels_export_and_status(old_workspac
     try:
         assert reopened.schema_found == SCHEMA_VERSION  # migrated once, recorded
         assert len(reopened.current_labels(sources=("human", "seed"))) == 4
-        # Version 5's index, added to the table the old store already had.
-        assert "ix_items_status" in {i["name"] for i in inspect(reopened.engine)
-                                     .get_indexes("items")}
+        # Version 5's indexes, added to the tables the old store already had.
+        indexes = {i["name"] for table in ("items", "labels")
+                   for i in inspect(reopened.engine).get_indexes(table)}
+        assert {"ix_items_status", "ix_labels_item_current"} <= indexes
     finally:
         reopened.close()
 
