@@ -6,11 +6,14 @@ the ``second_opinions`` table, and the ``store_meta`` table that records the ver
 Version 3: the ``item_thumbs`` table (thumbnails and near-duplicate groups, filled at ingest).
 Version 4: ``studio_annotations.value`` (an answer's typed value: a detection's boxes).
 Version 5: the ``seen_files`` table (what ingest read, so the next ingest reads only what changed).
+Version 6: indexes on ``items.status`` (``labelloop status`` counts skipped and disputed items
+without reading the pool) and on ``labels (item_id, superseded_at)`` (an item's label in force in
+one probe, where SQLite otherwise walks every current label per lookup).
 
 ``migrate`` runs when a store is opened, in one transaction: a store killed half-way through a
 migration is left at its old version and migrates again next time. Each step only adds (a
-column, a table), so code that reads a newer store's older columns keeps working, and no label
-is rewritten. A store newer than this code is refused rather than guessed at.
+column, a table, an index), so code that reads a newer store's older columns keeps working,
+and no label is rewritten. A store newer than this code is refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from labeling.schema import Base, StoreMeta
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # The PostgreSQL advisory lock that migrations hold, per database ("labelloop" in ASCII).
 _MIGRATION_LOCK = 0x6C6162656C6C6F6F
 
@@ -52,6 +55,10 @@ def migrate(engine: Engine) -> int:
             _add_column(conn, "labels", "value", "JSON")
         if 1 <= found < 4 and "studio_annotations" in tables:
             _add_column(conn, "studio_annotations", "value", "JSON")
+        if 1 <= found < 6:  # create_all adds no index to a table that exists
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_items_status ON items (status)"))
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_labels_item_current "
+                              "ON labels (item_id, superseded_at)"))
         Base.metadata.create_all(conn)
         if found < SCHEMA_VERSION:
             conn.execute(StoreMeta.__table__.delete().where(StoreMeta.key == "schema_version"))

@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -54,7 +55,8 @@ class Item(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default="ok")
+    # Indexed from schema version 6: status counts and the pool's "ok" items without a scan.
+    status: Mapped[str] = mapped_column(String(20), default="ok", index=True)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -82,6 +84,10 @@ class Round(Base):
 
 class Label(Base):
     __tablename__ = "labels"
+    # An item's label in force, found by (item, not superseded) in one index probe: with only
+    # the single-column indexes SQLite walks every current label for each item looked up.
+    # Added in schema version 6.
+    __table_args__ = (Index("ix_labels_item_current", "item_id", "superseded_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)

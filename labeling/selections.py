@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from labeling.schema import SELECTION_REASONS, Item, Selection
+from labeling.schema import PEOPLE_SOURCES, SELECTION_REASONS, Item, Label, Selection
 from labeling.store import LabelStore, StoreError
 
 
@@ -46,6 +46,15 @@ def record_picks(store: LabelStore, picks: Iterable[Pick], *, round_id: int | No
             taken.add(ids[p.key])
             added.append(p.key)
     return added
+
+
+def count_unanswered_picks(store: LabelStore) -> int:
+    """How many picked items have no label from a person yet (waiting in Label Studio)."""
+    answered = (select(Label.id).where(Label.item_id == Selection.item_id,
+                                       Label.superseded_at.is_(None),
+                                       Label.source.in_(PEOPLE_SOURCES)).exists())
+    with store.transaction() as s:
+        return int(s.scalar(select(func.count()).select_from(Selection).where(~answered)))
 
 
 def picks(store: LabelStore, *, holdout: bool | None = None) -> dict[str, Pick]:

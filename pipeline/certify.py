@@ -17,6 +17,7 @@ people's labels are wrong at most at the human bound.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 
 from labeling.schema import PEOPLE_SOURCES
@@ -29,15 +30,16 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
     """The delivered set's counts and error bound as they stand, from the latest accept
     record (``accept``; None before any). ``human_only``: the set delivers people's labels
     only (an ``export --human-only``). ``sources``: ``store.current_sources()`` when the
-    caller has it already. JSON-ready."""
+    caller has it already (else the database counts them). JSON-ready."""
     if reference_error == "measured":  # as the accept step measured it (None: not yet)
         # Records before 2026-12-02 bounded the human labels by rho ("reference").
         measured = (accept or {}).get("human_error") or (accept or {}).get("reference") or {}
         reference_error = measured.get("rate_ub")
-    given = list((store.current_sources() if sources is None else sources).values())
+    counts = (store.current_source_counts() if sources is None
+              else Counter(sources.values()))
     n_items = store.count_items()
-    n_human = sum(s in PEOPLE_SOURCES for s in given)
-    n_machine = 0 if human_only else given.count("machine")
+    n_human = sum(counts.get(s, 0) for s in PEOPLE_SOURCES)
+    n_machine = 0 if human_only else counts.get("machine", 0)
     delivered = n_human + n_machine
     machine_ub = _machine_bound(accept) if n_machine else 0.0
     out = {

@@ -3,11 +3,11 @@ one transaction (``LabelStore.transaction``), so a sync is stored whole or not a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from labeling.schema import Item, Label, StudioAnnotation, StudioTaskSync, Task, utcnow
@@ -119,8 +119,10 @@ def apply_sync(store: LabelStore, project: StudioProject, snapshots: Sequence[Ta
         mirror: dict[int, list[StudioAnnotation]] = {}
         for a in _in(s, StudioAnnotation, StudioAnnotation.task_id, task_ids):
             mirror.setdefault(a.task_id, []).append(a)
-        recorded = {t.item_id: t for t in s.scalars(
-            select(Task).where(Task.project_id == project.id))}
+        # The task rows of these items only; deleted tasks are found by id (_mark_deleted).
+        recorded = {t.item_id: t for t in _in(s, Task, Task.item_id,
+                                              [i.id for i in items.values()])
+                    if t.project_id == project.id}
         current = {lab.item_id: lab for lab in _in(s, Label, Label.item_id,
                                                    [i.id for i in items.values()])
                    if lab.superseded_at is None}
@@ -153,7 +155,7 @@ def apply_sync(store: LabelStore, project: StudioProject, snapshots: Sequence[Ta
                 out.skipped.append(item.key)
             elif verdict.outcome == "disagreement":
                 out.disagreements.append(item.key)
-        _mark_deleted(s, project.id, present_task_ids, recorded.values(), out)
+        _mark_deleted(s, project.id, present_task_ids, out)
         written = write_labels(s, labels, classes=project.task.store_classes(project.classes))
         out.labeled, out.unchanged = written.written, written.unchanged
     return out
@@ -223,19 +225,19 @@ def _write_mirror(s: Session, rows: list[StudioAnnotation], snap: TaskSnapshot,
         row.created_at, row.updated_at = a.created_at, a.updated_at
 
 
-def _mark_deleted(s: Session, project_id: int, present: set[int], recorded: Iterable[Task],
-                  out: SyncOutcome) -> None:
+def _mark_deleted(s: Session, project_id: int, present: set[int], out: SyncOutcome) -> None:
+    """Mark the cursor rows and task rows whose Label Studio task is gone deleted: ids and
+    task ids read as two columns, one UPDATE per chunk (a project holds 100,000s of tasks)."""
+    s.flush()  # tasks added in this sync are present: they were just seen
     gone: set[int] = set()
-    for row in s.scalars(select(StudioTaskSync).where(StudioTaskSync.project_id == project_id,
-                                                      StudioTaskSync.deleted.is_(False))):
-        if row.task_id not in present:
-            row.deleted = True
-            gone.add(row.task_id)
-    for task in recorded:
-        # A task added in this session has no id yet; it was just seen, so it is present.
-        if task.id is not None and not task.deleted and task.task_id not in present:
-            task.deleted = True
-            gone.add(task.task_id)
+    for model in (StudioTaskSync, Task):
+        rows = s.execute(select(model.id, model.task_id).where(
+            model.project_id == project_id, model.deleted.is_(False))).all()
+        ids = [row_id for row_id, task_id in rows if task_id not in present]
+        gone.update(task_id for _, task_id in rows if task_id not in present)
+        for start in range(0, len(ids), _CHUNK):
+            s.execute(update(model).where(model.id.in_(ids[start:start + _CHUNK]))
+                      .values(deleted=True).execution_options(synchronize_session="fetch"))
     out.deleted_tasks = sorted(gone)
 
 

@@ -37,7 +37,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     tied = unresolved_held_out(project.store)
     val_keys, val_y = validation_set(eval_set, tied, index, probs, classes)
     val_probs = probs[[index[k] for k in val_keys]] if val_keys else np.zeros((0, len(classes)))
-    human = project.store.current_labels(sources=PEOPLE_SOURCES)
+    human = project.store.current_classes(sources=PEOPLE_SOURCES)
     # A tied held-out item is a reference waiting for its person, never a machine label.
     pool = [i for i, k in enumerate(keys) if k not in human and k not in tied]
     pool_probs = probs[pool]
@@ -72,10 +72,10 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     result = project.store.add_labels(new_labels)
     accepted_keys = {lab.key for lab in new_labels}
     withdrawn = project.store.retract_labels(
-        [k for k, lab in project.store.current_labels(sources=("machine",)).items()
+        [k for k in project.store.current_classes(sources=("machine",))
          if k not in accepted_keys], source="machine")
-    machine_now = project.store.current_labels(sources=("machine",))
-    pool_size = len({i.key for i in project.store.items(status="ok")} - human.keys())
+    machine_now = project.store.current_classes(sources=("machine",))
+    pool_size = sum(k not in human for k in project.store.item_keys(status="ok"))
     record = {
         "thresholds": thresholds.to_dict() if thresholds is not None else None,
         "dataset": dataset.to_dict() if dataset is not None else None,
@@ -125,9 +125,9 @@ def _bound_record(bound, how: str) -> dict:
 
 def audited_precision(project: Project) -> dict:
     """Precision of auto-accepted labels measured on random audit picks that people labeled."""
-    human = project.store.current_labels(sources=("human",))
+    human = project.store.current_classes(sources=("human",))
     tied = unresolved_held_out(project.store)  # counted as wrong: leaving them out would flatter
-    audited = [(p.machine_label, human[k].label if k in human else None)
+    audited = [(p.machine_label, human.get(k))
                for k, p in picks(project.store).items()
                if p.reason == "audit" and p.machine_label is not None
                and (k in human or k in tied)]

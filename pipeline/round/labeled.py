@@ -22,18 +22,19 @@ def labeled_sets(project: Project) -> tuple[dict[str, str], dict[str, str]]:
     (machine labels join training only if the config says so). Evaluation items are the
     random held-out picks; they never train a model, nor do their near-duplicates."""
     store = project.store
-    ok = {i.key: i for i in store.items(status="ok")}
-    current = store.current_labels()
+    ok = set(store.item_keys(status="ok"))
     holdout = set(picks(store, holdout=True))
     use_machine = project.config.loop.train_on_machine_labels
     train_set, eval_set = {}, {}
-    for key, lab in current.items():
-        if key not in ok:
-            continue
-        if lab.source in PEOPLE_SOURCES:
-            (eval_set if key in holdout else train_set)[key] = lab.label
-        elif use_machine and key not in holdout:
-            train_set[key] = lab.label
+    # People's labels first, then the machine's: one label is in force per item, so the
+    # two never share a key, and the order of each part is the store's as before.
+    for key, label in store.current_classes(sources=PEOPLE_SOURCES).items():
+        if key in ok:
+            (eval_set if key in holdout else train_set)[key] = label
+    if use_machine:
+        for key, label in store.current_classes(sources=("machine",)).items():
+            if key in ok and key not in holdout:
+                train_set[key] = label
     # A near-duplicate of a held-out item would carry its answer into training.
     return kept_apart(train_set, holdout, store.near_duplicate_groups()), eval_set
 
@@ -55,7 +56,7 @@ def items_to_predict(project: Project, eval_keys, *, everything: bool = False) -
     with ``everything``), the held-out ones (the thresholds are tested on them), and the
     held-out ones whose people tie, which the accept step counts against the model."""
     store = project.store
-    human = store.current_labels(sources=PEOPLE_SOURCES)
+    human = store.current_classes(sources=PEOPLE_SOURCES)
     eval_keys = set(eval_keys)
     tied = unresolved_held_out(store)
     return ([i for i in store.items(status="ok")
@@ -72,8 +73,9 @@ def snapshot_hash(labels: dict[str, str]) -> str:
 
 
 def paths_of(project: Project, keys) -> list[str]:
-    items = {i.key: i.path for i in project.store.items()}
-    return [items[k] for k in keys]
+    keys = list(keys)
+    items = project.store.items_by_key(keys)
+    return [items[k].path for k in keys]
 
 
 def changed_labels(project: Project, snapshot: str | None, train_set: dict[str, str]) -> int:

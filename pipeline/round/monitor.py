@@ -64,7 +64,7 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
         "annotators": _annotators(store, classes, previous, human_now),
         "annotator_quality": [q.to_dict() for q in annotator_quality(current_votes(store, None))],
         "data": {
-            "items": len(store.items(status="ok")),
+            "items": store.count_items(status="ok"),
             "human_labels": len(human_now),
             "machine_labels": sum(lab.source == "machine" for lab in all_now.values()),
             "class_balance": class_balance(all_now.values(), classes),
@@ -101,7 +101,7 @@ def _auto_label(accept: dict) -> dict:
 def _annotators(store, classes, previous: dict | None, human_now: dict) -> dict:
     since = None if previous is None else (previous["finished_at"] or previous["started_at"])
     this_round = annotator_summary(labels_since(human_now.values(), since), classes)
-    skipped_total = len(store.items(status="skipped"))
+    skipped_total = store.count_items(status="skipped")
     before = ((previous or {}).get("stats", {}).get("monitor") or {}).get("annotators") or {}
     earlier_skips = before.get("skipped_total")
     return {

@@ -22,7 +22,9 @@ def pre_annotations(project: Project, predicted: dict) -> dict[str, tuple[Any, f
         return {}
     keys, probs, _ = load_predictions(predicted["file"])
     classes = project.classes
-    return {k: (classes[int(p.argmax())], float(p.max())) for k, p in zip(keys, probs, strict=True)}
+    # Whole-array argmax and max: one per row in Python took seconds at 1,000,000 items.
+    best, score = probs.argmax(axis=1).tolist(), probs.max(axis=1).tolist()
+    return {k: (classes[b], s) for k, b, s in zip(keys, best, score, strict=True)}
 
 
 def push(project: Project, round_id: int, predicted: dict, *,
@@ -35,10 +37,10 @@ def push(project: Project, round_id: int, predicted: dict, *,
     store = project.store
     version = predicted.get("version")
     predictions = load(project, predicted)
-    human = store.current_labels(sources=PEOPLE_SOURCES)
+    human = store.current_classes(sources=PEOPLE_SOURCES)
     held = store.tasks(sp.id)
-    paths = {i.key: i.path for i in store.items()}
     todo = [k for k in picks(store) if k not in held and k not in human]
+    paths = {k: i.path for k, i in store.items_by_key(todo).items()}
     blind_new = blind_keys(project, todo)
     items = [PushItem(k, paths[k], *((None, None) if k in blind_new else
                                      predictions.get(k) or (None, None))) for k in todo]

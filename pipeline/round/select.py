@@ -38,8 +38,8 @@ def unasked(project: Project, made: dict) -> list[str]:
     """The items people may be asked about: in the pool, without a person's label, never
     picked (``made``: the picks so far) and not skipped."""
     store = project.store
-    human = store.current_labels(sources=PEOPLE_SOURCES)
-    return [i.key for i in store.items(status="ok") if i.key not in human and i.key not in made]
+    human = store.current_classes(sources=PEOPLE_SOURCES)
+    return [k for k in store.item_keys(status="ok") if k not in human and k not in made]
 
 
 def cold_start_picks(project, candidates, rng, *, progress) -> list[Pick]:
@@ -69,12 +69,13 @@ def _audit_and_strategy(project, candidates, predicted, rng, made) -> list[Pick]
     loop = project.config.loop
     n = min(loop.batch_size, len(candidates))
     n_audit = int(round(n * loop.audit_fraction))
-    machine = project.store.current_labels(sources=("machine",))
+    machine = project.store.current_classes(sources=("machine",))
     audit_idx = rng.choice(len(candidates), size=n_audit, replace=False)
     audit = [candidates[j] for j in audit_idx]
+    audited = project.store.current_labels(sources=("machine",), keys=audit)
     out = [Pick(k, "audit", holdout=True,
-                machine_label=machine[k].label if k in machine else None,
-                machine_version=machine[k].model_version if k in machine else None)
+                machine_label=audited[k].label if k in audited else None,
+                machine_version=audited[k].model_version if k in audited else None)
            for k in audit]
     keys, probs, feats = load_predictions(predicted["file"])
     index = {k: i for i, k in enumerate(keys)}

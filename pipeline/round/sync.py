@@ -7,6 +7,8 @@ round's review budget (``labeling.studio.opinions``; ``[loop] second_opinions``,
 
 from __future__ import annotations
 
+import numpy as np
+
 from labeling.selections import picks
 from labeling.studio.opinions import (
     asked_overlaps,
@@ -50,7 +52,9 @@ def sync(project: Project, round_id: int | None = None) -> dict:
         store = project.store
         shown = shown_predictions(store, sp.id)
         newest = latest_probs(project)
-        current = {k: project.classes[int(p.argmax())] for k, p in newest.items()}
+        # One argmax over the stacked rows: one per row in Python took seconds at 1M items.
+        best = np.stack(list(newest.values())).argmax(axis=1).tolist() if newest else []
+        current = dict(zip(newest, map(project.classes.__getitem__, best), strict=True))
         # The model's answer: what the first person was shown, else the newest predictions.
         model = {**current, **shown}
         held = set(picks(store, holdout=True))

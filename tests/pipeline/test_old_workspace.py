@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import inspect
 from typer.testing import CliRunner
 
 from labeling.migrations import SCHEMA_VERSION, SchemaError
@@ -108,6 +109,10 @@ def test_an_old_workspace_continues_ingest_labels_export_and_status(old_workspac
     try:
         assert reopened.schema_found == SCHEMA_VERSION  # migrated once, recorded
         assert len(reopened.current_labels(sources=("human", "seed"))) == 4
+        # Version 5's indexes, added to the tables the old store already had.
+        indexes = {i["name"] for table in ("items", "labels")
+                   for i in inspect(reopened.engine).get_indexes(table)}
+        assert {"ix_items_status", "ix_labels_item_current"} <= indexes
     finally:
         reopened.close()
 

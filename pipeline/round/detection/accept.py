@@ -66,7 +66,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
         [k for k in project.store.current_labels(sources=("machine",)) if k not in kept],
         source="machine")
     machine_now = project.store.current_labels(sources=("machine",))
-    pool_size = len({i.key for i in project.store.items(status="ok")} - human.keys())
+    pool_size = sum(k not in human for k in project.store.item_keys(status="ok"))
     record = {"image_threshold": cut.to_dict(), "accepted": len(accepted),
               "written": len(result.written), "withdrawn": withdrawn,
               "machine_labels": len(machine_now),
