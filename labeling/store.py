@@ -652,7 +652,7 @@ def _item_ids(s: Session, keys: list[str], *, lock: bool = False) -> list[tuple[
         query = select(Item.key, Item.id).where(Item.key.in_(keys[start:start + _CHUNK]))
         if lock:
             query = query.order_by(Item.key).with_for_update()
-        out.extend(s.execute(query).tuples())
+        out.extend((key, item_id) for key, item_id in s.execute(query))
     return out
 
 

@@ -29,11 +29,12 @@ from labeling.studio.errors import (
     StudioAuthError,
     StudioError,
 )
+from pipeline.compute.errors import ComputeError
 from pipeline.project.answers_waiting import mark_answers_waiting, take_answers_waiting
 from pipeline.registry.mlflow_store import RegistryError
 
-# Failures a later try can get past (the server or the store comes back) ...
-RETRIED = (StudioError, RegistryError)
+# Failures a later try can get past (the server, the store or the Ray cluster comes back) ...
+RETRIED = (StudioError, RegistryError, ComputeError)
 # ... except these, which need a person to change something first.
 # A stopped embedded server is one: nothing restarts it while the loop waits.
 PERMANENT = (StudioAuthError, NotLabelStudio, ProjectMismatch, InvalidPrediction,

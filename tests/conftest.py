@@ -8,10 +8,17 @@ suite itself rather than written by hand.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
 
 import pytest
+
+from pipeline.compute.local_cluster import RAY_ENV
+
+# Ray reads these when it is first imported, and a test module may import it at collection:
+# set here, before any does, so every Ray of the suite stays on 127.0.0.1.
+os.environ.update(RAY_ENV)
 
 # The local S3 endpoint's fixtures (`s3_server`, `s3`), for the tests of images in S3.
 pytest_plugins = ("tests.training.s3_server",)

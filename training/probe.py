@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,9 @@ from training.params import TrainParams
 from training.predict import Predictions, predict
 from training.train import transform_for
 from training.trained import TrainedModel
+
+# (model, paths, keys) -> Predictions with embeddings: how uncached items get embedded.
+PredictFiles = Callable[[TrainedModel, list, list], Predictions]
 
 HEAD_STEPS = 300  # full-batch optimiser steps on the embeddings: converged well before this
 
@@ -54,13 +57,17 @@ def backbone(params: TrainParams, num_classes: int) -> TrainedModel:
 
 
 def embed(model: TrainedModel, paths: Sequence[str | Path], keys: Sequence[str],
-          cache: EmbeddingCache, *, progress: bool = False) -> np.ndarray:
+          cache: EmbeddingCache, *, progress: bool = False,
+          predict_files: PredictFiles | None = None) -> np.ndarray:
     """[N, D] embeddings of ``keys`` (files ``paths``), computing and caching only the ones
-    the cache lacks."""
+    the cache lacks; ``predict_files(model, paths, keys)`` computes them (another engine's,
+    e.g. Ray's), by default ``predict`` here."""
     where = dict(zip(keys, paths, strict=True))
     todo = cache.missing(keys)
     if todo:
-        out = predict(model, [where[k] for k in todo], embeddings=True, progress=progress)
+        todo_paths = [where[k] for k in todo]
+        out = (predict_files(model, todo_paths, todo) if predict_files else
+               predict(model, todo_paths, embeddings=True, progress=progress))
         cache.add(todo, out.embeddings)
     return cache.get(list(keys))
 
@@ -106,10 +113,12 @@ def train_probe(paths: Sequence[str | Path], keys: Sequence[str], labels: Sequen
 
 
 def predict_cached(model: TrainedModel, paths: Sequence[str | Path], keys: Sequence[str],
-                   cache: EmbeddingCache, *, progress: bool = False) -> Predictions:
+                   cache: EmbeddingCache, *, progress: bool = False,
+                   predict_files: PredictFiles | None = None) -> Predictions:
     """``predict`` for a probe model through the cache: images are decoded only for keys the
-    cache lacks. Same probabilities as ``predict`` on the images, up to float rounding."""
-    feats = embed(model, paths, keys, cache, progress=progress)
+    cache lacks (by ``predict_files``, as in ``embed``). Same probabilities as ``predict`` on
+    the images, up to float rounding."""
+    feats = embed(model, paths, keys, cache, progress=progress, predict_files=predict_files)
     module = model.module.eval()
     with torch.inference_mode():
         logits = module.head(torch.from_numpy(feats)).float().numpy()

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from labeling.store import StoreError
 from labeling.studio.errors import StudioError
+from pipeline.compute.errors import ComputeError
 from pipeline.project.config import CONFIG_NAME, Config, ConfigError
 from pipeline.project.databases import DatabaseError
 from pipeline.project.lock import LockHeld, WorkspaceLock
@@ -72,5 +73,7 @@ def opened(config_path: Path | None, *, lock: str | None = None):
         fail(f"model registry: {err}")
     except StudioError as err:
         fail(f"Label Studio: {err}; the next round resumes where this one stopped")
+    except ComputeError as err:
+        fail(f"compute: {err}")
     finally:
         project.close()

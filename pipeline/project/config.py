@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 CONFIG_NAME = "labelloop.toml"
 
 
-
 # The model zoo and the tuning module load torch (and Optuna), seconds: names are checked
 # against training.names, and the tuner is imported only for a search space or grid to check.
 def _model_names() -> list[str]:
@@ -382,6 +381,24 @@ class TuningSection(_Section):
         return _tuning().search_space(self.space, models=self.models or (training_model,))
 
 
+class ComputeSection(_Section):
+    # Where a round's predict step runs: "local" (this process and torch's DataLoader
+    # workers) or "ray" (Ray Data over an actor pool, each actor loading the champion once;
+    # pip install "labelloop[ray]"). Same prediction function, same predictions file.
+    engine: Literal["local", "ray"] = "local"
+    # A running Ray cluster ("HOST:6379"; "auto" for the one `ray start` made here). Empty,
+    # with engine = "ray": a private one-machine Ray started for the step and stopped after.
+    address: str = ""
+    actors: int = Field(2, ge=1)
+    # Fractional, so that actors never take every CPU and starve Ray Data's read tasks (on a
+    # two-core machine two whole-CPU actors leave the job waiting forever, with no error).
+    cpus_per_actor: float = Field(0.5, gt=0)
+    batch_size: int = Field(256, ge=1)
+    # The whole step on Ray, connecting included: past it the round stops with an error and
+    # resumes at this step on the next run.
+    timeout_s: float = Field(1800.0, gt=0)
+
+
 class Config(_Section):
     project: ProjectSection
     store: StoreSection = StoreSection()
@@ -390,6 +407,7 @@ class Config(_Section):
     training: TrainingSection = TrainingSection()
     loop: LoopSection = LoopSection()
     tuning: TuningSection = TuningSection()
+    compute: ComputeSection = ComputeSection()
     workspace: Path = Path(".labelloop")
     # The folder of the config file; every relative path above is relative to it.
     root: Path = Path(".")
@@ -516,6 +534,9 @@ def _detection_problems(cfg: Config) -> list[str]:
     if loop.review_share > 0:
         problems.append("[loop] review_share must be 0: reviews rank answers by class "
                         "probabilities")
+    if cfg.compute.engine != "local":
+        problems.append('[compute] engine must be "local": the Ray engine predicts class '
+                        "probabilities")
     if cfg.tuning.every_rounds or cfg.tuning.on_drift:
         problems.append("[tuning] every_rounds and on_drift are for classification models")
     return problems
@@ -586,7 +607,8 @@ def render_config(name: str, classes, images: Path | str, *, studio_url: str = "
                                         task=task),
                  studio=StudioSection(url=studio_url, project_title=project_title), **sections)
     out = [f"workspace = {_toml(str(cfg.workspace))}", ""]
-    for section in ("project", "store", "registry", "studio", "training", "loop", "tuning"):
+    for section in ("project", "store", "registry", "studio", "training", "loop", "tuning",
+                    "compute"):
         out.append(f"[{section}]")
         for key, value in getattr(cfg, section).model_dump().items():
             if value is not None and not isinstance(value, dict):  # tables: [tuning.grid]

@@ -7,6 +7,7 @@ import numpy as np
 
 from labeling.selections import picks
 from labeling.strategies import needs_features
+from pipeline.compute.engine import Engine, engine_for
 from pipeline.project.project import Project
 from pipeline.round.labeled import champion_model_path, items_to_predict, labeled_sets
 from pipeline.round.probe import predict_probe
@@ -39,8 +40,10 @@ def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
     everything = project.config.loop.review_share > 0 or want_features
     items = items_to_predict(project, eval_set, everything=everything)
     model = load_checkpoint(ckpt)
+    config = project.config
+    engine = engine_for(config.compute, log=config.workspace_dir / "logs" / "ray.log")
     preds = predict_files(project, model, [i.path for i in items], [i.key for i in items],
-                          embeddings=want_features, progress=progress)
+                          embeddings=want_features, progress=progress, engine=engine)
     tmp = out.with_name(out.stem + ".tmp.npz")
     np.savez(tmp, keys=np.array([i.key for i in items]), probs=preds.probs,
              embeddings=preds.embeddings if want_features else np.zeros((len(items), 0)))
@@ -49,11 +52,14 @@ def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
 
 
 def predict_files(project: Project, model: TrainedModel, paths, keys, *, embeddings: bool,
-                  progress: bool) -> Predictions:
+                  progress: bool, engine: Engine | None = None) -> Predictions:
     """``model``'s predictions for image files (item keys alongside: the probe's embedding
-    cache is keyed by them): the one prediction path of rounds and of ``labelloop serve``."""
+    cache is keyed by them, Ray's rows carry them): the one prediction path of rounds (on
+    ``engine``, the config's) and of ``labelloop serve`` (here, for latency)."""
     if model.params.mode == "probe":  # the model's own mode, whatever the config says now
-        return predict_probe(project, model, paths, keys, progress=progress)
+        return predict_probe(project, model, paths, keys, progress=progress, engine=engine)
+    if engine is not None:
+        return engine.predict(model, paths, keys, embeddings=embeddings, progress=progress)
     return project.task.predict(model, paths, embeddings=embeddings, progress=progress)
 
 

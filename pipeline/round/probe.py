@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from pipeline.compute.engine import Engine
 from pipeline.project.project import Project
 from training.embedding_cache import EmbeddingCache
 from training.params import TrainParams
@@ -39,11 +40,16 @@ def train_probe(project: Project, paths, keys, labels, params: TrainParams, *,
 
 
 def predict_probe(project: Project, model: TrainedModel, paths, keys, *,
-                  progress: bool) -> Predictions:
+                  progress: bool, engine: Engine | None = None) -> Predictions:
+    """Through the cache; the items it lacks are embedded by ``engine`` (e.g. Ray's), or
+    here."""
     from training.probe import predict_cached
 
+    def on_engine(m, todo_paths, todo_keys):
+        return engine.predict(m, todo_paths, todo_keys, embeddings=True, progress=progress)
+
     return predict_cached(model, paths, keys, cache_for(project, model.params),
-                          progress=progress)
+                          progress=progress, predict_files=on_engine if engine else None)
 
 
 def backbone_embeddings(project: Project, paths, keys, *, progress: bool):

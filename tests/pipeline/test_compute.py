@@ -1,0 +1,65 @@
+"""``[compute]``: the engine a config names, what it refuses, and what a Ray cluster that
+cannot be reached gets (no Ray started here: the error comes before any)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from pipeline.compute.engine import ComputeError, LocalEngine, engine_for
+from pipeline.compute.local_cluster import free_port
+from pipeline.compute.ray_engine import RayEngine
+from pipeline.project.config import ComputeSection, ConfigError, load_config, render_config
+from training.params import TrainParams
+from training.train import train_arrays
+
+
+def _config(tmp_path, compute: str, task: str = "classification"):
+    text = render_config("compute-test", ["a", "b"], tmp_path, task=task)
+    assert "[compute]\nengine = \"local\"\n" in text  # a new project spells the default out
+    text = text[:text.index("[compute]")] + f"[compute]\n{compute}\n"  # the last section
+    (tmp_path / "labelloop.toml").write_text(text)
+    return load_config(tmp_path)
+
+
+def test_the_config_names_the_engine_and_refuses_what_cannot_run(tmp_path):
+    assert isinstance(engine_for(_config(tmp_path, 'engine = "local"').compute), LocalEngine)
+    cfg = _config(tmp_path, 'engine = "ray"\naddress = "10.0.0.5:6379"\nactors = 4')
+    engine = engine_for(cfg.compute)
+    assert isinstance(engine, RayEngine)
+    assert (cfg.compute.address, cfg.compute.actors) == ("10.0.0.5:6379", 4)
+    with pytest.raises(ConfigError, match="compute.engine"):
+        _config(tmp_path, 'engine = "spark"')
+    with pytest.raises(ConfigError, match="compute.actors"):
+        _config(tmp_path, 'engine = "ray"\nactors = 0')
+    with pytest.raises(ConfigError, match=r'\[compute\] engine must be "local"'):
+        _config(tmp_path, 'engine = "ray"', task="detection")
+
+
+@pytest.fixture(scope="module")
+def model():
+    data = load_digits()
+    images = np.round(data.images * (255 / 16)).astype(np.uint8)[:40]
+    return train_arrays(images, data.target[:40], [str(d) for d in range(10)],
+                        TrainParams(seed=0, min_steps=2, epochs=1))
+
+
+def test_an_unreachable_cluster_is_one_clear_error_at_once(model, tmp_path):
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    engine = RayEngine(ComputeSection(engine="ray", address=address, timeout_s=60))
+    started = time.monotonic()
+    with pytest.raises(ComputeError, match=f"cannot reach the Ray cluster at .*{address}"):
+        engine.predict(model, [str(tmp_path / "a.png")], ["a"], embeddings=False,
+                       progress=False)
+    assert time.monotonic() - started < 10
+
+
+def test_keys_must_match_the_paths_one_to_one(model):
+    engine = RayEngine(ComputeSection(engine="ray"))
+    with pytest.raises(ValueError, match="one unique key per path"):
+        engine.predict(model, ["x.png", "y.png"], ["k", "k"], embeddings=False, progress=False)
+    empty = engine.predict(model, [], [], embeddings=True, progress=False)
+    assert empty.probs.shape == (0, 10) and empty.embeddings.shape[0] == 0
