@@ -12,10 +12,9 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from pipeline.compute import local_cluster, ray_engine
+
 pytest.importorskip("ray.data", reason='the Ray engine needs pip install "labelloop[ray]"')
-# Active once the Ray engine (pipeline/compute) and images in S3 are on one branch.
-ray_engine = pytest.importorskip("pipeline.compute.ray_engine")
-local_cluster = pytest.importorskip("pipeline.compute.local_cluster")
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 WAIT_S = 180
