@@ -17,7 +17,6 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 BOX_KEYS = ("label", "x", "y", "w", "h")
 # Slack for boxes computed in floats (a jittered edge clipped to the border) and for JSON.
@@ -132,6 +131,10 @@ def match_boxes(
     # qualifying pairs together could save, so the assignment first takes the most qualifying
     # pairs, then the best IoU among them.
     cost = np.where(qualifies, -overlap, min(qualifies.shape) + 1.0)
+    # scipy.optimize takes 0.4 s to import: only where boxes are matched, not in every
+    # command that loads the task types (labelloop status).
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(cost)
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if qualifies[r, c]]
 
