@@ -44,8 +44,15 @@ class LocalCluster:
                    "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0",
                    "--include-dashboard=false", "--disable-usage-stats"]
         self._log = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+        # A shell watches this process and `ray start`: when either is gone it ends its own
+        # process group, so a cluster never outlives a test or benchmark killed without its
+        # clean-up (the raylet's workers end with the raylet).
+        watched = ('"$@" & ray=$!; '
+                   f"while kill -0 {os.getpid()} 2>/dev/null && kill -0 $ray 2>/dev/null; "
+                   "do sleep 1; done; kill -KILL 0")
         # Its own session: kill() ends the whole group it made (raylet, GCS, workers).
-        self.process = subprocess.Popen(command, env={**os.environ, **RAY_ENV, **(env or {})},
+        self.process = subprocess.Popen(["/bin/sh", "-c", watched, "sh", *command],
+                                        env={**os.environ, **RAY_ENV, **(env or {})},
                                         stdout=self._log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         try:
@@ -58,7 +65,8 @@ class LocalCluster:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"ray start exited with {self.process.returncode}")
+                raise RuntimeError(f"ray start exited ({self.process.returncode}); its output "
+                                   "is in the log given to LocalCluster, if any")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     pass
