@@ -40,6 +40,8 @@ __all__ = ["ComputeSection", "RayEngine"]
 # failures in a row the step stops.
 PROBE_S = 2.0
 PROBES_LOST = 3
+_NO_RAY = ('[compute] engine = "ray" needs Ray: pip install "labelloop[ray]" '
+           '(or set engine = "local")')
 
 
 class _Predictor:
@@ -60,19 +62,14 @@ class _Predictor:
         paths = [str(p) for p in batch["path"]]
         n = len(paths)
         try:
-            out = predict(self.model, paths, batch_size=n, num_workers=0,
-                          embeddings=self.embeddings)
+            out, error = predict(self.model, paths, batch_size=n, num_workers=0,
+                                 embeddings=self.embeddings), ""
         except ImageError as err:
             # Ray Data re-raises a worker's exception as its own type, the cause gone: the
             # error travels as a column instead, and the driver raises it as it is.
-            k, dim = len(self.model.classes), self.model.module.embedding_dim
-            rows = {"key": batch["key"], "probs": np.zeros((n, k), np.float32),
-                    "logits": np.zeros((n, k), np.float32), "error": np.array([str(err)] * n)}
-            if self.embeddings:
-                rows["embeddings"] = np.zeros((n, dim), np.float32)
-            return rows
+            out, error = _zeros(self.model, n, self.embeddings), str(err)
         rows = {"key": batch["key"], "probs": out.probs, "logits": out.logits,
-                "error": np.array([""] * n)}
+                "error": np.array([error] * n)}
         if self.embeddings:
             rows["embeddings"] = out.embeddings
         return rows
@@ -95,10 +92,9 @@ class RayEngine:
         if len(set(keys)) != len(keys) or len(keys) != len(paths):
             raise ValueError("the Ray engine needs one unique key per path")
         if not keys:
-            return _empty(model, embeddings)
+            return _zeros(model, 0, embeddings)
         if importlib.util.find_spec("ray") is None:
-            raise ComputeError('[compute] engine = "ray" needs Ray: pip install '
-                               '"labelloop[ray]" (or set engine = "local")')
+            raise ComputeError(_NO_RAY)
         self._check_reachable()
         # The driver runs in a child process: when a cluster dies under it, Ray ends the
         # driver's whole process (after a minute without its GCS), and that must not be this
@@ -122,7 +118,7 @@ class RayEngine:
                     f"({self._where()}: the cluster may have died{self._see_log()}); nothing "
                     "was saved: run the round again to resume at the predict step")
             with np.load(result) as rows:
-                return _joined({k: [rows[k]] for k in rows.files}, keys, embeddings)
+                return _joined(dict(rows), keys, embeddings)
 
     def _wait(self, child, done, total: int, progress: bool) -> None:
         deadline = time.monotonic() + self.compute.timeout_s
@@ -173,13 +169,10 @@ class RayEngine:
 
     def _check_reachable(self) -> None:
         if self._probe_port() and (err := self._port_error(timeout_s=5)):
-            raise ComputeError(
-                f"cannot reach the Ray cluster at [compute] address = "
-                f"{self.compute.address!r} ({err}): start it (ray start --head) or fix the "
-                "address; the round resumes at the predict step")
+            raise _unreachable(self.compute, err)
 
     def _where(self) -> str:
-        return f"cluster {self.compute.address}" if self.compute.address else "a private Ray"
+        return _where(self.compute)
 
 
 def _driver(compute: dict, model: TrainedModel, paths: list[str], keys: list[str],
@@ -192,8 +185,6 @@ def _driver(compute: dict, model: TrainedModel, paths: list[str], keys: list[str
             os.dup2(out.fileno(), 1)
             os.dup2(out.fileno(), 2)
     compute_section = ComputeSection(**compute)
-    where = (f"cluster {compute_section.address}" if compute_section.address
-             else "a private Ray")
     try:
         ray = _import_ray(loopback=_is_loopback(compute_section.address))
         _connect(ray, compute_section)
@@ -202,14 +193,16 @@ def _driver(compute: dict, model: TrainedModel, paths: list[str], keys: list[str
         finally:
             ray.shutdown()
         arrays = {k: np.concatenate(v) for k, v in rows.items() if v}
-        arrays["key"] = arrays["key"].astype(str)  # Ray hands strings back as objects
+        if "key" in arrays:  # none: no rows came back, which the join reports
+            arrays["key"] = arrays["key"].astype(str)  # Ray hands strings back as objects
         np.savez(result, **arrays)
     except ImageError as err:
         Path(failure).write_text(json.dumps(["image", str(err)]))
     except ComputeError as err:
         Path(failure).write_text(json.dumps(["compute", str(err)]))
     except Exception as err:  # noqa: BLE001 - Ray wraps causes in many types
-        Path(failure).write_text(json.dumps(["compute", str(_explained(err, where))]))
+        Path(failure).write_text(json.dumps(["compute",
+                                             str(_explained(err, _where(compute_section)))]))
 
 
 def _connect(ray, compute: ComputeSection) -> None:
@@ -220,10 +213,7 @@ def _connect(ray, compute: ComputeSection) -> None:
             ray.init(address="local", include_dashboard=False, log_to_driver=False,
                      logging_level="warning")
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise ComputeError(
-            f"cannot reach the Ray cluster at [compute] address = {compute.address!r}: "
-            f"{err}. Start it (ray start --head) or fix the address; the round resumes at the "
-            "predict step") from None
+        raise _unreachable(compute, err) from None
 
 
 def _map(ray, compute: ComputeSection, model, paths, keys, embeddings, done) -> dict[str, list]:
@@ -254,6 +244,17 @@ def _map(ray, compute: ComputeSection, model, paths, keys, embeddings, done) -> 
     return out
 
 
+def _where(compute: ComputeSection) -> str:
+    return f"cluster {compute.address}" if compute.address else "a private Ray"
+
+
+def _unreachable(compute: ComputeSection, err: Exception) -> ComputeError:
+    return ComputeError(
+        f"cannot reach the Ray cluster at [compute] address = {compute.address!r} ({err}): "
+        "start it (ray start --head) or fix the address; the round resumes at the predict "
+        "step")
+
+
 def _is_loopback(address: str) -> bool:
     host = address.rpartition(":")[0] if ":" in address else address
     return host in ("", "127.0.0.1", "localhost", "::1", "[::1]")
@@ -268,9 +269,8 @@ def _import_ray(*, loopback: bool):
             os.environ.setdefault(name, value)
     try:
         import ray
-    except ImportError:
-        raise ComputeError('[compute] engine = "ray" needs Ray: pip install "labelloop[ray]" '
-                           '(or set engine = "local")') from None
+    except ImportError:  # found by the parent, yet not importable here: a broken install
+        raise ComputeError(_NO_RAY) from None
     return ray
 
 
@@ -281,22 +281,22 @@ def _explained(err: Exception, where: str) -> ComputeError:
                         "run the round again to resume at the predict step")
 
 
-def _joined(rows: dict[str, list], keys: list[str], embeddings: bool) -> Predictions:
+def _joined(rows: dict[str, np.ndarray], keys: list[str], embeddings: bool) -> Predictions:
     """Rows back in the order of ``keys``; every key exactly once, or ``ComputeError``."""
-    got = np.concatenate(rows["key"]).astype(str) if rows["key"] else np.array([], dtype=str)
+    got = rows.get("key", np.array([], dtype=str))
     where = {k: i for i, k in enumerate(got)}
     if len(where) != len(got) or set(where) != set(keys):
         raise ComputeError(f"Ray returned {len(got)} rows ({len(where)} keys) for "
                            f"{len(keys)} items; nothing was saved")
     order = np.array([where[k] for k in keys])
-    probs = np.concatenate(rows["probs"])[order]
-    logits = np.concatenate(rows["logits"])[order]
-    feats = np.concatenate(rows["embeddings"])[order] if embeddings else None
-    return Predictions(probs=probs, logits=logits, embeddings=feats)
+    feats = rows["embeddings"][order] if embeddings else None
+    return Predictions(probs=rows["probs"][order], logits=rows["logits"][order],
+                       embeddings=feats)
 
 
-def _empty(model: TrainedModel, embeddings: bool) -> Predictions:
+def _zeros(model: TrainedModel, n: int, embeddings: bool) -> Predictions:
+    """``n`` rows of zeros shaped as ``model``'s predictions."""
     k = len(model.classes)
     dim = model.module.embedding_dim
-    return Predictions(probs=np.zeros((0, k), np.float32), logits=np.zeros((0, k), np.float32),
-                       embeddings=np.zeros((0, dim), np.float32) if embeddings else None)
+    return Predictions(probs=np.zeros((n, k), np.float32), logits=np.zeros((n, k), np.float32),
+                       embeddings=np.zeros((n, dim), np.float32) if embeddings else None)

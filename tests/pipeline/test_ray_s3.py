@@ -20,15 +20,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 WAIT_S = 180
 
 
-def test_ray_actors_read_s3_objects_and_predict_as_on_local_files(s3, tmp_path, monkeypatch):
+def test_ray_actors_read_s3_objects_and_predict_as_on_local_files(s3, tmp_path):
     from pathlib import Path
 
     from training.params import TrainParams
     from training.predict import predict
     from training.train import train_arrays
 
-    for name, value in local_cluster.RAY_ENV.items():
-        monkeypatch.setenv(name, value)
     data = load_digits()
     images = np.round(data.images * (255 / 16)).astype(np.uint8)[:120]
     model = train_arrays(images[:100], data.target[:100], [str(d) for d in range(10)],
