@@ -15,6 +15,7 @@ Rules kept here, for every caller:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy import Text, cast, create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from labeling.bulk import CHUNK, insert_rows, rows_where_in, set_column
 from labeling.migrations import migrate
 from labeling.schema import (
     ITEM_STATUSES,
@@ -41,9 +43,6 @@ from labeling.schema import (
     Task,
     utcnow,
 )
-
-# Keys or paths per IN (...) query: well under SQLite's limit on bound parameters.
-_CHUNK = 500
 
 
 class StoreError(ValueError):
@@ -188,9 +187,9 @@ class LabelStore:
             # Only this batch's keys: reading every key would make each batch cost the pool.
             wanted = list(dict.fromkeys(it.key for it in items))
             known = set()
-            for start in range(0, len(wanted), _CHUNK):
+            for start in range(0, len(wanted), CHUNK):
                 known.update(s.scalars(select(Item.key).where(
-                    Item.key.in_(wanted[start:start + _CHUNK]))))
+                    Item.key.in_(wanted[start:start + CHUNK]))))
             for it in items:
                 if it.key in known:
                     continue
@@ -266,8 +265,8 @@ class LabelStore:
         wanted = sorted(set(keys))
         found: dict[str, ItemRecord] = {}
         with self.transaction() as s:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start:start + _CHUNK]
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start:start + CHUNK]
                 found.update((row[0], ItemRecord(*row)) for row in s.execute(
                     select(*_ITEM_COLUMNS).where(Item.key.in_(chunk))))
         return found
@@ -278,8 +277,8 @@ class LabelStore:
         found: set[str] = set()
         with self.transaction() as s:
             # Chunks keep each IN (...) under SQLite's limit on bound parameters.
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start:start + _CHUNK]
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start:start + CHUNK]
                 found.update(s.scalars(select(Item.key).where(Item.key.in_(chunk))))
         return found
 
@@ -305,8 +304,8 @@ class LabelStore:
         wanted = list(dict.fromkeys(paths))
         removed: list[str] = []
         with self.transaction() as s:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start:start + _CHUNK]
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start:start + CHUNK]
                 for q in s.scalars(select(Quarantine).where(Quarantine.path.in_(chunk))):
                     removed.append(q.path)
                     s.delete(q)
@@ -353,9 +352,9 @@ class LabelStore:
                 _items_by_key(s, wanted)  # raises, naming the unknown keys
             now, count = utcnow(), 0
             # One UPDATE per chunk: loading each label as an object took minutes at 1M items.
-            for start in range(0, len(ids), _CHUNK):
+            for start in range(0, len(ids), CHUNK):
                 count += s.execute(
-                    update(Label).where(Label.item_id.in_(ids[start:start + _CHUNK]),
+                    update(Label).where(Label.item_id.in_(ids[start:start + CHUNK]),
                                         Label.superseded_at.is_(None), Label.source == source)
                     .values(superseded_at=now)
                     .execution_options(synchronize_session=False)).rowcount
@@ -373,8 +372,8 @@ class LabelStore:
             if keys is None:
                 return {row[0]: _row_label_record(row) for row in s.execute(query)}
             wanted, out = sorted(set(keys)), {}
-            for start in range(0, len(wanted), _CHUNK):
-                rows = s.execute(query.where(Item.key.in_(wanted[start:start + _CHUNK])))
+            for start in range(0, len(wanted), CHUNK):
+                rows = s.execute(query.where(Item.key.in_(wanted[start:start + CHUNK])))
                 out.update((row[0], _row_label_record(row)) for row in rows)
             return out
 
@@ -402,12 +401,19 @@ class LabelStore:
             return dict(s.execute(select(Label.source, func.count()).where(
                 Label.superseded_at.is_(None)).group_by(Label.source)).all())
 
-    def count_items(self, *, status: str | None = None) -> int:
-        """How many items the pool holds (every status, or one)."""
+    def count_items(self, *, status: str | None = None,
+                    unlabeled_by: Iterable[str] | None = None) -> int:
+        """How many items the pool holds (every status, or one); ``unlabeled_by``: only
+        those whose label in force is not from one of these sources."""
         with self.transaction() as s:
             query = select(func.count()).select_from(Item)
             if status is not None:
                 query = query.where(Item.status == status)
+            if unlabeled_by is not None:
+                labeled = select(Label.id).where(
+                    Label.item_id == Item.id, Label.superseded_at.is_(None),
+                    Label.source.in_(list(unlabeled_by))).exists()
+                query = query.where(~labeled)
             return int(s.scalar(query))
 
     def history(self, key: str) -> list[LabelRecord]:
@@ -469,10 +475,10 @@ class LabelStore:
             by_key = _items_by_key(s, task_ids)
             ids = [i.id for i in by_key.values()]
             existing = {}  # the tasks of these items only: a project may hold 100,000s
-            for start in range(0, len(ids), _CHUNK):
+            for start in range(0, len(ids), CHUNK):
                 existing.update((t.item_id, t) for t in s.scalars(
                     select(Task).where(Task.project_id == project_id,
-                                       Task.item_id.in_(ids[start:start + _CHUNK]))))
+                                       Task.item_id.in_(ids[start:start + CHUNK]))))
             for key, task_id in task_ids.items():
                 item = by_key[key]
                 known = existing.get(item.id)
@@ -532,20 +538,25 @@ def write_labels(
     for lab in labels:
         item_id = ids[lab.key]
         mine = written_here.get(item_id)
-        cur = mine if mine is not None else current.get(item_id)
+        if mine is not None:
+            cur = (None, mine["source"], mine["label"], mine["model_version"], mine["value"],
+                   mine["extra"])
+        else:
+            cur = current.get(item_id)
         if cur is not None:
-            if SOURCE_RANK[lab.source] < SOURCE_RANK[cur["source"]]:
+            label_id, source, label, version, value, extra = cur
+            if SOURCE_RANK[lab.source] < SOURCE_RANK[source]:
                 result.refused.append(lab.key)
                 continue
-            if (cur["label"], cur["source"], cur["model_version"], cur["value"]) == (
+            if (label, source, version, value) == (
                 lab.label, lab.source, lab.model_version, lab.value
-            ) and dict(cur["extra"] or {}) == dict(lab.extra):
+            ) and _extra(extra) == dict(lab.extra):
                 result.unchanged.append(lab.key)
                 continue
             if mine is not None:
                 mine["superseded_at"] = now
             else:
-                superseded.append(cur["id"])
+                superseded.append(label_id)
         row = {"item_id": item_id, "label": lab.label, "source": lab.source, "who": lab.who,
                "model_version": lab.model_version, "confidence": lab.confidence,
                "round_id": lab.round_id, "extra": dict(lab.extra), "value": lab.value,
@@ -553,74 +564,28 @@ def write_labels(
         new_rows.append(row)
         written_here[item_id] = row
         result.written.append(lab.key)
-    for start in range(0, len(superseded), _CHUNK):
-        s.execute(update(Label).where(Label.id.in_(superseded[start:start + _CHUNK]))
-                  .values(superseded_at=now).execution_options(synchronize_session=False))
+    set_column(s, Label.__table__.c.superseded_at, superseded, now)
     if new_rows:
         insert_rows(s, Label.__table__, new_rows)
     return result
 
 
-def _memoized(convert):
-    """``convert`` remembering its results for repeated plain values (one timestamp, one round,
-    an empty ``extra`` on every row of a write): JSON encoding is most of the cost per row."""
-    if convert is None:
-        return None
-    seen: dict = {}
-
-    def once(value):
-        empty = isinstance(value, dict | list) and not value
-        key = (type(value), len(value) if empty else value)  # 1, 1.0 and True: apart
-        try:
-            return seen[key]
-        except KeyError:
-            seen[key] = out = convert(value)
-            return out
-        except TypeError:  # unhashable and not empty: converted each time
-            return convert(value)
-
-    return once
+def _current_rows(s: Session, item_ids: list[int]) -> dict[int, tuple]:
+    """Item id -> its label in force as (label id, source, label, model version, value,
+    extra as JSON text): ``extra`` is decoded only where a write must compare it."""
+    columns = (Label.item_id, Label.id, Label.source, Label.label, Label.model_version,
+               Label.value, cast(Label.extra, Text))
+    query = select(*columns).where(Label.superseded_at.is_(None))
+    return {row[0]: tuple(row[1:])
+            for row in rows_where_in(s, query, Label.item_id, item_ids)}
 
 
-# Rows per executemany of ``insert_rows``: bounded memory for the converted parameters.
-_INSERT_CHUNK = 20_000
-
-
-def insert_rows(s: Session, table, rows: list[dict]) -> None:
-    """Plain ``rows`` (same keys each) into ``table`` as the driver's own executemany, in the
-    caller's transaction. SQLAlchemy's per-row parameter handling costs several times the
-    insert itself (after a promotion a round re-issues every machine label: a million rows),
-    so each value goes through its column's own bind processor, exactly what SQLAlchemy would
-    send, and the rows go to the driver at once. Other drivers' styles: SQLAlchemy's path."""
-    connection = s.connection()
-    dialect = connection.dialect
-    mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
-    if mark is None:
-        s.execute(insert(table), rows)
-        return
-    names = list(rows[0])
-    convert = [_memoized(table.c[n].type._cached_bind_processor(dialect)) for n in names]
-    quoted = ", ".join(dialect.identifier_preparer.quote(n) for n in names)
-    sql = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({quoted}) "
-           f"VALUES ({', '.join([mark] * len(names))})")
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        params = [tuple(row[n] if f is None else f(row[n])
-                        for n, f in zip(names, convert, strict=True))
-                  for row in rows[start:start + _INSERT_CHUNK]]
-        connection.exec_driver_sql(sql, params)
-
-
-def _current_rows(s: Session, item_ids: list[int]) -> dict[int, dict]:
-    """Item id -> its label in force as a plain row (id, source, label, model version, value,
-    extra), one query per chunk."""
-    out: dict[int, dict] = {}
-    columns = (Label.id, Label.item_id, Label.source, Label.label, Label.model_version,
-               Label.value, Label.extra)
-    for start in range(0, len(item_ids), _CHUNK):
-        rows = s.execute(select(*columns).where(Label.item_id.in_(item_ids[start:start + _CHUNK]),
-                                                Label.superseded_at.is_(None)))
-        out.update((row.item_id, row._asdict()) for row in rows)
-    return out
+def _extra(value) -> dict:
+    """A label's ``extra`` as a dict, from its JSON text (``_current_rows``) or a row of this
+    write (already a dict)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return dict(value or {})
 
 
 def _found_items(s: Session, keys: Iterable[str], *, lock: bool = False) -> dict[str, Item]:
@@ -630,8 +595,8 @@ def _found_items(s: Session, keys: Iterable[str], *, lock: bool = False) -> dict
         _hold_writes(s)
     wanted = sorted(set(keys))
     found = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start:start + _CHUNK]
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start:start + CHUNK]
         query = select(Item).where(Item.key.in_(chunk))
         if lock:
             # Rows locked in key order, the same in every process: no deadlock between two.
@@ -666,8 +631,8 @@ def _items_by_key(s: Session, keys: Iterable[str], *, lock: bool = False) -> dic
 
 def _current_by_item(s: Session, item_ids: list[int]) -> dict[int, Label]:
     out: dict[int, Label] = {}
-    for start in range(0, len(item_ids), _CHUNK):
-        chunk = item_ids[start:start + _CHUNK]
+    for start in range(0, len(item_ids), CHUNK):
+        chunk = item_ids[start:start + CHUNK]
         rows = s.scalars(
             select(Label).where(Label.item_id.in_(chunk), Label.superseded_at.is_(None)))
         out.update((lab.item_id, lab) for lab in rows)
@@ -691,18 +656,17 @@ def _row_label_record(row) -> LabelRecord:
 
 
 def _item_ids(s: Session, keys: list[str], *, lock: bool = False) -> list[tuple[str, int]]:
-    """(key, item id) of those of ``keys`` that are items, one query per chunk. ``lock`` (keys
-    sorted): other writers wait for these items until this transaction ends, as in
-    ``_found_items``."""
+    """(key, item id) of those of ``keys`` that are items. ``lock`` (keys sorted): other
+    writers wait for these items until this transaction ends, as in ``_found_items``."""
     if lock:
         _hold_writes(s)
-    out: list[tuple[str, int]] = []
-    for start in range(0, len(keys), _CHUNK):
-        query = select(Item.key, Item.id).where(Item.key.in_(keys[start:start + _CHUNK]))
-        if lock:
-            query = query.order_by(Item.key).with_for_update()
-        out.extend((key, item_id) for key, item_id in s.execute(query))
-    return out
+    query = select(Item.key, Item.id)
+    # PostgreSQL locks row by row, in key order: chunks, never a scan locking every item.
+    row_locks = lock and s.connection().dialect.name != "sqlite"
+    if row_locks:
+        query = query.order_by(Item.key).with_for_update()
+    return [(key, item_id) for key, item_id in
+            rows_where_in(s, query, Item.key, keys, scan=not row_locks)]
 
 
 def _label_record(key: str, lab: Label) -> LabelRecord:
