@@ -9,7 +9,7 @@ large set of rows with one scan instead of thousands of chunked ``IN`` queries.
 
 from __future__ import annotations
 
-from operator import itemgetter
+from operator import add, itemgetter
 
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
@@ -54,18 +54,47 @@ def insert_rows(s: Session, table, rows: list[dict]) -> None:
     if mark is None:
         s.execute(insert(table), rows)
         return
-    names = list(rows[0])
-    convert = [memoized(table.c[n].type._cached_bind_processor(dialect)) for n in names]
+    processors = {n: table.c[n].type._cached_bind_processor(dialect) for n in rows[0]}
+    # Columns sent as they are first, converted ones after: tuples built in C, then joined.
+    plain = [n for n, f in processors.items() if f is None]
+    converted = [(n, memoized(f)) for n, f in processors.items() if f is not None]
+    names = plain + [n for n, _ in converted]
     quoted = ", ".join(dialect.identifier_preparer.quote(n) for n in names)
     sql = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({quoted}) "
            f"VALUES ({', '.join([mark] * len(names))})")
-    pick = itemgetter(*names)
+    pick_plain = _tuple_getter(plain)
     for start in range(0, len(rows), _ROWS_PER_CALL):
-        # Column by column, in C where nothing needs converting (most columns).
-        columns = list(zip(*map(pick, rows[start:start + _ROWS_PER_CALL]), strict=True))
-        columns = [c if f is None else list(map(f, c))
-                   for c, f in zip(columns, convert, strict=True)]
-        connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+        chunk = rows[start:start + _ROWS_PER_CALL]
+        columns = []
+        for name, convert in converted:
+            values = list(map(itemgetter(name), chunk))
+            columns.append([convert(values[0])] * len(values) if _one_value(values)
+                           else list(map(convert, values)))
+        params = list(map(pick_plain, chunk))
+        if columns:
+            params = list(map(add, params, zip(*columns, strict=True)))
+        connection.exec_driver_sql(sql, params)
+
+
+def _tuple_getter(names: list[str]):
+    """``row -> tuple of row[n] for n in names``, in C (``itemgetter`` of one name returns the
+    value itself, of none is not allowed)."""
+    if len(names) > 1:
+        return itemgetter(*names)
+    if names:
+        one = itemgetter(names[0])
+        return lambda row: (one(row),)
+    return lambda row: ()
+
+
+def _one_value(column: list) -> bool:
+    """Whether every value of ``column`` converts as its first does (one timestamp, None or an
+    empty ``extra`` on every row): equal, of one type, and not a container with contents
+    (``{"a": 1} == {"a": True}``, which JSON tells apart). Counted in C, not row by row."""
+    first = column[0]
+    if isinstance(first, dict | list | tuple) and first:
+        return False
+    return column.count(first) == len(column) and len(set(map(type, column))) == 1
 
 
 def set_column(s: Session, column, ids: list[int], value) -> None:
