@@ -41,24 +41,27 @@ def open_image(
     if is_remote(path):
         try:
             data = read_bytes(path)
-        except PermissionError:
-            raise ImageError("permission denied") from None
-        except FileNotFoundError:
-            raise ImageError("object not found") from None
         except OSError as err:
-            raise ImageError(f"unreadable: {err}") from None
+            raise _unreadable(err, missing="object not found", other="unreadable") from None
         return decode_image(data, channels=channels, max_pixels=max_pixels)
     path = Path(path)
     try:
         if path.stat().st_size == 0:
             raise ImageError("empty file (0 bytes)")
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except FileNotFoundError:
-        raise ImageError("file not found") from None
     except OSError as err:
-        raise ImageError(f"corrupt or truncated image: {err}") from None
+        raise _unreadable(err) from None
     return _decoded(path, channels, max_pixels)
+
+
+def _unreadable(err: OSError, *, missing: str = "file not found",
+                other: str = "corrupt or truncated image") -> ImageError:
+    """The one-line reason for an ``OSError`` met while reading an image. Pillow reports
+    truncated and corrupt data as OSError ("image file is truncated")."""
+    if isinstance(err, PermissionError):
+        return ImageError("permission denied")
+    if isinstance(err, FileNotFoundError):
+        return ImageError(missing)
+    return ImageError(f"{other}: {err}")
 
 
 def decode_image(data: bytes, *, channels: int = 3,
@@ -93,13 +96,8 @@ def _decoded(source: Path | io.BytesIO, channels: int, max_pixels: int) -> Image
         raise ImageError("not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(f"decompression bomb guard: {err}") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except FileNotFoundError:
-        raise ImageError("file not found") from None
     except OSError as err:
-        # Pillow reports truncated and corrupt data as OSError ("image file is truncated").
-        raise ImageError(f"corrupt or truncated image: {err}") from None
+        raise _unreadable(err) from None
     except (SyntaxError, ValueError) as err:
         raise ImageError(f"corrupt image: {err}") from None
 

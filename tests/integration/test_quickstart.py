@@ -2,21 +2,15 @@
 line per round, writes the labeled dataset, and a second run continues without duplicating."""
 
 import re
-import socket
 
 import pytest
 
 from labeling.studio import server
 from pipeline.project.workspace import find_config
 from pipeline.quickstart import prepare, run_quickstart
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_quickstart_runs_rounds_and_continues(tmp_path, capsys):

@@ -24,7 +24,7 @@ from pipeline.round.steps import run_round
 from pipeline.round.sync import sync
 from tests.integration.browser import open_task
 from tests.integration.cli import LABELLOOP, cli_env, labelloop
-from tests.integration.conftest import free_port
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,7 +11,8 @@ from sqlalchemy.engine import make_url
 from labeling.studio import server
 from labeling.studio.connection import connect
 from pipeline.project.config import ConfigError, load_config
-from tests.integration.conftest import EXECUTABLE, free_port
+from tests.integration.conftest import EXECUTABLE
+from tests.ports import free_port
 from tests.postgres import PASSWORD
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

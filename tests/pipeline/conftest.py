@@ -71,3 +71,17 @@ def on_postgres(text: str, server) -> str:
         url = server.create_database(section)
         text = f'{text[:at]}\n{key} = "{url}"\n{text[at + len(key) + 7:]}'
     return text
+
+
+def calls_to(monkeypatch, module, name: str) -> list[str]:
+    """The first arguments of every call to ``module.name`` from now on, in order (the
+    function still runs): e.g. the files ingest read."""
+    seen: list[str] = []
+    real = getattr(module, name)
+
+    def counting(path, *args, **kwargs):
+        seen.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, counting)
+    return seen

@@ -11,6 +11,7 @@ from PIL import Image
 import pipeline.ingest as ingest_module
 from pipeline.ingest import ingest_folder
 from tests.data.make_corpus import bomb_png, encoded, write_file
+from tests.pipeline.conftest import calls_to
 
 RNG = np.random.default_rng(3)
 
@@ -32,15 +33,7 @@ def folder(tmp_path):
 @pytest.fixture
 def reads(monkeypatch):
     """The paths ingest hashes (reads the bytes of), in order."""
-    seen: list[str] = []
-    real = ingest_module.file_key
-
-    def counting(path):
-        seen.append(str(path))
-        return real(path)
-
-    monkeypatch.setattr(ingest_module, "file_key", counting)
-    return seen
+    return calls_to(monkeypatch, ingest_module, "file_key")
 
 
 def test_unchanged_files_are_not_read_again_and_still_count_as_present(store, folder, reads):

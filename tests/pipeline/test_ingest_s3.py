@@ -9,6 +9,8 @@ import pipeline.ingest as ingest_module
 from labeling.store import LabelStore
 from pipeline.ingest import IngestError, ingest_folder
 from tests.data.make_corpus import encoded, write_file
+from tests.pipeline.conftest import calls_to
+from tests.ports import free_port
 
 RNG = np.random.default_rng(11)
 
@@ -20,15 +22,7 @@ def _png() -> bytes:
 @pytest.fixture
 def reads(monkeypatch):
     """The objects ingest fetches, in order."""
-    seen: list[str] = []
-    real = ingest_module.read_bytes
-
-    def counting(path):
-        seen.append(str(path))
-        return real(path)
-
-    monkeypatch.setattr(ingest_module, "read_bytes", counting)
-    return seen
+    return calls_to(monkeypatch, ingest_module, "read_bytes")
 
 
 @pytest.fixture
@@ -115,13 +109,9 @@ def test_missing_bucket_and_empty_prefix_say_what_to_fix(s3, store):
 
 
 def test_endpoint_down_is_one_clear_error(s3, store, monkeypatch, ledger):
-    import socket
-
     import training.sources
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
     monkeypatch.setattr(training.sources, "_clients", {})
     with pytest.raises(IngestError) as err:

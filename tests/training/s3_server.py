@@ -7,7 +7,6 @@ credentials; no ~/.aws file is read) and gives it an empty bucket of its own.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -19,12 +18,7 @@ import httpx
 import pytest
 
 import training.sources
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +27,7 @@ def s3_server():
     executable = Path(sys.executable).parent / "moto_server"
     if not executable.is_file():
         pytest.fail(f"{executable} is missing: pip install -e '.[dev]' (moto[server])")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(executable), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -3,13 +3,12 @@ training's and prediction's readers (DataLoader workers included) see what local
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import numpy as np
 import pytest
 
 import training.sources
+from tests.ports import free_port
 from training.images import ImageError, open_image
 from training.predict import predict
 from training.sources import RemoteUnavailable, is_remote, presigned_url, read_bytes, split_s3
@@ -54,9 +53,7 @@ def test_presigned_url_fetches_the_bytes_without_credentials(s3):
 
 
 def test_endpoint_down_is_not_an_image_fault(s3, monkeypatch):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
     monkeypatch.setattr(training.sources, "_clients", {})
     with pytest.raises(RemoteUnavailable, match="endpoint cannot be reached.*AWS_ENDPOINT_URL"):
