@@ -30,15 +30,18 @@ Every extra answer is a human answer in every cost figure (``human_answers``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from labeling.boxes import image_matches
 from labeling.schema import Item, SecondOpinion, StudioAnnotation, StudioTaskSync
 from labeling.store import LabelStore
 from labeling.studio.project import StudioProject
+from labeling.tasks.detection import summary
 
 if TYPE_CHECKING:  # the SDK takes a second to import; only its type is needed here
     from labeling.studio.connection import Studio
@@ -56,14 +59,17 @@ class OpinionRequest:
     reason: str
 
 
-def current_votes(store: LabelStore, project_id: int | None) -> dict[str, dict[str, str]]:
+def current_votes(store: LabelStore, project_id: int | None, *,
+                  values: bool = False) -> dict[str, dict]:
     """Item key -> person -> their counted answer, in the order people first answered: each
     person's latest annotation of the item's live task that is neither a skip nor rejected (a
-    person answering twice counts once). ``project_id`` None: every Label Studio project."""
+    person answering twice counts once). ``project_id`` None: every Label Studio project.
+    The answer is its class text, or with ``values`` its typed value (a detection's boxes)."""
+    answer = StudioAnnotation.value if values else StudioAnnotation.choice
     with store.transaction() as s:
         rows = s.execute(
             select(Item.key, StudioAnnotation.user_id, StudioAnnotation.annotation_id,
-                   StudioAnnotation.who, StudioAnnotation.choice, StudioAnnotation.updated_at)
+                   StudioAnnotation.who, answer, StudioAnnotation.updated_at)
             .join(Item, Item.id == StudioAnnotation.item_id)
             .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
             .where(StudioAnnotation.project_id == project_id if project_id is not None
@@ -99,14 +105,17 @@ def blind_checked(keys, share: float, *, after: float = 0.0) -> set[str]:
     return {k for k in keys if after <= _draw(k) < after + share}
 
 
-def plan(votes: Mapping[str, Mapping[str, str]], model_labels: Mapping[str, str],
+def plan(votes: Mapping[str, Mapping[str, Any]], model_labels: Mapping[str, Any],
          held_out: set[str], tasks: Mapping[str, int], asked: Mapping[str, int],
-         *, double_check: set[str] = frozenset(), review: Sequence[str] = ()
-         ) -> list[OpinionRequest]:
+         *, double_check: set[str] = frozenset(), review: Sequence[str] = (),
+         differs: Callable[[Any, Any], bool] = operator.ne,
+         describe: Callable[[Any], str] = repr) -> list[OpinionRequest]:
     """The overlap raises the rule (module docstring) asks for now. ``asked``: the overlap
     already requested per item key (1 if never); ``double_check``: keys that get a second
     person in any case; ``review``: other keys whose one answer is suspect (``review_queue``),
-    already cut to the round's budget."""
+    already cut to the round's budget. ``differs(a, b)``: whether two answers disagree (a
+    class: ``!=``; boxes: not matched object for object); ``describe``: an answer for the
+    reason recorded."""
     out = []
     review = set(review)
     keys = set(held_out) | review | set(double_check) | {
@@ -116,21 +125,35 @@ def plan(votes: Mapping[str, Mapping[str, str]], model_labels: Mapping[str, str]
         if key not in tasks or not answers:
             continue
         if (len(answers) == 1 and key in held_out and key in model_labels
-                and answers[0] != model_labels[key]):
-            want, why = 2, f"the first answer {answers[0]!r} differs from the model's " \
-                           f"{model_labels[key]!r}"
+                and differs(answers[0], model_labels[key])):
+            want, why = 2, f"the first answer {describe(answers[0])} differs from the " \
+                           f"model's {describe(model_labels[key])}"
         elif len(answers) == 1 and key in double_check:
             want, why = 2, "random double check"
         elif len(answers) == 1 and key in review:
-            want, why = 2, f"review: the answer {answers[0]!r} differs from the model's " \
-                           f"{model_labels.get(key)!r}"
-        elif len(answers) == 2 and answers[0] != answers[1]:
-            want, why = 3, f"two people differ ({answers[0]!r}, {answers[1]!r})"
+            want, why = 2, f"review: the answer {describe(answers[0])} differs from the " \
+                           f"model's {describe(model_labels.get(key))}"
+        elif len(answers) == 2 and differs(answers[0], answers[1]):
+            want, why = 3, f"two people differ ({describe(answers[0])}, " \
+                           f"{describe(answers[1])})"
         else:
             continue
         if asked.get(key, 1) < want <= MAX_OVERLAP:
             out.append(OpinionRequest(key, tasks[key], want, why))
     return out
+
+
+def boxes_differ(a: Mapping | None, b: Mapping | None) -> bool:
+    """Whether two detection answers (values with ``boxes``) disagree: not every box of one
+    matched by a box of the other at IoU >= 0.5 with its class, one for one (the accept step's
+    rule for an image being right, ``labeling.boxes.image_matches``)."""
+    return not image_matches((a or {}).get("boxes") or [], (b or {}).get("boxes") or [])
+
+
+def boxes_text(value: Mapping | None) -> str:
+    """A detection answer in a reason: how many boxes, of which classes."""
+    boxes = (value or {}).get("boxes") or []
+    return f"{len(boxes)} box(es): {summary([b['label'] for b in boxes])}"
 
 
 def review_queue(votes: Mapping[str, Mapping[str, str]], shown: Mapping[str, str],

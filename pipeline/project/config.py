@@ -528,9 +528,9 @@ def _detection_problems(cfg: Config) -> list[str]:
     if loop.cold_start != "random":
         problems.append('[loop] cold_start must be "random" (typical picks need a '
                         "classification backbone)")
-    if loop.second_opinions or loop.double_check or loop.blind_check:
-        problems.append("[loop] second_opinions must be false and double_check, blind_check "
-                        "0: asking another person compares answers by class")
+    if loop.double_check or loop.blind_check:
+        problems.append("[loop] double_check and blind_check must be 0: measuring people's "
+                        "error from overlapping answers is built for classes only")
     if loop.review_share > 0:
         problems.append("[loop] review_share must be 0: reviews rank answers by class "
                         "probabilities")

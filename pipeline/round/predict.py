@@ -68,20 +68,21 @@ def load_predictions(path) -> tuple[list[str], np.ndarray, np.ndarray]:
         return list(data["keys"]), data["probs"], data["embeddings"]
 
 
-def _saved_files(project: Project, round_id: int | str = "*") -> list:
+def saved_files(project: Project, round_id: int | str = "*", *, suffix: str = ".npz") -> list:
     """The finished predictions files (of one round, or all), oldest first: by round, then
-    model version, as numbers (a copied or restored workspace keeps no file times)."""
+    model version, as numbers (a copied or restored workspace keeps no file times).
+    ``suffix``: ``.boxes.json`` for detection's."""
     def order(f):
-        round_part, version = f.stem[len("round"):].split("-v", 1)
+        round_part, version = f.name[len("round"):-len(suffix)].split("-v", 1)
         return int(round_part), int(version) if version.isdigit() else -1, version
 
-    return sorted((f for f in project.predictions_dir.glob(f"round{round_id}-v*.npz")
-                   if not f.name.endswith(".tmp.npz")), key=order)
+    return sorted((f for f in project.predictions_dir.glob(f"round{round_id}-v*{suffix}")
+                   if not f.name.endswith(f".tmp{suffix}")), key=order)
 
 
 def latest_probs(project: Project) -> dict[str, np.ndarray]:
     """Item key -> class probabilities in the newest predictions file (empty before any)."""
-    files = _saved_files(project)
+    files = saved_files(project)
     if not files:
         return {}
     keys, probs, _ = load_predictions(files[-1])
@@ -99,7 +100,7 @@ def choosing_probs(project: Project, keys) -> dict[str, np.ndarray]:
             by_round.setdefault(pick.round_id, []).append(key)
     out: dict[str, np.ndarray] = {}
     for round_id, chosen in by_round.items():
-        files = _saved_files(project, round_id)
+        files = saved_files(project, round_id)
         if not files:
             continue
         names, probs, _ = load_predictions(files[-1])

@@ -12,6 +12,8 @@ import numpy as np
 from labeling.selections import picks
 from labeling.studio.opinions import (
     asked_overlaps,
+    boxes_differ,
+    boxes_text,
     current_votes,
     plan,
     request_opinions,
@@ -23,6 +25,7 @@ from pipeline.project.answers_waiting import take_answers_waiting
 from pipeline.project.project import Project
 from pipeline.round.adopt import adopt_hand_made_tasks
 from pipeline.round.blind import checked
+from pipeline.round.detection.predict import latest_machine_values
 from pipeline.round.predict import latest_probs
 from pipeline.round.review import answer_scores, review_budget
 from pipeline.round.session import session
@@ -44,29 +47,12 @@ def sync(project: Project, round_id: int | None = None) -> dict:
     report = sync_annotations(studio, project.store, sp, same_image=images.same_image,
                               task_keys=task_keys(project.store, sp.id))
     asked = 0
-    loop = project.config.loop
     if round_id is None:  # a sync between rounds asks on the newest round's budget
         rounds = project.store.rounds()
         round_id = rounds[-1]["id"] if rounds else None
-    if loop.second_opinions:
-        store = project.store
-        shown = shown_predictions(store, sp.id)
-        newest = latest_probs(project)
-        # One argmax over the stacked rows: one per row in Python took seconds at 1M items.
-        best = np.stack(list(newest.values())).argmax(axis=1).tolist() if newest else []
-        current = dict(zip(newest, map(project.classes.__getitem__, best), strict=True))
-        # The model's answer: what the first person was shown, else the newest predictions.
-        model = {**current, **shown}
-        held = set(picks(store, holdout=True))
-        votes, tasks = current_votes(store, sp.id), store.tasks(sp.id)
-        before = asked_overlaps(store, sp.id)
-        budget = review_budget(project, sp.id, round_id)
-        queue = review_queue(votes, shown, held, before,
-                             answer_scores(project, votes, newest) if budget else {}, budget,
-                             current=current)
-        requests = plan(votes, model, held, tasks, before, review=queue,
-                        double_check=set().union(*checked(project, tasks)))
-        asked = request_opinions(studio, store, sp, requests, round_id=round_id)
+    if project.config.loop.second_opinions:
+        ask = _ask_on_boxes if project.config.project.task == "detection" else _ask_on_classes
+        asked = ask(project, studio, sp, round_id)
     return {
         "labels": len(report.labeled), "unchanged": len(report.unchanged),
         "retracted": len(report.retracted), "skipped": len(report.skipped),
@@ -76,3 +62,42 @@ def sync(project: Project, round_id: int | None = None) -> dict:
         "second_opinions": asked,
         "adopted_tasks": adopted["adopted"], "not_adopted": adopted["left"][:20],
     }
+
+
+def _ask_on_classes(project: Project, studio, sp, round_id: int | None) -> int:
+    """Classification: every route of ``labeling.studio.opinions`` (held-out disagreements,
+    ties, the double and blind checks, the round's reviews)."""
+    store = project.store
+    shown = shown_predictions(store, sp.id)
+    newest = latest_probs(project)
+    # One argmax over the stacked rows: one per row in Python took seconds at 1M items.
+    best = np.stack(list(newest.values())).argmax(axis=1).tolist() if newest else []
+    current = dict(zip(newest, map(project.classes.__getitem__, best), strict=True))
+    # The model's answer: what the first person was shown, else the newest predictions.
+    model = {**current, **shown}
+    held = set(picks(store, holdout=True))
+    votes, tasks = current_votes(store, sp.id), store.tasks(sp.id)
+    before = asked_overlaps(store, sp.id)
+    budget = review_budget(project, sp.id, round_id)
+    queue = review_queue(votes, shown, held, before,
+                         answer_scores(project, votes, newest) if budget else {}, budget,
+                         current=current)
+    requests = plan(votes, model, held, tasks, before, review=queue,
+                    double_check=set().union(*checked(project, tasks)))
+    return request_opinions(studio, store, sp, requests, round_id=round_id)
+
+
+def _ask_on_boxes(project: Project, studio, sp, round_id: int | None) -> int:
+    """Detection: a held-out image whose first person's boxes do not get it right against the
+    model's (every object matched at IoU >= 0.5 with its class, no extra box: the accept
+    step's rule), or whose two people's boxes differ so, goes to another person; a majority's
+    boxes decide (``Detection.agree``). The model's answer is the newest predictions' (a
+    held-out image never trains, so that is out-of-sample). No reviews or double checks yet:
+    they rank answers by class."""
+    store = project.store
+    requests = plan(current_votes(store, sp.id, values=True), latest_machine_values(project),
+                    set(picks(store, holdout=True)), store.tasks(sp.id),
+                    asked_overlaps(store, sp.id),
+                    differs=boxes_differ, describe=boxes_text)
+    return request_opinions(studio, store, sp, requests, round_id=round_id)
+

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
-import socket
+import os
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,12 +29,14 @@ from PIL import Image
 
 from labeling.store import LabelStore, NewItem
 from labeling.studio import server
+from labeling.studio.accounts import add_annotator, annotator_key
 from labeling.studio.connection import Studio, connect
 from labeling.studio.project import ImageSource, StudioProject, ensure_project
 from pipeline.ingest import ingest_folder
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config
 from tests.integration.fault_proxy import FaultProxy
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXECUTABLE = REPO / ".venv-studio" / "bin" / "label-studio"
@@ -60,12 +62,6 @@ class SessionServer:
         """Start it again after a test stopped it (same data dir, port and token)."""
         return server.start(self.data_dir, port=self.port, images_dir=self.images_dir,
                             executable=EXECUTABLE)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -239,3 +235,19 @@ def proxy(studio_server) -> FaultProxy:
     p = FaultProxy(studio_server.url)
     yield p
     p.close()
+
+
+_annotator_names = itertools.count()
+
+
+@pytest.fixture
+def accounts(studio, tmp_path):
+    """make(n) -> [(Annotator, Studio)]: n new annotator accounts on the session server,
+    connected with their own keys (names unique across the session: emails are server-wide)."""
+
+    def make(n: int):
+        made = [add_annotator(studio, tmp_path, f"p{os.getpid()}x{next(_annotator_names)}")
+                for _ in range(n)]
+        return [(a, connect(studio.url, annotator_key(a), timeout=120)) for a in made]
+
+    return make

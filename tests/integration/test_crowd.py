@@ -27,20 +27,7 @@ from labeling.tasks.classification import choice_result
 from pipeline.round.labeled import unresolved_held_out
 
 pytestmark = pytest.mark.integration
-_names = itertools.count()
-
-
-@pytest.fixture
-def accounts(studio, tmp_path):
-    """make(n) -> [(Annotator, Studio)]: n new accounts on the session server, connected with
-    their own keys (names unique across the session: emails are server-wide)."""
-
-    def make(n: int):
-        made = [add_annotator(studio, tmp_path, f"p{os.getpid()}x{next(_names)}")
-                for _ in range(n)]
-        return [(a, connect(studio.url, annotator_key(a), timeout=120)) for a in made]
-
-    return make
+_strangers = itertools.count()
 
 
 def _answer(conn, task_id: int, label: str) -> None:
@@ -155,7 +142,8 @@ def test_an_answer_from_a_user_labelloop_did_not_make_counts_as_that_person(
     push_tasks(studio, store, project, [PushItem(items[0].key, items[0].path)],
                model_version="m1")
     # An account made outside labelloop's folder: the server knows it, labelloop does not.
-    stranger = add_annotator(studio, tmp_path / "someone-else", f"s{os.getpid()}x{next(_names)}")
+    stranger = add_annotator(studio, tmp_path / "someone-else",
+                             f"s{os.getpid()}x{next(_strangers)}")
     conn = connect(studio.url, annotator_key(stranger), timeout=120)
     _answer(conn, store.tasks(project.id)[items[0].key], "dog")
     sync_annotations(studio, store, project)

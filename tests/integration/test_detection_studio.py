@@ -1,6 +1,7 @@
 """Boxes through a real Label Studio: pre-annotations pushed as rectangles, people's edits
-(moved, added, deleted boxes) synced back in pixels, and answers that cannot be right refused
-with the reason while everything else is kept."""
+(moved, added, deleted boxes) synced back in pixels, answers that cannot be right refused
+with the reason while everything else is kept, and second opinions where people's boxes and
+the model's differ."""
 
 from __future__ import annotations
 
@@ -11,8 +12,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from labeling.selections import Pick, record_picks
 from labeling.store import NewItem
 from labeling.studio.errors import InvalidPrediction
+from labeling.studio.opinions import (
+    asked_overlaps,
+    boxes_differ,
+    boxes_text,
+    current_votes,
+    human_answers,
+    plan,
+    request_opinions,
+)
 from labeling.studio.push import PushItem, push_tasks
 from labeling.studio.remote import iter_tasks_by_id
 from labeling.studio.sync import sync_annotations
@@ -130,3 +141,45 @@ def test_a_pre_annotation_outside_the_image_is_refused_before_sending(studio, st
                    [PushItem(photos[0].key, photos[0].path, boxes()),
                     PushItem(photos[1].key, photos[1].path, bad, 0.5)], model_version="m1")
     assert store.tasks(boxes_project.id) == {}
+
+
+def test_boxes_that_miss_the_models_go_to_another_person_and_a_majority_decides(
+        studio, store, boxes_project, photos, accounts):
+    """Second opinions for boxes: a held-out image whose first person's boxes do not get it
+    right against the model's goes to a different account; two who agree make the label; two
+    who differ get a third."""
+    record_picks(store, [Pick(p.key, "random", holdout=True) for p in photos], round_id=None)
+    model = boxes(("cat", 16, 12, 48, 36))
+    push_tasks(studio, store, boxes_project, [PushItem(p.key, p.path, model, 0.7)
+                                              for p in photos], model_version="m1")
+    tasks = store.tasks(boxes_project.id)
+    moved, jittered, relabeled = (p.key for p in photos)
+    (a, ca), (b, cb), (c, cc) = accounts(3)
+    answer(ca, tasks[moved], boxes(("cat", 96, 70, 48, 36)))  # IoU 0 with the model's
+    answer(ca, tasks[jittered], boxes(("cat", 18, 13, 47, 35)))  # the same object
+    answer(ca, tasks[relabeled], boxes(("dog", 16, 12, 48, 36)))  # another class
+    held, machine = {p.key for p in photos}, dict.fromkeys(tasks, model)
+
+    def ask() -> dict[str, int]:
+        sync_annotations(studio, store, boxes_project)
+        requests = plan(current_votes(store, boxes_project.id, values=True), machine, held,
+                        tasks, asked_overlaps(store, boxes_project.id),
+                        differs=boxes_differ, describe=boxes_text)
+        request_opinions(studio, store, boxes_project, requests)
+        return {r.key: r.overlap for r in requests}
+
+    assert ask() == {moved: 2, relabeled: 2}
+    assert studio.client.tasks.get(id=tasks[moved]).overlap == 2
+    assert studio.client.tasks.get(id=tasks[jittered]).overlap == 1
+    assert ask() == {}  # nothing is asked twice
+    answer(cb, tasks[moved], boxes(("cat", 97, 71, 47, 36)))  # agrees with the first person
+    answer(cb, tasks[relabeled], model)  # sides with the model: a tie
+    assert ask() == {relabeled: 3}
+    labels = store.current_labels()
+    [box] = labels[moved].value["boxes"]
+    assert (box["label"], round(box["x"])) == ("cat", 96)  # the two people's box, not the model's
+    assert relabeled not in labels  # a tie is no label
+    answer(cc, tasks[relabeled], boxes(("dog", 17, 12, 48, 36)))
+    assert ask() == {}
+    assert store.current_labels()[relabeled].value["boxes"][0]["label"] == "dog"  # 2 of 3
+    assert human_answers(store) == 6

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labeling.studio.crowd import CrowdMember, answer, crowd_rates
-from labeling.studio.opinions import double_checked, plan, review_queue
+from labeling.studio.opinions import boxes_differ, boxes_text, double_checked, plan, review_queue
 
 CLASSES = ("cat", "dog", "emu")
 
@@ -27,6 +27,35 @@ def test_two_people_who_differ_ask_a_third_and_three_is_the_most():
     model = dict.fromkeys(votes, "cat")
     asks = plan(votes, model, set(votes), {"a": 1, "b": 2, "c": 3}, {"a": 2, "b": 2, "c": 3})
     assert [(r.key, r.overlap) for r in asks] == [("a", 3)]
+
+
+def _boxes(*rows):
+    return {"width": 160, "height": 120,
+            "boxes": [{"label": lab, "x": x, "y": y, "w": w, "h": h} for lab, x, y, w, h in rows]}
+
+
+def test_boxes_that_miss_the_models_ask_a_second_person_and_two_who_differ_a_third():
+    model = _boxes(("cat", 16, 12, 48, 36), ("dog", 90, 40, 40, 60))
+    votes = {
+        "moved": {"p1": _boxes(("cat", 70, 70, 48, 36), ("dog", 90, 40, 40, 60))},
+        "jittered": {"p1": _boxes(("cat", 18, 13, 47, 35), ("dog", 91, 41, 40, 58))},
+        "relabeled": {"p1": _boxes(("dog", 16, 12, 48, 36), ("dog", 90, 40, 40, 60))},
+        "missed": {"p1": _boxes(("cat", 16, 12, 48, 36))},
+        "extra": {"p1": _boxes(("cat", 16, 12, 48, 36), ("dog", 90, 40, 40, 60),
+                               ("cat", 130, 5, 20, 20))},
+        "agreed": {"p1": _boxes(("cat", 70, 70, 48, 36)), "p2": _boxes(("cat", 71, 70, 48, 36))},
+        "split": {"p1": _boxes(("cat", 70, 70, 48, 36)), "p2": model},
+        "not held out": {"p1": _boxes()},
+    }
+    tasks = {k: i for i, k in enumerate(votes)}
+    held = set(votes) - {"not held out"}
+    asks = plan(votes, dict.fromkeys(votes, model), held, tasks,
+                {"agreed": 2, "split": 2}, differs=boxes_differ, describe=boxes_text)
+    assert {r.key: r.overlap for r in asks} == {"moved": 2, "relabeled": 2, "missed": 2,
+                                                 "extra": 2, "split": 3}
+    reason = next(r.reason for r in asks if r.key == "missed")
+    assert reason == "the first answer 1 box(es): cat differs from the model's 2 box(es): cat dog"
+    assert not boxes_differ(_boxes(), {"boxes": []})  # "nothing here" twice agrees
 
 
 def test_a_random_double_check_asks_a_second_person_even_when_the_first_agrees():

@@ -13,6 +13,7 @@ from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
 from pipeline.round.detection.labeled import labeled_values
 from pipeline.round.labeled import champion_model_path, items_to_predict
+from pipeline.round.predict import saved_files
 from training.detection.checkpoint import load_detector
 
 
@@ -43,6 +44,14 @@ def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
 def load_predictions(path) -> dict[str, dict]:
     """Item key -> its prediction (boxes with scores, the image's size and confidence)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))["items"]
+
+
+def latest_machine_values(project: Project) -> dict[str, dict]:
+    """Item key -> the boxes the newest predictions would keep (``machine_value``): the
+    model's answer a person's is compared with for a second opinion (empty before any)."""
+    files = saved_files(project, suffix=".boxes.json")
+    return ({k: machine_value(p) for k, p in load_predictions(files[-1]).items()}
+            if files else {})
 
 
 def pre_annotations(project: Project, predicted: dict) -> dict[str, tuple[dict, float]]:
