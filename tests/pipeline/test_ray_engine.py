@@ -1,6 +1,7 @@
 """A round's predict step on a real one-machine Ray cluster (``ray start --head`` on
 127.0.0.1): the same predictions file as the local engine, item for item; a cluster that dies
-mid-step stops the step with a clear error, nothing saved, and the next run resumes."""
+mid-step stops the step with a clear error, nothing saved, and the next run resumes; probe
+mode's embeddings computed on the cluster are the local ones."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from pipeline.round import predict as predict_step
 from pipeline.round import promote as promote_step
 from pipeline.round import train as train_step
 from pipeline.round.labeled import champion_model_path
+from pipeline.round.probe import cache_for, predict_probe
 from training.checkpoint import load_checkpoint
 from training.images import ImageError
+from training.predict import predict
 
 pytest.importorskip("ray.data", reason='the Ray engine needs pip install "labelloop[ray]"')
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -94,3 +97,13 @@ def test_the_ray_engine_predicts_the_pool_as_the_local_one_and_resumes_after_a_d
         with pytest.raises(ImageError, match="broken.png"):
             RayEngine(_ray(cluster.address)).predict(model, [good, str(broken)], ["a", "b"],
                                                      embeddings=False, progress=False)
+
+        # Probe mode: the embeddings the cache lacks are computed on the cluster, and they
+        # are the local engine's.
+        items = list(proj.store.items())[:40]
+        paths, keys = [i.path for i in items], [i.key for i in items]
+        via_ray = predict_probe(proj, model, paths, keys, progress=False,
+                                engine=RayEngine(_ray(cluster.address)))
+        here = predict(model, paths, embeddings=True)
+        np.testing.assert_allclose(via_ray.embeddings, here.embeddings, rtol=1e-5, atol=1e-5)
+        assert cache_for(proj, model.params).missing(keys) == []
