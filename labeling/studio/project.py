@@ -140,16 +140,35 @@ def ensure_project(studio: Studio, title: str, classes: Sequence[str], *,
             created = studio.client.projects.create(title=title,
                                                     label_config=task.label_config(classes))
         project_id = int(created.id)
+        _drop_husks(studio, title, project_id, task.label_config(classes))
     result = StudioProject(id=project_id, title=title, classes=classes, images=images, task=task)
     if images.images_dir is not None:
         ensure_local_storage(studio, result)
     return result
 
 
-def find_projects(studio: Studio, title: str) -> list[dict]:
-    """The projects whose title is exactly ``title`` (id and label_config of each)."""
+def _drop_husks(studio: Studio, title: str, kept: int, label_config: str) -> None:
+    """Delete the empty projects titled ``title`` that appeared while ours was made.
+
+    Label Studio on SQLite answers a request that met a locked database by running it again
+    (its ``DatabaseIsLockedRetryMiddleware``), and creating a project there is not atomic: the
+    failed attempt can leave a project behind, and the retry makes a second one with the same
+    title (seen in this project's CI on a busy machine). No such project existed when
+    ``ensure_project`` looked just before; one with the same config and no task is that husk.
+    """
+    for p in find_projects(studio, title, fields="task_number"):
+        if (int(p["id"]) != kept and p.get("label_config") == label_config
+                and not p.get("task_number")):
+            with studio.errors(f"deleting the empty duplicate project {p['id']} ({title!r})"):
+                studio.client.projects.delete(id=int(p["id"]))
+
+
+def find_projects(studio: Studio, title: str, *, fields: str = "") -> list[dict]:
+    """The projects whose title is exactly ``title`` (id and label_config of each, and
+    ``fields``, comma-separated)."""
+    include = "id,title,label_config" + (f",{fields}" if fields else "")
     body = studio.get_json("api/projects", {"title": title, "page_size": 100,
-                                            "include": "id,title,label_config"},
+                                            "include": include},
                            action=f"looking up project {title!r}")
     rows = body.get("results", []) if isinstance(body, dict) else body
     return sorted((p for p in rows if p.get("title") == title), key=lambda p: p["id"])

@@ -6,7 +6,12 @@ import httpx
 import pytest
 
 from labeling.studio.errors import ProjectMismatch, StudioError
-from labeling.studio.project import ImageSource, ensure_local_storage, ensure_project
+from labeling.studio.project import (
+    ImageSource,
+    ensure_local_storage,
+    ensure_project,
+    find_projects,
+)
 from labeling.tasks.classification import config_classes, label_config
 
 pytestmark = pytest.mark.integration
@@ -27,6 +32,33 @@ def test_project_is_created_then_found_and_reused(studio, images):
     assert again.id == first.id
     stored = studio.client.projects.get(id=first.id)
     assert config_classes(stored.label_config) == ("cat", "dog")
+
+
+def test_a_create_the_server_ran_twice_leaves_one_project(studio, images, monkeypatch):
+    """Label Studio on SQLite runs a request again after "database is locked", and a project
+    create is not atomic there: the first attempt can leave an empty project with the title.
+    Simulated here by a create that makes two; the empty older one is deleted, and the next
+    lookup finds one project, not "several projects are titled"."""
+    title = "created-twice"
+    real = studio.client.projects.create
+    husk = {}
+
+    def twice(**kwargs):
+        husk["id"] = real(**kwargs).id  # the attempt that met the lock
+        return real(**kwargs)
+
+    monkeypatch.setattr(studio.client.projects, "create", twice)
+    made = ensure_project(studio, title, ["cat", "dog"], images=images)
+    monkeypatch.undo()
+    assert husk["id"] != made.id
+    assert [p["id"] for p in find_projects(studio, title)] == [made.id]
+    assert ensure_project(studio, title, ["cat", "dog"], images=images).id == made.id
+    # A project of that title that people work in is never touched: "several" stays an error.
+    other = studio.client.projects.create(title=title, label_config=label_config(["cat", "dog"]))
+    studio.client.projects.import_tasks(id=other.id, request=[{"image": "/data/x.png"}])
+    with pytest.raises(ProjectMismatch, match="several Label Studio projects"):
+        ensure_project(studio, title, ["cat", "dog"], images=images)
+    studio.client.projects.delete(id=other.id)
 
 
 def test_reusing_a_project_with_other_classes_says_how_they_differ(studio, images):
