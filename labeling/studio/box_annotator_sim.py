@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from labeling.boxes import image_matches
 from labeling.boxes_file import ImageBoxes, read_boxes_json
 from labeling.studio.annotator_sim import LEAD_TIME_S
 from labeling.studio.connection import Studio
+from labeling.studio.crowd import TASK_FIELDS, still_to_answer
 from labeling.studio.errors import StudioError
 from labeling.studio.project import StudioProject
 from labeling.studio.remote import item_key_of, iter_tasks, pending_tasks
@@ -99,9 +101,7 @@ def simulate_box_crowd(
     different person. Each answer has the faults ``simulate_box_annotations``'s have."""
     _check(project, truth, fault_rate, skip, keep_rate)
     rng = np.random.default_rng(seed)
-    tasks = sorted(iter_tasks(people[0][1], project.id, all_fields=True,
-                              include="id,data,total_annotations,cancelled_annotations,"
-                                      "overlap,annotators,predictions"),
+    tasks = sorted(iter_tasks(people[0][1], project.id, all_fields=True, include=TASK_FIELDS),
                    key=lambda t: int(t["id"]))
     counts = dict.fromkeys(("answered", "right", "wrong", "skipped", "kept_shown"), 0)
     faults: dict[str, int] = {}
@@ -111,12 +111,8 @@ def simulate_box_crowd(
         if key not in truth:
             no_truth += 1
             continue
-        missing = int(task.get("overlap") or 1) - int(task.get("total_annotations") or 0) - int(
-            task.get("cancelled_annotations") or 0)
-        done = set(task.get("annotators") or [])
-        free = [p for p in people if p[0] not in done]
-        for i in rng.permutation(len(free))[:max(0, missing)]:
-            _answer_task(free[i][1], project, int(task["id"]), truth[key], task, rng, counts,
+        for _, studio in still_to_answer(task, people, itemgetter(0), rng):
+            _answer_task(studio, project, int(task["id"]), truth[key], task, rng, counts,
                          faults, fault_rate=fault_rate, skip=skip, keep_rate=keep_rate)
     return BoxSimReport(**counts, no_truth=no_truth, faults=faults)
 

@@ -15,8 +15,9 @@ The truth stays the answer key; nothing here changes the label store.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from labeling.studio.remote import item_key_of, iter_tasks
 
 MAX_ERROR = 0.9
 CONFUSABLE_SHARE = 0.7
+# What a crowd pass reads of each task: answers so far and whose, the overlap asked, what is shown.
+TASK_FIELDS = "id,data,total_annotations,cancelled_annotations,overlap,annotators,predictions"
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -101,19 +105,13 @@ def simulate_crowd(
     any_studio = connections[members[0].name]
     report = CrowdReport({m.name: 0 for m in members}, {m.name: 0 for m in members},
                          {m.name: 0 for m in members})
-    tasks = sorted(iter_tasks(any_studio, project.id, all_fields=True,
-                              include="id,data,total_annotations,cancelled_annotations,"
-                                      "overlap,annotators,predictions"),
+    tasks = sorted(iter_tasks(any_studio, project.id, all_fields=True, include=TASK_FIELDS),
                    key=lambda t: int(t["id"]))
     for task in tasks:
         key = item_key_of(task)
         if key not in truth:
             continue
-        done = set(task.get("annotators") or [])
-        missing = int(task.get("overlap") or 1) - int(task.get("total_annotations") or 0) - int(
-            task.get("cancelled_annotations") or 0)
-        free = [m for m in members if m.user_id not in done]
-        for member in [free[i] for i in rng.permutation(len(free))][:max(0, missing)]:
+        for member in still_to_answer(task, members, lambda m: m.user_id, rng):
             given = answer(member, truth[key], project.classes, rng,
                            hardness=(hardness or {}).get(key, 1.0),
                            confusable=(confusable or {}).get(key),
@@ -132,6 +130,17 @@ def simulate_crowd(
             report.answered[member.name] += 1
             report.wrong[member.name] += given != truth[key]
     return report
+
+
+def still_to_answer(task: dict, people: Sequence[P], user_id: Callable[[P], int],
+                    rng: np.random.Generator) -> list[P]:
+    """Who answers ``task`` in this pass: as many of ``people`` as its overlap still lacks
+    (a skip counts as an answer), none who answered it already, in random order."""
+    done = set(task.get("annotators") or [])
+    missing = int(task.get("overlap") or 1) - int(task.get("total_annotations") or 0) - int(
+        task.get("cancelled_annotations") or 0)
+    free = [p for p in people if user_id(p) not in done]
+    return [free[i] for i in rng.permutation(len(free))][:max(0, missing)]
 
 
 def _shown(task: dict, project: StudioProject) -> str | None:

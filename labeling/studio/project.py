@@ -136,11 +136,11 @@ def ensure_project(studio: Studio, title: str, classes: Sequence[str], *,
         check_classes(project, classes, task)
         project_id = int(project["id"])
     else:
+        config = task.label_config(classes)
         with studio.errors(f"creating project {title!r}"):
-            created = studio.client.projects.create(title=title,
-                                                    label_config=task.label_config(classes))
+            created = studio.client.projects.create(title=title, label_config=config)
         project_id = int(created.id)
-        _drop_husks(studio, title, project_id, task.label_config(classes))
+        _drop_husks(studio, title, project_id, config)
     result = StudioProject(id=project_id, title=title, classes=classes, images=images, task=task)
     if images.images_dir is not None:
         ensure_local_storage(studio, result)

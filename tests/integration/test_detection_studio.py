@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from labeling.boxes_file import ImageBoxes
 from labeling.selections import Pick, record_picks
 from labeling.store import NewItem
+from labeling.studio.box_annotator_sim import simulate_box_crowd
 from labeling.studio.errors import InvalidPrediction
 from labeling.studio.opinions import (
     asked_overlaps,
@@ -183,3 +185,23 @@ def test_boxes_that_miss_the_models_go_to_another_person_and_a_majority_decides(
     assert ask() == {}
     assert store.current_labels()[relabeled].value["boxes"][0]["label"] == "dog"  # 2 of 3
     assert human_answers(store) == 6
+
+
+def test_the_simulated_box_crowd_fills_each_task_up_to_its_overlap(studio, store, boxes_project,
+                                                                   photos, accounts):
+    push_tasks(studio, store, boxes_project, [PushItem(p.key, p.path, None, None)
+                                              for p in photos[:2]], model_version="m1")
+    tasks = store.tasks(boxes_project.id)
+    raised, single = (tasks[p.key] for p in photos[:2])
+    studio.client.tasks.update(id=raised, overlap=2, is_labeled=False)
+    people = [(a.user_id, conn) for a, conn in accounts(2)]
+    truth = {p.key: ImageBoxes(W, H, [{"label": "cat", "x": 16, "y": 12, "w": 48, "h": 36}])
+             for p in photos[:2]}
+    done = simulate_box_crowd(people, boxes_project, truth, fault_rate=0.0, skip=0.0, seed=3)
+    assert (done.answered, done.right, done.no_truth) == (3, 3, 0)
+    by = {t: sorted(x.completed_by for x in studio.client.annotations.list(id=t))
+          for t in (raised, single)}
+    assert by[raised] == sorted(u for u, _ in people)  # two different people, not one twice
+    assert len(by[single]) == 1
+    again = simulate_box_crowd(people, boxes_project, truth, fault_rate=0.0, skip=0.0, seed=4)
+    assert again.answered == 0  # every task has what its overlap asks
