@@ -148,13 +148,36 @@ def test_tune_resumes_adopts_the_best_and_revert_restores(make_project, backend)
 def test_killed_tune_loses_no_finished_trial_and_resumes(make_project, tmp_path, backend):
     project = make_project()
     storage = study_storage(project)
+    for _ in range(3):  # a kill can land just after a trial ended: then kill the next one
+        _kill_tune_mid_trial(tmp_path, storage)
+        running = [t.number for t in _trials(storage) if t.state == TrialState.RUNNING]
+        if running:
+            break
+    assert running, "three kills in a row landed between trials"
+    before = {t.number: t.value for t in _trials(storage) if t.state == TrialState.COMPLETE}
+
+    result = tune_project(project, sampler="random", trials=2)
+
+    trials = _trials(storage)
+    after = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
+    assert result["trials_run"] == 2 and len(after) == len(before) + 2
+    assert {n: after[n] for n in before} == before
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in interrupted] == running
+    assert all(t.user_attrs["interrupted"] for t in interrupted)
+    assert mlflow_trials(project) == [t.number for t in trials]  # the interrupted one too
+    project.close()
+
+
+def _kill_tune_mid_trial(config_dir, storage: str) -> None:
+    """Start `labelloop tune` and SIGKILL it once two trials have finished and one runs."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "tune", "--trials", "40", "--sampler", "random",
-         "--config", str(tmp_path)],
+         "--config", str(config_dir)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
-        while True:  # kill it in the middle of a trial, after two have finished
+        while True:
             assert proc.poll() is None, proc.stderr.read()[-2000:]
             assert time.monotonic() < deadline, "no two finished trials within 300 s"
             states = _states(storage)
@@ -167,18 +190,6 @@ def test_killed_tune_loses_no_finished_trial_and_resumes(make_project, tmp_path,
         if proc.poll() is None:
             proc.kill()
         proc.stderr.close()
-    before = {t.number: t.value for t in _trials(storage) if t.state == TrialState.COMPLETE}
-
-    result = tune_project(project, sampler="random", trials=2)
-
-    trials = _trials(storage)
-    after = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
-    assert result["trials_run"] == 2 and len(after) == len(before) + 2
-    assert {n: after[n] for n in before} == before
-    interrupted = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(interrupted) == 1 and interrupted[0].user_attrs["interrupted"]
-    assert mlflow_trials(project) == [t.number for t in trials]  # the interrupted one too
-    project.close()
 
 
 def _trials(storage: str) -> list:
