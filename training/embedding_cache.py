@@ -1,4 +1,5 @@
 """Embeddings kept on disk, per backbone: computed once per item, appended as items arrive.
+(The same store keeps decoded pixels, uint8, for the predict step: ``training.pixels``.)
 
 One folder per backbone identity (``probe.backbone_id``: model, weights, input size), so a
 changed backbone never reads another's vectors. Each write is a new chunk file
@@ -19,10 +20,11 @@ import numpy as np
 
 
 class EmbeddingCache:
-    """The embeddings of one backbone in ``folder``."""
+    """The embeddings of one backbone in ``folder``, kept as ``dtype``."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, *, dtype: type = np.float32) -> None:
         self.folder = Path(folder)
+        self.dtype = dtype
         self._vectors: dict[str, np.ndarray] | None = None
 
     def _load(self) -> dict[str, np.ndarray]:
@@ -48,10 +50,11 @@ class EmbeddingCache:
         gone = [k for k in keys if k not in have]
         if gone:
             raise KeyError(f"no cached embedding for {gone[0]} ({len(gone)} missing)")
-        return np.stack([have[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
+        return np.stack([have[k] for k in keys]) if keys else np.zeros((0, 0), self.dtype)
 
     def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Append ``vectors`` [N, D] for ``keys`` as one new chunk."""
+        vectors = np.array(vectors, dtype=self.dtype)  # a copy: the caller may reuse its array
         if len(keys) != len(vectors):
             raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
         if not keys:
@@ -61,11 +64,11 @@ class EmbeddingCache:
         name = f"chunk-{time.time_ns()}-{os.getpid()}"
         final, tmp = self.folder / f"{name}.npz", self.folder / f"{name}.tmp"
         with tmp.open("wb") as handle:
-            np.savez(handle, keys=np.array(list(keys)), vectors=vectors.astype(np.float32))
+            np.savez(handle, keys=np.array(list(keys)), vectors=vectors)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)
-        self._load().update(zip(keys, vectors.astype(np.float32), strict=True))
+        self._load().update(zip(keys, vectors, strict=True))
 
 
 def _chunk_number(path: Path) -> int:

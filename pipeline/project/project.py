@@ -54,6 +54,10 @@ class Project:
         return self.config.workspace_dir / "embeddings"
 
     @property
+    def pixels_dir(self) -> Path:
+        return self.config.workspace_dir / "pixels"
+
+    @property
     def tuned_params_path(self) -> Path:
         return self.config.workspace_dir / TUNED_PARAMS_NAME
 

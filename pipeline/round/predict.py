@@ -12,6 +12,7 @@ from pipeline.project.project import Project
 from pipeline.round.labeled import champion_model_path, items_to_predict, labeled_sets
 from pipeline.round.probe import predict_probe
 from training.checkpoint import load_checkpoint
+from training.pixels import pixel_cache, predict_cached_pixels
 from training.predict import Predictions
 from training.trained import TrainedModel
 
@@ -43,7 +44,8 @@ def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
     config = project.config
     engine = engine_for(config.compute, log=config.workspace_dir / "logs" / "ray.log")
     preds = predict_files(project, model, [i.path for i in items], [i.key for i in items],
-                          embeddings=want_features, progress=progress, engine=engine)
+                          embeddings=want_features, progress=progress, engine=engine,
+                          keep_pixels=True)
     tmp = out.with_name(out.stem + ".tmp.npz")
     np.savez(tmp, keys=np.array([i.key for i in items]), probs=preds.probs,
              embeddings=preds.embeddings if want_features else np.zeros((len(items), 0)))
@@ -52,14 +54,23 @@ def predict_pool(project: Project, round_id: int, *, progress: bool) -> dict:
 
 
 def predict_files(project: Project, model: TrainedModel, paths, keys, *, embeddings: bool,
-                  progress: bool, engine: Engine | None = None) -> Predictions:
+                  progress: bool, engine: Engine | None = None,
+                  keep_pixels: bool = False) -> Predictions:
     """``model``'s predictions for image files (item keys alongside: the probe's embedding
     cache is keyed by them, Ray's rows carry them): the one prediction path of rounds (on
-    ``engine``, the config's) and of ``labelloop serve`` (here, for latency)."""
+    ``engine``, the config's) and of ``labelloop serve`` (here, for latency).
+
+    ``keep_pixels`` (the predict step, which predicts the same pool every round): on this
+    machine, a small model's input pixels are read from the workspace's pixel cache, decoded
+    into it the first time (``training.pixels``)."""
     if model.params.mode == "probe":  # the model's own mode, whatever the config says now
         return predict_probe(project, model, paths, keys, progress=progress, engine=engine)
-    if engine is not None:
+    if engine is not None and engine.name != "local":
         return engine.predict(model, paths, keys, embeddings=embeddings, progress=progress)
+    cache = pixel_cache(project.pixels_dir, model.transform) if keep_pixels else None
+    if cache is not None:
+        return predict_cached_pixels(model, paths, keys, cache, embeddings=embeddings,
+                                     progress=progress)
     return project.task.predict(model, paths, embeddings=embeddings, progress=progress)
 
 

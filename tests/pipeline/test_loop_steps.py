@@ -4,6 +4,7 @@
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from labeling.selections import picks
@@ -20,6 +21,7 @@ from pipeline.round import promote as promote_step
 from pipeline.round import select as select_step
 from pipeline.round import train as train_step
 from pipeline.round.steps import run_round
+from training.data import ImageFileDataset
 
 pytestmark = pytest.mark.slow
 CLASSES = [str(d) for d in range(10)]
@@ -158,3 +160,22 @@ def test_strategies_on_embeddings_pick_a_full_batch_of_unlabeled_items(digits, t
         assert len(new) == selected["picked"] and not new & before
     finally:
         proj.close()
+
+
+def test_a_later_round_predicts_the_pool_without_decoding_it_again(project, monkeypatch):
+    proj, truth = project
+    for _ in range(2):
+        one_round(proj, truth)
+    first = predict_step.saved_files(proj)[-1]
+    assert list(proj.pixels_dir.glob("1x28/chunk-*.npz"))  # the small CNN's input size
+
+    def decode(*_args):
+        raise AssertionError("an image was decoded again")
+
+    monkeypatch.setattr(ImageFileDataset, "__getitems__", decode)
+    rid = proj.store.start_round()
+    again = predict_step.predict_pool(proj, rid, progress=False)
+    assert again["file"] != str(first)
+    keys, probs, _ = predict_step.load_predictions(first)
+    keys2, probs2, _ = predict_step.load_predictions(again["file"])
+    assert keys2 == keys and np.array_equal(probs2, probs)
