@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from training.evaluate import expected_calibration_error
 from training.labels import check_label_idx, check_same_length, encode_labels
-from training.predict import Predictions, predict, predict_arrays
+from training.predict import predict, predict_arrays
 from training.trained import TrainedModel
 
 T_BOUNDS = (0.05, 20.0)
@@ -81,7 +81,15 @@ def calibrate(
     check_same_length(len(paths), len(labels), "paths")
     label_idx = encode_labels(labels, model.classes)
     preds = predict(model, paths, batch_size=batch_size, num_workers=num_workers)
-    return _set_temperature(model, preds, label_idx)
+    return _set_temperature(model, preds.logits, label_idx)
+
+
+def calibrate_logits(model: TrainedModel, logits: np.ndarray, labels: Sequence[str]) -> float:
+    """As ``calibrate``, for held-out items the model has already predicted (``logits`` at
+    temperature 1, e.g. read through a cache)."""
+    label_idx = encode_labels(labels, model.classes)
+    check_same_length(len(logits), len(label_idx), "rows of logits")
+    return _set_temperature(model, logits, label_idx)
 
 
 def calibrate_arrays(
@@ -95,12 +103,12 @@ def calibrate_arrays(
     label_idx = check_label_idx(label_idx, len(model.classes))
     check_same_length(len(images), len(label_idx))
     preds = predict_arrays(model, images, batch_size=batch_size)
-    return _set_temperature(model, preds, label_idx)
+    return _set_temperature(model, preds.logits, label_idx)
 
 
-def _set_temperature(model: TrainedModel, preds: Predictions, label_idx: np.ndarray) -> float:
-    temperature = fit_temperature(preds.logits, label_idx)
-    logits = torch.from_numpy(preds.logits).double()
+def _set_temperature(model: TrainedModel, raw: np.ndarray, label_idx: np.ndarray) -> float:
+    temperature = fit_temperature(raw, label_idx)
+    logits = torch.from_numpy(raw).double()
     y = torch.from_numpy(label_idx)
 
     def scores(t: float) -> dict[str, float]:

@@ -106,5 +106,10 @@ def _predict_batches(
             if feats is not None:
                 feats[start:end] = emb.float().cpu().numpy()
             start = end
-    probs = torch.softmax(torch.from_numpy(logits) / model.temperature, dim=1).numpy()
-    return Predictions(probs=probs, logits=logits, embeddings=feats)
+    return Predictions(probs=probabilities(logits, model.temperature), logits=logits,
+                       embeddings=feats)
+
+
+def probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """float32 ``softmax(logits / temperature)``, row by row."""
+    return torch.softmax(torch.from_numpy(logits) / temperature, dim=1).numpy()

@@ -25,7 +25,7 @@ from torch import nn
 from training.embedding_cache import EmbeddingCache
 from training.models import IMAGENET, get_model
 from training.params import TrainParams
-from training.predict import Predictions, predict
+from training.predict import Predictions, predict, probabilities
 from training.train import transform_for
 from training.trained import TrainedModel
 
@@ -122,5 +122,5 @@ def predict_cached(model: TrainedModel, paths: Sequence[str | Path], keys: Seque
     module = model.module.eval()
     with torch.inference_mode():
         logits = module.head(torch.from_numpy(feats)).float().numpy()
-    probs = torch.softmax(torch.from_numpy(logits) / model.temperature, dim=1).numpy()
-    return Predictions(probs=probs, logits=logits, embeddings=feats)
+    return Predictions(probs=probabilities(logits, model.temperature), logits=logits,
+                       embeddings=feats)

@@ -43,6 +43,7 @@ from labeling.schema import PEOPLE_SOURCES
 from labeling.studio.opinions import current_votes
 from pipeline.project.project import Project
 from pipeline.round.labeled import champion_model_path, labeled_sets
+from pipeline.round.predict import predict_files
 from training.checkpoint import load_checkpoint
 from training.evaluate import evaluate
 
@@ -134,7 +135,8 @@ def _with_champion(project: Project, found, previous: dict | None):
     if not keys:
         return champion, _no_drift(previous, 0, 0), 0
     model = load_checkpoint(ckpt)
-    out = project.task.predict(model, [items[k].path for k in keys], embeddings=True)
+    out = predict_files(project, model, [items[k].path for k in keys], keys, embeddings=True,
+                        progress=False, keep_pixels=True)
     probs, emb = out.probs, out.embeddings
     n_eval = len(eval_keys)
     if n_eval:

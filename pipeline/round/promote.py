@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.project.project import Project
 from pipeline.round.labeled import class_indices, labeled_sets, paths_of
+from pipeline.round.predict import predict_files
 from training.checkpoint import load_checkpoint
 from training.evaluate import evaluate
 
@@ -23,7 +24,8 @@ def score_on_eval(project: Project, version: str, eval_set: dict[str, str]) -> d
     """Accuracy and log-loss of a registered version on the evaluation set."""
     keys = sorted(eval_set)
     model = load_checkpoint(project.registry.checkpoint_path(version))
-    probs = project.task.predict(model, paths_of(project, keys)).probs
+    probs = predict_files(project, model, paths_of(project, keys), keys, embeddings=False,
+                          progress=False, keep_pixels=True).probs
     y = class_indices(project, eval_set, keys)
     report = evaluate(probs, y, project.classes)
     log_loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))))

@@ -14,10 +14,12 @@ from pipeline.round.labeled import (
     snapshot_hash,
     why_not_retrain,
 )
+from pipeline.round.predict import predict_files
 from pipeline.round.probe import round_params, train_probe
-from training.calibrate import calibrate
+from training.calibrate import calibrate_logits
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.evaluate import evaluate
+from training.predict import probabilities
 
 # Below this many held-out items, temperature scaling would fit noise.
 MIN_CALIBRATION_ITEMS = 30
@@ -49,14 +51,18 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
         if len(eval_set) >= MIN_CALIBRATION_ITEMS:
             eval_keys = sorted(eval_set)
             eval_paths = paths_of(project, eval_keys)
-            fitted = calibrate(model, eval_paths, [eval_set[k] for k in eval_keys])
+            # Through the caches (probe: embeddings; small inputs: pixels): no image is
+            # decoded again for a round that only retrains.
+            logits = predict_files(project, model, eval_paths, eval_keys, embeddings=False,
+                                   progress=False, keep_pixels=True).logits
+            fitted = calibrate_logits(model, logits, [eval_set[k] for k in eval_keys])
             # Soften only. On a few hundred held-out items a good model is often perfectly
             # right, and the NLL then drives T toward 0: every confidence becomes 1.0 and the
             # thresholds lose the ranking they need. Nets trained with cross-entropy err on
             # the overconfident side (Guo et al. 2017), which T >= 1 corrects.
             model.temperature = max(1.0, fitted)
             metrics["temperature_fitted"] = fitted
-            probs = project.task.predict(model, eval_paths).probs
+            probs = probabilities(logits, model.temperature)
             report = evaluate(probs, class_indices(project, eval_set, eval_keys), project.classes)
             metrics.update({"eval_accuracy": report.accuracy, "eval_macro_f1": report.macro_f1,
                             "eval_ece": report.ece})

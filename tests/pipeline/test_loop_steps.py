@@ -179,3 +179,7 @@ def test_a_later_round_predicts_the_pool_without_decoding_it_again(project, monk
     keys, probs, _ = predict_step.load_predictions(first)
     keys2, probs2, _ = predict_step.load_predictions(again["file"])
     assert keys2 == keys and np.array_equal(probs2, probs)
+    # Promotion and monitoring score the held-out items from the cache as well.
+    eval_set = labeled.labeled_sets(proj)[1]
+    champion = proj.registry.champion().version
+    assert promote_step.score_on_eval(proj, champion, eval_set)["n"] == len(eval_set) > 0

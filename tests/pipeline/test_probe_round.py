@@ -60,6 +60,9 @@ def test_a_probe_round_trains_a_head_and_predicts_the_pool_from_the_cache(tmp_pa
         again = predict_step.predict_pool(project, rid2, progress=False)
         _, probs2, _ = predict_step.load_predictions(again["file"])
         assert np.allclose(probs2, probs)
+        # Promotion scores held-out items through the cache too.
+        held_out = {k: truth[path_of[k]] for k in keys[:6]}
+        assert promote_step.score_on_eval(project, trained["version"], held_out)["n"] == 6
         shutil.move(moved, images)
     finally:
         project.close()
