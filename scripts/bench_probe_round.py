@@ -123,8 +123,8 @@ def main() -> None:
             print(f"round {record['id']}: {sum(times.values()):.1f} s  |  {steps}", flush=True)
             print(f"  trained on {stats['train'].get('n_train', '-')}, predicted "
                   f"{stats['predict'].get('predicted', '-')}, accepted "
-                  f"{stats['accept'].get('accepted', '-')}, selected "
-                  f"{stats['select'].get('selected', '-')}, pushed "
+                  f"{stats['accept'].get('accepted', '-')}, picked "
+                  f"{stats['select'].get('picked', '-')}, pushed "
                   f"{stats['push'].get('pushed', '-')}", flush=True)
             answered = studio_session.simulate_annotators(project, truth, noise=0.0, seed=0)
             print(f"  (a perfect simulated person answered {answered} tasks)", flush=True)
