@@ -75,9 +75,19 @@ def _alter(source: str, draws: list[float]) -> Image.Image:
 
 def configure(config_path: Path, *, batch: int, initial: int, port: int) -> None:
     text = config_path.read_text()
-    for key, value in (("batch_size", batch), ("initial_random", initial), ("port", port)):
-        text = re.sub(rf"(?m)^{key} = \d+$", f"{key} = {value}", text)
+    for section, key, value in (("loop", "batch_size", batch), ("loop", "initial_random", initial),
+                                ("studio", "port", port)):
+        text = _set(text, section, key, value)
     config_path.write_text(text)
+
+
+def _set(text: str, section: str, key: str, value: int) -> str:
+    """``key = value`` in ``[section]`` only: [training] and [compute] have a batch_size too."""
+    start = text.index(f"[{section}]")
+    end = text.find("\n[", start)
+    end = len(text) if end < 0 else end
+    block = re.sub(rf"(?m)^{key} = \d+$", f"{key} = {value}", text[start:end])
+    return text[:start] + block + text[end:]
 
 
 def timed_round(project) -> tuple[dict[str, float], dict]:

@@ -28,18 +28,11 @@ MAX_ITEM_BYTES = 16 * 1024  # 64 x 64 RGB fits; MNIST's 28 x 28 grey is 784 byte
 CHUNK = 10_000
 
 
-def pixel_folder(root: Path, tconf: TransformConfig) -> Path | None:
-    """Where ``tconf``'s pixels are kept under ``root``; None when its input is too large to
-    keep."""
-    if tconf.channels * tconf.image_size**2 > MAX_ITEM_BYTES:
-        return None
-    return Path(root) / f"{tconf.channels}x{tconf.image_size}"
-
-
 def pixel_cache(root: Path, tconf: TransformConfig) -> EmbeddingCache | None:
     """The cache of ``tconf``'s pixels under ``root`` (None: not kept for this input size)."""
-    folder = pixel_folder(root, tconf)
-    return None if folder is None else EmbeddingCache(folder, dtype=np.uint8)
+    if tconf.channels * tconf.image_size**2 > MAX_ITEM_BYTES:
+        return None
+    return EmbeddingCache(Path(root) / f"{tconf.channels}x{tconf.image_size}", dtype=np.uint8)
 
 
 def predict_cached_pixels(

@@ -60,9 +60,9 @@ def predict_files(project: Project, model: TrainedModel, paths, keys, *, embeddi
     cache is keyed by them, Ray's rows carry them): the one prediction path of rounds (on
     ``engine``, the config's) and of ``labelloop serve`` (here, for latency).
 
-    ``keep_pixels`` (the predict step, which predicts the same pool every round): on this
-    machine, a small model's input pixels are read from the workspace's pixel cache, decoded
-    into it the first time (``training.pixels``)."""
+    ``keep_pixels`` (the round's steps, which predict the same pool and held-out items every
+    round): on this machine, a small model's input pixels are read from the workspace's pixel
+    cache, decoded into it the first time (``training.pixels``)."""
     if model.params.mode == "probe":  # the model's own mode, whatever the config says now
         return predict_probe(project, model, paths, keys, progress=progress, engine=engine)
     if engine is not None and engine.name != "local":
