@@ -14,6 +14,11 @@ The folder may be an S3 prefix (``s3://bucket/prefix``): its objects are listed,
 or changed one is read once (``training.sources``), keyed by its bytes and decoded from them.
 An object is unchanged when its size, last-modified time and ETag are those of the listing that
 read it. The endpoint and credentials are boto3's (``training.sources``).
+
+Given a ``training.pixels.PixelKeeper``, the decoded pixels of each new item are kept at the
+model's input size as the items are written, so that no later prediction decodes the file again
+(``pipeline.round.predict``): the image is then opened with the model's channel count, as the
+prediction path opens it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -40,6 +45,9 @@ from training.images import (
     open_image,
 )
 from training.sources import RemoteUnavailable, is_remote, list_objects, read_bytes, split_s3
+
+if TYPE_CHECKING:  # torch comes with it: `labelloop ingest` without a keeper never loads it
+    from training.pixels import PixelKeeper
 
 # Items are written in batches so an interrupted ingest keeps most of its decoding work.
 _WRITE_BATCH = 500
@@ -89,6 +97,7 @@ def ingest_folder(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = False,
     reread: bool = False,
+    keep_pixels: PixelKeeper | None = None,
 ) -> IngestReport:
     """Add every image under ``root`` (recursively) to ``store``; quarantine the bad ones.
 
@@ -106,6 +115,8 @@ def ingest_folder(
 
     ``root`` may be an S3 prefix, ``s3://bucket/prefix`` (see the module docstring).
 
+    ``keep_pixels``: where the new items' decoded pixels go, written with the items.
+
     Raises ``IngestError`` if ``root`` is missing, not a folder, or holds no image files, or
     if S3 cannot be used (the message says what to fix).
     """
@@ -113,14 +124,15 @@ def ingest_folder(
         raise IngestError(f"max_pixels must be a positive integer, got {max_pixels!r}")
     if is_remote(str(root)):
         try:
-            return _ingest(store, _check_prefix(str(root)), max_pixels, progress, reread)
+            return _ingest(store, _check_prefix(str(root)), max_pixels, progress, reread,
+                           keep_pixels)
         except RemoteUnavailable as err:
             raise IngestError(f"cannot ingest {root}: {err}") from None
-    return _ingest(store, _check_root(root), max_pixels, progress, reread)
+    return _ingest(store, _check_root(root), max_pixels, progress, reread, keep_pixels)
 
 
 def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress: bool,
-            reread: bool) -> IngestReport:
+            reread: bool, keep: PixelKeeper | None) -> IngestReport:
     remote = isinstance(root_path, str)
     listed_stamps: dict[str, Stamp] = {}
     if remote:
@@ -138,9 +150,9 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     to_read, unchanged, stamps = _changed(found.images, {} if reread else seen,
                                           listed_stamps if remote else None)
     # Of remote objects, the outcome of decoding their bytes, read once with the hash.
-    decoded: dict[str, tuple[int, int, bytes] | str] = {}
+    decoded: dict[str, Decoded | str] = {}
     if remote:
-        hashed, quarantined = _read_objects(store, to_read, progress, max_pixels, decoded)
+        hashed, quarantined = _read_objects(store, to_read, progress, max_pixels, decoded, keep)
     else:
         hashed, quarantined = _hash_files(store, to_read, progress)
     quarantined = refused + quarantined
@@ -153,6 +165,7 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     first: dict[str, tuple[str, str | None]] = {}
     pending: list[NewItem] = []
     thumbs: dict[str, bytes] = {}  # of the items this run adds, for near-duplicate groups
+    pixels: dict[str, np.ndarray] = {}  # of the items pending a write, for keep_pixels
     for path, key, size in track(hashed, description="decoding", disable=not progress,
                                  transient=True):
         if key in known:
@@ -167,18 +180,20 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
             else:
                 quarantined.append(_quarantine(store, path, reason, key))
             continue
-        outcome = decoded.pop(path) if path in decoded else _decode(path, max_pixels)
+        outcome = decoded.pop(path) if path in decoded else _decode(path, max_pixels, keep)
         if isinstance(outcome, str):
             first[key] = (path, outcome)
             quarantined.append(_quarantine(store, path, outcome, key))
             continue
-        width, height, thumbs[key] = outcome
+        width, height, thumbs[key], kept = outcome
+        if kept is not None:
+            pixels[key] = kept
         first[key] = (path, None)
         pending.append(NewItem(key=key, path=path, size_bytes=size, width=width, height=height))
         fine.append(path)
         if len(pending) >= _WRITE_BATCH:
-            added += _write(store, pending)
-    added += _write(store, pending)
+            added += _write(store, pending, keep, pixels)
+    added += _write(store, pending, keep, pixels)
     record_thumbnails(store, {i.key: thumbs[i.key] for i in added})
     # Quarantined paths under root that are fine now, or gone, leave the quarantine. (add_items
     # already released the ones whose bytes were quarantined, so the list is computed here.)
@@ -205,13 +220,30 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
                         found.others, found.unreadable, found.folder_links, len(unchanged))
 
 
-def _decode(path: str, max_pixels: int) -> tuple[int, int, bytes] | str:
-    """(width, height, thumbnail) of a good image file, else the reason it is not one."""
+class Decoded(NamedTuple):
+    """What ingest keeps of a good image: its size, thumbnail and (keep_pixels) model pixels."""
+
+    width: int
+    height: int
+    thumbnail: bytes
+    pixels: np.ndarray | None
+
+
+def _decode(path: str, max_pixels: int, keep: PixelKeeper | None) -> Decoded | str:
+    """What ingest keeps of a good image file, else the reason it is not one."""
     try:
-        with open_image(path, max_pixels=max_pixels) as img:
-            return (*img.size, thumbnail(img))
+        with open_image(path, max_pixels=max_pixels, channels=_channels(keep)) as img:
+            return _kept(img, keep)
     except ImageError as err:
         return str(err)
+
+
+def _channels(keep: PixelKeeper | None) -> int:
+    return 3 if keep is None else keep.channels
+
+
+def _kept(img: Image.Image, keep: PixelKeeper | None) -> Decoded:
+    return Decoded(*img.size, thumbnail(img), None if keep is None else keep.pixels(img))
 
 
 def _changed(files: list[str], seen: dict[str, tuple[int, int, int]],
@@ -389,7 +421,7 @@ def _hash_files(
 
 def _read_objects(
     store: LabelStore, paths: list[str], progress: bool, max_pixels: int,
-    decoded: dict[str, tuple[int, int, bytes] | str],
+    decoded: dict[str, Decoded | str], keep: PixelKeeper | None,
 ) -> tuple[list[tuple[str, str, int]], list[Rejected]]:
     """``_hash_files`` for S3 objects: each is fetched once, and its bytes are decoded here
     (the outcome goes to ``decoded``), so that the decoding loop does not fetch it again."""
@@ -403,8 +435,8 @@ def _read_objects(
             continue
         hashed.append((path, bytes_key(data), len(data)))
         try:
-            with decode_image(data, max_pixels=max_pixels) as img:
-                decoded[path] = (*img.size, thumbnail(img))
+            with decode_image(data, max_pixels=max_pixels, channels=_channels(keep)) as img:
+                decoded[path] = _kept(img, keep)
         except ImageError as err:
             decoded[path] = str(err)
     return hashed, quarantined
@@ -424,8 +456,17 @@ def _quarantine(store: LabelStore, path: str, reason: str, key: str | None = Non
     return Rejected(path, reason)
 
 
-def _write(store: LabelStore, pending: list[NewItem]) -> list[NewItem]:
+def _write(store: LabelStore, pending: list[NewItem], keep: PixelKeeper | None,
+           pixels: dict[str, np.ndarray]) -> list[NewItem]:
     new_keys = set(store.add_items(pending))
     written = [item for item in pending if item.key in new_keys]
+    if keep is not None:
+        # After the items: a crash between the two leaves items without pixels, which the
+        # predict step decodes; never pixels of an item the store does not have.
+        keys = [item.key for item in written]
+        keep.cache.add(keys, np.stack([pixels[k] for k in keys]) if keys else
+                       np.zeros((0, 0), np.uint8))
+    for item in pending:
+        pixels.pop(item.key, None)
     pending.clear()
     return written

@@ -26,6 +26,7 @@ from pipeline.export import export_labels
 from pipeline.files import write_text_atomic
 from pipeline.ingest import ingest_folder
 from pipeline.project.config import CONFIG_NAME
+from pipeline.project.pixels import ingest_keeper
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config, init_project
 from pipeline.round import session as studio_session
@@ -137,7 +138,8 @@ def open_demo(config_path: Path, env: dict[str, str], n_test: int):
     config = find_config(config_path)
     project = open_project(config, env=env)
     try:
-        report = ingest_folder(project.store, config.images_dir, progress=True)
+        report = ingest_folder(project.store, config.images_dir, progress=True,
+                               keep_pixels=ingest_keeper(config, project.train_params()))
         print(f"pool: {len(project.store.items())} images ({len(report.added)} new), "
               f"{n_test} test images kept out")
         return project, studio_session.ensure_embedded_server(project)

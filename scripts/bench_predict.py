@@ -9,7 +9,10 @@ measures, in one run and on the same images and model:
 * predict, cached pixels: what a round's predict step does from its second round on for a model
   with a small input (``training.pixels``): the pixels read from the workspace's cache (loaded
   from disk anew in each timed run), then the same forward pass;
-* reading alone: the same DataLoader without the model, to show what decoding costs.
+* reading alone: the same DataLoader without the model, to show what decoding costs;
+* ingest, with and without keeping the pixels (``pipeline.ingest``'s ``keep_pixels``, what a
+  project of a small-input model does): ingest decodes each new image anyway to check it, and
+  what keeping its pixels adds there is what the first prediction no longer pays.
 
 The ratio predict / forward says how much of the model's speed survives the file pipeline
 (goal: at least 0.9). Run: ``.venv/bin/python scripts/bench_predict.py [--model small_cnn]
@@ -56,6 +59,11 @@ def main() -> None:
         if keeps:  # the model's input is small enough for the predict step to keep its pixels
             runs.append(lambda: _cached(model, paths, Path(folder) / "pixels"))
         times = _timed_rounds(args.repeats, *runs)
+        ingest = None
+        if keeps:
+            ingest = _timed_rounds(args.repeats,
+                                   lambda: _ingest(Path(folder), paths, model, keep=False),
+                                   lambda: _ingest(Path(folder), paths, model, keep=True))
     n = len(images)
     forward_s, predict_s, read_s = times.min(0)[:3]
     # Each round times both back to back, so its ratio is fair even when other processes load
@@ -76,6 +84,12 @@ def main() -> None:
         print(f"predict, cached pixels:     {n / cached_s:10.0f} images/s  (best {cached_s:.3f} s)")
         print(f"ratio cached / forward:     {forward_s / cached_s:10.2f}  (best vs best)")
         print(f"ratio, median of rounds:    {cached_ratio:10.2f}")
+        plain_s, keeping_s = ingest.min(0)
+        print(f"ingest:                     {n / plain_s:10.0f} images/s  (best {plain_s:.3f} s)")
+        print(f"ingest, keeping pixels:     {n / keeping_s:10.0f} images/s  "
+              f"(best {keeping_s:.3f} s; +{keeping_s - plain_s:.3f} s, which the first "
+              f"prediction then reads from the cache instead of {predict_s:.3f} s of "
+              f"predicting from the files)")
     else:
         print("(cached pixels: not kept for an input this large)")
     print(f"(reading the PNGs alone:    {n / read_s:10.0f} images/s  (best {read_s:.3f} s))")
@@ -127,6 +141,24 @@ def _forward(model: TrainedModel, tensor: torch.Tensor, batch_size: int) -> None
 def _cached(model: TrainedModel, paths: list[Path], root: Path) -> None:
     cache = pixel_cache(root, model.transform)  # a new one each time: read from disk
     predict_cached_pixels(model, paths, [p.name for p in paths], cache)
+
+
+def _ingest(folder: Path, paths: list[Path], model: TrainedModel, *, keep: bool) -> None:
+    from labeling.store import LabelStore
+    from pipeline.ingest import ingest_folder
+    from training.pixels import pixel_keeper
+
+    run = Path(tempfile.mkdtemp(dir=folder, prefix="ingest_"))
+    images = run / "images"
+    images.mkdir()
+    for p in paths:  # links: the walk reads the same bytes, and the copies cost no time
+        os.link(p, images / p.name)
+    store = LabelStore(run / "labels.db")
+    try:
+        keeper = pixel_keeper(run / "pixels", model.transform) if keep else None
+        ingest_folder(store, images, keep_pixels=keeper)
+    finally:
+        store.close()
 
 
 def _read(paths: list[Path], tconf: TransformConfig, batch_size: int, workers: int) -> None:

@@ -68,7 +68,10 @@ class EmbeddingCache:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)
-        self._load().update(zip(keys, vectors, strict=True))
+        # Not loaded yet: the chunk is read with the others on first use. Ingest appends a
+        # few items a round to a cache that may hold a million; it must not read them all.
+        if self._vectors is not None:
+            self._vectors.update(zip(keys, vectors, strict=True))
 
 
 def _chunk_number(path: Path) -> int:

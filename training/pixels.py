@@ -7,6 +7,9 @@ step decodes each item once, at the model's input size, and keeps it as uint8 in
 ``EmbeddingCache`` keyed by item key (a content hash: an item's pixels never change) and by
 channels and size; later rounds read the pixels from there, bit for bit what decoding gives.
 
+Ingest decodes every new image anyway, to check it; given a ``PixelKeeper`` it keeps the pixels
+then (``pipeline.ingest``), so even the first prediction of a new item reads them from here.
+
 Only inputs up to ``MAX_ITEM_BYTES`` are kept: a 224 px RGB input is 150 KB per item (150 GB
 for a million), and its decoding is a small share of a large model's forward pass anyway.
 """
@@ -14,11 +17,13 @@ for a million), and its decoding is a small share of a large model's forward pas
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from training.data import TransformConfig, load_arrays
+from training.data import TransformConfig, load_arrays, to_model_pixels
 from training.embedding_cache import EmbeddingCache
 from training.predict import Predictions, predict_arrays
 from training.trained import TrainedModel
@@ -33,6 +38,30 @@ def pixel_cache(root: Path, tconf: TransformConfig) -> EmbeddingCache | None:
     if tconf.channels * tconf.image_size**2 > MAX_ITEM_BYTES:
         return None
     return EmbeddingCache(Path(root) / f"{tconf.channels}x{tconf.image_size}", dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class PixelKeeper:
+    """Where a reader that decodes images anyway (ingest) puts their pixels for ``tconf``."""
+
+    tconf: TransformConfig
+    cache: EmbeddingCache
+
+    @property
+    def channels(self) -> int:
+        """Open images with this many channels: the prediction path does, and the pixels
+        must be what it would decode, bit for bit."""
+        return self.tconf.channels
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """One opened image's pixels [S * S * C], as the cache keeps them."""
+        return to_model_pixels(image, self.tconf).reshape(-1)
+
+
+def pixel_keeper(root: Path, tconf: TransformConfig) -> PixelKeeper | None:
+    """A keeper of ``tconf``'s pixels under ``root`` (None: not kept for this input size)."""
+    cache = pixel_cache(root, tconf)
+    return None if cache is None else PixelKeeper(tconf, cache)
 
 
 def predict_cached_pixels(

@@ -16,6 +16,7 @@ from labeling.studio import server
 from pipeline.ingest import DEFAULT_MAX_PIXELS, IngestError, IngestReport, Rejected, ingest_folder
 from pipeline.project.config import ConfigError
 from pipeline.project.databases import DatabaseError, password_problem
+from pipeline.project.pixels import ingest_keeper
 from pipeline.project.workspace import ensure_workspace, find_config
 
 
@@ -91,8 +92,11 @@ def ingest_command(
                                    use_folder=imagefolder is not None, max_pixels=max_pixels)
                 report = imported.ingest
             else:
+                # --store alone names no model: nothing to keep pixels for.
+                keep = None if store is not None else ingest_keeper(
+                    project, project.training.params())
                 report = ingest_folder(label_store, folder, max_pixels=max_pixels,
-                                       progress=True, reread=reread)
+                                       progress=True, reread=reread, keep_pixels=keep)
         finally:
             label_store.close()
     except (IngestError, StoreError, ConfigError, DatabaseError) as err:

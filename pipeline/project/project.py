@@ -10,6 +10,7 @@ from pathlib import Path
 from labeling.store import LabelStore
 from pipeline.project.config import Config, ConfigError
 from pipeline.project.databases import DatabaseUrls
+from pipeline.project.pixels import pixels_dir
 from pipeline.project.workspace import ensure_workspace
 from pipeline.registry.registry import ModelRegistry
 from pipeline.tasks import TaskKind, task_kind
@@ -55,7 +56,7 @@ class Project:
 
     @property
     def pixels_dir(self) -> Path:
-        return self.config.workspace_dir / "pixels"
+        return pixels_dir(self.config)
 
     @property
     def tuned_params_path(self) -> Path:

@@ -10,6 +10,7 @@ not a recorded step: it has nothing to resume.
 from __future__ import annotations
 
 from pipeline.ingest import IngestError, ingest_folder
+from pipeline.project.pixels import ingest_keeper
 from pipeline.project.project import Project
 
 
@@ -26,7 +27,9 @@ def ingest_new(project: Project, *, progress: bool) -> dict:
         record["skipped"] = "[project] ingest_each_round = false"
     else:
         try:
-            report = ingest_folder(project.store, folder, progress=progress)
+            report = ingest_folder(project.store, folder, progress=progress,
+                                   keep_pixels=ingest_keeper(project.config,
+                                                             project.train_params()))
         except IngestError as err:
             # A pool filled from elsewhere (`labelloop ingest OTHER`) still has work to do.
             record["skipped"] = str(err)

@@ -20,7 +20,9 @@ from pipeline.round import predict as predict_step
 from pipeline.round import promote as promote_step
 from pipeline.round import select as select_step
 from pipeline.round import train as train_step
+from pipeline.round.ingest import ingest_new
 from pipeline.round.steps import run_round
+from training.checkpoint import load_checkpoint
 from training.data import ImageFileDataset
 
 pytestmark = pytest.mark.slow
@@ -183,3 +185,32 @@ def test_a_later_round_predicts_the_pool_without_decoding_it_again(project, monk
     eval_set = labeled.labeled_sets(proj)[1]
     champion = proj.registry.champion().version
     assert promote_step.score_on_eval(proj, champion, eval_set)["n"] == len(eval_set) > 0
+
+
+def test_the_first_prediction_reads_the_pixels_that_the_rounds_ingest_kept(digits, tmp_path,
+                                                                            monkeypatch):
+    data, truth = digits
+    init_project(tmp_path, images=data / "data/images", classes=CLASSES, name="digits-first")
+    proj = open_project(find_config(tmp_path))
+    try:
+        assert ingest_new(proj, progress=False)["added"] == len(proj.store.items()) > 0
+        one_round(proj, truth)  # the first batch: no model yet, nothing predicted
+        assert not predict_step.saved_files(proj)
+        rid = proj.store.start_round()
+        answer(proj, truth)
+        trained = train_step.train_challenger(proj, rid, progress=False)  # reads its files
+        promote_step.decide_promotion(proj, trained["version"])
+
+        def decode(*_args):
+            raise AssertionError("an image was decoded again")
+
+        monkeypatch.setattr(ImageFileDataset, "__getitems__", decode)
+        predicted = predict_step.predict_pool(proj, rid, progress=False)
+        monkeypatch.undo()
+        keys, probs, _ = predict_step.load_predictions(predicted["file"])
+        model = load_checkpoint(proj.registry.checkpoint_path(trained["version"]))
+        from_files = proj.task.predict(model, labeled.paths_of(proj, keys), embeddings=False,
+                                       progress=False)
+        assert np.array_equal(probs, from_files.probs)
+    finally:
+        proj.close()
