@@ -15,8 +15,13 @@ class TrainParams:
     ``image_size`` None means the model's default. ``augment`` (0..1) scales the random affine
     applied to training batches. ``val_fraction`` of the labels is held out (stratified) for early
     stopping when that leaves enough to judge by; ``patience`` is the number of validation checks
-    without improvement before stopping. ``epochs`` bounds the passes over the data, but at least
-    ``min_steps`` optimiser steps are taken so a few dozen labels still train properly.
+    without improvement before stopping. By default nothing is held out: on MNIST with 200 to
+    2,000 labels, the whole one-cycle schedule on every label beat early stopping on a 15% split
+    at every size, and varied less from seed to seed (README, "Training recipe"): the split
+    costs labels, and its best checkpoint, judged on a few dozen items, is a noisy choice that
+    often lands before the learning rate has come down. ``epochs`` bounds the passes over the
+    data, but at least ``min_steps`` optimiser steps are taken so a few dozen labels still
+    train properly.
     ``num_workers`` processes decode image files.
     """
 
@@ -31,7 +36,7 @@ class TrainParams:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     augment: float = 0.5
-    val_fraction: float = 0.15
+    val_fraction: float = 0.0
     patience: int = 5
     min_steps: int = 200
     seed: int = 0

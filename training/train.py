@@ -47,6 +47,7 @@ def train(
     progress: bool = False,
     warm_start: TrainedModel | None = None,
     on_check: OnCheck | None = None,
+    check_on: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainedModel:
     """Train ``params.model`` on image files ``paths`` labelled with class names ``labels``.
 
@@ -56,8 +57,10 @@ def train(
     continues from an earlier model's weights and optimiser state (same model and classes);
     ``params.weights`` is then ignored. ``progress`` shows a progress bar; otherwise nothing is
     printed. ``on_check(step, val_accuracy)`` is called after each validation check (none run
-    when too few labels leave no validation split); returning True stops training there, and
-    ``metrics["stopped_by_on_check"]`` records it.
+    when no validation split is held out and no ``check_on`` given); returning True stops
+    training there, and ``metrics["stopped_by_on_check"]`` records it. ``check_on`` (uint8
+    images, label indices): the images whose accuracy ``on_check`` gets, instead of the split's
+    (a tuner's own validation images); they only report, never steer the training.
     """
     params = params or TrainParams()
     classes = check_classes(classes)
@@ -68,7 +71,7 @@ def train(
     images = load_arrays(paths, tconf, num_workers=params.num_workers, progress=progress)
     pixels = ArrayDataset(images, tconf).images
     return _fit(pixels, label_idx, classes, tconf, params, progress=progress,
-                warm_start=warm_start, on_check=on_check)
+                warm_start=warm_start, on_check=on_check, check_on=_check_set(check_on, tconf))
 
 
 def train_arrays(
@@ -80,6 +83,7 @@ def train_arrays(
     progress: bool = False,
     warm_start: TrainedModel | None = None,
     on_check: OnCheck | None = None,
+    check_on: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainedModel:
     """Train on preloaded uint8 images ``[N, H, W]`` or ``[N, H, W, C]`` with integer labels
     ``label_idx`` [N] indexing ``classes``. Otherwise as ``train``.
@@ -92,7 +96,16 @@ def train_arrays(
     check_warm_start(warm_start, params, classes)
     pixels = ArrayDataset(images, tconf).images
     return _fit(pixels, label_idx, classes, tconf, params, progress=progress,
-                warm_start=warm_start, on_check=on_check)
+                warm_start=warm_start, on_check=on_check, check_on=_check_set(check_on, tconf))
+
+
+def _check_set(check_on, tconf: TransformConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if check_on is None:
+        return None
+    images, labels = check_on
+    check_same_length(len(images), len(labels), "check_on images")
+    return ArrayDataset(images, tconf).images, torch.as_tensor(np.asarray(labels),
+                                                               dtype=torch.int64)
 
 
 def transform_for(params: TrainParams) -> TransformConfig:
@@ -109,6 +122,9 @@ def split_for_validation(
     empty and ``note`` says so.
     """
     n = len(label_idx)
+    if fraction == 0:
+        return np.arange(n), np.arange(0), ("none (val_fraction 0): trained on all labels for "
+                                            "the whole schedule")
     if round(n * fraction) < MIN_VAL_ITEMS:
         note = (
             f"none: {n} labels are too few to hold out {MIN_VAL_ITEMS} for validation; "
@@ -149,6 +165,7 @@ def _fit(
     progress: bool,
     warm_start: TrainedModel | None,
     on_check: OnCheck | None,
+    check_on: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TrainedModel:
     if len(pixels) == 0:
         raise ValueError("no labelled images to train on")
@@ -186,6 +203,7 @@ def _fit(
             generator=generator,
             progress=progress,
             on_check=on_check,
+            check_on=check_on,
         )
     module.eval()
     epoch = (warm_start.epoch if warm_start else 0) + stats.pop("epochs")
@@ -222,6 +240,7 @@ def _optimise(
     generator: torch.Generator,
     progress: bool,
     on_check: OnCheck | None,
+    check_on: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     batch_size = min(params.batch_size, len(train_idx))
     # The last partial batch is dropped: each epoch reshuffles, so every item is still used,
@@ -233,6 +252,9 @@ def _optimise(
         optimizer, max_lr=params.lr, total_steps=total_steps, pct_start=0.2
     )
     has_val = len(val_idx) > 0
+    if check_on is not None:
+        check_pixels, check_targets = (t.to(pixels.device) for t in check_on)
+        check_idx = torch.arange(len(check_targets))
     best: tuple[float, float] = (-1.0, math.inf)  # (val accuracy, -val loss is the tie-break)
     best_state, best_step, since_best = None, 0, 0
     train_loss, step, stopped_early, stopped_by_hook = math.nan, 0, False, False
@@ -262,7 +284,11 @@ def _optimise(
                     else:
                         since_best += 1
                     stopped_early = since_best >= params.patience and step >= params.min_steps
-                    if on_check is not None and on_check(step, acc):
+                if on_check is not None and (has_val or check_on is not None) and (
+                        step % eval_every == 0 or step == total_steps):
+                    if check_on is not None:
+                        acc, _ = _validate(module, check_pixels, check_targets, check_idx, tconf)
+                    if on_check(step, acc):
                         stopped_by_hook = True
                 if step >= total_steps or stopped_early or stopped_by_hook:
                     break

@@ -8,9 +8,9 @@ Vocabulary:
   the values to try; parameters it leaves out keep the base ``TrainParams`` values;
 - a *trial* trains once (``train_arrays``) with the parameters its sampler suggests and scores
   the model's accuracy on the validation images, which it never trained on;
-- *pruning*: training reports its own hold-out accuracy at every validation check (the
-  ``on_check`` hook); the median pruner stops a trial whose best accuracy so far is below the
-  median of completed trials at the same check number;
+- *pruning*: training reports the accuracy on the validation images at every check (the
+  ``on_check`` hook with ``check_on``); the median pruner stops a trial whose best accuracy so
+  far is below the median of completed trials at the same check number;
 - a *data tag* names the labels a trial saw. Scores are comparable only between trials of the
   same tag, so ``best_trial`` picks among those, and the base parameters are scored once per
   tag (the *baseline* trial) so that the best is at least as good as what it would replace.
@@ -342,7 +342,7 @@ def make_objective(
 ) -> Callable[[optuna.Trial], float]:
     """The function a study maximises: train with ``base`` overlaid with the trial's values
     (``suggest_values``), return the accuracy on ``data``'s validation images. Reports the
-    training loop's hold-out accuracy at each check for pruning. Records on the trial (user
+    accuracy on them at each check, for pruning. Records on the trial (user
     attributes): ``values`` (what it trained with), ``data`` (``data_tag``), ``train``
     (training metrics) and the validation ``macro_f1``."""
 
@@ -360,11 +360,14 @@ def make_objective(
             trial.report(val_accuracy, checks)
             return trial.should_prune()
 
-        model = train_arrays(train_x, data.train_labels, data.classes, params, on_check=on_check)
+        # Pruning judges by the images the trial is scored on: the training recipe may hold
+        # nothing out of its labels (val_fraction 0, the default), and then has no other.
+        model = train_arrays(train_x, data.train_labels, data.classes, params, on_check=on_check,
+                             check_on=(val_x, data.val_labels))
         trial.set_user_attr("train", {k: v for k, v in model.metrics.items()
                                       if isinstance(v, int | float | str | bool)})
         if model.metrics["stopped_by_on_check"]:
-            raise optuna.TrialPruned(f"hold-out accuracy below the median at check {checks}")
+            raise optuna.TrialPruned(f"validation accuracy below the median at check {checks}")
         report = evaluate(predict_arrays(model, val_x).probs, data.val_labels, data.classes)
         trial.set_user_attr("macro_f1", report.macro_f1)
         return report.accuracy

@@ -22,8 +22,18 @@ def test_small_cnn_reaches_90_percent_on_digits_from_500_labels(digits, digits_m
     report = evaluate(predict_arrays(digits_model, images[500:]).probs, labels[500:], DIGIT_CLASSES)
     assert report.accuracy >= 0.90, report
     assert digits_model.transform.image_size == 28  # 8x8 digits were upscaled
-    assert digits_model.metrics["n_val"] > 0
-    assert "stratified" in digits_model.metrics["validation"]
+    # The default recipe holds nothing out: every label trains, for the whole schedule.
+    assert digits_model.metrics["n_val"] == 0 and digits_model.metrics["n_train"] == 500
+    assert digits_model.metrics["validation"].startswith("none (val_fraction 0)")
+    assert digits_model.metrics["steps"] == digits_model.metrics["planned_steps"]
+
+
+def test_early_stopping_on_a_split_when_asked(digits):
+    images, labels = digits
+    model = train_arrays(images[:500], labels[:500], DIGIT_CLASSES,
+                         TrainParams(seed=0, val_fraction=0.15, epochs=2, min_steps=20))
+    assert model.metrics["n_val"] == 76 and model.metrics["n_train"] == 424  # per class
+    assert "stratified" in model.metrics["validation"] and "val_accuracy" in model.metrics
 
 
 def test_paths_train_like_arrays(mnist_pngs):

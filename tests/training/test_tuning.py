@@ -121,21 +121,29 @@ def sorted_items(d: dict) -> tuple:
 
 
 @pytest.mark.slow
-def test_on_check_stops_training_and_changes_nothing_when_it_declines(split):
-    x_train, y_train, _, _ = split
-    params = TrainParams(epochs=2, min_steps=40, batch_size=32)
+@pytest.mark.parametrize("held_out", [0.15, 0.0], ids=["split", "check_on"])
+def test_on_check_stops_training_and_changes_nothing_when_it_declines(split, held_out):
+    x_train, y_train, x_val, y_val = split
+    params = TrainParams(epochs=2, min_steps=40, batch_size=32, val_fraction=held_out)
+    # Without a split of its own, the checks are on images given for them (a tuner's).
+    check_on = None if held_out else (x_val, y_val)
     plain = train_arrays(x_train, y_train, CLASSES, params)
     seen = []
-    watched = train_arrays(x_train, y_train, CLASSES, params,
+    watched = train_arrays(x_train, y_train, CLASSES, params, check_on=check_on,
                            on_check=lambda step, acc: seen.append((step, acc)) or False)
     assert seen and seen[-1][0] == plain.metrics["steps"] == 40
+    if check_on is not None:  # the accuracy on exactly those images
+        assert seen[-1][1] == pytest.approx(
+            evaluate(predict_arrays(plain, x_val).probs, y_val, CLASSES).accuracy)
     assert not watched.metrics.pop("stopped_by_on_check")
-    for key in ("steps", "val_accuracy", "val_loss", "train_loss"):
+    assert watched.metrics.keys() - {"seconds"} == plain.metrics.keys() - {"seconds"}
+    for key in watched.metrics.keys() - {"seconds"}:
         assert watched.metrics[key] == plain.metrics[key]
     for a, b in zip(plain.module.state_dict().values(), watched.module.state_dict().values(),
                     strict=True):
         assert np.array_equal(a.numpy(), b.numpy())
-    stopped = train_arrays(x_train, y_train, CLASSES, params, on_check=lambda step, acc: True)
+    stopped = train_arrays(x_train, y_train, CLASSES, params, check_on=check_on,
+                           on_check=lambda step, acc: True)
     assert stopped.metrics["stopped_by_on_check"] and stopped.metrics["steps"] == seen[0][0]
 
 
