@@ -87,9 +87,9 @@ def main() -> None:
         plain_s, keeping_s = ingest.min(0)
         print(f"ingest:                     {n / plain_s:10.0f} images/s  (best {plain_s:.3f} s)")
         print(f"ingest, keeping pixels:     {n / keeping_s:10.0f} images/s  "
-              f"(best {keeping_s:.3f} s; +{keeping_s - plain_s:.3f} s, which the first "
-              f"prediction then reads from the cache instead of {predict_s:.3f} s of "
-              f"predicting from the files)")
+              f"(best {keeping_s:.3f} s: +{keeping_s - plain_s:.3f} s, against "
+              f"{predict_s - cached_s:.3f} s that a first prediction from the files takes "
+              f"over one from the cache)")
     else:
         print("(cached pixels: not kept for an input this large)")
     print(f"(reading the PNGs alone:    {n / read_s:10.0f} images/s  (best {read_s:.3f} s))")
