@@ -460,12 +460,11 @@ def _write(store: LabelStore, pending: list[NewItem], keep: PixelKeeper | None,
            pixels: dict[str, np.ndarray]) -> list[NewItem]:
     new_keys = set(store.add_items(pending))
     written = [item for item in pending if item.key in new_keys]
-    if keep is not None:
+    if keep is not None and written:
         # After the items: a crash between the two leaves items without pixels, which the
         # predict step decodes; never pixels of an item the store does not have.
         keys = [item.key for item in written]
-        keep.cache.add(keys, np.stack([pixels[k] for k in keys]) if keys else
-                       np.zeros((0, 0), np.uint8))
+        keep.cache.add(keys, np.stack([pixels[k] for k in keys]))
     for item in pending:
         pixels.pop(item.key, None)
     pending.clear()

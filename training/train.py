@@ -275,7 +275,8 @@ def _optimise(
                 bar.advance()
                 value = loss.item()
                 train_loss = value if math.isnan(train_loss) else 0.9 * train_loss + 0.1 * value
-                if has_val and (step % eval_every == 0 or step == total_steps):
+                due = step % eval_every == 0 or step == total_steps
+                if has_val and due:
                     acc, val_loss = _validate(module, pixels, targets, val_idx, tconf)
                     bar.describe(f"training {params.model} (val acc {acc:.3f})")
                     if (acc, -val_loss) > (best[0], -best[1]):
@@ -284,8 +285,7 @@ def _optimise(
                     else:
                         since_best += 1
                     stopped_early = since_best >= params.patience and step >= params.min_steps
-                if on_check is not None and (has_val or check_on is not None) and (
-                        step % eval_every == 0 or step == total_steps):
+                if on_check is not None and due and (has_val or check_on is not None):
                     if check_on is not None:
                         acc, _ = _validate(module, check_pixels, check_targets, check_idx, tconf)
                     if on_check(step, acc):
