@@ -88,6 +88,8 @@ class IngestReport:
     folder_links: list[str]  # links to folders: not walked, so their images were not read
     # Of already_present, the files not even read: unchanged since an earlier ingest read them.
     unread: int = 0
+    # Why the pixel cache stopped being filled (a full disk, a read-only folder), if it did.
+    pixels_not_kept: str | None = None
 
 
 def ingest_folder(
@@ -166,6 +168,7 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     pending: list[NewItem] = []
     thumbs: dict[str, bytes] = {}  # of the items this run adds, for near-duplicate groups
     pixels: dict[str, np.ndarray] = {}  # of the items pending a write, for keep_pixels
+    cache_failed: list[str] = []  # why the pixel cache could not be written, once it could not
     for path, key, size in track(hashed, description="decoding", disable=not progress,
                                  transient=True):
         if key in known:
@@ -192,8 +195,8 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
         pending.append(NewItem(key=key, path=path, size_bytes=size, width=width, height=height))
         fine.append(path)
         if len(pending) >= _WRITE_BATCH:
-            added += _write(store, pending, keep, pixels)
-    added += _write(store, pending, keep, pixels)
+            added += _write(store, pending, keep, pixels, cache_failed)
+    added += _write(store, pending, keep, pixels, cache_failed)
     record_thumbnails(store, {i.key: thumbs[i.key] for i in added})
     # Quarantined paths under root that are fine now, or gone, leave the quarantine. (add_items
     # already released the ones whose bytes were quarantined, so the list is computed here.)
@@ -217,7 +220,8 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
                         if p in good and p in stamps})
     forget_seen(store, [p for p in seen if p not in listed])
     return IngestReport(root_path, added, already, duplicates, quarantined, released,
-                        found.others, found.unreadable, found.folder_links, len(unchanged))
+                        found.others, found.unreadable, found.folder_links, len(unchanged),
+                        cache_failed[0] if cache_failed else None)
 
 
 class Decoded(NamedTuple):
@@ -457,14 +461,20 @@ def _quarantine(store: LabelStore, path: str, reason: str, key: str | None = Non
 
 
 def _write(store: LabelStore, pending: list[NewItem], keep: PixelKeeper | None,
-           pixels: dict[str, np.ndarray]) -> list[NewItem]:
+           pixels: dict[str, np.ndarray], cache_failed: list[str]) -> list[NewItem]:
     new_keys = set(store.add_items(pending))
     written = [item for item in pending if item.key in new_keys]
-    if keep is not None and written:
+    if keep is not None and written and not cache_failed:
         # After the items: a crash between the two leaves items without pixels, which the
         # predict step decodes; never pixels of an item the store does not have.
         keys = [item.key for item in written]
-        keep.cache.add(keys, np.stack([pixels[k] for k in keys]))
+        try:
+            keep.cache.add(keys, np.stack([pixels[k] for k in keys]))
+        except OSError as err:
+            # Kept pixels only spare the predict step a decode, and the items are stored: a
+            # full disk or a read-only cache is said once, and ingest goes on without them.
+            cache_failed.append(f"{err.strerror or err} ({keep.cache.folder}); the predict "
+                                "step decodes the image files instead")
     for item in pending:
         pixels.pop(item.key, None)
     pending.clear()

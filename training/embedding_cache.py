@@ -63,11 +63,16 @@ class EmbeddingCache:
         # Named by time and process: two writers never take each other's name.
         name = f"chunk-{time.time_ns()}-{os.getpid()}"
         final, tmp = self.folder / f"{name}.npz", self.folder / f"{name}.tmp"
-        with tmp.open("wb") as handle:
-            np.savez(handle, keys=np.array(list(keys)), vectors=vectors)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
+        try:
+            with tmp.open("wb") as handle:
+                np.savez(handle, keys=np.array(list(keys)), vectors=vectors)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except OSError:
+            # A full disk leaves half a chunk behind; it is never read, but it takes space.
+            tmp.unlink(missing_ok=True)
+            raise
         # Not loaded yet: the chunk is read with the others on first use. Ingest appends a
         # few items a round to a cache that may hold a million; it must not read them all.
         if self._vectors is not None:

@@ -16,6 +16,7 @@ for a million), and its decoding is a small share of a large model's forward pas
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from PIL import Image
 
 from training.data import TransformConfig, load_arrays, to_model_pixels
 from training.embedding_cache import EmbeddingCache
-from training.predict import Predictions, predict_arrays
+from training.predict import Predictions, predict, predict_arrays
 from training.trained import TrainedModel
 
 MAX_ITEM_BYTES = 16 * 1024  # 64 x 64 RGB fits; MNIST's 28 x 28 grey is 784 bytes
@@ -86,7 +87,15 @@ def predict_cached_pixels(
         chunk = todo[start : start + CHUNK]
         pixels = load_arrays([where[k] for k in chunk], tconf, num_workers=num_workers,
                              progress=progress)
-        cache.add(chunk, pixels.reshape(len(chunk), -1))
+        try:
+            cache.add(chunk, pixels.reshape(len(chunk), -1))
+        except OSError as err:
+            # The cache only spares later rounds a decode; a full disk or a read-only
+            # workspace must not stop this prediction.
+            warnings.warn(f"pixel cache {cache.folder} not written ({err.strerror or err}); "
+                          "predicting from the image files", stacklevel=2)
+            return predict(model, paths, num_workers=num_workers, embeddings=embeddings,
+                           progress=progress)
     size = tconf.image_size
     pixels = cache.get(list(keys)).reshape(len(keys), size, size, tconf.channels)
     return predict_arrays(model, pixels, embeddings=embeddings, progress=progress)

@@ -132,6 +132,8 @@ def print_report(report: IngestReport, console: Console) -> None:
     ]:
         summary.add_row(what, f"{count:,}")
     console.print(summary)
+    if report.pixels_not_kept:
+        console.print(Text(f"pixels not kept: {report.pixels_not_kept}"))
     links = [Rejected(p, "not walked: its images were not read") for p in report.folder_links]
     for title, rows in [("quarantined", report.quarantined),
                         ("unreadable folders", report.unreadable_dirs),
@@ -166,6 +168,8 @@ def print_import(report, console: Console) -> None:
                         ("refused", len(report.refused))]:
         summary.add_row(what, f"{count:,}")
     console.print(summary)
+    if report.pixels_not_kept:
+        console.print(Text(f"pixels not kept: {report.pixels_not_kept}"))
     if report.refused:
         table = Table(title="refused rows")
         table.add_column("path", overflow="fold")

@@ -36,6 +36,8 @@ def ingest_new(project: Project, *, progress: bool) -> dict:
         else:
             record.update(added=len(report.added), unread=report.unread,
                           quarantined=len(report.quarantined), released=len(report.released))
+            if report.pixels_not_kept:
+                record["pixels_not_kept"] = report.pixels_not_kept
     if project.store.count_items() == 0:
         why = record.get("skipped", f"no readable image under {folder}")
         raise EmptyPool(f"the pool is empty: {why}; put images in [project] images ({folder}) "

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from labeling.store import LabelStore
 from pipeline.cli.app import app
 from pipeline.ingest import ingest_folder
 from pipeline.project.pixels import ingest_keeper
@@ -71,3 +72,26 @@ def test_labelloop_ingest_keeps_the_pixels_of_its_project(tmp_path, folder):  # 
     assert result.exit_code == 0, result.output
     config = find_config(tmp_path / "proj")
     assert len(pixel_cache(config.workspace_dir / "pixels", GREY28)) == len(sizes)
+
+
+def test_a_pixel_cache_that_cannot_be_written_costs_no_item(tmp_path, folder):  # noqa: F811
+    """A full disk or a read-only cache: one line says so, every item is still ingested, and
+    the next ingest (the cache writable again) adds nothing twice."""
+    root, sizes = folder
+    init_project(tmp_path / "proj", images=root, classes=("a", "b"), name="no-cache")
+    config = find_config(tmp_path / "proj")
+    blocked = config.workspace_dir / "pixels"
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("a file where the cache's folder goes")  # mkdir fails even as root
+    result = CliRunner().invoke(app, ["ingest", "--config", str(tmp_path / "proj")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "pixels not kept:" in result.output and "Traceback" not in result.output
+    assert "decodes the image files instead" in result.output
+    blocked.unlink()
+    again = CliRunner().invoke(app, ["ingest", "--config", str(tmp_path / "proj")],
+                               env={"COLUMNS": "200"})
+    assert again.exit_code == 0 and "pixels not kept" not in again.output
+    store = LabelStore(config.store_url)
+    assert store.count_items() == len(sizes)  # all of them the first time, none twice
+    store.close()

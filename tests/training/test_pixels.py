@@ -59,3 +59,16 @@ def test_large_inputs_are_not_kept_and_sizes_never_share():
     rgb224 = TransformConfig(3, 224, (0.5,) * 3, (0.5,) * 3)
     assert pixel_cache("/w", rgb224) is None  # 150 KB an item: decoding it is cheap beside
     assert pixel_cache("/w", grey28).folder != pixel_cache("/w", grey32).folder
+
+
+def test_a_cache_that_cannot_be_written_still_predicts_from_the_files(tmp_path, mnist_pngs,
+                                                                       mnist_model):
+    paths = _copies(mnist_pngs[0][:20], tmp_path / "pool")
+    keys = [f"sha256:{p.stem}" for p in paths]
+    (tmp_path / "pixels").write_text("a file where the cache's folder goes")
+    cache = pixel_cache(tmp_path / "pixels", mnist_model.transform)
+    with pytest.warns(UserWarning, match="pixel cache .* not written .*from the image files"):
+        got = predict_cached_pixels(mnist_model, paths, keys, cache, embeddings=True)
+    want = predict(mnist_model, paths, embeddings=True)
+    assert np.array_equal(got.probs, want.probs)
+    assert np.array_equal(got.embeddings, want.embeddings)

@@ -65,6 +65,23 @@ def test_a_killed_write_leaves_a_readable_cache_and_backbones_never_share(tmp_pa
     assert len(ids) == 4  # model, weights and input size each change the vectors
 
 
+def test_a_full_disk_leaves_no_half_chunk_and_the_cache_as_it_was(tmp_path, monkeypatch):
+    cache = EmbeddingCache(tmp_path / "c")
+    cache.add(["a"], np.ones((1, 4), np.float32))
+
+    def full_disk(handle, **arrays):
+        handle.write(b"PK\x03\x04 part of a chunk")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        cache.add(["b"], np.ones((1, 4), np.float32))
+    assert sorted(p.suffix for p in (tmp_path / "c").iterdir()) == [".npz"]  # no .tmp
+    monkeypatch.undo()
+    reread = EmbeddingCache(tmp_path / "c")
+    assert len(reread) == 1 and reread.missing(["a", "b"]) == ["b"]
+
+
 def test_a_probe_refuses_labels_outside_its_classes(tmp_path):
     paths, keys, _ = _photos(tmp_path, 2)
     with pytest.raises(ValueError, match=r"labels \['green'\] are not among the classes"):
