@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -68,7 +69,18 @@ def embed(model: TrainedModel, paths: Sequence[str | Path], keys: Sequence[str],
         todo_paths = [where[k] for k in todo]
         out = (predict_files(model, todo_paths, todo) if predict_files else
                predict(model, todo_paths, embeddings=True, progress=progress))
-        cache.add(todo, out.embeddings)
+        try:
+            cache.add(todo, out.embeddings)
+        except OSError as err:
+            # The cache spares the next round this work; a full disk must not lose this one.
+            warnings.warn(f"embedding cache {cache.folder} not written "
+                          f"({err.strerror or err}); these embeddings are computed again "
+                          "next time", stacklevel=2)
+            fresh = dict(zip(todo, out.embeddings, strict=True))
+            kept = [k for k in keys if k not in fresh]
+            known = dict(zip(kept, cache.get(kept), strict=True)) if kept else {}
+            return np.stack([fresh[k] if k in fresh else known[k] for k in keys]).astype(
+                cache.dtype, copy=False)
     return cache.get(list(keys))
 
 

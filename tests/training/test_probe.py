@@ -65,6 +65,20 @@ def test_a_killed_write_leaves_a_readable_cache_and_backbones_never_share(tmp_pa
     assert len(ids) == 4  # model, weights and input size each change the vectors
 
 
+def test_a_probe_whose_cache_cannot_grow_still_predicts_every_item(tmp_path, monkeypatch):
+    paths, keys, labels = _photos(tmp_path, 12)
+    cache = EmbeddingCache(tmp_path / "emb" / backbone_id(PROBE))
+    model = train_probe(paths[:6], keys[:6], labels[:6], ("red", "blue"), PROBE, cache)
+    def full_disk(self, keys, vectors):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(EmbeddingCache, "add", full_disk)
+    with pytest.warns(UserWarning, match="embedding cache .* not written .*No space left"):
+        got = predict_cached(model, paths, keys, cache)  # 6 cached, 6 computed, none kept
+    assert np.allclose(got.probs, predict(model, paths).probs, atol=1e-5)
+    assert cache.missing(keys) == keys[6:]
+
+
 def test_a_full_disk_leaves_no_half_chunk_and_the_cache_as_it_was(tmp_path, monkeypatch):
     cache = EmbeddingCache(tmp_path / "c")
     cache.add(["a"], np.ones((1, 4), np.float32))
