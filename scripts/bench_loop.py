@@ -55,7 +55,7 @@ def pool_figures(project, truth: dict[str, str]) -> dict:
 
 def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, batch: int,
         annotators: int, port: int = 8080, target: str = "label",
-        audit: float | None = None) -> dict:
+        audit: float | None = None, unsure_floor: float | None = None) -> dict:
     """One setting and seed, to the whole pool labeled or the budget of answers."""
     folder = out / f"noise{noise:g}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,6 +70,9 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, bat
     text = re.sub(r'(?m)^target = "label"$', f'target = "{target}"', text)
     if audit is not None:
         text = re.sub(r"(?m)^audit_fraction = [0-9.]+$", f"audit_fraction = {audit}", text)
+    if unsure_floor is not None:
+        text = re.sub(r"(?m)^preannotate_min_confidence = [0-9.]+$",
+                      f"preannotate_min_confidence = {unsure_floor}", text)
     config_path.write_text(text)
     project = open_project(find_config(config_path), env=dict(os.environ))
     ingest_folder(project.store, project.config.images_dir)
@@ -164,11 +167,15 @@ def main() -> None:
                         help="[loop] target: every machine label, or the whole delivered set")
     parser.add_argument("--audit", type=float, default=None,
                         help="[loop] audit_fraction: the random held-out share of each batch")
+    parser.add_argument("--preannotate-min-confidence", type=float, default=None,
+                        help="[loop] preannotate_min_confidence: tasks the model is less sure "
+                             "of go without its guess")
     args = parser.parse_args()
     for noise in args.noise:
         runs = [run(noise, seed, args.out.resolve(), max_rounds=args.max_rounds,
                     budget=args.budget, batch=args.batch, annotators=args.annotators,
-                    port=args.port, target=args.target, audit=args.audit)
+                    port=args.port, target=args.target, audit=args.audit,
+                    unsure_floor=args.preannotate_min_confidence)
                 for seed in args.seeds]
         print_table(noise, runs)
 

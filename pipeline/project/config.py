@@ -257,6 +257,11 @@ class LoopSection(_Section):
     # that the references the thresholds are tested on cannot anchor on the model's answer:
     # anchoring is the main way people repeat a model's mistake (rho).
     blind_references: bool = True
+    # Tasks whose model confidence is below this carry no pre-annotation either: a person
+    # shown an uncertain guess may take it as it is (anchoring), and the uncertain items are
+    # the ones people are sent. 0 shows every prediction. (scripts/bench_loop.py at 5% noise:
+    # 31 of 38 wrong training labels were the wrong guess shown, from the anchoring account.)
+    preannotate_min_confidence: float = Field(default=0.0, ge=0, le=1)
     # A random share of the items people answer, answered by two people whatever the first
     # said, shown the pre-annotation as usual: where the error of the delivered human labels
     # is measured (reference_error = "measured"; and rho, when references are not blind).

@@ -1,6 +1,7 @@
 """The push step: picked items without a task go to Label Studio with the champion's
 predictions; pending tasks' predictions are brought up to the champion's version. Blind items
-(held-out references and the blind check, ``pipeline.round.blind``) go without one."""
+(held-out references and the blind check, ``pipeline.round.blind``) go without one, and so do
+items the champion is unsure of (``[loop] preannotate_min_confidence``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,15 @@ def pre_annotations(project: Project, predicted: dict) -> dict[str, tuple[Any, f
     return {k: (classes[b], s) for k, b, s in zip(keys, best, score, strict=True)}
 
 
+def unsure(project: Project, predictions: dict[str, tuple[Any, float]], keys) -> set[str]:
+    """The keys whose prediction scores under ``[loop] preannotate_min_confidence``: their
+    tasks go without a pre-annotation, as blind ones do."""
+    floor = project.config.loop.preannotate_min_confidence
+    if floor <= 0:
+        return set()
+    return {k for k in keys if k in predictions and predictions[k][1] < floor}
+
+
 def push(project: Project, round_id: int, predicted: dict, *,
          load: Callable[[Project, dict], dict[str, tuple[Any, float]]] = pre_annotations) -> dict:
     """Send picked items that have no task yet, with the champion's predictions (``load``:
@@ -41,7 +51,7 @@ def push(project: Project, round_id: int, predicted: dict, *,
     held = store.tasks(sp.id)
     todo = [k for k in picks(store) if k not in held and k not in human]
     paths = {k: i.path for k, i in store.items_by_key(todo).items()}
-    blind_new = blind_keys(project, todo)
+    blind_new = blind_keys(project, todo) | unsure(project, predictions, todo)
     items = [PushItem(k, paths[k], *((None, None) if k in blind_new else
                                      predictions.get(k) or (None, None))) for k in todo]
     mv = model_version_name(version) if version else ""
@@ -49,7 +59,7 @@ def push(project: Project, round_id: int, predicted: dict, *,
     refreshed = 0
     if version and predictions:
         tasks = store.tasks(sp.id)
-        blind = blind_keys(project, tasks)
+        blind = blind_keys(project, tasks) | unsure(project, predictions, tasks)
         pending = {k: predictions[k] for k in tasks
                    if k not in human and k in predictions and k not in blind}
         refreshed = refresh_predictions(studio, store, sp, pending, model_version=mv).updated

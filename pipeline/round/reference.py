@@ -10,9 +10,11 @@ Measured, on the items two or more people answered among the random double and b
   first answer was given as the references are (blind when ``blind_references``, else shown
   the pre-annotation) count, with the model's label the one the choosing round predicted (for
   a blind item) or the one shown. Clopper-Pearson at a quarter of the loop's alpha.
-- human error: the first answer against the others' plurality, on the items whose first person
-  was shown the pre-annotation (as most delivered labels were). Clopper-Pearson at a quarter of
-  the alpha. A bound on one person's error, so conservative for adjudicated labels.
+- human error: the first answer against the others' plurality, on the double-checked items,
+  each pushed as items like it are (held-out ones blind, others with the pre-annotation unless
+  the model is unsure: ``[loop] preannotate_min_confidence``), so a random share of the
+  delivered labels. Clopper-Pearson at a quarter of the alpha. A bound on one person's error,
+  so conservative for adjudicated labels.
 The thresholds get the other half of the alpha (union bound); the accept record has each part.
 
 What it assumes, beyond the checks being random:
@@ -72,7 +74,9 @@ def people_bounds(project: Project) -> PeopleBounds:
         where = "double-checked"
     rho, rho_how = _measure([k for k in keys if model.get(k) in classes], votes, classes,
                             confidence, model, where)
-    human, human_how = _measure([k for k in keys if k in shown], votes, classes, confidence,
+    # Every double-checked item, shown a pre-annotation or not: each went to people as items
+    # like it do, so together they are a random share of the delivered human labels.
+    human, human_how = _measure([k for k in keys if k in double], votes, classes, confidence,
                                 None, "double-checked")
     return PeopleBounds(rho, rho_how, human, human_how)
 
