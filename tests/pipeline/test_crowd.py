@@ -40,6 +40,7 @@ def test_the_quickstart_crowd_measures_the_peoples_error_and_keeps_user_edits(tm
     config = load_config(path)
     assert (config.studio.annotators, config.loop.reference_error) == (3, "measured")
     assert config.loop.audit_fraction == 0.5  # a larger random validation stream for a crowd
+    assert config.loop.preannotate_min_confidence == 0.9  # no uncertain guess to anchor on
     assert config.loop.double_check == 0.5  # the user's own value stays
 
 
