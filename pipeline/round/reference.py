@@ -25,7 +25,13 @@ What it assumes, beyond the checks being random:
   a failure of this would show;
 - where the others' plurality is wrong instead, the trial counts against the first person,
   which only makes the bounds larger; two people erring the same way unprompted is rarer than
-  one of them erring.
+  one of them erring;
+- rho is measured on first answers, but a held-out reference is adjudicated: it can also end
+  at the model's wrong label when the first person did not give it and the next two both did
+  (a 2-1 majority). That second route is not counted. With people erring independently it
+  adds about rho squared (0.12 -> 0.134, the bound's factor 1.136 -> 1.155); with people who
+  confuse the same pair it can add more. Measuring it needs blind checks answered past the
+  adjudication (four or five people on an item), which are not built.
 """
 
 from __future__ import annotations
