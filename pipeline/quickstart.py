@@ -131,8 +131,8 @@ def use_crowd(config_path: Path, annotators: int) -> None:
         # in two of three seeds, against 0-69% with 0.3).
         ("audit_fraction = 0.3", "audit_fraction = 0.5"),
         # One of the crowd's people takes a shown guess as it is half the time; uncertain
-        # guesses go unshown (bench_loop at 5% noise: training labels 1.3-2.3% wrong instead
-        # of 4.5-8.7%, two seeds).
+        # guesses go unshown (bench_loop at 5% noise: training labels 1.3-2.7% wrong instead
+        # of 4.0-8.7%, three seeds).
         ("preannotate_min_confidence = 0.0", "preannotate_min_confidence = 0.9"),
         ("reference_error = 0.0", 'reference_error = "measured"')))
 
