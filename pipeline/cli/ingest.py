@@ -168,8 +168,6 @@ def print_import(report, console: Console) -> None:
                         ("refused", len(report.refused))]:
         summary.add_row(what, f"{count:,}")
     console.print(summary)
-    if report.pixels_not_kept:
-        console.print(Text(f"pixels not kept: {report.pixels_not_kept}"))
     if report.refused:
         table = Table(title="refused rows")
         table.add_column("path", overflow="fold")

@@ -97,3 +97,24 @@ def test_an_imported_label_outranks_a_machine_label(tmp_path, store):
     written = store.add_labels([NewLabel(key=key, label="cat", source="machine",
                                          model_version="v1")])
     assert store.current_labels()[key].source == "import" and not written.written
+
+
+def test_labelloop_ingest_labels_prints_what_came_in(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import app
+    from pipeline.project.workspace import init_project
+
+    images = tmp_path / "images"
+    for i in range(3):
+        png(images / f"{i}.png", 40 * i)
+    (tmp_path / "labels.csv").write_text(
+        "path,label\nimages/0.png,cat\nimages/1.png,dog\nimages/2.png,horse\n",
+        encoding="utf-8")
+    init_project(tmp_path / "proj", images=images, classes=CLASSES, name="cli-import")
+    result = CliRunner().invoke(app, ["ingest", "--labels", str(tmp_path / "labels.csv"),
+                                      "--config", str(tmp_path / "proj")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "labels imported" in result.output and "Traceback" not in result.output
+    assert "not a class" in result.output  # the refused row, with its reason
