@@ -76,11 +76,10 @@ def embed(model: TrainedModel, paths: Sequence[str | Path], keys: Sequence[str],
             warnings.warn(f"embedding cache {cache.folder} not written "
                           f"({err.strerror or err}); these embeddings are computed again "
                           "next time", stacklevel=2)
-            fresh = dict(zip(todo, out.embeddings, strict=True))
-            kept = [k for k in keys if k not in fresh]
-            known = dict(zip(kept, cache.get(kept), strict=True)) if kept else {}
-            return np.stack([fresh[k] if k in fresh else known[k] for k in keys]).astype(
-                cache.dtype, copy=False)
+            vectors = dict(zip(todo, out.embeddings, strict=True))
+            cached = [k for k in keys if k not in vectors]
+            vectors.update(zip(cached, cache.get(cached), strict=True))
+            return np.stack([vectors[k] for k in keys]).astype(cache.dtype, copy=False)
     return cache.get(list(keys))
 
 
