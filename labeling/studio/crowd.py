@@ -134,11 +134,13 @@ def simulate_crowd(
 
 def still_to_answer(task: dict, people: Sequence[P], user_id: Callable[[P], int],
                     rng: np.random.Generator) -> list[P]:
-    """Who answers ``task`` in this pass: as many of ``people`` as its overlap still lacks
-    (a skip counts as an answer), none who answered it already, in random order."""
-    done = set(task.get("annotators") or [])
-    missing = int(task.get("overlap") or 1) - int(task.get("total_annotations") or 0) - int(
-        task.get("cancelled_annotations") or 0)
+    """Who answers ``task`` in this pass: as many of ``people`` as its overlap still lacks,
+    none who answered or skipped it already, in random order. A skip does not fill the
+    overlap: Label Studio's default skip queue ("Requeue for others") serves a skipped task
+    to someone else, so the simulation does too (counting skips once left a raised task
+    closed after one answer and one skip: a held-out reference never adjudicated)."""
+    done = set(task.get("annotators") or [])  # skips included: Label Studio lists them too
+    missing = int(task.get("overlap") or 1) - int(task.get("total_annotations") or 0)
     free = [p for p in people if user_id(p) not in done]
     return [free[i] for i in rng.permutation(len(free))][:max(0, missing)]
 

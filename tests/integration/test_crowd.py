@@ -136,6 +136,30 @@ def test_a_held_out_answer_that_differs_from_the_model_gets_another_person(
     assert [(r.key, r.overlap) for r in third] == [(items[0].key, 3)]
 
 
+def test_a_skipped_second_opinion_goes_to_yet_another_person(studio, store, project,
+                                                            make_items, accounts):
+    # Label Studio's default skip queue serves a skipped task to others: the simulated crowd
+    # must too, or a raised task closes after one answer and one skip, never adjudicated.
+    items = make_items(1)
+    push_tasks(studio, store, project, [PushItem(items[0].key, items[0].path)],
+               model_version="m1")
+    task = store.tasks(project.id)[items[0].key]
+    (a, ca), (b, cb), (c, cc) = accounts(3)
+    _answer(ca, task, "dog")
+    studio.client.tasks.update(id=task, overlap=2, is_labeled=False)
+    truth = {items[0].key: "cat"}
+    conns = {a.name: ca, b.name: cb, c.name: cc}
+    skipper = CrowdMember(b.name, b.user_id, 0.0, skip_rate=1.0)
+    skipped = simulate_crowd(conns, project, [skipper], truth, seed=3)
+    assert skipped.skipped[b.name] == 1 and skipped.total == 0
+    members = [CrowdMember(x.name, x.user_id, 0.0, skip_rate=0.0) for x in (a, b, c)]
+    done = simulate_crowd(conns, project, members, truth, seed=3)
+    assert done.answered == {a.name: 0, b.name: 0, c.name: 1}  # neither a nor the skipper
+    sync_annotations(studio, store, project)
+    assert current_votes(store, project.id)[items[0].key] == {a.email: "dog", c.email: "cat"}
+    again = simulate_crowd(conns, project, members, truth, seed=3)
+    assert again.total == 0 and sum(again.skipped.values()) == 0  # the overlap is filled
+
 def test_an_answer_from_a_user_labelloop_did_not_make_counts_as_that_person(
         studio, store, project, make_items, studio_server, tmp_path):
     items = make_items(1)
