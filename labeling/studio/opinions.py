@@ -8,7 +8,12 @@ matter, since an answer that equals the model's cannot make the model look wrong
 
 The rule (``plan``), per item with a task in Label Studio:
 - held out, one person answered, and the answer differs from the model's prediction: raise the
-  task's overlap to 2, so that Label Studio serves it to a *different* person;
+  task's overlap to 2, so that Label Studio serves it to a *different* person; to 3 at once
+  where the model is sure (``sure``): there the first person is the one likely wrong, the
+  second will side with the model and a third is needed anyway, and asking both together
+  settles the reference a round sooner (until then the accept step counts it against the
+  model). Where the model is unsure, the second person usually confirms the first and the
+  third answer would be wasted;
 - any other human label that ``review_queue`` puts in this round's review budget (its one
   answer differs from the out-of-sample pre-annotation or from the champion, lowest
   self-confidence first): the same, so that training and delivered labels get a check too;
@@ -108,14 +113,16 @@ def blind_checked(keys, share: float, *, after: float = 0.0) -> set[str]:
 def plan(votes: Mapping[str, Mapping[str, Any]], model_labels: Mapping[str, Any],
          held_out: set[str], tasks: Mapping[str, int], asked: Mapping[str, int],
          *, double_check: set[str] = frozenset(), review: Sequence[str] = (),
+         sure: set[str] = frozenset(),
          differs: Callable[[Any, Any], bool] = operator.ne,
          describe: Callable[[Any], str] = repr) -> list[OpinionRequest]:
     """The overlap raises the rule (module docstring) asks for now. ``asked``: the overlap
     already requested per item key (1 if never); ``double_check``: keys that get a second
     person in any case; ``review``: other keys whose one answer is suspect (``review_queue``),
-    already cut to the round's budget. ``differs(a, b)``: whether two answers disagree (a
-    class: ``!=``; boxes: not matched object for object); ``describe``: an answer for the
-    reason recorded."""
+    already cut to the round's budget; ``sure``: keys whose model label is confident enough
+    that a disagreeing first answer gets two more people at once. ``differs(a, b)``: whether
+    two answers disagree (a class: ``!=``; boxes: not matched object for object);
+    ``describe``: an answer for the reason recorded."""
     out = []
     review = set(review)
     keys = set(held_out) | review | set(double_check) | {
@@ -126,8 +133,9 @@ def plan(votes: Mapping[str, Mapping[str, Any]], model_labels: Mapping[str, Any]
             continue
         if (len(answers) == 1 and key in held_out and key in model_labels
                 and differs(answers[0], model_labels[key])):
-            want, why = 2, f"the first answer {describe(answers[0])} differs from the " \
-                           f"model's {describe(model_labels[key])}"
+            want = 3 if key in sure else 2
+            why = f"the first answer {describe(answers[0])} differs from the " \
+                  f"{'sure ' if key in sure else ''}model's {describe(model_labels[key])}"
         elif len(answers) == 1 and key in double_check:
             want, why = 2, "random double check"
         elif len(answers) == 1 and key in review:

@@ -253,6 +253,13 @@ class LoopSection(_Section):
     # Ask a second person about a held-out item whose first answer differs from the model, and
     # a third when those two differ (labeling/studio/opinions.py). Needs several annotators.
     second_opinions: bool = True
+    # Held-out items picked this many rounds ago or more recently are left out of the
+    # thresholds' validation sample for now: their first answers came in this round's sync,
+    # and the second opinions asked where they differ from the model are not back yet. Counted
+    # at once, each such item would be a disagreement (an unsettled reference counts against
+    # the model); left out by the round that picked them, a rule blind to every answer, the
+    # sample stays random. 0 counts them at once.
+    reference_wait_rounds: int = Field(default=1, ge=0)
     # Held-out (random and audit) tasks go to people without the model's pre-annotation, so
     # that the references the thresholds are tested on cannot anchor on the model's answer:
     # anchoring is the main way people repeat a model's mistake (rho).

@@ -35,7 +35,9 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     index = {k: i for i, k in enumerate(keys)}
     _, eval_set = labeled_sets(project)
     tied = unresolved_held_out(project.store)
-    val_keys, val_y = validation_set(eval_set, tied, index, probs, classes)
+    waiting = waiting_references(project, round_id)
+    val_keys, val_y = validation_set({k: v for k, v in eval_set.items() if k not in waiting},
+                                     tied - waiting, index, probs, classes)
     val_probs = probs[[index[k] for k in val_keys]] if val_keys else np.zeros((0, len(classes)))
     human = project.store.current_classes(sources=PEOPLE_SOURCES)
     # A tied held-out item is a reference waiting for its person, never a machine label.
@@ -84,6 +86,8 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
         "dataset": dataset.to_dict() if dataset is not None else None,
         "reference": _bound_record(rho, people.rho_how),
         "human_error": _bound_record(human_error, people.human_how),
+        "validation": len(val_keys),
+        "validation_waiting": len(waiting & (set(eval_set) | tied)),
         "accepted": len(accepted_keys), "written": len(result.written),
         "withdrawn": withdrawn, "machine_labels": machine_now,
         "coverage": machine_now / max(1, pool_size),
@@ -105,6 +109,15 @@ def validation_set(eval_set: dict[str, str], tied: set[str], index: dict[str, in
     y = [classes.index(eval_set[k]) for k in answered]
     y += [(int(probs[index[k]].argmax()) + 1) % len(classes) for k in pending]
     return answered + pending, np.array(y, dtype=int)
+
+
+def waiting_references(project: Project, round_id: int) -> set[str]:
+    """Held-out items picked in the last ``[loop] reference_wait_rounds`` rounds before this
+    one: their second opinions may not be back yet, so the thresholds do not use them now
+    (pipeline/project/config.py says why the sample stays random)."""
+    wait = project.config.loop.reference_wait_rounds
+    return {k for k, p in picks(project.store, holdout=True).items()
+            if wait and p.round_id is not None and p.round_id >= round_id - wait}
 
 
 def _label_thresholds(loop, val_probs, val_y, classes, rho, *, confidence):

@@ -21,6 +21,22 @@ def test_only_a_held_out_first_answer_that_differs_from_the_model_asks_a_second_
     assert plan(votes, model, {"a"}, tasks, {"a": 2}) == []  # asked already
 
 
+def test_a_first_answer_against_a_sure_model_asks_two_more_people_at_once():
+    # Where the model is sure, the second person would side with it and a third be needed
+    # anyway: both are asked together, so the reference is settled a round sooner.
+    votes = {"a": {"p1": "dog"}, "b": {"p1": "dog"}, "c": {"p1": "cat"}}
+    model = dict.fromkeys(votes, "cat")
+    tasks = {"a": 1, "b": 2, "c": 3}
+    asks = plan(votes, model, set(votes), tasks, {}, sure={"a", "c"})
+    assert [(r.key, r.overlap) for r in asks] == [("a", 3), ("b", 2)]
+    assert "differs from the sure model's 'cat'" in asks[0].reason
+    # Raised to 2 before the model was sure: the third comes with the tie rule, once.
+    votes["b"]["p2"] = "cat"
+    assert [(r.key, r.overlap) for r in plan(votes, model, {"b"}, tasks, {"b": 2},
+                                             sure={"b"})] == [("b", 3)]
+    assert plan(votes, model, set(votes), tasks, {"a": 3, "b": 3}, sure={"a", "b"}) == []
+
+
 def test_two_people_who_differ_ask_a_third_and_three_is_the_most():
     votes = {"a": {"p1": "dog", "p2": "cat"}, "b": {"p1": "dog", "p2": "dog"},
              "c": {"p1": "dog", "p2": "cat", "p3": "emu"}}
