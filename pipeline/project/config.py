@@ -260,8 +260,17 @@ class LoopSection(_Section):
     # and the second opinions asked where they differ from the model are not back yet. Counted
     # at once, each such item would be a disagreement (an unsettled reference counts against
     # the model); left out by the round that picked them, a rule blind to every answer, the
-    # sample stays random. 0 counts them at once.
-    reference_wait_rounds: int = Field(default=1, ge=0)
+    # sample stays random. 0 counts them at once. "auto": 1 where a second person can answer
+    # (second_opinions on, and [studio] annotators >= 2 or a Label Studio of your own), else
+    # 0: one annotator's answers never change, and waiting would only cost validation items.
+    reference_wait_rounds: int | Literal["auto"] = "auto"
+
+    @field_validator("reference_wait_rounds")
+    @classmethod
+    def _wait_not_negative(cls, value):
+        if value != "auto" and value < 0:
+            raise ValueError(f"reference_wait_rounds must be >= 0 or \"auto\", got {value}")
+        return value
     # Held-out (random and audit) tasks go to people without the model's pre-annotation, so
     # that the references the thresholds are tested on cannot anchor on the model's answer:
     # anchoring is the main way people repeat a model's mistake (rho).

@@ -116,6 +116,10 @@ def waiting_references(project: Project, round_id: int) -> set[str]:
     one: their second opinions may not be back yet, so the thresholds do not use them now
     (pipeline/project/config.py says why the sample stays random)."""
     wait = project.config.loop.reference_wait_rounds
+    if wait == "auto":
+        config = project.config
+        several = config.studio.annotators >= 2 or bool(config.studio.url)
+        wait = 1 if config.loop.second_opinions and several else 0
     return {k for k, p in picks(project.store, holdout=True).items()
             if wait and p.round_id is not None and p.round_id >= round_id - wait}
 

@@ -74,8 +74,24 @@ def one_round(proj, truth):
     return trained, promoted, accepted, selected
 
 
-def test_rounds_raise_accuracy_and_never_overwrite_people(project):
-    proj, truth = project
+@pytest.fixture
+def crowd_project(digits, tmp_path):
+    """As ``project``, waiting a round for held-out references as a crowd's project does
+    ("auto" waits only where a second person can answer)."""
+    data, truth = digits
+    init_project(tmp_path, images=data / "data/images", classes=CLASSES, name="digits-test")
+    config = tmp_path / "labelloop.toml"
+    text = config.read_text()
+    config.write_text(text.replace('reference_wait_rounds = "auto"', "reference_wait_rounds = 1"))
+    assert config.read_text() != text
+    proj = open_project(find_config(tmp_path))
+    ingest_folder(proj.store, proj.config.images_dir)
+    yield proj, truth
+    proj.close()
+
+
+def test_rounds_raise_accuracy_and_never_overwrite_people(crowd_project):
+    proj, truth = crowd_project
     scores = []
     for _ in range(4):
         trained, promoted, accepted, selected = one_round(proj, truth)
@@ -109,7 +125,9 @@ def test_rounds_raise_accuracy_and_never_overwrite_people(project):
 def test_worse_challenger_is_not_promoted_and_rollback_restores(project):
     proj, truth = project
     for _ in range(3):
-        one_round(proj, truth)
+        *_, accepted, _ = one_round(proj, truth)
+    # One annotator, whose answers never change: the thresholds wait for nothing.
+    assert accepted["validation_waiting"] == 0 and accepted["validation"] > 0
     good = proj.registry.champion()
     assert good is not None
     train_set, _ = labeled.labeled_sets(proj)
