@@ -18,7 +18,8 @@ The rule (``plan``), per item with a task in Label Studio:
   answer differs from the out-of-sample pre-annotation or from the champion, lowest
   self-confidence first): the same, so that training and delivered labels get a check too;
 - two people answered and they differ (a tie, held as a disagreement, never a label): raise it
-  to 3; the majority of three decides, and a tie left after that stays a disagreement;
+  to 3; the majority decides, and a tie left after that stays a disagreement (a held-out one
+  goes to more people: ``labeling.studio.settle``);
 - a random share of the items (``double_checked``: chosen by their content hash, before anyone
   answered) gets a second person whatever the first said: the only unbiased sample for
   measuring how often people repeat the model's mistakes (``labeling.annotators``), since the

@@ -10,15 +10,17 @@ and together they kept the bound above 2%.
 
 The rule: a held-out item that three or more people answered, whose answers go against the
 model's label by a margin of at most one vote (2-1, 2-1-1, a tie), goes to one more person,
-until the margin is two or ``MAX_PEOPLE`` people answered. Only against the model: there a
-wrong reference costs a false error, while more people on an answer that agrees with the model
-would cost on nearly every item and could only make the model look worse.
+until the margin is two or ``max_people`` people answered. A reference that is a label (2-1)
+gets a fourth person only if a fifth could follow: a fourth alone may turn it into a 2-2 tie
+that nobody is left to break. Only against the model: there a wrong reference costs a false
+error; a majority for the model's label by one vote is not asked about again (the bound's
+assumptions cover it: rho, ``pipeline/round/reference.py``).
 
 What this adds to the bound's assumptions (``pipeline/round/reference.py``): asking more where
 people go against the model can also end at the model's wrong label, when later people err
 toward it; that takes more people erring the same way as the model than the 2-1 route rho
-already leaves uncounted. It needs ``MAX_PEOPLE`` annotator accounts; with fewer, the task
-stays open and the item counts as it stands (a tie against the model, a majority as it is).
+already leaves uncounted. ``max_people`` is the number of accounts where labelloop made them
+(``[studio] annotators``), at most ``MAX_PEOPLE``; with three, nothing is asked.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def settle(votes: Mapping[str, Mapping[str, str]], model_labels: Mapping[str, st
         if margin >= 2 or (margin == 1 and top == model_labels[key]):
             continue
         want = len(answers) + 1
-        if asked.get(key, 1) < want <= max_people:
+        room = max_people - len(answers) >= (1 if margin == 0 else 2)
+        if room and asked.get(key, 1) < want:
             shown = ", ".join(f"{label} x{n}" for label, n in ranked)
             out.append(OpinionRequest(key, tasks[key], want,
                                       f"people ({shown}) go against the model's "

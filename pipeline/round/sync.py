@@ -20,7 +20,7 @@ from labeling.studio.opinions import (
     review_queue,
     shown_predictions,
 )
-from labeling.studio.settle import settle
+from labeling.studio.settle import MAX_PEOPLE, settle
 from labeling.studio.sync import sync_annotations
 from pipeline.project.answers_waiting import take_answers_waiting
 from pipeline.project.project import Project
@@ -96,7 +96,9 @@ def _ask_on_classes(project: Project, studio, sp, round_id: int | None) -> int:
             and float(newest[k].max()) >= SURE}
     requests = plan(votes, model, held, tasks, before, review=queue, sure=sure,
                     double_check=set().union(*checked(project, tasks)))
-    requests += settle(votes, model, held, tasks, before)
+    accounts = project.config.studio.annotators  # 0: people labelloop does not count
+    requests += settle(votes, model, held, tasks, before,
+                       max_people=min(accounts, MAX_PEOPLE) if accounts else MAX_PEOPLE)
     return request_opinions(studio, store, sp, requests, round_id=round_id)
 
 

@@ -160,6 +160,7 @@ def test_a_skipped_second_opinion_goes_to_yet_another_person(studio, store, proj
     again = simulate_crowd(conns, project, members, truth, seed=3)
     assert again.total == 0 and sum(again.skipped.values()) == 0  # the overlap is filled
 
+
 def test_an_answer_from_a_user_labelloop_did_not_make_counts_as_that_person(
         studio, store, project, make_items, studio_server, tmp_path):
     items = make_items(1)
