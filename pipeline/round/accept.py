@@ -91,7 +91,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
         "accepted": len(accepted_keys), "written": len(result.written),
         "withdrawn": withdrawn, "machine_labels": machine_now,
         "coverage": machine_now / max(1, pool_size),
-        "audit": audited_precision(project, waiting),
+        "audit": audited_precision(project, tied, waiting),
     }
     record["certificate"] = certificate(project.store, record,
                                         reference_error=loop.reference_error,
@@ -143,12 +143,12 @@ def _bound_record(bound, how: str) -> dict:
             "how": how, **(bound.to_dict() if isinstance(bound, AnnotatorErrorBound) else {})}
 
 
-def audited_precision(project: Project, waiting: set[str] = frozenset()) -> dict:
+def audited_precision(project: Project, tied: set[str], waiting: set[str]) -> dict:
     """Precision of auto-accepted labels measured on random audit picks that people labeled,
     but for those whose references still ``waiting`` (``waiting_references``), as the
-    thresholds leave them out."""
+    thresholds leave them out. ``tied``: the held-out items whose people tie
+    (``unresolved_held_out``), counted as wrong: leaving them out would flatter."""
     human = project.store.current_classes(sources=("human",))
-    tied = unresolved_held_out(project.store)  # counted as wrong: leaving them out would flatter
     audited = [(p.machine_label, human.get(k))
                for k, p in picks(project.store).items()
                if p.reason == "audit" and p.machine_label is not None and k not in waiting
