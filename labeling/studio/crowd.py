@@ -28,8 +28,9 @@ from labeling.studio.remote import item_key_of, iter_tasks
 
 MAX_ERROR = 0.9
 CONFUSABLE_SHARE = 0.7
-# What a crowd pass reads of each task: answers so far and whose, the overlap asked, what is shown.
-TASK_FIELDS = "id,data,total_annotations,cancelled_annotations,overlap,annotators,predictions"
+# What a crowd pass reads of each task: answers so far, who answered or skipped, the overlap
+# asked, what is shown (skips do not fill the overlap: ``still_to_answer``).
+TASK_FIELDS = "id,data,total_annotations,overlap,annotators,predictions"
 P = TypeVar("P")
 
 
