@@ -35,6 +35,10 @@ def test_init_text_round_trips_with_every_default(tmp_path):
     ("strategy = \"margin\"", "strategy = \"vibes\"", "unknown strategy 'vibes'; valid:"),
     ("model = \"small_cnn\"", "model = \"resnet9000\"", "unknown model 'resnet9000'; valid:"),
     ("threshold_mode = \"pooled\"", "threshold_mode = \"global\"", "loop.threshold_mode"),
+    ("reference_wait_rounds = \"auto\"", "reference_wait_rounds = -1",
+     "reference_wait_rounds must be >= 0 or \"auto\", got -1"),
+    ("reference_wait_rounds = \"auto\"", "reference_wait_rounds = \"later\"",
+     "loop.reference_wait_rounds"),
     ("model = \"small_cnn\"", "model = \"small_cnn\"\nweights = \"imagenet\"",
      "needs a model with ImageNet weights (mobilenet_v2"),
 ])
