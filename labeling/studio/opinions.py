@@ -198,13 +198,39 @@ def asked_overlaps(store: LabelStore, project_id: int) -> dict[str, int]:
         return {key: int(n) for key, n in rows}
 
 
+def uncounted_answers(store: LabelStore, project_id: int) -> dict[int, int]:
+    """Task id -> answers that Label Studio counts towards the task's overlap but labelloop
+    does not count as a person: a person's earlier answer where they answered twice, an answer
+    refused as no class. Label Studio closes a task once its answers (skips aside) reach the
+    overlap, so an overlap of N people is N plus these."""
+    with store.transaction() as s:
+        rows = s.execute(
+            select(StudioAnnotation.task_id, StudioAnnotation.user_id, StudioAnnotation.who,
+                   StudioAnnotation.annotation_id, StudioAnnotation.rejected,
+                   StudioAnnotation.choice)
+            .where(StudioAnnotation.project_id == project_id,
+                   StudioAnnotation.was_cancelled.is_(False)))
+        answers: dict[int, int] = {}
+        people: dict[int, set] = {}
+        for task_id, user_id, who, annotation_id, rejected, choice in rows:
+            answers[task_id] = answers.get(task_id, 0) + 1
+            if rejected is None and choice is not None:  # as current_votes counts people
+                people.setdefault(task_id, set()).add(who or user_id or f"a{annotation_id}")
+        return {t: n - len(people.get(t, ())) for t, n in answers.items()
+                if n > len(people.get(t, ()))}
+
+
 def request_opinions(studio: Studio, store: LabelStore, project: StudioProject,
                      requests: list[OpinionRequest], *, round_id: int | None = None) -> int:
-    """Send, then record, each overlap raise; returns how many tasks were raised."""
+    """Send, then record, each overlap raise (``overlap`` people: Label Studio's overlap adds
+    the answers it counts that are not people, ``uncounted_answers``); returns how many
+    tasks were raised."""
+    extra = uncounted_answers(store, project.id) if requests else {}
     for r in requests:
         with studio.errors(f"asking for {r.overlap} people on task {r.task_id}"):
             # is_labeled: Label Studio keeps a labeled task closed when only its overlap rises.
-            studio.client.tasks.update(id=r.task_id, overlap=r.overlap, is_labeled=False)
+            studio.client.tasks.update(id=r.task_id, overlap=r.overlap + extra.get(r.task_id, 0),
+                                       is_labeled=False)
         with store.transaction() as s:
             item_id = s.scalar(select(Item.id).where(Item.key == r.key))
             s.add(SecondOpinion(project_id=project.id, item_id=item_id, task_id=r.task_id,

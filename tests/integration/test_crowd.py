@@ -161,6 +161,36 @@ def test_a_skipped_second_opinion_goes_to_yet_another_person(studio, store, proj
     assert again.total == 0 and sum(again.skipped.values()) == 0  # the overlap is filled
 
 
+def test_a_person_who_answered_twice_does_not_fill_a_raise_for_other_people(
+        studio, store, project, make_items, accounts):
+    # Label Studio closes a task when its answers reach the overlap; labelloop counts people.
+    # Two people more, asked at once, must both come, though one person answered twice.
+    items = make_items(1)
+    record_picks(store, [Pick(items[0].key, "random", holdout=True)], round_id=None)
+    push_tasks(studio, store, project, [PushItem(items[0].key, items[0].path)],
+               model_version="m1")
+    task = store.tasks(project.id)[items[0].key]
+    (a, ca), (b, cb), (c, cc) = accounts(3)
+    _answer(ca, task, "dog")
+    _answer(ca, task, "dog")
+    sync_annotations(studio, store, project)
+    votes = current_votes(store, project.id)
+    assert list(votes[items[0].key]) == [a.email]  # one person
+    requests = plan(votes, {items[0].key: "cat"}, {items[0].key}, {items[0].key: task},
+                    asked_overlaps(store, project.id), sure={items[0].key})
+    assert [(r.key, r.overlap) for r in requests] == [(items[0].key, 3)]
+    request_opinions(studio, store, project, requests)
+    assert asked_overlaps(store, project.id) == {items[0].key: 3}  # in people
+    members = [CrowdMember(x.name, x.user_id, 0.0, skip_rate=0.0) for x in (a, b, c)]
+    done = simulate_crowd({a.name: ca, b.name: cb, c.name: cc}, project, members,
+                          {items[0].key: "cat"}, seed=2)
+    assert done.answered == {a.name: 0, b.name: 1, c.name: 1}
+    sync_annotations(studio, store, project)
+    assert current_votes(store, project.id)[items[0].key] == {
+        a.email: "dog", b.email: "cat", c.email: "cat"}
+    assert store.current_labels()[items[0].key].label == "cat"
+
+
 def test_an_answer_from_a_user_labelloop_did_not_make_counts_as_that_person(
         studio, store, project, make_items, studio_server, tmp_path):
     items = make_items(1)
