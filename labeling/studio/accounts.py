@@ -78,6 +78,12 @@ def list_annotators(data_dir: Path) -> list[Annotator]:
     return [_annotator(folder, p.stem) for p in sorted(folder.glob("*.json"))]
 
 
+def count_annotators(data_dir: Path) -> int:
+    """How many accounts ``add_annotator`` made for this server (their records, not read)."""
+    folder = Path(data_dir) / FOLDER
+    return len(list(folder.glob("*.json"))) if folder.is_dir() else 0
+
+
 def annotator_key(annotator: Annotator) -> str:
     """The account's API key, read from its file."""
     try:

@@ -31,8 +31,8 @@ What this adds to the bound's assumptions (``pipeline/round/reference.py``): ask
 people go against the model can also end at the model's wrong label, when later people err
 toward it; that takes more people erring the same way as the model than the 2-1 route rho
 already leaves uncounted (after two people against a sure model: all three more).
-``max_people`` is the number of accounts where labelloop made them (``[studio] annotators``),
-at most ``MAX_PEOPLE``; with three, nothing is asked.
+``max_people`` is the number of accounts where labelloop made them (``[studio] annotators`` or
+``labelloop studio add-annotator``), at most ``MAX_PEOPLE``; with three, nothing is asked.
 """
 
 from __future__ import annotations

@@ -96,6 +96,17 @@ def connect_studio(config: Config, env: Mapping[str, str], *, timeout: float | N
     return connect(settings.url, settings.api_key, timeout=timeout or config.studio.timeout_s)
 
 
+def annotator_accounts(config: Config) -> int:
+    """The people labelloop counts on the embedded server: ``[studio] annotators`` (what the
+    quickstart makes) or the accounts ``labelloop studio add-annotator`` made, whichever is
+    more. 0 where Label Studio is the user's own: labelloop does not count its people."""
+    if config.studio.url:
+        return 0
+    from labeling.studio.accounts import count_annotators  # loads the SDK: see above
+
+    return max(config.studio.annotators, count_annotators(config.studio_dir))
+
+
 def project_title(config: Config) -> str:
     """The Label Studio project's title: ``[studio] project_title``, else the project name."""
     return config.studio.project_title or config.project.name

@@ -18,6 +18,7 @@ from labeling.selections import picks
 from labeling.store import NewLabel
 from pipeline.certify import certificate
 from pipeline.project.project import Project
+from pipeline.project.studio import annotator_accounts
 from pipeline.round.labeled import labeled_sets, unresolved_held_out
 from pipeline.round.predict import load_predictions
 from pipeline.round.reference import people_bounds
@@ -118,7 +119,7 @@ def waiting_references(project: Project, round_id: int) -> set[str]:
     wait = project.config.loop.reference_wait_rounds
     if wait == "auto":
         config = project.config
-        several = config.studio.annotators >= 2 or bool(config.studio.url)
+        several = annotator_accounts(config) >= 2 or bool(config.studio.url)
         wait = 1 if config.loop.second_opinions and several else 0
     return {k for k, p in picks(project.store, holdout=True).items()
             if wait and p.round_id is not None and p.round_id >= round_id - wait}

@@ -24,6 +24,7 @@ from labeling.studio.settle import MAX_PEOPLE, settle
 from labeling.studio.sync import sync_annotations
 from pipeline.project.answers_waiting import take_answers_waiting
 from pipeline.project.project import Project
+from pipeline.project.studio import annotator_accounts
 from pipeline.round.adopt import adopt_hand_made_tasks
 from pipeline.round.blind import checked
 from pipeline.round.detection.predict import latest_machine_values
@@ -96,7 +97,7 @@ def _ask_on_classes(project: Project, studio, sp, round_id: int | None) -> int:
             and float(newest[k].max()) >= SURE}
     requests = plan(votes, model, held, tasks, before, review=queue, sure=sure,
                     double_check=set().union(*checked(project, tasks)))
-    accounts = project.config.studio.annotators  # 0: people labelloop does not count
+    accounts = annotator_accounts(project.config)  # 0: people labelloop does not count
     requests += settle(votes, model, held, tasks, before,
                        max_people=min(accounts, MAX_PEOPLE) if accounts else MAX_PEOPLE,
                        sure=sure)

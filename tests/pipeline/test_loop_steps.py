@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labeling.selections import picks
+from labeling.selections import Pick, picks, record_picks
 from labeling.store import NewLabel
 from pipeline.datasets import export_dataset, read_labels_csv
 from pipeline.ingest import ingest_folder
@@ -238,3 +238,22 @@ def test_the_first_prediction_reads_the_pixels_that_the_rounds_ingest_kept(digit
         assert np.array_equal(probs, from_files.probs)
     finally:
         proj.close()
+
+
+def test_accounts_made_by_hand_make_the_thresholds_wait_for_second_opinions(project):
+    # [studio] annotators stays 0 when people add accounts with `labelloop studio
+    # add-annotator`; they can still give second opinions, so "auto" must wait for them.
+    proj, _ = project
+    keys = [i.key for i in proj.store.items()][:4]
+    first, second = proj.store.start_round(), proj.store.start_round()
+    record_picks(proj.store, [Pick(k, "random", holdout=True) for k in keys[:2]],
+                 round_id=first)
+    record_picks(proj.store, [Pick(k, "random", holdout=True) for k in keys[2:]],
+                 round_id=second)
+    assert proj.config.studio.annotators == 0
+    assert accept_step.waiting_references(proj, second + 1) == set()  # one person: no wait
+    folder = proj.config.studio_dir / "annotators"
+    folder.mkdir(parents=True)
+    for name in ("ann1", "ann2"):  # what add_annotator leaves: a record per account
+        (folder / f"{name}.json").write_text('{"email": "x", "user_id": 7}')
+    assert accept_step.waiting_references(proj, second + 1) == set(keys[2:])
