@@ -312,7 +312,9 @@ class LoopSection(_Section):
         return value
 
     # Items sent to people per round; `audit_fraction` of them are drawn at random (they
-    # measure the real precision of auto-accepted labels and become evaluation data).
+    # measure the real precision of auto-accepted labels and become evaluation data). When
+    # fewer unlabeled items are left than the rest of the batch, the audits shrink with them
+    # (pipeline/round/select.py: audit_count).
     batch_size: int = Field(default=100, ge=1)
     audit_fraction: float = Field(default=0.3, ge=0, le=1)
     # Cold start: the first batch, before any model; this share of it is held out for

@@ -65,11 +65,24 @@ def cold_start_picks(project, candidates, rng, *, progress) -> list[Pick]:
     return held + [Pick(rest[j], "strategy") for j in picked]
 
 
+def audit_count(batch: int, share: float, open_items: int) -> int:
+    """How many random audit picks a batch of ``batch`` gets: ``share`` of it; but where the
+    items the machine has not labeled (``open_items``, what the strategy picks from) are too few
+    to fill the rest, the audits shrink with them and keep their share of what people are sent.
+    Near the end of a pool a full audit share would be most of each round's cost (in
+    ``scripts/bench_loop.py``, a perfect annotator: 180 of the last 352 answers), spent on items
+    the machine labeled long ago. Each audit pick is still a uniform draw from the pool."""
+    n_audit = int(round(batch * share))
+    if share < 1 and open_items < batch - n_audit:
+        n_audit = min(n_audit, int(round(open_items * share / (1 - share))))
+    return n_audit
+
+
 def _audit_and_strategy(project, candidates, predicted, rng, made) -> list[Pick]:
     loop = project.config.loop
     n = min(loop.batch_size, len(candidates))
-    n_audit = int(round(n * loop.audit_fraction))
     machine = project.store.current_classes(sources=("machine",))
+    n_audit = audit_count(n, loop.audit_fraction, sum(k not in machine for k in candidates))
     audit_idx = rng.choice(len(candidates), size=n_audit, replace=False)
     audit = [candidates[j] for j in audit_idx]
     audited = project.store.current_labels(sources=("machine",), keys=audit)

@@ -257,3 +257,32 @@ def test_accounts_made_by_hand_make_the_thresholds_wait_for_second_opinions(proj
     for name in ("ann1", "ann2"):  # what add_annotator leaves: a record per account
         (folder / f"{name}.json").write_text('{"email": "x", "user_id": 7}')
     assert accept_step.waiting_references(proj, second + 1) == set(keys[2:])
+
+
+def test_audits_shrink_with_what_is_left_for_people(project, tmp_path):
+    # Near the end of a pool the machine has labeled nearly everything; a full audit share
+    # would be most of what people are sent. The audits keep their share of the batch instead.
+    proj, _ = project
+    keys = sorted(i.key for i in proj.store.items())
+    open_keys, rest = keys[:7], keys[7:]
+    proj.store.add_labels([NewLabel(k, "1", "machine", who="labelloop", model_version="1",
+                                    confidence=0.99) for k in rest])
+    probs = np.full((len(keys), len(CLASSES)), 0.02)
+    probs[:, 1] = 1 - 0.02 * (len(CLASSES) - 1)
+    probs[:7] = 1 / len(CLASSES)  # the open ones: unsure
+    file = tmp_path / "predictions.npz"
+    np.savez(file, keys=np.array(keys), probs=probs, embeddings=np.zeros((len(keys), 0)))
+    loop = proj.config.loop
+    assert loop.batch_size >= 20 and len(rest) > loop.batch_size  # a full batch is possible
+    rid = proj.store.start_round()
+    record = select_step.select_batch(proj, rid, {"file": str(file), "version": "1"})
+    want = round(7 * loop.audit_fraction / (1 - loop.audit_fraction))
+    assert record["audit"] == want < round(loop.batch_size * loop.audit_fraction)
+    made = picks(proj.store)
+    assert {k for k, p in made.items() if p.reason == "strategy"} <= set(open_keys)
+    assert record["strategy"] + sum(k in open_keys for k, p in made.items()
+                                    if p.reason == "audit") == 7  # every open item is asked
+    # Everything labeled: nothing is audited any more, nothing is sent.
+    assert select_step.audit_count(100, 0.3, 0) == 0
+    assert select_step.audit_count(100, 0.3, 500) == 30 == select_step.audit_count(100, 0.3, 70)
+    assert select_step.audit_count(100, 1.0, 0) == 100  # all audit: as configured

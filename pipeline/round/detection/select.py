@@ -10,7 +10,7 @@ from labeling.box_scores import choose_uncertain
 from labeling.selections import Pick, picks, record_picks
 from pipeline.project.project import Project
 from pipeline.round.detection.predict import load_predictions
-from pipeline.round.select import cold_start_picks, unasked
+from pipeline.round.select import audit_count, cold_start_picks, unasked
 
 
 def select_batch(project: Project, round_id: int, predicted: dict, *,
@@ -26,8 +26,8 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
         new = cold_start_picks(project, candidates, rng, progress=progress)
     else:
         n = min(loop.batch_size, len(candidates))
-        n_audit = int(round(n * loop.audit_fraction))
         machine = store.current_labels(sources=("machine",))
+        n_audit = audit_count(n, loop.audit_fraction, sum(k not in machine for k in candidates))
         audit = [candidates[j] for j in rng.choice(len(candidates), size=n_audit, replace=False)]
         new = [Pick(k, "audit", holdout=True,
                     machine_label=machine[k].label if k in machine else None,
