@@ -56,7 +56,7 @@ def pool_figures(project, truth: dict[str, str]) -> dict:
 def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, batch: int,
         annotators: int, port: int = 8080, target: str = "label",
         audit: float | None = None, unsure_floor: float | None = None,
-        review: float | None = None) -> dict:
+        review: float | None = None, min_points: int | None = None) -> dict:
     """One setting and seed, to the whole pool labeled or the budget of answers."""
     folder = out / f"noise{noise:g}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,6 +73,9 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, bat
         text = re.sub(r"(?m)^audit_fraction = [0-9.]+$", f"audit_fraction = {audit}", text)
     if review is not None:
         text = re.sub(r"(?m)^review_share = [0-9.]+$", f"review_share = {review}", text)
+    if min_points is not None:
+        text = re.sub(r"(?m)^min_validation_points = [0-9]+$",
+                      f"min_validation_points = {min_points}", text)
     if unsure_floor is not None:
         text = re.sub(r"(?m)^preannotate_min_confidence = [0-9.]+$",
                       f"preannotate_min_confidence = {unsure_floor}", text)
@@ -176,12 +179,16 @@ def main() -> None:
     parser.add_argument("--review-share", type=float, default=None,
                         help="[loop] review_share: second opinions on suspect training labels, "
                              "as a share of each batch (the crowd's default 0.25)")
+    parser.add_argument("--min-validation-points", type=int, default=None,
+                        help="[loop] min_validation_points: fewest validation items of a "
+                             "class above the threshold for it to be accepted")
     args = parser.parse_args()
     for noise in args.noise:
         runs = [run(noise, seed, args.out.resolve(), max_rounds=args.max_rounds,
                     budget=args.budget, batch=args.batch, annotators=args.annotators,
                     port=args.port, target=args.target, audit=args.audit,
-                    unsure_floor=args.preannotate_min_confidence, review=args.review_share)
+                    unsure_floor=args.preannotate_min_confidence, review=args.review_share,
+                    min_points=args.min_validation_points)
                 for seed in args.seeds]
         print_table(noise, runs)
 
