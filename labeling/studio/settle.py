@@ -16,23 +16,20 @@ that nobody is left to break. Only against the model: there a wrong reference co
 error; a majority for the model's label by one vote is not asked about again (the bound's
 assumptions cover it: rho, ``pipeline/round/reference.py``).
 
-Two people who agree against a model that is sure now (``sure``: the newest model's label at or
-above ``pipeline.round.sync.SURE``, and the one people are compared with) get three more at
-once, where five can answer. In the same benchmark (with `--review-share 0`, seeds 0 and 2,
-rounds 5 and 6) this was the only reference error among the 200-240 validation items the model
-was surest of, and it alone kept the bound above 2%: {7, 7} for a 9 the model gave at 0.999,
-{6, 6} for a 4 at 0.99, the model right both times by the truth file. It happens where people
-confuse the same look-alike pair on a hard image; a reference picked before any model was sure
-only ever got its second person. All three at once, since one or two more could only leave a
-2-1 or 2-2 against the model (still an error); one round, not three. With fewer than five
-accounts nothing is asked.
-
 What this adds to the bound's assumptions (``pipeline/round/reference.py``): asking more where
 people go against the model can also end at the model's wrong label, when later people err
 toward it; that takes more people erring the same way as the model than the 2-1 route rho
-already leaves uncounted (after two people against a sure model: all three more).
-``max_people`` is the number of accounts where labelloop made them (``[studio] annotators`` or
-``labelloop studio add-annotator``), at most ``MAX_PEOPLE``; with three, nothing is asked.
+already leaves uncounted. ``max_people`` is the number of accounts where labelloop made them
+(``[studio] annotators`` or ``labelloop studio add-annotator``), at most ``MAX_PEOPLE``; with
+three, nothing is asked.
+
+Not asked again: two people who agree against the model, however sure it is. Tried on
+2026-12-04 (five accounts; three more people at once where the model was at least 0.9 sure; the
+``--review-share 0`` runs of ``scripts/bench_loop.py`` at 5% noise, seeds 0-2): of the 7 items
+it asked about, the two people were right 5 times (the others confirmed them, 4-0 or 5-0), and
+where they were wrong the others sided with them, 3-2. It rescued no reference and cost 21
+answers, so it was taken out: on this crowd, people who err alike on an image do so because the
+image is hard for everyone.
 """
 
 from __future__ import annotations
@@ -47,22 +44,13 @@ MAX_PEOPLE = 5
 
 def settle(votes: Mapping[str, Mapping[str, str]], model_labels: Mapping[str, str],
            held_out: set[str], tasks: Mapping[str, int], asked: Mapping[str, int],
-           *, max_people: int = MAX_PEOPLE, sure: set[str] = frozenset()
-           ) -> list[OpinionRequest]:
-    """The overlap raises the rules (module docstring) ask for now; ``asked``: the overlap
-    already requested per item key (1 if never); ``sure``: keys whose model label is sure."""
+           *, max_people: int = MAX_PEOPLE) -> list[OpinionRequest]:
+    """The overlap raises the rule (module docstring) asks for now; ``asked``: the overlap
+    already requested per item key (1 if never)."""
     out = []
     for key in sorted(held_out):
         answers = list((votes.get(key) or {}).values())
-        if key not in tasks or key not in model_labels:
-            continue
-        if (len(answers) == 2 and answers[0] == answers[1] != model_labels[key]
-                and key in sure and max_people >= 5 and asked.get(key, 1) < 5):
-            out.append(OpinionRequest(key, tasks[key], 5,
-                                      f"two people ({answers[0]!r}) go against the sure "
-                                      f"model's {model_labels[key]!r}"))
-            continue
-        if len(answers) < 3:
+        if len(answers) < 3 or key not in tasks or key not in model_labels:
             continue
         ranked = Counter(answers).most_common()
         top, count = ranked[0]

@@ -252,8 +252,8 @@ class LoopSection(_Section):
         return value
     # Ask a second person about a held-out item whose first answer differs from the model, and
     # a third when those two differ (labeling/studio/opinions.py); a held-out reference that
-    # goes against the model by one vote, or two people against a sure model, gets more, up
-    # to five (labeling/studio/settle.py). Needs several annotators.
+    # goes against the model by one vote gets more, up to five (labeling/studio/settle.py).
+    # Needs several annotators.
     second_opinions: bool = True
     # Held-out items picked this many rounds ago or more recently are left out of the
     # thresholds' validation sample for now: their first answers came in this round's sync,

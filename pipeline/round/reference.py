@@ -32,9 +32,8 @@ What it assumes, beyond the checks being random:
   adds about rho squared (0.12 -> 0.134, the bound's factor 1.136 -> 1.155); with people who
   confuse the same pair it can add more. Measuring it needs blind checks answered past the
   adjudication (four or five people on an item), which are not built. A reference that goes
-  against the model by one vote, or two people against a sure model, gets more people
-  (``labeling.studio.settle``), which can also end at the model's wrong label; that needs
-  still more people erring as the model does.
+  against the model by one vote gets more people (``labeling.studio.settle``), which can also
+  end at the model's wrong label; that needs still more people erring as the model does.
 """
 
 from __future__ import annotations

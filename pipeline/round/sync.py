@@ -99,8 +99,7 @@ def _ask_on_classes(project: Project, studio, sp, round_id: int | None) -> int:
                     double_check=set().union(*checked(project, tasks)))
     accounts = annotator_accounts(project.config)  # 0: people labelloop does not count
     requests += settle(votes, model, held, tasks, before,
-                       max_people=min(accounts, MAX_PEOPLE) if accounts else MAX_PEOPLE,
-                       sure=sure)
+                       max_people=min(accounts, MAX_PEOPLE) if accounts else MAX_PEOPLE)
     return request_opinions(studio, store, sp, requests, round_id=round_id)
 
 

@@ -35,27 +35,3 @@ def test_a_reference_against_the_model_by_one_vote_or_a_tie_gets_one_more_person
     assert {r.key for r in settle(votes, model, held, tasks, {}, max_people=4)} == {
         "three-way"}
     assert settle(votes, model, held, tasks, {}, max_people=3) == []
-
-
-def test_two_people_against_a_sure_model_get_three_more_at_once():
-    votes = {
-        "sure, two-nil against": {"p1": "dog", "p2": "dog"},
-        "unsure, two-nil against": {"p1": "dog", "p2": "dog"},
-        "sure, two-nil for": {"p1": "cat", "p2": "cat"},
-        "sure, one answer": {"p1": "dog"},
-        "sure, not held out": {"p1": "dog", "p2": "dog"},
-    }
-    model = dict.fromkeys(votes, "cat")
-    tasks = {k: i for i, k in enumerate(votes)}
-    held = set(votes) - {"sure, not held out"}
-    sure = set(votes) - {"unsure, two-nil against"}
-    asks = settle(votes, model, held, tasks, {}, sure=sure)
-    assert [(r.key, r.overlap) for r in asks] == [("sure, two-nil against", 5)]
-    assert asks[0].reason == "two people ('dog') go against the sure model's 'cat'"
-    # Asked already, or too few accounts for a majority of five to go either way: nothing.
-    assert settle(votes, model, held, tasks, {"sure, two-nil against": 5}, sure=sure) == []
-    assert settle(votes, model, held, tasks, {}, sure=sure, max_people=4) == []
-    # Once they answered, a 3-2 for the model is settled.
-    done = {"sure, two-nil against": {"p1": "dog", "p2": "dog", "p3": "cat", "p4": "cat",
-                                      "p5": "cat"}}
-    assert settle(done, model, held, tasks, {"sure, two-nil against": 5}, sure=sure) == []
