@@ -18,12 +18,15 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from labeling.studio.connection import Studio
 from labeling.studio.errors import StudioError
 from labeling.studio.server import write_private
+
+if TYPE_CHECKING:  # the SDK takes a second to import; only its type is needed here
+    from labeling.studio.connection import Studio
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 EMAIL_DOMAIN = "annotators.labelloop.local"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from labeling.studio import server
+from labeling.studio.accounts import count_annotators
 from labeling.studio.errors import EmbeddedServerStopped, StudioError
 from labeling.tasks.registry import get_task_type
 from pipeline.project.config import Config
@@ -102,8 +103,6 @@ def annotator_accounts(config: Config) -> int:
     more. 0 where Label Studio is the user's own: labelloop does not count its people."""
     if config.studio.url:
         return 0
-    from labeling.studio.accounts import count_annotators  # loads the SDK: see above
-
     return max(config.studio.annotators, count_annotators(config.studio_dir))
 
 

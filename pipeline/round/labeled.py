@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import select
 
 from labeling.near_duplicates import kept_apart
-from labeling.schema import PEOPLE_SOURCES, Item, StudioTaskSync
+from labeling.schema import PEOPLE_SOURCES, Item, StudioAnnotation, StudioTaskSync
 from labeling.selections import picks
 from labeling.store import LabelStore
 from pipeline.project.project import Project
@@ -49,6 +49,26 @@ def unresolved_held_out(store: LabelStore) -> set[str]:
                          .where(StudioTaskSync.outcome == "disagreement",
                                 StudioTaskSync.deleted.is_(False)))
         return {k for k in tied if k in holdout}
+
+
+def ties_nobody_can_break(store: LabelStore, accounts: int) -> int:
+    """How many held-out ties (``unresolved_held_out``) every one of ``accounts`` people has
+    answered or skipped already: no account is left to break them, and each counts against the
+    model until someone else answers (with five accounts, one skip on a 2-2 does it). 0 when
+    ``accounts`` is 0 (a Label Studio whose people labelloop does not count)."""
+    tied = unresolved_held_out(store) if accounts else set()
+    if not tied:
+        return 0
+    with store.transaction() as s:
+        rows = s.execute(
+            select(Item.key, StudioAnnotation.who, StudioAnnotation.user_id)
+            .join(Item, Item.id == StudioAnnotation.item_id)
+            .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
+            .where(StudioTaskSync.deleted.is_(False), Item.key.in_(sorted(tied))))
+        people: dict[str, set] = {}
+        for key, who, user_id in rows:
+            people.setdefault(key, set()).add(who or user_id)
+    return sum(len(people.get(k, ())) >= accounts for k in tied)
 
 
 def items_to_predict(project: Project, eval_keys, *, everything: bool = False) -> list:

@@ -24,7 +24,7 @@ from labeling.studio.opinions import (
 from labeling.studio.push import PushItem, push_tasks
 from labeling.studio.sync import sync_annotations
 from labeling.tasks.classification import choice_result
-from pipeline.round.labeled import unresolved_held_out
+from pipeline.round.labeled import ties_nobody_can_break, unresolved_held_out
 
 pytestmark = pytest.mark.integration
 _strangers = itertools.count()
@@ -204,3 +204,26 @@ def test_an_answer_from_a_user_labelloop_did_not_make_counts_as_that_person(
     sync_annotations(studio, store, project)
     label = store.current_labels()[items[0].key]
     assert (label.label, label.who) == ("dog", stranger.email)
+
+
+def test_a_held_out_tie_that_every_account_has_seen_is_counted(studio, store, project,
+                                                                 make_items, accounts):
+    # labelloop status warns about these: each counts against the model until someone else
+    # answers, and with a small crowd one skip is enough to leave nobody.
+    items = make_items(2)
+    record_picks(store, [Pick(i.key, "random", holdout=True) for i in items], round_id=None)
+    push_tasks(studio, store, project, [PushItem(i.key, i.path) for i in items],
+               model_version="m1")
+    tasks = store.tasks(project.id)
+    (a, ca), (b, cb), (c, cc) = accounts(3)
+    for task in tasks.values():
+        _answer(ca, task, "dog")
+        _answer(cb, task, "cat")
+    cc.client.annotations.create(id=tasks[items[0].key], result=[], was_cancelled=True)
+    sync_annotations(studio, store, project)
+    assert unresolved_held_out(store) == {i.key for i in items}
+    # Three accounts: the first tie was answered or skipped by all three, the second not yet.
+    assert ties_nobody_can_break(store, 3) == 1
+    assert ties_nobody_can_break(store, 2) == 2
+    assert ties_nobody_can_break(store, 4) == 0
+    assert ties_nobody_can_break(store, 0) == 0  # people labelloop does not count

@@ -286,3 +286,16 @@ def test_audits_shrink_with_what_is_left_for_people(project, tmp_path):
     assert select_step.audit_count(100, 0.3, 0) == 0
     assert select_step.audit_count(100, 0.3, 500) == 30 == select_step.audit_count(100, 0.3, 70)
     assert select_step.audit_count(100, 1.0, 0) == 100  # all audit: as configured
+
+
+def test_status_says_when_a_held_out_tie_has_nobody_left_to_break_it(project, monkeypatch):
+    import pipeline.status as status_module
+
+    proj, _ = project
+    seen = []
+    monkeypatch.setattr(status_module, "ties_nobody_can_break",
+                        lambda store, accounts: seen.append(accounts) or 2)
+    warnings = status_module.project_status(proj)["warnings"]
+    assert seen == [0]  # no accounts yet; with some, the store's ties are counted
+    assert any(w.startswith("2 held-out item(s) tied, and every annotator account") and
+               "labelloop studio add-annotator" in w for w in warnings)
