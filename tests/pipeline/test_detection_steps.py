@@ -221,3 +221,41 @@ def test_the_report_reads_a_detection_rounds_confidences(tmp_path):
         "a": {"width": 9, "height": 9, "boxes": [], "confidence": 1.0},
         "b": {"width": 9, "height": 9, "boxes": [], "confidence": 0.25}}}))
     assert sorted(_confidences(path).tolist()) == [0.25, 1.0]
+
+
+def test_the_newest_held_out_images_wait_a_round_for_their_second_opinions(project, tmp_path):
+    # With second opinions on and several people, an image picked last round was answered
+    # just now; a wrong first answer's second person is not back yet, so the cut waits.
+    proj, truth = project
+    text = (tmp_path / "labelloop.toml").read_text()
+    (tmp_path / "labelloop.toml").write_text(
+        text.replace('reference_wait_rounds = "auto"', "reference_wait_rounds = 1"))
+    proj.close()
+    proj = open_project(find_config(tmp_path))
+    try:
+        keys = sorted(truth)
+        old, new, pool = keys[:40], keys[40:50], keys[50:]
+        first = proj.store.start_round()
+        record_picks(proj.store, [Pick(k, "random", holdout=True) for k in old],
+                     round_id=first)
+        second = proj.store.start_round()
+        record_picks(proj.store, [Pick(k, "random", holdout=True) for k in new],
+                     round_id=second)
+        people_label(proj, truth, old + new)
+        rid = proj.store.start_round()
+        # The newest images would sink the cut (all wrong at the top); they wait instead.
+        items = {**predicted_as(truth, old, np.linspace(0.99, 0.5, len(old))),
+                 **predicted_as(truth, new, np.full(len(new), 0.995), wrong=set(new)),
+                 **predicted_as(truth, pool, np.full(len(pool), 0.9))}
+        record = accept_step.auto_accept(proj, rid, write_predictions(proj, items, round_id=rid))
+        assert record["validation"] == len(old) and record["validation_waiting"] == len(new)
+        assert record["image_threshold"]["reason"] == "ok" and record["accepted"] == len(pool)
+        # Counted at once (0), the same images stop it.
+        (tmp_path / "labelloop.toml").write_text(
+            text.replace('reference_wait_rounds = "auto"', "reference_wait_rounds = 0"))
+        proj.close()
+        proj = open_project(find_config(tmp_path))
+        again = accept_step.auto_accept(proj, rid, write_predictions(proj, items, "2", rid))
+        assert again["validation_waiting"] == 0 and again["accepted"] == 0
+    finally:
+        proj.close()

@@ -18,6 +18,7 @@ from labeling.store import NewLabel
 from labeling.tasks.detection import summary
 from pipeline.certify import certificate
 from pipeline.project.project import Project
+from pipeline.round.accept import waiting_references
 from pipeline.round.detection.labeled import labeled_values
 from pipeline.round.detection.predict import load_predictions
 from pipeline.round.labeled import unresolved_held_out
@@ -36,11 +37,14 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     loop = project.config.loop
     preds = load_predictions(predicted["file"])
     _, eval_set = labeled_values(project)
-    val = [k for k in eval_set if k in preds]
+    # As for classes: the newest held-out images wait a round for their second opinions
+    # (``[loop] reference_wait_rounds``; chosen by the round that picked them, never by an answer).
+    waiting = waiting_references(project, round_id)
+    val = [k for k in eval_set if k in preds and k not in waiting]
     # A tie among people is an outcome too, and it happens where the model's answer was in
     # doubt: counted against the model, never left out.
     held_tied = unresolved_held_out(project.store)
-    tied = sorted(k for k in held_tied if k in preds and k not in eval_set)
+    tied = sorted(k for k in held_tied if k in preds and k not in eval_set and k not in waiting)
     conf = np.array([preds[k]["confidence"] for k in val + tied], dtype=np.float64)
     wrong = np.array([not right(eval_set[k], machine_value(preds[k])) for k in val]
                      + [True] * len(tied), dtype=bool)
@@ -70,7 +74,10 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     record = {"image_threshold": cut.to_dict(), "accepted": len(accepted),
               "written": len(result.written), "withdrawn": withdrawn,
               "machine_labels": len(machine_now),
-              "coverage": len(machine_now) / max(1, pool_size), "audit": audited(project)}
+              "validation": len(val) + len(tied),
+              "validation_waiting": len(waiting & (set(eval_set) | held_tied)),
+              "coverage": len(machine_now) / max(1, pool_size),
+              "audit": audited(project, waiting)}
     # An image counts as one label: the certificate bounds the share of delivered images
     # that are not right.
     record["certificate"] = certificate(project.store, record,
@@ -79,13 +86,14 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     return record
 
 
-def audited(project: Project) -> dict:
-    """How many accepted images people later labeled at random (audit picks) were right."""
+def audited(project: Project, waiting: set[str] = frozenset()) -> dict:
+    """How many accepted images people later labeled at random (audit picks) were right, but
+    for those whose references still wait (``waiting_references``), as the cut leaves out."""
     human = project.store.current_labels(sources=("human",))
     tied = unresolved_held_out(project.store)
     outcomes = []
     for key, pick in picks(project.store).items():
-        if pick.reason != "audit" or pick.machine_label is None:
+        if pick.reason != "audit" or pick.machine_label is None or key in waiting:
             continue
         if key in tied:
             outcomes.append(False)
