@@ -86,10 +86,14 @@ def current_votes(store: LabelStore, project_id: int | None, *,
             .order_by(StudioAnnotation.created_at, StudioAnnotation.annotation_id))
         out: dict[str, dict[str, str]] = {}
         for key, user_id, annotation_id, who, choice, _ in rows:
-            person = who or (f"user {user_id}" if user_id is not None
-                             else f"annotation {annotation_id}")
-            out.setdefault(key, {})[person] = choice
+            out.setdefault(key, {})[person(who, user_id, annotation_id)] = choice
         return out
+
+
+def person(who: str | None, user_id: int | None, annotation_id: int) -> str:
+    """Who made an annotation, as every count of people here names them: the email Label
+    Studio gave, else the user id, else (neither synced) the annotation itself."""
+    return who or (f"user {user_id}" if user_id is not None else f"annotation {annotation_id}")
 
 
 def _draw(key: str) -> float:
@@ -198,24 +202,25 @@ def asked_overlaps(store: LabelStore, project_id: int) -> dict[str, int]:
         return {key: int(n) for key, n in rows}
 
 
-def uncounted_answers(store: LabelStore, project_id: int) -> dict[int, int]:
-    """Task id -> answers that Label Studio counts towards the task's overlap but labelloop
-    does not count as a person: a person's earlier answer where they answered twice, an answer
-    refused as no class. Label Studio closes a task once its answers (skips aside) reach the
-    overlap, so an overlap of N people is N plus these."""
+def uncounted_answers(store: LabelStore, project_id: int, task_ids) -> dict[int, int]:
+    """Task id (of ``task_ids``) -> answers that Label Studio counts towards the task's overlap
+    but labelloop does not count as a person: a person's earlier answer where they answered
+    twice, an answer refused as no class. Label Studio closes a task once its answers (skips
+    aside) reach the overlap, so an overlap of N people is N plus these."""
     with store.transaction() as s:
         rows = s.execute(
             select(StudioAnnotation.task_id, StudioAnnotation.user_id, StudioAnnotation.who,
                    StudioAnnotation.annotation_id, StudioAnnotation.rejected,
                    StudioAnnotation.choice)
             .where(StudioAnnotation.project_id == project_id,
+                   StudioAnnotation.task_id.in_(sorted(set(task_ids))),
                    StudioAnnotation.was_cancelled.is_(False)))
         answers: dict[int, int] = {}
         people: dict[int, set] = {}
         for task_id, user_id, who, annotation_id, rejected, choice in rows:
             answers[task_id] = answers.get(task_id, 0) + 1
             if rejected is None and choice is not None:  # as current_votes counts people
-                people.setdefault(task_id, set()).add(who or user_id or f"a{annotation_id}")
+                people.setdefault(task_id, set()).add(person(who, user_id, annotation_id))
         return {t: n - len(people.get(t, ())) for t, n in answers.items()
                 if n > len(people.get(t, ()))}
 
@@ -225,7 +230,7 @@ def request_opinions(studio: Studio, store: LabelStore, project: StudioProject,
     """Send, then record, each overlap raise (``overlap`` people: Label Studio's overlap adds
     the answers it counts that are not people, ``uncounted_answers``); returns how many
     tasks were raised."""
-    extra = uncounted_answers(store, project.id) if requests else {}
+    extra = uncounted_answers(store, project.id, [r.task_id for r in requests]) if requests else {}
     for r in requests:
         with studio.errors(f"asking for {r.overlap} people on task {r.task_id}"):
             # is_labeled: Label Studio keeps a labeled task closed when only its overlap rises.

@@ -261,10 +261,10 @@ class LoopSection(_Section):
     # at once, each such item would be a disagreement (an unsettled reference counts against
     # the model); left out by the round that picked them, a rule blind to every answer, the
     # sample stays random, and the audit does the same (boxes too). 0 counts them at once.
-    # "auto": 1 where a second person can answer
-    # (second_opinions on, and two or more annotator accounts, [studio] annotators or made by
-    # `labelloop studio add-annotator`, or a Label Studio of your own), else 0: one
-    # annotator's answers never change, and waiting would only cost validation items.
+    # "auto": 1 where a second person can answer (second_opinions on, and two or more
+    # annotator accounts, [studio] annotators or made by `labelloop studio add-annotator`, or
+    # a Label Studio of your own), else 0: one annotator's answers never change, and waiting
+    # would only cost validation items.
     reference_wait_rounds: int | Literal["auto"] = "auto"
 
     @field_validator("reference_wait_rounds")

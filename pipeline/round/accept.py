@@ -18,8 +18,7 @@ from labeling.selections import picks
 from labeling.store import NewLabel
 from pipeline.certify import certificate
 from pipeline.project.project import Project
-from pipeline.project.studio import annotator_accounts
-from pipeline.round.labeled import labeled_sets, unresolved_held_out
+from pipeline.round.labeled import labeled_sets, unresolved_held_out, waiting_references
 from pipeline.round.predict import load_predictions
 from pipeline.round.reference import people_bounds
 
@@ -110,19 +109,6 @@ def validation_set(eval_set: dict[str, str], tied: set[str], index: dict[str, in
     y = [classes.index(eval_set[k]) for k in answered]
     y += [(int(probs[index[k]].argmax()) + 1) % len(classes) for k in pending]
     return answered + pending, np.array(y, dtype=int)
-
-
-def waiting_references(project: Project, round_id: int) -> set[str]:
-    """Held-out items picked in the last ``[loop] reference_wait_rounds`` rounds before this
-    one: their second opinions may not be back yet, so the thresholds do not use them now
-    (pipeline/project/config.py says why the sample stays random)."""
-    wait = project.config.loop.reference_wait_rounds
-    if wait == "auto":
-        config = project.config
-        several = annotator_accounts(config) >= 2 or bool(config.studio.url)
-        wait = 1 if config.loop.second_opinions and several else 0
-    return {k for k, p in picks(project.store, holdout=True).items()
-            if wait and p.round_id is not None and p.round_id >= round_id - wait}
 
 
 def _label_thresholds(loop, val_probs, val_y, classes, rho, *, confidence):

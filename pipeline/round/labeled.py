@@ -14,7 +14,9 @@ from labeling.near_duplicates import kept_apart
 from labeling.schema import PEOPLE_SOURCES, Item, StudioAnnotation, StudioTaskSync
 from labeling.selections import picks
 from labeling.store import LabelStore
+from labeling.studio.opinions import person
 from pipeline.project.project import Project
+from pipeline.project.studio import annotator_accounts
 
 
 def labeled_sets(project: Project) -> tuple[dict[str, str], dict[str, str]]:
@@ -43,12 +45,27 @@ def unresolved_held_out(store: LabelStore) -> set[str]:
     """Held-out items whose people tie (no label until someone breaks it). Leaving them out of
     the evaluation would bias it: a tie is an outcome, and it happens where the first answer
     disagreed with the model. The accept step and the audit count them against the model."""
-    holdout = set(picks(store, holdout=True))
     with store.transaction() as s:
-        tied = s.scalars(select(Item.key).join(StudioTaskSync, StudioTaskSync.item_id == Item.id)
-                         .where(StudioTaskSync.outcome == "disagreement",
-                                StudioTaskSync.deleted.is_(False)))
-        return {k for k in tied if k in holdout}
+        tied = set(s.scalars(
+            select(Item.key).join(StudioTaskSync, StudioTaskSync.item_id == Item.id)
+            .where(StudioTaskSync.outcome == "disagreement", StudioTaskSync.deleted.is_(False))))
+    if not tied:  # the usual case: no held-out pick needs reading (status calls this)
+        return set()
+    holdout = picks(store, holdout=True)
+    return {k for k in tied if k in holdout}
+
+
+def waiting_references(project: Project, round_id: int) -> set[str]:
+    """Held-out items picked in the last ``[loop] reference_wait_rounds`` rounds before this
+    one: their second opinions may not be back yet, so the thresholds do not use them now
+    (pipeline/project/config.py says why the sample stays random)."""
+    wait = project.config.loop.reference_wait_rounds
+    if wait == "auto":
+        config = project.config
+        several = annotator_accounts(config) >= 2 or bool(config.studio.url)
+        wait = 1 if config.loop.second_opinions and several else 0
+    return {k for k, p in picks(project.store, holdout=True).items()
+            if wait and p.round_id is not None and p.round_id >= round_id - wait}
 
 
 def ties_nobody_can_break(store: LabelStore, accounts: int) -> int:
@@ -61,13 +78,14 @@ def ties_nobody_can_break(store: LabelStore, accounts: int) -> int:
         return 0
     with store.transaction() as s:
         rows = s.execute(
-            select(Item.key, StudioAnnotation.who, StudioAnnotation.user_id)
+            select(Item.key, StudioAnnotation.who, StudioAnnotation.user_id,
+                   StudioAnnotation.annotation_id)
             .join(Item, Item.id == StudioAnnotation.item_id)
             .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
             .where(StudioTaskSync.deleted.is_(False), Item.key.in_(sorted(tied))))
         people: dict[str, set] = {}
-        for key, who, user_id in rows:
-            people.setdefault(key, set()).add(who or user_id)
+        for key, who, user_id, annotation_id in rows:
+            people.setdefault(key, set()).add(person(who, user_id, annotation_id))
     return sum(len(people.get(k, ())) >= accounts for k in tied)
 
 

@@ -18,10 +18,9 @@ from labeling.store import NewLabel
 from labeling.tasks.detection import summary
 from pipeline.certify import certificate
 from pipeline.project.project import Project
-from pipeline.round.accept import waiting_references
 from pipeline.round.detection.labeled import labeled_values
 from pipeline.round.detection.predict import load_predictions
-from pipeline.round.labeled import unresolved_held_out
+from pipeline.round.labeled import unresolved_held_out, waiting_references
 
 
 def right(truth: dict, machine: dict) -> bool:
@@ -77,7 +76,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
               "validation": len(val) + len(tied),
               "validation_waiting": len(waiting & (set(eval_set) | held_tied)),
               "coverage": len(machine_now) / max(1, pool_size),
-              "audit": audited(project, waiting)}
+              "audit": audited(project, held_tied, waiting)}
     # An image counts as one label: the certificate bounds the share of delivered images
     # that are not right.
     record["certificate"] = certificate(project.store, record,
@@ -86,11 +85,12 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     return record
 
 
-def audited(project: Project, waiting: set[str] = frozenset()) -> dict:
+def audited(project: Project, tied: set[str], waiting: set[str]) -> dict:
     """How many accepted images people later labeled at random (audit picks) were right, but
-    for those whose references still wait (``waiting_references``), as the cut leaves out."""
+    for those whose references still wait (``waiting_references``), as the cut leaves out.
+    ``tied``: the held-out images whose people tie (``unresolved_held_out``), counted as not
+    right."""
     human = project.store.current_labels(sources=("human",))
-    tied = unresolved_held_out(project.store)
     outcomes = []
     for key, pick in picks(project.store).items():
         if pick.reason != "audit" or pick.machine_label is None or key in waiting:
