@@ -8,7 +8,7 @@ from labeling.studio.opinions import human_answers
 from labeling.studio.sync_store import rejected_annotations
 from pipeline.certify import certificate, latest_accept, latest_annotator_quality
 from pipeline.project.project import Project
-from pipeline.project.studio import annotator_accounts
+from pipeline.project.studio import annotator_emails
 from pipeline.round.labeled import ties_nobody_can_break
 
 
@@ -31,7 +31,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     if rejected:
         warnings.append(f"{len(rejected)} answer(s) in Label Studio do not count; the newest: "
                         f"task {rejected[0][0]}: {rejected[0][1]}")
-    stuck = ties_nobody_can_break(store, annotator_accounts(project.config))
+    stuck = ties_nobody_can_break(store, annotator_emails(project.config))
     if stuck:
         warnings.append(f"{stuck} held-out item(s) tied, and every annotator account has "
                         f"answered or skipped them: each counts against the model until "

@@ -73,12 +73,20 @@ def add_annotator(studio: Studio, data_dir: Path, name: str) -> Annotator:
     return _annotator(folder, name)
 
 
-def list_annotators(data_dir: Path) -> list[Annotator]:
-    """The accounts made by ``add_annotator`` for this server, by name."""
+def list_annotators(data_dir: Path, *, skip_unreadable: bool = False) -> list[Annotator]:
+    """The accounts made by ``add_annotator`` for this server, by name. A record that cannot
+    be read raises StudioError, or with ``skip_unreadable`` is left out."""
     folder = Path(data_dir) / FOLDER
     if not folder.is_dir():
         return []
-    return [_annotator(folder, p.stem) for p in sorted(folder.glob("*.json"))]
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            found.append(_annotator(folder, path.stem))
+        except StudioError:
+            if not skip_unreadable:
+                raise
+    return found
 
 
 def count_annotators(data_dir: Path) -> int:
@@ -105,11 +113,11 @@ def _annotator(folder: Path, name: str) -> Annotator:
     path = folder / f"{name}.json"
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise StudioError(f"annotator record {path} cannot be read ({err}); restore it or "
+        email, user_id = str(record["email"]), int(record["user_id"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise StudioError(f"annotator record {path} cannot be read ({err!r}); restore it or "
                           f"delete the annotator's files in {folder}") from None
-    return Annotator(name, record["email"], int(record["user_id"]), folder / f"{name}.key",
-                     folder / f"{name}.password")
+    return Annotator(name, email, user_id, folder / f"{name}.key", folder / f"{name}.password")
 
 
 def _sign_up(url: str, invite_url: str, email: str, password: str, *,

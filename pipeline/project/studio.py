@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from labeling.studio import server
-from labeling.studio.accounts import count_annotators
+from labeling.studio.accounts import count_annotators, list_annotators
 from labeling.studio.errors import EmbeddedServerStopped, StudioError
 from labeling.tasks.registry import get_task_type
 from pipeline.project.config import Config
@@ -104,6 +104,16 @@ def annotator_accounts(config: Config) -> int:
     if config.studio.url:
         return 0
     return max(config.studio.annotators, count_annotators(config.studio_dir))
+
+
+def annotator_emails(config: Config) -> set[str]:
+    """The emails of the accounts ``labelloop studio add-annotator`` (or the quickstart) made
+    on the embedded server, as sync names who answered; empty where Label Studio is the
+    user's own. An account whose record cannot be read is left out (``labelloop studio
+    annotators`` says which)."""
+    if config.studio.url:
+        return set()
+    return {a.email for a in list_annotators(config.studio_dir, skip_unreadable=True)}
 
 
 def project_title(config: Config) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,6 @@ from labeling.near_duplicates import kept_apart
 from labeling.schema import PEOPLE_SOURCES, Item, StudioAnnotation, StudioTaskSync
 from labeling.selections import picks
 from labeling.store import LabelStore
-from labeling.studio.opinions import person
 from pipeline.project.project import Project
 from pipeline.project.studio import annotator_accounts
 
@@ -68,25 +68,28 @@ def waiting_references(project: Project, round_id: int) -> set[str]:
             if wait and p.round_id is not None and p.round_id >= round_id - wait}
 
 
-def ties_nobody_can_break(store: LabelStore, accounts: int) -> int:
-    """How many held-out ties (``unresolved_held_out``) every one of ``accounts`` people has
-    answered or skipped already: no account is left to break them, and each counts against the
-    model until someone else answers (with five accounts, one skip on a 2-2 does it). 0 when
-    ``accounts`` is 0 (a Label Studio whose people labelloop does not count)."""
+def ties_nobody_can_break(store: LabelStore, accounts: Collection[str]) -> int:
+    """How many held-out ties (``unresolved_held_out``) every one of the annotator
+    ``accounts`` (their emails) has answered or skipped already: no account is left to break
+    them, and each counts against the model until someone else answers (with five accounts,
+    one skip on a 2-2 does it). Answers from anyone else (the admin, a user labelloop did not
+    make) are no account's, so they neither fill nor hide the count. 0 without accounts (a
+    Label Studio whose people labelloop does not count)."""
+    accounts = set(accounts)
     tied = unresolved_held_out(store) if accounts else set()
     if not tied:
         return 0
     with store.transaction() as s:
         rows = s.execute(
-            select(Item.key, StudioAnnotation.who, StudioAnnotation.user_id,
-                   StudioAnnotation.annotation_id)
+            select(Item.key, StudioAnnotation.who)
             .join(Item, Item.id == StudioAnnotation.item_id)
             .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
             .where(StudioTaskSync.deleted.is_(False), Item.key.in_(sorted(tied))))
-        people: dict[str, set] = {}
-        for key, who, user_id, annotation_id in rows:
-            people.setdefault(key, set()).add(person(who, user_id, annotation_id))
-    return sum(len(people.get(k, ())) >= accounts for k in tied)
+        seen: dict[str, set] = {}
+        for key, who in rows:
+            if who in accounts:
+                seen.setdefault(key, set()).add(who)
+    return sum(len(seen.get(k, ())) >= len(accounts) for k in tied)
 
 
 def items_to_predict(project: Project, eval_keys, *, everything: bool = False) -> list:
