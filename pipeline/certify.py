@@ -35,6 +35,9 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
         # Records before 2026-12-02 bounded the human labels by rho ("reference").
         measured = (accept or {}).get("human_error") or (accept or {}).get("reference") or {}
         reference_error = measured.get("rate_ub")
+        checks = measured.get("n_items")
+    else:
+        checks = None
     counts = (store.current_source_counts() if sources is None
               else Counter(sources.values()))
     n_items = store.count_items()
@@ -46,6 +49,7 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
         "items": n_items, "delivered": delivered, "human": n_human, "machine": n_machine,
         "unlabeled": n_items - delivered, "confidence": confidence,
         "machine_error_ub": machine_ub, "human_error_ub": reference_error, "wrong_ub": None,
+        "human_error_checks": checks,  # the double-checked items it was measured on
         "assumes": "", "audit": (accept or {}).get("audit"),
     }
     if reference_error is None:
@@ -109,5 +113,22 @@ def describe(cert: dict) -> str:
             f"{cert['machine']:,} by the machine), {cert['unlabeled']:,} unlabeled")
     if cert.get("wrong_ub") is None:
         return f"{head}; no error bound yet ({cert.get('reason')})"
-    return (f"{head}; wrong labels <= {100 * cert['wrong_ub']:.2f}% with "
+    line = (f"{head}; wrong labels <= {100 * cert['wrong_ub']:.2f}% with "
             f"{100 * cert['confidence']:.0f}% confidence (assumes {cert['assumes']})")
+    return line + _people_part(cert)
+
+
+def _people_part(cert: dict) -> str:
+    """Where the people's part is most of the bound, what it rests on and what narrows it: a
+    bound of several percent on labels that are nearly all right reads as broken otherwise."""
+    people = cert["human"] * (cert.get("human_error_ub") or 0.0)
+    if not cert["delivered"] or people <= 0.5 * cert["wrong_ub"] * cert["delivered"]:
+        return ""
+    share = people / (cert["wrong_ub"] * cert["delivered"])
+    checks = cert.get("human_error_checks")
+    if checks is None:
+        return (f"; {100 * share:.0f}% of it is the people's part, at the error "
+                f"[loop] reference_error assumes")
+    return (f"; {100 * share:.0f}% of it is the people's part: their error is bounded from "
+            f"{checks:,} double-checked item(s), and more of them ([loop] double_check) "
+            f"narrow it")

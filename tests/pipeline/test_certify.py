@@ -66,6 +66,15 @@ def test_measured_people_are_certified_by_their_label_error_not_by_rho(store):
     cert = certificate(store, accept, reference_error="measured", confidence=0.95)
     assert cert["human_error_ub"] == 0.08
     assert cert["wrong_ub"] == pytest.approx((4 * 0.02 + 4 * 0.08) / 8)
+    # The people's part is most of it: the line says so, and what narrows it.
+    assert "80% of it is the people's part" in describe(cert)  # 4 * 0.08 of 4 * 0.1
+    accept["human_error"]["n_items"] = 40
+    line = describe(certificate(store, accept, reference_error="measured", confidence=0.95))
+    assert "bounded from 40 double-checked item(s)" in line and "[loop] double_check" in line
+    accept["human_error"]["rate_ub"] = 0.01  # now the machine's part is most of it
+    assert "people's part" not in describe(certificate(store, accept,
+                                                       reference_error="measured",
+                                                       confidence=0.95))
     unmeasured = {**accept, "human_error": {"rate_ub": None}}
     assert certificate(store, unmeasured, reference_error="measured",
                        confidence=0.95)["reason"] == "the people's error is not measured yet"
