@@ -56,7 +56,8 @@ def pool_figures(project, truth: dict[str, str]) -> dict:
 def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, batch: int,
         annotators: int, port: int = 8080, target: str = "label",
         audit: float | None = None, unsure_floor: float | None = None,
-        review: float | None = None, min_points: int | None = None) -> dict:
+        review: float | None = None, min_points: int | None = None,
+        wait: int | None = None) -> dict:
     """One setting and seed, to the whole pool labeled or the budget of answers."""
     folder = out / f"noise{noise:g}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,6 +77,9 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, bat
     if min_points is not None:
         text = re.sub(r"(?m)^min_validation_points = [0-9]+$",
                       f"min_validation_points = {min_points}", text)
+    if wait is not None:
+        text = re.sub(r'(?m)^reference_wait_rounds = "auto"$', f"reference_wait_rounds = {wait}",
+                      text)
     if unsure_floor is not None:
         text = re.sub(r"(?m)^preannotate_min_confidence = [0-9.]+$",
                       f"preannotate_min_confidence = {unsure_floor}", text)
@@ -182,13 +186,16 @@ def main() -> None:
     parser.add_argument("--min-validation-points", type=int, default=None,
                         help="[loop] min_validation_points: fewest validation items of a "
                              "class above the threshold for it to be accepted")
+    parser.add_argument("--reference-wait", type=int, default=None,
+                        help="[loop] reference_wait_rounds: rounds the newest held-out items "
+                             "wait for their second opinions (default \"auto\")")
     args = parser.parse_args()
     for noise in args.noise:
         runs = [run(noise, seed, args.out.resolve(), max_rounds=args.max_rounds,
                     budget=args.budget, batch=args.batch, annotators=args.annotators,
                     port=args.port, target=args.target, audit=args.audit,
                     unsure_floor=args.preannotate_min_confidence, review=args.review_share,
-                    min_points=args.min_validation_points)
+                    min_points=args.min_validation_points, wait=args.reference_wait)
                 for seed in args.seeds]
         print_table(noise, runs)
 
