@@ -31,13 +31,14 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
     record (``accept``; None before any). ``human_only``: the set delivers people's labels
     only (an ``export --human-only``). ``sources``: ``store.current_sources()`` when the
     caller has it already (else the database counts them). JSON-ready."""
+    # The double-checked items the people's error was measured on (None: assumed, or a record
+    # from before 2026-12-02, whose "reference" was measured on other items).
+    checks = None
     if reference_error == "measured":  # as the accept step measured it (None: not yet)
         # Records before 2026-12-02 bounded the human labels by rho ("reference").
         measured = (accept or {}).get("human_error") or (accept or {}).get("reference") or {}
         reference_error = measured.get("rate_ub")
-        checks = measured.get("n_items")
-    else:
-        checks = None
+        checks = ((accept or {}).get("human_error") or {}).get("n_items")
     counts = (store.current_source_counts() if sources is None
               else Counter(sources.values()))
     n_items = store.count_items()
@@ -49,7 +50,7 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
         "items": n_items, "delivered": delivered, "human": n_human, "machine": n_machine,
         "unlabeled": n_items - delivered, "confidence": confidence,
         "machine_error_ub": machine_ub, "human_error_ub": reference_error, "wrong_ub": None,
-        "human_error_checks": checks,  # the double-checked items it was measured on
+        "human_error_checks": checks,
         "assumes": "", "audit": (accept or {}).get("audit"),
     }
     if reference_error is None:
@@ -121,14 +122,14 @@ def describe(cert: dict) -> str:
 def _people_part(cert: dict) -> str:
     """Where the people's part is most of the bound, what it rests on and what narrows it: a
     bound of several percent on labels that are nearly all right reads as broken otherwise."""
+    total = cert["wrong_ub"] * cert["delivered"]  # wrong labels at the bound
     people = cert["human"] * (cert.get("human_error_ub") or 0.0)
-    if not cert["delivered"] or people <= 0.5 * cert["wrong_ub"] * cert["delivered"]:
+    if people <= 0.5 * total:  # also nothing delivered: both 0
         return ""
-    share = people / (cert["wrong_ub"] * cert["delivered"])
+    share = people / total
     checks = cert.get("human_error_checks")
     if checks is None:
-        return (f"; {100 * share:.0f}% of it is the people's part, at the error "
-                f"[loop] reference_error assumes")
+        return f"; {100 * share:.0f}% of it is the people's part, at the error it assumes"
     return (f"; {100 * share:.0f}% of it is the people's part: their error is bounded from "
             f"{checks:,} double-checked item(s), and more of them ([loop] double_check) "
             f"narrow it")

@@ -71,6 +71,11 @@ def test_measured_people_are_certified_by_their_label_error_not_by_rho(store):
     accept["human_error"]["n_items"] = 40
     line = describe(certificate(store, accept, reference_error="measured", confidence=0.95))
     assert "bounded from 40 double-checked item(s)" in line and "[loop] double_check" in line
+    # A record from before 2026-12-02 bounded people by rho, measured on other items.
+    old = {**_accept(0.02), "reference": {"rate_ub": 0.08, "n_items": 30}}
+    line = describe(certificate(store, old, reference_error="measured", confidence=0.95))
+    assert "80% of it is the people's part, at the error it assumes" in line
+    assert "double-checked" not in line
     accept["human_error"]["rate_ub"] = 0.01  # now the machine's part is most of it
     assert "people's part" not in describe(certificate(store, accept,
                                                        reference_error="measured",
