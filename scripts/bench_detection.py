@@ -88,15 +88,17 @@ def test_map(project, test_rows) -> dict:
 
 
 def run(noise: float, seed: int, out: Path, *, max_rounds: int, batch: int, port: int,
-        keep_shown: float, strategy: str, people: int) -> dict:
-    folder = out / f"noise{noise:g}-seed{seed}-{strategy}-people{people}"
+        keep_shown: float, strategy: str, people: int, measured: bool = False) -> dict:
+    folder = out / (f"noise{noise:g}-seed{seed}-{strategy}-people{people}"
+                    + ("-measured" if measured else ""))
     folder.mkdir(parents=True, exist_ok=True)
     config_path, truth, test_rows = prepare(folder, 2500)
     text = config_path.read_text()
     for key, value in (("batch_size = 100", f"batch_size = {batch}"),
                        ("seed = 0", f"seed = {seed}"), ("port = 8080", f"port = {port}"),
                        ('strategy = "least_confident"', f'strategy = "{strategy}"'),
-                       ("second_opinions = false", f"second_opinions = {str(people > 1).lower()}")):
+                       ("second_opinions = false", f"second_opinions = {str(people > 1).lower()}"),
+                       *(MEASURED if measured else ())):
         text = re.sub(rf"(?m)^{re.escape(key)}$", value, text)
     config_path.write_text(text)
     project = open_project(find_config(config_path), env=dict(os.environ))
@@ -104,7 +106,9 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, batch: int, port
     studio_session.ensure_embedded_server(project)
     crowd = _crowd(project, people)
     rows = []
-    for n in range(len(project.store.rounds()) + 1, max_rounds + 1):
+    # A resumed run's first round is the one a kill left unfinished, if any.
+    first = len(project.store.rounds()) + (project.store.running_round() is None)
+    for n in range(first, max_rounds + 1):
         steps, last = {}, [time.perf_counter()]
 
         def timed(step, _record, steps=steps, last=last):
@@ -148,6 +152,12 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, batch: int, port
                "final_map_50": rows[-1]["map_50"] if rows else None}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+# The crowd quickstart's shares for classes: people's error measured, not assumed.
+MEASURED = (("double_check = 0.0", "double_check = 0.05"),
+            ("blind_check = 0.0", "blind_check = 0.1"),
+            ("reference_error = 0.0", 'reference_error = "measured"'))
 
 
 def _crowd(project, people: int) -> list:
@@ -231,9 +241,15 @@ def main() -> None:
     parser.add_argument("--people", nargs="+", type=int, default=[1],
                         help="annotator accounts; above 1, second opinions are on and a "
                              "held-out image whose boxes and the model's differ goes to another")
+    parser.add_argument("--measured", action="store_true",
+                        help="with --people above 1: the people's error measured on random "
+                             "double (5%%) and blind (10%%) checks instead of taken as 0")
     args = parser.parse_args()
+    if args.measured and min(args.people) < 2:
+        parser.error("--measured needs --people 2 or more: one person cannot check another")
     runs = [run(noise, seed, args.out.resolve(), max_rounds=args.max_rounds, batch=args.batch,
-                port=args.port, keep_shown=args.keep_shown, strategy=strategy, people=people)
+                port=args.port, keep_shown=args.keep_shown, strategy=strategy, people=people,
+                measured=args.measured)
             for noise in args.noise for people in args.people for strategy in args.strategies
             for seed in args.seeds]
     print_table(runs)

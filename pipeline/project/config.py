@@ -550,18 +550,16 @@ def _detection_problems(cfg: Config) -> list[str]:
     if loop.strategy not in list_box_strategies():
         problems.append(f"[loop] strategy must be one of {', '.join(list_box_strategies())}, "
                         f"not {loop.strategy!r}")
-    if loop.reference_error == "measured":
-        problems.append("[loop] reference_error must be a number: measuring people's error "
-                        "from overlapping answers is built for classes only")
+    if loop.reference_error == "measured" and not loop.blind_references:
+        problems.append('[loop] reference_error = "measured" needs blind_references = true '
+                        "for boxes: the chance that people repeat the model's wrong boxes is "
+                        "measured on blind checks only")
     if loop.target == "dataset":
         problems.append('[loop] target must be "label": the dataset-level target is built '
                         "for classes only")
     if loop.cold_start != "random":
         problems.append('[loop] cold_start must be "random" (typical picks need a '
                         "classification backbone)")
-    if loop.double_check or loop.blind_check:
-        problems.append("[loop] double_check and blind_check must be 0: measuring people's "
-                        "error from overlapping answers is built for classes only")
     if loop.review_share > 0:
         problems.append("[loop] review_share must be 0: reviews rank answers by class "
                         "probabilities")

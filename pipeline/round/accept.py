@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labeling.annotators import AnnotatorErrorBound, as_rate_and_alpha
+from labeling.annotators import AnnotatorErrorBound
 from labeling.autoaccept import (
     accept_confident,
     choose_thresholds,
@@ -84,8 +84,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     record = {
         "thresholds": thresholds.to_dict() if thresholds is not None else None,
         "dataset": dataset.to_dict() if dataset is not None else None,
-        "reference": _bound_record(rho, people.rho_how),
-        "human_error": _bound_record(human_error, people.human_how),
+        **people.record(),
         "validation": len(val_keys),
         "validation_waiting": len(waiting & (set(eval_set) | tied)),
         "accepted": len(accepted_keys), "written": len(result.written),
@@ -123,11 +122,6 @@ def _label_thresholds(loop, val_probs, val_y, classes, rho, *, confidence):
         val_probs, val_y, classes, target_precision=loop.target_precision,
         confidence=confidence, min_points=loop.min_validation_points,
         split_budget=loop.split_error_budget, reference_error=rho)
-
-
-def _bound_record(bound, how: str) -> dict:
-    return {"rate_ub": None if bound is None else as_rate_and_alpha(bound, "bound")[0],
-            "how": how, **(bound.to_dict() if isinstance(bound, AnnotatorErrorBound) else {})}
 
 
 def audited_precision(project: Project, tied: set[str], waiting: set[str]) -> dict:

@@ -100,17 +100,22 @@ def latest_probs(project: Project) -> dict[str, np.ndarray]:
     return dict(zip(keys, probs, strict=True))
 
 
+def by_choosing_round(project: Project, keys) -> dict[int, list[str]]:
+    """Round id -> the keys among ``keys`` that the round picked for people."""
+    wanted = set(keys)
+    out: dict[int, list[str]] = {}
+    for key, pick in picks(project.store).items():
+        if key in wanted and pick.round_id is not None:
+            out.setdefault(pick.round_id, []).append(key)
+    return out
+
+
 def choosing_probs(project: Project, keys) -> dict[str, np.ndarray]:
     """Item key -> the class probabilities that the round which picked the item predicted for
     it (made while it had no label: out-of-sample), for the keys a round after the first
     picked (the first round's random picks had no model)."""
-    wanted = set(keys)
-    by_round: dict[int, list[str]] = {}
-    for key, pick in picks(project.store).items():
-        if key in wanted and pick.round_id is not None:
-            by_round.setdefault(pick.round_id, []).append(key)
     out: dict[str, np.ndarray] = {}
-    for round_id, chosen in by_round.items():
+    for round_id, chosen in by_choosing_round(project, keys).items():
         files = saved_files(project, round_id)
         if not files:
             continue

@@ -4,7 +4,9 @@ divided by 1 - rho) and the error of the delivered human labels. Either the conf
 (``[loop] reference_error``, taken as known) or measured (``"measured"``, here).
 
 Measured, on the items two or more people answered among the random double and blind checks
-(``pipeline.round.blind``; chosen by content hash before anyone answered):
+(``pipeline.round.blind``; chosen by content hash before anyone answered). Two answers agree
+when they are the same class, or for boxes when they match object for object (the rule the
+accept step judges an image's machine boxes by; ``answer_groups``):
 - rho: the trials are the items where the other people's plurality differs from the model's
   label, and the event is that the first person gave the model's label anyway. Only items whose
   first answer was given as the references are (blind when ``blind_references``, else shown
@@ -33,19 +35,25 @@ What it assumes, beyond the checks being random:
   confuse the same pair it can add more. Measuring it needs blind checks answered past the
   adjudication (four or five people on an item), which are not built. A reference that goes
   against the model by one vote gets more people (``labeling.studio.settle``), which can also
-  end at the model's wrong label; that needs still more people erring as the model does.
+  end at the model's wrong label; that needs still more people erring as the model does;
+- for boxes, matching at IoU >= 0.5 is not transitive (A matches B and B matches C, not A and
+  C): an answer joins the group of the first earlier one it matches, so on such an item the
+  count depends on the order people answered in. Faults that keep IoU >= 0.5 (a jittered edge)
+  are not errors here, as they are not for the machine's boxes.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import numpy as np
 
-from labeling.annotators import AnnotatorErrorBound, annotator_error_bound
-from labeling.studio.opinions import current_votes, shown_predictions
+from labeling.annotators import AnnotatorErrorBound, annotator_error_bound, as_rate_and_alpha
+from labeling.studio.opinions import boxes_differ, current_votes, shown_predictions
 from pipeline.project.project import Project
 from pipeline.round.blind import checked
+from pipeline.round.detection.predict import choosing_values
 from pipeline.round.predict import choosing_probs
 
 Bound = float | AnnotatorErrorBound | None
@@ -62,41 +70,78 @@ class PeopleBounds:
     human_how: str
 
 
+    def record(self) -> dict:
+        """The accept record's ``reference`` and ``human_error`` entries."""
+        return {"reference": _bound_record(self.rho, self.rho_how),
+                "human_error": _bound_record(self.human, self.human_how)}
+
+
 def people_bounds(project: Project) -> PeopleBounds:
     loop = project.config.loop
     if loop.reference_error != "measured":
         how = "assumed ([loop] reference_error)"
         return PeopleBounds(float(loop.reference_error), how, float(loop.reference_error), how)
+    boxes = project.config.project.task == "detection"
     classes = list(project.classes)
-    votes = current_votes(project.store, None)
+    votes = current_votes(project.store, None, values=boxes)
     shown = shown_predictions(project.store, None)
     double, blind = checked(project, votes)
     keys = sorted(k for k in double | blind if len(votes[k]) >= 2)
     confidence = 1.0 - (1.0 - loop.confidence_level) / 4
     if loop.blind_references:
-        chosen = choosing_probs(project, [k for k in keys if k not in shown])
-        model = {k: classes[int(p.argmax())] for k, p in chosen.items()}
+        unseen = [k for k in keys if k not in shown]
+        if boxes:
+            model = choosing_values(project, unseen)
+        else:
+            model = {k: classes[int(p.argmax())]
+                     for k, p in choosing_probs(project, unseen).items()}
         where = "blind-checked"
-    else:
-        model = {k: shown[k] for k in keys if k in shown}
+    else:  # the config refuses this for boxes: the shown boxes are not kept per answer
+        model = {k: shown[k] for k in keys if shown.get(k) in classes}
         where = "double-checked"
-    rho, rho_how = _measure([k for k in keys if model.get(k) in classes], votes, classes,
-                            confidence, model, where)
+    # Two answers agree when they are the same class, or, for boxes, when they match object
+    # for object (the accept step's rule for an image being right).
+    same = _boxes_agree if boxes else operator.eq
+    rho, rho_how = _measure([k for k in keys if k in model], votes, confidence, model, where,
+                            same)
     # Every double-checked item, shown a pre-annotation or not: each went to people as items
     # like it do, so together they are a random share of the delivered human labels.
-    human, human_how = _measure([k for k in keys if k in double], votes, classes, confidence,
-                                None, "double-checked")
+    human, human_how = _measure([k for k in keys if k in double], votes, confidence, None,
+                                "double-checked", same)
     return PeopleBounds(rho, rho_how, human, human_how)
 
 
-def _measure(keys, votes, classes, confidence, model, where) -> tuple[Bound, str]:
+def _boxes_agree(a, b) -> bool:
+    return not boxes_differ(a, b)
+
+
+def answer_groups(answers: list, model, same) -> tuple[list[int], int | None]:
+    """One item's answers (and the model's, if any) as group numbers: an answer joins the
+    group of the first earlier answer it agrees with (``same``), else starts one. For classes
+    a group is a class; boxes that match object for object share one, so the bound counts
+    people's answers the way the accept step counts the machine's."""
+    firsts: list = []
+
+    def group(value) -> int:
+        for i, first in enumerate(firsts):
+            if same(first, value):
+                return i
+        firsts.append(value)
+        return len(firsts) - 1
+
+    ids = [group(v) for v in answers]
+    return ids, (None if model is None else group(model))
+
+
+def _measure(keys, votes, confidence, model, where, same) -> tuple[Bound, str]:
     if not keys:
         return None, f"not measured yet: no {where} item has two answers"
-    rows = [list(votes[k].values()) for k in keys]
-    answers = np.full((len(rows), max(len(r) for r in rows)), np.nan)
-    for i, row in enumerate(rows):
-        answers[i, :len(row)] = [classes.index(v) for v in row]
-    labels = None if model is None else np.array([classes.index(model[k]) for k in keys])
+    rows = [answer_groups(list(votes[k].values()), None if model is None else model[k], same)
+            for k in keys]
+    answers = np.full((len(rows), max(len(r) for r, _ in rows)), np.nan)
+    for i, (row, _) in enumerate(rows):
+        answers[i, :len(row)] = row
+    labels = None if model is None else np.array([m for _, m in rows])
     try:
         bound = annotator_error_bound(answers, confidence=confidence, model_labels=labels)
     except ValueError as err:
@@ -105,3 +150,8 @@ def _measure(keys, votes, classes, confidence, model, where) -> tuple[Bound, str
         return None, (f"measured bound {bound.rate_ub:.3f} on {bound.n_items} {where} items "
                       f"is too wide to use yet")
     return bound, f"measured on {bound.n_items} {where} items ({bound.measured})"
+
+
+def _bound_record(bound: Bound, how: str) -> dict:
+    return {"rate_ub": None if bound is None else as_rate_and_alpha(bound, "bound")[0],
+            "how": how, **(bound.to_dict() if isinstance(bound, AnnotatorErrorBound) else {})}

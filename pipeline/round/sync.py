@@ -108,12 +108,13 @@ def _ask_on_boxes(project: Project, studio, sp, round_id: int | None) -> int:
     model's (every object matched at IoU >= 0.5 with its class, no extra box: the accept
     step's rule), or whose two people's boxes differ so, goes to another person; a majority's
     boxes decide (``Detection.agree``). The model's answer is the newest predictions' (a
-    held-out image never trains, so that is out-of-sample). No reviews or double checks yet:
-    they rank answers by class."""
+    held-out image never trains, so that is out-of-sample). The random double and blind
+    checks get a second person as for classes; no reviews yet: they rank answers by class."""
     store = project.store
+    tasks = store.tasks(sp.id)
     requests = plan(current_votes(store, sp.id, values=True), latest_machine_values(project),
-                    set(picks(store, holdout=True)), store.tasks(sp.id),
-                    asked_overlaps(store, sp.id),
+                    set(picks(store, holdout=True)), tasks, asked_overlaps(store, sp.id),
+                    double_check=set().union(*checked(project, tasks)),
                     differs=boxes_differ, describe=boxes_text)
     return request_opinions(studio, store, sp, requests, round_id=round_id)
 

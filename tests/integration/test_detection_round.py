@@ -158,3 +158,71 @@ def test_a_detection_round_killed_after_a_step_resumes_to_the_same_state(
     assert got["tasks_per_item"] == {1}
     for key in ("labels", "picks", "versions", "champion", "rounds"):
         assert got[key] == expected[key], key
+
+
+def test_a_box_crowd_is_double_checked_at_random_and_its_error_measured(
+        studio_server, canvases, tmp_path):
+    """Three real accounts drawing boxes with faults: the random double and blind checks get
+    a second person (blind ones without the model's boxes), and the accept step measures the
+    people's error on them instead of assuming it."""
+    from sqlalchemy import select
+
+    from labeling.schema import Item, SecondOpinion
+    from labeling.studio.accounts import add_annotator, annotator_key, list_annotators
+    from labeling.studio.box_annotator_sim import simulate_box_crowd
+    from labeling.studio.connection import connect
+    from labeling.studio.opinions import current_votes
+    from pipeline.round.blind import checked
+    from pipeline.round.sync import sync
+
+    first, env = make_project(studio_server, canvases, tmp_path, f"det-crowd-{next(_n)}")
+    first.close()
+    config = tmp_path / "labelloop.toml"  # [loop] is its last section
+    config.write_text(config.read_text().replace("second_opinions = false",
+                                                 "second_opinions = true")
+                      + 'double_check = 0.4\nblind_check = 0.6\n'
+                        'reference_error = "measured"\n', encoding="utf-8")
+    project = open_project(find_config(config), env=env)
+    truth = load_box_truth(canvases / "boxes.json")
+    studio, sp = studio_session.session(project)
+    for n in range(3):
+        add_annotator(studio, project.config.studio_dir, f"b{os.getpid()}x{next(_n)}n{n}")
+    people = [(a.user_id, connect(studio.url, annotator_key(a), timeout=120))
+              for a in list_annotators(project.config.studio_dir)]
+    try:
+        for n in range(3):
+            run_round(project)
+            for p in range(3):  # a sync between passes asks the second people
+                simulate_box_crowd(people, sp, truth, fault_rate=0.3, skip=0.0,
+                                   seed=10 * n + p)
+                if p < 2:
+                    sync(project)
+        last = run_round(project)["stats"]
+        store = project.store
+        with store.transaction() as s:
+            asked = s.execute(select(Item.key, SecondOpinion.reason)
+                              .join(Item, Item.id == SecondOpinion.item_id)).all()
+        made = picks(store)
+        double, blind = checked(project, made)
+        random_checks = {k for k, why in asked if why == "random double check"}
+        assert random_checks and random_checks <= double | blind
+        # Every random check a person answered got a second person, and was not asked twice.
+        votes = {k: len(v) for k, v in current_votes(store, sp.id).items()}
+        assert all(votes.get(k, 0) >= 2 for k in random_checks)
+        # Blind checks carry no pre-annotation; strategy picks of later rounds do.
+        shown = {item_key_of(t): bool(t.get("predictions")) for t in iter_tasks(
+            studio, sp.id, include="id,data,predictions", all_fields=True)}
+        assert not any(shown[k] for k in blind if k in shown)
+        later = [k for k, p in made.items() if p.round_id and p.round_id > 1
+                 and p.reason == "strategy" and k not in blind and k in shown]
+        assert later and all(shown[k] for k in later)
+        accept = last["accept"]
+        people_error = accept["human_error"]
+        assert "double-checked" in people_error["how"] and people_error["n_items"] >= 1
+        assert people_error["n_events"] >= 1  # the crowd's faults show in what is measured
+        assert 0 < people_error["rate_ub"] <= 1
+        rho = accept["reference"]
+        assert "blind-checked" in rho["how"] and rho["n_items"] >= 1, rho
+        assert accept["certificate"]["human_error_ub"] == people_error["rate_ub"]
+    finally:
+        project.close()

@@ -111,14 +111,21 @@ def test_images_above_a_certified_cut_are_accepted_with_all_their_boxes(project)
     assert proj.store.current_labels(sources=("machine",)) == {}
 
 
-def test_too_few_held_out_images_accept_nothing_and_say_why(project):
-    proj, truth = project
+def accept_all_sure(proj, truth, held: int) -> dict:
+    """The accept step's record with the first ``held`` images held out and labeled by
+    people, and the model right and 0.99 sure on every image."""
     keys = sorted(truth)
-    record_picks(proj.store, [Pick(k, "random", holdout=True) for k in keys[:3]], round_id=None)
-    people_label(proj, truth, keys[:3])
+    record_picks(proj.store, [Pick(k, "random", holdout=True) for k in keys[:held]],
+                 round_id=None)
+    people_label(proj, truth, keys[:held])
     rid = proj.store.start_round()
     items = predicted_as(truth, keys, np.full(len(keys), 0.99))
-    record = accept_step.auto_accept(proj, rid, write_predictions(proj, items, round_id=rid))
+    return accept_step.auto_accept(proj, rid, write_predictions(proj, items, round_id=rid))
+
+
+def test_too_few_held_out_images_accept_nothing_and_say_why(project):
+    proj, truth = project
+    record = accept_all_sure(proj, truth, 3)
     assert record["accepted"] == 0
     assert "too little validation data" in record["image_threshold"]["reason"]
 
@@ -149,11 +156,19 @@ def test_a_detection_config_refuses_what_boxes_do_not_have(project, tmp_path):
                            "strategy must be one of"),
                           ('model = "fcos_mobilenet_v2"', 'model = "mobilenet_v2"',
                            "model must be a detector"),
-                          ("reference_error = 0.0", 'reference_error = "measured"',
-                           "reference_error must be a number")]:
-        (tmp_path / "bad.toml").write_text(text.replace(old, new))
+                          ("blind_references = true", "blind_references = false",
+                           "needs blind_references = true")]:
+        bad = text.replace(old, new).replace("reference_error = 0.0",
+                                             'reference_error = "measured"')
+        (tmp_path / "bad.toml").write_text(bad)
         with pytest.raises(ConfigError, match=why):
             find_config(tmp_path / "bad.toml")
+    # Measured on blind checks, people's error for boxes is a setting like any other.
+    (tmp_path / "good.toml").write_text(
+        text.replace("reference_error = 0.0", 'reference_error = "measured"')
+        .replace("double_check = 0.0", "double_check = 0.1")
+        .replace("blind_check = 0.0", "blind_check = 0.1"))
+    assert find_config(tmp_path / "good.toml").loop.reference_error == "measured"
 
 
 def test_commands_built_for_classes_refuse_a_detection_project_clearly(project, tmp_path):
@@ -257,5 +272,102 @@ def test_the_newest_held_out_images_wait_a_round_for_their_second_opinions(proje
         proj = open_project(find_config(tmp_path))
         again = accept_step.auto_accept(proj, rid, write_predictions(proj, items, "2", rid))
         assert again["validation_waiting"] == 0 and again["accepted"] == 0
+    finally:
+        proj.close()
+
+
+def answered_by(proj, key, values, task_id, *, shown=False):
+    """What a sync records for an image that people answered in this order (``shown``: with
+    the model's boxes shown to each, else blind)."""
+    from labeling.schema import Item, StudioAnnotation, StudioTaskSync
+
+    with proj.store.transaction() as s:
+        item = s.query(Item).filter(Item.key == key).one()
+        s.add(StudioTaskSync(project_id=1, task_id=task_id, item_id=item.id, outcome="labeled"))
+        for n, value in enumerate(values):
+            s.add(StudioAnnotation(annotation_id=task_id * 10 + n, project_id=1,
+                                   task_id=task_id, item_id=item.id, user_id=n + 1,
+                                   who=f"p{n}@x", choice="boxes", value=value,
+                                   predicted="boxes" if shown else None,
+                                   created_at=f"2026-12-04T10:00:0{n}"))
+
+
+def measuring(proj, folder, *, double: float, blind: float):
+    """``proj`` reopened with the people's error measured on those shares of checks."""
+    text = (folder / "labelloop.toml").read_text()
+    (folder / "labelloop.toml").write_text(
+        text.replace("reference_error = 0.0", 'reference_error = "measured"')
+        .replace("double_check = 0.0", f"double_check = {double}")
+        .replace("blind_check = 0.0", f"blind_check = {blind}"))
+    proj.close()
+    return open_project(find_config(folder))
+
+
+def test_peoples_error_on_boxes_is_measured_on_the_random_checks(project, tmp_path):
+    from pipeline.round.blind import checked
+
+    proj, truth = project
+    proj = measuring(proj, tmp_path, double=0.4, blind=0.6)
+    try:
+        keys = sorted(truth)
+        held, looked = keys[:30], keys[30:60]
+        first = proj.store.start_round()
+        record_picks(proj.store, [Pick(k, "strategy") for k in looked], round_id=first)
+        record_picks(proj.store, [Pick(k, "random", holdout=True) for k in held],
+                     round_id=None)
+        people_label(proj, truth, held)
+        double, blind = checked(proj, looked)
+        assert double and blind and double | blind == set(looked)
+        # The choosing round's model missed every other image; on two blind ones the first
+        # person drew its wrong boxes too, on one double-checked one their own wrong ones.
+        missed = set(looked[::2])
+        chose = predicted_as(truth, looked, np.full(len(looked), 0.5), wrong=missed)
+        write_predictions(proj, chose, round_id=first)
+        repeated = sorted(missed & blind)[:2]
+        erred = sorted(double)[0]
+        for n, k in enumerate(looked):
+            right = {**truth[k], "boxes": [dict(b) for b in truth[k]["boxes"]]}
+            if k in repeated:
+                first_answer = {**right, "boxes": chose[k]["boxes"]}
+            elif k == erred:
+                first_answer = {**right, "boxes": [dict(b, label="9" if b["label"] != "9"
+                                                        else "8") for b in right["boxes"]]
+                                or [{"label": "1", "x": 1.0, "y": 1.0, "w": 9.0, "h": 9.0}]}
+            else:
+                first_answer = right
+            answered_by(proj, k, [first_answer, right, right], task_id=100 + n,
+                        shown=k in double)  # double-checked images go as others do
+        rid = proj.store.start_round()
+        items = predicted_as(truth, keys, np.full(len(keys), 0.99))
+        record = accept_step.auto_accept(proj, rid, write_predictions(proj, items, round_id=rid))
+        rho, people = record["reference"], record["human_error"]
+        # rho's trials: blind images the others say the model got wrong; events: the first
+        # person gave the model's boxes anyway.
+        assert (rho["n_items"], rho["n_events"]) == (len(missed & blind), 2)
+        assert "blind-checked" in rho["how"] and rho["rate_ub"] > 2 / len(missed & blind)
+        assert (people["n_items"], people["n_events"]) == (len(double), 1)
+        # The cut is tested with rho taken into account: 30 references the model got right
+        # certify 80% for people taken as right, and not for people measured to repeat the
+        # model's boxes 2 times in 12.
+        from labeling.image_accept import image_threshold
+
+        assert image_threshold(np.full(30, 0.99), np.zeros(30, bool), target_precision=0.8,
+                               min_points=5).reason == "ok"
+        assert record["image_threshold"]["n"] == 30 and record["accepted"] == 0
+        assert "never reached" in record["image_threshold"]["reason"]
+        # The certificate reads the people's measured error.
+        assert record["certificate"]["human_error_ub"] == people["rate_ub"]
+    finally:
+        proj.close()
+
+
+def test_boxes_accept_nothing_until_their_peoples_error_is_measured(project, tmp_path):
+    proj, truth = project
+    proj = measuring(proj, tmp_path, double=0.0, blind=0.5)
+    try:
+        record = accept_all_sure(proj, truth, 40)
+        assert record["accepted"] == 0
+        assert "not measured yet" in record["image_threshold"]["reason"]
+        assert record["reference"]["rate_ub"] is None
     finally:
         proj.close()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from labeling.annotators import AnnotatorErrorBound
 from labeling.bounds import precision_interval
 from labeling.box_scores import machine_value
 from labeling.boxes import image_matches
-from labeling.image_accept import image_threshold
+from labeling.image_accept import ImageThreshold, image_threshold
 from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import picks
 from labeling.store import NewLabel
@@ -21,6 +22,7 @@ from pipeline.project.project import Project
 from pipeline.round.detection.labeled import labeled_values
 from pipeline.round.detection.predict import load_predictions
 from pipeline.round.labeled import unresolved_held_out, waiting_references
+from pipeline.round.reference import people_bounds
 
 
 def right(truth: dict, machine: dict) -> bool:
@@ -47,10 +49,18 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     conf = np.array([preds[k]["confidence"] for k in val + tied], dtype=np.float64)
     wrong = np.array([not right(eval_set[k], machine_value(preds[k])) for k in val]
                      + [True] * len(tied), dtype=bool)
-    cut = image_threshold(conf, wrong, target_precision=loop.target_precision,
-                          confidence=loop.confidence_level,
-                          min_points=loop.min_validation_points,
-                          reference_error=float(loop.reference_error))
+    people = people_bounds(project)
+    if people.rho is None:  # measured, and not yet measurable: nothing can be certified
+        cut = ImageThreshold(None, None, len(conf), int(wrong.sum()), loop.target_precision,
+                             loop.confidence_level, f"people's error {people.rho_how}")
+    else:
+        # As for classes: the human labels' bound is the certificate's, so its alpha comes
+        # off the cut's share and the certificate holds at the loop's level.
+        spent = people.human.alpha if isinstance(people.human, AnnotatorErrorBound) else 0.0
+        cut = image_threshold(conf, wrong, target_precision=loop.target_precision,
+                              confidence=loop.confidence_level + spent,
+                              min_points=loop.min_validation_points,
+                              reference_error=people.rho)
     human = project.store.current_labels(sources=PEOPLE_SOURCES)
     pool = [k for k in preds if k not in human and k not in held_tied]  # references stay people's
     pool_conf = np.array([preds[k]["confidence"] for k in pool], dtype=np.float64)
@@ -76,7 +86,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
               "validation": len(val) + len(tied),
               "validation_waiting": len(waiting & (set(eval_set) | held_tied)),
               "coverage": len(machine_now) / max(1, pool_size),
-              "audit": audited(project, held_tied, waiting)}
+              "audit": audited(project, held_tied, waiting), **people.record()}
     # An image counts as one label: the certificate bounds the share of delivered images
     # that are not right.
     record["certificate"] = certificate(project.store, record,

@@ -13,7 +13,7 @@ from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
 from pipeline.round.detection.labeled import labeled_values
 from pipeline.round.labeled import champion_model_path, items_to_predict
-from pipeline.round.predict import saved_files
+from pipeline.round.predict import by_choosing_round, saved_files
 from training.detection.checkpoint import load_detector
 
 
@@ -52,6 +52,18 @@ def latest_machine_values(project: Project) -> dict[str, dict]:
     files = saved_files(project, suffix=".boxes.json")
     return ({k: machine_value(p) for k, p in load_predictions(files[-1]).items()}
             if files else {})
+
+
+def choosing_values(project: Project, keys) -> dict[str, dict]:
+    """Item key -> the boxes the round which picked the item would have kept for it (made
+    while it had no label: out-of-sample), as ``choosing_probs`` does for classes."""
+    out: dict[str, dict] = {}
+    for round_id, chosen in by_choosing_round(project, keys).items():
+        files = saved_files(project, round_id, suffix=".boxes.json")
+        if files:
+            preds = load_predictions(files[-1])
+            out.update({k: machine_value(preds[k]) for k in chosen if k in preds})
+    return out
 
 
 def pre_annotations(project: Project, predicted: dict) -> dict[str, tuple[dict, float]]:
