@@ -296,6 +296,9 @@ class LoopSection(_Section):
             raise ValueError(f"double_check + blind_check is at most 1 (they are disjoint "
                              f"shares of the items), got {self.double_check} + "
                              f"{self.blind_check}")
+        if (self.double_check or self.blind_check) and not self.second_opinions:
+            raise ValueError("double_check and blind_check need second_opinions = true: their "
+                             "second person is asked as second opinions are")
         return self
     # Second opinions on the other human labels (training and delivered ones): up to this
     # share of batch_size per round, on the labels whose answer differs from the
@@ -550,10 +553,12 @@ def _detection_problems(cfg: Config) -> list[str]:
     if loop.strategy not in list_box_strategies():
         problems.append(f"[loop] strategy must be one of {', '.join(list_box_strategies())}, "
                         f"not {loop.strategy!r}")
-    if loop.reference_error == "measured" and not loop.blind_references:
-        problems.append('[loop] reference_error = "measured" needs blind_references = true '
-                        "for boxes: the chance that people repeat the model's wrong boxes is "
-                        "measured on blind checks only")
+    if loop.reference_error == "measured" and not (loop.blind_references and loop.blind_check
+                                                   and loop.second_opinions):
+        problems.append('[loop] reference_error = "measured" needs blind_references = true, '
+                        "blind_check > 0 and second_opinions = true for boxes: the chance "
+                        "that people repeat the model's wrong boxes is measured on blind "
+                        "checks only, answered by a second person")
     if loop.target == "dataset":
         problems.append('[loop] target must be "label": the dataset-level target is built '
                         "for classes only")

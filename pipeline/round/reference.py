@@ -69,7 +69,6 @@ class PeopleBounds:
     human: Bound
     human_how: str
 
-
     def record(self) -> dict:
         """The accept record's ``reference`` and ``human_error`` entries."""
         return {"reference": _bound_record(self.rho, self.rho_how),
@@ -84,6 +83,9 @@ def people_bounds(project: Project) -> PeopleBounds:
     boxes = project.config.project.task == "detection"
     classes = list(project.classes)
     votes = current_votes(project.store, None, values=boxes)
+    if boxes:  # an answer synced before boxes were kept has no value: not "nothing here"
+        votes = {k: {p: v for p, v in people.items() if v is not None}
+                 for k, people in votes.items()}
     shown = shown_predictions(project.store, None)
     double, blind = checked(project, votes)
     keys = sorted(k for k in double | blind if len(votes[k]) >= 2)
@@ -96,7 +98,9 @@ def people_bounds(project: Project) -> PeopleBounds:
             model = {k: classes[int(p.argmax())]
                      for k, p in choosing_probs(project, unseen).items()}
         where = "blind-checked"
-    else:  # the config refuses this for boxes: the shown boxes are not kept per answer
+    elif boxes:  # the config refuses this: the shown boxes are not kept per answer
+        raise ValueError('reference_error = "measured" for boxes needs blind_references')
+    else:
         model = {k: shown[k] for k in keys if shown.get(k) in classes}
         where = "double-checked"
     # Two answers agree when they are the same class, or, for boxes, when they match object
@@ -117,20 +121,20 @@ def _boxes_agree(a, b) -> bool:
 
 def answer_groups(answers: list, model, same) -> tuple[list[int], int | None]:
     """One item's answers (and the model's, if any) as group numbers: an answer joins the
-    group of the first earlier answer it agrees with (``same``), else starts one. For classes
-    a group is a class; boxes that match object for object share one, so the bound counts
-    people's answers the way the accept step counts the machine's."""
-    firsts: list = []
-
-    def group(value) -> int:
-        for i, first in enumerate(firsts):
-            if same(first, value):
-                return i
-        firsts.append(value)
-        return len(firsts) - 1
-
-    ids = [group(v) for v in answers]
-    return ids, (None if model is None else group(model))
+    group of the first earlier answer it agrees with (``same``), else starts one; the model
+    joins the group of the first answer it agrees with, the first person's before any other,
+    so that where boxes match loosely an answer that repeats the model is counted as one (rho
+    errs high, never low). For classes a group is a class; boxes that match object for object
+    share one, so the bound counts people's answers the way the accept step counts the
+    machine's."""
+    ids: list[int] = []
+    for i, value in enumerate(answers):
+        earlier = next((ids[j] for j in range(i) if same(answers[j], value)), None)
+        ids.append(len(set(ids)) if earlier is None else earlier)
+    if model is None:
+        return ids, None
+    return ids, next((ids[i] for i, value in enumerate(answers) if same(value, model)),
+                     len(set(ids)))
 
 
 def _measure(keys, votes, confidence, model, where, same) -> tuple[Bound, str]:

@@ -164,10 +164,15 @@ def test_a_detection_config_refuses_what_boxes_do_not_have(project, tmp_path):
         with pytest.raises(ConfigError, match=why):
             find_config(tmp_path / "bad.toml")
     # Measured on blind checks, people's error for boxes is a setting like any other.
-    (tmp_path / "good.toml").write_text(
-        text.replace("reference_error = 0.0", 'reference_error = "measured"')
-        .replace("double_check = 0.0", "double_check = 0.1")
-        .replace("blind_check = 0.0", "blind_check = 0.1"))
+    good = (text.replace("reference_error = 0.0", 'reference_error = "measured"')
+            .replace("double_check = 0.0", "double_check = 0.1")
+            .replace("blind_check = 0.0", "blind_check = 0.1"))
+    # ... once a second person answers the checks.
+    (tmp_path / "bad.toml").write_text(good)
+    with pytest.raises(ConfigError, match="need second_opinions = true"):
+        find_config(tmp_path / "bad.toml")
+    (tmp_path / "good.toml").write_text(good.replace("second_opinions = false",
+                                                     "second_opinions = true"))
     assert find_config(tmp_path / "good.toml").loop.reference_error == "measured"
 
 
@@ -298,7 +303,8 @@ def measuring(proj, folder, *, double: float, blind: float):
     (folder / "labelloop.toml").write_text(
         text.replace("reference_error = 0.0", 'reference_error = "measured"')
         .replace("double_check = 0.0", f"double_check = {double}")
-        .replace("blind_check = 0.0", f"blind_check = {blind}"))
+        .replace("blind_check = 0.0", f"blind_check = {blind}")
+        .replace("second_opinions = false", "second_opinions = true"))
     proj.close()
     return open_project(find_config(folder))
 
@@ -371,3 +377,25 @@ def test_boxes_accept_nothing_until_their_peoples_error_is_measured(project, tmp
         assert record["reference"]["rate_ub"] is None
     finally:
         proj.close()
+
+
+def test_loosely_matching_boxes_are_grouped_so_rho_errs_high():
+    from pipeline.round.reference import _boxes_agree, answer_groups
+
+    def at(x):
+        return {"width": 100, "height": 100,
+                "boxes": [{"label": "3", "x": x, "y": 10.0, "w": 20.0, "h": 20.0}]}
+
+    # IoU(at(0), at(6)) and IoU(at(6), at(12)) are >= 0.5, IoU(at(0), at(12)) is not.
+    assert _boxes_agree(at(0), at(6)) and _boxes_agree(at(6), at(12))
+    assert not _boxes_agree(at(0), at(12))
+    # The model agrees with the second person, who agrees with the first: one group, so the
+    # item is no trial of people against a wrong model.
+    assert answer_groups([at(0), at(6)], at(12), _boxes_agree) == ([0, 0], 0)
+    # The first person drew the model's boxes, the others something else: an event.
+    assert answer_groups([at(50), at(0), at(0)], at(50), _boxes_agree) == ([0, 1, 1], 0)
+    # "Nothing here" twice agrees; a model that drew a box is another group.
+    empty = {"width": 100, "height": 100, "boxes": []}
+    assert answer_groups([empty, empty], at(0), _boxes_agree) == ([0, 0], 1)
+    # Classes: a group per class, numbered as first given.
+    assert answer_groups(["7", "1", "7"], "9", lambda a, b: a == b) == ([0, 1, 0], 2)
