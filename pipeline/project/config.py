@@ -553,12 +553,11 @@ def _detection_problems(cfg: Config) -> list[str]:
     if loop.strategy not in list_box_strategies():
         problems.append(f"[loop] strategy must be one of {', '.join(list_box_strategies())}, "
                         f"not {loop.strategy!r}")
-    if loop.reference_error == "measured" and not (loop.blind_references and loop.blind_check
-                                                   and loop.second_opinions):
-        problems.append('[loop] reference_error = "measured" needs blind_references = true, '
-                        "blind_check > 0 and second_opinions = true for boxes: the chance "
-                        "that people repeat the model's wrong boxes is measured on blind "
-                        "checks only, answered by a second person")
+    # blind_check > 0 already needs second_opinions (LoopSection._checks_fit).
+    if loop.reference_error == "measured" and not (loop.blind_references and loop.blind_check):
+        problems.append('[loop] reference_error = "measured" needs blind_references = true '
+                        "and blind_check > 0 for boxes: the chance that people repeat the "
+                        "model's wrong boxes is measured on blind checks only")
     if loop.target == "dataset":
         problems.append('[loop] target must be "label": the dataset-level target is built '
                         "for classes only")
