@@ -19,24 +19,28 @@ from labeling.tasks.registry import get_task_type
 @dataclass(frozen=True)
 class TaskKind:
     """``labels``: the labeling side. ``train(paths, labels, classes, params, *, progress)``
-    returns a model; ``predict(model, paths, *, embeddings, progress)`` its predictions."""
+    returns a model; ``predict(model, paths, *, embeddings, progress)`` its predictions;
+    ``load(checkpoint)`` a saved model."""
 
     labels: TaskType
     train: Callable
     predict: Callable
+    load: Callable
 
 
 def _classification() -> TaskKind:
+    from training.checkpoint import load_checkpoint
     from training.predict import predict
     from training.train import train
 
-    return TaskKind(get_task_type("classification"), train, predict)
+    return TaskKind(get_task_type("classification"), train, predict, load_checkpoint)
 
 
 def _detection() -> TaskKind:
     from pipeline.detection_model import predict_values, train_values
+    from training.detection.checkpoint import load_detector
 
-    return TaskKind(get_task_type("detection"), train_values, predict_values)
+    return TaskKind(get_task_type("detection"), train_values, predict_values, load_detector)
 
 
 _KINDS: dict[str, Callable[[], TaskKind]] = {"classification": _classification,

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 from pipeline.project.project import Project
 from pipeline.round.session import model_version_name
-from training.checkpoint import load_checkpoint
-from training.trained import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,7 @@ class Loaded:
 
     version: str
     model_version: str
-    model: TrainedModel
+    model: object  # the task type's model (``pipeline.tasks``: a classifier or a detector)
 
 
 class ServedChampion:
@@ -60,5 +58,5 @@ class ServedChampion:
             if self._loaded is None or self._loaded.version != version:
                 path = self._project.registry.checkpoint_path(version)
                 self._loaded = Loaded(version, model_version_name(version),
-                                      load_checkpoint(path))
+                                      self._project.task.load(path))
             return self._loaded

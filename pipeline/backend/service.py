@@ -3,15 +3,17 @@
 The protocol is Label Studio 1.23.2's ML backend protocol as it really calls it (see the
 labelstudio notes): ``/health`` and ``/setup`` before every prediction batch (1 s and 3 s
 timeouts: both read files only), ``/predict`` with a list of tasks answered with one result per
-task in order, ``/webhook`` for the Train button and annotation events, ``/versions``.
+task in order, ``/webhook`` for the Train button and annotation events, ``/versions``. What a
+task gets is its task type's (``pipeline.backend.guesses``): one class, or the champion's kept
+boxes, as a round's push would show them.
 
 "Already predicted" is decided by Label Studio from the version ``/setup`` answers, so ``/setup``
 and every prediction carry the same name, the champion's registry version (``v<N>``): after a
 promotion "Retrieve predictions" predicts again, and without one it does nothing.
 
 A request for another Label Studio project than this labelloop project's, or with a labeling
-config whose classes are not the project's, is refused (``BadRequest``, HTTP 400) with what is
-wrong; nothing is predicted for it.
+config whose classes (or task type) are not the project's, is refused (``BadRequest``, HTTP
+400) with what is wrong; nothing is predicted for it.
 """
 
 from __future__ import annotations
@@ -20,14 +22,12 @@ import logging
 import threading
 from collections.abc import Mapping
 
-import numpy as np
-
 from labeling.tasks.base import TaskType
+from pipeline.backend.guesses import GUESSES
 from pipeline.backend.rounds import RoundRunner
 from pipeline.backend.served import ServedChampion
 from pipeline.project.answers_waiting import mark_answers_waiting
 from pipeline.project.project import Project
-from pipeline.round.predict import predict_files
 from pipeline.round.session import model_version_name
 from pipeline.task_images import TaskImage, TaskImages
 from training.images import ImageError
@@ -86,18 +86,17 @@ class Backend:
                 log.info("no champion yet: %d task(s) not predicted", len(tasks))
                 return {"results": []}
             images = self._images.resolve_all(tasks)
-            probs = self._probabilities(loaded.model, images)
-        classes = self.project.classes
+            guesses = self._guesses(loaded.model, images)
         results = []
-        for task, image, p in zip(tasks, images, probs, strict=True):
-            if p is None:
+        for task, image, guess in zip(tasks, images, guesses, strict=True):
+            if guess is None:
                 log.warning("task %s: no prediction: %s", _task_id(task), image.reason)
                 results.append({"result": [], "score": 0.0,
                                 "model_version": loaded.model_version})
                 continue
-            label = classes[int(p.argmax())]
-            results.append({"result": self._labels.prediction_result(label),
-                            "score": float(p.max()), "model_version": loaded.model_version})
+            value, score = guess
+            results.append({"result": self._labels.prediction_result(value),
+                            "score": score, "model_version": loaded.model_version})
         return {"results": results}
 
     def webhook(self, body: object) -> dict:
@@ -134,16 +133,20 @@ class Backend:
         if xml is None or xml == "":  # Label Studio omits it on some calls
             return
         classes = self._labels.config_classes(xml) if isinstance(xml, str) else None
-        if classes is None or set(classes) != set(self.project.classes):
+        if classes is None:  # e.g. a one-class config sent to a box project's backend
+            raise BadRequest(f"the project's labeling config is not labelloop's "
+                             f"{self._labels.name} config over the classes "
+                             f"{', '.join(self.project.classes)}")
+        if set(classes) != set(self.project.classes):
             raise BadRequest(f"the project's labeling config does not match labelloop's "
                              f"classes {', '.join(self.project.classes)}: found "
-                             f"{'none' if classes is None else ', '.join(classes)}")
+                             f"{', '.join(classes)}")
 
-    def _probabilities(self, model, images: list[TaskImage]) -> list[np.ndarray | None]:
-        """Class probabilities per image (None where there is no readable file), in one
-        batch; if a file changed since it was checked, one at a time."""
+    def _guesses(self, model, images: list[TaskImage]) -> list[tuple | None]:
+        """(value, score) per image (None where there is no readable file), in one batch; if
+        a file changed since it was checked, one at a time."""
         ready = [i for i, image in enumerate(images) if image.path is not None]
-        out: list[np.ndarray | None] = [None] * len(images)
+        out: list[tuple | None] = [None] * len(images)
         if not ready:
             return out
         try:
@@ -158,10 +161,9 @@ class Backend:
                     images[i] = TaskImage(reason=str(err))
         return out
 
-    def _predict(self, model, images: list[TaskImage]) -> np.ndarray:
-        preds = predict_files(self.project, model, [i.path for i in images],
-                              [i.key for i in images], embeddings=False, progress=False)
-        return preds.probs
+    def _predict(self, model, images: list[TaskImage]) -> list[tuple]:
+        guess = GUESSES[self.project.config.project.task]
+        return guess(self.project, model, [i.path for i in images], [i.key for i in images])
 
 
 def _mapping(body: object, where: str) -> Mapping:

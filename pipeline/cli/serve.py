@@ -31,10 +31,6 @@ def serve_command(
     from pipeline.project.project import open_project
 
     cfg = load(config)
-    if cfg.project.task != "classification":
-        fail(f"labelloop serve predicts one class per image; a {cfg.project.task} project's "
-             "pre-annotations come with its rounds (`labelloop round` pushes the champion's "
-             "boxes with every task)")
     project = open_project(cfg, env=os.environ)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:

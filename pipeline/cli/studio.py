@@ -150,10 +150,6 @@ def connect_command(
     from labeling.studio.ml_backend import connect_backend
 
     cfg = load(config)
-    if cfg.project.task != "classification":
-        fail(f"labelloop serve (the model backend) predicts one class per image; a "
-             f"{cfg.project.task} project gets the champion's boxes with every task a round "
-             "pushes")
     url = url or f"http://127.0.0.1:{cfg.studio.backend_port}"
     try:
         studio = connect_studio(cfg, os.environ)

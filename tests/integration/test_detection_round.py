@@ -39,7 +39,7 @@ def canvases(studio_server) -> Path:
     return out
 
 
-def make_project(studio_server, canvases, folder: Path, name: str):
+def make_project(studio_server, canvases, folder: Path, name: str, *, min_steps: int = 10):
     folder.mkdir(parents=True, exist_ok=True)
     classes = ", ".join(f'"{d}"' for d in range(10))
     (folder / "labelloop.toml").write_text(textwrap.dedent(f"""\
@@ -56,7 +56,7 @@ def make_project(studio_server, canvases, folder: Path, name: str):
         model = "fcos_mobilenet_v2"
         weights = "imagenet"
         epochs = 2
-        min_steps = 10
+        min_steps = {min_steps}
         batch_size = 8
         [loop]
         strategy = "least_confident"

@@ -87,6 +87,23 @@ def _make_champion(project):
     run_round(project)
 
 
+def import_by_hand(studio, project_id: int, studio_server, hand: Path,
+                   names: list[str]) -> tuple[list[int], list[str]]:
+    """Tasks made as a person would: the folder ``hand`` added as a local storage, one task
+    per file of ``names`` in it, and one more for an unreachable URL. (task ids, their URLs)."""
+    with studio.errors("adding the folder as a storage, as a person would"):
+        studio.client.import_storage.local.create(project=project_id, path=str(hand),
+                                                  use_blob_urls=True, title="by hand")
+    root = studio_server.images_dir.parent
+    urls = [f"/data/local-files/?d={(hand / n).relative_to(root).as_posix()}" for n in names]
+    urls.append(f"http://127.0.0.1:{free_port()}/gone.png")
+    with studio.errors("importing hand tasks"):
+        made = studio.client.projects.import_tasks(
+            id=project_id, request=[{"data": {"image": u}} for u in urls],
+            return_task_ids=True)
+    return [int(t) for t in made.task_ids], urls
+
+
 def _predictions(studio, task_id: int) -> list[dict]:
     return studio.get_json("api/predictions", {"task": task_id}, action="reading predictions")
 
@@ -120,17 +137,8 @@ def test_connected_backend_predicts_hand_imported_tasks_once_per_champion(
         with Image.open(src) as img:
             ImageOps.invert(img.convert("L")).save(hand / src.name)
     (hand / "broken.png").write_bytes(b"this is not a png")
-    with studio.errors("adding the folder as a storage, as a person would"):
-        studio.client.import_storage.local.create(project=sp.id, path=str(hand),
-                                                  use_blob_urls=True, title="by hand")
-    names = [pool[0].name, pool[1].name, "broken.png"]
-    root = studio_server.images_dir.parent
-    urls = [f"/data/local-files/?d={(hand / n).relative_to(root).as_posix()}" for n in names]
-    urls.append(f"http://127.0.0.1:{free_port()}/gone.png")
-    with studio.errors("importing hand tasks"):
-        made = studio.client.projects.import_tasks(
-            id=sp.id, request=[{"data": {"image": u}} for u in urls], return_task_ids=True)
-    ids = [int(t) for t in made.task_ids]
+    ids, urls = import_by_hand(studio, sp.id, studio_server, hand,
+                               [pool[0].name, pool[1].name, "broken.png"])
 
     _retrieve(studio, sp.id, ids)
     preds = {tid: _predictions(studio, tid) for tid in ids}

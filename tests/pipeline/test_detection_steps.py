@@ -183,8 +183,7 @@ def test_commands_built_for_classes_refuse_a_detection_project_clearly(project, 
 
     (tmp_path / "labels.csv").write_text("path,label\n")
     config = ["--config", str(tmp_path / "labelloop.toml")]
-    for args, why in [(["serve"], "predicts one class per image"),
-                      (["tune"], "tunes classifiers"),
+    for args, why in [(["tune"], "tunes classifiers"),
                       (["ingest", "--labels", str(tmp_path / "labels.csv")],
                        "labels come from Label Studio")]:
         result = CliRunner().invoke(app, [*args, *config])
