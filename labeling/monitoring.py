@@ -24,6 +24,13 @@ line; 0.25 is "major"); embedding shift 0.25 spread units (the new images' centr
 quarter of the typical distance of a reference image from the reference centre). With the three
 tests at 1% each the chance of a false warning per round is under 3%.
 
+For boxes (``detect_image_drift``) there are no class probabilities; two signals per image:
+``confidence`` (the image's confidence, ``labeling.box_scores``; KS as above) and ``boxes``
+(how many boxes the machine keeps per image; KS again, floor D 0.1: on counts the test is
+conservative, ties only lower its statistic's chance of passing the floor). Both are one number
+per image, so the images stay the independent units the tests assume; the class shares of the
+boxes are reported, not tested, as boxes of one image are no independent draws.
+
 Why these and not an MMD: each costs O(N D) and needs no kernel bandwidth; the mean shift misses
 a change that keeps the centre (a spread change), which the confidence signal usually catches.
 """
@@ -38,10 +45,11 @@ import numpy as np
 from scipy.stats import chi2_contingency, ks_2samp
 
 from labeling.autoaccept import precision_interval
+from labeling.boxes import match_boxes
 from labeling.store import LabelRecord
 
 ALPHA = 0.01
-MIN_EFFECT = {"confidence": 0.1, "predictions": 0.1, "embeddings": 0.25}
+MIN_EFFECT = {"confidence": 0.1, "predictions": 0.1, "embeddings": 0.25, "boxes": 0.1}
 N_PERMUTATIONS = 200
 # Fewer items than this on either side: a test would say nothing; drift is not computed.
 MIN_ITEMS = 20
@@ -89,6 +97,22 @@ def correction_rates(labels: Iterable[LabelRecord], classes: Sequence[str]) -> d
         "per_class": {c: {"n": k, "changed": ch, "rate": ch / k if k else None}
                       for c, (k, ch) in per.items()},
     }
+
+
+def box_effort(labels: Iterable[LabelRecord]) -> dict:
+    """People's boxes in ``labels``: how many they drew from scratch and how many they kept
+    from the pre-annotation shown (moved or not: a box of theirs counts as kept when it
+    matches a shown box of its class at IoU >= 0.5). Labels without boxes count none."""
+    drawn = kept = 0
+    for lab in labels:
+        if lab.source == "machine":
+            continue
+        boxes = (lab.value.get("boxes") or []) if isinstance(lab.value, dict) else []
+        shown = (lab.extra.get("predicted_value") or {}).get("boxes") or []
+        matched = len(match_boxes(shown, boxes)) if shown and boxes else 0
+        kept += matched
+        drawn += len(boxes) - matched
+    return {"drawn": drawn, "kept": kept}
 
 
 def class_balance(labels: Iterable[LabelRecord], classes: Sequence[str]) -> dict:
@@ -146,15 +170,47 @@ def detect_drift(
         if ref_e.shape[1] != new_e.shape[1]:
             raise ValueError(f"embeddings differ in width: {ref_e.shape[1]} vs {new_e.shape[1]}")
         signals["embeddings"] = _embedding_drift(ref_e, new_e, np.random.default_rng(seed))
+    return _verdict(signals, len(ref_probs), len(new_probs))
+
+
+def detect_image_drift(ref_conf, new_conf, ref_boxes, new_boxes) -> dict:
+    """``detect_drift`` for task types whose outputs are boxes (module docstring): ``*_conf``
+    [N] image confidences, ``*_boxes`` [N] boxes kept per image. Same record; raises
+    ``ValueError`` for samples under ``MIN_ITEMS`` or of unequal lengths."""
+    ref_conf, new_conf = _values(ref_conf, "ref_conf"), _values(new_conf, "new_conf")
+    ref_boxes = _values(ref_boxes, "ref_boxes", len(ref_conf))
+    new_boxes = _values(new_boxes, "new_boxes", len(new_conf))
+    test = ks_2samp(ref_boxes, new_boxes)
+    signals = {
+        "confidence": _confidence_drift(ref_conf, new_conf),
+        "boxes": _signal("boxes", "KS D", test.statistic, test.pvalue,
+                         mean_reference=float(ref_boxes.mean()),
+                         mean_new=float(new_boxes.mean())),
+    }
+    return _verdict(signals, len(ref_conf), len(new_conf))
+
+
+def _verdict(signals: dict, n_ref: int, n_new: int) -> dict:
     flagged = [name for name, s in signals.items() if s["drift"]]
     warning = None
     if flagged:
         parts = [f"{name} ({signals[name]['statistic']} {signals[name]['effect']:.3g} >= "
                  f"{MIN_EFFECT[name]}, p={signals[name]['p_value']:.2g})" for name in flagged]
-        warning = (f"drift in {len(new_probs)} new images vs {len(ref_probs)} reference "
+        warning = (f"drift in {n_new} new images vs {n_ref} reference "
                    f"images: " + "; ".join(parts))
-    return {"n_reference": len(ref_probs), "n_new": len(new_probs), "drift": bool(flagged),
+    return {"n_reference": n_ref, "n_new": n_new, "drift": bool(flagged),
             "warning": warning, "signals": signals}
+
+
+def _values(a, name: str, n: int | None = None) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 1 or not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be one finite number per image, got shape {a.shape}")
+    if n is not None and len(a) != n:
+        raise ValueError(f"{name} has {len(a)} rows, its confidences {n}")
+    if len(a) < MIN_ITEMS:
+        raise ValueError(f"{name} has {len(a)} images; the test needs {MIN_ITEMS}")
+    return a
 
 
 def _signal(name: str, statistic: str, effect: float, p_value: float, **more) -> dict:

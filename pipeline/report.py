@@ -139,8 +139,11 @@ def _learning_curve(fig, data: ReportData) -> str | None:
         return "no data yet: needs a champion and held-out human labels to evaluate it on"
     ax = fig.add_subplot()
     x = [p[0] for p in points]
+    # Boxes: accuracy is the share of images whose kept boxes are right; mAP@0.5 beside it.
+    second, name = ("macro_f1", "macro-F1") if "macro_f1" in points[-1][1] else \
+        ("map_50", "mAP@0.5")
     ax.plot(x, [p[1]["accuracy"] for p in points], "o-", label="accuracy")
-    ax.plot(x, [p[1]["macro_f1"] for p in points], "s--", label="macro-F1")
+    ax.plot(x, [p[1].get(second) for p in points], "s--", label=name)
     for n, ev, rid in points:
         ax.annotate(f"r{rid}", (n, ev["accuracy"]), textcoords="offset points", xytext=(4, 4),
                     fontsize=8)
@@ -214,6 +217,8 @@ def _confusion(fig, data: ReportData) -> str | None:
               if (m.get("champion") or {}).get("eval")]
     if not latest:
         return "no data yet: needs a champion and held-out human labels"
+    if "confusion" not in latest[-1][1]["eval"]:
+        return "boxes have no confusion matrix: see mAP in the learning curve"
     rid, champion = latest[-1]
     matrix = np.array(champion["eval"]["confusion"])
     ax = fig.add_subplot()
@@ -239,9 +244,10 @@ def _correction(fig, data: ReportData) -> str | None:
         return ("no data yet: no human label records whether the person changed the "
                     "pre-annotation (they come from Label Studio syncs)")
     corr = latest[-1]
-    names = list(corr["per_class"])
-    rates = [corr["per_class"][c]["rate"] for c in names]
-    ns = [corr["per_class"][c]["n"] for c in names]
+    per_class = corr["per_class"] or {"every image": corr}  # boxes: no class per label
+    names = list(per_class)
+    rates = [per_class[c]["rate"] for c in names]
+    ns = [per_class[c]["n"] for c in names]
     ax = fig.add_subplot()
     ax.bar(range(len(names)), [r if r is not None else 0 for r in rates], color="C1")
     for i, (rate, n) in enumerate(zip(rates, ns, strict=True)):

@@ -27,7 +27,8 @@ import re
 import time
 from pathlib import Path
 
-from labeling.boxes import image_matches, match_boxes
+from labeling.boxes import image_matches
+from labeling.monitoring import box_effort
 from labeling.studio import server
 from labeling.studio.accounts import annotator_key, list_annotators
 from labeling.studio.box_annotator_sim import simulate_box_annotations, simulate_box_crowd
@@ -47,17 +48,10 @@ from training.detection.checkpoint import load_detector
 
 
 def effort(project) -> tuple[int, int]:
-    """(boxes people drew from scratch, boxes they kept from the pre-annotation shown, moved
-    or not), over every current human label: a box of theirs counts as kept when it matches
-    a shown box of its class at IoU >= 0.5."""
-    drawn = kept = 0
-    for lab in project.store.current_labels(sources=("human",)).values():
-        boxes = (lab.value or {}).get("boxes") or []
-        shown = (lab.extra.get("predicted_value") or {}).get("boxes") or []
-        matched = len(match_boxes(shown, boxes)) if shown else 0
-        kept += matched
-        drawn += len(boxes) - matched
-    return drawn, kept
+    """(boxes people drew from scratch, boxes they kept from the pre-annotation shown), over
+    every current human label (``labeling.monitoring.box_effort``)."""
+    done = box_effort(project.store.current_labels(sources=("human",)).values())
+    return done["drawn"], done["kept"]
 
 
 def pool_figures(project, truth) -> dict:

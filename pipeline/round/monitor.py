@@ -56,13 +56,13 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
     outputs), log the numbers to MLflow and return the record kept in the round's stats."""
     store = project.store
     classes = list(project.classes)
-    previous = _previous_round(store.rounds(), round_id)
+    previous = previous_round(store.rounds(), round_id)
     human_now = store.current_labels(sources=PEOPLE_SOURCES)
     all_now = store.current_labels()
     record = {
         "champion": None,
         "auto_label": _auto_label(stats.get("accept") or {}),
-        "annotators": _annotators(store, classes, previous, human_now),
+        "annotators": annotators(store, classes, previous, human_now),
         "annotator_quality": [q.to_dict() for q in annotator_quality(current_votes(store, None))],
         "data": {
             "items": store.count_items(status="ok"),
@@ -76,12 +76,12 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
     if found is not None:
         record["champion"], record["drift"], record["data"]["new_items"] = _with_champion(
             project, found, previous)
-    record["warnings"] = _warnings(record, project.config.loop.target_precision)
+    record["warnings"] = monitor_warnings(record, project.config.loop.target_precision)
     record["mlflow_run"] = project.registry.log_round(round_id, flat_metrics(record))
     return record
 
 
-def _previous_round(rounds: list[dict], round_id: int) -> dict | None:
+def previous_round(rounds: list[dict], round_id: int) -> dict | None:
     before = [r for r in rounds if r["id"] < round_id]
     return before[-1] if before else None
 
@@ -99,7 +99,7 @@ def _auto_label(accept: dict) -> dict:
     }
 
 
-def _annotators(store, classes, previous: dict | None, human_now: dict) -> dict:
+def annotators(store, classes, previous: dict | None, human_now: dict) -> dict:
     since = None if previous is None else (previous["finished_at"] or previous["started_at"])
     this_round = annotator_summary(labels_since(human_now.values(), since), classes)
     skipped_total = store.count_items(status="skipped")
@@ -131,9 +131,9 @@ def _with_champion(project: Project, found, previous: dict | None):
         new_keys = sorted(rng.choice(new_keys, size=MAX_NEW_ITEMS, replace=False).tolist())
     eval_keys = sorted(eval_set)
     keys = eval_keys + new_keys
-    champion = {"version": version, "n_train": _n_train(project, version), "eval": None}
+    champion = {"version": version, "n_train": champion_n_train(project, version), "eval": None}
     if not keys:
-        return champion, _no_drift(previous, 0, 0), 0
+        return champion, no_drift(previous, 0, 0), 0
     model = load_checkpoint(ckpt)
     out = predict_files(project, model, [items[k].path for k in keys], keys, embeddings=True,
                         progress=False, keep_pixels=True)
@@ -148,7 +148,7 @@ def _with_champion(project: Project, found, previous: dict | None):
     ref_rows = [j for j, k in enumerate(eval_keys) if cutoff is None
                 or as_utc(items[k].added_at) <= cutoff]
     if previous is None or len(ref_rows) < MIN_ITEMS or len(new_keys) < MIN_ITEMS:
-        return champion, _no_drift(previous, len(ref_rows), len(new_keys)), len(new_keys)
+        return champion, no_drift(previous, len(ref_rows), len(new_keys)), len(new_keys)
     drift = detect_drift(probs[ref_rows], probs[n_eval:], emb[ref_rows], emb[n_eval:],
                          seed=project.config.training.seed)
     drift.update(computed=True, cutoff=cutoff.isoformat(), model_version=version,
@@ -156,7 +156,7 @@ def _with_champion(project: Project, found, previous: dict | None):
     return champion, drift, len(new_keys)
 
 
-def _no_drift(previous: dict | None, n_ref: int, n_new: int) -> dict:
+def no_drift(previous: dict | None, n_ref: int, n_new: int) -> dict:
     if previous is None:
         reason = "first round: no earlier round to date new images from"
     elif n_new < MIN_ITEMS:
@@ -167,13 +167,13 @@ def _no_drift(previous: dict | None, n_ref: int, n_new: int) -> dict:
     return {"computed": False, "reason": reason, "n_reference": n_ref, "n_new": n_new}
 
 
-def _n_train(project: Project, version: str) -> int | None:
+def champion_n_train(project: Project, version: str) -> int | None:
     info = project.registry.version(version)
     value = info.metrics.get("n_train")
     return int(value) if value is not None else None
 
 
-def _warnings(record: dict, target_precision: float) -> list[str]:
+def monitor_warnings(record: dict, target_precision: float) -> list[str]:
     out = []
     if record["drift"].get("warning"):
         out.append(record["drift"]["warning"])
@@ -218,6 +218,10 @@ def flat_metrics(record: dict) -> dict[str, float]:
     for key in ("tasks_done", "tasks_done_total", "skipped", "skipped_total",
                 "median_lead_time_s"):
         put(key, people.get(key))
+    for key, value in (people.get("boxes") or {}).items():  # detection: drawn, kept
+        put(f"boxes_{key}", value)
+    for key, value in (people.get("boxes_total") or {}).items():
+        put(f"boxes_{key}_total", value)
     put("correction_rate", people["correction"]["rate"])
     put("correction_rate_total", people["correction_total"]["rate"])
     for cls, c in people["correction_total"]["per_class"].items():

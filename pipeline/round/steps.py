@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pipeline.project.project import Project
 from pipeline.round import accept, monitor, predict, promote, push, select, sync, train, tune
 from pipeline.round.detection import accept as det_accept
+from pipeline.round.detection import monitor as det_monitor
 from pipeline.round.detection import predict as det_predict
 from pipeline.round.detection import select as det_select
 from pipeline.round.detection import train as det_train
@@ -43,7 +44,7 @@ _TABLE: dict[str, Callable[[Project, int, dict, bool], dict]] = {
     "tune": lambda p, r, stats, progress: tune.retune_step(p, r, stats),
 }
 # Detection: the same sync and push, through the task type; its own model, accept and select.
-# Drift monitoring and re-tuning work on class probabilities and are not run for boxes yet.
+# Re-tuning works on classifiers and is not run for boxes yet.
 _DETECTION: dict[str, Callable[[Project, int, dict, bool], dict]] = {
     "sync": _TABLE["sync"],
     "train": lambda p, r, stats, progress: det_train.train_challenger(p, r, progress=progress),
@@ -55,6 +56,7 @@ _DETECTION: dict[str, Callable[[Project, int, dict, bool], dict]] = {
                                                                     progress=progress),
     "push": lambda p, r, stats, progress: push.push(p, r, stats["predict"],
                                                     load=det_predict.pre_annotations),
+    "monitor": lambda p, r, stats, progress: det_monitor.monitor_round(p, r, stats),
 }
 _TABLES = {"classification": _TABLE, "detection": _DETECTION}
 STEPS = tuple(_TABLE)

@@ -9,9 +9,11 @@ import pytest
 from labeling.monitoring import (
     MIN_ITEMS,
     annotator_summary,
+    box_effort,
     class_balance,
     correction_rates,
     detect_drift,
+    detect_image_drift,
     labels_since,
 )
 from labeling.store import LabelRecord
@@ -164,3 +166,46 @@ def test_drift_rejects_bad_input_with_the_reason():
         detect_drift(ref[0], ref[0], ref[1], None)
     with pytest.raises(ValueError, match="one row per probability row"):
         detect_drift(ref[0], ref[0], ref[1], ref[1][:50])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_box_drift_fires_on_its_own_shift_and_not_between_samples_alike(seed):
+    rng = np.random.default_rng(seed)
+
+    def images(n, *, sure=(4, 1.5), boxes=3.0):  # confidence in [0.5, 1], boxes per image
+        return 0.5 + 0.5 * rng.beta(*sure, size=n), rng.poisson(boxes, size=n)
+
+    ref = images(400)
+    flagged = {name: {s for s, v in detect_image_drift(ref[0], new[0], ref[1], new[1])[
+        "signals"].items() if v["drift"]}
+        for name, new in [("alike", images(150)), ("less_sure", images(150, sure=(1.5, 2))),
+                          ("busier", images(150, boxes=6.0))]}
+    assert flagged == {"alike": set(), "less_sure": {"confidence"}, "busier": {"boxes"}}
+
+
+def test_box_drift_rejects_bad_input_with_the_reason():
+    conf, boxes = np.full(30, 0.9), np.ones(30)
+    with pytest.raises(ValueError, match="the test needs 20"):
+        detect_image_drift(conf, conf[:5], boxes, boxes[:5])
+    with pytest.raises(ValueError, match="new_boxes has 29 rows"):
+        detect_image_drift(conf, conf, boxes, boxes[:29])
+    with pytest.raises(ValueError, match="one finite number per image"):
+        detect_image_drift(conf, np.full(30, np.nan), boxes, boxes)
+
+
+def test_box_effort_counts_boxes_kept_from_the_pre_annotation_and_drawn():
+    box = {"label": "3", "x": 10.0, "y": 10.0, "w": 20.0, "h": 20.0}
+    moved = dict(box, x=13.0)  # IoU 0.74 with box: kept, though moved
+    other = {"label": "7", "x": 60.0, "y": 60.0, "w": 10.0, "h": 10.0}
+
+    def boxes_label(value, shown=None, source="human"):
+        extra = {} if shown is None else {"predicted_value": {"boxes": shown}}
+        return LabelRecord("k", "x", source, "p", None, None, None, T0, None, extra,
+                           {"width": 100, "height": 100, "boxes": value})
+
+    labels = [boxes_label([moved, other], shown=[box]),  # one kept (moved), one drawn
+              boxes_label([box], shown=[dict(box, label="5")]),  # wrong class: drawn anew
+              boxes_label([box, other]),  # shown nothing (a blind reference): both drawn
+              boxes_label([], shown=[box]),  # "nothing here": none drawn, none kept
+              boxes_label([box], shown=[box], source="machine")]  # not people's work
+    assert box_effort(labels) == {"drawn": 4, "kept": 1}
