@@ -5,6 +5,10 @@ Each is what a round's push would show for the same image, so a task imported by
 pre-annotation a pushed one would: one class with its probability, or the boxes the machine
 label keeps (``labeling.box_scores.KEEP``) with a score each and the image's confidence (its
 least sure keep-or-drop decision). Raises ``ImageError`` naming a file that cannot be read.
+
+A detector's scores for one image can differ in the third decimal between the two paths:
+torchvision pads a batch to its largest image, and the round and the backend batch different
+images together. A box scored within that of 0.5 can be kept by one and not the other.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ from pipeline.backend.rounds import RoundRunner
 from pipeline.backend.served import ServedChampion
 from pipeline.project.answers_waiting import mark_answers_waiting
 from pipeline.project.project import Project
+from pipeline.round.blind import blind_keys
+from pipeline.round.push import unsure
 from pipeline.round.session import model_version_name
 from pipeline.task_images import TaskImage, TaskImages
 from training.images import ImageError
@@ -72,8 +74,11 @@ class Backend:
 
     def predict(self, body: object) -> dict:
         """One result per task, in order; a task whose image cannot be read gets an empty
-        result (its reason is logged). Before any champion: no results, so Label Studio stores
-        nothing and asks again later."""
+        result (its reason is logged), and so does one a round's push sends without a
+        pre-annotation (a blind reference or check, a guess under
+        ``preannotate_min_confidence``): people's answers there must not lean on the model's,
+        or the error measured on them is not the people's. Before any champion: no results,
+        so Label Studio stores nothing and asks again later."""
         body = _mapping(body, "/predict")
         tasks = body.get("tasks")
         if not isinstance(tasks, list):
@@ -87,10 +92,13 @@ class Backend:
                 return {"results": []}
             images = self._images.resolve_all(tasks)
             guesses = self._guesses(loaded.model, images)
+            known = {i.key: g for i, g in zip(images, guesses, strict=True) if g is not None}
+            hidden = blind_keys(self.project, known) | unsure(self.project, known, known)
         results = []
         for task, image, guess in zip(tasks, images, guesses, strict=True):
-            if guess is None:
-                log.warning("task %s: no prediction: %s", _task_id(task), image.reason)
+            if guess is None or image.key in hidden:
+                if guess is None:
+                    log.warning("task %s: no prediction: %s", _task_id(task), image.reason)
                 results.append({"result": [], "score": 0.0,
                                 "model_version": loaded.model_version})
                 continue

@@ -19,6 +19,7 @@ from tests.pipeline.test_detection_steps import (  # noqa: F401 - fixtures
     canvases,
     predicted_as,
     project,
+    tie,
     write_predictions,
 )
 
@@ -60,16 +61,23 @@ def test_a_detection_round_is_monitored_and_drift_in_new_images_is_flagged(
     with_boxes = [k for k in held if len(truth[k]["boxes"]) >= 2][:5]
     boxed_by_people(proj, truth, held, shown_for=with_boxes)
     version = register(proj, tmp_path, 40)
+    tied = pool[-1]
+    record_picks(proj.store, [Pick(tied, "random", holdout=True)], round_id=None)
+    tie(proj, tied)
 
     rid = proj.store.start_round()
     wrong = set(held[-10:])  # the champion gets 30 of the 40 held-out images right
     conf_held = np.linspace(0.99, 0.6, len(held))
     items = {**predicted_as(truth, held, conf_held, wrong=wrong),
              **predicted_as(truth, pool, np.full(len(pool), 0.9))}
+    items[tied]["confidence"] = 0.3
     first = run_monitor(proj, rid, items, version)["monitor"]
     champion = first["champion"]
     assert champion["version"] == version and champion["n_train"] == 40
-    assert champion["eval"]["n"] == 40 and champion["eval"]["accuracy"] == 0.75
+    # 30 right of 40 labeled, and a tie among people that counts as wrong, as in the cut.
+    assert (champion["eval"]["n"], champion["eval"]["ties"]) == (41, 1)
+    assert champion["eval"]["accuracy"] == 30 / 41
+    assert first["auto_label"]["thresholds"]["image"] is not None
     assert 0.5 < champion["eval"]["map_50"] < 1 and champion["eval"]["map"] <= 1
     people = first["annotators"]
     assert people["boxes_total"]["drawn"] == sum(len(truth[k]["boxes"]) for k in held) - sum(
@@ -85,24 +93,28 @@ def test_a_detection_round_is_monitored_and_drift_in_new_images_is_flagged(
     import mlflow
 
     run = mlflow.MlflowClient(proj.registry.tracking_uri).get_run(first["mlflow_run"])
-    assert run.data.metrics["eval_accuracy"] == 0.75
+    assert run.data.metrics["eval_accuracy"] == 30 / 41
     assert run.data.metrics["boxes_kept_total"] == people["boxes_total"]["kept"]
-    assert round_summary(proj.store.rounds()[-1]["stats"])["eval_accuracy"] == 0.75
+    assert round_summary(proj.store.rounds()[-1]["stats"])["eval_accuracy"] == 30 / 41
 
-    # Round 2: 30 new images, which the champion is unsure of and finds few boxes in.
+    # Round 2: 30 new images, which the champion is unsure of and finds few boxes in; of 2
+    # more, one people labeled for training and one held out, the reference's side now.
     rid2 = proj.store.start_round()
     started = proj.store.rounds()[0]["started_at"]
-    new = pool[:30]
+    new, trained, late_held = pool[:30], pool[30], pool[31]
     with proj.store.transaction() as s:
-        for item in s.query(Item).filter(Item.key.in_(new)):
+        for item in s.query(Item).filter(Item.key.in_([*new, trained, late_held])):
             item.added_at = started + timedelta(seconds=1)
+    record_picks(proj.store, [Pick(trained, "strategy"), Pick(late_held, "random",
+                                                                 holdout=True)], round_id=rid)
+    boxed_by_people(proj, truth, [trained, late_held])
     unsure = predicted_as(truth, new, np.linspace(0.5, 0.7, len(new)))
     for value in unsure.values():
         for box in value["boxes"]:
             box["score"] = 0.3  # none kept
     second = run_monitor(proj, rid2, {**items, **unsure}, version)["monitor"]
-    drift = second["drift"]
-    assert drift["computed"] and drift["n_reference"] == 40 and drift["n_new"] == 30
+    drift = second["drift"]  # neither labeled image is new; the late held-out one is no
+    assert drift["computed"] and drift["n_reference"] == 40 and drift["n_new"] == 30  # ref
     assert drift["signals"]["confidence"]["drift"] and drift["signals"]["boxes"]["drift"]
     assert any("drift in 30 new images" in w for w in second["warnings"])
     assert second["data"]["new_items"] == 30
@@ -123,4 +135,6 @@ def test_a_detection_round_is_monitored_and_drift_in_new_images_is_flagged(
     assert "needs a champion and held-out human labels to evaluate" not in text
     assert "no human label records whether" not in text
     assert "no drift test yet" not in text
+    assert "no round has auto-accepted" not in text
+    assert "no round has predicted the pool" not in text
     assert len(pngs) == 6

@@ -2,9 +2,11 @@
 logged to MLflow's ``<project>-rounds`` experiment and read by ``status`` and ``report``, with
 what boxes have instead of class probabilities.
 
-- ``champion``: on the held-out images people labeled, the share the champion gets right (an
-  image's kept boxes match the people's: ``boxes.image_matches``) as ``accuracy``, with mAP@0.5
-  and mAP@[.5:.95]; read from the round's predictions file, which holds the held-out images.
+- ``champion``: on the held-out images the accept step tests its cut on, the share the
+  champion gets right (an image's kept boxes match the people's: ``boxes.image_matches``) as
+  ``accuracy``, a held-out image people tied on counting as wrong, as there; mAP@0.5 and
+  mAP@[.5:.95] on those with a label. Read from the round's predictions file, which holds the
+  held-out images.
 - ``auto_label``: the accept step's cut (``thresholds["image"]``), coverage, audit, certificate.
 - ``annotators``: as for classes, plus the boxes people drew from scratch and those they kept
   from the pre-annotation (``labeling.monitoring.box_effort``), this round and in all; the
@@ -13,7 +15,9 @@ what boxes have instead of class probabilities.
 - ``data``: boxes per class in force, by people and by the machine.
 - ``drift``: new images against the held-out images ingested before the previous round started,
   on each image's confidence and kept-box count (``labeling.monitoring.detect_image_drift``),
-  from the same predictions file: no second pass of the model.
+  from the same predictions file: no second pass of the model. New images people already
+  labeled are left out (the model trained on them), so the new sample lacks the hard images
+  the strategy sent to people and looks surer than fresh data, as for classes.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pipeline.detection_model import score_boxes
 from pipeline.project.project import Project
 from pipeline.round.detection.labeled import labeled_values
 from pipeline.round.detection.predict import load_predictions
+from pipeline.round.labeled import unresolved_held_out, waiting_references
 from pipeline.round.monitor import (
     annotators,
     champion_n_train,
@@ -67,7 +72,7 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
     predicted = stats.get("predict") or {}
     if "file" in predicted:
         preds = load_predictions(predicted["file"])
-        record["champion"] = _champion(project, predicted["version"], preds)
+        record["champion"] = _champion(project, round_id, predicted["version"], preds)
         record["drift"], record["data"]["new_items"] = _drift(project, preds, previous,
                                                               predicted["version"])
     record["warnings"] = monitor_warnings(record, project.config.loop.target_precision)
@@ -85,9 +90,12 @@ def _box_balance(labels, classes) -> dict:
     return out
 
 
-def _champion(project: Project, version: str, preds: dict) -> dict:
+def _champion(project: Project, round_id: int, version: str, preds: dict) -> dict:
     _, eval_set = labeled_values(project)
-    keys = sorted(k for k in eval_set if k in preds)
+    waiting = waiting_references(project, round_id)  # the accept step's sample, as it is
+    keys = sorted(k for k in eval_set if k in preds and k not in waiting)
+    tied = [k for k in unresolved_held_out(project.store)
+            if k in preds and k not in eval_set and k not in waiting]
     champion = {"version": version, "n_train": champion_n_train(project, version), "eval": None}
     if keys:
         machine = [machine_value(preds[k]) for k in keys]
@@ -95,7 +103,8 @@ def _champion(project: Project, version: str, preds: dict) -> dict:
         right = sum(image_matches(t.get("boxes") or [], m["boxes"])
                     for t, m in zip(truth, machine, strict=True))
         scores = score_boxes([preds[k] for k in keys], truth, project.classes)
-        champion["eval"] = {"n": len(keys), "accuracy": right / len(keys), **scores}
+        n = len(keys) + len(tied)
+        champion["eval"] = {"n": n, "ties": len(tied), "accuracy": right / n, **scores}
     return champion
 
 
