@@ -99,8 +99,14 @@ def _auto_label(accept: dict) -> dict:
     }
 
 
+def since_previous(previous: dict | None):
+    """When the previous round ended (or started, if it never finished): labels after it are
+    this round's. None before any round."""
+    return None if previous is None else (previous["finished_at"] or previous["started_at"])
+
+
 def annotators(store, classes, previous: dict | None, human_now: dict) -> dict:
-    since = None if previous is None else (previous["finished_at"] or previous["started_at"])
+    since = since_previous(previous)
     this_round = annotator_summary(labels_since(human_now.values(), since), classes)
     skipped_total = store.count_items(status="skipped")
     before = ((previous or {}).get("stats", {}).get("monitor") or {}).get("annotators") or {}

@@ -38,6 +38,7 @@ from pipeline.round.monitor import (
     monitor_warnings,
     no_drift,
     previous_round,
+    since_previous,
 )
 
 
@@ -49,8 +50,7 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
     human_now = store.current_labels(sources=PEOPLE_SOURCES)
     all_now = store.current_labels()
     people = annotators(store, [], previous, human_now)
-    since = None if previous is None else (previous["finished_at"] or previous["started_at"])
-    people["boxes"] = box_effort(labels_since(human_now.values(), since))
+    people["boxes"] = box_effort(labels_since(human_now.values(), since_previous(previous)))
     people["boxes_total"] = box_effort(human_now.values())
     for key in ("correction", "correction_total"):
         people[key]["per_class"] = {}
@@ -72,9 +72,11 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
     predicted = stats.get("predict") or {}
     if "file" in predicted:
         preds = load_predictions(predicted["file"])
-        record["champion"] = _champion(project, round_id, predicted["version"], preds)
+        labeled = labeled_values(project)  # (training, evaluation): read once for both
+        record["champion"] = _champion(project, round_id, predicted["version"], preds,
+                                       labeled[1])
         record["drift"], record["data"]["new_items"] = _drift(project, preds, previous,
-                                                              predicted["version"])
+                                                              predicted["version"], *labeled)
     record["warnings"] = monitor_warnings(record, project.config.loop.target_precision)
     record["mlflow_run"] = project.registry.log_round(round_id, flat_metrics(record))
     return record
@@ -90,8 +92,8 @@ def _box_balance(labels, classes) -> dict:
     return out
 
 
-def _champion(project: Project, round_id: int, version: str, preds: dict) -> dict:
-    _, eval_set = labeled_values(project)
+def _champion(project: Project, round_id: int, version: str, preds: dict,
+              eval_set: dict) -> dict:
     waiting = waiting_references(project, round_id)  # the accept step's sample, as it is
     keys = sorted(k for k in eval_set if k in preds and k not in waiting)
     tied = [k for k in unresolved_held_out(project.store)
@@ -108,9 +110,9 @@ def _champion(project: Project, round_id: int, version: str, preds: dict) -> dic
     return champion
 
 
-def _drift(project: Project, preds: dict, previous: dict | None, version: str):
+def _drift(project: Project, preds: dict, previous: dict | None, version: str,
+           train_set: dict, eval_set: dict):
     """(the drift record, how many new images) from the round's predictions."""
-    train_set, eval_set = labeled_values(project)
     items = {i.key: i for i in project.store.items(status="ok")}
     if previous is None:
         return no_drift(None, 0, 0), 0
