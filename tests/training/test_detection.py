@@ -13,10 +13,15 @@ import torch
 from training.checkpoint import CheckpointError, save_checkpoint
 from training.detection.checkpoint import load_detector, save_detector
 from training.detection.metrics import detection_map
-from training.detection.models import get_detector, list_detectors, register_detector
+from training.detection.models import (
+    detector_entry,
+    get_detector,
+    list_detectors,
+    register_detector,
+)
 from training.detection.params import DetectParams
 from training.detection.predict import predict_detector
-from training.detection.train import train_detector
+from training.detection.train import DetectorStalledError, train_detector
 from training.images import ImageError
 from training.models import WeightsUnavailableError
 
@@ -223,6 +228,53 @@ def test_the_faster_rcnn_detector_trains_and_predicts(train_set):
     out = predict_detector(model, paths[:2], score_floor=0.0)
     assert [p["width"] for p in out] == [p["width"] for p in predict_detector(model, paths[:2])]
     assert all(set(p["labels"]) <= set(CLASSES) for p in out)
+
+
+def _register_dead_head(name: str, dead_builds: int) -> None:
+    """FCOS as the zoo builds it, with the box head dead in the first ``dead_builds`` builds:
+    its ReLU's input pushed far below zero, the state a too-large step leaves it in (seen at lr
+    0.005 on a loop's 99 images), where every box has zero size and no gradient gets through."""
+    if name in list_detectors():
+        return
+    fcos = detector_entry("fcos_mobilenet_v2")
+    builds = []
+
+    def build(num_classes, features, image_size):
+        model = fcos.build(num_classes, features, image_size)
+        builds.append(name)
+        if len(builds) <= dead_builds:
+            with torch.no_grad():
+                model.head.regression_head.bbox_reg.bias.fill_(-1e3)
+        return model
+
+    register_detector(name, build, first_label=fcos.first_label,
+                      set_score_floor=fcos.set_score_floor, stalled=fcos.stalled)
+
+
+def test_a_detector_that_stops_learning_restarts_at_half_the_rate_and_learns(train_set):
+    _register_dead_head("fcos_dead_head_once", dead_builds=1)
+    paths, targets = train_set
+    params = DetectParams(model="fcos_dead_head_once", epochs=1, min_steps=40, batch_size=8,
+                          lr=4e-3)
+    model = train_detector(paths[:24], targets[:24], CLASSES, params, seed=0)
+    assert model.metrics["restarts"] == 1
+    assert model.metrics["lr"] == 2e-3
+    assert model.metrics["steps"] == 40  # the restart ran its whole schedule
+    assert model.metrics["train_loss"]["bbox_regression"] < 0.99
+    out = predict_detector(model, paths[:4], score_floor=0.0)
+    sizes = np.concatenate([p["boxes"][:, 2:] - p["boxes"][:, :2] for p in out])
+    assert len(sizes) and (sizes > 0).all(), "boxes of zero size: the box head is still dead"
+
+
+def test_a_detector_that_never_learns_is_a_clear_error_not_a_model(train_set):
+    _register_dead_head("fcos_dead_head_always", dead_builds=99)
+    paths, targets = train_set
+    params = DetectParams(model="fcos_dead_head_always", epochs=1, min_steps=300,
+                          batch_size=8, lr=4e-3)
+    with pytest.raises(DetectorStalledError,
+                       match=r"fcos_dead_head_always stopped learning .* at lr 0\.004, 0\.002, "
+                             r"0\.001; set a lower \[training\] lr"):
+        train_detector(paths[:16], targets[:16], CLASSES, params, seed=0)
 
 
 # mAP on hand-made boxes: what COCO's evaluation gives, through torchmetrics.

@@ -3,6 +3,9 @@ thousand images of ~100-160 px), so every file is decoded once and held in memor
 
 No validation split or early stopping: the schedule is fixed by ``params``. Judging a detector
 takes mAP over held-out images (``detection_map``), which the caller can run on its own split.
+The one exception is a detector that can no longer learn (its zoo entry's ``stalled`` check
+holds for ``STALLED_STEPS`` steps in a row): training starts again from the same start at half
+the learning rate, at most ``RESTARTS`` times, and the metrics say so.
 """
 
 from __future__ import annotations
@@ -29,6 +32,15 @@ from training.detection.models import detector_entry, get_detector
 from training.detection.params import DetectParams
 from training.detection.trained import TrainedDetector
 from training.train import check_warm_start
+
+# Steps in a row that must look stalled before training restarts: one stalled-looking step can
+# be chance, twenty cannot (a dead FCOS box head gives a loss of exactly 1 on every step).
+STALLED_STEPS = 20
+RESTARTS = 2
+
+
+class DetectorStalledError(RuntimeError):
+    """Training stalled at the configured learning rate and every slower restart."""
 
 
 def train_detector(
@@ -69,29 +81,29 @@ def train_detector(
         boxes_labels.append((torch.from_numpy(boxes), torch.from_numpy(labels) + first))
     if not images:
         raise ValueError("no labelled images to train on")
-    device = torch.device(params.device)
-    forked = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=forked):
-        torch.manual_seed(seed)
-        if warm_start is None:
-            module = get_detector(params.model, len(classes), weights=params.weights,
-                                  image_size=params.image_size)
-        else:
-            module = copy.deepcopy(warm_start.module)
-        module.to(device)
-        optimizer = torch.optim.AdamW(module.parameters(), lr=params.lr,
-                                      weight_decay=params.weight_decay)
-        if warm_start is not None and warm_start.optimizer_state is not None:
-            optimizer.load_state_dict(warm_start.optimizer_state)
-        stats = _optimise(module, optimizer, images, boxes_labels, params, seed=seed,
-                          progress=progress)
+    tried: list[float] = []
+    for attempt in range(RESTARTS + 1):
+        lr = params.lr / 2**attempt
+        module, optimizer, stats = _train_once(images, boxes_labels, classes, params, lr=lr,
+                                               seed=seed, warm_start=warm_start,
+                                               progress=progress)
+        tried.append(lr)
+        if not stats["stalled"]:
+            break
+    else:
+        raise DetectorStalledError(
+            f"{params.model} stopped learning ({STALLED_STEPS} steps in a row that its "
+            f"stalled check flags; for FCOS: every predicted box had zero size) at lr "
+            f"{', '.join(f'{v:g}' for v in tried)}; set a lower [training] lr")
     module.eval()
     metrics: dict[str, Any] = {
         "n_images": len(images),
         "n_boxes": sum(len(b) for b, _ in boxes_labels),
         "weights": module.weights_note if warm_start is None else "warm start",
         "seed": seed,
-        **{k: v for k, v in stats.items() if k != "epochs"},
+        **{k: v for k, v in stats.items() if k not in ("epochs", "stalled")},
+        "lr": lr,
+        "restarts": len(tried) - 1,  # slower restarts after a stall (module docstring)
         "seconds": round(time.perf_counter() - started, 3),
     }
     return TrainedDetector(
@@ -104,6 +116,28 @@ def train_detector(
     )
 
 
+def _train_once(images, boxes_labels, classes, params: DetectParams, *, lr: float, seed: int,
+                warm_start: TrainedDetector | None, progress: bool):
+    """One training run at peak learning rate ``lr``: (module, optimizer, stats)."""
+    device = torch.device(params.device)
+    forked = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked):
+        torch.manual_seed(seed)
+        if warm_start is None:
+            module = get_detector(params.model, len(classes), weights=params.weights,
+                                  image_size=params.image_size)
+        else:
+            module = copy.deepcopy(warm_start.module)
+        module.to(device)
+        optimizer = torch.optim.AdamW(module.parameters(), lr=lr,
+                                      weight_decay=params.weight_decay)
+        if warm_start is not None and warm_start.optimizer_state is not None:
+            optimizer.load_state_dict(warm_start.optimizer_state)
+        stats = _optimise(module, optimizer, images, boxes_labels, params, lr=lr, seed=seed,
+                          progress=progress)
+    return module, optimizer, stats
+
+
 def _optimise(
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -111,6 +145,7 @@ def _optimise(
     boxes_labels: list[tuple[torch.Tensor, torch.Tensor]],  # [M, 4] float32, [M] int64
     params: DetectParams,
     *,
+    lr: float,
     seed: int,
     progress: bool,
 ) -> dict[str, Any]:
@@ -122,8 +157,10 @@ def _optimise(
     steps_per_epoch = max(1, n // batch_size)
     total_steps = max(params.epochs * steps_per_epoch, params.min_steps, 1)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=params.lr, total_steps=total_steps, pct_start=0.2
+        optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.2
     )
+    stalled = detector_entry(params.model).stalled or (lambda losses: False)
+    stalled_run = 0
     losses: dict[str, float] = {}
     step = 0
     module.train()
@@ -146,12 +183,16 @@ def _optimise(
                 schedule.step()
                 step += 1
                 bar.advance()
-                for name, value in parts.items():  # running averages, for the metrics
-                    v = value.item()
+                now = {name: value.item() for name, value in parts.items()}
+                for name, v in now.items():  # running averages, for the metrics
                     losses[name] = v if name not in losses else 0.9 * losses[name] + 0.1 * v
-                if step >= total_steps:
+                stalled_run = stalled_run + 1 if stalled(now) else 0
+                if step >= total_steps or stalled_run >= STALLED_STEPS:
                     break
+            if stalled_run >= STALLED_STEPS:
+                break
     return {
+        "stalled": stalled_run >= STALLED_STEPS,
         "steps": step,
         "epochs": math.ceil(step / steps_per_epoch),
         "batch_size": batch_size,
