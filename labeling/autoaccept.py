@@ -223,10 +223,13 @@ def pooled_thresholds(
     return Thresholds(tuple(out), target_precision, confidence, rho, alpha["reference_error"])
 
 
-def pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_points, rho):
+def pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_points, rho,
+               tolerate: int | None = None):
     """(threshold, bound) of the loosest cut before the first failure; (None, None) if none.
     Trusts its inputs: ``conf`` [N] in [0, 1], ``predicted`` [N] class indices (all 0 for one
-    decision per image), ``wrong`` [N] bool, ``level`` the scan's own confidence."""
+    decision per image), ``wrong`` [N] bool, ``level`` the scan's own confidence. The scan's
+    start is planned from the confidences, or with ``tolerate`` fixed from the counts
+    (``labeling.fixed_sequence``)."""
     if len(conf) == 0:
         return None, None
     order = np.argsort(-conf, kind="stable")
@@ -241,7 +244,8 @@ def pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_point
     doubt = np.cumsum(one_hot * (1.0 - conf)[:, None], axis=0)
     expected = (doubt * eligible).sum(axis=1)[cut] + planning_rate(max_error, rho) * n
     scan = fixed_sequence_scan(n, e, max_error, confidence=level, reference_error=rho,
-                               min_points=1, expected=expected)
+                               min_points=1, expected=None if tolerate is not None else expected,
+                               tolerate=tolerate or 0)
     if scan.chosen is None:
         return None, None
     return float(conf[cut][scan.chosen]), float(scan.bounds[scan.chosen])

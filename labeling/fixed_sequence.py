@@ -21,6 +21,9 @@ Starting there needs a run of zero disagreements at the very top, which one wron
 a planning rate of reference error), the scan starts instead at the cut most likely to pass:
 the one maximising P(Binomial(n, expected / n) <= the most disagreements that still pass).
 That cut, too, is chosen before any disagreement is counted, so the guarantee is unchanged.
+Where no such plan can be trusted (an image's confidence from box scores overstates its chance
+of being wrong about tenfold), ``tolerate`` fixes the start from the counts alone: the first
+cut where that many disagreements would still pass.
 
 Vocabulary: one entry per cut, strictest first: ``n`` validation items at or above the cut,
 ``disagreements`` among them (reference != model), ``max_error`` the largest error rate the
@@ -57,6 +60,7 @@ def fixed_sequence_scan(
     reference_error: float = 0.0,
     min_points: int = 1,
     expected: np.ndarray | None = None,
+    tolerate: int = 0,
 ) -> Scan:
     """Test cuts strictest first with the bound of :func:`labeling.bounds.noisy_error_upper_bound`
     and stop at the first failure (see the module docstring).
@@ -64,7 +68,9 @@ def fixed_sequence_scan(
     Guarantee: with probability >= ``confidence``, no cut up to and including the chosen one has
     an error rate above its ``max_error`` - assuming the validation items are a random sample of
     the population the cuts are applied to, ``reference_error`` bounds rho, and ``max_error``
-    does not depend on the validation labels. Inputs are trusted (callers validate)."""
+    does not depend on the validation labels. Inputs are trusted (callers validate).
+    ``expected`` plans the start (module docstring); without it the start is the first cut where
+    ``tolerate`` disagreements would pass, or where none would if no cut holds that many."""
     n = np.asarray(n, dtype=np.float64)
     max_error = np.broadcast_to(np.asarray(max_error, dtype=np.float64), n.shape)
     scale = 1.0 / (1.0 - reference_error)
@@ -73,9 +79,14 @@ def fixed_sequence_scan(
     bounds = np.full(n.shape, np.nan)
     if len(possible) == 0:
         return Scan(None, None, None, bounds)
-    start = int(possible[0]) if expected is None else _likeliest_start(
-        n, np.asarray(expected, dtype=np.float64), max_error, possible,
-        confidence=confidence, scale=scale)
+    if expected is not None:
+        start = _likeliest_start(n, np.asarray(expected, dtype=np.float64), max_error,
+                                 possible, confidence=confidence, scale=scale)
+    else:
+        room = possible[error_upper_bounds(np.full(len(possible), tolerate), n[possible],
+                                           confidence=confidence) * scale
+                        <= max_error[possible]]
+        start = int(room[0]) if len(room) else int(possible[0])
     tail = np.minimum(1.0, error_upper_bounds(
         np.asarray(disagreements)[start:], n[start:], confidence=confidence) * scale)
     bounds[start:] = tail

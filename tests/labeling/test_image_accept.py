@@ -62,3 +62,21 @@ def test_bad_input_is_refused():
         image_threshold(np.ones(3), np.ones(2, bool))
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         image_threshold(np.array([1.5]), np.array([False]))
+
+
+def test_one_wrong_image_among_the_surest_does_not_block_every_cut():
+    # A detector's surest images can hold one it got wrong with no doubt at all (an object it
+    # never saw); with many held-out images the scan starts where one wrong still passes.
+    rng = np.random.default_rng(5)
+    conf = np.sort(rng.uniform(0.5, 1.0, 300))[::-1]
+    wrong = np.zeros(300, bool)
+    wrong[4] = True  # the fifth surest
+    wrong[200:] = rng.random(100) < 0.5  # the least sure are often wrong
+    cut = image_threshold(conf, wrong, target_precision=0.95)
+    assert cut.threshold is not None and cut.wrong >= 1 and cut.bound <= 0.05
+    assert cut.n >= 93  # at 95%, one wrong passes from 93 images on
+    # With too few images for that, the scan starts where none may be wrong, as before.
+    few = image_threshold(conf[:80], np.zeros(80, bool), target_precision=0.95)
+    assert few.threshold is not None and few.n == 80 and few.wrong == 0
+    # And the wrong one is still counted: too few images around it pass nothing.
+    assert image_threshold(conf[:80], wrong[:80], target_precision=0.95).threshold is None
