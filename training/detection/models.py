@@ -54,8 +54,9 @@ class _Entry:
     # Class index 0 of the detector's labels: 1 where torchvision reserves 0 for background.
     first_label: int
     set_score_floor: Callable[[nn.Module, float], None]
-    # True for one training step's losses that show the detector can no longer learn.
-    stalled: Callable[[Mapping[str, float]], bool] | None = None
+    # True for one training step's losses that show the detector cannot learn; None when
+    # they say nothing either way.
+    stalled: Callable[[Mapping[str, float]], bool | None] | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -67,13 +68,14 @@ def register_detector(
     *,
     first_label: int,
     set_score_floor: Callable[[nn.Module, float], None],
-    stalled: Callable[[Mapping[str, float]], bool] | None = None,
+    stalled: Callable[[Mapping[str, float]], bool | None] | None = None,
 ) -> None:
     """Make ``build(num_classes, mobilenet_features, image_size) -> detector`` available as
     ``name``. ``first_label`` is the detector's label for the first class (1 when 0 means
     background); ``set_score_floor(detector, floor)`` sets the score below which it drops boxes;
-    ``stalled(losses)``, if given, says from one training step's losses (name -> value) that
-    training has stopped being able to learn, so that it is restarted slower. Raises
+    ``stalled(losses)``, if given, says from one training step's losses (name -> value) whether
+    the detector cannot learn (None: cannot tell), so that a run that ends so is restarted
+    slower. Raises
     ``ValueError`` if ``name`` is taken."""
     if name in _REGISTRY:
         raise ValueError(f"a detector named {name!r} is already registered")
@@ -162,12 +164,13 @@ def _fcos_floor(model: nn.Module, floor: float) -> None:
     model.score_thresh = floor
 
 
-def _fcos_stalled(losses: Mapping[str, float]) -> bool:
+def _fcos_stalled(losses: Mapping[str, float]) -> bool | None:
     # FCOS's box head ends in a ReLU. A step too large can push its outputs below zero
     # everywhere: every box then has zero size, the GIoU loss is exactly 1 and no gradient
     # gets through the ReLU again. Seen on a loop's 99 images at lr 0.005 (mAP@0.5 0.000);
-    # the same images learn at 0.002 (0.982).
-    return abs(losses.get("bbox_regression", 0.0) - 1.0) < 1e-6
+    # the same images learn at 0.002 (0.982). A batch without objects has no box loss (0).
+    box = losses.get("bbox_regression", 0.0)
+    return None if box == 0.0 else abs(box - 1.0) < 1e-6
 
 
 def _faster_rcnn(num_classes: int, features: nn.Sequential, image_size: int | None) -> nn.Module:
