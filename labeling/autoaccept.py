@@ -228,7 +228,8 @@ def pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_point
     """(threshold, bound) of the loosest cut before the first failure; (None, None) if none.
     Trusts its inputs: ``conf`` [N] in [0, 1], ``predicted`` [N] class indices (all 0 for one
     decision per image), ``wrong`` [N] bool, ``level`` the scan's own confidence. The scan's
-    start is planned from the confidences, or with ``tolerate`` fixed from the counts
+    start is planned from the confidences, or, when ``tolerate`` is given (0 included), fixed
+    from the counts: the first cut where that many disagreements pass
     (``labeling.fixed_sequence``)."""
     if len(conf) == 0:
         return None, None
