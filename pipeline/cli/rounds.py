@@ -59,7 +59,6 @@ def round_command(config: Path | None = ConfigOption,
     # seconds to load, which `labelloop --help` and `status` should not pay.
     from pipeline.round.ingest import EmptyPool
     from pipeline.round.steps import RoundStopped, run_round
-    from training.detection.train import DetectorStalledError
 
     stop = StopFlag()
     stop.install()
@@ -70,9 +69,9 @@ def round_command(config: Path | None = ConfigOption,
         except RoundStopped as err:
             console.print(str(err))
             raise typer.Exit(130) from None
-        except (EmptyPool, DetectorStalledError) as err:
+        except EmptyPool as err:
             # A round on an empty pool would run every step, ask nobody anything and look
-            # finished: say why instead. A detector that cannot learn needs a person's lr.
+            # finished: say why instead.
             fail(str(err))
         print(json.dumps({"round": record["id"], **round_summary(record["stats"])}), flush=True)
         _say_next(project, record["stats"])
@@ -128,19 +127,13 @@ def run_command(
         fail(str(err))
     stop = StopFlag()
     stop.install()
-    from training.detection.train import DetectorStalledError
-
     with opened(config, lock=f"labelloop run --every {every}") as project:
-        try:
-            done = run_loop(
-                project, every_s=every_s, max_rounds=max_rounds, stop=stop,
-                max_failures=max_failures,
-                after_round=lambda r: print(json.dumps(
-                    {"round": r["id"], **round_summary(r["stats"])}), flush=True),
-                on_failure=lambda err, n: _report_failure(err, n, every, max_failures),
-                on_empty=lambda err: _report_empty(err, every))
-        except DetectorStalledError as err:
-            fail(str(err))  # the same every try: a person must lower the learning rate
+        done = run_loop(project, every_s=every_s, max_rounds=max_rounds, stop=stop,
+                        max_failures=max_failures,
+                        after_round=lambda r: print(json.dumps(
+                            {"round": r["id"], **round_summary(r["stats"])}), flush=True),
+                        on_failure=lambda err, n: _report_failure(err, n, every, max_failures),
+                        on_empty=lambda err: _report_empty(err, every))
     why = f" (stopped by {stop.signal_name})" if stop.signal_name else ""
     console.print(f"{done} round(s) done{why}")
 

@@ -398,3 +398,36 @@ def test_loosely_matching_boxes_are_grouped_so_rho_errs_high():
     assert answer_groups([empty, empty], at(0), _boxes_agree) == ([0, 0], 1)
     # Classes: a group per class, numbered as first given.
     assert answer_groups(["7", "1", "7"], "9", lambda a, b: a == b) == ([0, 1, 0], 2)
+
+
+def test_a_detector_that_cannot_learn_is_not_registered_and_the_round_says_why(project,
+                                                                              monkeypatch):
+    import dataclasses
+
+    import torch
+
+    from pipeline.round.detection import train as train_step
+    from training.detection import models
+    from training.detection.params import DetectParams
+
+    proj, truth = project
+    fcos = models.detector_entry("fcos_mobilenet_v2")
+
+    def dead(num_classes, features, image_size):  # the box head's ReLU closed for good
+        model = fcos.build(num_classes, features, image_size)
+        with torch.no_grad():
+            model.head.regression_head.bbox_reg.bias.fill_(-1e3)
+        return model
+
+    monkeypatch.setitem(models._REGISTRY, "fcos_mobilenet_v2",
+                        dataclasses.replace(fcos, build=dead))
+    # A short schedule, so that three tries take seconds.
+    monkeypatch.setattr(train_step, "detect_params",
+                        lambda training: DetectParams(epochs=1, min_steps=25, batch_size=8))
+    people_label(proj, truth, sorted(truth)[:16])
+    rid = proj.store.start_round()
+    trained = train_step.train_challenger(proj, rid, progress=False)
+    assert trained["trained"] is False
+    assert "unable to learn" in trained["reason"] and "0.005, 0.0025, 0.00125" in trained["reason"]
+    assert proj.registry.versions() == []
+    assert not list(proj.models_dir.glob("*.det.pt"))

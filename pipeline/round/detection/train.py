@@ -14,6 +14,7 @@ from pipeline.round.detection.labeled import as_texts, labeled_values
 from pipeline.round.labeled import paths_of, snapshot_hash, why_not_retrain
 from pipeline.round.promote import promote_if_better
 from training.detection.checkpoint import load_detector, save_detector
+from training.detection.train import DetectorStalledError
 
 # Fewest training images with at least one box that a detector is trained on.
 MIN_TRAIN_IMAGES = 4
@@ -36,9 +37,14 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
                           json.dumps(texts, sort_keys=True))
         keys = sorted(train_set)
         params = detect_params(project.config.training)
-        model = train_values(paths_of(project, keys), [train_set[k] for k in keys],
-                             project.classes, params, seed=project.config.training.seed,
-                             progress=progress)
+        try:
+            model = train_values(paths_of(project, keys), [train_set[k] for k in keys],
+                                 project.classes, params, seed=project.config.training.seed,
+                                 progress=progress)
+        except DetectorStalledError as err:
+            # No model is better than one that learned nothing: the champion stays, and the
+            # next round trains on other labels.
+            return {"trained": False, "reason": str(err)}
         metrics = {"n_train": len(keys), "n_eval": len(eval_set)}
         if eval_set:
             metrics.update(_score(project, model, eval_set))
