@@ -104,6 +104,9 @@ def round_summary(stats: dict) -> dict:
         "picked": stats.get("select", {}).get("picked"),
         "pushed": stats.get("push", {}).get("pushed"),
         "synced": stats.get("sync", {}).get("labels"),
+        # A detector that could not learn is news; "no new labels" is not.
+        **({"train_failed": stats["train"]["reason"]}
+           if stats.get("train", {}).get("stalled") else {}),
         **_monitor_summary(stats.get("monitor")),
     }
 

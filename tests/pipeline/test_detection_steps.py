@@ -407,6 +407,7 @@ def test_a_detector_that_cannot_learn_is_not_registered_and_the_round_says_why(p
     import torch
 
     from pipeline.round.detection import train as train_step
+    from pipeline.status import round_summary
     from training.detection import models
     from training.detection.params import DetectParams
 
@@ -431,3 +432,8 @@ def test_a_detector_that_cannot_learn_is_not_registered_and_the_round_says_why(p
     assert "unable to learn" in trained["reason"] and "0.005, 0.0025, 0.00125" in trained["reason"]
     assert proj.registry.versions() == []
     assert not list(proj.models_dir.glob("*.det.pt"))
+    assert round_summary({"train": trained})["train_failed"] == trained["reason"]
+    # The same labels are not trained again (three more runs, the same end).
+    monkeypatch.setitem(models._REGISTRY, "fcos_mobilenet_v2", fcos)
+    again = train_step.train_challenger(proj, rid, progress=False)
+    assert again == trained and proj.registry.versions() == []

@@ -266,8 +266,38 @@ def test_a_detector_that_ends_unable_to_learn_restarts_at_half_the_rate_and_lear
     assert len(sizes) and (sizes > 0).all(), "boxes of zero size: the box head is still dead"
 
 
+def _scripted(verdict):
+    """A stalled check that answers ``verdict(i)`` for its i-th call, whatever the losses."""
+    calls = []
+
+    def stalled(losses):
+        calls.append(losses)
+        return verdict(len(calls) - 1)
+
+    return stalled
+
+
+def test_only_the_end_of_a_run_decides_a_restart(train_set, monkeypatch):
+    fcos = detector_entry("fcos_mobilenet_v2")
+    paths, targets = train_set
+    params = DetectParams(epochs=1, min_steps=40, batch_size=8, lr=4e-3)
+    # Stalled for the first 25 of 40 steps, then learning: not restarted.
+    monkeypatch.setitem(detector_models._REGISTRY, "fcos_early",
+                        dataclasses.replace(fcos, stalled=_scripted(lambda i: i < 25)))
+    early = train_detector(paths[:24], targets[:24], CLASSES,
+                           dataclasses.replace(params, model="fcos_early"), seed=0)
+    assert early.metrics["restarts"] == 0
+    # Learning for 10 steps, then stalled to the end, with steps that say nothing (None, a
+    # batch without objects) among them: restarted; the restart (calls 40 on) learns.
+    late = _scripted(lambda i: i < 40 and i >= 10 and (None if i % 5 == 0 else True))
+    monkeypatch.setitem(detector_models._REGISTRY, "fcos_late",
+                        dataclasses.replace(fcos, stalled=late))
+    model = train_detector(paths[:24], targets[:24], CLASSES,
+                           dataclasses.replace(params, model="fcos_late"), seed=0)
+    assert (model.metrics["restarts"], model.metrics["lr"]) == (1, 2e-3)
+
+
 def test_a_healthy_detector_is_not_restarted(train_set):
-    # Its box loss can sit at exactly 1 for a while early on; only the end of the run counts.
     paths, targets = train_set
     params = DetectParams(epochs=1, min_steps=40, batch_size=8, lr=4e-3)
     model = train_detector(paths[:24], targets[:24], CLASSES, params, seed=0)
@@ -281,7 +311,7 @@ def test_a_detector_that_never_learns_is_a_clear_error_not_a_model(train_set, mo
                           batch_size=8, lr=4e-3)
     with pytest.raises(DetectorStalledError,
                        match=r"fcos_dead_head_always ended training unable to learn .* at lr "
-                             r"0\.004, 0\.002, 0\.001; set a lower \[training\] lr"):
+                             r"0\.004, 0\.002, 0\.001; try another \[training\] lr or seed"):
         train_detector(paths[:16], targets[:16], CLASSES, params, seed=0)
 
 

@@ -96,8 +96,8 @@ def train_detector(
     else:
         raise DetectorStalledError(
             f"{params.model} ended training unable to learn (for FCOS: every predicted box "
-            f"of zero size over its last {STALLED_STEPS} steps) at lr "
-            f"{', '.join(f'{v:g}' for v in tried)}; set a lower [training] lr")
+            f"of zero size over its last {STALLED_STEPS} steps with objects) at lr "
+            f"{', '.join(f'{v:g}' for v in tried)}; try another [training] lr or seed")
     module.eval()
     metrics: dict[str, Any] = {
         "n_images": len(images),

@@ -32,6 +32,9 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
     if (reason := why_not_retrain(project, snapshot, texts)) is not None:
         return {"trained": False, "reason": reason}
     ckpt = project.models_dir / f"{snapshot}.det.pt"
+    stalled = project.models_dir / f"{snapshot}.stalled.txt"
+    if stalled.exists():  # these very labels already failed: the same start fails again
+        return {"trained": False, "stalled": True, "reason": stalled.read_text()}
     if not ckpt.exists():
         write_text_atomic(project.models_dir / f"{snapshot}.labels.json",
                           json.dumps(texts, sort_keys=True))
@@ -43,8 +46,9 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
                                  progress=progress)
         except DetectorStalledError as err:
             # No model is better than one that learned nothing: the champion stays, and the
-            # next round trains on other labels.
-            return {"trained": False, "reason": str(err)}
+            # labels are not tried again until they change.
+            write_text_atomic(stalled, str(err))
+            return {"trained": False, "stalled": True, "reason": str(err)}
         metrics = {"n_train": len(keys), "n_eval": len(eval_set)}
         if eval_set:
             metrics.update(_score(project, model, eval_set))
