@@ -75,8 +75,7 @@ def register_detector(
     background); ``set_score_floor(detector, floor)`` sets the score below which it drops boxes;
     ``stalled(losses)``, if given, says from one training step's losses (name -> value) whether
     the detector cannot learn (None: cannot tell), so that a run that ends so is restarted
-    slower. Raises
-    ``ValueError`` if ``name`` is taken."""
+    slower. Raises ``ValueError`` if ``name`` is taken."""
     if name in _REGISTRY:
         raise ValueError(f"a detector named {name!r} is already registered")
     _REGISTRY[name] = _Entry(build, first_label, set_score_floor, stalled)
