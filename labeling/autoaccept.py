@@ -242,11 +242,12 @@ def pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_point
     cut = np.append(conf[1:] != conf[:-1], True)
     n = (count * eligible).sum(axis=1)[cut]
     e = (errs * eligible).sum(axis=1)[cut]
-    doubt = np.cumsum(one_hot * (1.0 - conf)[:, None], axis=0)
-    expected = (doubt * eligible).sum(axis=1)[cut] + planning_rate(max_error, rho) * n
+    expected = None
+    if tolerate is None:  # the start is planned from the confidences
+        doubt = np.cumsum(one_hot * (1.0 - conf)[:, None], axis=0)
+        expected = (doubt * eligible).sum(axis=1)[cut] + planning_rate(max_error, rho) * n
     scan = fixed_sequence_scan(n, e, max_error, confidence=level, reference_error=rho,
-                               min_points=1, expected=None if tolerate is not None else expected,
-                               tolerate=tolerate or 0)
+                               min_points=1, expected=expected, tolerate=tolerate or 0)
     if scan.chosen is None:
         return None, None
     return float(conf[cut][scan.chosen]), float(scan.bounds[scan.chosen])
