@@ -4,7 +4,7 @@ download) 12-56 px, 1-4 per 96-160 px black canvas, from ``tests/training/detect
 For each training-set size: train on that many scenes, predict 200 held-out scenes built from
 other MNIST digits, and print training seconds, mAP@0.5, mAP@[.5:.95] and prediction images/s
 (decoding included) as one JSON line. Run from the repository root:
-``PYTHONPATH=. .venv/bin/python scripts/bench_detect.py [--model fcos_mobilenet_v2] [--n 200 500]``.
+``PYTHONPATH=. .venv/bin/python scripts/bench_detect.py [--model NAME] [--n 200 500]``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main() -> None:
 
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="fcos_mobilenet_v2")
+    parser.add_argument("--model", default=DetectParams().model)
     parser.add_argument("--weights", default="imagenet", type=lambda s: None if s == "none" else s)
     parser.add_argument("--n", type=int, nargs="+", default=[200, 500])
     parser.add_argument("--epochs", type=int, default=DetectParams().epochs)

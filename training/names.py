@@ -7,7 +7,8 @@ and ``training.tuning``.
 """
 
 # The detectors of ``training.detection.models``.
-DETECTOR_NAMES = ("fasterrcnn_mobilenet_v2", "fcos_mobilenet_v2")
+DETECTOR_NAMES = ("fasterrcnn_mobilenet_v2", "fcos_mobilenet_v2",
+                  "fcos_mobilenet_v2_stride4")
 MODEL_NAMES = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "small_cnn")
 SAMPLER_NAMES = ("grid", "random", "tpe")
 # The ones with torchvision ImageNet weights (``weights = "imagenet"``).

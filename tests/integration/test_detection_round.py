@@ -25,6 +25,7 @@ from pipeline.project.workspace import find_config
 from pipeline.round import session as studio_session
 from pipeline.round.steps import run_round
 from tests.integration.test_loop import KILLER
+from training.detection.params import DetectParams
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +54,7 @@ def make_project(studio_server, canvases, folder: Path, name: str, *, min_steps:
         url = "{studio_server.url}"
         local_files_root = "{studio_server.images_dir.parent}"
         [training]
-        model = "fcos_mobilenet_v2"
+        model = "{DetectParams().model}"
         weights = "imagenet"
         epochs = 2
         min_steps = {min_steps}

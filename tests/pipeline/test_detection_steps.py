@@ -21,6 +21,7 @@ from pipeline.quickstart import change_defaults
 from pipeline.round.detection import accept as accept_step
 from pipeline.round.detection import select as select_step
 from pipeline.round.detection.predict import predictions_file
+from training.detection.params import DetectParams
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +155,7 @@ def test_a_detection_config_refuses_what_boxes_do_not_have(project, tmp_path):
     text = (tmp_path / "labelloop.toml").read_text()
     for old, new, why in [('strategy = "least_confident"', 'strategy = "margin"',
                            "strategy must be one of"),
-                          ('model = "fcos_mobilenet_v2"', 'model = "mobilenet_v2"',
+                          (f'model = "{DetectParams().model}"', 'model = "mobilenet_v2"',
                            "model must be a detector"),
                           ("blind_references = true", "blind_references = false",
                            "needs blind_references = true")]:
@@ -409,10 +410,10 @@ def test_a_detector_that_cannot_learn_is_not_registered_and_the_round_says_why(p
     from pipeline.round.detection import train as train_step
     from pipeline.status import round_summary
     from training.detection import models
-    from training.detection.params import DetectParams
 
     proj, truth = project
-    fcos = models.detector_entry("fcos_mobilenet_v2")
+    name = DetectParams().model  # the detector a new project trains
+    fcos = models.detector_entry(name)
 
     def dead(num_classes, features, image_size):  # the box head's ReLU closed for good
         model = fcos.build(num_classes, features, image_size)
@@ -420,8 +421,7 @@ def test_a_detector_that_cannot_learn_is_not_registered_and_the_round_says_why(p
             model.head.regression_head.bbox_reg.bias.fill_(-1e3)
         return model
 
-    monkeypatch.setitem(models._REGISTRY, "fcos_mobilenet_v2",
-                        dataclasses.replace(fcos, build=dead))
+    monkeypatch.setitem(models._REGISTRY, name, dataclasses.replace(fcos, build=dead))
     # A short schedule, so that three tries take seconds.
     monkeypatch.setattr(train_step, "detect_params",
                         lambda training: DetectParams(epochs=1, min_steps=25, batch_size=8))
@@ -434,6 +434,6 @@ def test_a_detector_that_cannot_learn_is_not_registered_and_the_round_says_why(p
     assert not list(proj.models_dir.glob("*.det.pt"))
     assert round_summary({"train": trained})["train_failed"] == trained["reason"]
     # The same labels are not trained again (three more runs, the same end).
-    monkeypatch.setitem(models._REGISTRY, "fcos_mobilenet_v2", fcos)
+    monkeypatch.setitem(models._REGISTRY, name, fcos)
     again = train_step.train_challenger(proj, rid, progress=False)
     assert again == trained and proj.registry.versions() == []

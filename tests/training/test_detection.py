@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from torchvision.models.detection.image_list import ImageList
 
 from training.checkpoint import CheckpointError, save_checkpoint
 from training.detection import models as detector_models
@@ -203,6 +204,26 @@ def test_training_is_reproducible_from_the_seed(train_set):
     state_a, state_b = a.module.state_dict(), b.module.state_dict()
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
     assert a.metrics["weights"] == "backbone random init"
+
+
+def _holds_a_location(name: str, box: list[float]) -> bool:
+    """Whether detector ``name`` has a location strictly inside ``box`` (xyxy) on a 64-px
+    image: FCOS trains and predicts an object only from the locations inside it."""
+    model = get_detector(name, 10, weights=None).eval()
+    image = ImageList(torch.zeros(1, 3, 64, 64), [(64, 64)])
+    with torch.no_grad():
+        anchors = model.anchor_generator(image, list(model.backbone(image.tensors).values()))[0]
+    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+    inside = (centres > torch.tensor(box[:2])) & (centres < torch.tensor(box[2:]))
+    return bool(inside.all(dim=1).any())
+
+
+def test_the_default_detector_can_find_a_small_thin_digit():
+    # A "1" 14 px tall is about 5 px wide. Between two stride-8 locations (8 and 16) it holds
+    # none, so the stride-8 FCOS never learns nor finds it; the default's stride-4 grid does.
+    thin_one = [9.0, 9.0, 14.0, 23.0]
+    assert not _holds_a_location("fcos_mobilenet_v2", thin_one)
+    assert _holds_a_location(DetectParams().model, thin_one)
 
 
 def test_detectors_are_chosen_by_name():

@@ -1,8 +1,8 @@
 """Detectors by name. Each is a torchvision detector on the first blocks of MobileNetV2.
 
 MobileNetV2's full stride-32 features are too coarse for 12-px objects on 128-px images, so the
-backbone stops at stride 16 (``features[:14]``) and a small FPN merges the stride-8 and
-stride-16 maps; the images are kept at their own size rather than scaled up to torchvision's
+backbone stops at stride 16 (``features[:14]``) and a small FPN merges its maps from stride 4
+or 8 to 16; the images are kept at their own size rather than scaled up to torchvision's
 800 px (which alone makes CPU training about 40 times slower).
 """
 
@@ -24,28 +24,40 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 
 from training.models import IMAGENET, IMAGENET_MEAN, IMAGENET_STD, get_model
 
-# Channels of MobileNetV2's feature maps at stride 8 (end of block 6) and 16 (end of block 13).
-_C3, _C4 = 32, 96
+# Channels of MobileNetV2's feature maps at stride 4 (end of block 3), 8 (end of block 6) and
+# 16 (end of block 13).
+_C2, _C3, _C4 = 24, 32, 96
 _FPN_CHANNELS = 64
 
 
 class FeatureLevels(nn.Module):
-    """MobileNetV2 blocks 0-13 with an FPN over their stride-8 and stride-16 maps; ``forward``
-    returns the first ``levels`` FPN maps (finest first), as torchvision detectors expect."""
+    """MobileNetV2 blocks 0-13 with an FPN over their maps from stride ``finest`` (4 or 8) to
+    16; ``forward`` returns the first ``levels`` FPN maps (finest first), as torchvision
+    detectors expect."""
 
-    def __init__(self, features: nn.Sequential, levels: int) -> None:
+    def __init__(self, features: nn.Sequential, levels: int, *, finest: int = 8) -> None:
         super().__init__()
-        self.stride8 = features[:7]
+        if finest not in (4, 8):
+            raise ValueError(f"finest must be 4 or 8, got {finest}")
+        # The names stay those of the stride-8 detectors' checkpoints, which must still load.
+        self.stride4 = features[:4] if finest == 4 else None
+        self.stride8 = features[4:7] if finest == 4 else features[:7]
         self.stride16 = features[7:14]
-        self.fpn = FeaturePyramidNetwork([_C3, _C4], _FPN_CHANNELS)
+        self.fpn = FeaturePyramidNetwork(([_C2] if finest == 4 else []) + [_C3, _C4],
+                                         _FPN_CHANNELS)
         self.levels = levels
         self.out_channels = _FPN_CHANNELS  # read by torchvision's detectors
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        c3 = self.stride8(x.contiguous(memory_format=torch.channels_last))
-        c4 = self.stride16(c3)
-        maps = self.fpn(OrderedDict([("0", c3), ("1", c4)]))
-        return OrderedDict(list(maps.items())[: self.levels])
+        x = x.contiguous(memory_format=torch.channels_last)
+        maps = []
+        if self.stride4 is not None:
+            x = self.stride4(x)
+            maps.append(x)
+        x = self.stride8(x)
+        maps += [x, self.stride16(x)]
+        out = self.fpn(OrderedDict((str(i), m) for i, m in enumerate(maps)))
+        return OrderedDict(list(out.items())[: self.levels])
 
 
 @dataclass(frozen=True)
@@ -151,16 +163,17 @@ BOX_BIAS = 1.0  # the FCOS box head's starting output, in anchor sizes per side 
 
 def _fcos(
     num_classes: int, features: nn.Sequential, image_size: int | None, *, levels: int,
-    sizes: tuple[int, ...], head_convs: int,
+    sizes: tuple[int, ...], head_convs: int, finest: int = 8,
 ) -> nn.Module:
-    backbone = FeatureLevels(features, levels)
+    backbone = FeatureLevels(features, levels, finest=finest)
     anchors = AnchorGenerator(tuple((s,) for s in sizes), ((1.0,),) * levels)
     head = FCOSHead(_FPN_CHANNELS, 1, num_classes, num_convs=head_convs)
     # The box head ends in a ReLU, and torchvision starts its bias at 0: half the outputs are
     # 0 from the first step, many boxes have zero size and get no gradient, and on some
     # training sets the head never came back (mAP@0.5 0.000 after 300 steps at lr 0.005, 0.0025
     # and 0.00125). Starting every side at one anchor size (boxes 16 px at stride 8, the
-    # digits' scale) keeps the ReLU open: those sets then learned (README, the detection loop).
+    # digits' scale; 8 px at stride 4) keeps the ReLU open: those sets then learned (README,
+    # the detection loop).
     nn.init.constant_(head.regression_head.bbox_reg.bias, BOX_BIAS)
     model = FCOS(backbone, num_classes, anchor_generator=anchors, head=head,
                  score_thresh=0.05, detections_per_img=100, topk_candidates=300)
@@ -204,13 +217,28 @@ def _faster_rcnn_floor(model: nn.Module, floor: float) -> None:
     model.roi_heads.score_thresh = floor
 
 
-# FCOS on the stride-8 FPN map alone: one location per 8 px, each matched to the objects whose
-# centre is within 12 px (the centre-sampling radius, 1.5 x the size 8), so a 12-px digit still
-# gets a location. A second, stride-16 level scored the same on 12-56 px digits (0.849 vs 0.858
-# mAP@0.5, 200 images) and would take no objects: FCOS gives a level objects 4-8x its size.
+# FCOS on one FPN map, each location matched to the objects whose centre is within 1.5 x the
+# stride (centre sampling) and that hold the location strictly inside. A second, coarser level
+# scored the same on 12-56 px digits (0.849 vs 0.858 mAP@0.5, 200 images) and would take no
+# objects: FCOS gives a level objects 4-8x its size.
 register_detector(
     "fcos_mobilenet_v2",
     functools.partial(_fcos, levels=1, sizes=(8,), head_convs=2),
+    first_label=0,
+    set_score_floor=_fcos_floor,
+    stalled=_fcos_stalled,
+)
+# The same at stride 4, the default since 2026-12-05. On the stride-8 grid an object narrower
+# than 8 px may hold no location at all: it is never a positive in training and can never be
+# found (small "1"s: 52 of the 5,291 mnist-detection boxes, in 2% of its images, all of them
+# wrong with no doubt in their scores, so they spoil the surest images that the accept step
+# relies on; 9 boxes at stride 4). Trained on random 400-image sets of that pool (seeds 0 / 1 /
+# 2, 300 test canvases), test images with every box right rose from 0.70 / 0.67 / 0.68 to
+# 0.79 / 0.79 / 0.81 and mAP@0.5 from 0.869 / 0.854 / 0.879 to 0.908 / 0.905 / 0.906 (on 100
+# images, seed 0: 0.57 to 0.64, 0.771 to 0.821); training took about a quarter longer.
+register_detector(
+    "fcos_mobilenet_v2_stride4",
+    functools.partial(_fcos, levels=1, sizes=(4,), head_convs=2, finest=4),
     first_label=0,
     set_score_floor=_fcos_floor,
     stalled=_fcos_stalled,

@@ -21,7 +21,7 @@ class DetectParams:
     canvas (boxes moved with it).
     """
 
-    model: str = "fcos_mobilenet_v2"
+    model: str = "fcos_mobilenet_v2_stride4"
     weights: str | None = "imagenet"
     image_size: int | None = None
     epochs: int = 15
