@@ -163,10 +163,13 @@ BOX_BIAS = 1.0  # the FCOS box head's starting output, in anchor sizes per side 
 
 def _fcos(
     num_classes: int, features: nn.Sequential, image_size: int | None, *, levels: int,
-    sizes: tuple[int, ...], head_convs: int, finest: int = 8,
+    head_convs: int, finest: int = 8,
 ) -> nn.Module:
     backbone = FeatureLevels(features, levels, finest=finest)
-    anchors = AnchorGenerator(tuple((s,) for s in sizes), ((1.0,),) * levels)
+    # One anchor per location, as large as its level's stride: FCOS's centre-sampling radius is
+    # 1.5 anchor sizes, so the size must follow the grid, never be set beside it.
+    sizes = tuple((finest * 2**i,) for i in range(levels))
+    anchors = AnchorGenerator(sizes, ((1.0,),) * levels)
     head = FCOSHead(_FPN_CHANNELS, 1, num_classes, num_convs=head_convs)
     # The box head ends in a ReLU, and torchvision starts its bias at 0: half the outputs are
     # 0 from the first step, many boxes have zero size and get no gradient, and on some
@@ -217,13 +220,14 @@ def _faster_rcnn_floor(model: nn.Module, floor: float) -> None:
     model.roi_heads.score_thresh = floor
 
 
-# FCOS on one FPN map, each location matched to the objects whose centre is within 1.5 x the
-# stride (centre sampling) and that hold the location strictly inside. A second, coarser level
+# FCOS on one FPN map, each location matched to the objects whose centre is within 1.5 anchor
+# sizes (centre sampling; the anchor is the stride's size, ``_fcos``) and that hold the
+# location strictly inside. A second, coarser level
 # scored the same on 12-56 px digits (0.849 vs 0.858 mAP@0.5, 200 images) and would take no
 # objects: FCOS gives a level objects 4-8x its size.
 register_detector(
     "fcos_mobilenet_v2",
-    functools.partial(_fcos, levels=1, sizes=(8,), head_convs=2),
+    functools.partial(_fcos, levels=1, head_convs=2),
     first_label=0,
     set_score_floor=_fcos_floor,
     stalled=_fcos_stalled,
@@ -238,7 +242,7 @@ register_detector(
 # images, seed 0: 0.57 to 0.64, 0.771 to 0.821); training took about a quarter longer.
 register_detector(
     "fcos_mobilenet_v2_stride4",
-    functools.partial(_fcos, levels=1, sizes=(4,), head_convs=2, finest=4),
+    functools.partial(_fcos, levels=1, head_convs=2, finest=4),
     first_label=0,
     set_score_floor=_fcos_floor,
     stalled=_fcos_stalled,
