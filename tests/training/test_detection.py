@@ -9,7 +9,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from torchvision.models.detection.image_list import ImageList
 
 from training.checkpoint import CheckpointError, save_checkpoint
 from training.detection import models as detector_models
@@ -206,24 +205,41 @@ def test_training_is_reproducible_from_the_seed(train_set):
     assert a.metrics["weights"] == "backbone random init"
 
 
-def _holds_a_location(name: str, box: list[float]) -> bool:
-    """Whether detector ``name`` has a location strictly inside ``box`` (xyxy) on a 64-px
-    image: FCOS trains and predicts an object only from the locations inside it."""
-    model = get_detector(name, 10, weights=None).eval()
-    image = ImageList(torch.zeros(1, 3, 64, 64), [(64, 64)])
-    with torch.no_grad():
-        anchors = model.anchor_generator(image, list(model.backbone(image.tensors).values()))[0]
-    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
-    inside = (centres > torch.tensor(box[:2])) & (centres < torch.tensor(box[2:]))
-    return bool(inside.all(dim=1).any())
+def _matched_locations(name: str, box: list[float]) -> int:
+    """How many locations detector ``name``'s training matches to ``box`` (xyxy) on a 64-px
+    image: what FCOS's own matcher decides (a location strictly inside the box and within 1.5
+    anchor sizes of its centre), captured from a training step."""
+    torch.manual_seed(0)
+    model = get_detector(name, 10, weights=None).train()
+    matched = []
+
+    def compute_loss(targets, head_outputs, anchors, matched_idxs):
+        matched.extend(matched_idxs)
+        return real(targets, head_outputs, anchors, matched_idxs)
+
+    real, model.head.compute_loss = model.head.compute_loss, compute_loss
+    target = {"boxes": torch.tensor([box]), "labels": torch.tensor([1])}
+    model([torch.zeros(3, 64, 64)], [target])
+    return int((matched[0] >= 0).sum())
 
 
 def test_the_default_detector_can_find_a_small_thin_digit():
     # A "1" 14 px tall is about 5 px wide. Between two stride-8 locations (8 and 16) it holds
     # none, so the stride-8 FCOS never learns nor finds it; the default's stride-4 grid does.
     thin_one = [9.0, 9.0, 14.0, 23.0]
-    assert not _holds_a_location("fcos_mobilenet_v2", thin_one)
-    assert _holds_a_location(DetectParams().model, thin_one)
+    assert _matched_locations("fcos_mobilenet_v2", thin_one) == 0
+    assert _matched_locations(DetectParams().model, thin_one) > 0
+    # A usual digit is matched on both grids.
+    assert _matched_locations("fcos_mobilenet_v2", [20.0, 16.0, 40.0, 44.0]) > 0
+
+
+def test_the_stride_8_detector_keeps_its_parameter_names():
+    # Checkpoints of fcos_mobilenet_v2 made before the stride-4 detector came must still load:
+    # the stride-4 map is added under a name of its own, the stride-8 ones are unchanged.
+    state = get_detector("fcos_mobilenet_v2", 10, weights=None).state_dict()
+    assert {n.split(".")[1] for n in state if n.startswith("backbone.")} == {
+        "stride8", "stride16", "fpn"}
+    assert state["backbone.stride8.0.0.weight"].shape == (32, 3, 3, 3)  # MobileNetV2's stem
 
 
 def test_detectors_are_chosen_by_name():
@@ -257,7 +273,7 @@ def _dead_head(monkeypatch, name: str, dead_builds: int) -> None:
     ``dead_builds`` builds: its ReLU's input pushed far below zero, the state a too-large step
     leaves it in (seen at lr 0.005 on a loop's 99 images), where every box has zero size and no
     gradient gets through."""
-    fcos = detector_entry("fcos_mobilenet_v2")
+    fcos = detector_entry(DetectParams().model)
     builds = []
 
     def build(num_classes, features, image_size):
@@ -299,7 +315,7 @@ def _scripted(verdict):
 
 
 def test_only_the_end_of_a_run_decides_a_restart(train_set, monkeypatch):
-    fcos = detector_entry("fcos_mobilenet_v2")
+    fcos = detector_entry(DetectParams().model)
     paths, targets = train_set
     params = DetectParams(epochs=1, min_steps=40, batch_size=8, lr=4e-3)
     # Stalled for the first 25 of 40 steps, then learning: not restarted.
