@@ -209,15 +209,14 @@ def _matched_locations(name: str, box: list[float]) -> int:
     """How many locations detector ``name``'s training matches to ``box`` (xyxy) on a 64-px
     image: what FCOS's own matcher decides (a location strictly inside the box and within 1.5
     anchor sizes of its centre), captured from a training step."""
-    torch.manual_seed(0)
     model = get_detector(name, 10, weights=None).train()
-    matched = []
+    real, matched = model.head.compute_loss, []
 
     def compute_loss(targets, head_outputs, anchors, matched_idxs):
         matched.extend(matched_idxs)
         return real(targets, head_outputs, anchors, matched_idxs)
 
-    real, model.head.compute_loss = model.head.compute_loss, compute_loss
+    model.head.compute_loss = compute_loss
     target = {"boxes": torch.tensor([box]), "labels": torch.tensor([1])}
     model([torch.zeros(3, 64, 64)], [target])
     return int((matched[0] >= 0).sum())
