@@ -51,11 +51,12 @@ def as_value(detections: dict) -> dict:
 
 
 def train_values(paths: Sequence[str], values: Sequence[dict], classes: Sequence[str],
-                 params: DetectParams, *, seed: int = 0,
-                 progress: bool = False) -> TrainedDetector:
-    """A detector trained on the images ``paths`` and their boxes ``values``."""
+                 params: DetectParams, *, seed: int = 0, progress: bool = False,
+                 warm_start: TrainedDetector | None = None) -> TrainedDetector:
+    """A detector trained on the images ``paths`` and their boxes ``values`` (from
+    ``warm_start``'s weights, if given)."""
     return train_detector(paths, [as_target(v) for v in values], classes, params,
-                          progress=progress, seed=seed)
+                          progress=progress, seed=seed, warm_start=warm_start)
 
 
 def predict_values(model: TrainedDetector, paths: Sequence[str], *,

@@ -194,6 +194,12 @@ class TrainingSection(_Section):
     val_fraction: float = Field(default=TrainParams.val_fraction, ge=0, lt=1)
     patience: int = Field(default=TrainParams.patience, ge=1)
     min_steps: int = Field(default=TrainParams.min_steps, ge=0)
+    # Detection: each challenger starts from the champion's weights (same model and classes)
+    # instead of from ImageNet, so training accumulates over rounds at one round's cost. On
+    # the mnist-detection canvases, 300 steps on 304 images from a 237-image champion left
+    # 18.9% of the other images not right, against 22.5% from ImageNet and 17.6% for 600
+    # steps from ImageNet (one seed, README). Promotion still judges it on held-out images.
+    warm_start: bool = False
     seed: int = 0
 
     @field_validator("model")
@@ -213,7 +219,7 @@ class TrainingSection(_Section):
         return self
 
     def params(self) -> TrainParams:
-        return TrainParams(**self.model_dump(exclude={"finetune_after"}))
+        return TrainParams(**self.model_dump(exclude={"finetune_after", "warm_start"}))
 
 
 class LoopSection(_Section):
@@ -470,6 +476,9 @@ class Config(_Section):
         if task == "detection":
             for problem in _detection_problems(self):
                 raise ValueError(f"[project] task = \"detection\": {problem}")
+        elif self.training.warm_start:
+            raise ValueError("[training] warm_start is for detection projects so far; a "
+                             f"{task} project trains each challenger from its start weights")
         elif self.training.model in detectors or any(m in detectors for m in self.tuning.models):
             raise ValueError(f"[training] model {self.training.model!r} is a detector; a "
                              f"{task} project needs one of {', '.join(MODEL_NAMES)}")
@@ -630,7 +639,7 @@ def render_config(name: str, classes, images: Path | str, *, studio_url: str = "
             "training": TrainingSection(model=d.model, weights=d.weights, epochs=d.epochs,
                                         batch_size=d.batch_size, lr=d.lr,
                                         weight_decay=d.weight_decay, augment=d.augment,
-                                        min_steps=d.min_steps),
+                                        min_steps=d.min_steps, warm_start=True),
             # 5% of accepted images not right: one wrong box spoils an image, so a per-image
             # target is looser than a per-label one at the same care.
             "loop": LoopSection(strategy="least_confident", target_precision=0.95,

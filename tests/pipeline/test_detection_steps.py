@@ -437,3 +437,61 @@ def test_a_detector_that_cannot_learn_is_not_registered_and_the_round_says_why(p
     monkeypatch.setitem(models._REGISTRY, name, fcos)
     again = train_step.train_challenger(proj, rid, progress=False)
     assert again == trained and proj.registry.versions() == []
+
+
+def _short(**kw):
+    return lambda training: DetectParams(epochs=1, min_steps=10, batch_size=8, **kw)
+
+
+def test_a_challenger_continues_from_the_champions_weights(project, tmp_path, monkeypatch):
+    import torch
+
+    from pipeline.round.detection import train as train_step
+    from training.detection.checkpoint import load_detector
+
+    proj, truth = project
+    assert proj.config.training.warm_start is True  # what a new detection project gets
+    proj.close()  # a challenger for every few new labels, so that the test stays small
+    change_defaults(tmp_path / "labelloop.toml", (("min_new_labels = 50", "min_new_labels = 1"),))
+    proj = open_project(find_config(tmp_path))
+    keys = sorted(truth)
+    monkeypatch.setattr(train_step, "detect_params", _short())
+    people_label(proj, truth, keys[:16])
+    first = train_step.train_challenger(proj, proj.store.start_round(), progress=False)
+    assert first["start"] == "start weights (no champion yet)"
+    proj.registry.promote(first["version"], reason="test")
+
+    # A learning rate too small to move anything: a continued challenger ends where the
+    # champion was; one trained from ImageNet again would not.
+    monkeypatch.setattr(train_step, "detect_params", _short(lr=1e-12))
+    people_label(proj, truth, keys[16:24])
+    second = train_step.train_challenger(proj, proj.store.start_round(), progress=False)
+    assert second["start"] == f"champion v{first['version']}"
+    assert proj.registry.version(second["version"]).tags["start"] == second["start"]
+
+    def weights(version):  # parameters only: batch norm's running statistics move anyway
+        module = load_detector(proj.registry.checkpoint_path(version)).module
+        return {k: v.detach() for k, v in module.named_parameters()}
+
+    before, after = weights(first["version"]), weights(second["version"])
+    assert all(torch.allclose(before[k].float(), after[k].float(), atol=1e-6) for k in before)
+
+    # A champion of another model (the config changed) is no start: ImageNet, and it says so.
+    monkeypatch.setattr(train_step, "detect_params", _short(model="fcos_mobilenet_v2"))
+    people_label(proj, truth, keys[24:28])
+    third = train_step.train_challenger(proj, proj.store.start_round(), progress=False)
+    assert third["start"].startswith(f"start weights (champion v{first['version']} is "
+                                     f"{DetectParams().model}")
+    assert load_detector(proj.registry.checkpoint_path(third["version"])).params.model == \
+        "fcos_mobilenet_v2"
+    proj.close()
+
+
+def test_warm_start_is_refused_for_a_classification_project(tmp_path):
+    init_project(tmp_path, images=tmp_path, classes=["cat", "dog"], name="cls")
+    text = (tmp_path / "labelloop.toml").read_text()
+    assert "warm_start = false" in text
+    (tmp_path / "labelloop.toml").write_text(text.replace("warm_start = false",
+                                                          "warm_start = true"))
+    with pytest.raises(ConfigError, match="warm_start is for detection projects"):
+        find_config(tmp_path)

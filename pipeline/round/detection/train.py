@@ -1,7 +1,9 @@
 """The train and promote steps for detection: a challenger detector trained on the people's
 boxes (or found, after a crash, by its label snapshot) and registered; promoted if, on the same
 random held-out images, its mAP@0.5 is higher (mAP@[.5:.95] breaks a tie), the measure the
-detection literature and users compare detectors by."""
+detection literature and users compare detectors by. With ``[training] warm_start`` (new
+detection projects have it on) the challenger continues from the champion's weights, so the
+steps of earlier rounds are not thrown away; the registry tags each version with its start."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from pipeline.detection_model import detect_params, predict_values, score_boxes,
 from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
 from pipeline.round.detection.labeled import as_texts, labeled_values
-from pipeline.round.labeled import paths_of, snapshot_hash, why_not_retrain
+from pipeline.round.labeled import champion_model_path, paths_of, snapshot_hash, why_not_retrain
 from pipeline.round.promote import promote_if_better
 from training.detection.checkpoint import load_detector, save_detector
 from training.detection.train import DetectorStalledError
+from training.detection.trained import TrainedDetector
 
 # Fewest training images with at least one box that a detector is trained on.
 MIN_TRAIN_IMAGES = 4
@@ -40,16 +43,17 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
                           json.dumps(texts, sort_keys=True))
         keys = sorted(train_set)
         params = detect_params(project.config.training)
+        start, start_note = _start_from(project, params)
         try:
             model = train_values(paths_of(project, keys), [train_set[k] for k in keys],
                                  project.classes, params, seed=project.config.training.seed,
-                                 progress=progress)
+                                 progress=progress, warm_start=start)
         except DetectorStalledError as err:
             # No model is better than one that learned nothing: the champion stays, and the
             # labels are not tried again until they change.
             write_text_atomic(stalled, str(err))
             return {"trained": False, "stalled": True, "reason": str(err)}
-        metrics = {"n_train": len(keys), "n_eval": len(eval_set)}
+        metrics = {"n_train": len(keys), "n_eval": len(eval_set), "start": start_note}
         if eval_set:
             metrics.update(_score(project, model, eval_set))
         model.metrics.update(metrics)
@@ -57,10 +61,29 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
     model = load_detector(ckpt)
     metrics = {k: float(v) for k, v in model.metrics.items()
                if isinstance(v, int | float) and not isinstance(v, bool)}
+    start_note = str(model.metrics.get("start", "start weights"))
     version = project.registry.register(ckpt, params=model.params.to_dict(), metrics=metrics,
-                                        snapshot=snapshot, round_id=round_id)
+                                        snapshot=snapshot, round_id=round_id,
+                                        tags={"start": start_note})
     return {"trained": True, "version": version, "snapshot": snapshot,
-            "n_train": int(metrics.get("n_train", len(train_set)))}
+            "n_train": int(metrics.get("n_train", len(train_set))), "start": start_note}
+
+
+def _start_from(project: Project, params) -> tuple[TrainedDetector | None, str]:
+    """The detector a challenger continues from (``[training] warm_start``: the champion,
+    when it is the same model over the same classes) and a note saying which start it got."""
+    if not project.config.training.warm_start:
+        return None, "start weights"
+    found = champion_model_path(project)
+    if found is None:
+        return None, "start weights (no champion yet)"
+    version, path = found
+    champion = load_detector(path)
+    if champion.params.model != params.model or list(champion.classes) != list(project.classes):
+        return None, (f"start weights (champion v{version} is {champion.params.model} over "
+                      f"{len(champion.classes)} classes; this round trains {params.model} over "
+                      f"{len(project.classes)})")
+    return champion, f"champion v{version}"
 
 
 def _score(project: Project, model, eval_set: dict[str, dict]) -> dict:
