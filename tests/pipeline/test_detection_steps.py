@@ -443,6 +443,22 @@ def _short(**kw):
     return lambda training: DetectParams(epochs=1, min_steps=10, batch_size=8, **kw)
 
 
+def _champion_of_16(proj, truth, tmp_path, monkeypatch):
+    """The project reopened to train a challenger for every few new labels (so that the
+    tests stay small), with a champion trained on its first 16 images."""
+    from pipeline.round.detection import train as train_step
+
+    proj.close()
+    change_defaults(tmp_path / "labelloop.toml", (("min_new_labels = 50", "min_new_labels = 1"),))
+    proj = open_project(find_config(tmp_path))
+    keys = sorted(truth)
+    monkeypatch.setattr(train_step, "detect_params", _short())
+    people_label(proj, truth, keys[:16])
+    first = train_step.train_challenger(proj, proj.store.start_round(), progress=False)
+    proj.registry.promote(first["version"], reason="test")
+    return proj, keys, first
+
+
 def test_a_challenger_continues_from_the_champions_weights(project, tmp_path, monkeypatch):
     import torch
 
@@ -451,15 +467,8 @@ def test_a_challenger_continues_from_the_champions_weights(project, tmp_path, mo
 
     proj, truth = project
     assert proj.config.training.warm_start is True  # what a new detection project gets
-    proj.close()  # a challenger for every few new labels, so that the test stays small
-    change_defaults(tmp_path / "labelloop.toml", (("min_new_labels = 50", "min_new_labels = 1"),))
-    proj = open_project(find_config(tmp_path))
-    keys = sorted(truth)
-    monkeypatch.setattr(train_step, "detect_params", _short())
-    people_label(proj, truth, keys[:16])
-    first = train_step.train_challenger(proj, proj.store.start_round(), progress=False)
+    proj, keys, first = _champion_of_16(proj, truth, tmp_path, monkeypatch)
     assert first["start"] == "start weights (no champion yet)"
-    proj.registry.promote(first["version"], reason="test")
 
     # A learning rate too small to move anything: a continued challenger ends where the
     # champion was; one trained from ImageNet again would not.
@@ -495,3 +504,37 @@ def test_warm_start_is_refused_for_a_classification_project(tmp_path):
                                                           "warm_start = true"))
     with pytest.raises(ConfigError, match="warm_start is for detection projects"):
         find_config(tmp_path)
+
+
+def test_a_champion_that_saw_a_now_held_out_image_or_stalls_is_not_continued(
+        project, tmp_path, monkeypatch):
+    from pipeline.round.detection import train as train_step
+    from training.detection.train import DetectorStalledError
+
+    proj, truth = project
+    proj, keys, first = _champion_of_16(proj, truth, tmp_path, monkeypatch)
+    # An image the champion trained on is drawn as a random held-out one (as an audited
+    # machine label the loop trained on would be): continuing would carry its answer into
+    # the model that the held-out images judge.
+    record_picks(proj.store, [Pick(keys[3], "random", holdout=True)], round_id=None)
+    people_label(proj, truth, keys[16:20])
+    second = train_step.train_challenger(proj, proj.store.start_round(), progress=False)
+    assert second["start"] == (f"start weights (champion v{first['version']} trained on 1 "
+                               f"image(s) now held out or near-duplicates of held-out ones)")
+    proj.registry.promote(second["version"], reason="test")
+
+    # Its successor continues it; one whose continued training stalls is trained again from
+    # the start weights instead of leaving the labels untrained.
+    real = train_step.train_values
+
+    def stalls_when_continued(*args, warm_start=None, **kw):
+        if warm_start is not None:
+            raise DetectorStalledError("stalled (test)")
+        return real(*args, warm_start=warm_start, **kw)
+
+    monkeypatch.setattr(train_step, "train_values", stalls_when_continued)
+    people_label(proj, truth, keys[20:24])
+    third = train_step.train_challenger(proj, proj.store.start_round(), progress=False)
+    assert third["trained"] is True
+    assert third["start"] == f"start weights (continuing champion v{second['version']} stalled)"
+    proj.close()

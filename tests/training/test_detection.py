@@ -167,10 +167,14 @@ def test_training_resumes_from_a_loaded_checkpoint(quick_detector, train_set, tm
     save_detector(quick_detector, path)
     loaded = load_detector(path)
     paths, targets = train_set
-    params = dataclasses.replace(loaded.params, min_steps=1, epochs=1)
+    params = dataclasses.replace(loaded.params, min_steps=1, epochs=1,
+                                 weight_decay=loaded.params.weight_decay * 3)
     resumed = train_detector(paths[:8], targets[:8], CLASSES, params, warm_start=loaded)
     assert resumed.epoch == loaded.epoch + 1
     assert resumed.metrics["weights"] == "warm start"
+    # The loaded optimiser state brings the old run's settings; this run's weight decay wins.
+    assert {g["weight_decay"] for g in resumed.optimizer_state["param_groups"]} == {
+        params.weight_decay}
     with pytest.raises(ValueError, match="same model and classes"):
         train_detector(paths[:8], targets[:8], CLASSES[::-1], params, warm_start=loaded)
 

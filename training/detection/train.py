@@ -136,6 +136,10 @@ def _train_once(images, boxes_labels, classes, params: DetectParams, *, lr: floa
                                       weight_decay=params.weight_decay)
         if warm_start is not None and warm_start.optimizer_state is not None:
             optimizer.load_state_dict(warm_start.optimizer_state)
+            # Loading restores the saved run's settings too; the schedule resets the learning
+            # rate, but this run's weight decay must be set again.
+            for group in optimizer.param_groups:
+                group["weight_decay"] = params.weight_decay
         stats = _optimise(module, optimizer, images, boxes_labels, params, lr=lr, seed=seed,
                           progress=progress)
     return module, optimizer, stats

@@ -13,11 +13,11 @@ from pipeline.detection_model import detect_params, predict_values, score_boxes,
 from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
 from pipeline.round.detection.labeled import as_texts, labeled_values
-from pipeline.round.labeled import champion_model_path, paths_of, snapshot_hash, why_not_retrain
+from pipeline.round.detection.start import Start, fresh, start_from, write_lineage
+from pipeline.round.labeled import paths_of, snapshot_hash, why_not_retrain
 from pipeline.round.promote import promote_if_better
 from training.detection.checkpoint import load_detector, save_detector
 from training.detection.train import DetectorStalledError
-from training.detection.trained import TrainedDetector
 
 # Fewest training images with at least one box that a detector is trained on.
 MIN_TRAIN_IMAGES = 4
@@ -36,24 +36,23 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
         return {"trained": False, "reason": reason}
     ckpt = project.models_dir / f"{snapshot}.det.pt"
     stalled = project.models_dir / f"{snapshot}.stalled.txt"
-    if stalled.exists():  # these very labels already failed: the same start fails again
+    if stalled.exists():  # these labels already failed from the start weights: again
         return {"trained": False, "stalled": True, "reason": stalled.read_text()}
     if not ckpt.exists():
         write_text_atomic(project.models_dir / f"{snapshot}.labels.json",
                           json.dumps(texts, sort_keys=True))
         keys = sorted(train_set)
         params = detect_params(project.config.training)
-        start, start_note = _start_from(project, params)
+        start = start_from(project, params)
         try:
-            model = train_values(paths_of(project, keys), [train_set[k] for k in keys],
-                                 project.classes, params, seed=project.config.training.seed,
-                                 progress=progress, warm_start=start)
+            model, start = _train(project, keys, train_set, params, start, progress=progress)
         except DetectorStalledError as err:
             # No model is better than one that learned nothing: the champion stays, and the
-            # labels are not tried again until they change.
+            # labels are not tried again from the start weights until they change.
             write_text_atomic(stalled, str(err))
             return {"trained": False, "stalled": True, "reason": str(err)}
-        metrics = {"n_train": len(keys), "n_eval": len(eval_set), "start": start_note}
+        write_lineage(project, snapshot, start, keys)
+        metrics = {"n_train": len(keys), "n_eval": len(eval_set), "start": start.note}
         if eval_set:
             metrics.update(_score(project, model, eval_set))
         model.metrics.update(metrics)
@@ -69,21 +68,20 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
             "n_train": int(metrics.get("n_train", len(train_set))), "start": start_note}
 
 
-def _start_from(project: Project, params) -> tuple[TrainedDetector | None, str]:
-    """The detector a challenger continues from (``[training] warm_start``: the champion,
-    when it is the same model over the same classes) and a note saying which start it got."""
-    if not project.config.training.warm_start:
-        return None, "start weights"
-    found = champion_model_path(project)
-    if found is None:
-        return None, "start weights (no champion yet)"
-    version, path = found
-    champion = load_detector(path)
-    if champion.params.model != params.model or list(champion.classes) != list(project.classes):
-        return None, (f"start weights (champion v{version} is {champion.params.model} over "
-                      f"{len(champion.classes)} classes; this round trains {params.model} over "
-                      f"{len(project.classes)})")
-    return champion, f"champion v{version}"
+def _train(project: Project, keys, train_set, params, start: Start, *, progress: bool):
+    """(detector, the start it came from). A continued champion that stalls is tried once
+    more from the start weights: its state is the suspect, not the labels."""
+    def run(warm):
+        return train_values(paths_of(project, keys), [train_set[k] for k in keys],
+                            project.classes, params, seed=project.config.training.seed,
+                            progress=progress, warm_start=warm)
+
+    try:
+        return run(start.model), start
+    except DetectorStalledError:
+        if start.model is None:
+            raise
+    return run(None), fresh(f"continuing {start.note} stalled")
 
 
 def _score(project: Project, model, eval_set: dict[str, dict]) -> dict:

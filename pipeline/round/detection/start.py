@@ -1,0 +1,90 @@
+"""Where a detection challenger starts (``[training] warm_start``): the champion's weights,
+when that is safe, else the configured start weights (ImageNet's backbone).
+
+Continuing the champion carries every image any model of its chain trained on into the
+challenger. Such an image may since have become off limits for training: picked as a random
+held-out image (an audited machine label the loop trained on), or a near-duplicate of one
+(groups grow as images are ingested; ``labeling.near_duplicates``). The held-out images judge
+promotion and the accept step's bound, so a model that has seen them, or their twins, would
+be judged on what it learned. Each checkpoint therefore keeps its chain's training keys
+(``<snapshot>.lineage.json``) and a chain that touches an off-limits key is not continued.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from labeling.selections import picks
+from pipeline.files import write_text_atomic
+from pipeline.project.project import Project
+from pipeline.round.labeled import champion_model_path
+from training.detection.checkpoint import load_detector
+from training.detection.params import DetectParams
+from training.detection.trained import TrainedDetector
+
+
+@dataclass(frozen=True)
+class Start:
+    """The detector to continue (None: start weights), why, and the keys it trained on."""
+
+    model: TrainedDetector | None
+    note: str
+    lineage: frozenset[str]
+
+
+def fresh(note: str) -> Start:
+    return Start(None, f"start weights ({note})", frozenset())
+
+
+def start_from(project: Project, params: DetectParams) -> Start:
+    """The champion to continue, or the start weights with the reason (module docstring)."""
+    if not project.config.training.warm_start:
+        return Start(None, "start weights", frozenset())
+    found = champion_model_path(project)
+    if found is None:
+        return fresh("no champion yet")
+    version, path = found
+    lineage = _lineage(project, project.registry.version(version).snapshot)
+    if lineage is None:
+        return fresh(f"champion v{version}'s training images are not on record")
+    if off := off_limits(project, lineage):
+        return fresh(f"champion v{version} trained on {len(off)} image(s) now held out or "
+                     f"near-duplicates of held-out ones")
+    champion = load_detector(path)
+    same = (champion.params.model == params.model
+            and champion.params.image_size == params.image_size
+            and list(champion.classes) == list(project.classes))
+    if not same:
+        return fresh(f"champion v{version} is {champion.params.model} at image size "
+                     f"{champion.params.image_size} over {len(champion.classes)} classes; this "
+                     f"round trains {params.model} at {params.image_size} over "
+                     f"{len(project.classes)}")
+    return Start(champion, f"champion v{version}", lineage)
+
+
+def off_limits(project: Project, keys) -> set[str]:
+    """The ``keys`` no model may have trained on now: held-out picks and their near-duplicates
+    (what ``labeled_sets`` keeps out of training)."""
+    store = project.store
+    holdout = set(picks(store, holdout=True))
+    groups = store.near_duplicate_groups()
+    tainted = {groups[k] for k in holdout if k in groups}
+    return {k for k in keys if k in holdout or groups.get(k) in tainted}
+
+
+def write_lineage(project: Project, snapshot: str, start: Start, keys) -> None:
+    """Record the keys the checkpoint ``snapshot``'s whole chain trained on."""
+    write_text_atomic(project.models_dir / f"{snapshot}.lineage.json",
+                      json.dumps(sorted(start.lineage | set(keys))))
+
+
+def _lineage(project: Project, snapshot: str | None) -> frozenset[str] | None:
+    if not snapshot:
+        return None
+    chain = project.models_dir / f"{snapshot}.lineage.json"
+    if chain.exists():
+        return frozenset(json.loads(chain.read_text()))
+    # Trained before lineages were kept: from its start weights, on its own labels only.
+    own = project.models_dir / f"{snapshot}.labels.json"
+    return frozenset(json.loads(own.read_text())) if own.exists() else None
