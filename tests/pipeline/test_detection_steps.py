@@ -513,13 +513,20 @@ def test_a_champion_that_saw_a_now_held_out_image_or_stalls_is_not_continued(
 
     proj, truth = project
     proj, keys, first = _champion_of_16(proj, truth, tmp_path, monkeypatch)
-    # An image the champion trained on is drawn as a random held-out one (as an audited
-    # machine label the loop trained on would be): continuing would carry its answer into
-    # the model that the held-out images judge.
+    # A label the champion trained on is withdrawn: the next model continues the champion,
+    # so it still carries that image although its own training set no longer has it.
+    proj.store.retract_label(keys[3], source="human")
+    people_label(proj, truth, keys[16:18])
+    middle = train_step.train_challenger(proj, proj.store.start_round(), progress=False)
+    assert middle["start"] == f"champion v{first['version']}"
+    proj.registry.promote(middle["version"], reason="test")
+    # Then that image is drawn as a random held-out one (as an audited machine label the loop
+    # trained on would be): continuing would carry its answer into the model that the
+    # held-out images judge.
     record_picks(proj.store, [Pick(keys[3], "random", holdout=True)], round_id=None)
-    people_label(proj, truth, keys[16:20])
+    people_label(proj, truth, keys[18:20])
     second = train_step.train_challenger(proj, proj.store.start_round(), progress=False)
-    assert second["start"] == (f"start weights (champion v{first['version']} trained on 1 "
+    assert second["start"] == (f"start weights (champion v{middle['version']} trained on 1 "
                                f"image(s) now held out or near-duplicates of held-out ones)")
     proj.registry.promote(second["version"], reason="test")
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from labeling.selections import picks
 from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
-from pipeline.round.labeled import champion_model_path
 from training.detection.checkpoint import load_detector
 from training.detection.params import DetectParams
 from training.detection.trained import TrainedDetector
@@ -41,17 +40,18 @@ def start_from(project: Project, params: DetectParams) -> Start:
     """The champion to continue, or the start weights with the reason (module docstring)."""
     if not project.config.training.warm_start:
         return Start(None, "start weights", frozenset())
-    found = champion_model_path(project)
-    if found is None:
+    info = project.registry.champion()
+    if info is None:
         return fresh("no champion yet")
-    version, path = found
-    lineage = _lineage(project, project.registry.version(version).snapshot)
+    version = info.version
+    # The record first: a champion refused here is never fetched.
+    lineage = _lineage(project, info)
     if lineage is None:
         return fresh(f"champion v{version}'s training images are not on record")
     if off := off_limits(project, lineage):
         return fresh(f"champion v{version} trained on {len(off)} image(s) now held out or "
                      f"near-duplicates of held-out ones")
-    champion = load_detector(path)
+    champion = load_detector(project.registry.checkpoint_path(version))
     same = (champion.params.model == params.model
             and champion.params.image_size == params.image_size
             and list(champion.classes) == list(project.classes))
@@ -79,12 +79,15 @@ def write_lineage(project: Project, snapshot: str, start: Start, keys) -> None:
                       json.dumps(sorted(start.lineage | set(keys))))
 
 
-def _lineage(project: Project, snapshot: str | None) -> frozenset[str] | None:
-    if not snapshot:
+def _lineage(project: Project, info) -> frozenset[str] | None:
+    """The keys the registered version ``info``'s chain trained on; None: not known."""
+    if not info.snapshot:
         return None
-    chain = project.models_dir / f"{snapshot}.lineage.json"
+    chain = project.models_dir / f"{info.snapshot}.lineage.json"
     if chain.exists():
         return frozenset(json.loads(chain.read_text()))
-    # Trained before lineages were kept: from its start weights, on its own labels only.
-    own = project.models_dir / f"{snapshot}.labels.json"
+    if info.tags.get("start", "").startswith("champion"):
+        return None  # continued from another, whose images were not written down with it
+    # Trained before lineages were kept, from its start weights: on its own labels only.
+    own = project.models_dir / f"{info.snapshot}.labels.json"
     return frozenset(json.loads(own.read_text())) if own.exists() else None
