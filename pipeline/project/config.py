@@ -194,11 +194,12 @@ class TrainingSection(_Section):
     val_fraction: float = Field(default=TrainParams.val_fraction, ge=0, lt=1)
     patience: int = Field(default=TrainParams.patience, ge=1)
     min_steps: int = Field(default=TrainParams.min_steps, ge=0)
-    # Detection: each challenger starts from the champion's weights (same model and classes)
-    # instead of from ImageNet, so training accumulates over rounds at one round's cost. On
-    # the mnist-detection canvases, 300 steps on 304 images from a 237-image champion left
-    # 18.9% of the other images not right, against 22.5% from ImageNet and 17.6% for 600
-    # steps from ImageNet (one seed, README). Promotion still judges it on held-out images.
+    # Detection: each challenger starts from the champion's weights (same model, image size
+    # and classes; pipeline/round/detection/start.py) instead of from ImageNet, so training
+    # accumulates over rounds at one round's cost. On the mnist-detection canvases, 300 steps
+    # on 304 images from a 237-image champion left 18.9% of the other images not right,
+    # against 22.5% from ImageNet and 17.6% for 600 steps from ImageNet (one seed, README).
+    # Promotion still judges it on held-out images.
     warm_start: bool = False
     seed: int = 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from labeling.near_duplicates import kept_apart
 from labeling.selections import picks
 from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
@@ -68,9 +69,10 @@ def off_limits(project: Project, keys) -> set[str]:
     (what ``labeled_sets`` keeps out of training)."""
     store = project.store
     holdout = set(picks(store, holdout=True))
-    groups = store.near_duplicate_groups()
-    tainted = {groups[k] for k in holdout if k in groups}
-    return {k for k in keys if k in holdout or groups.get(k) in tainted}
+    keys = set(keys)
+    # kept_apart's own rule, so that the two cannot drift apart.
+    kept = kept_apart(dict.fromkeys(keys, ""), holdout, store.near_duplicate_groups())
+    return (keys & holdout) | (keys - kept.keys())
 
 
 def write_lineage(project: Project, snapshot: str, start: Start, keys) -> None:
