@@ -43,7 +43,7 @@ import numpy as np
 
 from labeling.annotators import AnnotatorErrorBound, as_rate_and_alpha, split_alpha
 from labeling.bounds import error_upper_bound, precision_interval
-from labeling.fixed_sequence import fixed_sequence_scan, points_needed
+from labeling.fixed_sequence import fallback_scan, fixed_sequence_scan, points_needed
 
 __all__ = ["ClassThreshold", "Thresholds", "accept_confident", "check_predictions",
            "choose_thresholds", "error_upper_bound", "pooled_thresholds", "precision_interval"]
@@ -224,13 +224,13 @@ def pooled_thresholds(
 
 
 def pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_points, rho,
-               tolerate: int | None = None):
+               tolerate: int | tuple[int, ...] | None = None):
     """(threshold, bound) of the loosest cut before the first failure; (None, None) if none.
     Trusts its inputs: ``conf`` [N] in [0, 1], ``predicted`` [N] class indices (all 0 for one
     decision per image), ``wrong`` [N] bool, ``level`` the scan's own confidence. The scan's
     start is planned from the confidences, or, when ``tolerate`` is given (0 included), fixed
-    from the counts: the first cut where that many disagreements pass
-    (``labeling.fixed_sequence``)."""
+    from the counts: the first cut where that many disagreements pass; several counts run the
+    fallback scan from each of their starts (``labeling.fixed_sequence``)."""
     if len(conf) == 0:
         return None, None
     order = np.argsort(-conf, kind="stable")
@@ -246,8 +246,12 @@ def pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_point
     if tolerate is None:  # the start is planned from the confidences
         doubt = np.cumsum(one_hot * (1.0 - conf)[:, None], axis=0)
         expected = (doubt * eligible).sum(axis=1)[cut] + planning_rate(max_error, rho) * n
-    scan = fixed_sequence_scan(n, e, max_error, confidence=level, reference_error=rho,
-                               min_points=1, expected=expected, tolerate=tolerate or 0)
+    if isinstance(tolerate, tuple):
+        scan = fallback_scan(n, e, max_error, confidence=level, reference_error=rho,
+                             tolerates=tolerate)
+    else:
+        scan = fixed_sequence_scan(n, e, max_error, confidence=level, reference_error=rho,
+                                   min_points=1, expected=expected, tolerate=tolerate or 0)
     if scan.chosen is None:
         return None, None
     return float(conf[cut][scan.chosen]), float(scan.bounds[scan.chosen])

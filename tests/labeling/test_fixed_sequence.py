@@ -3,7 +3,7 @@
 import numpy as np
 
 from labeling.bounds import error_upper_bound
-from labeling.fixed_sequence import fixed_sequence_scan, points_needed
+from labeling.fixed_sequence import fallback_scan, fixed_sequence_scan, points_needed
 
 
 def test_points_needed_matches_the_clopper_pearson_table():
@@ -59,3 +59,51 @@ def test_a_planned_start_survives_one_wrong_reference_at_the_top():
     strict = fixed_sequence_scan(n, k * 0, 0.02, confidence=0.95,
                                  expected=np.array([0.1, 5.0, 9.0, 14.0]))
     assert strict.start == 0 and strict.chosen == 3  # and goes on while nothing fails
+
+
+def _cuts():
+    return np.arange(10, 400, 10)
+
+
+def test_the_fallback_scan_survives_a_wrong_item_at_the_top():
+    n = _cuts()
+    k = np.ones(len(n))  # one disagreement among the surest items, none after it
+    assert fixed_sequence_scan(n, k, 0.05, confidence=0.95).chosen is None
+    scan = fallback_scan(n, k, 0.05, confidence=0.95)
+    assert scan.stopped_at == scan.start  # the strict chain fails at once
+    assert scan.chosen is not None and scan.bounds[scan.chosen] <= 0.05
+    # The tolerant chain runs on its own share of the budget: half of it.
+    assert scan.bounds[scan.chosen] == error_upper_bound(1, n[scan.chosen], confidence=0.975)
+    second = np.flatnonzero(~np.isnan(scan.bounds))[1]  # where the tolerant chain starts
+    assert error_upper_bound(1, n[second], confidence=0.975) <= 0.05
+    assert error_upper_bound(1, n[second - 1], confidence=0.975) > 0.05
+
+
+def test_the_fallback_scan_keeps_a_cut_passed_before_the_first_disagreements():
+    # A crowd's rho puts the start that tolerates one past the first disagreements.
+    n = _cuts()
+    k = np.where(n <= 110, 0, 3)
+    tolerant = fixed_sequence_scan(n, k, 0.05, confidence=0.95, reference_error=0.25,
+                                   tolerate=1)
+    assert tolerant.chosen is None
+    scan = fallback_scan(n, k, 0.05, confidence=0.95, reference_error=0.25)
+    assert n[scan.chosen] == 110 and scan.bounds[scan.chosen] <= 0.05
+
+
+def test_a_chain_that_passes_hands_its_share_on():
+    n = _cuts()
+    scan = fallback_scan(n, np.zeros(len(n)), 0.05, confidence=0.95)
+    assert scan.stopped_at is None and scan.chosen == len(n) - 1
+    tested = np.flatnonzero(~np.isnan(scan.bounds))
+    assert tested[0] == scan.start and np.all(np.diff(tested) == 1)
+    # Past the tolerant start every cut is tested at the whole budget, before it at half.
+    assert scan.bounds[-1] == error_upper_bound(0, n[-1], confidence=0.95)
+    assert scan.bounds[scan.start] == error_upper_bound(0, n[scan.start], confidence=0.975)
+
+
+def test_a_start_no_cut_reaches_leaves_the_whole_budget_to_the_other():
+    n = np.arange(10, 80, 10)  # too few items for one disagreement to pass at 5%
+    scan = fallback_scan(n, np.zeros(len(n)), 0.05, confidence=0.95)
+    plain = fixed_sequence_scan(n, np.zeros(len(n)), 0.05, confidence=0.95)
+    assert (scan.start, scan.chosen) == (plain.start, plain.chosen)
+    assert np.allclose(scan.bounds, plain.bounds, equal_nan=True)

@@ -66,7 +66,8 @@ def test_bad_input_is_refused():
 
 def test_one_wrong_image_among_the_surest_does_not_block_every_cut():
     # A detector's surest images can hold one it got wrong with no doubt at all (an object it
-    # never saw); with many held-out images the scan starts where one wrong still passes.
+    # never saw); with many held-out images a second chain starts where one wrong still
+    # passes, on half the error budget.
     rng = np.random.default_rng(5)
     conf = np.sort(rng.uniform(0.5, 1.0, 300))[::-1]
     wrong = np.zeros(300, bool)
@@ -74,9 +75,25 @@ def test_one_wrong_image_among_the_surest_does_not_block_every_cut():
     wrong[200:] = rng.random(100) < 0.5  # the least sure are often wrong
     cut = image_threshold(conf, wrong, target_precision=0.95)
     assert cut.threshold is not None and cut.wrong >= 1 and cut.bound <= 0.05
-    assert cut.n >= 93  # at 95%, one wrong passes from 93 images on
-    # With too few images for that, the scan starts where none may be wrong, as before.
+    assert cut.n >= 110  # at 97.5%, one wrong passes from 110 images on
+    assert error_upper_bounds(np.array([1]), np.array([cut.n]), confidence=0.975)[0] <= 0.05
+    # With too few images for that, the scan starts where none may be wrong, on the whole
+    # budget.
     few = image_threshold(conf[:80], np.zeros(80, bool), target_precision=0.95)
     assert few.threshold is not None and few.n == 80 and few.wrong == 0
     # And the wrong one is still counted: too few images around it pass nothing.
     assert image_threshold(conf[:80], wrong[:80], target_precision=0.95).threshold is None
+
+
+def test_a_crowds_doubt_does_not_push_the_start_past_the_first_wrong_images():
+    # A 5%-fault crowd's measured rho (0.25) divides every bound by 0.75: one wrong image
+    # passes only from about 150 held-out images on, and here the first wrong ones come
+    # among the 130 surest. The start where none may be wrong still certifies the cut above.
+    rng = np.random.default_rng(6)
+    conf = np.sort(rng.uniform(0.5, 1.0, 250))[::-1]
+    wrong = np.zeros(250, bool)
+    wrong[[125, 130, 135, 140]] = True
+    wrong[200:] = rng.random(50) < 0.5
+    cut = image_threshold(conf, wrong, target_precision=0.95, reference_error=0.25)
+    assert cut.threshold is not None and cut.wrong == 0 and 100 <= cut.n <= 125
+    assert cut.bound <= 0.05
