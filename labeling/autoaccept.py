@@ -7,7 +7,8 @@ k at or above t are n, of which e disagree with the reference. A threshold passe
 confidence bound on the error rate is at most 1 - target_precision, and n >= min_points.
 
 Thresholds are tested strictest first and the scan stops at the first failure (fixed-sequence
-testing, Learn then Test; see labeling/fixed_sequence.py). The class's threshold is the loosest
+testing, Learn then Test; see labeling/fixed_sequence.py, which also has the fallback scan from
+several starts that the image rule uses). The class's threshold is the loosest
 one before that failure, so the bound holds for it at the stated level; keeping the loosest
 of all passing thresholds, as this module once did, is multiple testing and overstates it. A
 class where the first tested threshold fails gets no threshold: nothing is auto-accepted for it.
@@ -37,6 +38,7 @@ Vocabulary: ``pred_probs`` [N, K]; ``labels`` [N] class indices (the human refer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -224,8 +226,9 @@ def pooled_thresholds(
 
 
 def pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_points, rho,
-               tolerate: int | tuple[int, ...] | None = None):
-    """(threshold, bound) of the loosest cut before the first failure; (None, None) if none.
+               tolerate: int | Sequence[int] | None = None):
+    """(threshold, bound) of the loosest cut that passed (one scan: the last before its first
+    failure); (None, None) if none.
     Trusts its inputs: ``conf`` [N] in [0, 1], ``predicted`` [N] class indices (all 0 for one
     decision per image), ``wrong`` [N] bool, ``level`` the scan's own confidence. The scan's
     start is planned from the confidences, or, when ``tolerate`` is given (0 included), fixed
@@ -246,7 +249,7 @@ def pooled_cut(conf, predicted, wrong, n_classes, *, level, max_error, min_point
     if tolerate is None:  # the start is planned from the confidences
         doubt = np.cumsum(one_hot * (1.0 - conf)[:, None], axis=0)
         expected = (doubt * eligible).sum(axis=1)[cut] + planning_rate(max_error, rho) * n
-    if isinstance(tolerate, tuple):
+    if isinstance(tolerate, Sequence):
         scan = fallback_scan(n, e, max_error, confidence=level, reference_error=rho,
                              tolerates=tolerate)
     else:

@@ -41,6 +41,7 @@ cut may have.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,11 +52,12 @@ from labeling.bounds import error_upper_bounds
 @dataclass(frozen=True)
 class Scan:
     """Where a fixed-sequence scan started, stopped and what it chose (indices into the cuts;
-    None: no such cut). ``bounds`` [C]: the error bound at each cut, NaN before the start."""
+    None: no such cut). ``bounds`` [C]: the error bound at each cut, NaN where not tested (before
+    the start; for ``fallback_scan``, also between a failure and the next start)."""
 
-    start: int | None
-    stopped_at: int | None  # the first failing cut; None: no cut failed
-    chosen: int | None  # the loosest cut before the first failure
+    start: int | None  # for fallback_scan: the first start
+    stopped_at: int | None  # the first failing cut (fallback_scan: the last); None: none failed
+    chosen: int | None  # the loosest cut that passed (one scan: the last before stopped_at)
     bounds: np.ndarray
 
 
@@ -113,7 +115,7 @@ def fallback_scan(
     confidence: float,
     reference_error: float = 0.0,
     min_points: int = 1,
-    tolerates: tuple[int, ...] = (0, 1),
+    tolerates: Sequence[int] = (0, 1),
 ) -> Scan:
     """Fixed-sequence scans from several starts with 1 - ``confidence`` split equally between
     them (module docstring): the start for ``t`` in ``tolerates`` is the first cut where ``t``
@@ -122,11 +124,16 @@ def fallback_scan(
     items are wrong). Each cut is tested at
     its own start's share plus whatever the chain before it passed on; a failure ends that
     chain. ``chosen`` is the loosest cut that passed; ``bounds`` holds each tested cut's bound at
-    the level it was tested at (NaN where none). Guarantee as :func:`fixed_sequence_scan`'s,
-    for every cut that passed at once."""
+    the level it was tested at (NaN where none); ``stopped_at`` is the failure that ended the
+    last chain. Guarantee: with probability >= ``confidence``, every cut that passed (all of them
+    together) has an error rate at most its ``max_error``, under :func:`fixed_sequence_scan`'s
+    assumptions; a cut that failed or was not tested, stricter than ``chosen`` or not, carries
+    none."""
     n = np.asarray(n, dtype=np.float64)
     disagreements = np.asarray(disagreements, dtype=np.float64)
     max_error = np.broadcast_to(np.asarray(max_error, dtype=np.float64), n.shape)
+    if len(tolerates) == 0:
+        raise ValueError("tolerates needs at least one start")
     scale = 1.0 / (1.0 - reference_error)
     alpha = 1.0 - confidence
     share, starts, kept = 0.0, [], sorted(set(tolerates))

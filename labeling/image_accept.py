@@ -3,9 +3,9 @@
 
 The items are random held-out images that people labeled; an image is *wrong* when the
 machine's label for it is not the people's (for boxes: ``boxes.image_matches`` fails). Cuts at
-the images' own confidences are tested strictest first and the scan stops at the first failure
-(``labeling.fixed_sequence``), so that with probability >= ``confidence`` the share of accepted
-images that are wrong is at most 1 - ``target_precision``.
+the images' own confidences are tested strictest first, each chain of tests stopping at its
+first failure (``labeling.fixed_sequence.fallback_scan``), so that with probability >=
+``confidence`` the share of accepted images that are wrong is at most 1 - ``target_precision``.
 
 The scan runs from two starts fixed by counts alone, never by which images are wrong: the
 first cut where no wrong image would pass, and the first where one would, with the error budget
@@ -15,13 +15,13 @@ as a chance of being wrong it is about ten times too high (the 100 surest held-o
 perfect-person detection bench summed to 14-21 expected wrong, 1-2 real), so the plan always
 chose the strictest start. That start is stopped for good by one object the detector never saw
 (a small digit, no candidate box at all, so no doubt) among the surest images; the start that
-tolerates one needs many more held-out images (93 rather than 59 at 95% with people taken as
-right, about 150 rather than 100 with a crowd's measured rho of 0.25), and the first wrong
-images may arrive before it. Replayed on stored detection runs (README): on three runs before
-warm starts the strict start alone certified a cut in 6 rounds, the tolerant one in 8, a
-Bonferroni split in 7; on three since, 18, 15 and 16 with the split, whose rounds include the
-one round of the 5%-fault crowd run that could pass (its round 8, rho's bound 0.25), which the
-tolerant start alone misses.
+tolerates one needs many more held-out images (on half the budget at 95%: 110 rather than 72
+with people taken as right, 147 rather than 97 with a crowd's measured rho of 0.25), and the
+first wrong images may arrive before it. Replayed on stored detection runs (README): on three
+runs before warm starts the strict start alone certified a cut in 6 rounds, the tolerant one in
+8, a Bonferroni split in 7; on three since, the strict start alone in 18, the tolerant one alone in
+15, the fallback split in 16, which include the one round of the 5%-fault crowd run that could
+pass (its round 8, rho's bound 0.25) that the tolerant start alone misses.
 
 Assumes, as the classification bound does: the held-out images are a random sample of the
 pool; ``reference_error`` bounds the chance that people repeat a wrong machine label (the

@@ -1,6 +1,7 @@
 """Fixed-sequence scan: starts where a pass is possible, stops at the first failure."""
 
 import numpy as np
+import pytest
 
 from labeling.bounds import error_upper_bound
 from labeling.fixed_sequence import fallback_scan, fixed_sequence_scan, points_needed
@@ -107,3 +108,25 @@ def test_a_start_no_cut_reaches_leaves_the_whole_budget_to_the_other():
     plain = fixed_sequence_scan(n, np.zeros(len(n)), 0.05, confidence=0.95)
     assert (scan.start, scan.chosen) == (plain.start, plain.chosen)
     assert np.allclose(scan.bounds, plain.bounds, equal_nan=True)
+
+
+def test_after_the_strict_chain_fails_nothing_is_tested_until_the_tolerant_start():
+    n = _cuts()
+    k = np.where(n < 90, 0, np.where(n < 200, 1, 12))  # one disagreement, later many
+    scan = fallback_scan(n, k, 0.05, confidence=0.95)
+    assert n[scan.start] == 80  # 72 items are needed at half the budget with none wrong
+    assert scan.bounds[scan.start] <= 0.05 < scan.bounds[scan.start + 1]  # 90 fails
+    assert np.isnan(scan.bounds[n == 100]).all()  # between the failure and the next start
+    assert not np.isnan(scan.bounds[n == 110]).all()  # one wrong passes from 110 items on
+    assert n[scan.chosen] == 190 and n[scan.stopped_at] == 200  # the last chain's failure
+
+
+def test_the_fallback_scan_starts_no_earlier_than_min_points():
+    n = _cuts()
+    scan = fallback_scan(n, np.zeros(len(n)), 0.05, confidence=0.95, min_points=150)
+    assert n[scan.start] == 150 and np.isnan(scan.bounds[n < 150]).all()
+
+
+def test_the_fallback_scan_needs_a_start():
+    with pytest.raises(ValueError, match="at least one start"):
+        fallback_scan(_cuts(), np.zeros(39), 0.05, confidence=0.95, tolerates=())
