@@ -93,10 +93,8 @@ def fixed_sequence_scan(
         start = _likeliest_start(n, np.asarray(expected, dtype=np.float64), max_error,
                                  possible, confidence=confidence, scale=scale)
     else:
-        room = possible[error_upper_bounds(np.full(len(possible), tolerate), n[possible],
-                                           confidence=confidence) * scale
-                        <= max_error[possible]]
-        start = int(room[0]) if len(room) else int(possible[0])
+        room = _first_passing(n, tolerate, max_error, min_points, confidence, scale)
+        start = room if room is not None else int(possible[0])
     tail = np.minimum(1.0, error_upper_bounds(
         np.asarray(disagreements)[start:], n[start:], confidence=confidence) * scale)
     bounds[start:] = tail
@@ -121,14 +119,13 @@ def fallback_scan(
     them (module docstring): the start for ``t`` in ``tolerates`` is the first cut where ``t``
     disagreements would pass at its share; while some start is out of every cut's reach, the
     most tolerant is dropped and the budget split among the others (counts only, never which
-    items are wrong). Each cut is tested at
-    its own start's share plus whatever the chain before it passed on; a failure ends that
-    chain. ``chosen`` is the loosest cut that passed; ``bounds`` holds each tested cut's bound at
-    the level it was tested at (NaN where none); ``stopped_at`` is the failure that ended the
-    last chain. Guarantee: with probability >= ``confidence``, every cut that passed (all of them
-    together) has an error rate at most its ``max_error``, under :func:`fixed_sequence_scan`'s
-    assumptions; a cut that failed or was not tested, stricter than ``chosen`` or not, carries
-    none."""
+    items are wrong). Each cut is tested at its own start's share plus whatever the chain before
+    it passed on; a failure ends that chain. ``chosen`` is the loosest cut that passed;
+    ``bounds`` holds each tested cut's bound at the level it was tested at (NaN where none);
+    ``stopped_at`` is the failure that ended the last chain. Guarantee: with probability >=
+    ``confidence``, every cut that passed (all of them together) has an error rate at most its
+    ``max_error``, under :func:`fixed_sequence_scan`'s assumptions; a cut that failed or was not
+    tested, stricter than ``chosen`` or not, carries none."""
     n = np.asarray(n, dtype=np.float64)
     disagreements = np.asarray(disagreements, dtype=np.float64)
     max_error = np.broadcast_to(np.asarray(max_error, dtype=np.float64), n.shape)
