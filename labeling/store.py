@@ -282,6 +282,25 @@ class LabelStore:
                 found.update(s.scalars(select(Item.key).where(Item.key.in_(chunk))))
         return found
 
+    def move_items(self, moves: Mapping[str, str]) -> tuple[list[str], list[str]]:
+        """Give items whose file was moved (key -> new path) their new path, unless a Label
+        Studio task shows them: the task names the old file, and its answers are checked
+        against it (``labeling.studio.sync``). Returns (keys moved, keys left as they were)."""
+        with self.transaction() as s:
+            by_key = _items_by_key(s, moves)
+            ids, shown = [i.id for i in by_key.values()], set()
+            for start in range(0, len(ids), CHUNK):
+                shown.update(s.scalars(select(Task.item_id).where(
+                    Task.item_id.in_(ids[start:start + CHUNK]), Task.deleted.is_(False))))
+            moved, left = [], []
+            for key, item in by_key.items():
+                if item.id in shown:
+                    left.append(key)
+                else:
+                    item.path = moves[key]
+                    moved.append(key)
+        return sorted(moved), sorted(left)
+
     def set_status(self, keys: Iterable[str], status: str) -> None:
         if status not in ITEM_STATUSES:
             raise StoreError(f"unknown item status {status!r}; valid: {', '.join(ITEM_STATUSES)}")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -90,6 +90,10 @@ class IngestReport:
     unread: int = 0
     # Why the pixel cache stopped being filled (a full disk, a read-only folder), if it did.
     pixels_not_kept: str | None = None
+    # Of already_present, files whose item's old file is gone: renamed or moved. The item now
+    # has this path, unless a Label Studio task shows the old one (then: not_moved).
+    moved: list[str] = field(default_factory=list)
+    not_moved: list[str] = field(default_factory=list)
 
 
 def ingest_folder(
@@ -167,6 +171,7 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     first: dict[str, tuple[str, str | None]] = {}
     pending: list[NewItem] = []
     thumbs: dict[str, bytes] = {}  # of the items this run adds, for near-duplicate groups
+    elsewhere: dict[str, str] = {}  # key -> this run's path, of items already in the store
     pixels: dict[str, np.ndarray] = {}  # of the items pending a write, for keep_pixels
     cache_failed: list[str] = []  # why the pixel cache could not be written, once it could not
     for path, key, size in track(hashed, description="decoding", disable=not progress,
@@ -174,6 +179,7 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
         if key in known:
             already.append(path)
             fine.append(path)
+            elsewhere[key] = path
             continue
         if key in first:
             same_as, reason = first[key]
@@ -198,6 +204,7 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
             added += _write(store, pending, keep, pixels, cache_failed)
     added += _write(store, pending, keep, pixels, cache_failed)
     record_thumbnails(store, {i.key: thumbs[i.key] for i in added})
+    moved, not_moved = ([], []) if remote else _follow_moves(store, elsewhere)
     # Quarantined paths under root that are fine now, or gone, leave the quarantine. (add_items
     # already released the ones whose bytes were quarantined, so the list is computed here.)
     # A path quarantined again in this run stays: a name shown with \xNN escapes does not
@@ -221,7 +228,20 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     forget_seen(store, [p for p in seen if p not in listed])
     return IngestReport(root_path, added, already, duplicates, quarantined, released,
                         found.others, found.unreadable, found.folder_links, len(unchanged),
-                        cache_failed[0] if cache_failed else None)
+                        cache_failed[0] if cache_failed else None, moved, not_moved)
+
+
+def _follow_moves(store: LabelStore, found: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(paths moved to, paths left) of items whose stored file is gone and whose bytes this run
+    found under another name: a file renamed or moved within the folder keeps its item, its
+    labels and its place in the pool, under its new path (``LabelStore.move_items``)."""
+    stored = store.items_by_key(found)
+    moves = {k: p for k, p in found.items() if k in stored and stored[k].path != p
+             and not is_remote(stored[k].path) and not os.path.lexists(stored[k].path)}
+    if not moves:
+        return [], []
+    moved, left = store.move_items(moves)
+    return sorted(moves[k] for k in moved), sorted(moves[k] for k in left)
 
 
 class Decoded(NamedTuple):

@@ -7,6 +7,7 @@ from labeling.selections import count_unanswered_picks
 from labeling.studio.opinions import human_answers
 from labeling.studio.sync_store import rejected_annotations
 from pipeline.certify import certificate, latest_accept, latest_annotator_quality
+from pipeline.project.lock import held_by_nobody
 from pipeline.project.project import Project
 from pipeline.project.studio import annotator_emails
 from pipeline.round.labeled import ties_nobody_can_break
@@ -31,6 +32,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     if rejected:
         warnings.append(f"{len(rejected)} answer(s) in Label Studio do not count; the newest: "
                         f"task {rejected[0][0]}: {rejected[0][1]}")
+    warnings += held_back_warnings(all_rounds)
     stuck = ties_nobody_can_break(store, annotator_emails(project.config))
     if stuck:
         warnings.append(f"{stuck} held-out item(s) tied, and every annotator account has "
@@ -38,6 +40,12 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                         f"someone else answers it in Label Studio (you, or an account added "
                         f"with `labelloop studio add-annotator`)")
     rounds = all_rounds[-last_rounds:]
+    stopped = (all_rounds and all_rounds[-1]["status"] == "running"
+               and held_by_nobody(project.config.workspace_dir / "lock"))
+    if stopped:  # (a round run from Python without the lock reads as stopped too)
+        done = len(all_rounds[-1]["stats"].get("done", []))
+        warnings.append(f"round {all_rounds[-1]['id']} stopped after {done} step(s) (no "
+                        f"labelloop command holds the workspace); `labelloop round` resumes it")
     return {
         "project": project.config.project.name,
         "pool": {
@@ -56,7 +64,8 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
         },
         "champion": champion,
         "rounds": [
-            {"id": r["id"], "status": r["status"],
+            {"id": r["id"], "status": "stopped" if stopped and r is all_rounds[-1]
+             else r["status"],
              "started_at": r["started_at"].isoformat() if r["started_at"] else None,
              "summary": round_summary(r["stats"])}
             for r in rounds
@@ -87,6 +96,18 @@ def latest_warnings(rounds: list[dict]) -> list[str]:
         monitor = r["stats"].get("monitor")
         if monitor is not None:
             return [f"round {r['id']}: {w}" for w in monitor.get("warnings", [])]
+    return []
+
+
+def held_back_warnings(rounds: list[dict]) -> list[str]:
+    """Picked items the newest push could not send (``pipeline.round.push``), and why."""
+    for r in reversed(rounds):
+        push = r["stats"].get("push")
+        if push is not None:
+            if not push.get("held_back"):
+                return []
+            return [f"round {r['id']}: {push['held_back']} picked item(s) not sent to Label "
+                    f"Studio, their image cannot be shown; e.g. {push['held_back_why']}"]
     return []
 
 

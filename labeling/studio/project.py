@@ -80,6 +80,18 @@ class ImageSource:
         relative = resolved.relative_to(self.document_root).as_posix()
         return f"{LOCAL_FILES_PATH}?d=" + quote(relative, safe="/")
 
+    def problem(self, path: str) -> str | None:
+        """Why an item's image cannot be shown to people now (``url_for`` refuses it, or its
+        local file is gone), or ``None``. The push holds such items back until fixed."""
+        try:
+            self.url_for(path)
+        except StudioError as err:
+            return str(err)
+        if not path.startswith(("http://", "https://", S3_SCHEME)) and not Path(path).is_file():
+            return (f"item {path}: the file is gone; put it back, or if it was moved within "
+                    f"the image folder, put it back under its old name")
+        return None
+
     def signed_for(self, url: str, path: str) -> bool:
         """Whether ``url`` is a signed URL (made at any time) of the S3 object ``path``: the
         same address once the signature's query is left out."""

@@ -48,9 +48,9 @@ def export_command(
         cert = certificate(store, latest_accept(store.rounds()),
                            reference_error=cfg.loop.reference_error,
                            confidence=cfg.loop.confidence_level, human_only=human_only)
+        cert = {**cert, "exported_rows": report.rows, **exported_bound(cert, report.rows)}
         sidecar = certificate_path(report.out)
-        write_text_atomic(sidecar, json.dumps({**cert, "exported_rows": report.rows},
-                                              indent=2) + "\n")
+        write_text_atomic(sidecar, json.dumps(cert, indent=2) + "\n")
     except ExportError as err:
         console.print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(2) from None
@@ -63,6 +63,9 @@ def export_command(
     console.print(f"exported {report.rows} labeled item(s) ({sources}) to {report.out}",
                   highlight=False)
     console.print(f"certificate ({sidecar}): {describe(cert)}", highlight=False)
+    if "exported_wrong_ub" in cert:
+        console.print(f"of the {report.rows:,} exported rows (fewer than the labels delivered), "
+                      f"wrong labels <= {100 * cert['exported_wrong_ub']:.2f}%", highlight=False)
     if report.left_out:
         reasons = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in report.left_out.items())
         console.print(f"left out: {reasons}", highlight=False)
@@ -70,6 +73,15 @@ def export_command(
         console.print(f"  missing file: {path}", highlight=False)
     if len(report.missing) > 10:
         console.print(f"  ... and {len(report.missing) - 10} more", highlight=False)
+
+
+def exported_bound(cert: dict, rows: int) -> dict:
+    """The bound for the rows an export wrote when it left labeled items out (their files
+    gone): the bound caps the number of wrong labels, and all of them may be among the rows,
+    so the share over fewer rows is the count at the bound over the rows."""
+    if cert.get("wrong_ub") is None or not 0 < rows < cert["delivered"]:
+        return {}
+    return {"exported_wrong_ub": min(1.0, cert["wrong_ub"] * cert["delivered"] / rows)}
 
 
 def certificate_path(out: Path) -> Path:

@@ -79,6 +79,7 @@ def ingest_command(
                 raise IngestError(f"--labels and --imagefolder bring one class per image; a "
                                   f"{project.project.task} project's labels come from Label "
                                   "Studio (ingest the images alone)")
+            _check_inside(project, imagefolder or folder)
             ensure_workspace(project)
             url = project.database_urls(os.environ).store
             folder = folder or project.images_location
@@ -115,6 +116,27 @@ def ingest_command(
         err_console.print(f"next: {where}", markup=False, highlight=False, soft_wrap=True)
 
 
+def _check_inside(project, folder: Path | str | None) -> None:
+    """A folder given to a project's ingest must lie in its image folder: Label Studio shows
+    people only files from there, so an item from elsewhere could never be sent to them (the
+    round's push would hold it back every time)."""
+    if folder is None:
+        return  # the project's own location
+    if isinstance(folder, str):
+        if not project.images_remote:
+            raise IngestError(f"{folder} is in S3, but this project's images are a folder: "
+                              f"set [project] images to an s3:// prefix to label S3 objects; "
+                              f"nothing was ingested")
+        return  # S3 objects are shown through signed URLs, from any prefix
+    images = project.images_dir.resolve()  # for an S3 project: its local-images folder
+    given = Path(folder).expanduser().resolve()
+    if given != images and images not in given.parents:
+        raise IngestError(
+            f"{given} is outside the project's image folder {images}: Label Studio shows "
+            f"annotators only images from there. Copy or move it into the image folder (e.g. "
+            f"{images / given.name}) and ingest that; nothing was ingested")
+
+
 def print_report(report: IngestReport, console: Console) -> None:
     """A summary table, then the quarantined files and unreadable folders with their reasons."""
     # Text(...) everywhere a path is shown: rich would read brackets in a path as markup.
@@ -123,6 +145,7 @@ def print_report(report: IngestReport, console: Console) -> None:
         ("added", len(report.added)),
         ("already in the store", len(report.already_present)),
         ("  of these, not read (unchanged since read)", report.unread),
+        ("  of these, moved or renamed (path updated)", len(report.moved)),
         ("duplicates in this folder", len(report.duplicates)),
         ("quarantined", len(report.quarantined)),
         ("left quarantine (fixed or deleted)", len(report.released)),
@@ -135,7 +158,11 @@ def print_report(report: IngestReport, console: Console) -> None:
     if report.pixels_not_kept:
         console.print(Text(f"pixels not kept: {report.pixels_not_kept}"))
     links = [Rejected(p, "not walked: its images were not read") for p in report.folder_links]
+    shown = [Rejected(p, "moved or renamed after it was sent to Label Studio, whose task shows "
+                         "the old name: the item keeps it; move the file back")
+             for p in report.not_moved]
     for title, rows in [("quarantined", report.quarantined),
+                        ("moved, not followed", shown),
                         ("unreadable folders", report.unreadable_dirs),
                         ("links to folders, not followed", links)]:
         if rows:

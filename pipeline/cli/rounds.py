@@ -183,7 +183,7 @@ def models_list(config: Path | None = ConfigOption) -> None:
         table.add_column(col)
     for v in versions:
         table.add_row(str(v.version), "*" if "champion" in v.aliases else "",
-                      str(v.created)[:19], str(v.metrics.get("n_train", "")),
+                      str(v.created)[:19], _count(v.metrics.get("n_train")),
                       _fmt(v.metrics.get("eval_accuracy")), v.snapshot or "")
     out.print(table)
     for event in history:
@@ -196,8 +196,8 @@ def models_promote(version: str, config: Path | None = ConfigOption,
                                               help="Recorded with it.")) -> None:
     """Make VERSION the champion."""
     with opened(config, lock="labelloop models promote") as project:
-        project.registry.promote(version, reason=reason)
-    console.print(f"v{version} is the champion")
+        promoted = project.registry.promote(version, reason=reason)
+    console.print(f"v{promoted.version} is the champion")  # "v3" and "3" name the same
 
 
 @models_app.command("rollback")
@@ -208,6 +208,11 @@ def models_rollback(config: Path | None = ConfigOption,
     with opened(config, lock="labelloop models rollback") as project:
         restored = project.registry.rollback(reason=reason)
     console.print(f"v{restored.version} is the champion again")
+
+
+def _count(value) -> str:
+    """A count the registry keeps as a float (MLflow metrics are floats) shown as one."""
+    return "" if value is None else f"{int(value):,}"
 
 
 def _report_failure(err: Exception, failures: int, every: str, max_failures: int) -> None:
@@ -237,7 +242,7 @@ def _fmt(value) -> str:
 def _brief(result: dict) -> str:
     parts = []
     for key, value in result.items():
-        if isinstance(value, dict | list):
+        if isinstance(value, dict | list) or value is None:  # None: the step did not run
             continue
         parts.append(f"{key}={_fmt(value)}")
     return ", ".join(parts)

@@ -120,6 +120,25 @@ class WorkspaceLock:
                 f"to finish, or stop it, then retry. Lock file: {self.path}")
 
 
+def held_by_nobody(path: str | Path) -> bool:
+    """Whether no labelloop command holds the lock, as its record tells without taking it
+    (taking it, even for a moment, could refuse a round starting then): no record (a holder
+    clears it on release), or the process it names has ended (SIGKILL leaves the record).
+    False when not known: a holder on another host, or a process not ours to signal."""
+    holder = read_holder(path)
+    if holder is None:
+        return True
+    if holder.host != socket.gethostname():
+        return False
+    try:
+        os.kill(holder.pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def read_holder(path: str | Path) -> LockHolder | None:
     """The holder recorded in a lock file; None if the file is missing, empty or unreadable."""
     try:

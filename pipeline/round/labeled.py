@@ -139,7 +139,8 @@ def why_not_retrain(project: Project, snapshot: str, train_set: dict[str, str]) 
         return "no new labels since the champion"
     new = changed_labels(project, champion.snapshot, train_set)
     wanted = project.config.loop.min_new_labels
-    return f"{new} new labels < min_new_labels {wanted}" if new < wanted else None
+    return (f"{new} new training labels < min_new_labels {wanted} (held-out labels do not "
+            f"count: no model trains on them)") if new < wanted else None
 
 
 def class_indices(project: Project, labels: dict[str, str], keys) -> np.ndarray:

@@ -51,6 +51,10 @@ def push(project: Project, round_id: int, predicted: dict, *,
     held = store.tasks(sp.id)
     todo = [k for k in picks(store) if k not in held and k not in human]
     paths = {k: i.path for k, i in store.items_by_key(todo).items()}
+    # An image people cannot be shown (its file gone or outside the image folder) stays
+    # picked and waits, reported, instead of stopping the round or making a broken task.
+    problems = {k: why for k in todo if (why := sp.images.problem(paths[k]))}
+    todo = [k for k in todo if k not in problems]
     blind_new = blind_keys(project, todo) | unsure(project, predictions, todo)
     items = [PushItem(k, paths[k], *((None, None) if k in blind_new else
                                      predictions.get(k) or (None, None))) for k in todo]
@@ -71,6 +75,8 @@ def push(project: Project, round_id: int, predicted: dict, *,
     return {"pushed": len(result.created), "already_there": len(result.existing),
             "predictions_dropped": result.predictions_dropped, "refreshed": refreshed,
             "blind": len(blind_new), "resigned": resigned,
+            **({"held_back": len(problems), "held_back_why": next(iter(problems.values()))}
+               if problems else {}),
             "model_version": mv or None, "project_id": sp.id}
 
 

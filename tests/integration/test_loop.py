@@ -30,17 +30,18 @@ _n = itertools.count()
 
 
 def make_project(studio_server, digits_export, tmp_path, name, *, url=None, timeout_s=120.0,
-                 databases: str = ""):
+                 databases: str = "", images: Path | None = None):
     """A labelloop project on digits, talking to the session's server as an external one
     (at ``url`` if given: a proxy in front of it); ``databases``: config sections for its
-    stores (default: SQLite files in the workspace)."""
+    stores (default: SQLite files in the workspace); ``images``: another image folder (in the
+    server's document root) instead of the digits."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "labelloop.toml").write_text(textwrap.dedent(f"""
         workspace = "ws"
         [project]
         name = "{name}"
         classes = {[str(d) for d in range(10)]!r}
-        images = "{digits_export / 'images'}"
+        images = "{images or digits_export / 'images'}"
         [studio]
         url = "{url or studio_server.url}"
         timeout_s = {timeout_s}

@@ -138,3 +138,39 @@ def test_a_damaged_champion_pointer_is_read_from_the_registry_again(tmp_path, ba
         assert project.registry.cached_champion() == {"version": None, "metrics": {}}
     finally:
         project.close()
+
+
+def test_status_says_a_round_whose_process_ended_is_stopped_not_running(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from pipeline.project.lock import WorkspaceLock
+
+    assert _init(tmp_path, "--name", "stopped-round").exit_code == 0
+    project = open_project(find_config(tmp_path / "labelloop.toml"))
+    lock = project.config.workspace_dir / "lock"
+    try:
+        rid = project.store.start_round()
+        project.store.save_round(rid, {"done": ["ingest", "sync"]})
+        with WorkspaceLock(lock, command="labelloop round"):  # a round at work: running
+            status = project_status(project)
+            assert status["rounds"][-1]["status"] == "running"
+            assert not any("stopped" in w for w in status["warnings"])
+        # Released (a round that stopped on an error) or its holder killed (the record
+        # stays): stopped, and where it resumes.
+        status = project_status(project)
+        assert status["rounds"][-1]["status"] == "stopped"
+        assert f"round {rid} stopped after 2 step(s)" in " ".join(status["warnings"])
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+        lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(),
+                                    "command": "labelloop round", "started_at": "then"}))
+        assert project_status(project)["rounds"][-1]["status"] == "stopped"
+        lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                    "command": "labelloop round", "started_at": "now"}))
+        assert project_status(project)["rounds"][-1]["status"] == "running"
+    finally:
+        project.close()

@@ -118,3 +118,38 @@ def test_labelloop_ingest_labels_prints_what_came_in(tmp_path):
     assert result.exit_code == 0, result.output
     assert "labels imported" in result.output and "Traceback" not in result.output
     assert "not a class" in result.output  # the refused row, with its reason
+
+
+def test_an_imagefolder_outside_the_image_folder_is_refused_before_anything_comes_in(tmp_path):
+    # Label Studio shows people only files from the project's image folder: items from
+    # elsewhere could never be sent to them, so ingest says so and adds nothing.
+    from typer.testing import CliRunner
+
+    from labeling.store import LabelStore
+    from pipeline.cli.app import app
+    from pipeline.project.workspace import find_config, init_project
+
+    images, outside = tmp_path / "images", tmp_path / "labeled"
+    png(images / "0.png", 10)
+    png(outside / "cat" / "1.png", 50)
+    init_project(tmp_path / "proj", images=images, classes=CLASSES, name="outside-import")
+    runner = CliRunner()
+    config = ["--config", str(tmp_path / "proj")]
+    refused = runner.invoke(app, ["ingest", "--imagefolder", str(outside), *config],
+                            env={"COLUMNS": "300"})
+    assert refused.exit_code == 1
+    assert "outside the project's image folder" in refused.output
+    assert str(images / "labeled") in refused.output  # where to put it instead
+    wrong_folder = runner.invoke(app, ["ingest", str(outside), *config], env={"COLUMNS": "300"})
+    assert wrong_folder.exit_code == 1 and "nothing was ingested" in wrong_folder.output
+    (images / "labeled").parent.mkdir(exist_ok=True)
+    outside.rename(images / "labeled")  # the advised fix works
+    moved = runner.invoke(app, ["ingest", "--imagefolder", str(images / "labeled"), *config],
+                          env={"COLUMNS": "300"})
+    assert moved.exit_code == 0, moved.output
+    store = LabelStore(find_config(tmp_path / "proj").database_urls({}).store)
+    try:
+        assert [(i.path, store.current_classes()[i.key]) for i in store.items()] == [
+            (str((images / "labeled" / "cat" / "1.png").resolve()), "cat")]
+    finally:
+        store.close()

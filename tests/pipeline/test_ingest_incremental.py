@@ -103,3 +103,33 @@ def test_losing_the_index_costs_one_full_read_and_no_item(store, folder, reads):
     reads.clear()
     again = ingest_folder(store, folder)
     assert len(reads) == 6 and again.added == [] and len(store.items()) == 6
+
+
+def test_a_renamed_or_moved_file_keeps_its_item_under_the_new_path(store, folder):
+    from labeling.store import NewLabel
+
+    ingest_folder(store, folder)
+    key_of = {i.path: i.key for i in store.items()}
+    renamed, moved = folder / "sub0/img0.png", folder / "sub1/img1.png"
+    store.add_labels([NewLabel(key_of[str(renamed)], "cat", "human", who="ann")],
+                     classes=("cat", "dog"))
+    # One of them was sent to Label Studio: its task names the old file, so it stays.
+    shown = folder / "sub1/img3.png"
+    store.record_tasks(7, {key_of[str(shown)]: 11})
+    renamed.rename(folder / "sub0/renamed.png")
+    (folder / "sub2").mkdir()
+    moved.rename(folder / "sub2/img1.png")
+    shown.rename(folder / "sub1/shown-renamed.png")
+    again = ingest_folder(store, folder)
+    assert again.added == []
+    assert again.moved == sorted([str(folder / "sub0/renamed.png"), str(folder / "sub2/img1.png")])
+    assert again.not_moved == [str(folder / "sub1/shown-renamed.png")]
+    paths = {i.key: i.path for i in store.items()}
+    assert len(paths) == 6
+    assert paths[key_of[str(renamed)]] == str(folder / "sub0/renamed.png")
+    assert paths[key_of[str(moved)]] == str(folder / "sub2/img1.png")
+    assert paths[key_of[str(shown)]] == str(shown)  # left: its task shows this name
+    assert store.current_classes()[key_of[str(renamed)]] == "cat"  # the label came along
+    # A copy (the old file still there) is not a move: the item keeps its first path.
+    (folder / "sub0/copy.png").write_bytes((folder / "sub0/img2.png").read_bytes())
+    assert ingest_folder(store, folder).moved == []
