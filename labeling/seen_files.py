@@ -68,6 +68,26 @@ def record_seen(store: LabelStore, files: Mapping[str, tuple[Stamp, str | None]]
                  "key": files[p][1]} for p in chunk])
 
 
+def still_seen_copies(store: LabelStore, gone: Iterable[str]) -> dict[str, str]:
+    """Key -> another read file with the bytes of one of the ``gone`` files: where an item
+    went when its file was copied elsewhere first and deleted later (cp, then rm; a move
+    across file systems), a rename that an earlier ingest already read under the new name.
+    Only gone files are looked up: an ingest with none costs nothing more."""
+    gone = list(dict.fromkeys(gone))
+    keys: set[str] = set()
+    with store.transaction() as s:
+        for start in range(0, len(gone), _CHUNK):
+            keys.update(k for k in s.scalars(select(SeenFile.key).where(
+                SeenFile.path.in_(gone[start:start + _CHUNK]))) if k is not None)
+        wanted, found, dropped = sorted(keys), {}, set(gone)
+        for start in range(0, len(wanted), _CHUNK):
+            for path, key in s.execute(select(SeenFile.path, SeenFile.key).where(
+                    SeenFile.key.in_(wanted[start:start + _CHUNK]))):
+                if path not in dropped:
+                    found.setdefault(key, path)
+    return found
+
+
 def forget_seen(store: LabelStore, paths: Iterable[str]) -> None:
     """Drop files that are gone from the index (one that comes back is read again)."""
     wanted = list(dict.fromkeys(paths))

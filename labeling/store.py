@@ -287,7 +287,7 @@ class LabelStore:
         Studio task shows them: the task names the old file, and its answers are checked
         against it (``labeling.studio.sync``). Returns (keys moved, keys left as they were)."""
         with self.transaction() as s:
-            by_key = _items_by_key(s, moves)
+            by_key = _items_by_key(s, moves, lock=True)  # no task made between check and write
             ids, shown = [i.id for i in by_key.values()], set()
             for start in range(0, len(ids), CHUNK):
                 shown.update(s.scalars(select(Task.item_id).where(

@@ -35,7 +35,13 @@ from PIL import Image
 from rich.progress import track
 
 from labeling.near_duplicates import THUMB_SIDE, assign_groups
-from labeling.seen_files import Stamp, forget_seen, record_seen, seen_under
+from labeling.seen_files import (
+    Stamp,
+    forget_seen,
+    record_seen,
+    seen_under,
+    still_seen_copies,
+)
 from labeling.store import LabelStore, NewItem, bytes_key, file_key
 from training.images import (
     DEFAULT_MAX_PIXELS,
@@ -204,13 +210,18 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
             added += _write(store, pending, keep, pixels, cache_failed)
     added += _write(store, pending, keep, pixels, cache_failed)
     record_thumbnails(store, {i.key: thumbs[i.key] for i in added})
+    listed = set(found.images)
+    gone_seen = [p for p in seen if p not in listed]
+    if not remote:
+        for key, path in still_seen_copies(store, gone_seen).items():
+            if path in listed:  # there now, under this folder
+                elsewhere.setdefault(key, path)
     moved, not_moved = ([], []) if remote else _follow_moves(store, elsewhere)
     # Quarantined paths under root that are fine now, or gone, leave the quarantine. (add_items
     # already released the ones whose bytes were quarantined, so the list is computed here.)
     # A path quarantined again in this run stays: a name shown with \xNN escapes does not
     # exist under its shown form, yet the file is still there.
     again = {q.path for q in quarantined}
-    listed = set(found.images)
     if remote:
         gone = [p for p in was_quarantined
                 if p.startswith(root_path + "/") and p not in again and p not in listed]
@@ -225,7 +236,7 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     good = set(fine)
     record_seen(store, {p: (stamps[p], key) for p, key, _ in hashed
                         if p in good and p in stamps})
-    forget_seen(store, [p for p in seen if p not in listed])
+    forget_seen(store, gone_seen)
     return IngestReport(root_path, added, already, duplicates, quarantined, released,
                         found.others, found.unreadable, found.folder_links, len(unchanged),
                         cache_failed[0] if cache_failed else None, moved, not_moved)

@@ -26,6 +26,7 @@ from pipeline.export import export_labels
 from pipeline.files import write_text_atomic
 from pipeline.ingest import ingest_folder
 from pipeline.project.config import CONFIG_NAME
+from pipeline.project.lock import WorkspaceLock
 from pipeline.project.pixels import ingest_keeper
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config, init_project
@@ -172,7 +173,11 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
             print(f"crowd: {', '.join(ensure_annotators(project, crowd))} (mean error {noise})")
         done_before = len([r for r in project.store.rounds() if r["status"] == "done"])
         for n in range(done_before + 1, done_before + rounds + 1):
-            run_round(project, progress=False)
+            # Held as `labelloop round` holds it: a second round on this workspace is
+            # refused, and `labelloop status` reads this one as running.
+            with WorkspaceLock(config.workspace_dir / "lock",
+                               command="labelloop quickstart"):
+                run_round(project, progress=False)
             if crowd:
                 answered = crowd_work(project, truth, mean_error=noise, seed=seed + n).total
             else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import count_unanswered_picks
 from labeling.studio.opinions import human_answers
@@ -17,6 +19,8 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                    last_rounds: int = 5) -> dict:
     """A plain dict (JSON-ready) of the pool, the champion and the last rounds."""
     store = project.store
+    # Read before the rounds: a round that finishes in between reads as done, not stopped.
+    unheld = held_by_nobody(project.config.workspace_dir / "lock")
     n_items = store.count_items()
     # Counted by the database: status reads no row per item (a million take seconds).
     by_source = store.current_source_counts()
@@ -40,8 +44,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                         f"someone else answers it in Label Studio (you, or an account added "
                         f"with `labelloop studio add-annotator`)")
     rounds = all_rounds[-last_rounds:]
-    stopped = (all_rounds and all_rounds[-1]["status"] == "running"
-               and held_by_nobody(project.config.workspace_dir / "lock"))
+    stopped = all_rounds and all_rounds[-1]["status"] == "running" and unheld
     if stopped:  # (a round run from Python without the lock reads as stopped too)
         done = len(all_rounds[-1]["stats"].get("done", []))
         warnings.append(f"round {all_rounds[-1]['id']} stopped after {done} step(s) (no "
@@ -100,15 +103,23 @@ def latest_warnings(rounds: list[dict]) -> list[str]:
 
 
 def held_back_warnings(rounds: list[dict]) -> list[str]:
-    """Picked items the newest push could not send (``pipeline.round.push``), and why."""
-    for r in reversed(rounds):
-        push = r["stats"].get("push")
-        if push is not None:
-            if not push.get("held_back"):
-                return []
-            return [f"round {r['id']}: {push['held_back']} picked item(s) not sent to Label "
-                    f"Studio, their image cannot be shown; e.g. {push['held_back_why']}"]
-    return []
+    """Picked items the newest push could not send (``pipeline.round.push``), and why; files
+    moved since their task was made, which ingest could not follow (``pipeline.ingest``)."""
+    out = []
+    push = next(((r["id"], r["stats"]["push"]) for r in reversed(rounds)
+                 if "push" in r["stats"]), None)
+    if push is not None and push[1].get("held_back"):
+        out.append(f"round {push[0]}: {push[1]['held_back']} picked item(s) not sent to Label "
+                   f"Studio, their image cannot be shown; e.g. {push[1]['held_back_why']}")
+    moved = [(r["id"], r["stats"]["ingest"]) for r in rounds
+             if r["stats"].get("ingest", {}).get("not_moved")]
+    # Until the example is moved back (then it is gone from where it was found).
+    if moved and os.path.lexists(moved[-1][1]["not_moved_example"]):
+        rid, ingest = moved[-1]
+        out.append(f"round {rid}: {ingest['not_moved']} file(s) moved or renamed after their "
+                   f"task was made, whose task shows the old name (e.g. now at "
+                   f"{ingest['not_moved_example']}): move them back")
+    return out
 
 
 def round_summary(stats: dict) -> dict:

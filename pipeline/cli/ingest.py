@@ -122,13 +122,15 @@ def _check_inside(project, folder: Path | str | None) -> None:
     round's push would hold it back every time)."""
     if folder is None:
         return  # the project's own location
+    if isinstance(folder, str) != project.images_remote:
+        where = (f"in S3 ({project.project.images})" if project.images_remote
+                 else f"the folder {project.images_dir}")
+        raise IngestError(f"{folder}: this project's images are {where}, and Label Studio "
+                          f"is shown only those; ingest from there (or set [project] images); "
+                          f"nothing was ingested")
     if isinstance(folder, str):
-        if not project.images_remote:
-            raise IngestError(f"{folder} is in S3, but this project's images are a folder: "
-                              f"set [project] images to an s3:// prefix to label S3 objects; "
-                              f"nothing was ingested")
         return  # S3 objects are shown through signed URLs, from any prefix
-    images = project.images_dir.resolve()  # for an S3 project: its local-images folder
+    images = project.images_dir.resolve()
     given = Path(folder).expanduser().resolve()
     if given != images and images not in given.parents:
         raise IngestError(

@@ -13,6 +13,7 @@ from labeling.boxes import BoxError
 from labeling.studio.errors import StudioError
 from pipeline.datasets import DatasetError
 from pipeline.project.config import ConfigError
+from pipeline.project.lock import LockHeld
 from pipeline.registry.registry import RegistryError
 
 
@@ -46,6 +47,6 @@ def quickstart_command(
 
         run_quickstart(folder, rounds=rounds, noise=noise, seed=seed, env=dict(os.environ),
                        annotators=annotators, dataset=dataset)
-    except (StudioError, RegistryError, ConfigError, DatasetError, BoxError) as err:
+    except (StudioError, RegistryError, ConfigError, DatasetError, BoxError, LockHeld) as err:
         print(f"error: {err}; running it again continues where it stopped", file=sys.stderr)
         raise typer.Exit(2) from None

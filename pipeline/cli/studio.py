@@ -204,14 +204,24 @@ def push_command(
     try:
         labeled, tasks = store.current_labels(), store.tasks(project.id)
         todo = [i for i in store.items(status="ok") if i.key not in labeled and i.key not in tasks]
-        result = push_tasks(studio, store, project,
-                            [PushItem(i.key, i.path) for i in todo[:limit]])
+        # As a round's push: an image that cannot be shown waits (file gone, outside the
+        # folder). Checked in order until `limit` can go, not the whole pool.
+        send, held = [], []
+        for item in todo:
+            if len(send) >= limit:
+                break
+            why = project.images.problem(item.path)
+            (held if why else send).append(why or PushItem(item.key, item.path))
+        result = push_tasks(studio, store, project, send)
     except StudioError as err:
         fail(f"{err} (pushing again is safe: tasks that arrived are not sent twice)")
     finally:
         store.close()
     out.print(f"pushed {len(result.created)} new task(s) to project {project.id} "
               f"({len(result.existing)} were already there); {studio.url}/projects/{project.id}")
+    if held:
+        out.print(f"not sent: {len(held)} item(s) whose image cannot be shown; e.g. "
+                  f"{held[0]}", markup=False)
 
 
 def annotate_sim_command(

@@ -125,7 +125,10 @@ def held_by_nobody(path: str | Path) -> bool:
     (taking it, even for a moment, could refuse a round starting then): no record (a holder
     clears it on release), or the process it names has ended (SIGKILL leaves the record).
     False when not known: a holder on another host, or a process not ours to signal."""
-    holder = read_holder(path)
+    try:
+        holder = read_holder(path)
+    except OSError:  # e.g. another user's 0600 lock file
+        return False
     if holder is None:
         return True
     if holder.host != socket.gethostname():

@@ -38,8 +38,12 @@ def ingest_new(project: Project, *, progress: bool) -> dict:
                           quarantined=len(report.quarantined), released=len(report.released))
             if report.pixels_not_kept:
                 record["pixels_not_kept"] = report.pixels_not_kept
+            if report.moved or report.not_moved:  # files renamed or moved (status warns)
+                record.update(moved=len(report.moved), not_moved=len(report.not_moved))
+            if report.not_moved:
+                record["not_moved_example"] = report.not_moved[0]
     if project.store.count_items() == 0:
         why = record.get("skipped", f"no readable image under {folder}")
         raise EmptyPool(f"the pool is empty: {why}; put images in [project] images ({folder}) "
-                        f"or run `labelloop ingest FOLDER`")
+                        f"or run `labelloop ingest FOLDER` on a folder inside it")
     return record

@@ -69,7 +69,9 @@ def push(project: Project, round_id: int, predicted: dict, *,
         refreshed = refresh_predictions(studio, store, sp, pending, model_version=mv).updated
     resigned = 0
     if project.config.images_remote:
-        resigned = resign_images(studio, sp, paths,
+        # Every task's item, not only this push's: earlier rounds' URLs expire too.
+        shown = {k: i.path for k, i in store.items_by_key(store.tasks(sp.id)).items()}
+        resigned = resign_images(studio, sp, shown,
                                  within_s=project.config.studio.s3_url_expiry_s / 2)
     # Predictions Label Studio dropped from the import are among those refreshed here.
     return {"pushed": len(result.created), "already_there": len(result.existing),

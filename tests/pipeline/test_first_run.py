@@ -174,3 +174,24 @@ def test_status_says_a_round_whose_process_ended_is_stopped_not_running(tmp_path
         assert project_status(project)["rounds"][-1]["status"] == "running"
     finally:
         project.close()
+
+
+def test_status_warns_of_a_moved_file_that_its_task_still_shows_until_moved_back(tmp_path):
+    assert _init(tmp_path, "--name", "moved-file").exit_code == 0
+    project = open_project(find_config(tmp_path / "labelloop.toml"))
+    moved = tmp_path / "renamed.png"
+    moved.write_bytes(b"x")
+    try:
+        rid = project.store.start_round()
+        project.store.finish_round(rid, {"ingest": {"not_moved": 1, "moved": 0,
+                                                    "not_moved_example": str(moved)}})
+        later = project.store.start_round()
+        project.store.finish_round(later, {"ingest": {"added": 0}})
+        warning = [w for w in project_status(project)["warnings"] if "moved or renamed" in w]
+        assert warning == [f"round {rid}: 1 file(s) moved or renamed after their task was "
+                           f"made, whose task shows the old name (e.g. now at {moved}): "
+                           f"move them back"]
+        moved.unlink()  # moved back
+        assert not any("moved or renamed" in w for w in project_status(project)["warnings"])
+    finally:
+        project.close()

@@ -153,3 +153,25 @@ def test_an_imagefolder_outside_the_image_folder_is_refused_before_anything_come
             (str((images / "labeled" / "cat" / "1.png").resolve()), "cat")]
     finally:
         store.close()
+
+
+def test_ingest_refuses_a_location_of_the_other_kind_than_the_projects_images(tmp_path):
+    # An S3 project's tasks show signed URLs of its objects, a folder project's its files:
+    # a local folder in the first, or a prefix in the second, could never be shown.
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import app
+    from pipeline.project.workspace import init_project
+
+    png(tmp_path / "local" / "0.png", 10)
+    init_project(tmp_path / "s3proj", images="s3://bucket/photos", classes=CLASSES,
+                 name="s3-project")
+    init_project(tmp_path / "folderproj", images=tmp_path / "local", classes=CLASSES,
+                 name="folder-project")
+    runner = CliRunner()
+    local = runner.invoke(app, ["ingest", str(tmp_path / "local"), "--config",
+                                str(tmp_path / "s3proj")], env={"COLUMNS": "300"})
+    assert local.exit_code == 1 and "images are in S3 (s3://bucket/photos)" in local.output
+    prefix = runner.invoke(app, ["ingest", "s3://bucket/other", "--config",
+                                 str(tmp_path / "folderproj")], env={"COLUMNS": "300"})
+    assert prefix.exit_code == 1 and "nothing was ingested" in prefix.output

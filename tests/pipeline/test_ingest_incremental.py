@@ -133,3 +133,17 @@ def test_a_renamed_or_moved_file_keeps_its_item_under_the_new_path(store, folder
     # A copy (the old file still there) is not a move: the item keeps its first path.
     (folder / "sub0/copy.png").write_bytes((folder / "sub0/img2.png").read_bytes())
     assert ingest_folder(store, folder).moved == []
+
+
+def test_a_file_copied_first_and_deleted_later_is_followed(store, folder):
+    # cp, an ingest (a round) that reads the copy as the same item, then rm: the item moves
+    # to the copy when its own file goes, though no ingest reads the copy again.
+    ingest_folder(store, folder)
+    old = folder / "sub0/img0.png"
+    key = {i.path: i.key for i in store.items()}[str(old)]
+    shutil.copy(old, folder / "sub1/copied.png")
+    assert ingest_folder(store, folder).moved == []  # both there: a copy, not a move
+    old.unlink()
+    again = ingest_folder(store, folder)
+    assert again.moved == [str(folder / "sub1/copied.png")]
+    assert store.item(key).path == str(folder / "sub1/copied.png")

@@ -136,3 +136,22 @@ def test_push_re_signs_urls_close_to_expiring_and_leaves_others(project, monkeyp
         assert data["item_key"] == tasks[tid - 1]["data"]["item_key"]
         assert sp.images.signed_for(data["image"], paths[data["item_key"]])
         assert httpx.get(data["image"]).status_code == 200
+
+
+def test_a_rounds_push_re_signs_the_tasks_of_earlier_rounds_too(project, monkeypatch):
+    # The presigned URLs of tasks made in earlier rounds expire as well: the push hands every
+    # task's item to the re-signing, not only the items it sends now.
+    from types import SimpleNamespace
+
+    import pipeline.round.push as round_push
+
+    config, store, sp, items = project
+    store.record_tasks(sp.id, {k: 100 + n for n, k in enumerate(items)}, round_id=None)
+    handed = {}
+    monkeypatch.setattr(round_push, "session", lambda _project: (None, sp))
+    monkeypatch.setattr(round_push, "push_tasks", lambda *a, **k: SimpleNamespace(
+        created=[], existing=[], predictions_dropped=0))
+    monkeypatch.setattr(round_push, "resign_images",
+                        lambda studio, project, paths, within_s: handed.update(paths) or 0)
+    round_push.push(SimpleNamespace(store=store, config=config), 1, {})
+    assert handed == {k: i.path for k, i in items.items()}
