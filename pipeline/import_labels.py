@@ -18,7 +18,7 @@ import; importing the same file twice changes nothing.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from labeling.schema import PEOPLE_SOURCES
@@ -43,9 +43,10 @@ def import_csv(store: LabelStore, csv_path: Path, images: Path, task: TaskType,
                classes: tuple[str, ...], *, max_pixels: int) -> ImportReport:
     """Ingest ``images`` and label the files ``csv_path`` lists (paths relative to the CSV's
     folder; they must lie inside ``images``)."""
-    rows = _csv_rows(csv_path)
+    rows, malformed = _csv_rows(csv_path)
     report = ingest_folder(store, images, max_pixels=max_pixels)
-    return _write(store, report, rows, task, classes, who=f"import:{csv_path.name}")
+    imported = _write(store, report, rows, task, classes, who=f"import:{csv_path.name}")
+    return replace(imported, refused=malformed + imported.refused)
 
 
 def import_imagefolder(store: LabelStore, root: Path, task: TaskType,
@@ -60,8 +61,10 @@ def import_imagefolder(store: LabelStore, root: Path, task: TaskType,
     return _write(store, report, rows, task, classes, who=f"import:{report.root.name}")
 
 
-def _csv_rows(csv_path: Path) -> list[tuple[str, str]]:
-    """(absolute path, label) per row; header and file problems raise ``IngestError``."""
+def _csv_rows(csv_path: Path) -> tuple[list[tuple[str, str]], list[Rejected]]:
+    """(absolute path, label) per row, and the rows refused for having more fields than the
+    header (an unquoted comma in a path or label reads as one: what it meant is not known);
+    header and file problems raise ``IngestError``."""
     csv_path = Path(csv_path).expanduser().absolute()
     try:
         with csv_path.open(newline="", encoding="utf-8") as handle:
@@ -69,9 +72,17 @@ def _csv_rows(csv_path: Path) -> list[tuple[str, str]]:
             if not {"path", "label"} <= set(reader.fieldnames or []):
                 raise IngestError(f"{csv_path} must start with the header path,label; found: "
                                   f"{','.join(reader.fieldnames or []) or 'nothing'}")
-            return [(str((csv_path.parent / (r["path"] or "").strip()).resolve())
-                     if (r["path"] or "").strip() else "", (r["label"] or "").strip())
-                    for r in reader]
+            rows, malformed = [], []
+            for r in reader:
+                path = (r["path"] or "").strip()
+                path = str((csv_path.parent / path).resolve()) if path else ""
+                if r.get(None):  # DictReader puts fields past the header under None
+                    malformed.append(Rejected(path or "(empty path)", f"line {reader.line_num}: "
+                                              f"more fields than the header (quote a path or "
+                                              f"label that holds a comma)"))
+                    continue
+                rows.append((path, (r["label"] or "").strip()))
+            return rows, malformed
     except FileNotFoundError:
         raise IngestError(f"labels file not found: {csv_path}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:

@@ -213,8 +213,11 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     listed = set(found.images)
     gone_seen = [p for p in seen if p not in listed]
     if not remote:
+        # Only copies unchanged since read: the index's key is then still their bytes' (a
+        # copy read again this run is in `elsewhere` already, under its key of now).
+        still = set(unchanged)
         for key, path in still_seen_copies(store, gone_seen).items():
-            if path in listed:  # there now, under this folder
+            if path in still:
                 elsewhere.setdefault(key, path)
     moved, not_moved = ([], []) if remote else _follow_moves(store, elsewhere)
     # Quarantined paths under root that are fine now, or gone, leave the quarantine. (add_items

@@ -44,7 +44,9 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                         f"someone else answers it in Label Studio (you, or an account added "
                         f"with `labelloop studio add-annotator`)")
     rounds = all_rounds[-last_rounds:]
-    stopped = all_rounds and all_rounds[-1]["status"] == "running" and unheld
+    # Free before and after the rounds were read: a round starting in between is not stopped.
+    stopped = (all_rounds and all_rounds[-1]["status"] == "running" and unheld
+               and held_by_nobody(project.config.workspace_dir / "lock"))
     if stopped:  # (a round run from Python without the lock reads as stopped too)
         done = len(all_rounds[-1]["stats"].get("done", []))
         warnings.append(f"round {all_rounds[-1]['id']} stopped after {done} step(s) (no "

@@ -202,9 +202,10 @@ def resign_images(studio: Studio, project: StudioProject, paths: Mapping[str, st
         path = paths.get(key) if key else None
         data = task.get("data") or {}
         url = data.get(IMAGE_NAME)
-        if path is None or not isinstance(url, str) or not images.signed_for(url, path):
+        # The expiry first: it reads the URL, where signed_for signs the path again.
+        if path is None or not isinstance(url, str) or _expires_at(url) - now > within_s:
             continue
-        if _expires_at(url) - now > within_s:
+        if not images.signed_for(url, path):
             continue
         todo.append((int(task["id"]), dict(data), path))
     for task_id, data, path in todo:

@@ -23,14 +23,14 @@ def png(path, value):
 
 def test_a_csv_imports_good_rows_and_refuses_bad_ones_with_reasons(tmp_path, store):
     images = tmp_path / "images"
-    for i in range(4):
+    for i in range(5):
         png(images / f"{i}.png", 10 * i)
     (images / "broken.png").write_bytes(b"not a png")
     png(tmp_path / "elsewhere.png", 200)
     (tmp_path / "labels.csv").write_text(
         "path,label\nimages/0.png,cat\nimages/1.png,dog\nimages/2.png,cat\n"
         "images/3.png,horse\nimages/missing.png,cat\nimages/broken.png,dog\n"
-        "elsewhere.png,cat\n", encoding="utf-8")
+        "elsewhere.png,cat\nimages/4.png,cat,dog\n", encoding="utf-8")
     report = import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
     assert report.added == 3
     reasons = {p.rsplit("/", 1)[-1]: r for p, r in report.refused}
@@ -38,6 +38,7 @@ def test_a_csv_imports_good_rows_and_refuses_bad_ones_with_reasons(tmp_path, sto
     assert reasons["missing.png"] == "no such file"
     assert "quarantined" in reasons["broken.png"]
     assert "outside the image folder" in reasons["elsewhere.png"]
+    assert "line 9: more fields than the header" in reasons["4.png"]  # cat? dog? not known
     labels = store.current_labels()
     assert sorted(v.label for v in labels.values()) == ["cat", "cat", "dog"]
     assert {(v.source, v.who) for v in labels.values()} == {("import", "import:labels.csv")}

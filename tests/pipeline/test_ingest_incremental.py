@@ -147,3 +147,19 @@ def test_a_file_copied_first_and_deleted_later_is_followed(store, folder):
     again = ingest_folder(store, folder)
     assert again.moved == [str(folder / "sub1/copied.png")]
     assert store.item(key).path == str(folder / "sub1/copied.png")
+
+
+def test_a_copy_changed_since_it_was_read_is_not_taken_for_the_gone_file(store, folder):
+    # a.png and its copy b.png read; then a.png deleted and another image saved as b.png:
+    # the item of a.png must not move onto b.png, whose bytes are now another image's.
+    ingest_folder(store, folder)
+    old = folder / "sub0/img0.png"
+    key = {i.path: i.key for i in store.items()}[str(old)]
+    shutil.copy(old, folder / "sub0/b.png")
+    ingest_folder(store, folder)
+    old.unlink()
+    write_file(folder / "sub0/b.png", _png())
+    again = ingest_folder(store, folder)
+    assert again.moved == [] and [i.path for i in again.added] == [str(folder / "sub0/b.png")]
+    assert store.item(key).path == str(old)  # left where it was: its file is gone
+    assert sorted(i.path for i in store.items()).count(str(folder / "sub0/b.png")) == 1
