@@ -154,6 +154,13 @@ def open_demo(config_path: Path, env: dict[str, str], n_test: int):
         raise
 
 
+def locked_round(project) -> None:
+    """One round, holding the workspace lock as `labelloop round` does: a second round on
+    this workspace is refused, and `labelloop status` reads this one as running."""
+    with WorkspaceLock(project.config.workspace_dir / "lock", command="labelloop quickstart"):
+        run_round(project, progress=False)
+
+
 def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
                    env: dict[str, str], annotators: int | None = None,
                    dataset: str = "mnist") -> None:
@@ -173,11 +180,7 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
             print(f"crowd: {', '.join(ensure_annotators(project, crowd))} (mean error {noise})")
         done_before = len([r for r in project.store.rounds() if r["status"] == "done"])
         for n in range(done_before + 1, done_before + rounds + 1):
-            # Held as `labelloop round` holds it: a second round on this workspace is
-            # refused, and `labelloop status` reads this one as running.
-            with WorkspaceLock(config.workspace_dir / "lock",
-                               command="labelloop quickstart"):
-                run_round(project, progress=False)
+            locked_round(project)
             if crowd:
                 answered = crowd_work(project, truth, mean_error=noise, seed=seed + n).total
             else:

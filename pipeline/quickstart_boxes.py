@@ -22,11 +22,9 @@ from pipeline.detection_dataset import CLASSES, export_mnist_detection
 from pipeline.detection_model import predict_values, score_boxes
 from pipeline.export import export_labels
 from pipeline.project.config import CONFIG_NAME
-from pipeline.project.lock import WorkspaceLock
 from pipeline.project.workspace import init_project
-from pipeline.quickstart import change_defaults, open_demo
+from pipeline.quickstart import change_defaults, locked_round, open_demo
 from pipeline.round import session as studio_session
-from pipeline.round.steps import run_round
 from training.detection.checkpoint import load_detector
 
 # A first batch large enough that its held-out half can certify something by round 2.
@@ -93,11 +91,7 @@ def run_detection_quickstart(folder: Path, *, rounds: int, noise: float, seed: i
     try:
         done_before = len([r for r in project.store.rounds() if r["status"] == "done"])
         for n in range(done_before + 1, done_before + rounds + 1):
-            # Held as `labelloop round` holds it: a second round on this workspace is
-            # refused, and `labelloop status` reads this one as running.
-            with WorkspaceLock(project.config.workspace_dir / "lock",
-                               command="labelloop quickstart"):
-                run_round(project, progress=False)
+            locked_round(project)
             studio_client, sp = studio_session.session(project)
             sim = simulate_box_annotations(studio_client, sp, truth, fault_rate=noise,
                                            seed=seed + n)

@@ -20,7 +20,8 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     """A plain dict (JSON-ready) of the pool, the champion and the last rounds."""
     store = project.store
     # Read before the rounds: a round that finishes in between reads as done, not stopped.
-    unheld = held_by_nobody(project.config.workspace_dir / "lock")
+    lock = project.config.workspace_dir / "lock"
+    unheld = held_by_nobody(lock)
     n_items = store.count_items()
     # Counted by the database: status reads no row per item (a million take seconds).
     by_source = store.current_source_counts()
@@ -46,7 +47,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     rounds = all_rounds[-last_rounds:]
     # Free before and after the rounds were read: a round starting in between is not stopped.
     stopped = (all_rounds and all_rounds[-1]["status"] == "running" and unheld
-               and held_by_nobody(project.config.workspace_dir / "lock"))
+               and held_by_nobody(lock))
     if stopped:  # (a round run from Python without the lock reads as stopped too)
         done = len(all_rounds[-1]["stats"].get("done", []))
         warnings.append(f"round {all_rounds[-1]['id']} stopped after {done} step(s) (no "
