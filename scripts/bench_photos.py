@@ -1,5 +1,6 @@
-"""Real photos with few labels: a linear probe on pretrained MobileNetV2 embeddings against the
-same backbone untrained and the small CNN trained from scratch (issue 12's P1 on photos).
+"""Real photos with few labels: a linear probe on pretrained MobileNetV2 embeddings (and on
+EfficientNet-Lite2's) against the same backbone untrained and the small CNN trained from
+scratch (issue 12's P1 on photos).
 
 The photo set is Debian's tuxpaint stamps (``labelloop datasets export photos``; 180 photos,
 6 classes, 11-65 per class). Per seed: a stratified test split of 30% of each class, fixed
@@ -34,6 +35,8 @@ from training.train import train
 
 METHODS = {
     "pretrained probe": TrainParams(model="mobilenet_v2", weights="imagenet", mode="probe"),
+    # EfficientNet-Lite2 (ImageNet weights offline too; 260 px): the stronger backbone.
+    "Lite2 probe": TrainParams(model="efficientnet_lite2", weights="imagenet", mode="probe"),
     "untrained probe": TrainParams(model="mobilenet_v2", weights=None, mode="probe"),
     "small CNN": TrainParams(model="small_cnn", epochs=30),
 }

@@ -22,5 +22,6 @@ if [ ! -f "$stamp" ] || ! cmp -s pyproject.toml "$stamp"; then
     cp pyproject.toml "$stamp"
 fi
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
-# ImageNet MobileNetV2 weights into torch's hub cache, for weights = "imagenet" offline.
-.venv/bin/python scripts/setup_weights.py || echo "setup: no MobileNetV2 ImageNet weights; weights = \"imagenet\" will say what to do"
+# ImageNet weights (MobileNetV2, EfficientNet-Lite0/1/2) into torch's hub cache, for
+# weights = "imagenet" offline.
+.venv/bin/python scripts/setup_weights.py || echo "setup: some ImageNet weights are missing (above); weights = \"imagenet\" will say what to do"

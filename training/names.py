@@ -9,7 +9,10 @@ and ``training.tuning``.
 # The detectors of ``training.detection.models``.
 DETECTOR_NAMES = ("fasterrcnn_mobilenet_v2", "fcos_mobilenet_v2",
                   "fcos_mobilenet_v2_stride4")
-MODEL_NAMES = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "small_cnn")
+MODEL_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v2",
+               "mobilenet_v3_small", "resnet18", "small_cnn")
 SAMPLER_NAMES = ("grid", "random", "tpe")
-# The ones with torchvision ImageNet weights (``weights = "imagenet"``).
-PRETRAINED_NAMES = ("mobilenet_v2", "mobilenet_v3_small", "resnet18")
+# The ones with ImageNet weights (``weights = "imagenet"``): torchvision's, and EfficientNet-Lite's
+# (``training.lite``).
+PRETRAINED_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                    "mobilenet_v2", "mobilenet_v3_small", "resnet18")

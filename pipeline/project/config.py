@@ -212,7 +212,7 @@ class TrainingSection(_Section):
 
     @model_validator(mode="after")
     def _weights_fit_model(self) -> TrainingSection:
-        # "imagenet": torchvision's ImageNet weights, from torch's hub cache; a path: a file.
+        # "imagenet": the model's ImageNet weights, from torch's hub cache; a path: a file.
         pretrained = PRETRAINED_NAMES + DETECTOR_NAMES  # detectors: an ImageNet backbone
         if self.weights == "imagenet" and self.model not in pretrained:
             raise ValueError(f"weights = \"imagenet\" needs a model with ImageNet weights "

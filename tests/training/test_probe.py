@@ -101,3 +101,21 @@ def test_a_probe_refuses_labels_outside_its_classes(tmp_path):
     with pytest.raises(ValueError, match=r"labels \['green'\] are not among the classes"):
         train_probe(paths, keys, ["red", "green"], ("red", "blue"), PROBE,
                     EmbeddingCache(tmp_path / "emb"))
+
+
+def test_a_lite2_probe_survives_its_checkpoint(tmp_path):
+    # EfficientNet-Lite2 (ImageNet weights from the hub cache, 260 px, TF-style scaling): the
+    # probe saved and loaded as the registry does predicts from the images what the cache gave.
+    from training.checkpoint import load_checkpoint, save_checkpoint
+
+    params = TrainParams(model="efficientnet_lite2", weights="imagenet", mode="probe")
+    paths, keys, labels = _photos(tmp_path, 12, seed=1)
+    cache = EmbeddingCache(tmp_path / "emb" / backbone_id(params))
+    model = train_probe(paths[:6], keys[:6], labels[:6], ("red", "blue"), params, cache)
+    assert "efficientnet-lite2" in model.metrics["weights"]
+    cached = predict_cached(model, paths, keys, cache)
+    assert (np.array(["red", "blue"])[cached.probs.argmax(1)] == np.array(labels))[6:].all()
+    save_checkpoint(model, tmp_path / "lite2.pt")
+    again = load_checkpoint(tmp_path / "lite2.pt")
+    assert again.transform.image_size == 260
+    assert np.allclose(predict(again, paths).probs, cached.probs, atol=1e-5)
