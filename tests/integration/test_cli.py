@@ -76,15 +76,24 @@ def test_push_by_hand_sends_unlabeled_items_without_a_task(studio_server, make_i
     config = load_config(studio_server.config_path)
     store = LabelStore(config.store_url)
     try:
-        items = make_items(5)
+        items = make_items(6)
         store.add_items(items)
+        gone = Path(items[5].path)  # an image people could not be shown waits, reported
+        kept = gone.read_bytes()
+        gone.unlink()
         cfg = str(studio_server.config_path)
         code, text = run("studio", "push", "--limit", "3", "--config", cfg)
         assert code == 0, text
         assert "pushed 3 new task(s)" in text
         code, text = run("studio", "push", "--config", cfg)
         assert code == 0 and "pushed 2 new task(s)" in text
+        assert "not sent: 1 item(s) whose image cannot be shown" in text
         project = open_studio_project(config, connect_studio(config, {}))
-        assert {i.key for i in items} <= set(store.tasks(project.id))
+        assert {i.key for i in items[:5]} <= set(store.tasks(project.id))
+        assert items[5].key not in store.tasks(project.id)
+        gone.write_bytes(kept)  # back: the next push sends it
+        code, text = run("studio", "push", "--config", cfg)
+        assert code == 0 and "pushed 1 new task(s)" in text and "not sent" not in text
+        assert items[5].key in store.tasks(project.id)
     finally:
         store.close()

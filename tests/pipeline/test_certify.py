@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -94,3 +96,39 @@ def test_an_export_that_left_labels_out_bounds_its_own_rows(store):
     assert exported_bound(cert, 6) == {"exported_wrong_ub": pytest.approx(cert["wrong_ub"] * 8 / 6)}
     assert exported_bound(cert, 8) == {} == exported_bound(cert, 0)
     assert exported_bound(certificate(store, None, reference_error=0.0, confidence=0.9), 6) == {}
+
+
+def test_labelloop_export_with_files_gone_certifies_the_rows_it_wrote(store, tmp_path):
+    # Through the command: the sidecar beside the CSV, and the line the user reads.
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import app
+    from pipeline.project.config import render_config
+
+    round_id = store.start_round()
+    store.finish_round(round_id, {"accept": _accept(0.05)})
+    sources = store.current_sources()
+    paths = {i.key: i.path for i in store.items()}
+    gone = [next(paths[k] for k, s in sources.items() if s == kind)
+            for kind in ("human", "machine")]  # one labeled by people, one by the machine
+    store.close()
+    (tmp_path / ".labelloop").mkdir()
+    (tmp_path / "labels.db").rename(tmp_path / ".labelloop" / "labels.db")
+    config = render_config("demo", ("a", "b"), Path("."))
+    (tmp_path / "labelloop.toml").write_text(config)
+    for path in gone:
+        Path(path).unlink()
+    out = tmp_path / "labels.csv"
+    result = CliRunner().invoke(app, ["export", "--format", "csv", "--out", str(out),
+                                      "-c", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    cert = json.loads((tmp_path / "labels.certificate.json").read_text())
+    assert cert["delivered"] == 8 and cert["exported_rows"] == 6
+    assert cert["exported_wrong_ub"] == pytest.approx(cert["wrong_ub"] * 8 / 6)
+    assert cert["exported_wrong_ub"] > cert["wrong_ub"] > 0
+    assert (f"of the 6 exported rows (fewer than the labels delivered), wrong labels <= "
+            f"{100 * cert['exported_wrong_ub']:.2f}%") in result.output
+    assert len(out.read_text().splitlines()) == 1 + 6
+    assert "2 missing file" in result.output

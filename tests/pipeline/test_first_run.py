@@ -179,19 +179,25 @@ def test_status_says_a_round_whose_process_ended_is_stopped_not_running(tmp_path
 def test_status_warns_of_a_moved_file_that_its_task_still_shows_until_moved_back(tmp_path):
     assert _init(tmp_path, "--name", "moved-file").exit_code == 0
     project = open_project(find_config(tmp_path / "labelloop.toml"))
-    moved = tmp_path / "renamed.png"
-    moved.write_bytes(b"x")
+    imgs = tmp_path / "imgs"
     try:
+        assert ingest_new(project, progress=False)["added"] == 4
+        key_of = {i.path: i.key for i in project.store.items()}
+        project.store.record_tasks(7, {key_of[str(imgs / "photo1.jpg")]: 11})  # shown by a task
+        (imgs / "photo0.jpg").rename(imgs / "renamed0.jpg")
+        (imgs / "photo1.jpg").rename(imgs / "renamed1.jpg")
         rid = project.store.start_round()
-        project.store.finish_round(rid, {"ingest": {"not_moved": 1, "moved": 0,
-                                                    "not_moved_example": str(moved)}})
+        record = ingest_new(project, progress=False)  # the round's ingest, as `labelloop round`
+        assert record["added"] == 0 and record["moved"] == 1 and record["not_moved"] == 1
+        assert record["not_moved_example"] == str(imgs / "renamed1.jpg")
+        project.store.finish_round(rid, {"ingest": record})
         later = project.store.start_round()
-        project.store.finish_round(later, {"ingest": {"added": 0}})
+        project.store.finish_round(later, {"ingest": ingest_new(project, progress=False)})
         warning = [w for w in project_status(project)["warnings"] if "moved or renamed" in w]
         assert warning == [f"round {rid}: 1 file(s) moved or renamed after their task was "
-                           f"made, whose task shows the old name (e.g. now at {moved}): "
-                           f"move them back"]
-        moved.unlink()  # moved back
+                           f"made, whose task shows the old name (e.g. now at "
+                           f"{imgs / 'renamed1.jpg'}): move them back"]
+        (imgs / "renamed1.jpg").rename(imgs / "photo1.jpg")  # moved back
         assert not any("moved or renamed" in w for w in project_status(project)["warnings"])
     finally:
         project.close()
