@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Text, cast, create_engine, event, func, select, update
+from sqlalchemy import Text, cast, create_engine, event, exists, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -414,11 +414,16 @@ class LabelStore:
                 select(Item.key, Label.source).join(Label, Label.item_id == Item.id)
                 .where(Label.superseded_at.is_(None))).all())
 
-    def current_source_counts(self) -> dict[str, int]:
-        """Source -> how many items' label in force came from it (counted by the database)."""
+    def current_source_counts(self, *, deliverable: bool = False) -> dict[str, int]:
+        """Source -> how many items' label in force came from it (counted by the database).
+        ``deliverable``: only items an export writes: status "ok" (not skipped or disputed)
+        and a path not quarantined."""
+        query = select(Label.source, func.count()).where(Label.superseded_at.is_(None))
+        if deliverable:
+            query = query.join(Item, Item.id == Label.item_id).where(
+                Item.status == "ok", ~exists().where(Quarantine.path == Item.path))
         with self.transaction() as s:
-            return dict(s.execute(select(Label.source, func.count()).where(
-                Label.superseded_at.is_(None)).group_by(Label.source)).all())
+            return dict(s.execute(query.group_by(Label.source)).all())
 
     def count_items(self, *, status: str | None = None,
                     unlabeled_by: Iterable[str] | None = None) -> int:

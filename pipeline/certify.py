@@ -17,20 +17,15 @@ people's labels are wrong at most at the human bound.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
-
 from labeling.schema import PEOPLE_SOURCES
 from labeling.store import LabelStore
 
 
 def certificate(store: LabelStore, accept: dict | None, *, reference_error: float | str,
-                confidence: float, human_only: bool = False,
-                sources: Mapping[str, str] | None = None) -> dict:
+                confidence: float, human_only: bool = False) -> dict:
     """The delivered set's counts and error bound as they stand, from the latest accept
     record (``accept``; None before any). ``human_only``: the set delivers people's labels
-    only (an ``export --human-only``). ``sources``: ``store.current_sources()`` when the
-    caller has it already (else the database counts them). JSON-ready."""
+    only (an ``export --human-only``). JSON-ready."""
     # The double-checked items the people's error was measured on (None: assumed, or a record
     # from before 2026-12-02, whose "reference" was measured on other items).
     checks = None
@@ -39,16 +34,21 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
         measured = (accept or {}).get("human_error") or (accept or {}).get("reference") or {}
         reference_error = measured.get("rate_ub")
         checks = ((accept or {}).get("human_error") or {}).get("n_items")
-    counts = (store.current_source_counts() if sources is None
-              else Counter(sources.values()))
+    # What an export writes: a label in force on an item neither skipped, disputed nor
+    # quarantined (an audited machine label whose people tied or skipped stays in force, and
+    # is held back from the delivered set as the export holds it back).
+    counts = store.current_source_counts(deliverable=True)
     n_items = store.count_items()
     n_human = sum(counts.get(s, 0) for s in PEOPLE_SOURCES)
     n_machine = 0 if human_only else counts.get("machine", 0)
     delivered = n_human + n_machine
+    labeled = sum(store.current_source_counts().values())
+    withheld = max(0, labeled - sum(counts.values()))
     machine_ub = _machine_bound(accept) if n_machine else 0.0
     out = {
         "items": n_items, "delivered": delivered, "human": n_human, "machine": n_machine,
-        "unlabeled": n_items - delivered, "confidence": confidence,
+        "withheld": withheld, "unlabeled": n_items - delivered - withheld,
+        "confidence": confidence,
         "machine_error_ub": machine_ub, "human_error_ub": reference_error, "wrong_ub": None,
         "human_error_checks": checks,
         "assumes": "", "audit": (accept or {}).get("audit"),
@@ -112,6 +112,9 @@ def describe(cert: dict) -> str:
     """One line for people: what is delivered and how wrong it can be."""
     head = (f"{cert['delivered']:,} labels delivered ({cert['human']:,} by people, "
             f"{cert['machine']:,} by the machine), {cert['unlabeled']:,} unlabeled")
+    if cert.get("withheld"):  # records from before 2026-12-06 have none
+        head += (f", {cert['withheld']:,} labeled but held back (skipped, disputed or "
+                 f"quarantined)")
     if cert.get("wrong_ub") is None:
         return f"{head}; no error bound yet ({cert.get('reason')})"
     line = (f"{head}; wrong labels <= {100 * cert['wrong_ub']:.2f}% with "

@@ -132,3 +132,21 @@ def test_labelloop_export_with_files_gone_certifies_the_rows_it_wrote(store, tmp
             f"{100 * cert['exported_wrong_ub']:.2f}%") in result.output
     assert len(out.read_text().splitlines()) == 1 + 6
     assert "2 missing file" in result.output
+
+
+def test_labels_the_export_holds_back_are_not_certified_as_delivered(store):
+    # An audited machine label whose people skipped it, a disputed item, a quarantined file:
+    # their labels stay in force, but no export writes them, so the certificate's delivered
+    # set (and its bound's denominator) is what an export delivers.
+    sources = store.current_sources()
+    paths = {i.key: i.path for i in store.items()}
+    machine = sorted(k for k, s in sources.items() if s == "machine")
+    human = sorted(k for k, s in sources.items() if s == "human")
+    store.set_status([machine[0]], "skipped")
+    store.set_status([human[0]], "disagreement")
+    store.quarantine(paths[human[1]], "truncated image")
+    cert = certificate(store, _accept(0.05), reference_error=0.01, confidence=0.95)
+    assert (cert["delivered"], cert["human"], cert["machine"]) == (5, 2, 3)
+    assert cert["withheld"] == 3 and cert["unlabeled"] == 2 and cert["items"] == 10
+    assert cert["wrong_ub"] == pytest.approx((3 * 0.05 + 2 * 0.01) / 5)
+    assert "3 labeled but held back (skipped, disputed or quarantined)" in describe(cert)
