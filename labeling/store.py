@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Text, cast, create_engine, event, exists, func, select, update
+from sqlalchemy import Text, and_, case, cast, create_engine, event, exists, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -414,16 +414,21 @@ class LabelStore:
                 select(Item.key, Label.source).join(Label, Label.item_id == Item.id)
                 .where(Label.superseded_at.is_(None))).all())
 
-    def current_source_counts(self, *, deliverable: bool = False) -> dict[str, int]:
-        """Source -> how many items' label in force came from it (counted by the database).
-        ``deliverable``: only items an export writes: status "ok" (not skipped or disputed)
-        and a path not quarantined."""
-        query = select(Label.source, func.count()).where(Label.superseded_at.is_(None))
-        if deliverable:
-            query = query.join(Item, Item.id == Label.item_id).where(
-                Item.status == "ok", ~exists().where(Quarantine.path == Item.path))
+    def current_source_counts(self) -> dict[str, int]:
+        """Source -> how many items' label in force came from it (counted by the database)."""
         with self.transaction() as s:
-            return dict(s.execute(query.group_by(Label.source)).all())
+            return dict(s.execute(select(Label.source, func.count()).where(
+                Label.superseded_at.is_(None)).group_by(Label.source)).all())
+
+    def delivery_counts(self) -> dict[str, tuple[int, int]]:
+        """Source -> (labels in force on items an export writes, on items it holds back:
+        skipped, disputed or quarantined), in one read so that the two add up."""
+        deliverable = and_(Item.status == "ok", ~exists().where(Quarantine.path == Item.path))
+        query = (select(Label.source, func.count(), func.sum(case((deliverable, 1), else_=0)))
+                 .join(Item, Item.id == Label.item_id).where(Label.superseded_at.is_(None))
+                 .group_by(Label.source))
+        with self.transaction() as s:
+            return {source: (int(ok), int(n - ok)) for source, n, ok in s.execute(query)}
 
     def count_items(self, *, status: str | None = None,
                     unlabeled_by: Iterable[str] | None = None) -> int:

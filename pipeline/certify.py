@@ -37,17 +37,19 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
     # What an export writes: a label in force on an item neither skipped, disputed nor
     # quarantined (an audited machine label whose people tied or skipped stays in force, and
     # is held back from the delivered set as the export holds it back).
-    counts = store.current_source_counts(deliverable=True)
+    counts = store.delivery_counts()
     n_items = store.count_items()
-    n_human = sum(counts.get(s, 0) for s in PEOPLE_SOURCES)
-    n_machine = 0 if human_only else counts.get("machine", 0)
+    people = [counts.get(s, (0, 0)) for s in PEOPLE_SOURCES]
+    n_human, human_held = sum(p[0] for p in people), sum(p[1] for p in people)
+    machine_ok, machine_held = counts.get("machine", (0, 0))
+    n_machine = 0 if human_only else machine_ok
     delivered = n_human + n_machine
-    labeled = sum(store.current_source_counts().values())
-    withheld = max(0, labeled - sum(counts.values()))
     machine_ub = _machine_bound(accept) if n_machine else 0.0
     out = {
         "items": n_items, "delivered": delivered, "human": n_human, "machine": n_machine,
-        "withheld": withheld, "unlabeled": n_items - delivered - withheld,
+        "withheld": human_held + (0 if human_only else machine_held),
+        # Labeled by nobody (an --human-only export's machine labels are apart: not exported).
+        "unlabeled": n_items - sum(ok + held for ok, held in counts.values()),
         "confidence": confidence,
         "machine_error_ub": machine_ub, "human_error_ub": reference_error, "wrong_ub": None,
         "human_error_checks": checks,
@@ -62,7 +64,15 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
     if machine_ub is None:
         out["reason"] = "no bound for the machine labels in the last accept step"
     else:
-        out["wrong_ub"] = (n_machine * machine_ub + n_human * reference_error) / max(1, delivered)
+        # The bounds cap the count of wrong labels among all the labels in force of each
+        # kind; those held back are not a random draw (hard items get skipped and disputed),
+        # so all of the wrong ones may be among the delivered: count over all, divide by these.
+        machine_all = n_machine + (0 if human_only else machine_held)
+        out["wrong_ub"] = min(1.0, (machine_all * machine_ub
+                                    + (n_human + human_held) * reference_error)
+                              / max(1, delivered))
+    if human_only and machine_ok + machine_held:
+        out["machine_not_exported"] = machine_ok + machine_held
     return out
 
 
