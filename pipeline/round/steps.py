@@ -106,5 +106,9 @@ def run_round(
 
 
 def _add_counts(before: dict, now: dict) -> dict:
-    """The ingest record of a resumed round: counts of every try added, the latest text."""
-    return {k: before.get(k, 0) + v if isinstance(v, int) else v for k, v in now.items()}
+    """The ingest record of a resumed round: counts of every try added, the latest text. A
+    count or the moved-file example only an earlier try found stays (status warns from it)."""
+    out = {k: v for k, v in before.items() if isinstance(v, int) or k == "not_moved_example"}
+    for k, v in now.items():
+        out[k] = out.get(k, 0) + v if isinstance(v, int) and isinstance(out.get(k, 0), int) else v
+    return out

@@ -201,3 +201,17 @@ def test_status_warns_of_a_moved_file_that_its_task_still_shows_until_moved_back
         assert not any("moved or renamed" in w for w in project_status(project)["warnings"])
     finally:
         project.close()
+
+
+def test_a_resumed_round_keeps_the_moved_files_its_first_ingest_found():
+    # A round killed after its ingest resumes with a second ingest that finds nothing moved:
+    # the record status warns from must keep the first one's count and example.
+    from pipeline.round.steps import _add_counts
+
+    first = {"folder": "f", "added": 2, "moved": 0, "not_moved": 1, "not_moved_example": "/x"}
+    merged = _add_counts(first, {"folder": "f", "added": 1, "unread": 0})
+    assert merged == {"folder": "f", "added": 3, "moved": 0, "not_moved": 1,
+                      "not_moved_example": "/x", "unread": 0}
+    # An earlier try's reason for reading nothing is not carried over a try that read.
+    assert "skipped" not in _add_counts({"folder": "f", "skipped": "gone"},
+                                        {"folder": "f", "added": 1})
