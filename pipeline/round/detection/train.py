@@ -98,6 +98,6 @@ def decide_promotion(project: Project, challenger: str | None) -> dict:
     """Promote the challenger if it beats the champion on the held-out images."""
     return promote_if_better(
         project, challenger, labeled_values(project)[1], score=_score_version,
-        rank=lambda r: (r["map_50"], r["map"]),
+        judge=lambda new, old: ((new["map_50"], new["map"]) > (old["map_50"], old["map"]), ""),
         describe=lambda r: f"mAP@0.5 {r['map_50']:.4f} (mAP {r['map']:.4f})",
         unit="held-out images")
