@@ -85,3 +85,9 @@ def test_the_imagenet_weights_name_real_photos_right(name):
     truth = [int(p.stem.split("_")[2]) for p in photos]
     right = sum(int(a == b) for a, b in zip(top1, truth, strict=True))
     assert right >= 16, f"{right}/20 right"
+
+
+def test_a_lite_model_refuses_torchvision_weight_names_it_has_none_of(ledger):
+    with pytest.raises(ValueError, match="valid: 'imagenet'") as err:
+        get_model("efficientnet_lite2", 3, weights="DEFAULT", allow_download=False)
+    ledger.bad_input("weights = DEFAULT for efficientnet_lite2", outcome=f"refused: {err.value}")
