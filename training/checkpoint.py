@@ -15,12 +15,17 @@ import numpy as np
 import torch
 
 from training.data import TransformConfig
-from training.models import get_model
+from training.models import NormalizedLinear, get_model
 from training.params import TrainParams
 from training.trained import TrainedModel
 
 FORMAT = "labelloop.checkpoint"
-VERSION = 1
+# 2: the "head" key (a probe's head is a NormalizedLinear). A version-1 file has a plain linear
+# head; a labelloop that reads only version 1 refuses a version-2 file rather than mispredict,
+# so a model with a plain head is still written as version 1 (older labelloops can roll back to
+# it).
+VERSION = 2
+HEADS = ("linear", "normalized")
 _REQUIRED = (
     "format", "version", "model_name", "classes", "transform", "params", "metrics",
     "temperature", "epoch", "state_dict", "optimizer_state",
@@ -37,9 +42,10 @@ def save_checkpoint(model: TrainedModel, path: str | Path) -> None:
     (an earlier checkpoint stays intact) and no temporary file remains.
     """
     path = Path(path)
+    head = "normalized" if isinstance(model.module.head, NormalizedLinear) else "linear"
     contents = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": VERSION if head == "normalized" else 1,
         "model_name": model.params.model,
         "classes": list(model.classes),
         "transform": model.transform.to_dict(),
@@ -47,6 +53,7 @@ def save_checkpoint(model: TrainedModel, path: str | Path) -> None:
         "metrics": plain(model.metrics, "metrics", path),
         "temperature": float(model.temperature),
         "epoch": int(model.epoch),
+        "head": head,
         "state_dict": {k: v.detach().cpu() for k, v in model.module.state_dict().items()},
         "optimizer_state": model.optimizer_state,
     }
@@ -88,7 +95,13 @@ def load_checkpoint(path: str | Path, *, device: str = "cpu") -> TrainedModel:
     data = read_checkpoint_file(path, FORMAT, VERSION, _REQUIRED, device=device)
     classes = tuple(data["classes"])
     params = TrainParams.from_dict(data["params"])
+    head = data.get("head", "linear" if data["version"] < 2 else None)
+    if head not in HEADS:
+        raise CheckpointError(f"checkpoint {path} has head {head!r}; this labelloop reads "
+                              f"{' or '.join(HEADS)}")
     module = get_model(data["model_name"], len(classes))
+    if head == "normalized":
+        module.head = NormalizedLinear(module.head.in_features, module.head.out_features)
     try:
         module.load_state_dict(data["state_dict"])
     except RuntimeError as err:

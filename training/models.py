@@ -67,6 +67,14 @@ class FeatureClassifier(nn.Module):
         return self.head(self.features(x))
 
 
+class NormalizedLinear(nn.Linear):
+    """A linear layer on the L2-normalised input: the probe's head (training/probe.py). Same
+    parameters as ``nn.Linear``; a checkpoint records which of the two its head is."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.normalize(x, dim=1))
+
+
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights were asked for by name but cannot be fetched (offline, server down)."""
 
@@ -204,10 +212,15 @@ def _read_state_file(path: Path) -> Mapping[str, torch.Tensor]:
         raise ValueError(f"cannot read weights file {path}: {err}") from err
     if isinstance(obj, Mapping):
         # Whole checkpoints (ours, torchvision's reference scripts) wrap the state dict.
+        normalized = obj.get("head") == "normalized"
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
                 break
+        if normalized:
+            # A probe's head reads L2-normalised embeddings: loaded into a plain linear head it
+            # would compute something else, so the backbone carries over and the head does not.
+            obj = {k: v for k, v in obj.items() if not k.startswith("head.")}
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"weights file {path} does not hold a state dict of tensors")
     return obj

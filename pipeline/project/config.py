@@ -180,8 +180,9 @@ class TrainingSection(_Section):
     # None: random init; "imagenet": torchvision's ImageNet weights from torch's hub cache
     # (scripts/setup_weights.py puts MobileNetV2's there offline); or a state-dict file.
     weights: str | None = None
-    # finetune: the whole network on images. probe: the backbone frozen, a linear head on its
-    # embeddings, cached in the workspace once per item and backbone (training/probe.py).
+    # finetune: the whole network on images. probe: the backbone frozen, a logistic-regression
+    # head on its L2-normalised embeddings, cached in the workspace once per item and backbone
+    # (training/probe.py; epochs, lr and weight_decay are fine-tuning's, the probe has none).
     mode: Literal["finetune", "probe"] = "finetune"
     # probe only: fine-tune instead once this many training labels exist (0: never).
     finetune_after: int = Field(default=0, ge=0)

@@ -234,6 +234,15 @@ def test_too_few_labels_missing_grid_and_held_lock_are_clear_errors(make_project
         result = runner.invoke(app, args)
     assert result.exit_code == 3 and "labelloop run" in _flat(result.output)
     assert not (workspace / "optuna.db").exists()
+    # A probe project's head has nothing the trials search: said, not tuned in vain.
+    config = tmp_path / "labelloop.toml"
+    text = config.read_text()
+    assert text.count('mode = "finetune"') == 1
+    config.write_text(text.replace('mode = "finetune"', 'mode = "probe"'))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "trains a probe head only" in _flat(result.output)
+    assert "set finetune_after" in _flat(result.output)
+    assert not (workspace / "optuna.db").exists()
 
 
 def _flat(text: str) -> str:

@@ -119,3 +119,51 @@ def test_a_lite2_probe_survives_its_checkpoint(tmp_path):
     again = load_checkpoint(tmp_path / "lite2.pt")
     assert again.transform.image_size == 260
     assert np.allclose(predict(again, paths).probs, cached.probs, atol=1e-5)
+
+
+def test_a_probe_saved_before_the_normalised_head_still_predicts_as_it_did(tmp_path):
+    # Registries hold version-1 checkpoints whose probe head is a plain linear layer on the raw
+    # embeddings; rolling back to one must give its own predictions, not the new head's maths.
+    import torch
+
+    from training.checkpoint import load_checkpoint, save_checkpoint
+
+    paths, keys, labels = _photos(tmp_path, 8, seed=2)
+    model = train_probe(paths[:4], keys[:4], labels[:4], ("red", "blue"), PROBE,
+                        EmbeddingCache(tmp_path / "emb"))
+    old = torch.nn.Linear(model.module.head.in_features, 2)
+    old.load_state_dict(model.module.head.state_dict())
+    model.module.head = old  # what a version-1 probe was
+    before = predict(model, paths).probs
+    save_checkpoint(model, tmp_path / "v1.pt")
+    contents = torch.load(tmp_path / "v1.pt", weights_only=True)
+    assert contents.pop("head") == "linear" and contents["version"] == 1  # old readers read it
+    torch.save({**contents, "version": 1}, tmp_path / "v1.pt")
+    assert np.allclose(predict(load_checkpoint(tmp_path / "v1.pt"), paths).probs, before,
+                       atol=1e-6)
+
+
+def test_a_probe_checkpoint_is_refused_by_old_readers_and_lends_only_its_backbone(tmp_path):
+    import torch
+
+    from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from training.models import NormalizedLinear, get_model
+
+    small = TrainParams(model="small_cnn", mode="probe")
+    paths, keys, labels = _photos(tmp_path, 4, seed=3)
+    model = train_probe(paths, keys, labels, ("red", "blue"), small,
+                        EmbeddingCache(tmp_path / "emb"))
+    save_checkpoint(model, tmp_path / "probe.pt")
+    contents = torch.load(tmp_path / "probe.pt", weights_only=True)
+    # Version 2: a labelloop that reads version 1 only refuses it instead of mispredicting.
+    assert (contents["version"], contents["head"]) == (2, "normalized")
+    # As `weights = "probe.pt"`, the backbone carries over; the head, on normalised inputs,
+    # does not go into a plain linear head.
+    module = get_model("small_cnn", 2, weights=str(tmp_path / "probe.pt"))
+    assert type(module.head) is torch.nn.Linear
+    assert torch.equal(module.features[0].weight, model.module.features[0].weight)
+    assert not torch.equal(module.head.weight, model.module.head.weight)
+    assert isinstance(load_checkpoint(tmp_path / "probe.pt").module.head, NormalizedLinear)
+    torch.save({**contents, "head": "cosine"}, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match="has head 'cosine'"):
+        load_checkpoint(tmp_path / "odd.pt")
