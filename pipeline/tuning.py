@@ -85,8 +85,8 @@ def tune_project(
         raise TuningError(f"trials must be >= 1, got {trials}")
     base = project.train_params()
     if base.mode == "probe" and not project.config.training.finetune_after:
-        # Trials fine-tune the whole network; the probe's head has no lr, epochs or weight
-        # decay, so their winner would change nothing this project trains.
+        # Trials fine-tune the whole network and are scored as such: the winner's lr, epochs
+        # and weight decay do nothing to a probe head, and its model was never tried as one.
         raise TuningError("tuning searches fine-tuning's parameters, and this project trains "
                           "a probe head only ([training] mode = \"probe\", finetune_after = "
                           "0); set finetune_after to the label count at which to fine-tune")

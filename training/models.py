@@ -338,6 +338,8 @@ def _load_into(
                 f" (head replaced: the weights have {head_shape[0]} classes, "
                 f"the model {model.num_classes})"
             )
+        else:  # none in the file, or a probe's, which reads normalised inputs
+            note += " (head started afresh: the weights hold no plain linear head)"
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # size mismatches in the backbone

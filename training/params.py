@@ -28,7 +28,7 @@ class TrainParams:
     model: str = "small_cnn"
     weights: str | None = None
     # finetune: train the whole network on images. probe: keep the (pretrained) backbone
-    # frozen and train a linear head on its cached embeddings (training.probe).
+    # frozen and train a logistic-regression head on its cached embeddings (training.probe).
     mode: str = "finetune"
     image_size: int | None = None
     epochs: int = 30

@@ -23,6 +23,7 @@ def retune_step(project: Project, round_id: int, stats: dict) -> dict:
         return {"tuned": False, "reason": "not due this round"}
     try:
         result = tune_project(project)
-    except TuningError as err:  # too few labels yet: recorded, the round goes on
+    except TuningError as err:  # too few labels yet, or a probe-only project: recorded, the
+        # round goes on
         return {"tuned": False, "why": ", ".join(why), "reason": str(err)}
     return {"tuned": True, "why": ", ".join(why), **result}

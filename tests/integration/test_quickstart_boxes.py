@@ -51,7 +51,7 @@ def test_the_detection_quickstart_runs_rounds_exports_coco_and_continues(tmp_pat
     assert 27 <= answered <= 30, first
     # Round 2 synced those and trained a detector, scored by mAP on the 12 test canvases.
     assert re.search(rf"round  2: images labeled by people +{answered} .* champion test "
-                     r"mAP@0\.5 0\.\d{4} \(v1\)", first), first
+                     r"mAP@0\.5 [01]\.\d{4} \(v1\)", first), first
     people = int(re.search(r"round  3: images labeled by people +(\d+)", second).group(1))
     assert answered < people <= answered + 10  # round 2's answers arrived, none twice
     assert "Certificate:" in second and "Label Studio: http://127.0.0.1:" in second
@@ -65,7 +65,6 @@ def test_the_detection_quickstart_runs_rounds_exports_coco_and_continues(tmp_pat
              read_boxes_json(folder / "mnist-detection-export" / BOXES_FILE).images.items()}
     for image in images:
         anns = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
-        assert all(a["labelloop"]["source"] == image["labelloop"]["source"] for a in anns)
         if image["labelloop"]["source"] == "human":
             # Noise 0: every object boxed with its class (edges within a person's precision).
             boxes = [{"label": CLASSES[a["category_id"] - 1], "x": a["bbox"][0],

@@ -1,4 +1,4 @@
-"""Probe mode: embeddings cached once per item and backbone, a linear head trained on them, and
+"""Probe mode: embeddings cached once per item and backbone, a head trained on them, and
 prediction from the cache that equals prediction from the images."""
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def test_a_probe_checkpoint_is_refused_by_old_readers_and_lends_only_its_backbon
     # As `weights = "probe.pt"`, the backbone carries over; the head, on normalised inputs,
     # does not go into a plain linear head.
     module = get_model("small_cnn", 2, weights=str(tmp_path / "probe.pt"))
-    assert type(module.head) is torch.nn.Linear
+    assert type(module.head) is torch.nn.Linear and "head started afresh" in module.weights_note
     assert torch.equal(module.features[0].weight, model.module.features[0].weight)
     assert not torch.equal(module.head.weight, model.module.head.weight)
     assert isinstance(load_checkpoint(tmp_path / "probe.pt").module.head, NormalizedLinear)
