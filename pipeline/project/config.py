@@ -472,6 +472,19 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
+    def _retuning_has_something_to_tune(self) -> Config:
+        # Found here rather than each round: tuning searches fine-tuning's parameters, which
+        # a probe head never uses (pipeline/tuning.py refuses such a project too).
+        training, tuning = self.training, self.tuning
+        if (training.mode == "probe" and not training.finetune_after
+                and (tuning.every_rounds or tuning.on_drift)):
+            raise ValueError('[tuning] every_rounds and on_drift re-tune fine-tuning\'s '
+                             'parameters, and this project trains a probe head only '
+                             '([training] mode = "probe", finetune_after = 0): set '
+                             'finetune_after, or every_rounds = 0 and on_drift = false')
+        return self
+
+    @model_validator(mode="after")
     def _fits_task(self) -> Config:
         task = self.project.task
         detectors = set(DETECTOR_NAMES)

@@ -51,6 +51,20 @@ def test_bad_values_name_the_key(tmp_path, old, new, named, ledger):
     assert named in str(err.value)
 
 
+@pytest.mark.parametrize("tuning", ["every_rounds = 2", "on_drift = true"])
+def test_retuning_a_probe_only_project_is_refused_when_the_config_loads(tmp_path, tuning):
+    probe = GOOD.replace('mode = "finetune"', 'mode = "probe"')
+    assert load_config(write(tmp_path, probe)).training.mode == "probe"
+    key = tuning.split(" = ")[0]
+    retuned = probe.replace(f"{key} = {'0' if key == 'every_rounds' else 'false'}", tuning)
+    assert retuned.count(tuning) == 1
+    with pytest.raises(ConfigError, match="trains a probe head only"):
+        load_config(write(tmp_path, retuned))
+    assert retuned.count("finetune_after = 0") == 1
+    with_finetune = retuned.replace("finetune_after = 0", "finetune_after = 500")
+    assert load_config(write(tmp_path, with_finetune)).training.finetune_after == 500
+
+
 def test_missing_and_unparsable_files_say_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match="labelloop init"):
         load_config(tmp_path / "nowhere.toml")
