@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from training import lite
+from training.errors import WeightsError, WeightsUnavailableError, looks_like_weights_name
 
 # torchvision is imported where a model is built or its weights read: it costs about a second
 # that loading a project's config (which checks model names) should not pay.
@@ -73,10 +74,6 @@ class NormalizedLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(nn.functional.normalize(x, dim=1))
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights were asked for by name but cannot be fetched (offline, server down)."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +165,7 @@ def get_model(
     elif (
         isinstance(weights, Path)
         or Path(weights).is_file()
-        or not _looks_like_weights_name(weights)
+        or not looks_like_weights_name(weights)
     ):
         path = Path(weights)
         state = _read_state_file(path)
@@ -188,28 +185,18 @@ def _entry(name: str) -> _Entry:
         ) from None
 
 
-def _looks_like_weights_name(text: str) -> bool:
-    # "IMAGENET1K_V1" or "ResNet18_Weights.IMAGENET1K_V1": identifiers, member part upper-case.
-    # Anything else (a slash, a .pt suffix) is a file path.
-    *prefix, member = text.split(".")
-    return (
-        len(prefix) <= 1
-        and all(p.isidentifier() for p in prefix)
-        and member.isidentifier()
-        and member.isupper()
-    )
-
-
 def _read_state_file(path: Path) -> Mapping[str, torch.Tensor]:
     if not path.is_file():
-        raise ValueError(
+        raise WeightsError(
             f"weights file not found: {path} (weights must be None, a torchvision weights name "
             f"such as 'IMAGENET1K_V1', or a path to a state-dict file)"
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise ValueError(f"cannot read weights file {path}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - truncated, not a zip or pickle, unsafe objects...
+        # torch's own message may suggest weights_only=False, which would run the file's code.
+        raise WeightsError(f"cannot read weights file {path}: not a PyTorch state-dict file, "
+                           f"or a damaged one ({type(err).__name__})") from err
     if isinstance(obj, Mapping):
         # Whole checkpoints (ours, torchvision's reference scripts) wrap the state dict.
         normalized = obj.get("head") == "normalized"
@@ -222,7 +209,7 @@ def _read_state_file(path: Path) -> Mapping[str, torch.Tensor]:
             # would compute something else, so the backbone carries over and the head does not.
             obj = {k: v for k, v in obj.items() if not k.startswith("head.")}
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"weights file {path} does not hold a state dict of tensors")
+        raise WeightsError(f"weights file {path} does not hold a state dict of tensors")
     return obj
 
 
@@ -230,10 +217,10 @@ def _torchvision_state(
     name: str, entry: _Entry, weights: str, *, allow_download: bool
 ) -> tuple[Mapping[str, torch.Tensor], str]:
     if entry.hub_file is not None:
-        raise ValueError(f"unknown weights {weights!r} for model {name!r}; valid: 'imagenet' "
+        raise WeightsError(f"unknown weights {weights!r} for model {name!r}; valid: 'imagenet' "
                          f"(or 'IMAGENET1K_V1'), None, or a path to a state-dict file")
     if entry.torchvision_name is None:
-        raise ValueError(
+        raise WeightsError(
             f"model {name!r} has no torchvision weights; pass weights=None or a path to a "
             f"state-dict file"
         )
@@ -243,7 +230,7 @@ def _torchvision_state(
     enum_name, _, member = weights.rpartition(".")
     if (enum_name and enum_name != enum.__name__) or member not in enum.__members__:
         valid = ", ".join(f"{m} (or {enum.__name__}.{m})" for m in enum.__members__)
-        raise ValueError(f"unknown weights {weights!r} for model {name!r}; valid: {valid}")
+        raise WeightsError(f"unknown weights {weights!r} for model {name!r}; valid: {valid}")
     chosen = enum[member]
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(chosen.url).path).name
     source = f"torchvision {chosen}"
@@ -343,10 +330,10 @@ def _load_into(
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # size mismatches in the backbone
-        raise ValueError(f"weights from {source} do not fit model {name!r}: {err}") from err
+        raise WeightsError(f"weights from {source} do not fit model {name!r}: {err}") from err
     missing = [k for k in result.missing_keys if not k.startswith("head.")]
     if missing or result.unexpected_keys:
-        raise ValueError(
+        raise WeightsError(
             f"weights from {source} do not fit model {name!r}: "
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {result.unexpected_keys[:5]}"

@@ -20,6 +20,7 @@ from pipeline.project.lock import LockHeld, WorkspaceLock
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config
 from pipeline.registry.mlflow_store import RegistryError
+from training.errors import WeightsError, WeightsUnavailableError
 
 # soft_wrap: rich would break a long message at 80 columns when stderr is not a terminal, and an
 # error (the lock holder, a Label Studio failure) must stay one line that logs and grep can read.
@@ -75,5 +76,7 @@ def opened(config_path: Path | None, *, lock: str | None = None):
         fail(f"Label Studio: {err}; the next round resumes where this one stopped")
     except ComputeError as err:
         fail(f"compute: {err}")
+    except (WeightsError, WeightsUnavailableError) as err:
+        fail(f"[training] weights: {err}")
     finally:
         project.close()

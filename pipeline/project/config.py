@@ -26,6 +26,7 @@ from labeling.strategies import list_strategies
 from labeling.studio.limits import TITLE_MAX, TITLE_MIN
 from labeling.tasks.registry import DEFAULT_TASK, list_task_types
 from pipeline.project.databases import DatabaseUrls, password_problem, with_password
+from training.errors import looks_like_weights_name
 from training.names import DETECTOR_NAMES, MODEL_NAMES, PRETRAINED_NAMES, SAMPLER_NAMES
 from training.params import TrainParams
 
@@ -220,8 +221,14 @@ class TrainingSection(_Section):
                              f"({', '.join(pretrained)}); {self.model!r} has none")
         return self
 
-    def params(self) -> TrainParams:
-        return TrainParams(**self.model_dump(exclude={"finetune_after", "warm_start"}))
+    def params(self, root: Path | None = None) -> TrainParams:
+        """The training parameters; with ``root`` (the config's folder), a relative weights
+        file is taken from there, as every other path in the config is."""
+        values = self.model_dump(exclude={"finetune_after", "warm_start"})
+        file = weights_file(self.weights)
+        if root is not None and file is not None:
+            values["weights"] = str(root / file)
+        return TrainParams(**values)
 
 
 class LoopSection(_Section):
@@ -472,6 +479,17 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
+    def _weights_file_exists(self) -> Config:
+        # Found when the config loads, not at the train step: a typo ("imagent") reads as a
+        # file name.
+        name = weights_file(self.training.weights)
+        if name is not None and not (self.root / name).is_file():
+            raise ValueError(f'[training] weights = {self.training.weights!r}: no such file, '
+                             f'{(self.root / name).resolve()} (weights is "imagenet" or the '
+                             "path of a state-dict file, relative to labelloop.toml's folder)")
+        return self
+
+    @model_validator(mode="after")
     def _retuning_has_something_to_tune(self) -> Config:
         # Found here rather than each round: tuning searches fine-tuning's parameters, which
         # a probe head never uses (pipeline/tuning.py refuses such a project too).
@@ -597,6 +615,14 @@ def _detection_problems(cfg: Config) -> list[str]:
     if cfg.tuning.every_rounds or cfg.tuning.on_drift:
         problems.append("[tuning] every_rounds and on_drift are for classification models")
     return problems
+
+
+def weights_file(weights: str | None) -> Path | None:
+    """``[training] weights`` as a file path, or None where it names weights ("imagenet", a
+    torchvision weights name) or none."""
+    if weights is None or weights == "imagenet" or looks_like_weights_name(weights):
+        return None
+    return Path(weights).expanduser()
 
 
 def validate_classes(classes, *, minimum: int = 2) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ import torchvision
 
 from training.models import (
     FeatureClassifier,
+    WeightsError,
     WeightsUnavailableError,
     get_model,
     list_models,
@@ -110,6 +111,15 @@ def test_file_for_another_model_is_refused(tmp_path):
 def test_missing_weights_file_is_named(tmp_path):
     with pytest.raises(ValueError, match="weights file not found: .*nope.pt"):
         get_model("small_cnn", 2, weights=tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("content", [b"\x00\x13random bytes" * 50, b"not weights\n"])
+def test_a_file_that_is_not_a_state_dict_is_one_error_naming_it(tmp_path, content):
+    path = tmp_path / "mine.pth"
+    path.write_bytes(content)
+    with pytest.raises(WeightsError, match="cannot read weights file .*mine.pth") as err:
+        get_model("small_cnn", 2, weights=path)
+    assert "weights_only=False" not in str(err.value)  # torch's advice would run the file
 
 
 def test_unknown_torchvision_weights_name_lists_valid():
