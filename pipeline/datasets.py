@@ -133,7 +133,7 @@ def read_labels_csv(path: str | Path) -> list[tuple[Path, str]]:
     csv_path = Path(path).expanduser().absolute()
     if not csv_path.is_file():
         raise DatasetError(f"labels file not found: {csv_path}")
-    with csv_path.open(newline="", encoding="utf-8") as handle:
+    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         if not {"path", "label"} <= set(columns):

@@ -45,7 +45,8 @@ def import_csv(store: LabelStore, csv_path: Path, images: Path, task: TaskType,
     folder; they must lie inside ``images``)."""
     rows, malformed = _csv_rows(csv_path)
     report = ingest_folder(store, images, max_pixels=max_pixels)
-    imported = _write(store, report, rows, task, classes, who=f"import:{csv_path.name}")
+    imported = _write(store, report, rows, task, classes, who=f"import:{csv_path.name}",
+                      no_label="no label")
     return replace(imported, refused=malformed + imported.refused)
 
 
@@ -58,7 +59,8 @@ def import_imagefolder(store: LabelStore, root: Path, task: TaskType,
                  *(d.path for d in report.duplicates)]:
         parts = Path(path).relative_to(report.root).parts
         rows.append((path, parts[0] if len(parts) > 1 else ""))
-    return _write(store, report, rows, task, classes, who=f"import:{report.root.name}")
+    return _write(store, report, rows, task, classes, who=f"import:{report.root.name}",
+                  no_label="no label: the image is not inside a class folder")
 
 
 def _csv_rows(csv_path: Path) -> tuple[list[tuple[str, str]], list[Rejected]]:
@@ -67,7 +69,8 @@ def _csv_rows(csv_path: Path) -> tuple[list[tuple[str, str]], list[Rejected]]:
     header and file problems raise ``IngestError``."""
     csv_path = Path(csv_path).expanduser().absolute()
     try:
-        with csv_path.open(newline="", encoding="utf-8") as handle:
+        # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark before the header.
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             if not {"path", "label"} <= set(reader.fieldnames or []):
                 raise IngestError(f"{csv_path} must start with the header path,label; found: "
@@ -90,14 +93,16 @@ def _csv_rows(csv_path: Path) -> tuple[list[tuple[str, str]], list[Rejected]]:
 
 
 def _write(store: LabelStore, report: IngestReport, rows: list[tuple[str, str]],
-           task: TaskType, classes: tuple[str, ...], *, who: str) -> ImportReport:
+           task: TaskType, classes: tuple[str, ...], *, who: str,
+           no_label: str) -> ImportReport:
     quarantined = {q.path: q.reason for q in report.quarantined}
     keys_by_path = {i.path: i.key for i in report.added}
     current = store.current_labels()
     wanted: dict[str, tuple[str, str]] = {}  # key -> (path, label)
     refused: list[Rejected] = []
     checked = [(path, label, _row_problem(path, label, task, classes, report.root,
-                                          quarantined)) for path, label in rows]
+                                          quarantined) if label or not path else no_label)
+               for path, label in rows]
     keys = {path: keys_by_path.get(path) or file_key(path)[0]
             for path, _, reason in checked if reason is None}
     pooled = store.existing_keys(keys.values())
@@ -133,8 +138,6 @@ def _row_problem(path: str, label: str, task: TaskType, classes: tuple[str, ...]
                  quarantined: dict[str, str]) -> str | None:
     if not path:
         return "empty path"
-    if not label:
-        return "no label (for a folder tree: the image is not inside a class folder)"
     try:
         task.validate_label(label, classes)
     except ValueError as err:

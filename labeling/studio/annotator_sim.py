@@ -44,7 +44,7 @@ def load_truth(labels_csv: Path) -> dict[str, str]:
     """Item key (``sha256:<hex>`` of the file) -> true label, from a ``path,label`` CSV."""
     labels_csv = Path(labels_csv)
     try:
-        handle = labels_csv.open(newline="", encoding="utf-8")
+        handle = labels_csv.open(newline="", encoding="utf-8-sig")
     except FileNotFoundError:
         raise StudioError(f"no truth file at {labels_csv}; give a labels CSV (path,label), "
                           f"e.g. from `labelloop datasets export`") from None

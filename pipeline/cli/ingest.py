@@ -132,6 +132,8 @@ def _check_inside(project, folder: Path | str | None) -> None:
         return  # S3 objects are shown through signed URLs, from any prefix
     images = project.images_dir.resolve()
     given = Path(folder).expanduser().resolve()
+    if not given.exists():  # before "outside": a typo should not read as a wrong place
+        raise IngestError(f"folder not found: {given}; nothing was ingested")
     if given != images and images not in given.parents:
         raise IngestError(
             f"{given} is outside the project's image folder {images}: Label Studio shows "

@@ -60,10 +60,8 @@ def start_command(
     state = "already running" if info.already_running else "started"
     out.print(f"Label Studio {state}: {info.url}  (PID {info.pid}, log {info.log_file})")
     out.print(f"login: {info.username}  password in {info.password_file}")
+    # The key itself is never printed: a scheduled or CI start's output ends up in logs.
     out.print(f"API key in {info.token_file} (read by labelloop; mode 0600)")
-    if info.first_start:
-        # Shown this once, as users expect from a server they just created; never logged.
-        out.print(f"API key (shown only now): {info.token_file.read_text().strip()}")
 
 
 @studio_app.command("add-annotator")

@@ -215,3 +215,26 @@ def test_a_resumed_round_keeps_the_moved_files_its_first_ingest_found():
     # An earlier try's reason for reading nothing is not carried over a try that read.
     assert "skipped" not in _add_counts({"folder": "f", "skipped": "gone"},
                                         {"folder": "f", "added": 1})
+
+
+def test_a_first_studio_start_names_the_key_file_and_never_prints_the_key(tmp_path, monkeypatch):
+    from labeling.studio import server
+
+    images = tmp_path / "images"
+    images.mkdir()
+    runner = CliRunner()
+    made = runner.invoke(app, ["init", "--classes", "cat,dog", "--images", str(images),
+                               "--name", "keyless", "--folder", str(tmp_path)])
+    assert made.exit_code == 0, made.output
+    key = "0123456789abcdef0123456789abcdef01234567"
+    token = tmp_path / "token"
+    token.write_text(key + "\n")
+    info = server.ServerInfo(url="http://127.0.0.1:8080", port=8080, pid=1, username="admin",
+                             token_file=token, password_file=tmp_path / "password",
+                             log_file=tmp_path / "log", document_root=images, first_start=True)
+    # The server itself is started by the integration tests; here only what the command says.
+    monkeypatch.setattr(server, "resolve_executable", lambda *a, **k: "label-studio")
+    monkeypatch.setattr(server, "start", lambda *a, **k: info)
+    started = runner.invoke(app, ["studio", "start", "--config", str(tmp_path)])
+    assert started.exit_code == 0, started.output
+    assert str(token) in started.output and key not in started.output

@@ -30,12 +30,13 @@ def test_a_csv_imports_good_rows_and_refuses_bad_ones_with_reasons(tmp_path, sto
     (tmp_path / "labels.csv").write_text(
         "path,label\nimages/0.png,cat\nimages/1.png,dog\nimages/2.png,cat\n"
         "images/3.png,horse\nimages/missing.png,cat\nimages/broken.png,dog\n"
-        "elsewhere.png,cat\nimages/4.png,cat,dog\n", encoding="utf-8")
+        "elsewhere.png,cat\nimages/4.png,cat,dog\nimages/0.png,\n", encoding="utf-8")
     report = import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
     assert report.added == 3
     reasons = {p.rsplit("/", 1)[-1]: r for p, r in report.refused}
     assert "not a class" in reasons["3.png"] and "cat, dog" in reasons["3.png"]
     assert reasons["missing.png"] == "no such file"
+    assert any(p.endswith("images/0.png") and r == "no label" for p, r in report.refused)
     assert "quarantined" in reasons["broken.png"]
     assert "outside the image folder" in reasons["elsewhere.png"]
     assert "line 9: more fields than the header" in reasons["4.png"]  # cat? dog? not known
@@ -87,6 +88,17 @@ def test_a_csv_without_the_header_or_missing_is_one_clear_error(tmp_path, store)
     with pytest.raises(IngestError, match="not found"):
         import_csv(store, tmp_path / "nope.csv", images, TASK, CLASSES, max_pixels=10**6)
     assert store.current_labels() == {}
+
+
+def test_a_csv_saved_with_a_byte_order_mark_imports(tmp_path, store):
+    # What a spreadsheet's "CSV UTF-8" writes: the mark is invisible in the header it precedes.
+    images = tmp_path / "images"
+    png(images / "a.png", 1)
+    (tmp_path / "labels.csv").write_text("path,label\nimages/a.png,dog\n", encoding="utf-8-sig")
+    assert (tmp_path / "labels.csv").read_bytes().startswith(b"\xef\xbb\xbfpath")
+    report = import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
+    assert report.added == 1 and not report.refused
+    assert store.current_labels()[file_key(images / "a.png")[0]].label == "dog"
 
 
 def test_an_imported_label_outranks_a_machine_label(tmp_path, store):
@@ -143,6 +155,11 @@ def test_an_imagefolder_outside_the_image_folder_is_refused_before_anything_come
     assert str(images / "labeled") in refused.output  # where to put it instead
     wrong_folder = runner.invoke(app, ["ingest", str(outside), *config], env={"COLUMNS": "300"})
     assert wrong_folder.exit_code == 1 and "nothing was ingested" in wrong_folder.output
+    for args in (["--imagefolder", str(tmp_path / "typo")], [str(tmp_path / "typo")]):
+        missing = runner.invoke(app, ["ingest", *args, *config], env={"COLUMNS": "300"})
+        assert missing.exit_code == 1, missing.output
+        assert f"folder not found: {tmp_path / 'typo'}" in missing.output
+        assert "outside the project's image folder" not in missing.output
     (images / "labeled").parent.mkdir(exist_ok=True)
     outside.rename(images / "labeled")  # the advised fix works
     moved = runner.invoke(app, ["ingest", "--imagefolder", str(images / "labeled"), *config],
