@@ -1,0 +1,137 @@
+"""How much choosing the champion on the held-out items raises the chance that its bound fails.
+
+The promote step judges champion and challenger on the held-out human labels (the paired rule,
+``pipeline.round.promote.paired_rule``), and the accept step then tests the winner's thresholds
+on those same items. Clopper-Pearson (``labeling.bounds``) holds at its confidence for a model
+chosen without them; picking the better of two on them favours the one that was lucky there.
+
+Simulated, so that the truth is known: every model in a run is equally good (error ``e_in``
+on the share ``in_region`` of items the threshold accepts, ``e_out`` elsewhere, a share
+``shared`` of each item's error chance common to all models); each round a new challenger is
+judged against the champion on all held-out items so far (``n`` new ones a round), and the
+champion's bound on the accepted region is computed on the same items. Prints, per error
+rate, how often the bound is below the true error: for a model fixed in advance, and for the
+champion after one decision on all the items and after ``rounds`` decisions, one a round.
+Every model here is as good as every other, the worst case for selection (a better
+challenger is chosen for being better, not lucky).
+
+    .venv/bin/python scripts/bench_selection.py                         # the promote rule
+    .venv/bin/python scripts/bench_selection.py --rule better-of-two     # the rule before
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from scipy.stats import binomtest
+
+from labeling.bounds import error_upper_bound
+from pipeline.round.promote import SIGN_TEST_ALPHA, paired_rule
+
+
+def beyond_chance(new: dict, old: dict) -> tuple[bool, str]:
+    """For comparison: promote only a challenger right on significantly more of the items
+    where the two differ (one-sided sign test below SIGN_TEST_ALPHA)."""
+    won, lost = _split(new, old)
+    p = binomtest(won, won + lost, 0.5, alternative="greater").pvalue if won > lost else 1.0
+    return p < SIGN_TEST_ALPHA, ""
+
+
+def better_of_two(new: dict, old: dict) -> tuple[bool, str]:
+    """For comparison: the promote step's rule until 2026-12-06. The challenger right on more
+    of the items where the two differ wins; on a tie, or while the champion's lead is within
+    chance, the lower log-loss decides."""
+    won, lost = _split(new, old)
+    if won != lost:
+        lead_is_chance = binomtest(lost, won + lost, 0.5, alternative="greater").pvalue > \
+            SIGN_TEST_ALPHA
+        if won > lost or not lead_is_chance:
+            return won > lost, ""
+    return new["log_loss"] < old["log_loss"], ""
+
+
+def _split(new: dict, old: dict) -> tuple[int, int]:
+    """(items only the challenger got right, items only the champion got right)."""
+    return (int(np.sum(new["_right"] & ~old["_right"])),
+            int(np.sum(old["_right"] & ~new["_right"])))
+
+
+RULES = {"promote": paired_rule, "better-of-two": better_of_two, "beyond-chance": beyond_chance}
+
+
+def model_outcome(rng, p_wrong, shared_wrong, shared) -> tuple[np.ndarray, np.ndarray]:
+    """One model's (wrong items, per-item log-loss): each item wrong at its ``p_wrong``, a share
+    ``shared`` of that through errors every model makes on the item."""
+    wrong = shared_wrong | (rng.random(len(p_wrong)) < p_wrong * (1 - shared))
+    return wrong, np.where(wrong, 2.3, rng.uniform(0, 0.1, len(p_wrong)))
+
+
+def one_run(rng, args, e_in) -> tuple[bool, list[bool]]:
+    """(fixed model's bound failed at the end, champion's bound failed after each round)."""
+    total = args.n * args.rounds
+    region = rng.random(total) < args.in_region
+    p_wrong = np.where(region, e_in, args.e_out)
+    shared_wrong = rng.random(total) < p_wrong * args.shared
+    models = [model_outcome(rng, p_wrong, shared_wrong, args.shared)
+              for _ in range(args.rounds + 1)]
+
+    def fails(m: int, upto: int) -> bool:
+        inside = region[:upto]
+        k = int(models[m][0][:upto][inside].sum())
+        return error_upper_bound(k, int(inside.sum()), confidence=args.confidence) < e_in
+
+    def score(m: int, upto: int) -> dict:
+        return {"_right": ~models[m][0][:upto],
+                "log_loss": float(models[m][1][:upto].mean())}
+
+    champion, champion_fails = 0, []
+    for r in range(1, args.rounds + 1):
+        upto = args.n * r
+        better, _ = RULES[args.rule](score(r, upto), score(champion, upto))
+        champion = r if better else champion
+        champion_fails.append(fails(champion, upto))
+    return fails(0, total), champion_fails
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=10000)
+    parser.add_argument("--n", type=int, default=60, help="held-out items added a round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--in-region", type=float, default=0.9)
+    parser.add_argument("--e-out", type=float, default=0.2)
+    parser.add_argument("--shared", type=float, default=0.5)
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--e-in", type=float, nargs="+", default=[0.02, 0.025, 0.03, 0.04])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rule", choices=sorted(RULES), default="promote",
+                        help="promote: the promote step's rule; the others for comparison")
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+    print(f"{args.trials} runs each; rule {args.rule}; {args.n} held-out items a round, "
+          f"{args.rounds} rounds, {args.in_region:.0%} of them in the accepted region; "
+          f"bound at {args.confidence}; seed {args.seed}")
+    print("error in region | fixed model's bound fails | champion's, after 1 decision | "
+          f"after {args.rounds}")
+    for e_in in args.e_in:
+        fixed, chain = 0, np.zeros(args.rounds)
+        for _ in range(args.trials):
+            f, c = one_run(rng, args, e_in)
+            fixed += f
+            chain += np.array(c)
+        # After one decision the champion's items are the first round's (n of them); the
+        # fixed model's figure is on all rounds' items, so compare it with the last column.
+        first = one_decision(rng, args, e_in)
+        print(f"{e_in:15.3f} | {fixed / args.trials:25.4f} | {first:28.4f} | "
+              f"{chain[-1] / args.trials:.4f}", flush=True)
+
+
+def one_decision(rng, args, e_in) -> float:
+    """Failure rate of the better of two judged on all ``n * rounds`` items at once."""
+    one = argparse.Namespace(**{**vars(args), "n": args.n * args.rounds, "rounds": 1})
+    return float(np.mean([one_run(rng, one, e_in)[1][0] for _ in range(args.trials)]))
+
+
+if __name__ == "__main__":
+    main()
