@@ -694,7 +694,9 @@ def render_config(name: str, classes, images: Path | str, *, studio_url: str = "
                     "compute"):
         out.append(f"[{section}]")
         for key, value in getattr(cfg, section).model_dump().items():
-            if value is not None and not isinstance(value, dict):  # tables: [tuning.grid]
+            if value is None:  # TOML has no null: named, so that every knob is in the file
+                out.append(f"# {key}: unset by default")
+            elif not isinstance(value, dict):  # tables: [tuning.grid]
                 out.append(f"{key} = {_toml(value)}")
         out.append("")
     return "\n".join(out)

@@ -24,6 +24,8 @@ def test_init_text_round_trips_with_every_default(tmp_path):
     assert config.store_url == f"sqlite:///{(tmp_path / '.labelloop' / 'labels.db').resolve()}"
     assert config.loop.target_precision == 0.98
     assert config.training.params().model == "small_cnn"
+    # Keys without a default value are named too, commented out (TOML has no null).
+    assert "# weights: unset by default" in GOOD and "# api_key_file: unset by default" in GOOD
 
 
 @pytest.mark.parametrize("old, new, named", [
