@@ -141,7 +141,7 @@ def adopt_best(project: Project, best: FrozenTrial | None, record: dict) -> dict
     ``record`` (study, sampler, data) is stored with them. Returns ``adopted`` and a reason."""
     if best is None:
         return {"adopted": False, "reason": "no completed trial on the current labels"}
-    config_params = project.config.training.params(project.config.root)
+    config_params = project.config.training.params(root=project.config.root)
     current = project.train_params()
     values = trial_values(best)
     chosen = apply_params(config_params, values)

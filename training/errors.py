@@ -13,12 +13,12 @@ class WeightsUnavailableError(RuntimeError):
 
 
 def looks_like_weights_name(text: str) -> bool:
-    """"IMAGENET1K_V1" or "ResNet18_Weights.IMAGENET1K_V1": identifiers, the member part upper
-    case. Anything else (a slash, a .pt suffix) is a file path."""
+    """"IMAGENET1K_V1" or "ResNet18_Weights.IMAGENET1K_V1": an upper-case identifier, after a
+    torchvision weights enum's name if any. Anything else (a slash, "BEST.PTH") is a file."""
     *prefix, member = text.split(".")
     return (
         len(prefix) <= 1
-        and all(p.isidentifier() for p in prefix)
+        and all(p.isidentifier() and p.endswith("_Weights") for p in prefix)
         and member.isidentifier()
         and member.isupper()
     )

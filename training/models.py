@@ -188,15 +188,18 @@ def _entry(name: str) -> _Entry:
 def _read_state_file(path: Path) -> Mapping[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(
-            f"weights file not found: {path} (weights must be None, a torchvision weights name "
-            f"such as 'IMAGENET1K_V1', or a path to a state-dict file)"
+            f"weights file not found: {path} (weights: \"imagenet\", a torchvision weights name "
+            f"such as 'IMAGENET1K_V1', None, or the path of a state-dict file)"
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as err:  # permissions, a device gone
+        raise WeightsError(f"cannot read weights file {path}: {err.strerror or err}") from err
     except Exception as err:  # noqa: BLE001 - truncated, not a zip or pickle, unsafe objects...
         # torch's own message may suggest weights_only=False, which would run the file's code.
-        raise WeightsError(f"cannot read weights file {path}: not a PyTorch state-dict file, "
-                           f"or a damaged one ({type(err).__name__})") from err
+        raise WeightsError(f"cannot read weights file {path}: not a state dict of tensors ("
+                           f"a whole pickled model? save its state_dict() instead), or a damaged "
+                           f"file ({type(err).__name__})") from err
     if isinstance(obj, Mapping):
         # Whole checkpoints (ours, torchvision's reference scripts) wrap the state dict.
         normalized = obj.get("head") == "normalized"

@@ -95,7 +95,7 @@ def ingest_command(
             else:
                 # --store alone names no model: nothing to keep pixels for.
                 keep = None if store is not None else ingest_keeper(
-                    project, project.training.params(project.root))
+                    project, project.training.params(root=project.root))
                 report = ingest_folder(label_store, folder, max_pixels=max_pixels,
                                        progress=True, reread=reread, keep_pixels=keep)
         finally:

@@ -1,7 +1,7 @@
 """``labelloop studio start|stop|status|push|sync|connect`` and ``labelloop annotate-sim``.
 
-The URL and key are resolved by ``pipeline.project.studio``. The key is never printed, except
-once by the ``start`` that created it.
+The URL and key are resolved by ``pipeline.project.studio``. The key is never printed; ``start``
+names the file that holds it.
 """
 
 from __future__ import annotations

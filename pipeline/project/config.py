@@ -205,6 +205,11 @@ class TrainingSection(_Section):
     warm_start: bool = False
     seed: int = 0
 
+    @field_validator("weights")
+    @classmethod
+    def _empty_weights_is_none(cls, value: str | None) -> str | None:
+        return None if value is not None and not value.strip() else value
+
     @field_validator("model")
     @classmethod
     def _model_known(cls, value: str) -> str:
@@ -221,12 +226,13 @@ class TrainingSection(_Section):
                              f"({', '.join(pretrained)}); {self.model!r} has none")
         return self
 
-    def params(self, root: Path | None = None) -> TrainParams:
-        """The training parameters; with ``root`` (the config's folder), a relative weights
-        file is taken from there, as every other path in the config is."""
+    def params(self, *, root: Path) -> TrainParams:
+        """The training parameters, a relative weights file taken from ``root`` (the config's
+        folder), as every other path in the config is. A missing file is found where a model
+        is built (training says which file): commands that need no model still run."""
         values = self.model_dump(exclude={"finetune_after", "warm_start"})
         file = weights_file(self.weights)
-        if root is not None and file is not None:
+        if file is not None:
             values["weights"] = str(root / file)
         return TrainParams(**values)
 
@@ -476,17 +482,6 @@ class Config(_Section):
             raise ValueError('[loop] cold_start = "typical" picks from a pretrained '
                              'backbone\'s embeddings: set [training] weights (e.g. "imagenet" '
                              'with model = "mobilenet_v2")')
-        return self
-
-    @model_validator(mode="after")
-    def _weights_file_exists(self) -> Config:
-        # Found when the config loads, not at the train step: a typo ("imagent") reads as a
-        # file name.
-        name = weights_file(self.training.weights)
-        if name is not None and not (self.root / name).is_file():
-            raise ValueError(f'[training] weights = {self.training.weights!r}: no such file, '
-                             f'{(self.root / name).resolve()} (weights is "imagenet" or the '
-                             "path of a state-dict file, relative to labelloop.toml's folder)")
         return self
 
     @model_validator(mode="after")

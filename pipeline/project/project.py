@@ -66,7 +66,7 @@ class Project:
         """Training parameters: the config's ``[training]``, overlaid with those ``labelloop
         tune`` chose (``tuned_params.json``) if it chose any; ``labelloop tune --revert``
         restores the ones before."""
-        params = self.config.training.params(self.config.root)
+        params = self.config.training.params(root=self.config.root)
         record = read_tuned_params(self.tuned_params_path)
         if record is None:
             return params

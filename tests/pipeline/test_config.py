@@ -23,7 +23,7 @@ def test_init_text_round_trips_with_every_default(tmp_path):
     assert config.images_dir == (tmp_path / "images").resolve()
     assert config.store_url == f"sqlite:///{(tmp_path / '.labelloop' / 'labels.db').resolve()}"
     assert config.loop.target_precision == 0.98
-    assert config.training.params().model == "small_cnn"
+    assert config.training.params(root=tmp_path).model == "small_cnn"
     # Keys without a default value are named too, commented out (TOML has no null).
     assert "# weights: unset by default" in GOOD and "# api_key_file: unset by default" in GOOD
 
@@ -65,6 +65,21 @@ def test_retuning_a_probe_only_project_is_refused_when_the_config_loads(tmp_path
     assert retuned.count("finetune_after = 0") == 1
     with_finetune = retuned.replace("finetune_after = 0", "finetune_after = 500")
     assert load_config(write(tmp_path, with_finetune)).training.finetune_after == 500
+
+
+def test_a_weights_file_is_the_config_folders_and_names_stay_names(tmp_path):
+    def params(weights: str):
+        text = GOOD.replace('model = "small_cnn"', f'model = "resnet18"\nweights = "{weights}"')
+        return load_config(write(tmp_path, text)).training.params(root=tmp_path)
+
+    assert params("mine.pt").weights == str(tmp_path / "mine.pt")  # need not exist yet
+    assert params("sub/mine.pt").weights == str(tmp_path / "sub" / "mine.pt")
+    assert params("/abs/mine.pt").weights == "/abs/mine.pt"
+    assert params("~/mine.pt").weights == str(Path("~/mine.pt").expanduser())
+    assert params("BEST.PTH").weights == str(tmp_path / "BEST.PTH")
+    for name in ("imagenet", "IMAGENET1K_V1", "ResNet18_Weights.DEFAULT"):
+        assert params(name).weights == name
+    assert params("  ").weights is None
 
 
 def test_missing_and_unparsable_files_say_what_to_do(tmp_path):

@@ -100,7 +100,7 @@ def mlflow_trials(project) -> list[int]:
 @pytest.mark.slow
 def test_tune_resumes_adopts_the_best_and_revert_restores(make_project, backend):
     project = make_project()
-    config_params = project.config.training.params()
+    config_params = project.config.training.params(root=project.config.root)
     lines = []
     first = tune_project(project, on_trial=lines.append)
     second = tune_project(project, trials=2)
