@@ -5,15 +5,16 @@ The promote step judges champion and challenger on the held-out human labels (th
 on those same items. Clopper-Pearson (``labeling.bounds``) holds at its confidence for a model
 chosen without them; picking the better of two on them favours the one that was lucky there.
 
-Simulated, so that the truth is known: every model in a run is equally good (error ``e_in``
-on the share ``in_region`` of items the threshold accepts, ``e_out`` elsewhere, a share
-``shared`` of each item's error chance common to all models); each round a new challenger is
-judged against the champion on all held-out items so far (``n`` new ones a round), and the
-champion's bound on the accepted region is computed on the same items. Prints, per error
-rate, how often the bound is below the true error: for a model fixed in advance, and for the
-champion after one decision on all the items and after ``rounds`` decisions, one a round.
-Every model here is as good as every other, the worst case for selection (a better
-challenger is chosen for being better, not lucky).
+Simulated, so that the truth is known: the first model errs at ``e_in`` on the share
+``in_region`` of items the threshold accepts and ``e_out`` elsewhere, a share ``shared`` of each
+item's error chance common to all models. Each round a new challenger is judged against the
+champion on all held-out items so far (``n`` new ones a round), and the champion's bound on
+the accepted region is computed on the same items. Prints, per error rate, how often the
+bound is below the true error: for the first model, fixed in advance, and for the champion
+after one decision on all the items and after ``rounds`` decisions, one a round.
+By default every model is as good as every other; ``--worse`` makes every challenger err that
+many times as often as the first model, where the promote step's rule keeps a lucky champion
+more often.
 
     .venv/bin/python scripts/bench_selection.py                         # the promote rule
     .venv/bin/python scripts/bench_selection.py --rule better-of-two     # the rule before
@@ -60,10 +61,13 @@ def _split(new: dict, old: dict) -> tuple[int, int]:
 RULES = {"promote": paired_rule, "better-of-two": better_of_two, "beyond-chance": beyond_chance}
 
 
-def model_outcome(rng, p_wrong, shared_wrong, shared) -> tuple[np.ndarray, np.ndarray]:
-    """One model's (wrong items, per-item log-loss): each item wrong at its ``p_wrong``, a share
-    ``shared`` of that through errors every model makes on the item."""
-    wrong = shared_wrong | (rng.random(len(p_wrong)) < p_wrong * (1 - shared))
+def model_outcome(rng, p_wrong, shared_wrong, shared, scale) -> tuple[np.ndarray, np.ndarray]:
+    """One model's (wrong items, per-item log-loss): each item wrong at ``scale * p_wrong``,
+    ``shared * p_wrong`` of that through errors every model makes on the item (``shared_wrong``).
+    The log-loss follows the errors closely, so the old rule's log-loss step acts as "fewer
+    errors" here, a tie as a coin flip."""
+    own = (scale - shared) * p_wrong / (1 - shared * p_wrong)
+    wrong = shared_wrong | (rng.random(len(p_wrong)) < own)
     return wrong, np.where(wrong, 2.3, rng.uniform(0, 0.1, len(p_wrong)))
 
 
@@ -73,13 +77,15 @@ def one_run(rng, args, e_in) -> tuple[bool, list[bool]]:
     region = rng.random(total) < args.in_region
     p_wrong = np.where(region, e_in, args.e_out)
     shared_wrong = rng.random(total) < p_wrong * args.shared
-    models = [model_outcome(rng, p_wrong, shared_wrong, args.shared)
-              for _ in range(args.rounds + 1)]
+    # The first model errs at e_in where accepted, every challenger at worse * e_in.
+    scales = [1.0] + [args.worse] * args.rounds
+    models = [model_outcome(rng, p_wrong, shared_wrong, args.shared, s) for s in scales]
 
     def fails(m: int, upto: int) -> bool:
         inside = region[:upto]
         k = int(models[m][0][:upto][inside].sum())
-        return error_upper_bound(k, int(inside.sum()), confidence=args.confidence) < e_in
+        bound = error_upper_bound(k, int(inside.sum()), confidence=args.confidence)
+        return bound < e_in * scales[m]
 
     def score(m: int, upto: int) -> dict:
         return {"_right": ~models[m][0][:upto],
@@ -107,11 +113,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rule", choices=sorted(RULES), default="promote",
                         help="promote: the promote step's rule; the others for comparison")
+    parser.add_argument("--worse", type=float, default=1.0,
+                        help="every challenger's error as a multiple of the first model's "
+                        "(1: all equal; at least --shared)")
     args = parser.parse_args()
+    if args.worse < args.shared:
+        parser.error("--worse must be at least --shared (the errors every model shares)")
     rng = np.random.default_rng(args.seed)
     print(f"{args.trials} runs each; rule {args.rule}; {args.n} held-out items a round, "
           f"{args.rounds} rounds, {args.in_region:.0%} of them in the accepted region; "
-          f"bound at {args.confidence}; seed {args.seed}")
+          f"challengers' error x{args.worse}, shared {args.shared}; bound at "
+          f"{args.confidence}; seed {args.seed}")
     print("error in region | fixed model's bound fails | champion's, after 1 decision | "
           f"after {args.rounds}")
     for e_in in args.e_in:
@@ -120,15 +132,15 @@ def main() -> None:
             f, c = one_run(rng, args, e_in)
             fixed += f
             chain += np.array(c)
-        # After one decision the champion's items are the first round's (n of them); the
-        # fixed model's figure is on all rounds' items, so compare it with the last column.
+        # One decision on all n * rounds items at once, the fixed model's figure's items.
         first = one_decision(rng, args, e_in)
         print(f"{e_in:15.3f} | {fixed / args.trials:25.4f} | {first:28.4f} | "
               f"{chain[-1] / args.trials:.4f}", flush=True)
 
 
 def one_decision(rng, args, e_in) -> float:
-    """Failure rate of the better of two judged on all ``n * rounds`` items at once."""
+    """Failure rate of the champion after one decision (``args.rule``) on all ``n * rounds``
+    items at once."""
     one = argparse.Namespace(**{**vars(args), "n": args.n * args.rounds, "rounds": 1})
     return float(np.mean([one_run(rng, one, e_in)[1][0] for _ in range(args.trials)]))
 
