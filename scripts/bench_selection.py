@@ -28,13 +28,13 @@ import numpy as np
 from scipy.stats import binomtest
 
 from labeling.bounds import error_upper_bound
-from pipeline.round.promote import SIGN_TEST_ALPHA, paired_rule
+from pipeline.round.promote import SIGN_TEST_ALPHA, paired_rule, wins_and_losses
 
 
 def beyond_chance(new: dict, old: dict) -> tuple[bool, str]:
     """For comparison: promote only a challenger right on significantly more of the items
     where the two differ (one-sided sign test below SIGN_TEST_ALPHA)."""
-    won, lost = _split(new, old)
+    won, lost = wins_and_losses(new, old)
     p = binomtest(won, won + lost, 0.5, alternative="greater").pvalue if won > lost else 1.0
     return p < SIGN_TEST_ALPHA, ""
 
@@ -43,19 +43,13 @@ def better_of_two(new: dict, old: dict) -> tuple[bool, str]:
     """For comparison: the promote step's rule until 2026-12-06. The challenger right on more
     of the items where the two differ wins; on a tie, or while the champion's lead is within
     chance, the lower log-loss decides."""
-    won, lost = _split(new, old)
+    won, lost = wins_and_losses(new, old)
     if won != lost:
         lead_is_chance = binomtest(lost, won + lost, 0.5, alternative="greater").pvalue > \
             SIGN_TEST_ALPHA
         if won > lost or not lead_is_chance:
             return won > lost, ""
     return new["log_loss"] < old["log_loss"], ""
-
-
-def _split(new: dict, old: dict) -> tuple[int, int]:
-    """(items only the challenger got right, items only the champion got right)."""
-    return (int(np.sum(new["_right"] & ~old["_right"])),
-            int(np.sum(old["_right"] & ~new["_right"])))
 
 
 RULES = {"promote": paired_rule, "better-of-two": better_of_two, "beyond-chance": beyond_chance}

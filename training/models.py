@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from training import lite
-from training.errors import WeightsError, WeightsUnavailableError, looks_like_weights_name
+from training.errors import WeightsError, WeightsUnavailableError
+from training.names import looks_like_weights_name
 
 # torchvision is imported where a model is built or its weights read: it costs about a second
 # that loading a project's config (which checks model names) should not pay.

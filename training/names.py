@@ -16,3 +16,15 @@ SAMPLER_NAMES = ("grid", "random", "tpe")
 # (``training.lite``).
 PRETRAINED_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
                     "mobilenet_v2", "mobilenet_v3_small", "resnet18")
+
+
+def looks_like_weights_name(text: str) -> bool:
+    """"IMAGENET1K_V1" or "ResNet18_Weights.IMAGENET1K_V1": an upper-case identifier, after a
+    torchvision weights enum's name if any. Anything else (a slash, "BEST.PTH") is a file."""
+    *prefix, member = text.split(".")
+    return (
+        len(prefix) <= 1
+        and all(p.isidentifier() and p.endswith("_Weights") for p in prefix)
+        and member.isidentifier()
+        and member.isupper()
+    )

@@ -26,8 +26,13 @@ from labeling.strategies import list_strategies
 from labeling.studio.limits import TITLE_MAX, TITLE_MIN
 from labeling.tasks.registry import DEFAULT_TASK, list_task_types
 from pipeline.project.databases import DatabaseUrls, password_problem, with_password
-from training.errors import looks_like_weights_name
-from training.names import DETECTOR_NAMES, MODEL_NAMES, PRETRAINED_NAMES, SAMPLER_NAMES
+from training.names import (
+    DETECTOR_NAMES,
+    MODEL_NAMES,
+    PRETRAINED_NAMES,
+    SAMPLER_NAMES,
+    looks_like_weights_name,
+)
 from training.params import TrainParams
 
 if TYPE_CHECKING:

@@ -53,10 +53,16 @@ def score_on_eval(project: Project, version: str, eval_set: dict[str, str]) -> d
 SIGN_TEST_ALPHA = 0.05
 
 
+def wins_and_losses(new: dict, old: dict) -> tuple[int, int]:
+    """(items only the challenger got right, items only the champion got right), from
+    ``score_on_eval`` of both on the same items."""
+    return (int(np.sum(new["_right"] & ~old["_right"])),
+            int(np.sum(old["_right"] & ~new["_right"])))
+
+
 def paired_rule(new: dict, old: dict) -> tuple[bool, str]:
     """(promote?, why) by the module's rule, from ``score_on_eval`` of both on the same items."""
-    won = int(np.sum(new["_right"] & ~old["_right"]))
-    lost = int(np.sum(old["_right"] & ~new["_right"]))
+    won, lost = wins_and_losses(new, old)
     split = f"right on {won} item(s) the champion missed, wrong on {lost} it got right"
     if lost <= won:
         return True, split
