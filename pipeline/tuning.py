@@ -1,9 +1,10 @@
 """Tune the project's training parameters on its own labels: ``labelloop tune``, and the loop's
 optional re-tuning step (``pipeline.round.tune``, the last step of a round).
 
-- Data: trials train on the training labels and are scored on the evaluation labels
-  (``pipeline.round.labeled.labeled_sets``: random held-out human labels that never train a
-  model). The images are decoded once per call and shared by its trials. Fewer than
+- Data: trials train on the training labels and are scored on the held-out items that
+  choose (``pipeline.round.labeled.choosing_part``: random held-out human labels that never
+  train a model, and never test the accept step's thresholds, which a choice on them would
+  flatter). The images are decoded once per call and shared by its trials. Fewer than
   ``MIN_TRAIN_LABELS`` or ``MIN_EVAL_LABELS`` is an error: on a handful of items the scores only
   rank noise.
 - Study: ``[tuning] storage`` (default ``sqlite:///<workspace>/optuna.db``), named after the
@@ -37,7 +38,13 @@ from pipeline.files import fsync_dir, write_text_atomic
 from pipeline.project.config import ConfigError
 from pipeline.project.databases import masked
 from pipeline.project.project import Project, read_tuned_params
-from pipeline.round.labeled import class_indices, labeled_sets, paths_of, snapshot_hash
+from pipeline.round.labeled import (
+    choosing_part,
+    class_indices,
+    labeled_sets,
+    paths_of,
+    snapshot_hash,
+)
 from training.tuning import (
     TuningData,
     apply_params,
@@ -94,12 +101,16 @@ def tune_project(
         space = settings.search_space(sampler, base.model)
     except ConfigError as err:
         raise TuningError(str(err)) from None
-    train_set, eval_set = labeled_sets(project)
+    train_set, held_out = labeled_sets(project)
+    eval_set = choosing_part(project, held_out)
     if len(train_set) < MIN_TRAIN_LABELS or len(eval_set) < MIN_EVAL_LABELS:
+        share = project.config.loop.selection_share
+        part = (f" in the {share:.0%} of held-out labels that choose models ([loop] "
+                f"selection_share; {len(held_out)} held out in all)" if share else "")
         raise TuningError(
             f"tuning needs at least {MIN_TRAIN_LABELS} training labels and {MIN_EVAL_LABELS} "
-            f"held-out evaluation labels (human labels of random picks); the project has "
-            f"{len(train_set)} and {len(eval_set)}. Run rounds and label their picks first")
+            f"held-out evaluation labels (human labels of random picks){part}; the project "
+            f"has {len(train_set)} and {len(eval_set)}. Run rounds and label their picks first")
     train_keys, eval_keys = sorted(train_set), sorted(eval_set)
     data = TuningData(paths_of(project, train_keys), class_indices(project, train_set, train_keys),
                       paths_of(project, eval_keys), class_indices(project, eval_set, eval_keys),

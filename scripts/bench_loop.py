@@ -57,7 +57,7 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, bat
         annotators: int, port: int = 8080, target: str = "label",
         audit: float | None = None, unsure_floor: float | None = None,
         review: float | None = None, min_points: int | None = None,
-        wait: int | None = None) -> dict:
+        wait: int | None = None, selection: float | None = None) -> dict:
     """One setting and seed, to the whole pool labeled or the budget of answers."""
     folder = out / f"noise{noise:g}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,6 +79,9 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, bat
                       f"min_validation_points = {min_points}", text)
     if wait is not None:
         text = re.sub(r'(?m)^reference_wait_rounds = "auto"$', f"reference_wait_rounds = {wait}",
+                      text)
+    if selection is not None:
+        text = re.sub(r"(?m)^selection_share = [0-9.]+$", f"selection_share = {selection}",
                       text)
     if unsure_floor is not None:
         text = re.sub(r"(?m)^preannotate_min_confidence = [0-9.]+$",
@@ -189,13 +192,17 @@ def main() -> None:
     parser.add_argument("--reference-wait", type=int, default=None,
                         help="[loop] reference_wait_rounds: rounds the newest held-out items "
                              "wait for their second opinions (default \"auto\")")
+    parser.add_argument("--selection-share", type=float, default=None,
+                        help="[loop] selection_share: the held-out share that chooses models, "
+                             "the rest tests thresholds (default 0.25)")
     args = parser.parse_args()
     for noise in args.noise:
         runs = [run(noise, seed, args.out.resolve(), max_rounds=args.max_rounds,
                     budget=args.budget, batch=args.batch, annotators=args.annotators,
                     port=args.port, target=args.target, audit=args.audit,
                     unsure_floor=args.preannotate_min_confidence, review=args.review_share,
-                    min_points=args.min_validation_points, wait=args.reference_wait)
+                    min_points=args.min_validation_points, wait=args.reference_wait,
+                    selection=args.selection_share)
                 for seed in args.seeds]
         print_table(noise, runs)
 

@@ -14,9 +14,11 @@ bound is below the true error: for the first model, fixed in advance, and for th
 after one decision on all the items and after ``rounds`` decisions, one a round.
 By default every model is as good as every other; ``--worse`` makes every challenger err that
 many times as often as the first model, where the promote step's rule keeps a lucky champion
-more often.
+more often. ``--selection-share`` splits the held-out items as ``[loop] selection_share`` does
+(``labeling.held_out``): the rule judges on that share, every bound is computed on the rest.
 
-    .venv/bin/python scripts/bench_selection.py                         # the promote rule
+    .venv/bin/python scripts/bench_selection.py                         # one set for both
+    .venv/bin/python scripts/bench_selection.py --selection-share 0.25  # the loop's default
     .venv/bin/python scripts/bench_selection.py --rule better-of-two     # the rule before
 """
 
@@ -69,6 +71,9 @@ def one_run(rng, args, e_in) -> tuple[bool, list[bool]]:
     """(fixed model's bound failed at the end, champion's bound failed after each round)."""
     total = args.n * args.rounds
     region = rng.random(total) < args.in_region
+    # Items that choose the champion; with a share of 0, every item chooses and certifies.
+    chooses = rng.random(total) < args.selection_share
+    certifies = ~chooses if args.selection_share else np.ones(total, bool)
     p_wrong = np.where(region, e_in, args.e_out)
     shared_wrong = rng.random(total) < p_wrong * args.shared
     # The first model errs at e_in where accepted, every challenger at worse * e_in.
@@ -76,14 +81,16 @@ def one_run(rng, args, e_in) -> tuple[bool, list[bool]]:
     models = [model_outcome(rng, p_wrong, shared_wrong, args.shared, s) for s in scales]
 
     def fails(m: int, upto: int) -> bool:
-        inside = region[:upto]
+        inside = (region & certifies)[:upto]
         k = int(models[m][0][:upto][inside].sum())
         bound = error_upper_bound(k, int(inside.sum()), confidence=args.confidence)
         return bound < e_in * scales[m]
 
     def score(m: int, upto: int) -> dict:
-        return {"_right": ~models[m][0][:upto],
-                "log_loss": float(models[m][1][:upto].mean())}
+        judged = chooses[:upto] if args.selection_share else slice(None, upto)
+        loss = models[m][1][:upto][judged]
+        return {"_right": ~models[m][0][:upto][judged],
+                "log_loss": float(loss.mean()) if len(loss) else 0.0}
 
     champion, champion_fails = 0, []
     for r in range(1, args.rounds + 1):
@@ -110,13 +117,19 @@ def main() -> None:
     parser.add_argument("--worse", type=float, default=1.0,
                         help="every challenger's error as a multiple of the first model's "
                         "(1: all equal; at least --shared)")
+    parser.add_argument("--selection-share", type=float, default=0.0,
+                        help="share of held-out items that only choose the champion, the "
+                        "rest only certify it (0: every item does both)")
     args = parser.parse_args()
+    if not 0 <= args.selection_share < 1:
+        parser.error("--selection-share must be in [0, 1)")
     if args.worse < args.shared:
         parser.error("--worse must be at least --shared (the errors every model shares)")
     rng = np.random.default_rng(args.seed)
     print(f"{args.trials} runs each; rule {args.rule}; {args.n} held-out items a round, "
           f"{args.rounds} rounds, {args.in_region:.0%} of them in the accepted region; "
-          f"challengers' error x{args.worse}, shared {args.shared}; bound at "
+          f"challengers' error x{args.worse}, shared {args.shared}; "
+          f"{args.selection_share:.0%} of them only choose; bound at "
           f"{args.confidence}; seed {args.seed}")
     print("error in region | fixed model's bound fails | champion's, after 1 decision | "
           f"after {args.rounds}")

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from pipeline.cli.common import ConfigOption, console, fail, opened, out
 from pipeline.project.config import ConfigError, parse_interval
@@ -55,7 +54,7 @@ def tune_command(
                 result = tune_project(project, sampler=sampler, trials=trials,
                                       timeout_s=timeout_s, on_trial=_print)
         except (TuningError, ConfigError) as err:
-            fail(escape(str(err)))  # messages name config tables such as [tuning.grid]
+            fail(str(err))  # fail() escapes: messages name tables such as [tuning.grid]
         except KeyboardInterrupt:
             _print(f"interrupted: finished trials are kept in "
                    f"{masked(study_storage(project))}; run `labelloop tune` again to continue")

@@ -269,6 +269,14 @@ class LoopSection(_Section):
     # references are not blind) and the human labels' error on the double-checked ones
     # (pipeline/round/reference.py), each with a quarter of the error budget.
     reference_error: float | Literal["measured"] = 0.0
+    # The share of the random held-out items that chooses the model (promotion, the fitted
+    # temperature, tuning); the rest certifies it (the thresholds' bound). Split by a hash of
+    # each item's content, so the two parts never share an item and the bound holds for the
+    # model chosen (labeling/held_out.py). Set it before the first round: lowering it later
+    # moves items that chose into the certifying part. 0: every held-out item does both, as
+    # before 2026-12-06: the choice then lowers the bound's confidence (the README's "The
+    # champion's selection").
+    selection_share: float = Field(default=0.25, ge=0, lt=1)
 
     @field_validator("reference_error")
     @classmethod

@@ -18,7 +18,13 @@ from labeling.selections import picks
 from labeling.store import NewLabel
 from pipeline.certify import certificate
 from pipeline.project.project import Project
-from pipeline.round.labeled import labeled_sets, unresolved_held_out, waiting_references
+from pipeline.round.labeled import (
+    certifying_part,
+    choosing_part,
+    labeled_sets,
+    unresolved_held_out,
+    waiting_references,
+)
 from pipeline.round.predict import load_predictions
 from pipeline.round.reference import people_bounds
 
@@ -33,11 +39,14 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     classes = list(project.classes)
     keys, probs, _ = load_predictions(predicted["file"])
     index = {k: i for i, k in enumerate(keys)}
-    _, eval_set = labeled_sets(project)
+    # Only the held-out items that chose no model (promotion, tuning) test the thresholds.
+    held_out = labeled_sets(project)[1]
+    eval_set = certifying_part(project, held_out)
     tied = unresolved_held_out(project.store)
+    tied_certifying = set(certifying_part(project, dict.fromkeys(tied)))
     waiting = waiting_references(project, round_id)
     val_keys, val_y = validation_set({k: v for k, v in eval_set.items() if k not in waiting},
-                                     tied - waiting, index, probs, classes)
+                                     tied_certifying - waiting, index, probs, classes)
     val_probs = probs[[index[k] for k in val_keys]] if val_keys else np.zeros((0, len(classes)))
     human = project.store.current_classes(sources=PEOPLE_SOURCES)
     # A tied held-out item is a reference waiting for its person, never a machine label.
@@ -86,7 +95,9 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
         "dataset": dataset.to_dict() if dataset is not None else None,
         **people.record(),
         "validation": len(val_keys),
-        "validation_waiting": len(waiting & (set(eval_set) | tied)),
+        "validation_waiting": len(waiting & (set(eval_set) | tied_certifying)),
+        "held_out_choosing": len(choosing_part(project, held_out)),
+        "selection_share": loop.selection_share,
         "accepted": len(accepted_keys), "written": len(result.written),
         "withdrawn": withdrawn, "machine_labels": machine_now,
         "coverage": machine_now / max(1, pool_size),

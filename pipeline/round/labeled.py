@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
+from labeling.held_out import certifying, split_held_out
 from labeling.near_duplicates import kept_apart
 from labeling.schema import PEOPLE_SOURCES, Item, StudioAnnotation, StudioTaskSync
 from labeling.selections import picks
@@ -39,6 +40,23 @@ def labeled_sets(project: Project) -> tuple[dict[str, str], dict[str, str]]:
                 train_set[key] = label
     # A near-duplicate of a held-out item would carry its answer into training.
     return kept_apart(train_set, holdout, store.near_duplicate_groups()), eval_set
+
+
+def choosing_part(project: Project, held_out: dict) -> dict:
+    """The part of the held-out items (key -> label) that chooses the model: promotion, the
+    temperature and tuning (``[loop] selection_share``, ``labeling.held_out``)."""
+    return split_held_out(held_out, project.config.loop.selection_share)[0]
+
+
+def certifying_part(project: Project, held_out: dict) -> dict:
+    """The part of the held-out items (key -> label) the accept step's bound is tested on:
+    none of them chose the model, nor did a near-duplicate of theirs (a re-encoded copy that
+    chose would have chosen on the same picture)."""
+    share = project.config.loop.selection_share
+    if share <= 0:
+        return dict(held_out)
+    return certifying(held_out, share, groups=project.store.near_duplicate_groups(),
+                      every_held_out=picks(project.store, holdout=True))
 
 
 def unresolved_held_out(store: LabelStore) -> set[str]:

@@ -10,14 +10,15 @@ one item on a small set decides nothing (the photo quickstart once kept a 15-lab
 0.69 on the test images, over a 66-label challenger, 0.86, because the champion was right on
 one more of 36 held-out items).
 
-Why not the better of the two on those items: the accept step tests the champion's
-thresholds on the same held-out items, so a model kept for doing better there is certified
-partly by its luck. The rule until 2026-12-06 (the one right on more of the differing items,
-log-loss breaking ties and leads within chance) let a 95% bound fail in up to 12.6% of
-simulated runs; this rule, in up to 6.1%, against about 4% for a model fixed in advance
-(``scripts/bench_selection.py``; the README's Benchmarks). Lowered, not removed: a champion
-is still kept, now and then, for being lucky where its challenger is worse. The README's
-"The champion's selection" says what a guarantee would take.
+Which items: the part of the held-out items that chooses (``[loop] selection_share``, a
+quarter by default, split by a hash of each item, ``labeling.held_out``); the accept step tests
+the champion's thresholds on the rest. Judged on the items that then certify it, a model kept
+for doing better there would be certified partly by its luck: with one set for both, the rule
+until 2026-12-06 (the better of the two, log-loss breaking ties) let a 95% bound fail in up to
+12.6% of simulated runs, this rule in up to 6.1%, a model fixed in advance about 4%; with the
+split, every rule is back at a fixed model's rate (``scripts/bench_selection.py``; the
+README's "The champion's selection"). This rule is kept on the split for the reason above:
+the challenger has more labels, and a lead within chance on a quarter of the items is none.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from pipeline.project.project import Project
-from pipeline.round.labeled import class_indices, labeled_sets, paths_of
+from pipeline.round.labeled import choosing_part, class_indices, labeled_sets, paths_of
 from pipeline.round.predict import predict_files
 from training.checkpoint import load_checkpoint
 from training.evaluate import evaluate
@@ -73,22 +74,25 @@ def paired_rule(new: dict, old: dict) -> tuple[bool, str]:
 
 
 def decide_promotion(project: Project, challenger: str | None) -> dict:
-    """Apply the promotion rule (module docstring) and promote if it says so."""
+    """Apply the promotion rule (module docstring) and promote if it says so, on the held-out
+    items that choose (``labeling.held_out``): not those the thresholds are tested on."""
+    held_out = labeled_sets(project)[1]
     return promote_if_better(
-        project, challenger, labeled_sets(project)[1], score=score_on_eval,
-        judge=paired_rule,
+        project, challenger, choosing_part(project, held_out), held_out=len(held_out),
+        score=score_on_eval, judge=paired_rule,
         describe=lambda r: f"accuracy {r['accuracy']:.4f} (log-loss {r['log_loss']:.4f})",
-        unit="held-out human labels")
+        unit="held-out human labels that choose models (the rest test thresholds)")
 
 
 def promote_if_better(project: Project, challenger: str | None, eval_set: dict, *,
                       score: Callable[[Project, str, dict], dict],
                       judge: Callable[[dict, dict], tuple[bool, str]],
-                      describe: Callable[[dict], str], unit: str) -> dict:
+                      describe: Callable[[dict], str], unit: str, held_out: int) -> dict:
     """Promote ``challenger`` if ``judge(new, old) -> (better, why)`` of its ``score`` and the
     champion's on the same ``eval_set`` items says so (the first model is promoted as it is);
     the record says why. Every task type's promotion goes through here. Score keys starting
-    with "_" are not recorded."""
+    with "_" are not recorded. ``held_out``: how many held-out labels there are in all, for
+    the reason when none of them is in ``eval_set`` (the part that chooses)."""
     registry = project.registry
     champion = registry.champion()
     if challenger is None:
@@ -100,8 +104,10 @@ def promote_if_better(project: Project, challenger: str | None, eval_set: dict, 
         registry.promote(challenger, reason="first model")
         return {"promoted": True, "reason": "first model", "champion": challenger}
     if not eval_set:
-        return {"promoted": False, "reason": "no held-out human labels to compare on",
-                "champion": champion.version}
+        reason = ("no held-out human labels to compare on" if not held_out else
+                  f"none of the {held_out} held-out label(s) is in the part that chooses "
+                  f"models ([loop] selection_share); the champion stays until one is")
+        return {"promoted": False, "reason": reason, "champion": champion.version}
     new = score(project, challenger, eval_set)
     old = score(project, champion.version, eval_set)
     better, why = judge(new, old)

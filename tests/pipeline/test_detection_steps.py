@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from labeling.boxes_file import read_boxes_json
+from labeling.held_out import chooses
 from labeling.selections import Pick, picks, record_picks
 from labeling.store import NewLabel
 from pipeline.detection_dataset import CLASSES, export_mnist_detection
@@ -70,6 +71,12 @@ def predicted_as(truth, keys, conf, *, wrong=()):
     return out
 
 
+def certifying(proj, keys: list[str]) -> list[str]:
+    """The keys whose held-out answers would test the accept step's cut (the rest choose the
+    model, ``labeling.held_out``)."""
+    return [k for k in keys if not chooses(k, proj.config.loop.selection_share)]
+
+
 def write_predictions(proj, items, version="1", round_id=1):
     path = predictions_file(proj, version, round_id)
     path.write_text(json.dumps({"version": version, "items": items}))
@@ -79,9 +86,13 @@ def write_predictions(proj, items, version="1", round_id=1):
 def test_images_above_a_certified_cut_are_accepted_with_all_their_boxes(project):
     proj, truth = project
     keys = sorted(truth)
-    held, pool = keys[:40], keys[40:]
-    record_picks(proj.store, [Pick(k, "random", holdout=True) for k in held], round_id=None)
-    people_label(proj, truth, held)
+    held = certifying(proj, keys)[:40]
+    # Held out too, but in the part that chooses the model: the cut never counts them.
+    chose = [k for k in keys if chooses(k, proj.config.loop.selection_share)][:10]
+    pool = [k for k in keys if k not in held and k not in chose]
+    record_picks(proj.store, [Pick(k, "random", holdout=True) for k in held + chose],
+                 round_id=None)
+    people_label(proj, truth, held + chose)
     rid = proj.store.start_round()
     # Held-out: right where confident, wrong (two of them) at the bottom: 2 in 40 still
     # certifies 80% right images (the bound is 0.149).
@@ -89,6 +100,7 @@ def test_images_above_a_certified_cut_are_accepted_with_all_their_boxes(project)
     wrong = {held[-1], held[-2]}
     conf_pool = np.where(np.arange(len(pool)) % 2 == 0, 0.95, 0.2)
     items = {**predicted_as(truth, held, conf_held, wrong=wrong),
+             **predicted_as(truth, chose, np.full(len(chose), 0.99), wrong=set(chose)),
              **predicted_as(truth, pool, conf_pool)}
     record = accept_step.auto_accept(proj, rid, write_predictions(proj, items, round_id=rid))
     cut = record["image_threshold"]
@@ -99,7 +111,7 @@ def test_images_above_a_certified_cut_are_accepted_with_all_their_boxes(project)
     assert [b["x"] for b in machine[some].value["boxes"]] == [b["x"] for b in
                                                               truth[some]["boxes"]]
     assert machine[some].value["boxes"][0]["score"] == 0.9 if truth[some]["boxes"] else True
-    assert all(k not in machine for k in held)  # people's labels are never overwritten
+    assert all(k not in machine for k in held + chose)  # people's labels are never overwritten
     assert record["certificate"]["machine_error_ub"] == cut["bound"]
 
     # A next champion that gets its surest held-out images wrong certifies nothing: what it
@@ -208,7 +220,7 @@ def test_a_tied_held_out_image_is_predicted_counted_wrong_and_never_machine_labe
 
     proj, truth = project
     keys = sorted(truth)
-    held = keys[:40]
+    held = certifying(proj, keys)[:40]
     record_picks(proj.store, [Pick(k, "random", holdout=True) for k in held], round_id=None)
     people_label(proj, truth, held[1:])
     tie(proj, held[0])
@@ -254,7 +266,9 @@ def test_the_newest_held_out_images_wait_a_round_for_their_second_opinions(proje
     proj = open_project(find_config(tmp_path))
     try:
         keys = sorted(truth)
-        old, new, pool = keys[:40], keys[40:50], keys[50:]
+        cert = certifying(proj, keys)
+        old, new = cert[:40], cert[40:50]
+        pool = [k for k in keys if k not in set(old + new)]
         first = proj.store.start_round()
         record_picks(proj.store, [Pick(k, "random", holdout=True) for k in old],
                      round_id=first)
@@ -316,7 +330,8 @@ def test_peoples_error_on_boxes_is_measured_on_the_random_checks(project, tmp_pa
     proj = measuring(proj, tmp_path, double=0.4, blind=0.6)
     try:
         keys = sorted(truth)
-        held, looked = keys[:30], keys[30:60]
+        held = certifying(proj, keys)[:30]
+        looked = [k for k in keys if k not in held][:30]
         first = proj.store.start_round()
         record_picks(proj.store, [Pick(k, "strategy") for k in looked], round_id=first)
         record_picks(proj.store, [Pick(k, "random", holdout=True) for k in held],

@@ -92,19 +92,29 @@ def crowd_project(digits, tmp_path):
 
 def test_rounds_raise_accuracy_and_never_overwrite_people(crowd_project):
     proj, truth = crowd_project
-    scores = []
+    scores, judged_on = [], []
     for _ in range(4):
         trained, promoted, accepted, selected = one_round(proj, truth)
+        if "challenger_score" in promoted:
+            judged_on.append((promoted["challenger_score"]["n"],
+                              len(labeled.choosing_part(proj, labeled.labeled_sets(proj)[1]))))
         champion = proj.registry.champion()
         if champion is not None:
             _, eval_set = labeled.labeled_sets(proj)
             scores.append(promote_step.score_on_eval(proj, champion.version, eval_set)["accuracy"])
     assert selected["picked"] > 0 and selected["audit"] > 0 and selected["strategy"] > 0
     assert scores[-1] >= scores[0] and scores[-1] > 0.9
+    # Promotion was decided on the held-out items that choose, about a quarter of them.
+    assert judged_on and all(0 < n == part for n, part in judged_on)
     # The held-out items the last round picked were answered in this one: their second
-    # opinions could not be back yet, so the thresholds wait a round for them.
+    # opinions could not be back yet, so the thresholds wait a round for them. Thresholds are
+    # tested on the held-out items that chose no model.
     newest = proj.store.rounds()[-1]["id"]
-    made = [p.round_id for p in picks(proj.store, holdout=True).values()]
+    certifying = labeled.certifying_part(proj, picks(proj.store, holdout=True))
+    assert len(certifying) < len(picks(proj.store, holdout=True))
+    assert accepted["held_out_choosing"] == len(
+        labeled.choosing_part(proj, labeled.labeled_sets(proj)[1])) > 0
+    made = [p.round_id for p in certifying.values()]
     assert accepted["validation_waiting"] == made.count(newest - 1) > 0
     assert accepted["validation"] == sum(r < newest - 1 for r in made) > 0
     # Evaluation items are random picks that never train a model.
@@ -120,6 +130,37 @@ def test_rounds_raise_accuracy_and_never_overwrite_people(crowd_project):
     versions_before = [v.version for v in proj.registry.versions()]
     again = train_step.train_challenger(proj, None, progress=False)
     assert again.get("version") in (None, *versions_before)
+
+
+def test_the_temperature_is_fitted_on_the_held_out_items_that_choose(digits, tmp_path):
+    """The held-out answers the thresholds are tested on never tune the model: wrong answers
+    there leave the fitted temperature as it was; wrong answers in the choosing part raise it."""
+    data, truth = digits
+    fitted = {}
+    for wrong_in in ("nowhere", "certifying", "choosing"):
+        root = tmp_path / wrong_in
+        init_project(root, images=data / "data/images", classes=CLASSES, name="temperature")
+        proj = open_project(find_config(root))
+        try:
+            ingest_folder(proj.store, proj.config.images_dir)
+            paths = {i.key: i.path for i in proj.store.items()}
+            keys = sorted(paths)
+            held, train = keys[:200], keys[200:400]
+            record_picks(proj.store, [Pick(k, "random", holdout=True) for k in held]
+                         + [Pick(k, "random") for k in train], round_id=None)
+            choosing = labeled.choosing_part(proj, dict.fromkeys(held))
+            assert len(choosing) >= train_step.MIN_CALIBRATION_ITEMS
+            flip = {"nowhere": set(), "choosing": set(choosing),
+                    "certifying": set(held) - set(choosing)}[wrong_in]
+            proj.store.add_labels([
+                NewLabel(k, str((int(truth[str(Path(paths[k]).resolve())]) + (k in flip)) % 10),
+                         "human", who="oracle") for k in held + train])
+            version = train_step.train_challenger(proj, None, progress=False)["version"]
+            fitted[wrong_in] = proj.registry.version(version).metrics["temperature_fitted"]
+        finally:
+            proj.close()
+    assert fitted["certifying"] == pytest.approx(fitted["nowhere"], rel=1e-6)
+    assert fitted["choosing"] > 1.5 * fitted["nowhere"]
 
 
 def test_worse_challenger_is_not_promoted_and_rollback_restores(project):

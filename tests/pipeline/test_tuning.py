@@ -45,9 +45,10 @@ REPO = Path(__file__).resolve().parents[2]
 NAME = "tune-test"
 # On top of the shared quick settings (conftest.py): a training lr far below the searched
 # range, so no trial scores the config's own parameters and the best trial always differs from
-# them (it is adopted); trials of about a second.
+# them (it is adopted); trials of about a second. Trials are scored on the held-out items that
+# choose models: half of them here, so that 60 held out leave about 30.
 TUNING = {"lr = 0.003": "lr = 1e-05", "min_steps = 40": "min_steps = 20",
-          "trials = 20": "trials = 2"}
+          "trials = 20": "trials = 2", "selection_share = 0.25": "selection_share = 0.5"}
 SPACE = "\n[tuning.space]\nlr = [0.002, 0.01]\nepochs = [1, 2]\nbatch_size = [16, 32]\n"
 
 
@@ -223,7 +224,9 @@ def test_too_few_labels_missing_grid_and_held_lock_are_clear_errors(make_project
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert ("tuning needs at least 20 training labels and 20 held-out evaluation labels"
-            in _flat(result.output)) and "has 100 and 12" in _flat(result.output)
+            in _flat(result.output)) and "12 held out in all" in _flat(result.output)
+    # Printed as written: "[loop]", not rich's escape of it.
+    assert "choose models ([loop] selection_share" in _flat(result.output)
     result = runner.invoke(app, [*args, "--sampler", "grid"])
     assert result.exit_code == 2 and "sampler grid needs a grid" in _flat(result.output)
     result = runner.invoke(app, [*args, "--sampler", "bayes"])

@@ -21,7 +21,12 @@ from pipeline.certify import certificate
 from pipeline.project.project import Project
 from pipeline.round.detection.labeled import labeled_values
 from pipeline.round.detection.predict import load_predictions
-from pipeline.round.labeled import unresolved_held_out, waiting_references
+from pipeline.round.labeled import (
+    certifying_part,
+    choosing_part,
+    unresolved_held_out,
+    waiting_references,
+)
 from pipeline.round.reference import people_bounds
 
 
@@ -37,7 +42,9 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
         return {"accepted": 0, "reason": predicted.get("reason", "no predictions")}
     loop = project.config.loop
     preds = load_predictions(predicted["file"])
-    _, eval_set = labeled_values(project)
+    # Only the held-out images that chose no model (promotion, tuning) test the cut.
+    held_out = labeled_values(project)[1]
+    eval_set = certifying_part(project, held_out)
     # As for classes: the newest held-out images wait a round for their second opinions
     # (``[loop] reference_wait_rounds``; chosen by the round that picked them, never by an answer).
     waiting = waiting_references(project, round_id)
@@ -45,7 +52,9 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     # A tie among people is an outcome too, and it happens where the model's answer was in
     # doubt: counted against the model, never left out.
     held_tied = unresolved_held_out(project.store)
-    tied = sorted(k for k in held_tied if k in preds and k not in eval_set and k not in waiting)
+    tied_certifying = set(certifying_part(project, dict.fromkeys(held_tied)))
+    tied = sorted(k for k in tied_certifying
+                  if k in preds and k not in eval_set and k not in waiting)
     conf = np.array([preds[k]["confidence"] for k in val + tied], dtype=np.float64)
     wrong = np.array([not right(eval_set[k], machine_value(preds[k])) for k in val]
                      + [True] * len(tied), dtype=bool)
@@ -84,7 +93,9 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
               "written": len(result.written), "withdrawn": withdrawn,
               "machine_labels": len(machine_now),
               "validation": len(val) + len(tied),
-              "validation_waiting": len(waiting & (set(eval_set) | held_tied)),
+              "validation_waiting": len(waiting & (set(eval_set) | tied_certifying)),
+              "held_out_choosing": len(choosing_part(project, held_out)),
+              "selection_share": loop.selection_share,
               "coverage": len(machine_now) / max(1, pool_size),
               "audit": audited(project, held_tied, waiting), **people.record()}
     # An image counts as one label: the certificate bounds the share of delivered images

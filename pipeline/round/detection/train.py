@@ -1,9 +1,10 @@
 """The train and promote steps for detection: a challenger detector trained on the people's
 boxes (or found, after a crash, by its label snapshot) and registered; promoted if, on the same
-random held-out images, its mAP@0.5 is higher (mAP@[.5:.95] breaks a tie), the measure the
-detection literature and users compare detectors by. With ``[training] warm_start`` (new
-detection projects have it on) the challenger continues from the champion's weights, so the
-steps of earlier rounds are not thrown away; the registry tags each version with its start."""
+random held-out images (the part that chooses, ``labeling.held_out``), its mAP@0.5 is higher
+(mAP@[.5:.95] breaks a tie), the measure the detection literature and users compare detectors
+by. With ``[training] warm_start`` (new detection projects have it on) the challenger continues
+from the champion's weights, so the steps of earlier rounds are not thrown away; the registry
+tags each version with its start."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
 from pipeline.round.detection.labeled import as_texts, labeled_values
 from pipeline.round.detection.start import Start, fresh, start_from, write_lineage
-from pipeline.round.labeled import paths_of, snapshot_hash, why_not_retrain
+from pipeline.round.labeled import choosing_part, paths_of, snapshot_hash, why_not_retrain
 from pipeline.round.promote import promote_if_better
 from training.detection.checkpoint import load_detector, save_detector
 from training.detection.train import DetectorStalledError
@@ -95,9 +96,13 @@ def _score_version(project: Project, version: str, eval_set: dict[str, dict]) ->
 
 
 def decide_promotion(project: Project, challenger: str | None) -> dict:
-    """Promote the challenger if it beats the champion on the held-out images."""
+    """Promote the challenger if it beats the champion on the held-out images that choose
+    (``labeling.held_out``): not those the cut is tested on, so the better of two on them is
+    no luck the bound then certifies."""
+    held_out = labeled_values(project)[1]
     return promote_if_better(
-        project, challenger, labeled_values(project)[1], score=_score_version,
+        project, challenger, choosing_part(project, held_out), held_out=len(held_out),
+        score=_score_version,
         judge=lambda new, old: ((new["map_50"], new["map"]) > (old["map_50"], old["map"]), ""),
         describe=lambda r: f"mAP@0.5 {r['map_50']:.4f} (mAP {r['map']:.4f})",
-        unit="held-out images")
+        unit="held-out images that choose models (the rest test the cut)")
