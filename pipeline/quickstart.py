@@ -187,6 +187,9 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
                 answered = studio_session.simulate_annotators(project, truth, noise=noise,
                                                               seed=seed + n)
             print(round_line(project, n, truth, test_rows) + f" | answered {answered}")
+            if not answered and not project_certificate(project)["unlabeled"]:
+                print("every image is labeled: no more rounds needed")
+                break
         exported = export_labels(project.store, folder / "labels.csv", format="csv",
                                  classes=project.classes, force=True)
         print()

@@ -78,11 +78,24 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
         ],
         "annotators": latest_annotator_quality(all_rounds),
         "human_answers": human_answers(store),
+        "held_out": held_out_parts(latest_accept(all_rounds)),
         "certificate": certificate(store, latest_accept(all_rounds),
                                    reference_error=project.config.loop.reference_error,
                                    confidence=project.config.loop.confidence_level),
         "warnings": warnings,
     }
+
+
+def held_out_parts(accept: dict | None) -> dict | None:
+    """How the last accept step used the held-out answers: how many tested the thresholds, how
+    many chose models (``[loop] selection_share``), how many wait for second opinions. None
+    before any accept step (or one recorded before 2026-12-06)."""
+    if not accept or "held_out_choosing" not in accept:
+        return None
+    return {"test_thresholds": accept.get("validation"),
+            "choose_models": accept["held_out_choosing"],
+            "waiting": accept.get("validation_waiting"),
+            "selection_share": accept.get("selection_share")}
 
 
 def _champion(project: Project) -> dict | None:

@@ -156,6 +156,11 @@ def status_command(config: Path | None = ConfigOption,
     out.print("champion: none yet" if champ is None else
               f"champion: v{champ['version']} {_brief(champ['metrics'])}")
     out.print(f"human answers: {status['human_answers']:,} (second opinions included)")
+    if (held := status.get("held_out")) is not None:
+        out.print(escape(f"held-out answers: {held['test_thresholds']:,} test the thresholds, "
+                         f"{held['choose_models']:,} choose models ([loop] selection_share "
+                         f"{held['selection_share']:g}), {held['waiting']:,} wait for second "
+                         f"opinions"))
     for q in status["annotators"]:
         lo, hi = q["interval"]
         out.print(escape(f"annotator {q['name']}: errs on {100 * q['rate']:.1f}% of {q['items']}"

@@ -22,6 +22,7 @@ from pipeline.round import select as select_step
 from pipeline.round import train as train_step
 from pipeline.round.ingest import ingest_new
 from pipeline.round.steps import run_round
+from pipeline.status import project_status
 from training.checkpoint import load_checkpoint
 from training.data import ImageFileDataset
 
@@ -114,6 +115,9 @@ def test_rounds_raise_accuracy_and_never_overwrite_people(crowd_project):
     assert len(certifying) < len(picks(proj.store, holdout=True))
     assert accepted["held_out_choosing"] == len(
         labeled.choosing_part(proj, labeled.labeled_sets(proj)[1])) > 0
+    assert project_status(proj)["held_out"] == {
+        "test_thresholds": accepted["validation"], "choose_models": accepted["held_out_choosing"],
+        "waiting": accepted["validation_waiting"], "selection_share": 0.25}
     made = [p.round_id for p in certifying.values()]
     assert accepted["validation_waiting"] == made.count(newest - 1) > 0
     assert accepted["validation"] == sum(r < newest - 1 for r in made) > 0
