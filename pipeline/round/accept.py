@@ -19,7 +19,7 @@ from labeling.store import NewLabel
 from pipeline.certify import certificate
 from pipeline.project.project import Project
 from pipeline.round.labeled import (
-    certifying_part,
+    certifying_parts,
     choosing_part,
     labeled_sets,
     unresolved_held_out,
@@ -41,9 +41,8 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     index = {k: i for i, k in enumerate(keys)}
     # Only the held-out items that chose no model (promotion, tuning) test the thresholds.
     held_out = labeled_sets(project)[1]
-    eval_set = certifying_part(project, held_out)
     tied = unresolved_held_out(project.store)
-    tied_certifying = set(certifying_part(project, dict.fromkeys(tied)))
+    eval_set, tied_certifying = certifying_parts(project, held_out, tied)
     waiting = waiting_references(project, round_id)
     val_keys, val_y = validation_set({k: v for k, v in eval_set.items() if k not in waiting},
                                      tied_certifying - waiting, index, probs, classes)

@@ -59,6 +59,13 @@ def certifying_part(project: Project, held_out: dict) -> dict:
                       every_held_out=picks(project.store, holdout=True))
 
 
+def certifying_parts(project: Project, held_out: dict, tied: Collection[str]) -> tuple[dict, set]:
+    """The certifying part of the answered held-out items (key -> label) and of the ``tied``
+    ones (no label yet), from one read of the store's groups and picks."""
+    part = certifying_part(project, {**dict.fromkeys(tied), **held_out})
+    return {k: held_out[k] for k in part if k in held_out}, {k for k in part if k in tied}
+
+
 def unresolved_held_out(store: LabelStore) -> set[str]:
     """Held-out items whose people tie (no label until someone breaks it). Leaving them out of
     the evaluation would bias it: a tie is an outcome, and it happens where the first answer

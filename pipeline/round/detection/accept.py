@@ -22,7 +22,7 @@ from pipeline.project.project import Project
 from pipeline.round.detection.labeled import labeled_values
 from pipeline.round.detection.predict import load_predictions
 from pipeline.round.labeled import (
-    certifying_part,
+    certifying_parts,
     choosing_part,
     unresolved_held_out,
     waiting_references,
@@ -44,15 +44,14 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     preds = load_predictions(predicted["file"])
     # Only the held-out images that chose no model (promotion, tuning) test the cut.
     held_out = labeled_values(project)[1]
-    eval_set = certifying_part(project, held_out)
+    # A tie among people is an outcome too, and it happens where the model's answer was in
+    # doubt: counted against the model, never left out.
+    held_tied = unresolved_held_out(project.store)
+    eval_set, tied_certifying = certifying_parts(project, held_out, held_tied)
     # As for classes: the newest held-out images wait a round for their second opinions
     # (``[loop] reference_wait_rounds``; chosen by the round that picked them, never by an answer).
     waiting = waiting_references(project, round_id)
     val = [k for k in eval_set if k in preds and k not in waiting]
-    # A tie among people is an outcome too, and it happens where the model's answer was in
-    # doubt: counted against the model, never left out.
-    held_tied = unresolved_held_out(project.store)
-    tied_certifying = set(certifying_part(project, dict.fromkeys(held_tied)))
     tied = sorted(k for k in tied_certifying
                   if k in preds and k not in eval_set and k not in waiting)
     conf = np.array([preds[k]["confidence"] for k in val + tied], dtype=np.float64)
