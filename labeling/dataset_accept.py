@@ -18,9 +18,20 @@ labels, get the most slack per label; as t loosens the allowance falls towards e
 Thresholds are the candidates' distinct confidences, tested strictest first with the noisy
 Clopper-Pearson bound on the validation items above each, stopping at the first failure
 (labeling/fixed_sequence.py). The candidates' confidences carry no validation label, so the grid
-and every r_max are fixed before any label is looked at. The scan starts at the first threshold
-with at least max(min_points, points_needed(epsilon)) validation items above it: stricter ones
-have large allowances but too little data, and one unlucky error there would end the scan.
+and every r_max are fixed before any label is looked at.
+
+Only the testable thresholds are in the sequence: those with at least min_points validation
+items above them where zero disagreements would pass. Between two validation items the count
+above a threshold stays put while r_max falls with every candidate accepted, so just before
+each new validation item there is a stretch where not even a perfect record passes; tested, it
+would end the scan for want of data, not for an error. Which thresholds are testable depends on
+counts of confidences and on r_max, never on a label, so leaving the others out of the sequence
+keeps the guarantee. Above points_needed(epsilon) validation items every threshold is testable
+(r_max >= epsilon when the human labels beat the budget); below it the sequence starts where
+the allowance is largest for its data. Until 2026-12-06 the scan started at points_needed(epsilon)
+items: a round of the perfect-annotator loop with 152 validation items then had to certify
+nearly the whole pool in one test, and three disagreements among the last of the 149 it
+needed ended it, where the thresholds above them passed with none (scripts/bench_loop.py).
 
 Vocabulary: ``candidate_conf`` [M] confidences (max probability) of the items the machine may
 label; ``pred_probs`` [N, K], ``labels`` [N] the random validation sample and its references.
@@ -34,7 +45,8 @@ import numpy as np
 
 from labeling.annotators import AnnotatorErrorBound, as_rate_and_alpha, split_alpha
 from labeling.autoaccept import check_predictions
-from labeling.fixed_sequence import fixed_sequence_scan, points_needed
+from labeling.bounds import error_upper_bounds
+from labeling.fixed_sequence import Scan, fixed_sequence_scan
 
 
 @dataclass(frozen=True)
@@ -90,8 +102,8 @@ def choose_dataset_threshold(
     sqrt(n_acc * rate)); certify the delivered set itself with an audit
     (labeling.certificate.certify_delivered).
     Alpha: 1 - confidence = threshold test's alpha + each measured bound's, all in ``alpha``.
-    ``min_points``: fewest validation items above a threshold for it to be tested; the scan
-    starts no earlier than the count that could certify ``epsilon`` itself."""
+    ``min_points``: fewest validation items above a threshold for it to be tested; so are only
+    thresholds where zero disagreements would pass (module docstring)."""
     cand, pred_probs, labels = _check(candidate_conf, pred_probs, labels, n_human, epsilon,
                                       confidence, min_points)
     h, _ = as_rate_and_alpha(human_error, "human_error")
@@ -106,12 +118,12 @@ def choose_dataset_threshold(
     k_val = np.concatenate([[0], np.cumsum(val_wrong)])[n_val]
     r_max = (epsilon * (n_human + n_acc) - n_human * h) / n_acc
     level = 1 - alpha["thresholds"]
-    # Strict cuts get a large allowance from few validation items; a scan started there would
-    # stake everything on a test with almost no data. Start where the budget itself could be
-    # certified (a count, fixed before any label is read).
-    start_at = max(min_points, points_needed(epsilon, confidence=level, reference_error=rho))
-    scan = fixed_sequence_scan(n_val, k_val, r_max, confidence=level, reference_error=rho,
-                               min_points=start_at)
+    # The sequence: the testable thresholds only (module docstring), from counts and r_max.
+    testable = np.flatnonzero(n_val >= min_points)
+    zero = error_upper_bounds(np.zeros(len(testable)), n_val[testable], confidence=level)
+    testable = testable[zero / (1.0 - rho) <= r_max[testable]]
+    scan = _in_grid(fixed_sequence_scan(n_val[testable], k_val[testable], r_max[testable],
+                                        confidence=level, reference_error=rho), testable)
     common = dict(n_human=int(n_human), human_error_ub=h, epsilon=epsilon,
                   confidence=confidence, alpha=alpha)
     if scan.chosen is None:
@@ -130,6 +142,15 @@ def choose_dataset_threshold(
                             machine_error_ub=float(scan.bounds[i]), wrong_ub=float(wrong),
                             reason="ok" if scan.stopped_at is None else
                             f"ok (scan stopped at {grid[scan.stopped_at]:.4g})", **common)
+
+
+def _in_grid(scan: Scan, testable: np.ndarray) -> Scan:
+    """``scan`` over the testable thresholds, its indices put back into the whole grid."""
+    def back(i):
+        return None if i is None else int(testable[i])
+    bounds = np.full(int(testable[-1]) + 1 if len(testable) else 0, np.nan)
+    bounds[testable] = scan.bounds
+    return Scan(back(scan.start), back(scan.stopped_at), back(scan.chosen), bounds)
 
 
 def _cuts(cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
