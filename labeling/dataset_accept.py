@@ -123,7 +123,7 @@ def choose_dataset_threshold(
     zero = error_upper_bounds(np.zeros(len(testable)), n_val[testable], confidence=level)
     testable = testable[zero / (1.0 - rho) <= r_max[testable]]
     scan = _in_grid(fixed_sequence_scan(n_val[testable], k_val[testable], r_max[testable],
-                                        confidence=level, reference_error=rho), testable)
+                                        confidence=level, reference_error=rho), testable, len(grid))
     common = dict(n_human=int(n_human), human_error_ub=h, epsilon=epsilon,
                   confidence=confidence, alpha=alpha)
     if scan.chosen is None:
@@ -144,11 +144,11 @@ def choose_dataset_threshold(
                             f"ok (scan stopped at {grid[scan.stopped_at]:.4g})", **common)
 
 
-def _in_grid(scan: Scan, testable: np.ndarray) -> Scan:
+def _in_grid(scan: Scan, testable: np.ndarray, size: int) -> Scan:
     """``scan`` over the testable thresholds, its indices put back into the whole grid."""
     def back(i):
         return None if i is None else int(testable[i])
-    bounds = np.full(int(testable[-1]) + 1 if len(testable) else 0, np.nan)
+    bounds = np.full(size, np.nan)
     bounds[testable] = scan.bounds
     return Scan(back(scan.start), back(scan.stopped_at), back(scan.chosen), bounds)
 
