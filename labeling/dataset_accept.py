@@ -21,17 +21,24 @@ Clopper-Pearson bound on the validation items above each, stopping at the first 
 and every r_max are fixed before any label is looked at.
 
 Only the testable thresholds are in the sequence: those with at least min_points validation
-items above them where zero disagreements would pass. Between two validation items the count
-above a threshold stays put while r_max falls with every candidate accepted, so just before
-each new validation item there is a stretch where not even a perfect record passes; tested, it
-would end the scan for want of data, not for an error. Which thresholds are testable depends on
-counts of confidences and on r_max, never on a label, so leaving the others out of the sequence
-keeps the guarantee. Above points_needed(epsilon) validation items every threshold is testable
-(r_max >= epsilon when the human labels beat the budget); below it the sequence starts where
-the allowance is largest for its data. Until 2026-12-06 the scan started at points_needed(epsilon)
-items: a round of the perfect-annotator loop with 152 validation items then had to certify
-nearly the whole pool in one test, and three disagreements among the last of the 149 it
-needed ended it, where the thresholds above them passed with none (scripts/bench_loop.py).
+items above them where zero disagreements would pass. While the human labels beat the budget,
+r_max falls with every candidate accepted, but the count of validation items above a threshold
+only grows when the threshold passes one; so below points_needed(epsilon) items there is a
+stretch just before each new validation item (or across a range of confidences that holds
+candidates and no validation item) where not even a perfect record passes. Tested, such a
+threshold would end the scan for want of data, not for an error. At or above points_needed
+(epsilon) items (and min_points) every threshold is testable, since r_max >= epsilon there.
+The sequence starts at the strictest testable threshold.
+Which thresholds are testable depends on the validation items' confidences and the candidates',
+never on a label. Strictly, the counts of all thresholds together are not independent of the
+disagreements where confidence goes with being right (every threshold kept has a validation item
+just above it); each test is exact given its own count, the same approximation as any
+count-based start, and in simulation (the tests; a review's seven harder cases: 0.95-4.5% of
+runs with a passed threshold over its allowance, nominal 5%) it held.
+Until 2026-12-06 the scan started at points_needed(epsilon) items: a round of the
+perfect-annotator loop with 152 validation items then had to certify nearly the whole pool in
+one test, and three disagreements among the last of the 149 it needed ended it, where the
+thresholds above them passed with none (scripts/bench_loop.py).
 
 Vocabulary: ``candidate_conf`` [M] confidences (max probability) of the items the machine may
 label; ``pred_probs`` [N, K], ``labels`` [N] the random validation sample and its references.
@@ -121,7 +128,7 @@ def choose_dataset_threshold(
     # The sequence: the testable thresholds only (module docstring), from counts and r_max.
     testable = np.flatnonzero(n_val >= min_points)
     zero = error_upper_bounds(np.zeros(len(testable)), n_val[testable], confidence=level)
-    testable = testable[zero / (1.0 - rho) <= r_max[testable]]
+    testable = testable[zero * (1.0 / (1.0 - rho)) <= r_max[testable]]  # as the scan scales
     scan = _in_grid(fixed_sequence_scan(n_val[testable], k_val[testable], r_max[testable],
                                         confidence=level, reference_error=rho), testable, len(grid))
     common = dict(n_human=int(n_human), human_error_ub=h, epsilon=epsilon,
