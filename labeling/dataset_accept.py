@@ -27,7 +27,8 @@ only grows when the threshold passes one; so below points_needed(epsilon) items 
 stretch just before each new validation item (or across a range of confidences that holds
 candidates and no validation item) where not even a perfect record passes. Tested, such a
 threshold would end the scan for want of data, not for an error. At or above points_needed
-(epsilon) items (and min_points) every threshold is testable, since r_max >= epsilon there.
+(epsilon) items (and min_points) every threshold is testable while the human labels beat
+the budget (r_max >= epsilon).
 The sequence starts at the strictest testable threshold.
 Which thresholds are testable depends on the validation items' confidences and the candidates',
 never on a label. Strictly, the counts of all thresholds together are not independent of the
