@@ -53,8 +53,7 @@ import numpy as np
 
 from labeling.annotators import AnnotatorErrorBound, as_rate_and_alpha, split_alpha
 from labeling.autoaccept import check_predictions
-from labeling.bounds import error_upper_bounds
-from labeling.fixed_sequence import Scan, fixed_sequence_scan
+from labeling.fixed_sequence import fixed_sequence_scan
 
 
 @dataclass(frozen=True)
@@ -127,11 +126,8 @@ def choose_dataset_threshold(
     r_max = (epsilon * (n_human + n_acc) - n_human * h) / n_acc
     level = 1 - alpha["thresholds"]
     # The sequence: the testable thresholds only (module docstring), from counts and r_max.
-    testable = np.flatnonzero(n_val >= min_points)
-    zero = error_upper_bounds(np.zeros(len(testable)), n_val[testable], confidence=level)
-    testable = testable[zero * (1.0 / (1.0 - rho)) <= r_max[testable]]  # as the scan scales
-    scan = _in_grid(fixed_sequence_scan(n_val[testable], k_val[testable], r_max[testable],
-                                        confidence=level, reference_error=rho), testable, len(grid))
+    scan = fixed_sequence_scan(n_val, k_val, r_max, confidence=level, reference_error=rho,
+                               min_points=min_points, skip_untestable=True)
     common = dict(n_human=int(n_human), human_error_ub=h, epsilon=epsilon,
                   confidence=confidence, alpha=alpha)
     if scan.chosen is None:
@@ -150,15 +146,6 @@ def choose_dataset_threshold(
                             machine_error_ub=float(scan.bounds[i]), wrong_ub=float(wrong),
                             reason="ok" if scan.stopped_at is None else
                             f"ok (scan stopped at {grid[scan.stopped_at]:.4g})", **common)
-
-
-def _in_grid(scan: Scan, testable: np.ndarray, size: int) -> Scan:
-    """``scan`` over the testable thresholds, its indices put back into the whole grid."""
-    def back(i):
-        return None if i is None else int(testable[i])
-    bounds = np.full(size, np.nan)
-    bounds[testable] = scan.bounds
-    return Scan(back(scan.start), back(scan.stopped_at), back(scan.chosen), bounds)
 
 
 def _cuts(cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

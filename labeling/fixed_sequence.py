@@ -71,6 +71,7 @@ def fixed_sequence_scan(
     min_points: int = 1,
     expected: np.ndarray | None = None,
     tolerate: int = 0,
+    skip_untestable: bool = False,
 ) -> Scan:
     """Test cuts strictest first with the bound of :func:`labeling.bounds.noisy_error_upper_bound`
     and stop at the first failure (see the module docstring).
@@ -80,7 +81,11 @@ def fixed_sequence_scan(
     the population the cuts are applied to, ``reference_error`` bounds rho, and ``max_error``
     does not depend on the validation labels. Inputs are trusted (callers validate).
     ``expected`` plans the start (module docstring); without it the start is the first cut where
-    ``tolerate`` disagreements would pass, or where none would if no cut holds that many."""
+    ``tolerate`` disagreements would pass, or where none would if no cut holds that many.
+    ``skip_untestable``: after the start, test only the cuts where zero disagreements would
+    pass (a set fixed by counts and limits alone, so the guarantee is the same); a cut where no
+    record could pass then cannot end the scan (labeling/dataset_accept.py says where that
+    happens)."""
     n = np.asarray(n, dtype=np.float64)
     max_error = np.broadcast_to(np.asarray(max_error, dtype=np.float64), n.shape)
     scale = 1.0 / (1.0 - reference_error)
@@ -95,14 +100,15 @@ def fixed_sequence_scan(
     else:
         room = _first_passing(n, tolerate, max_error, min_points, confidence, scale)
         start = room if room is not None else int(possible[0])
+    tested = possible[possible >= start] if skip_untestable else np.arange(start, len(n))
     tail = np.minimum(1.0, error_upper_bounds(
-        np.asarray(disagreements)[start:], n[start:], confidence=confidence) * scale)
-    bounds[start:] = tail
-    failed = np.flatnonzero(tail > max_error[start:])
+        np.asarray(disagreements)[tested], n[tested], confidence=confidence) * scale)
+    bounds[tested] = tail
+    failed = np.flatnonzero(tail > max_error[tested])
     if len(failed) == 0:
-        return Scan(start, None, len(n) - 1, bounds)
-    stop = start + int(failed[0])
-    return Scan(start, stop, stop - 1 if stop > start else None, bounds)
+        return Scan(start, None, int(tested[-1]), bounds)
+    stop = int(failed[0])
+    return Scan(start, int(tested[stop]), int(tested[stop - 1]) if stop > 0 else None, bounds)
 
 
 def fallback_scan(
