@@ -39,6 +39,7 @@ ROUND_RUNNER = textwrap.dedent("""
                            env={"LABEL_STUDIO_API_KEY": os.environ["LS_KEY"]}))
 """)
 LONG_STEPS = ("sync", "train", "promote", "predict", "push")
+LAST_STEPS = ("monitor", "tune")
 
 
 def tasks_per_item(studio, project_id) -> Counter:
@@ -62,7 +63,14 @@ def kill_inside(store, step: str, within: float, command: list[str], env: dict, 
     try:
         while child.poll() is None and step_running(store) != step:
             time.sleep(0.02)
-        time.sleep(float(rng.uniform(0.0, within)))
+        # The moment is drawn over the step's time in the uninterrupted run; on a loaded
+        # machine this run can be quicker than that one and finish the round first (CI once
+        # saw every kill of a run miss so), so the kill comes sooner if the round reaches its
+        # last steps.
+        kill_at = time.monotonic() + float(rng.uniform(0.0, within))
+        while (child.poll() is None and time.monotonic() < kill_at
+               and step_running(store) not in LAST_STEPS):
+            time.sleep(0.02)
         child.send_signal(signal.SIGKILL)
         _, err = child.communicate(timeout=600)
     finally:
