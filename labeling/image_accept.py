@@ -17,7 +17,8 @@ chose the strictest start. That start is stopped for good by one object the dete
 (a small digit, no candidate box at all, so no doubt) among the surest images; the start that
 tolerates one needs many more held-out images (on half the budget at 95%: 110 rather than 72
 with people taken as right, 147 rather than 97 with a crowd's measured rho of 0.25), and the
-first wrong images may arrive before it. Replayed on stored detection runs (README): on three
+first wrong images may arrive before it. Replayed on stored detection runs
+(docs/benchmarks.md): on three
 runs before warm starts the strict start alone certified a cut in 6 rounds, the tolerant one in
 8, a Bonferroni split in 7; on three since, the strict start alone in 18, the tolerant one alone in
 15, the fallback split in 16, which include the one round of the 5%-fault crowd run that could

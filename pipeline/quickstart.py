@@ -130,7 +130,7 @@ def use_crowd(config_path: Path, annotators: int) -> None:
         # Half of each batch random: a noisy crowd needs the larger validation stream to bound
         # its references (measured in scripts/bench_loop.py: 90-94% coverage by ~1,600 answers
         # in two of three seeds, against 0-69% with 0.3).
-        ("audit_fraction = 0.3", "audit_fraction = 0.5"),
+        ("audit_fraction = 0.4", "audit_fraction = 0.5"),
         # One of the crowd's people takes a shown guess as it is half the time; uncertain
         # guesses go unshown (bench_loop at 5% noise: training labels 1.3-2.7% wrong instead
         # of 4.0-8.7%, three seeds).

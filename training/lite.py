@@ -1,6 +1,6 @@
 """EfficientNet-Lite0/1/2 backbones, whose ImageNet weights install offline (as MobileNetV2's
-do) and embed real photos better than MobileNetV2 from 10 labels per class on (README, real
-photos). The architecture is the ``efficientnet-lite-pytorch`` package's: the weights files
+do) and embed real photos better than MobileNetV2 from 10 labels per class on (docs/benchmarks.md,
+real photos). The architecture is the ``efficientnet-lite-pytorch`` package's: the weights files
 were converted from TensorFlow for exactly that code, with TensorFlow's "same" padding, which
 a re-implementation here would have to match layer by layer.
 

@@ -17,7 +17,8 @@ class TrainParams:
     stopping when that leaves enough to judge by; ``patience`` is the number of validation checks
     without improvement before stopping. By default nothing is held out: on MNIST with 200 to
     2,000 labels, the whole one-cycle schedule on every label beat early stopping on a 15% split
-    at every size, and varied less from seed to seed (README, "Training recipe"): the split
+    at every size, and varied less from seed to seed (docs/benchmarks.md, "Training recipe"):
+    the split
     costs labels, and its best checkpoint, judged on a few dozen items, is a noisy choice that
     often lands before the learning rate has come down. ``epochs`` bounds the passes over the
     data, but at least ``min_steps`` optimiser steps are taken so a few dozen labels still

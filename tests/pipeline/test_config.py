@@ -28,6 +28,19 @@ def test_init_text_round_trips_with_every_default(tmp_path):
     assert "# weights: unset by default" in GOOD and "# api_key_file: unset by default" in GOOD
 
 
+def test_the_audit_share_defaults_by_task_and_a_named_one_is_kept(tmp_path):
+    """Classification defaults to 0.4 of each batch at random, boxes to 0.3 (where their loop
+    was measured), whether the config was written by init or by hand without the key."""
+    boxes = render_config("boxes", ["digit"], Path("images"), task="detection")
+    assert load_config(write(tmp_path, GOOD)).loop.audit_fraction == 0.4
+    assert load_config(write(tmp_path, boxes)).loop.audit_fraction == 0.3
+    by_hand = "\n".join(line for line in boxes.splitlines()
+                        if not line.startswith("audit_fraction"))
+    assert load_config(write(tmp_path, by_hand)).loop.audit_fraction == 0.3
+    named = boxes.replace("audit_fraction = 0.3", "audit_fraction = 0.5")
+    assert load_config(write(tmp_path, named)).loop.audit_fraction == 0.5
+
+
 @pytest.mark.parametrize("old, new, named", [
     ("strategy = \"margin\"", "stratgy = \"margin\"", "loop.stratgy: unknown key"),
     ("target_precision = 0.98", "target_precision = 1.5", "loop.target_precision"),

@@ -175,8 +175,8 @@ def _fcos(
     # 0 from the first step, many boxes have zero size and get no gradient, and on some
     # training sets the head never came back (mAP@0.5 0.000 after 300 steps at lr 0.005, 0.0025
     # and 0.00125). Starting every side at one anchor size (boxes 16 px at stride 8, the
-    # digits' scale; 8 px at stride 4) keeps the ReLU open: those sets then learned (README,
-    # the detection loop).
+    # digits' scale; 8 px at stride 4) keeps the ReLU open: those sets then learned (docs/
+    # benchmarks.md, the detection loop).
     nn.init.constant_(head.regression_head.bbox_reg.bias, BOX_BIAS)
     model = FCOS(backbone, num_classes, anchor_generator=anchors, head=head,
                  score_thresh=0.05, detections_per_img=100, topk_candidates=300)
