@@ -507,10 +507,10 @@ class Config(_Section):
         if isinstance(loop, dict):
             if "audit_fraction" not in loop:
                 return {**data, "loop": {**loop, "audit_fraction": DETECTION_AUDIT_FRACTION}}
-        elif "audit_fraction" not in loop.model_fields_set:
+        elif isinstance(loop, LoopSection) and "audit_fraction" not in loop.model_fields_set:
             return {**data, "loop": loop.model_copy(
                 update={"audit_fraction": DETECTION_AUDIT_FRACTION})}
-        return data
+        return data  # anything else: the section's own validation says what is wrong
 
     @model_validator(mode="after")
     def _title_fits_label_studio(self) -> Config:

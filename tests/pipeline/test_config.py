@@ -39,6 +39,10 @@ def test_the_audit_share_defaults_by_task_and_a_named_one_is_kept(tmp_path):
     assert load_config(write(tmp_path, by_hand)).loop.audit_fraction == 0.3
     named = boxes.replace("audit_fraction = 0.3", "audit_fraction = 0.5")
     assert load_config(write(tmp_path, named)).loop.audit_fraction == 0.5
+    # A [loop] that is not a table is the config error naming it, not a crash in the default.
+    not_a_table = "loop = 3\n" + by_hand.replace("[loop]\n", "[loop_was]\n")
+    with pytest.raises(ConfigError, match="loop"):
+        load_config(write(tmp_path, not_a_table))
 
 
 @pytest.mark.parametrize("old, new, named", [
