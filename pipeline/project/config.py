@@ -246,6 +246,28 @@ class TrainingSection(_Section):
 DETECTION_AUDIT_FRACTION = 0.3
 
 
+def task_defaults(task: str | None) -> dict[str, dict[str, Any]]:
+    """The keys whose default depends on the task, per section: empty for classification (the
+    sections' own defaults), a detector's for detection. Config fills them in wherever a config
+    leaves them out, so a hand-written detection config trains a detector as `init`'s would."""
+    if task != "detection":
+        return {}
+    from training.detection.params import DetectParams  # plain dataclass: no torch
+
+    d = DetectParams()
+    return {
+        "training": dict(model=d.model, weights=d.weights, epochs=d.epochs,
+                         batch_size=d.batch_size, lr=d.lr, weight_decay=d.weight_decay,
+                         augment=d.augment, min_steps=d.min_steps, warm_start=True),
+        # 5% of accepted images not right: one wrong box spoils an image, so a per-image
+        # target is looser than a per-label one at the same care. The audit share stays at
+        # 0.3, where the detection loop was measured (the classification default, 0.4, was
+        # not tried on boxes).
+        "loop": dict(strategy="least_confident", target_precision=0.95, second_opinions=False,
+                     audit_fraction=DETECTION_AUDIT_FRACTION),
+    }
+
+
 class LoopSection(_Section):
     # Precision that auto-accepted machine labels must meet, proven on random held-out human
     # labels with an upper confidence bound on the error at `confidence_level`.
@@ -362,7 +384,7 @@ class LoopSection(_Section):
     # against 16.0 / 23.0 / 22.5% at 0.3; target "label" 21.5 / 16.6 / 12.8% against
     # 20.6 / 23.1 / 27.5% (docs/benchmarks.md, "the audit share"). Machine labels erred more
     # (at most 1.43% against 0.51%), within the 2% target; the bound held in every round.
-    # A detection project's default stays 0.3 (Config._boxes_audit_share).
+    # A detection project's default stays 0.3 (task_defaults).
     batch_size: int = Field(default=100, ge=1)
     audit_fraction: float = Field(default=0.4, ge=0, le=1)
     # Cold start: the first batch, before any model; this share of it is held out for
@@ -493,24 +515,22 @@ class Config(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _boxes_audit_share(cls, data):
-        # A detection project's audit share defaults to 0.3, unless its config names one: the
-        # detection loop's figures were measured there, the classification default (0.4) was
-        # not tried on boxes. Config sections come as dicts (a file) or as sections
-        # (render_config).
+    def _task_defaults(cls, data):
+        # A detection project's defaults differ from a classification one's (task_defaults);
+        # they fill every key its config leaves out, whether `init` wrote the file or a person
+        # did. Sections come as dicts (a file) or as sections (code); a section's own keys win.
         if not isinstance(data, dict):
             return data
-        project, loop = data.get("project"), data.get("loop", {})
+        project = data.get("project")
         task = project.get("task") if isinstance(project, dict) else getattr(project, "task", None)
-        if task != "detection":
-            return data
-        if isinstance(loop, dict):
-            if "audit_fraction" not in loop:
-                return {**data, "loop": {**loop, "audit_fraction": DETECTION_AUDIT_FRACTION}}
-        elif isinstance(loop, LoopSection) and "audit_fraction" not in loop.model_fields_set:
-            return {**data, "loop": loop.model_copy(
-                update={"audit_fraction": DETECTION_AUDIT_FRACTION})}
-        return data  # anything else: the section's own validation says what is wrong
+        out = dict(data)
+        for name, defaults in task_defaults(task).items():
+            given = data.get(name, {})
+            if isinstance(given, _Section):
+                given = {k: getattr(given, k) for k in given.model_fields_set}
+            if isinstance(given, dict):  # anything else: the section's validation names it
+                out[name] = {**defaults, **given}
+        return out
 
     @model_validator(mode="after")
     def _title_fits_label_studio(self) -> Config:
@@ -711,24 +731,9 @@ def render_config(name: str, classes, images: Path | str, *, studio_url: str = "
                   project_title: str = "", task: str = DEFAULT_TASK) -> str:
     """The text of a new ``labelloop.toml`` with every section's defaults spelled out (a
     detection project's: a detector, its training defaults, and what boxes support)."""
-    sections = {}
-    if task == "detection":
-        from training.detection.params import DetectParams  # plain dataclass: no torch
-
-        d = DetectParams()
-        sections = {
-            "training": TrainingSection(model=d.model, weights=d.weights, epochs=d.epochs,
-                                        batch_size=d.batch_size, lr=d.lr,
-                                        weight_decay=d.weight_decay, augment=d.augment,
-                                        min_steps=d.min_steps, warm_start=True),
-            # 5% of accepted images not right: one wrong box spoils an image, so a per-image
-            # target is looser than a per-label one at the same care.
-            "loop": LoopSection(strategy="least_confident", target_precision=0.95,
-                                second_opinions=False),
-        }
     cfg = Config(project=ProjectSection(name=name, classes=tuple(classes), images=images,
                                         task=task),
-                 studio=StudioSection(url=studio_url, project_title=project_title), **sections)
+                 studio=StudioSection(url=studio_url, project_title=project_title))
     out = [f"workspace = {_toml(str(cfg.workspace))}", ""]
     for section in ("project", "store", "registry", "studio", "training", "loop", "tuning",
                     "compute"):

@@ -6,7 +6,14 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli.app import app
-from pipeline.project.config import ConfigError, load_config, render_config
+from pipeline.project.config import (
+    Config,
+    ConfigError,
+    LoopSection,
+    ProjectSection,
+    load_config,
+    render_config,
+)
 
 GOOD = render_config("demo", ["cat", "dog"], Path("images"))
 
@@ -43,6 +50,30 @@ def test_the_audit_share_defaults_by_task_and_a_named_one_is_kept(tmp_path):
     not_a_table = "loop = 3\n" + by_hand.replace("[loop]\n", "[loop_was]\n")
     with pytest.raises(ConfigError, match="loop"):
         load_config(write(tmp_path, not_a_table))
+
+
+def test_a_detection_config_written_by_hand_gets_the_detection_defaults(tmp_path):
+    """Only [project] with task = "detection": the keys it leaves out are a detector's, as if
+    init had written them (not small_cnn, margin and 0.98, the classification defaults); the
+    keys it names are kept, in a file or in code."""
+    by_init = load_config(write(tmp_path, render_config("boxes", ["digit"], Path("images"),
+                                                        task="detection")))
+    minimal = ('[project]\nname = "boxes"\nclasses = ["digit"]\nimages = "images"\n'
+               'task = "detection"\n')
+    by_hand = load_config(write(tmp_path, minimal))
+    assert by_hand.training == by_init.training and by_hand.loop == by_init.loop
+    assert by_hand.training.model.startswith("fcos") and by_hand.training.warm_start
+    assert (by_hand.loop.strategy, by_hand.loop.target_precision) == ("least_confident", 0.95)
+    assert not by_hand.loop.second_opinions
+    named = load_config(write(tmp_path, minimal + "[loop]\ntarget_precision = 0.9\n"
+                                        'strategy = "doubtful_boxes"\n'))
+    assert (named.loop.strategy, named.loop.target_precision) == ("doubtful_boxes", 0.9)
+    assert named.loop.audit_fraction == 0.3
+    in_code = Config(project=ProjectSection(name="boxes", classes=("digit",), images="images",
+                                            task="detection"),
+                     loop=LoopSection(batch_size=20))
+    assert (in_code.loop.batch_size, in_code.loop.strategy) == (20, "least_confident")
+    assert in_code.training.model == by_init.training.model
 
 
 @pytest.mark.parametrize("old, new, named", [
