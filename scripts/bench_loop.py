@@ -57,7 +57,8 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, bat
         annotators: int, port: int = 8080, target: str = "label",
         audit: float | None = None, unsure_floor: float | None = None,
         review: float | None = None, min_points: int | None = None,
-        wait: int | None = None, selection: float | None = None) -> dict:
+        wait: int | None = None, selection: float | None = None,
+        blind: float | None = None) -> dict:
     """One setting and seed, to the whole pool labeled or the budget of answers."""
     folder = out / f"noise{noise:g}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,6 +84,8 @@ def run(noise: float, seed: int, out: Path, *, max_rounds: int, budget: int, bat
     if selection is not None:
         text = re.sub(r"(?m)^selection_share = [0-9.]+$", f"selection_share = {selection}",
                       text)
+    if blind is not None:
+        text = re.sub(r"(?m)^blind_check = [0-9.]+$", f"blind_check = {blind}", text)
     if unsure_floor is not None:
         text = re.sub(r"(?m)^preannotate_min_confidence = [0-9.]+$",
                       f"preannotate_min_confidence = {unsure_floor}", text)
@@ -195,6 +198,9 @@ def main() -> None:
     parser.add_argument("--selection-share", type=float, default=None,
                         help="[loop] selection_share: the held-out share that chooses models, "
                              "the rest tests thresholds (default 0.25)")
+    parser.add_argument("--blind-check", type=float, default=None,
+                        help="[loop] blind_check: the random share of items answered blind by "
+                             "two people, where rho is measured (the crowd's default 0.1)")
     args = parser.parse_args()
     for noise in args.noise:
         runs = [run(noise, seed, args.out.resolve(), max_rounds=args.max_rounds,
@@ -202,7 +208,7 @@ def main() -> None:
                     port=args.port, target=args.target, audit=args.audit,
                     unsure_floor=args.preannotate_min_confidence, review=args.review_share,
                     min_points=args.min_validation_points, wait=args.reference_wait,
-                    selection=args.selection_share)
+                    selection=args.selection_share, blind=args.blind_check)
                 for seed in args.seeds]
         print_table(noise, runs)
 
