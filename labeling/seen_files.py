@@ -55,6 +55,20 @@ def seen_under(store: LabelStore, root: str) -> dict[str, tuple[int, int, int]]:
     return {r[0]: (r[1], r[2], r[3]) for r in rows if r[0].startswith(prefix)}
 
 
+def read_before(store: LabelStore, paths: Iterable[str]
+                ) -> dict[str, tuple[tuple[int, int, int], str | None]]:
+    """Path -> (stamp, key of its bytes or None for a bad image) of those of ``paths`` that
+    ingest read, as it read them last."""
+    wanted = list(dict.fromkeys(paths))
+    out: dict[str, tuple[tuple[int, int, int], str | None]] = {}
+    with store.transaction() as s:
+        for start in range(0, len(wanted), _CHUNK):
+            out.update((r[0], ((r[1], r[2], r[3]), r[4])) for r in s.execute(select(
+                SeenFile.path, SeenFile.size_bytes, SeenFile.mtime_ns, SeenFile.ctime_ns,
+                SeenFile.key).where(SeenFile.path.in_(wanted[start:start + _CHUNK]))))
+    return out
+
+
 def record_seen(store: LabelStore, files: Mapping[str, tuple[Stamp, str | None]]) -> None:
     """Record (or replace) what was read: path -> (stamp, key of its bytes or None)."""
     paths = list(files)

@@ -7,14 +7,15 @@ Formats (``EXPORT_FORMATS``):
   folder per project class even when empty so class indices stay stable, plus
   ``OUT/provenance.csv`` with the same columns, ``path`` relative to ``OUT``. Images are hard
   links when ``OUT`` is on the images' filesystem (no space used; editing one edits the other),
-  copies otherwise. A name taken twice in a class gets the item key's first 12 characters.
+  copies otherwise. A name taken twice in a class gets the first 12 hex digits of the item key.
 
 What is exported: each item's label in force (the newest; a person's label always outranks a
 machine's, see ``labeling.store``). Left out, and counted in the report: items without a label,
 items marked ``skipped`` or ``disagreement`` (people could not tell or agree on their class, so
-an older label is not trusted either), files quarantined at their path, and files that are gone
-from disk. ``human_only`` keeps human and seed labels (seed labels are people's labels that came
-with the data).
+an older label is not trusted either), files quarantined at their path, files that are gone
+from disk, and files that now hold other bytes than the item's (overwritten or swapped since
+ingest: the label would go out with another image; ``other_bytes``). ``human_only`` keeps
+human and seed labels (seed labels are people's labels that came with the data).
 
 The store is read in one SELECT statement, so the export is a consistent snapshot even while a
 round writes. The result is written beside ``OUT`` under a temporary name and renamed into
@@ -39,7 +40,8 @@ from pathlib import Path
 from sqlalchemy import and_, exists, select
 
 from labeling.schema import PEOPLE_SOURCES, Item, Label, Quarantine
-from labeling.store import LabelStore
+from labeling.seen_files import read_before
+from labeling.store import LabelStore, file_key
 from labeling.tasks.base import TaskType
 from labeling.tasks.registry import DEFAULT_TASK, get_task_type
 from pipeline.export_rows import COLUMNS, PROVENANCE_FILE, ExportError, ExportRow
@@ -96,6 +98,10 @@ def export_labels(
     missing = sorted(r.path for r in rows if not (is_remote(r.path) or os.path.isfile(r.path)))
     if missing:
         left_out["missing_file"] = len(missing)
+    changed = other_bytes(store, [r for r in present if not is_remote(r.path)])
+    if changed:
+        left_out["changed_file"] = len(changed)
+        present = [r for r in present if r.item_key not in changed]
     out.parent.mkdir(parents=True, exist_ok=True)
     if task is not None and task.name == "detection":
         from pipeline.export_boxes import write_boxes  # noqa: PLC0415 - boxes only
@@ -107,6 +113,25 @@ def export_labels(
         _write_imagefolder(out, present, classes)
     by_source = dict(sorted(Counter(r.source for r in present).items()))
     return ExportReport(out, format, by_source, left_out, missing)
+
+
+def other_bytes(store: LabelStore, rows: list[ExportRow]) -> set[str]:
+    """Keys of the ``rows`` whose file now holds other bytes than the item's: overwritten or
+    swapped with another file since ingest read it, so that its label would go out with another
+    image. A file as ingest last read it (size and times unchanged) is not read again; any
+    other is hashed."""
+    before = read_before(store, [r.path for r in rows])
+    out = set()
+    for r in rows:
+        try:
+            st = os.stat(r.path)
+            if before.get(r.path) == ((st.st_size, st.st_mtime_ns, st.st_ctime_ns), r.item_key):
+                continue
+            if file_key(r.path)[0] != r.item_key:
+                out.add(r.item_key)
+        except OSError:  # gone or unreadable since the check above: not this image either
+            out.add(r.item_key)
+    return out
 
 
 def labeled_rows(store: LabelStore, *, human_only: bool = False
@@ -209,12 +234,13 @@ def _write_imagefolder(out: Path, rows: list[ExportRow], classes: Iterable[str])
 
 
 def _file_name(row: ExportRow, taken: set[tuple[str, str]]) -> str:
-    """``<class>/<file name>``, the item key added when the name is taken (case-insensitive,
-    for filesystems that ignore case)."""
+    """``<class>/<file name>``, the item key's first 12 hex digits added when the name is taken
+    (case-insensitive, for filesystems that ignore case)."""
     name = Path(row.path).name
     if (row.label, name.lower()) in taken:
         stem, suffix = Path(name).stem, Path(name).suffix
-        name = f"{stem}-{row.item_key[:12]}{suffix}"
+        # The digest, not the "sha256:" prefix: a colon is no character for a file name.
+        name = f"{stem}-{row.item_key.rpartition(':')[2][:12]}{suffix}"
     taken.add((row.label, name.lower()))
     return f"{row.label}/{name}"
 

@@ -38,6 +38,7 @@ from labeling.near_duplicates import THUMB_SIDE, assign_groups
 from labeling.seen_files import (
     Stamp,
     forget_seen,
+    read_before,
     record_seen,
     seen_under,
     still_seen_copies,
@@ -100,6 +101,9 @@ class IngestReport:
     # has this path, unless a Label Studio task shows the old one (then: not_moved).
     moved: list[str] = field(default_factory=list)
     not_moved: list[str] = field(default_factory=list)
+    # Files that now hold other bytes than the item recorded at their path, whose own bytes are
+    # nowhere in the folder (overwritten in place): that item keeps its labels, has no file.
+    replaced: list[str] = field(default_factory=list)
 
 
 def ingest_folder(
@@ -219,7 +223,11 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
         for key, path in still_seen_copies(store, gone_seen).items():
             if path in still:
                 elsewhere.setdefault(key, path)
-    moved, not_moved = ([], []) if remote else _follow_moves(store, elsewhere)
+    now_holds = {path: key for path, key, _ in hashed}  # what each file read this run holds
+    held_before = {p: key for p, (_, key) in read_before(
+        store, [p for p in now_holds if p in seen]).items() if key is not None}
+    moved, not_moved, replaced = ([], [], []) if remote else _follow_moves(
+        store, elsewhere, now_holds, held_before)
     # Quarantined paths under root that are fine now, or gone, leave the quarantine. (add_items
     # already released the ones whose bytes were quarantined, so the list is computed here.)
     # A path quarantined again in this run stays: a name shown with \xNN escapes does not
@@ -242,20 +250,35 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     forget_seen(store, gone_seen)
     return IngestReport(root_path, added, already, duplicates, quarantined, released,
                         found.others, found.unreadable, found.folder_links, len(unchanged),
-                        cache_failed[0] if cache_failed else None, moved, not_moved)
+                        cache_failed[0] if cache_failed else None, moved, not_moved,
+                        replaced)
 
 
-def _follow_moves(store: LabelStore, found: dict[str, str]) -> tuple[list[str], list[str]]:
-    """(paths moved to, paths left) of items whose stored file is gone and whose bytes this run
-    found under another name: a file renamed or moved within the folder keeps its item, its
-    labels and its place in the pool, under its new path (``LabelStore.move_items``)."""
+def _follow_moves(store: LabelStore, found: dict[str, str], now_holds: dict[str, str],
+                  held_before: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """(paths moved to, paths left, paths replaced). ``found``: key -> this run's path of items
+    already in the store; ``now_holds``: path -> key of what this run read there;
+    ``held_before``: path -> key of what an earlier ingest read there, for the files read again.
+    Moved: items whose stored file is gone, or now holds other bytes, and whose bytes this run
+    found under another name: a file renamed, moved or swapped with another within the folder
+    keeps its item, its labels and its place in the pool, under its new path
+    (``LabelStore.move_items``). Replaced: an item's file overwritten in place with other bytes,
+    its own bytes nowhere in the folder: the item keeps its labels and has no file, as if its
+    file were deleted (export leaves it out: ``pipeline.export``)."""
+    def not_there(path: str, key: str) -> bool:
+        return not os.path.lexists(path) or now_holds.get(path, key) != key
+
     stored = store.items_by_key(found)
     moves = {k: p for k, p in found.items() if k in stored and stored[k].path != p
-             and not is_remote(stored[k].path) and not os.path.lexists(stored[k].path)}
+             and not is_remote(stored[k].path) and not_there(stored[k].path, k)}
+    overwritten = {old: p for p, old in held_before.items()
+                   if old != now_holds.get(p, old) and old not in found}
+    replaced = sorted(item.path for key, item in store.items_by_key(overwritten).items()
+                      if item.path == overwritten[key])
     if not moves:
-        return [], []
+        return [], [], replaced
     moved, left = store.move_items(moves)
-    return sorted(moves[k] for k in moved), sorted(moves[k] for k in left)
+    return sorted(moves[k] for k in moved), sorted(moves[k] for k in left), replaced
 
 
 class Decoded(NamedTuple):

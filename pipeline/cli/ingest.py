@@ -150,6 +150,7 @@ def print_report(report: IngestReport, console: Console) -> None:
         ("already in the store", len(report.already_present)),
         ("  of these, not read (unchanged since read)", report.unread),
         ("  of these, moved or renamed (path updated)", len(report.moved)),
+        ("overwritten with another image (old item has no file)", len(report.replaced)),
         ("duplicates in this folder", len(report.duplicates)),
         ("quarantined", len(report.quarantined)),
         ("left quarantine (fixed or deleted)", len(report.released)),
@@ -165,8 +166,13 @@ def print_report(report: IngestReport, console: Console) -> None:
     shown = [Rejected(p, "moved or renamed after it was sent to Label Studio, whose task shows "
                          "the old name: the item keeps it; move the file back")
              for p in report.not_moved]
+    overwritten = [Rejected(p, "the file now holds another image, and the image its labels "
+                               "were given for is nowhere in the folder: those labels stay in "
+                               "the store with no file (export leaves them out); put the image "
+                               "back to keep them") for p in report.replaced]
     for title, rows in [("quarantined", report.quarantined),
                         ("moved, not followed", shown),
+                        ("overwritten in place", overwritten),
                         ("unreadable folders", report.unreadable_dirs),
                         ("links to folders, not followed", links)]:
         if rows:

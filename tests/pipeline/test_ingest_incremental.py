@@ -163,3 +163,48 @@ def test_a_copy_changed_since_it_was_read_is_not_taken_for_the_gone_file(store, 
     assert again.moved == [] and [i.path for i in again.added] == [str(folder / "sub0/b.png")]
     assert store.item(key).path == str(old)  # left where it was: its file is gone
     assert sorted(i.path for i in store.items()).count(str(folder / "sub0/b.png")) == 1
+
+
+def test_two_swapped_files_swap_their_items_and_export_each_label_with_its_own_image(
+        store, folder, tmp_path):
+    from labeling.store import NewLabel
+    from pipeline.export import export_labels
+
+    ingest_folder(store, folder)
+    a, b = folder / "sub0/img0.png", folder / "sub0/img2.png"
+    key_of = {i.path: i.key for i in store.items()}
+    store.add_labels([NewLabel(key_of[str(a)], "cat", "human", who="ann"),
+                      NewLabel(key_of[str(b)], "dog", "human", who="ann")],
+                     classes=("cat", "dog"))
+    a.rename(folder / "t.png")
+    b.rename(a)
+    (folder / "t.png").rename(b)
+    again = ingest_folder(store, folder)
+    assert again.added == [] and again.moved == sorted([str(a), str(b)])
+    assert store.item(key_of[str(a)]).path == str(b)  # the cat image now lives at b
+    report = export_labels(store, tmp_path / "out", format="imagefolder",
+                           classes=("cat", "dog"))
+    assert report.by_source == {"human": 2} and "changed_file" not in report.left_out
+    assert (tmp_path / "out/cat/img2.png").read_bytes() == b.read_bytes()
+    assert (tmp_path / "out/dog/img0.png").read_bytes() == a.read_bytes()
+
+
+def test_a_file_overwritten_with_another_image_takes_no_label_to_the_export(
+        store, folder, tmp_path):
+    from labeling.store import NewLabel
+    from pipeline.export import export_labels
+
+    ingest_folder(store, folder)
+    path = folder / "sub1/img1.png"
+    old_key = {i.path: i.key for i in store.items()}[str(path)]
+    store.add_labels([NewLabel(old_key, "cat", "human", who="ann")], classes=("cat", "dog"))
+    write_file(path, _png())
+    # Before any ingest reads the new bytes, the export already leaves the label out.
+    early = export_labels(store, tmp_path / "early.csv", format="csv")
+    assert early.rows == 0 and early.left_out["changed_file"] == 1
+    again = ingest_folder(store, folder)
+    assert [i.path for i in again.added] == [str(path)] and again.replaced == [str(path)]
+    assert store.current_classes()[old_key] == "cat"  # kept, with no file: nothing lost
+    late = export_labels(store, tmp_path / "late.csv", format="csv")
+    assert late.rows == 0 and late.left_out["changed_file"] == 1
+    assert ingest_folder(store, folder).replaced == []  # reported once, when it happened
