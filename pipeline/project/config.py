@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +26,12 @@ from labeling.box_scores import list_box_strategies
 from labeling.strategies import list_strategies
 from labeling.studio.limits import TITLE_MAX, TITLE_MIN
 from labeling.tasks.registry import DEFAULT_TASK, list_task_types
-from pipeline.project.databases import DatabaseUrls, password_problem, with_password
+from pipeline.project.databases import (
+    DatabaseUrls,
+    not_a_url_problem,
+    password_problem,
+    with_password,
+)
 from training.names import (
     DETECTOR_NAMES,
     MODEL_NAMES,
@@ -103,11 +109,14 @@ class ProjectSection(_Section):
         return self
 
 
-def _no_password(section: str):
-    """A validator refusing a URL that holds a password (pipeline/project/databases.py)."""
+def _no_password(section: str, *, database: bool = True):
+    """A validator refusing a URL that holds a password, or (``database``) that is not a
+    database URL (pipeline/project/databases.py)."""
 
     def check(cls, value: str) -> str:
         if problem := password_problem(value, section):
+            raise ValueError(problem)
+        if database and (problem := not_a_url_problem(value, section)):
             raise ValueError(problem)
         return value
 
@@ -131,13 +140,29 @@ class RegistrySection(_Section):
     tracking_uri: str = ""
     password_file: Path | None = None
 
+    # Not only databases: an MLflow tracking server's http(s) URI, or a folder, work too.
     _uri_has_no_password = field_validator("tracking_uri")(
-        classmethod(_no_password("registry")))
+        classmethod(_no_password("registry", database=False)))
 
 
 class StudioSection(_Section):
     # Empty: the embedded local server that `labelloop studio start` runs.
     url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_no_password(cls, value: str) -> str:
+        # It would be written in labelloop.toml and shown in every message naming the server.
+        try:
+            secret = urllib.parse.urlsplit(value).password
+        except ValueError:
+            secret = None
+        if secret is not None:
+            raise ValueError("[studio] url holds a password; remove the user and password from "
+                             "it: labelloop signs in to Label Studio with an API key ([studio] "
+                             "api_key_file, or LABEL_STUDIO_API_KEY in the environment)")
+        return value
+
     # A file holding the API key (legacy token or personal access token). Without it the key
     # comes from LABEL_STUDIO_API_KEY, or from the embedded server's token file.
     api_key_file: Path | None = None

@@ -73,6 +73,20 @@ def password_problem(url: str, section: str) -> str | None:
             f"{PASSWORD_KEYS[section]}, or in the environment variable {PASSWORD_ENV[section]}")
 
 
+def not_a_url_problem(url: str, section: str) -> str | None:
+    """Why ``url``, a database URL of ``[section]``, is no SQLAlchemy URL, or None (empty: the
+    workspace's SQLite file). SQLAlchemy would otherwise take some such text for a file name
+    relative to wherever the command runs."""
+    try:
+        if not url or "://" in url and make_url(url).drivername:
+            return None
+    except ArgumentError:
+        pass
+    return (f"[{section}] {URL_KEYS[section]} is not a database URL; write one like "
+            "postgresql+psycopg://user@host/dbname (or sqlite:////absolute/path.db), or leave "
+            "it empty for a SQLite file in the workspace")
+
+
 def masked(url: str) -> str:
     """``url`` as shown in messages and logs: any password replaced by ``***``."""
     if _scheme(url) in _NOT_DATABASES:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from pipeline.project.config import (
     CONFIG_NAME,
     Config,
     ConfigError,
+    format_validation_error,
     load_config,
     render_config,
     title_problem,
@@ -53,8 +56,11 @@ def init_project(
             images_entry = images.resolve().relative_to(folder)
         except ValueError:
             images_entry = images.resolve()
-    text = render_config(name or folder.name, classes, images_entry, studio_url=studio_url,
-                         project_title=project_title, task=task)
+    try:
+        text = render_config(name or folder.name, classes, images_entry, studio_url=studio_url,
+                             project_title=project_title, task=task)
+    except ValidationError as err:  # one line per problem, never the value (it may be secret)
+        raise ConfigError(format_validation_error(err)) from None
     tmp = config_path.with_name(CONFIG_NAME + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     config = load_config(tmp)  # validate before it becomes the project's config

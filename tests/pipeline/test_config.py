@@ -85,6 +85,9 @@ def test_a_detection_config_written_by_hand_gets_the_detection_defaults(tmp_path
     ("strategy = \"margin\"", "strategy = \"vibes\"", "unknown strategy 'vibes'; valid:"),
     ("model = \"small_cnn\"", "model = \"resnet9000\"", "unknown model 'resnet9000'; valid:"),
     ("threshold_mode = \"pooled\"", "threshold_mode = \"global\"", "loop.threshold_mode"),
+    # Not a URL: SQLAlchemy would make it a SQLite file wherever the command runs.
+    ("[store]\nurl = \"\"", "[store]\nurl = \"notaurl\"", "[store] url is not a database URL"),
+    ("storage = \"\"", "storage = \"optuna.db\"", "[tuning] storage is not a database URL"),
     ("reference_wait_rounds = \"auto\"", "reference_wait_rounds = -1",
      "reference_wait_rounds must be >= 0 or \"auto\", got -1"),
     ("reference_wait_rounds = \"auto\"", "reference_wait_rounds = \"later\"",
@@ -146,6 +149,8 @@ def test_cli_shows_the_config_error_with_brackets_intact(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--classes", "cat,cat"], "duplicate class names: cat"),
+    (["--classes", "cat,dog", "--studio-url", "http://ann:hunter2@127.0.0.1:1"],
+     "[studio] url holds a password"),
     (["--classes", "cat"], "at least two classes"),
     (["--classes", "cat,dog", "--images", "missing"], "no such folder"),
 ])
@@ -159,7 +164,19 @@ def test_init_refuses_bad_input_and_writes_nothing(tmp_path, args, message, ledg
     ledger.bad_input(f"labelloop init {' '.join(args)}",
                      outcome=f"refused: exit {result.exit_code}")
     assert result.exit_code == 2 and message in result.output
+    assert "hunter2" not in result.output
     assert not (tmp_path / "labelloop.toml").exists()
+
+
+def test_a_password_in_the_studio_url_is_refused_and_never_shown(tmp_path):
+    studio_url = '[studio]\nurl = ""'
+    assert GOOD.count(studio_url) == 1
+    text = GOOD.replace(studio_url, '[studio]\nurl = "https://ann:hunter2@studio.example"')
+    with pytest.raises(ConfigError, match=r"\[studio\] url holds a password") as err:
+        load_config(write(tmp_path, text))
+    assert "hunter2" not in str(err.value)
+    ok = GOOD.replace(studio_url, '[studio]\nurl = "https://studio.example"')
+    assert load_config(write(tmp_path, ok)).studio.url == "https://studio.example"
 
 
 def test_init_never_overwrites_a_project(tmp_path):
