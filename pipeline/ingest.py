@@ -101,6 +101,8 @@ class IngestReport:
     # has this path, unless a Label Studio task shows the old one (then: not_moved).
     moved: list[str] = field(default_factory=list)
     not_moved: list[str] = field(default_factory=list)
+    # Folders under the root whose name starts with a dot (the workspace, .git): not walked.
+    hidden_folders: list[str] = field(default_factory=list)
     # Files that now hold other bytes than the item recorded at their path, whose own bytes are
     # nowhere in the folder (overwritten in place): that item keeps its labels, has no file.
     replaced: list[str] = field(default_factory=list)
@@ -251,7 +253,7 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     return IngestReport(root_path, added, already, duplicates, quarantined, released,
                         found.others, found.unreadable, found.folder_links, len(unchanged),
                         cache_failed[0] if cache_failed else None, moved, not_moved,
-                        replaced)
+                        hidden_folders=found.hidden, replaced=replaced)
 
 
 def _follow_moves(store: LabelStore, found: dict[str, str], now_holds: dict[str, str],
@@ -265,12 +267,18 @@ def _follow_moves(store: LabelStore, found: dict[str, str], now_holds: dict[str,
     (``LabelStore.move_items``). Replaced: an item's file overwritten in place with other bytes,
     its own bytes nowhere in the folder: the item keeps its labels and has no file, as if its
     file were deleted (export leaves it out: ``pipeline.export``)."""
-    def not_there(path: str, key: str) -> bool:
-        return not os.path.lexists(path) or now_holds.get(path, key) != key
-
     stored = store.items_by_key(found)
-    moves = {k: p for k, p in found.items() if k in stored and stored[k].path != p
-             and not is_remote(stored[k].path) and not_there(stored[k].path, k)}
+    elsewhere = {k: p for k, p in found.items() if k in stored and stored[k].path != p
+                 and not is_remote(stored[k].path)}
+    # What a file not read this run holds: the key an earlier ingest read there (unchanged).
+    indexed = read_before(store, [stored[k].path for k in elsewhere
+                                  if stored[k].path not in now_holds])
+
+    def not_there(path: str, key: str) -> bool:
+        holds = now_holds[path] if path in now_holds else indexed.get(path, (None, None))[1]
+        return not os.path.lexists(path) or holds not in (None, key)
+
+    moves = {k: p for k, p in elsewhere.items() if not_there(stored[k].path, k)}
     overwritten = {old: p for p, old in held_before.items()
                    if old != now_holds.get(p, old) and old not in found}
     replaced = sorted(item.path for key, item in store.items_by_key(overwritten).items()
@@ -371,7 +379,7 @@ def _check_prefix(root: str) -> str:
 
 def _list_prefix(root: str) -> tuple[_Found, dict[str, Stamp]]:
     """The objects under ``root``, as ``_walk`` finds files (in key order), and their stamps."""
-    found = _Found([], [], [], [], [])
+    found = _Found([], [], [], [], [], [])
     stamps: dict[str, Stamp] = {}
     for obj in list_objects(root):
         if os.path.splitext(obj.path)[1].lower() not in IMAGE_EXTENSIONS:
@@ -390,6 +398,7 @@ class _Found(NamedTuple):
     others: list[str]  # files without an image extension
     folder_links: list[str]
     unreadable: list[Rejected]  # folders that could not be listed
+    hidden: list[str]  # folders whose name starts with a dot: not walked
 
 
 def _walk(root: Path) -> _Found:
@@ -399,7 +408,7 @@ def _walk(root: Path) -> _Found:
     On ``os.scandir`` entries, so that a plain file costs no system call here: its path is
     already resolved (the root is, and no link is followed), and only links are resolved. This
     is what a round pays for every file when nothing changed."""
-    found = _Found([], [], [], [], [])
+    found = _Found([], [], [], [], [], [])
     seen: set[str] = set()
     stack = [str(root)]
     while stack:
@@ -414,7 +423,11 @@ def _walk(root: Path) -> _Found:
         folders = []
         for entry in entries:
             if _is_folder(entry):
-                if entry.is_symlink():
+                if entry.name.startswith("."):
+                    # .labelloop (the workspace: reports, plots), .git, .thumbnails, editors'
+                    # caches: never a user's pool, and walking them would add their images.
+                    found.hidden.append(_shown(entry.path))
+                elif entry.is_symlink():
                     found.folder_links.append(_shown(entry.path))  # listed, not walked
                 else:
                     folders.append(entry.path)

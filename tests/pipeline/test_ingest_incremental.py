@@ -198,6 +198,7 @@ def test_a_file_overwritten_with_another_image_takes_no_label_to_the_export(
     path = folder / "sub1/img1.png"
     old_key = {i.path: i.key for i in store.items()}[str(path)]
     store.add_labels([NewLabel(old_key, "cat", "human", who="ann")], classes=("cat", "dog"))
+    old_bytes = path.read_bytes()
     write_file(path, _png())
     # Before any ingest reads the new bytes, the export already leaves the label out.
     early = export_labels(store, tmp_path / "early.csv", format="csv")
@@ -208,3 +209,19 @@ def test_a_file_overwritten_with_another_image_takes_no_label_to_the_export(
     late = export_labels(store, tmp_path / "late.csv", format="csv")
     assert late.rows == 0 and late.left_out["changed_file"] == 1
     assert ingest_folder(store, folder).replaced == []  # reported once, when it happened
+    # The old image put back under another name: its item follows it, its label exports.
+    write_file(folder / "back.png", old_bytes)
+    assert ingest_folder(store, folder).moved == [str(folder / "back.png")]
+    back = export_labels(store, tmp_path / "back.csv", format="csv")
+    assert back.rows == 1 and "changed_file" not in back.left_out
+
+
+def test_hidden_folders_such_as_the_workspace_are_not_walked(store, folder):
+    # `labelloop init --images .` puts the workspace (.labelloop: reports with their plots)
+    # inside the image folder; its images, and .git's, are no part of the pool.
+    write_file(folder / ".labelloop/reports/r_files/plot.png", _png())
+    write_file(folder / "sub0/.git/logo.png", _png())
+    report = ingest_folder(store, folder)
+    assert len(report.added) == 6
+    assert not any("/." in i.path for i in store.items())
+    assert report.hidden_folders == [str(folder / ".labelloop"), str(folder / "sub0/.git")]
