@@ -19,11 +19,14 @@ from pipeline.project.databases import DatabaseError
 
 # soft_wrap: one line per message also when stderr is not a terminal (rich wraps at 80 there).
 console = Console(stderr=True, soft_wrap=True)
+BOX_FORMATS = get_task_type("detection").export_formats
 
 
 def export_command(
-    fmt: str = typer.Option(..., "--format", help=f"One of: {', '.join(EXPORT_FORMATS)}."),
-    out: Path = typer.Option(..., "--out", help="The CSV file, or the image folder, to write."),
+    fmt: str = typer.Option(..., "--format", help=f"Classes: {', '.join(EXPORT_FORMATS)}; "
+                            f"boxes (a detection project): {', '.join(BOX_FORMATS)}."),
+    out: Path = typer.Option(..., "--out", help="The CSV file, the image folder, or the COCO "
+                             "JSON or YOLO folder to write."),
     human_only: bool = typer.Option(False, "--human-only",
                                     help="Only labels from people (human and seed)."),
     force: bool = typer.Option(False, "--force",

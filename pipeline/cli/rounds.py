@@ -49,7 +49,11 @@ def init_command(
                             studio_url=studio_url, task=task)
     except (ConfigError, ValueError) as err:
         fail(str(err))
-    console.print(f"wrote {path}; next: `labelloop ingest`, then `labelloop round`")
+    # Outside the project folder the next commands need the config's path.
+    here = path.parent.resolve() == Path.cwd().resolve()
+    flag = "" if here else f" -c {path}"
+    console.print(f"wrote {path}; next: `labelloop ingest{flag}`, then `labelloop round{flag}`",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 def round_command(config: Path | None = ConfigOption,

@@ -183,7 +183,10 @@ def test_init_never_overwrites_a_project(tmp_path):
     (tmp_path / "imgs").mkdir()
     cmd = ["init", "--folder", str(tmp_path), "--images", str(tmp_path / "imgs"),
            "--classes", "cat,dog"]
-    assert CliRunner().invoke(app, cmd).exit_code == 0
+    first = CliRunner().invoke(app, cmd)
+    assert first.exit_code == 0
+    # Run from elsewhere, the next step it names says where the config is.
+    assert f"next: `labelloop ingest -c {tmp_path / 'labelloop.toml'}`" in first.output
     before = (tmp_path / "labelloop.toml").read_text()
     again = CliRunner().invoke(app, cmd[:-1] + ["ant,bee"])
     assert again.exit_code == 2 and "already exists" in again.output
