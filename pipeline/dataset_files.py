@@ -7,11 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.files import temp_folder_beside
 
 LABELS_FILE = "labels.csv"
 IMAGES_DIR = "images"
@@ -49,7 +50,7 @@ def build_then_rename(out: Path, csv_text: str, write_images: Callable[[Path], N
     (``csv_text`` as ``truth_name``) into a temporary folder beside ``out``, then rename it to
     ``out``; returns the truth file's path."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = temp_folder_beside(out)
     try:
         (tmp / IMAGES_DIR).mkdir()
         write_images(tmp)

@@ -30,7 +30,6 @@ import csv
 import errno
 import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from labeling.store import LabelStore, file_key
 from labeling.tasks.base import TaskType
 from labeling.tasks.registry import DEFAULT_TASK, get_task_type
 from pipeline.export_rows import COLUMNS, PROVENANCE_FILE, ExportError, ExportRow
-from pipeline.files import replace_folder, write_file_atomic
+from pipeline.files import replace_folder, temp_folder_beside, write_file_atomic
 from training.sources import is_remote, read_bytes
 
 # The formats of the default task type; ``task`` narrows them for a project of another kind.
@@ -213,7 +212,7 @@ def _write_imagefolder(out: Path, rows: list[ExportRow], classes: Iterable[str])
     if bad:
         raise ExportError(f"class name(s) {', '.join(map(repr, bad))} cannot be folder names; "
                           "use --format csv")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = temp_folder_beside(out)
     try:
         for name in names:
             (tmp / name).mkdir()

@@ -18,11 +18,10 @@ import csv
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from pipeline.export_rows import PROVENANCE_FILE, ExportError, ExportRow
-from pipeline.files import replace_folder, write_file_atomic
+from pipeline.files import replace_folder, temp_folder_beside, write_file_atomic
 
 BOX_COLUMNS = ("path", "label", "x", "y", "w", "h", "score", "source", "who", "model_version",
                "image_confidence", "round", "labeled_at", "item_key")
@@ -96,7 +95,7 @@ def _write_box_csv(path: Path, rows: list[ExportRow]) -> None:
 
 def _write_yolo(out: Path, rows: list[ExportRow], classes: tuple[str, ...]) -> None:
     index = {c: i for i, c in enumerate(classes)}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = temp_folder_beside(out)
     try:
         (tmp / "labels").mkdir()
         taken: set[str] = set()

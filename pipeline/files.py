@@ -46,12 +46,37 @@ def replace_folder(tmp: Path, out: Path) -> None:
 
 
 def write_file_atomic(out: Path, write) -> None:
-    """``write(tmp_path)`` into a temporary file beside ``out``, then rename it over."""
+    """``write(tmp_path)`` into a temporary file beside ``out``, then rename it over. The file
+    gets the permissions a plain new file gets (the umask's), not mkstemp's owner-only 0600: an
+    export is for teammates and containers to read."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def temp_folder_beside(out: Path) -> Path:
+    """A new empty folder beside ``out``, to be renamed to it when complete, with the
+    permissions a plain new folder gets (the umask's), not mkdtemp's owner-only 0700."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~umask())
+    return tmp
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (setting it, even
+    for a moment, would change the files other threads create meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -6,6 +6,8 @@ import csv
 import errno
 import hashlib
 import io
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -228,3 +230,19 @@ def test_items_in_s3_are_exported_as_their_paths_and_copied_into_an_imagefolder(
         assert sorted(r["path"] for r in rows) == ["cat/a.png", "dog/b.png"]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_exports_get_the_umasks_permissions_not_owner_only(project, mask):
+    # Written through mkstemp/mkdtemp (0600/0700) and renamed into place: a teammate or a
+    # container reading the export got "permission denied".
+    store, _, tmp = project
+    old = os.umask(mask)
+    try:
+        export_labels(store, tmp / "labels.csv", format="csv")
+        export_labels(store, tmp / "folder", format="imagefolder", classes=("cat", "dog"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp / "labels.csv").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp / "folder").stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((tmp / "folder/provenance.csv").stat().st_mode) == 0o666 & ~mask
