@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Text, and_, case, cast, create_engine, event, exists, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labeling.bulk import CHUNK, insert_rows, rows_where_in, set_column
@@ -161,7 +161,7 @@ class LabelStore:
         # Creates a new store's tables, or brings an older store's schema up to date.
         try:
             self.schema_found = migrate(self.engine)
-        except OperationalError as err:
+        except DatabaseError as err:  # cannot connect, locked, or not a database at all
             self.engine.dispose()
             shown = self.engine.url.render_as_string(hide_password=True)
             first = str(err.orig or err).strip().splitlines()[0]

@@ -152,3 +152,13 @@ def test_process_killed_mid_transaction_leaves_previous_state(store_location, le
     assert len(reopened.current_labels()) == 2000
     reopened.close()
     store.close()
+
+
+def test_a_file_that_is_no_database_is_one_clear_error(tmp_path):
+    # A store file overwritten by something else (a copy gone wrong, another program's file):
+    # the user gets one line naming the store, not SQLAlchemy's traceback.
+    path = tmp_path / "labels.db"
+    path.write_text("garbage, not SQLite\n")
+    with pytest.raises(StoreError, match=r"labels\.db cannot be opened: file is not a database"):
+        LabelStore(path)
+    assert path.read_text() == "garbage, not SQLite\n"  # left as it was
