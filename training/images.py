@@ -76,8 +76,17 @@ def decode_image(data: bytes, *, channels: int = 3,
 
 
 def _decoded(source: Path | io.BytesIO, channels: int, max_pixels: int) -> Image.Image:
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        # Pillow refuses twice its own limit while reading the header, whatever ours is: a
+        # larger limit asked for (ingest --max-pixels) raises Pillow's to it. Ours is checked
+        # below, before any pixel is decoded.
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with Image.open(source) as img:
+        with warnings.catch_warnings():
+            # Pillow warns from the header above its limit; ours decides, below, with a reason.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+        with img:
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageError(
