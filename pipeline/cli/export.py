@@ -30,13 +30,14 @@ def export_command(
     human_only: bool = typer.Option(False, "--human-only",
                                     help="Only labels from people (human and seed)."),
     force: bool = typer.Option(False, "--force",
-                               help="Replace an existing CSV or a previous image-folder export."),
+                               help="Replace an existing CSV or a previous image-folder export, "
+                                    "and the certificate beside it."),
     config: Path | None = typer.Option(None, "--config", "-c",
                                        help="labelloop.toml (default: ./labelloop.toml)"),
 ) -> None:
     """Export labeled items with their provenance (source, who, model version, confidence).
 
-    Skipped, disputed, quarantined and missing files are left out and counted.
+    Skipped, disputed, quarantined, missing and changed files are left out and counted.
     """
     try:
         cfg = load_config(config if config is not None else Path.cwd())
@@ -44,6 +45,14 @@ def export_command(
     except (ConfigError, StoreError, DatabaseError) as err:
         console.print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(2) from None
+    sidecar = certificate_path(Path(out).expanduser().absolute())
+    if sidecar.exists() and not force:
+        # Another export's (labels.csv and labels.coco share one), or a file of the user's.
+        store.close()
+        console.print(f"[red]error:[/red] {sidecar}, where this export's certificate goes, "
+                      "exists; pass --force to replace it, or choose another --out",
+                      highlight=False)
+        raise typer.Exit(2)
     try:
         report = export_labels(store, out, format=fmt, classes=cfg.project.classes,
                                human_only=human_only, force=force,
@@ -52,7 +61,6 @@ def export_command(
                            reference_error=cfg.loop.reference_error,
                            confidence=cfg.loop.confidence_level, human_only=human_only)
         cert = {**cert, "exported_rows": report.rows, **exported_bound(cert, report.rows)}
-        sidecar = certificate_path(report.out)
         write_text_atomic(sidecar, json.dumps(cert, indent=2) + "\n")
     except ExportError as err:
         console.print(f"[red]error:[/red] {err}", highlight=False)

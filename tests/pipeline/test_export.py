@@ -206,6 +206,14 @@ def test_cli_exports_the_projects_labels(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default config is ./labelloop.toml
     bad = runner.invoke(app, ["export", "--format", "coco", "--out", "x.csv"])
     assert bad.exit_code == 2 and "valid: csv, imagefolder" in bad.output
+    # The certificate beside an export is a file like the export: never replaced unasked.
+    mine = tmp_path / "rep.certificate.json"
+    mine.write_text('{"mine": true}\n')
+    taken = runner.invoke(app, ["export", "--format", "csv", "--out", "rep.csv"])
+    assert taken.exit_code == 2 and "rep.certificate.json" in taken.output
+    assert mine.read_text() == '{"mine": true}\n' and not (tmp_path / "rep.csv").exists()
+    forced = runner.invoke(app, ["export", "--format", "csv", "--out", "rep.csv", "--force"])
+    assert forced.exit_code == 0 and "exported_rows" in mine.read_text()
 
 
 def test_items_in_s3_are_exported_as_their_paths_and_copied_into_an_imagefolder(s3, tmp_path):
