@@ -26,6 +26,7 @@ MLflow is imported on first use, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import shutil
@@ -348,12 +349,24 @@ class ModelRegistry:
         if self._client_obj is None:
             from mlflow.tracking import MlflowClient
 
+            def connect():
+                return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
             if urllib.parse.urlparse(self.tracking_uri).scheme == "sqlite":
                 # MLflow would create a missing folder, so a mistyped URI would silently
                 # start an empty registry.
-                require_folder(sqlite_path(self.tracking_uri))
-            self._client_obj = MlflowClient(tracking_uri=self.tracking_uri,
-                                            registry_uri=self.tracking_uri)
+                db = sqlite_path(self.tracking_uri)
+                require_folder(db)
+                # MLflow creates and migrates a new SQLite store's tables as it connects; two
+                # commands doing that at once (`labelloop status & labelloop models list` on a
+                # new project) broke each other's migration. One at a time, under a file lock.
+                with open(db.with_name(db.name + ".init-lock"), "a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    client = connect()
+                    client.search_registered_models(max_results=1)  # the registry's store too
+            else:
+                client = connect()
+            self._client_obj = client
         return self._client_obj
 
     def _local_store(self) -> bool:

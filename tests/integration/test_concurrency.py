@@ -380,3 +380,21 @@ def assert_whole_folder(out: Path, rows: int) -> None:
     listed = read_export(out / "provenance.csv")
     assert len(files) == len(listed) == rows
     assert {str(p.relative_to(out)) for p in files} == {r["path"] for r in listed}
+
+
+def test_read_commands_at_once_on_a_new_project_all_work(tmp_path):
+    """MLflow creates and migrates a new registry's tables as a command first connects; three
+    commands at once on a new project broke each other's migration (an alembic traceback, a
+    "table already exists" error). Each must answer as it would alone."""
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "a.png")
+    init = subprocess.run([LABELLOOP, "init", "--images", "images", "--classes", "cat,dog"],
+                          cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert init.returncode == 0, init.stderr
+    commands = [["status"], ["models", "list"], ["status"]]
+    procs = [subprocess.Popen([LABELLOOP, *c], cwd=tmp_path, env=cli_env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in commands]
+    for command, proc in zip(commands, procs, strict=True):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (command, err[-2000:])
+        assert "Traceback" not in err and "error:" not in err, (command, err[-2000:])
