@@ -92,6 +92,29 @@ def probe_server(uri: str) -> None:
                             "or fix registry.tracking_uri in labelloop.toml") from err
 
 
+DEFAULT_DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def probe_database(uri: str) -> None:
+    """Fail fast if nothing answers at a database store's host and port: MLflow retries a
+    refused connection for minutes, silently."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(uri)
+    except ArgumentError:
+        return  # MLflow's own error says what is wrong with it
+    port = url.port or DEFAULT_DB_PORTS.get(url.get_backend_name())
+    if not url.host or port is None or url.host.startswith("/"):
+        return  # a local socket or file: nothing to reach over TCP
+    try:
+        socket.create_connection((url.host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as err:
+        raise RegistryError(f"the MLflow store's database {masked(uri)} is unreachable ({err}); "
+                            "start it or fix registry.tracking_uri in labelloop.toml") from err
+
+
 def local_folder(uri: str) -> Path | None:
     """The folder a ``file:`` URI or a plain path names; None for other stores."""
     parts = urllib.parse.urlparse(uri)

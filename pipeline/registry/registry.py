@@ -48,6 +48,7 @@ from pipeline.registry.mlflow_store import (
     RegistryError,
     default_tracking_uri,
     local_folder,
+    probe_database,
     probe_server,
     probe_sqlite,
     require_folder,
@@ -365,6 +366,12 @@ class ModelRegistry:
                     client = connect()
                     client.search_registered_models(max_results=1)  # the registry's store too
             else:
+                # Probed first: MLflow retries a server or database that does not answer for
+                # minutes with no word (`labelloop models list` sat silent past 100 s).
+                if urllib.parse.urlparse(self.tracking_uri).scheme in ("http", "https"):
+                    probe_server(self.tracking_uri)
+                elif "://" in self.tracking_uri:
+                    probe_database(self.tracking_uri)
                 client = connect()
             self._client_obj = client
         return self._client_obj

@@ -235,6 +235,20 @@ def test_check_fails_fast_on_a_missing_folder(tmp_path):
     assert not (tmp_path / "nope").exists()
 
 
+@pytest.mark.parametrize("uri, names", [
+    ("postgresql+psycopg://bob:pw@127.0.0.1:1/x", "database postgresql+psycopg://bob:***@"),
+    ("http://127.0.0.1:1", "server http://127.0.0.1:1"),
+])
+def test_a_store_that_does_not_answer_is_one_quick_error_not_a_silent_wait(tmp_path, uri,
+                                                                            names):
+    # MLflow retries a refused connection for minutes without a word; any call, not only
+    # check(), gets the probe first (`labelloop models list` sat silent past 100 s).
+    reg = ModelRegistry(uri, "digits", artifact_dir=tmp_path / "mlartifacts")
+    with pytest.raises(RegistryError, match="unreachable") as err:
+        reg.versions()
+    assert names in str(err.value) and ":pw@" not in str(err.value)
+
+
 def test_check_fails_fast_on_a_locked_store(ws):
     reg = make_registry(ws)
     reg.check()
