@@ -112,7 +112,9 @@ def _write(store: LabelStore, report: IngestReport, rows: list[tuple[str, str]],
         if reason is None:
             key = keys[path]
             if key in wanted and wanted[key][1] != label:
-                reason = f"the same image is also labeled {wanted[key][1]!r} ({wanted[key][0]})"
+                reason = (f"labeled {label!r} here, but an earlier row labels the same image "
+                          f"{wanted[key][1]!r} ({wanted[key][0]}); the earlier row's is the one "
+                          "imported: fix the file and import it again to change it")
             else:
                 wanted[key] = (path, label)
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -66,7 +67,8 @@ def export_command(
         console.print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(2) from None
     except OSError as err:
-        console.print(f"[red]error:[/red] writing {out} failed: {err}", highlight=False)
+        console.print(f"[red]error:[/red] writing {out} failed: {why_not_written(err, out)}",
+                      highlight=False)
         raise typer.Exit(1) from None
     finally:
         store.close()
@@ -84,6 +86,17 @@ def export_command(
         console.print(f"  missing file: {path}", highlight=False)
     if len(report.missing) > 10:
         console.print(f"  ... and {len(report.missing) - 10} more", highlight=False)
+
+
+def why_not_written(err: OSError, out: Path) -> str:
+    """An OSError of writing ``out`` in the user's terms: a file where a folder must be, and the
+    folder rather than the temporary file beside ``out`` that the export writes first."""
+    where = Path(err.filename) if err.filename else None
+    if where is not None and err.errno == errno.EEXIST and where.is_file():
+        return f"{where} is a file, not a folder"
+    if where is not None and where.name.startswith(f".{Path(out).name}."):
+        where = where.parent
+    return f"{err.strerror or err} ({where})" if where is not None else str(err)
 
 
 def exported_bound(cert: dict, rows: int) -> dict:

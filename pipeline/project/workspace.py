@@ -44,6 +44,9 @@ def init_project(
     remote = isinstance(images, str) and images.startswith("s3://")
     if not remote:
         images = Path(images).expanduser()
+        if images.resolve().is_file():
+            raise ConfigError(f"--images: {images} is a file; give the folder that holds the "
+                              "images")
         if not images.resolve().is_dir():
             raise ConfigError(f"--images: no such folder: {images}")
     if problem := title_problem(name or folder.name):

@@ -153,13 +153,15 @@ def test_cli_shows_the_config_error_with_brackets_intact(tmp_path):
      "[studio] url holds a password"),
     (["--classes", "cat"], "at least two classes"),
     (["--classes", "cat,dog", "--images", "missing"], "no such folder"),
+    (["--classes", "cat,dog", "--images", "afile"], "afile is a file; give the folder"),
 ])
 def test_init_refuses_bad_input_and_writes_nothing(tmp_path, args, message, ledger):
     (tmp_path / "imgs").mkdir()
     base = ["init", "--folder", str(tmp_path), "--images", str(tmp_path / "imgs")]
     if "--images" in args:
         base = ["init", "--folder", str(tmp_path)]
-        args = [a if a != "missing" else str(tmp_path / "missing") for a in args]
+        (tmp_path / "afile").write_bytes(b"an image, not its folder")
+        args = [a if a not in ("missing", "afile") else str(tmp_path / a) for a in args]
     result = CliRunner().invoke(app, base + args)
     ledger.bad_input(f"labelloop init {' '.join(args)}",
                      outcome=f"refused: exit {result.exit_code}")

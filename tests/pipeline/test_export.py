@@ -214,6 +214,10 @@ def test_cli_exports_the_projects_labels(tmp_path, monkeypatch):
     assert mine.read_text() == '{"mine": true}\n' and not (tmp_path / "rep.csv").exists()
     forced = runner.invoke(app, ["export", "--format", "csv", "--out", "rep.csv", "--force"])
     assert forced.exit_code == 0 and "exported_rows" in mine.read_text()
+    # A file where the export's folder must be: said so, not "[Errno 17] File exists".
+    (tmp_path / "afile").write_text("x")
+    blocked = runner.invoke(app, ["export", "--format", "csv", "--out", "afile/x.csv"])
+    assert blocked.exit_code == 1 and "afile is a file, not a folder" in blocked.output
 
 
 def test_items_in_s3_are_exported_as_their_paths_and_copied_into_an_imagefolder(s3, tmp_path):

@@ -193,3 +193,16 @@ def test_ingest_refuses_a_location_of_the_other_kind_than_the_projects_images(tm
     prefix = runner.invoke(app, ["ingest", "s3://bucket/other", "--config",
                                  str(tmp_path / "folderproj")], env={"COLUMNS": "300"})
     assert prefix.exit_code == 1 and "nothing was ingested" in prefix.output
+
+
+def test_two_rows_that_label_one_image_differently_say_which_label_came_in(tmp_path, store):
+    images = tmp_path / "images"
+    png(images / "a.png", 10)
+    png(images / "copy-of-a.png", 10)  # the same bytes: the same image
+    (tmp_path / "labels.csv").write_text("path,label\nimages/a.png,cat\nimages/copy-of-a.png,dog\n",
+                                         encoding="utf-8")
+    report = import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
+    assert report.added == 1 and [v.label for v in store.current_labels().values()] == ["cat"]
+    [(path, reason)] = report.refused
+    assert path.endswith("copy-of-a.png")
+    assert "labeled 'dog' here" in reason and "'cat'" in reason and "is the one imported" in reason
