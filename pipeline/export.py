@@ -117,14 +117,16 @@ def export_labels(
 def other_bytes(store: LabelStore, rows: list[ExportRow]) -> set[str]:
     """Keys of the ``rows`` whose file now holds other bytes than the item's: overwritten or
     swapped with another file since ingest read it, so that its label would go out with another
-    image. A file as ingest last read it (size and times unchanged) is not read again; any
-    other is hashed."""
+    image. A file as ingest last read it (size and modification time unchanged, the key the
+    item's) is not read again; any other is hashed. Not the change time: the hard links of an
+    imagefolder export change it, and every later export would hash the whole dataset."""
     before = read_before(store, [r.path for r in rows])
     out = set()
     for r in rows:
         try:
             st = os.stat(r.path)
-            if before.get(r.path) == ((st.st_size, st.st_mtime_ns, st.st_ctime_ns), r.item_key):
+            stamp, key = before.get(r.path, ((None, None, None), None))
+            if key == r.item_key and stamp[:2] == (st.st_size, st.st_mtime_ns):
                 continue
             if file_key(r.path)[0] != r.item_key:
                 out.add(r.item_key)

@@ -218,16 +218,18 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     record_thumbnails(store, {i.key: thumbs[i.key] for i in added})
     listed = set(found.images)
     gone_seen = [p for p in seen if p not in listed]
-    if not remote:
-        # Only copies unchanged since read: the index's key is then still their bytes' (a
-        # copy read again this run is in `elsewhere` already, under its key of now).
-        still = set(unchanged)
-        for key, path in still_seen_copies(store, gone_seen).items():
-            if path in still:
-                elsewhere.setdefault(key, path)
     now_holds = {path: key for path, key, _ in hashed}  # what each file read this run holds
     held_before = {p: key for p, (_, key) in read_before(
         store, [p for p in now_holds if p in seen]).items() if key is not None}
+    if not remote:
+        # Where the bytes of a gone or overwritten file still are: only copies unchanged since
+        # read, whose index key is then still their bytes' (a copy read again this run is in
+        # `elsewhere` already, under its key of now).
+        still = set(unchanged)
+        overwritten = [p for p, key in held_before.items() if now_holds.get(p) != key]
+        for key, path in still_seen_copies(store, gone_seen + overwritten).items():
+            if path in still:
+                elsewhere.setdefault(key, path)
     moved, not_moved, replaced = ([], [], []) if remote else _follow_moves(
         store, elsewhere, now_holds, held_before)
     # Quarantined paths under root that are fine now, or gone, leave the quarantine. (add_items
@@ -265,8 +267,9 @@ def _follow_moves(store: LabelStore, found: dict[str, str], now_holds: dict[str,
     found under another name: a file renamed, moved or swapped with another within the folder
     keeps its item, its labels and its place in the pool, under its new path
     (``LabelStore.move_items``). Replaced: an item's file overwritten in place with other bytes,
-    its own bytes nowhere in the folder: the item keeps its labels and has no file, as if its
-    file were deleted (export leaves it out: ``pipeline.export``)."""
+    its own bytes nowhere in the folder: the item keeps its labels, and export leaves it out
+    (``pipeline.export``). Not yet: its path still names the new image's file, which a round
+    still reads for it (training, prediction, a task); put the old image back."""
     stored = store.items_by_key(found)
     elsewhere = {k: p for k, p in found.items() if k in stored and stored[k].path != p
                  and not is_remote(stored[k].path)}
@@ -279,10 +282,12 @@ def _follow_moves(store: LabelStore, found: dict[str, str], now_holds: dict[str,
         return not os.path.lexists(path) or holds not in (None, key)
 
     moves = {k: p for k, p in elsewhere.items() if not_there(stored[k].path, k)}
-    overwritten = {old: p for p, old in held_before.items()
-                   if old != now_holds.get(p, old) and old not in found}
+    overwritten: dict[str, set[str]] = {}  # old key -> the paths that held it and now do not
+    for p, old in held_before.items():
+        if old != now_holds.get(p, old) and old not in found:
+            overwritten.setdefault(old, set()).add(p)
     replaced = sorted(item.path for key, item in store.items_by_key(overwritten).items()
-                      if item.path == overwritten[key])
+                      if item.path in overwritten[key])
     if not moves:
         return [], [], replaced
     moved, left = store.move_items(moves)

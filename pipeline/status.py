@@ -135,6 +135,13 @@ def held_back_warnings(rounds: list[dict]) -> list[str]:
         out.append(f"round {rid}: {ingest['not_moved']} file(s) moved or renamed after their "
                    f"task was made, whose task shows the old name (e.g. now at "
                    f"{ingest['not_moved_example']}): move them back")
+    # Said by the round that found them: the next ingest reads the new bytes as the file's.
+    newest = rounds[-1]["stats"].get("ingest", {}) if rounds else {}
+    if newest.get("replaced"):
+        out.append(f"round {rounds[-1]['id']}: {newest['replaced']} image file(s) overwritten "
+                   f"with another image (e.g. {newest['replaced_example']}): their old labels "
+                   "stay in the store and are left out of exports; put the old images back in "
+                   "the image folder to keep them")
     return out
 
 

@@ -130,7 +130,9 @@ class StoreSection(_Section):
     url: str = ""
     password_file: Path | None = None
 
-    _url_has_no_password = field_validator("url")(classmethod(_no_password("store")))
+    # A plain path is a SQLite file (Config.store_url), so only a password is checked.
+    _url_has_no_password = field_validator("url")(
+        classmethod(_no_password("store", database=False)))
 
 
 class RegistrySection(_Section):
@@ -193,8 +195,9 @@ class StudioSection(_Section):
     database: str = ""
     database_password_file: Path | None = None
 
+    # Not a URL at all: the PostgreSQL check below says what is wanted.
     _database_has_no_password = field_validator("database")(
-        classmethod(_no_password("studio")))
+        classmethod(_no_password("studio", database=False)))
 
     @field_validator("database")
     @classmethod
@@ -634,7 +637,12 @@ class Config(_Section):
 
     @property
     def store_url(self) -> str:
-        return self.store.url or f"sqlite:///{self.workspace_dir / 'labels.db'}"
+        url = self.store.url
+        if url and "://" not in url:
+            # A plain path is a SQLite file, relative to the config's folder like every other
+            # relative path here (not to wherever the command runs).
+            return f"sqlite:///{self.path(Path(url).expanduser())}"
+        return url or f"sqlite:///{self.workspace_dir / 'labels.db'}"
 
     @property
     def registry_uri(self) -> str:

@@ -80,7 +80,7 @@ def not_a_url_problem(url: str, section: str) -> str | None:
     try:
         if not url or "://" in url and make_url(url).drivername:
             return None
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         pass
     return (f"[{section}] {URL_KEYS[section]} is not a database URL; write one like "
             "postgresql+psycopg://user@host/dbname (or sqlite:////absolute/path.db), or leave "

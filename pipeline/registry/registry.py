@@ -361,10 +361,15 @@ class ModelRegistry:
                 # MLflow creates and migrates a new SQLite store's tables as it connects; two
                 # commands doing that at once (`labelloop status & labelloop models list` on a
                 # new project) broke each other's migration. One at a time, under a file lock.
-                with open(db.with_name(db.name + ".init-lock"), "a") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    lock = open(db.with_name(db.name + ".init-lock"), "a")  # noqa: SIM115
+                except OSError:  # a read-only workspace: nobody can be creating the store
                     client = connect()
-                    client.search_registered_models(max_results=1)  # the registry's store too
+                else:
+                    with lock:
+                        fcntl.flock(lock, fcntl.LOCK_EX)
+                        client = connect()
+                        client.search_registered_models(max_results=1)  # its registry too
             else:
                 # Probed first: MLflow retries a server or database that does not answer for
                 # minutes with no word (`labelloop models list` sat silent past 100 s).

@@ -42,6 +42,11 @@ def ingest_new(project: Project, *, progress: bool) -> dict:
                 record.update(moved=len(report.moved), not_moved=len(report.not_moved))
             if report.not_moved:
                 record["not_moved_example"] = report.not_moved[0]
+            if report.replaced:  # labeled files overwritten with another image (status warns)
+                record.update(replaced=len(report.replaced),
+                              replaced_example=report.replaced[0])
+            if report.hidden_folders:
+                record["hidden_folders"] = len(report.hidden_folders)
     if project.store.count_items() == 0:
         why = record.get("skipped", f"no readable image under {folder}")
         raise EmptyPool(f"the pool is empty: {why}; put images in [project] images ({folder}) "

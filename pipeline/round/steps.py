@@ -108,7 +108,8 @@ def run_round(
 def _add_counts(before: dict, now: dict) -> dict:
     """The ingest record of a resumed round: counts of every try added, the latest text. A
     count or the moved-file example only an earlier try found stays (status warns from it)."""
-    out = {k: v for k, v in before.items() if isinstance(v, int) or k == "not_moved_example"}
+    out = {k: v for k, v in before.items()
+           if isinstance(v, int) or k in ("not_moved_example", "replaced_example")}
     for k, v in now.items():
         out[k] = out.get(k, 0) + v if isinstance(v, int) and isinstance(out.get(k, 0), int) else v
     return out

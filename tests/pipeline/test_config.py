@@ -85,8 +85,7 @@ def test_a_detection_config_written_by_hand_gets_the_detection_defaults(tmp_path
     ("strategy = \"margin\"", "strategy = \"vibes\"", "unknown strategy 'vibes'; valid:"),
     ("model = \"small_cnn\"", "model = \"resnet9000\"", "unknown model 'resnet9000'; valid:"),
     ("threshold_mode = \"pooled\"", "threshold_mode = \"global\"", "loop.threshold_mode"),
-    # Not a URL: SQLAlchemy would make it a SQLite file wherever the command runs.
-    ("[store]\nurl = \"\"", "[store]\nurl = \"notaurl\"", "[store] url is not a database URL"),
+    # Not a URL: Optuna takes database URLs only.
     ("storage = \"\"", "storage = \"optuna.db\"", "[tuning] storage is not a database URL"),
     ("reference_wait_rounds = \"auto\"", "reference_wait_rounds = -1",
      "reference_wait_rounds must be >= 0 or \"auto\", got -1"),
@@ -193,3 +192,14 @@ def test_init_never_overwrites_a_project(tmp_path):
     again = CliRunner().invoke(app, cmd[:-1] + ["ant,bee"])
     assert again.exit_code == 2 and "already exists" in again.output
     assert (tmp_path / "labelloop.toml").read_text() == before
+
+
+def test_a_store_given_as_a_plain_path_is_a_sqlite_file_beside_the_config(tmp_path, monkeypatch):
+    # "labels.db" used to become a SQLite file in whatever folder the command ran from (status
+    # from the parent folder opened an empty store); an absolute path keeps working.
+    text = GOOD.replace('[store]\nurl = ""', '[store]\nurl = "stores/labels.db"')
+    monkeypatch.chdir(tmp_path.parent)
+    config = load_config(write(tmp_path, text))
+    assert config.store_url == f"sqlite:///{(tmp_path / 'stores' / 'labels.db').resolve()}"
+    absolute = GOOD.replace('[store]\nurl = ""', f'[store]\nurl = "{tmp_path / "x.db"}"')
+    assert load_config(write(tmp_path, absolute)).store_url == f"sqlite:///{tmp_path / 'x.db'}"

@@ -203,6 +203,24 @@ def test_status_warns_of_a_moved_file_that_its_task_still_shows_until_moved_back
         project.close()
 
 
+def test_a_rounds_ingest_records_an_overwritten_file_and_status_warns_of_it(tmp_path):
+    assert _init(tmp_path, "--name", "overwritten").exit_code == 0
+    project = open_project(find_config(tmp_path / "labelloop.toml"))
+    imgs = tmp_path / "imgs"
+    try:
+        assert ingest_new(project, progress=False)["added"] == 4
+        other = imgs / "photo0.jpg"
+        other.write_bytes((imgs / "photo1.jpg").read_bytes() + b"\0")  # another image's bytes
+        rid = project.store.start_round()
+        record = ingest_new(project, progress=False)  # the round's ingest, as `labelloop round`
+        assert record["replaced"] == 1 and record["replaced_example"] == str(other)
+        project.store.finish_round(rid, {"ingest": record})
+        warning = [w for w in project_status(project)["warnings"] if "overwritten" in w]
+        assert warning and str(other) in warning[0] and "left out of exports" in warning[0]
+    finally:
+        project.close()
+
+
 def test_a_resumed_round_keeps_the_moved_files_its_first_ingest_found():
     # A round killed after its ingest resumes with a second ingest that finds nothing moved:
     # the record status warns from must keep the first one's count and example.

@@ -225,3 +225,42 @@ def test_hidden_folders_such_as_the_workspace_are_not_walked(store, folder):
     assert len(report.added) == 6
     assert not any("/." in i.path for i in store.items())
     assert report.hidden_folders == [str(folder / ".labelloop"), str(folder / "sub0/.git")]
+
+
+def test_an_export_after_an_imagefolder_export_reads_no_image_again(store, folder, tmp_path,
+                                                                     monkeypatch):
+    # The imagefolder export hard-links every file, which changes its change time; the check
+    # that a file still holds its item's bytes must not then hash the whole dataset each time.
+    import pipeline.export as export_module
+    from labeling.store import NewLabel
+    from pipeline.export import export_labels
+
+    ingest_folder(store, folder)
+    store.add_labels([NewLabel(i.key, "cat", "human", who="ann") for i in store.items()],
+                     classes=("cat", "dog"))
+    export_labels(store, tmp_path / "folder", format="imagefolder", classes=("cat", "dog"))
+    hashed = calls_to(monkeypatch, export_module, "file_key")
+    assert export_labels(store, tmp_path / "labels.csv", format="csv").rows == 6
+    assert hashed == []
+
+
+def test_an_overwritten_file_whose_copy_is_still_there_moves_its_item_to_the_copy(store, folder):
+    ingest_folder(store, folder)
+    path = folder / "sub0/img0.png"
+    key = {i.path: i.key for i in store.items()}[str(path)]
+    shutil.copy(path, folder / "copy.png")
+    ingest_folder(store, folder)  # the copy read: the same item, it stays at img0.png
+    write_file(path, _png())
+    again = ingest_folder(store, folder)
+    assert again.moved == [str(folder / "copy.png")] and again.replaced == []
+    assert store.item(key).path == str(folder / "copy.png")
+
+
+def test_a_file_and_its_copy_both_overwritten_are_reported(store, folder):
+    ingest_folder(store, folder)
+    path = folder / "sub0/img0.png"
+    shutil.copy(path, folder / "copy.png")
+    ingest_folder(store, folder)
+    write_file(path, _png())
+    write_file(folder / "copy.png", _png())
+    assert ingest_folder(store, folder).replaced == [str(path)]  # where the item still points
