@@ -219,19 +219,21 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     listed = set(found.images)
     gone_seen = [p for p in seen if p not in listed]
     now_holds = {path: key for path, key, _ in hashed}  # what each file read this run holds
-    held_before = {p: key for p, (_, key) in read_before(
-        store, [p for p in now_holds if p in seen]).items() if key is not None}
+    # Files read again whose bytes are no longer those an earlier ingest read there: path ->
+    # the key they held.
+    overwritten = {p: key for p, (_, key) in read_before(
+        store, [p for p in now_holds if p in seen]).items()
+        if key is not None and key != now_holds[p]}
     if not remote:
         # Where the bytes of a gone or overwritten file still are: only copies unchanged since
         # read, whose index key is then still their bytes' (a copy read again this run is in
         # `elsewhere` already, under its key of now).
         still = set(unchanged)
-        overwritten = [p for p, key in held_before.items() if now_holds.get(p) != key]
-        for key, path in still_seen_copies(store, gone_seen + overwritten).items():
+        for key, path in still_seen_copies(store, gone_seen + list(overwritten)).items():
             if path in still:
                 elsewhere.setdefault(key, path)
     moved, not_moved, replaced = ([], [], []) if remote else _follow_moves(
-        store, elsewhere, now_holds, held_before)
+        store, elsewhere, now_holds, overwritten)
     # Quarantined paths under root that are fine now, or gone, leave the quarantine. (add_items
     # already released the ones whose bytes were quarantined, so the list is computed here.)
     # A path quarantined again in this run stays: a name shown with \xNN escapes does not
@@ -259,10 +261,11 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
 
 
 def _follow_moves(store: LabelStore, found: dict[str, str], now_holds: dict[str, str],
-                  held_before: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+                  overwritten: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
     """(paths moved to, paths left, paths replaced). ``found``: key -> this run's path of items
     already in the store; ``now_holds``: path -> key of what this run read there;
-    ``held_before``: path -> key of what an earlier ingest read there, for the files read again.
+    ``overwritten``: path -> key an earlier ingest read there, of the files that now hold other
+    bytes.
     Moved: items whose stored file is gone, or now holds other bytes, and whose bytes this run
     found under another name: a file renamed, moved or swapped with another within the folder
     keeps its item, its labels and its place in the pool, under its new path
@@ -282,12 +285,12 @@ def _follow_moves(store: LabelStore, found: dict[str, str], now_holds: dict[str,
         return not os.path.lexists(path) or holds not in (None, key)
 
     moves = {k: p for k, p in elsewhere.items() if not_there(stored[k].path, k)}
-    overwritten: dict[str, set[str]] = {}  # old key -> the paths that held it and now do not
-    for p, old in held_before.items():
-        if old != now_holds.get(p, old) and old not in found:
-            overwritten.setdefault(old, set()).add(p)
-    replaced = sorted(item.path for key, item in store.items_by_key(overwritten).items()
-                      if item.path in overwritten[key])
+    lost: dict[str, set[str]] = {}  # old key found nowhere -> the paths that held it
+    for p, old in overwritten.items():
+        if old not in found:
+            lost.setdefault(old, set()).add(p)
+    replaced = sorted(item.path for key, item in store.items_by_key(lost).items()
+                      if item.path in lost[key])
     if not moves:
         return [], [], replaced
     moved, left = store.move_items(moves)

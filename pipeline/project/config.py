@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,6 +29,7 @@ from pipeline.project.databases import (
     DatabaseUrls,
     not_a_url_problem,
     password_problem,
+    url_password,
     with_password,
 )
 from training.names import (
@@ -109,7 +109,7 @@ class ProjectSection(_Section):
         return self
 
 
-def _no_password(section: str, *, database: bool = True):
+def _no_password(section: str, *, database: bool = False):
     """A validator refusing a URL that holds a password, or (``database``) that is not a
     database URL (pipeline/project/databases.py)."""
 
@@ -131,8 +131,7 @@ class StoreSection(_Section):
     password_file: Path | None = None
 
     # A plain path is a SQLite file (Config.store_url), so only a password is checked.
-    _url_has_no_password = field_validator("url")(
-        classmethod(_no_password("store", database=False)))
+    _url_has_no_password = field_validator("url")(classmethod(_no_password("store")))
 
 
 class RegistrySection(_Section):
@@ -144,7 +143,7 @@ class RegistrySection(_Section):
 
     # Not only databases: an MLflow tracking server's http(s) URI, or a folder, work too.
     _uri_has_no_password = field_validator("tracking_uri")(
-        classmethod(_no_password("registry", database=False)))
+        classmethod(_no_password("registry")))
 
 
 class StudioSection(_Section):
@@ -155,11 +154,7 @@ class StudioSection(_Section):
     @classmethod
     def _url_has_no_password(cls, value: str) -> str:
         # It would be written in labelloop.toml and shown in every message naming the server.
-        try:
-            secret = urllib.parse.urlsplit(value).password
-        except ValueError:
-            secret = None
-        if secret is not None:
+        if url_password(value) is not None:
             raise ValueError("[studio] url holds a password; remove the user and password from "
                              "it: labelloop signs in to Label Studio with an API key ([studio] "
                              "api_key_file, or LABEL_STUDIO_API_KEY in the environment)")
@@ -197,7 +192,7 @@ class StudioSection(_Section):
 
     # Not a URL at all: the PostgreSQL check below says what is wanted.
     _database_has_no_password = field_validator("database")(
-        classmethod(_no_password("studio", database=False)))
+        classmethod(_no_password("studio")))
 
     @field_validator("database")
     @classmethod
@@ -455,7 +450,9 @@ class TuningSection(_Section):
     storage: str = ""
     password_file: Path | None = None
 
-    _storage_has_no_password = field_validator("storage")(classmethod(_no_password("tuning")))
+    # Optuna takes database URLs only: a plain path is refused here, not by Optuna mid-tune.
+    _storage_has_no_password = field_validator("storage")(
+        classmethod(_no_password("tuning", database=True)))
 
     @field_validator("sampler")
     @classmethod

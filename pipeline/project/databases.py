@@ -58,11 +58,7 @@ class DatabaseUrls:
 
 def password_problem(url: str, section: str) -> str | None:
     """Why ``url``, written in ``labelloop.toml``'s ``[section]``, is refused, or None."""
-    try:
-        password = urllib.parse.urlsplit(url).password
-    except ValueError:
-        return None  # not a URL with a user part: nothing secret in it
-    if password is None:
+    if url_password(url) is None:
         return None
     key = URL_KEYS[section]
     if _scheme(url) in ("http", "https"):
@@ -71,6 +67,14 @@ def password_problem(url: str, section: str) -> str | None:
     return (f"[{section}] {key} holds a password; remove it from labelloop.toml (keep the user "
             f"name) and put the password in a file named by [{section}] "
             f"{PASSWORD_KEYS[section]}, or in the environment variable {PASSWORD_ENV[section]}")
+
+
+def url_password(url: str) -> str | None:
+    """The password in ``url``'s user part, if it has one."""
+    try:
+        return urllib.parse.urlsplit(url).password
+    except ValueError:
+        return None  # not a URL with a user part: nothing secret in it
 
 
 def not_a_url_problem(url: str, section: str) -> str | None:

@@ -353,7 +353,8 @@ class ModelRegistry:
             def connect():
                 return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
-            if urllib.parse.urlparse(self.tracking_uri).scheme == "sqlite":
+            scheme = urllib.parse.urlparse(self.tracking_uri).scheme
+            if scheme == "sqlite":
                 # MLflow would create a missing folder, so a mistyped URI would silently
                 # start an empty registry.
                 db = sqlite_path(self.tracking_uri)
@@ -373,7 +374,7 @@ class ModelRegistry:
             else:
                 # Probed first: MLflow retries a server or database that does not answer for
                 # minutes with no word (`labelloop models list` sat silent past 100 s).
-                if urllib.parse.urlparse(self.tracking_uri).scheme in ("http", "https"):
+                if scheme in ("http", "https"):
                     probe_server(self.tracking_uri)
                 elif "://" in self.tracking_uri:
                     probe_database(self.tracking_uri)

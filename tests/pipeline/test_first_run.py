@@ -4,6 +4,7 @@ that names the next command, as a user running the commands meets it."""
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -33,6 +34,18 @@ def _init(tmp_path, *extra: str):
     _jpegs(tmp_path / "imgs")
     return runner.invoke(app, ["init", "--images", str(tmp_path / "imgs"), "--classes",
                                "cat,dog", "--folder", str(tmp_path), *extra])
+
+
+@contextmanager
+def _ingested(tmp_path, name: str):
+    """A project made by `init` whose four photos a first round's ingest read; closed after."""
+    assert _init(tmp_path, "--name", name).exit_code == 0
+    project = open_project(find_config(tmp_path / "labelloop.toml"))
+    try:
+        assert ingest_new(project, progress=False)["added"] == 4
+        yield project
+    finally:
+        project.close()
 
 
 def test_init_refuses_a_name_label_studio_would_refuse_and_writes_nothing(tmp_path, ledger):
@@ -177,11 +190,8 @@ def test_status_says_a_round_whose_process_ended_is_stopped_not_running(tmp_path
 
 
 def test_status_warns_of_a_moved_file_that_its_task_still_shows_until_moved_back(tmp_path):
-    assert _init(tmp_path, "--name", "moved-file").exit_code == 0
-    project = open_project(find_config(tmp_path / "labelloop.toml"))
     imgs = tmp_path / "imgs"
-    try:
-        assert ingest_new(project, progress=False)["added"] == 4
+    with _ingested(tmp_path, "moved-file") as project:
         key_of = {i.path: i.key for i in project.store.items()}
         project.store.record_tasks(7, {key_of[str(imgs / "photo1.jpg")]: 11})  # shown by a task
         (imgs / "photo0.jpg").rename(imgs / "renamed0.jpg")
@@ -199,16 +209,11 @@ def test_status_warns_of_a_moved_file_that_its_task_still_shows_until_moved_back
                            f"{imgs / 'renamed1.jpg'}): move them back"]
         (imgs / "renamed1.jpg").rename(imgs / "photo1.jpg")  # moved back
         assert not any("moved or renamed" in w for w in project_status(project)["warnings"])
-    finally:
-        project.close()
 
 
 def test_a_rounds_ingest_records_an_overwritten_file_and_status_warns_of_it(tmp_path):
-    assert _init(tmp_path, "--name", "overwritten").exit_code == 0
-    project = open_project(find_config(tmp_path / "labelloop.toml"))
     imgs = tmp_path / "imgs"
-    try:
-        assert ingest_new(project, progress=False)["added"] == 4
+    with _ingested(tmp_path, "overwritten") as project:
         other = imgs / "photo0.jpg"
         other.write_bytes((imgs / "photo1.jpg").read_bytes() + b"\0")  # another image's bytes
         rid = project.store.start_round()
@@ -217,8 +222,6 @@ def test_a_rounds_ingest_records_an_overwritten_file_and_status_warns_of_it(tmp_
         project.store.finish_round(rid, {"ingest": record})
         warning = [w for w in project_status(project)["warnings"] if "overwritten" in w]
         assert warning and str(other) in warning[0] and "left out of exports" in warning[0]
-    finally:
-        project.close()
 
 
 def test_a_resumed_round_keeps_the_moved_files_its_first_ingest_found():
