@@ -270,9 +270,9 @@ def _follow_moves(store: LabelStore, found: dict[str, str], now_holds: dict[str,
     found under another name: a file renamed, moved or swapped with another within the folder
     keeps its item, its labels and its place in the pool, under its new path
     (``LabelStore.move_items``). Replaced: an item's file overwritten in place with other bytes,
-    its own bytes nowhere in the folder: the item keeps its labels, and export leaves it out
-    (``pipeline.export``). Not yet: its path still names the new image's file, which a round
-    still reads for it (training, prediction, a task); put the old image back."""
+    its own bytes nowhere in the folder: the item keeps its labels, and export and rounds
+    leave it out (``pipeline.export``, ``labeling.seen_files.replaced_items``) until its image
+    is back."""
     stored = store.items_by_key(found)
     elsewhere = {k: p for k, p in found.items() if k in stored and stored[k].path != p
                  and not is_remote(stored[k].path)}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 from labeling.schema import PEOPLE_SOURCES
+from labeling.seen_files import replaced_items
 from labeling.selections import count_unanswered_picks
+from labeling.store import LabelStore
 from labeling.studio.opinions import human_answers
 from labeling.studio.sync_store import rejected_annotations
 from pipeline.certify import certificate, latest_accept, latest_annotator_quality
@@ -37,7 +39,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     if rejected:
         warnings.append(f"{len(rejected)} answer(s) in Label Studio do not count; the newest: "
                         f"task {rejected[0][0]}: {rejected[0][1]}")
-    warnings += held_back_warnings(all_rounds)
+    warnings += held_back_warnings(all_rounds) + replaced_warning(store)
     stuck = ties_nobody_can_break(store, annotator_emails(project.config))
     if stuck:
         warnings.append(f"{stuck} held-out item(s) tied, and every annotator account has "
@@ -135,14 +137,18 @@ def held_back_warnings(rounds: list[dict]) -> list[str]:
         out.append(f"round {rid}: {ingest['not_moved']} file(s) moved or renamed after their "
                    f"task was made, whose task shows the old name (e.g. now at "
                    f"{ingest['not_moved_example']}): move them back")
-    # Said by the round that found them: the next ingest reads the new bytes as the file's.
-    newest = rounds[-1]["stats"].get("ingest", {}) if rounds else {}
-    if newest.get("replaced"):
-        out.append(f"round {rounds[-1]['id']}: {newest['replaced']} image file(s) overwritten "
-                   f"with another image (e.g. {newest['replaced_example']}): their old labels "
-                   "stay in the store and are left out of exports; put the old images back in "
-                   "the image folder to keep them")
     return out
+
+
+def replaced_warning(store: LabelStore) -> list[str]:
+    """Items whose file now holds another image (``replaced_items``), while they do."""
+    replaced = sorted(replaced_items(store))
+    if not replaced:
+        return []
+    example = store.item(replaced[0]).path
+    return [f"{len(replaced)} item(s) whose image file now holds another image (e.g. {example})"
+            f": rounds and exports leave them out and their labels stay in the store; put "
+            f"their images back under those names to use them"]
 
 
 def round_summary(stats: dict) -> dict:

@@ -189,7 +189,9 @@ def push_command(
 ) -> None:
     """Send unlabeled items without a task to Label Studio, without pre-annotations (for a
     cold start by hand; a labelloop round pushes its picks with the model's predictions)."""
+    from labeling.seen_files import replaced_items
     from labeling.studio.push import PushItem, push_tasks
+    from pipeline.round.push import replaced_problem
 
     cfg = load(config)
     try:
@@ -203,12 +205,14 @@ def push_command(
         labeled, tasks = store.current_labels(), store.tasks(project.id)
         todo = [i for i in store.items(status="ok") if i.key not in labeled and i.key not in tasks]
         # As a round's push: an image that cannot be shown waits (file gone, outside the
-        # folder). Checked in order until `limit` can go, not the whole pool.
-        send, held = [], []
+        # folder, another image in it now). Checked in order until `limit` can go, not the
+        # whole pool.
+        send, held, replaced = [], [], replaced_items(store)
         for item in todo:
             if len(send) >= limit:
                 break
-            why = project.images.problem(item.path)
+            why = (replaced_problem(item.path) if item.key in replaced
+                   else project.images.problem(item.path))
             (held if why else send).append(why or PushItem(item.key, item.path))
         result = push_tasks(studio, store, project, send)
     except StudioError as err:

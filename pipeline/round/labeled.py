@@ -14,6 +14,7 @@ from sqlalchemy import select
 from labeling.held_out import certifying, split_held_out
 from labeling.near_duplicates import kept_apart
 from labeling.schema import PEOPLE_SOURCES, Item, StudioAnnotation, StudioTaskSync
+from labeling.seen_files import replaced_items
 from labeling.selections import picks
 from labeling.store import LabelStore
 from pipeline.project.project import Project
@@ -23,9 +24,10 @@ from pipeline.project.studio import annotator_accounts
 def labeled_sets(project: Project) -> tuple[dict[str, str], dict[str, str]]:
     """(training labels, evaluation labels): key -> class, human and seed labels only
     (machine labels join training only if the config says so). Evaluation items are the
-    random held-out picks; they never train a model, nor do their near-duplicates."""
+    random held-out picks; they never train a model, nor do their near-duplicates. Items
+    whose file now holds another image are left out (``replaced_items``)."""
     store = project.store
-    ok = set(store.item_keys(status="ok"))
+    ok = set(store.item_keys(status="ok")) - replaced_items(store)
     holdout = set(picks(store, holdout=True))
     use_machine = project.config.loop.train_on_machine_labels
     train_set, eval_set = {}, {}
@@ -120,14 +122,17 @@ def ties_nobody_can_break(store: LabelStore, accounts: Collection[str]) -> int:
 def items_to_predict(project: Project, eval_keys, *, everything: bool = False) -> list:
     """The items a predict step predicts: every one without a person's label (all of them
     with ``everything``), the held-out ones (the thresholds are tested on them), and the
-    held-out ones whose people tie, which the accept step counts against the model."""
+    held-out ones whose people tie, which the accept step counts against the model. Not the
+    items whose file now holds another image (``replaced_items``): it is not theirs."""
     store = project.store
     human = store.current_classes(sources=PEOPLE_SOURCES)
     eval_keys = set(eval_keys)
     tied = unresolved_held_out(store)
-    return ([i for i in store.items(status="ok")
-             if everything or i.key not in human or i.key in eval_keys]
-            + [i for i in store.items(status="disagreement") if i.key in tied])
+    replaced = replaced_items(store)
+    return [i for i in store.items(status="ok")
+            if i.key not in replaced and (everything or i.key not in human or i.key in eval_keys)
+            ] + [i for i in store.items(status="disagreement")
+                 if i.key in tied and i.key not in replaced]
 
 
 def snapshot_hash(labels: dict[str, str]) -> str:

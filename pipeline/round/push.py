@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from labeling.schema import PEOPLE_SOURCES
+from labeling.seen_files import replaced_items
 from labeling.selections import picks
 from labeling.studio.push import PushItem, push_tasks, refresh_predictions, resign_images
 from pipeline.project.project import Project
@@ -37,6 +38,12 @@ def unsure(project: Project, predictions: dict[str, tuple[Any, float]], keys) ->
     return {k for k in keys if k in predictions and predictions[k][1] < floor}
 
 
+def replaced_problem(path: str) -> str:
+    """Why an item whose file now holds another image (``replaced_items``) is not shown."""
+    return (f"item {path}: the file now holds another image; put this item's image back "
+            f"under that name (its labels are kept)")
+
+
 def push(project: Project, round_id: int, predicted: dict, *,
          load: Callable[[Project, dict], dict[str, tuple[Any, float]]] = pre_annotations) -> dict:
     """Send picked items that have no task yet, with the champion's predictions (``load``:
@@ -51,9 +58,12 @@ def push(project: Project, round_id: int, predicted: dict, *,
     held = store.tasks(sp.id)
     todo = [k for k in picks(store) if k not in held and k not in human]
     paths = {k: i.path for k, i in store.items_by_key(todo).items()}
-    # An image people cannot be shown (its file gone or outside the image folder) stays
-    # picked and waits, reported, instead of stopping the round or making a broken task.
-    problems = {k: why for k in todo if (why := sp.images.problem(paths[k]))}
+    # An image people cannot be shown (its file gone or outside the image folder, or holding
+    # another image now) stays picked and waits, reported, instead of stopping the round or
+    # making a broken task, or one whose answer would be about the other image.
+    replaced = replaced_items(store)
+    problems = {k: why for k in todo if (why := replaced_problem(paths[k]) if k in replaced
+                                         else sp.images.problem(paths[k]))}
     todo = [k for k in todo if k not in problems]
     blind_new = blind_keys(project, todo) | unsure(project, predictions, todo)
     items = [PushItem(k, paths[k], *((None, None) if k in blind_new else

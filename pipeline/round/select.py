@@ -7,6 +7,7 @@ import numpy as np
 
 from labeling.cold_start import typical_picks
 from labeling.schema import PEOPLE_SOURCES
+from labeling.seen_files import replaced_items
 from labeling.selections import Pick, picks, record_picks
 from labeling.strategies import select_for_review
 from pipeline.project.project import Project
@@ -36,10 +37,13 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
 
 def unasked(project: Project, made: dict) -> list[str]:
     """The items people may be asked about: in the pool, without a person's label, never
-    picked (``made``: the picks so far) and not skipped."""
+    picked (``made``: the picks so far) and not skipped; not an item whose file now holds
+    another image (``replaced_items``)."""
     store = project.store
     human = store.current_classes(sources=PEOPLE_SOURCES)
-    return [k for k in store.item_keys(status="ok") if k not in human and k not in made]
+    replaced = replaced_items(store)
+    return [k for k in store.item_keys(status="ok")
+            if k not in human and k not in made and k not in replaced]
 
 
 def cold_start_picks(project, candidates, rng, *, progress) -> list[Pick]:

@@ -11,11 +11,15 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from labeling.seen_files import replaced_items
+from labeling.store import NewLabel
 from pipeline.cli.app import app
 from pipeline.loop import StopFlag, run_loop
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config
 from pipeline.round.ingest import ingest_new
+from pipeline.round.labeled import items_to_predict, labeled_sets
+from pipeline.round.select import unasked
 from pipeline.status import project_status
 
 runner = CliRunner()
@@ -211,17 +215,37 @@ def test_status_warns_of_a_moved_file_that_its_task_still_shows_until_moved_back
         assert not any("moved or renamed" in w for w in project_status(project)["warnings"])
 
 
-def test_a_rounds_ingest_records_an_overwritten_file_and_status_warns_of_it(tmp_path):
+def test_an_overwritten_file_is_recorded_and_rounds_leave_its_old_item_out_until_it_is_back(
+        tmp_path):
     imgs = tmp_path / "imgs"
     with _ingested(tmp_path, "overwritten") as project:
+        store = project.store
         other = imgs / "photo0.jpg"
+        old_bytes = other.read_bytes()
+        old = next(i.key for i in store.items() if i.path == str(other))
+        labeled = next(i.key for i in store.items() if i.path == str(imgs / "photo2.jpg"))
+        store.add_labels([NewLabel(old, "cat", "human"), NewLabel(labeled, "dog", "human")])
         other.write_bytes((imgs / "photo1.jpg").read_bytes() + b"\0")  # another image's bytes
-        rid = project.store.start_round()
+        rid = store.start_round()
         record = ingest_new(project, progress=False)  # the round's ingest, as `labelloop round`
         assert record["replaced"] == 1 and record["replaced_example"] == str(other)
-        project.store.finish_round(rid, {"ingest": record})
-        warning = [w for w in project_status(project)["warnings"] if "overwritten" in w]
-        assert warning and str(other) in warning[0] and "left out of exports" in warning[0]
+        store.finish_round(rid, {"ingest": record})
+        new = next(i.key for i in store.items() if i.path == str(other) and i.key != old)
+        # Its label stays, but no round trains on it, predicts it or asks about it: the file
+        # holds the other image, which a person would be shown and a model read under it.
+        assert store.current_classes()[old] == "cat"
+        assert labeled_sets(project)[0] == {labeled: "dog"}
+        assert old not in {i.key for i in items_to_predict(project, {old})}
+        assert new in unasked(project, {}) and old not in unasked(project, {})
+        warning = [w for w in project_status(project)["warnings"] if "another image" in w]
+        assert warning == [f"1 item(s) whose image file now holds another image (e.g. {other})"
+                           f": rounds and exports leave them out and their labels stay in the "
+                           f"store; put their images back under those names to use them"]
+        other.write_bytes(old_bytes)  # put back: the new image's item is the one without a file
+        ingest_new(project, progress=False)
+        assert labeled_sets(project)[0] == {old: "cat", labeled: "dog"}
+        assert old in {i.key for i in items_to_predict(project, {old})}
+        assert replaced_items(store) == {new}
 
 
 def test_a_resumed_round_keeps_the_moved_files_its_first_ingest_found():
