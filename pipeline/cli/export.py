@@ -13,7 +13,7 @@ from rich.console import Console
 from labeling.store import LabelStore, StoreError
 from labeling.tasks.registry import get_task_type
 from pipeline.certify import certificate, describe, latest_accept
-from pipeline.export import EXPORT_FORMATS, ExportError, export_labels
+from pipeline.export import EXPORT_FORMATS, FILE_FORMATS, ExportError, export_labels
 from pipeline.files import write_text_atomic
 from pipeline.project.config import ConfigError, load_config
 from pipeline.project.databases import DatabaseError
@@ -46,7 +46,7 @@ def export_command(
     except (ConfigError, StoreError, DatabaseError) as err:
         console.print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(2) from None
-    sidecar = certificate_path(Path(out).expanduser().absolute())
+    sidecar = certificate_path(Path(out).expanduser().absolute(), fmt)
     if sidecar.exists() and not force:
         # Another export's (labels.csv and labels.coco share one), or a file of the user's.
         store.close()
@@ -108,9 +108,10 @@ def exported_bound(cert: dict, rows: int) -> dict:
     return {"exported_wrong_ub": min(1.0, cert["wrong_ub"] * cert["delivered"] / rows)}
 
 
-def certificate_path(out: Path) -> Path:
+def certificate_path(out: Path, fmt: str) -> Path:
     """Where an export's certificate goes: beside it (``labels.csv`` ->
-    ``labels.certificate.json``; folder ``data`` -> ``data.certificate.json``), so an image
-    folder holds only classes and its provenance."""
+    ``labels.certificate.json``; folder ``data`` -> ``data.certificate.json``, ``data.v2`` ->
+    ``data.v2.certificate.json``: a folder's name has no suffix to drop), so an image folder
+    holds only classes and its provenance."""
     out = Path(out)
-    return out.parent / f"{out.stem}.certificate.json"
+    return out.parent / f"{out.stem if fmt in FILE_FORMATS else out.name}.certificate.json"

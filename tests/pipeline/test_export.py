@@ -200,6 +200,13 @@ def test_cli_exports_the_projects_labels(tmp_path, monkeypatch):
     assert "exported 5 labeled item(s)" in result.output
     assert "1 missing file" in result.output
     assert (tmp_path / "dataset" / "bird").is_dir()
+    assert (tmp_path / "dataset.certificate.json").is_file()
+    # Folders named by version each get their own certificate: a folder's name has no suffix.
+    for version in ("dataset.v1", "dataset.v2"):
+        done = runner.invoke(app, ["export", "--format", "imagefolder", "--out",
+                                   str(tmp_path / version), "-c", str(tmp_path)])
+        assert done.exit_code == 0, done.output
+        assert (tmp_path / f"{version}.certificate.json").is_file()
     again = runner.invoke(app, ["export", "--format", "imagefolder", "--out",
                                 str(tmp_path / "dataset"), "-c", str(tmp_path)])
     assert again.exit_code == 2 and "--force" in again.output
