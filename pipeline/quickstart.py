@@ -125,7 +125,9 @@ def use_crowd(config_path: Path, annotators: int) -> None:
     change_defaults(config_path, (
         ("annotators = 0", f"annotators = {annotators}"),
         ("double_check = 0.0", "double_check = 0.05"),
-        ("blind_check = 0.0", "blind_check = 0.1"),
+        # Of the training picks only (half of each batch): as many answers as 0.1 of every
+        # item took before 2026-12-06, twice the checks where the model errs.
+        ("blind_check = 0.0", "blind_check = 0.2"),
         ("review_share = 0.0", "review_share = 0.25"),
         # Half of each batch random: a noisy crowd needs the larger validation stream to bound
         # its references (measured in scripts/bench_loop.py: 90-94% coverage by ~1,600 answers

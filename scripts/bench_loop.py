@@ -199,8 +199,9 @@ def main() -> None:
                         help="[loop] selection_share: the held-out share that chooses models, "
                              "the rest tests thresholds (default 0.25)")
     parser.add_argument("--blind-check", type=float, default=None,
-                        help="[loop] blind_check: the random share of items answered blind by "
-                             "two people, where rho is measured (the crowd's default 0.1)")
+                        help="[loop] blind_check: the random share of training picks answered "
+                             "blind by two people, where rho is measured (the crowd's default "
+                             "0.2; before 2026-12-06 0.1 of all items)")
     args = parser.parse_args()
     for noise in args.noise:
         runs = [run(noise, seed, args.out.resolve(), max_rounds=args.max_rounds,

@@ -369,8 +369,11 @@ class LoopSection(_Section):
     # said, shown the pre-annotation as usual: where the error of the delivered human labels
     # is measured (reference_error = "measured"; and rho, when references are not blind).
     double_check: float = Field(default=0.0, ge=0, le=1)
-    # Another random share answered by two people, pushed without the pre-annotation: where
-    # rho of blind references is measured (reference_error = "measured").
+    # A random share of the items picked for training (the held-out ones are left out: the
+    # model is rarely wrong on them, and only where it is wrong does a check count), answered
+    # by two people and pushed without the pre-annotation: where rho of blind references is
+    # measured (reference_error = "measured"; pipeline/round/blind.py). Until 2026-12-06 a
+    # share of all items.
     blind_check: float = Field(default=0.0, ge=0, le=1)
 
     @model_validator(mode="after")
