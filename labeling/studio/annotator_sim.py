@@ -48,22 +48,33 @@ def load_truth(labels_csv: Path) -> dict[str, str]:
     except FileNotFoundError:
         raise StudioError(f"no truth file at {labels_csv}; give a labels CSV (path,label), "
                           f"e.g. from `labelloop datasets export`") from None
+    except OSError as err:  # a folder, no permission
+        raise StudioError(f"truth file {labels_csv} cannot be read ({err.strerror})") from None
+    try:
+        with handle:
+            return _read_truth(labels_csv, handle)
+    except UnicodeDecodeError:
+        raise StudioError(f"truth file {labels_csv} is not UTF-8 text; give a labels CSV "
+                          f"(path,label)") from None
+
+
+def _read_truth(labels_csv: Path, handle) -> dict[str, str]:
+    """``load_truth``'s rows from the open ``handle``."""
     truth: dict[str, str] = {}
-    with handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-            raise StudioError(f"{labels_csv} needs a header with columns path,label "
-                              f"(found: {reader.fieldnames})")
-        for row in reader:
-            path = Path(row["path"])
-            path = path if path.is_absolute() else labels_csv.parent / path
-            try:
-                with path.open("rb") as image:
-                    digest = hashlib.file_digest(image, "sha256").hexdigest()
-            except FileNotFoundError:
-                raise StudioError(f"{labels_csv} names {row['path']}, which does not exist "
-                                  f"at {path}") from None
-            truth["sha256:" + digest] = str(row["label"])
+    reader = csv.DictReader(handle)
+    if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+        raise StudioError(f"{labels_csv} needs a header with columns path,label "
+                          f"(found: {reader.fieldnames})")
+    for row in reader:
+        path = Path(row["path"])
+        path = path if path.is_absolute() else labels_csv.parent / path
+        try:
+            with path.open("rb") as image:
+                digest = hashlib.file_digest(image, "sha256").hexdigest()
+        except FileNotFoundError:
+            raise StudioError(f"{labels_csv} names {row['path']}, which does not exist "
+                              f"at {path}") from None
+        truth["sha256:" + digest] = str(row["label"])
     return truth
 
 

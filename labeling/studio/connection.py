@@ -136,11 +136,18 @@ def _probe_version(url: str, timeout: float, key: str) -> str:
 
 
 def _retrying(call: Callable[[], T], url: str, action: str, secret: str) -> T:
+    timed_out = 0
     for attempt in range(len(READ_BACKOFF) + 1):
         try:
             return call()
         except (ApiError, httpx.HTTPError) as err:
-            if attempt == len(READ_BACKOFF) or not _retryable(err):
+            # A read that timed out is tried once more, not three times: each try waits the
+            # whole timeout ([studio] timeout_s), and four made a hung server cost 8 minutes
+            # before the user heard of it. One slow answer still gets its second chance.
+            slow = isinstance(err, httpx.TimeoutException) and not isinstance(
+                err, httpx.ConnectTimeout)
+            timed_out += slow
+            if attempt == len(READ_BACKOFF) or not _retryable(err) or timed_out > 1:
                 raise _translate(err, url, action, secret) from None
         time.sleep(READ_BACKOFF[attempt])
     raise AssertionError("unreachable")  # the loop always returns or raises
@@ -160,8 +167,9 @@ def _translate(err: Exception, url: str, action: str, secret: str) -> StudioErro
                                  f"{URL_HELP}")
     if isinstance(err, httpx.TimeoutException):
         return StudioUnreachable(
-            f"{where} did not answer in time while {action}; it may be overloaded or still "
-            f"working on the request: try again (pushing and syncing are safe to repeat)")
+            f"{where} did not answer in time while {action}; it may be overloaded, stopped or "
+            f"still working on the request: try again (pushing and syncing are safe to "
+            f"repeat; [studio] timeout_s sets how long to wait)")
     if isinstance(err, httpx.TransportError):
         return StudioUnreachable(f"lost the connection to {where} while {action} "
                                  f"({type(err).__name__}); is the server still running? "

@@ -473,6 +473,10 @@ def _read_secret(path: Path) -> str:
     except FileNotFoundError:
         raise ServerError(f"{path} is missing; restore it, or stop the server and delete "
                           f"{path.parent} to start afresh") from None
+    except (OSError, UnicodeDecodeError) as err:  # a folder, no permission, not text
+        why = getattr(err, "strerror", None) or "not UTF-8 text"
+        raise ServerError(f"{path} cannot be read ({why}); restore it, or stop the server and "
+                          f"delete {path.parent} to start afresh") from None
     if not value:
         raise ServerError(f"{path} is empty; restore it, or delete {path.parent} to start afresh")
     return value

@@ -55,10 +55,10 @@ def studio_settings(config: Config, env: Mapping[str, str]) -> StudioSettings:
         path = config.path(config.studio.api_key_file)
         try:
             key = path.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise StudioError(f"[studio] api_key_file {path} cannot be read "
-                              f"({err.strerror}); fix the path or set LABEL_STUDIO_API_KEY"
-                              ) from None
+        except (OSError, UnicodeDecodeError) as err:
+            why = getattr(err, "strerror", None) or "not UTF-8 text"
+            raise StudioError(f"[studio] api_key_file {path} cannot be read ({why}); fix the "
+                              f"path or set LABEL_STUDIO_API_KEY") from None
         return StudioSettings(url, key, f"[studio] api_key_file {path}", embedded)
     if embedded:
         return StudioSettings(url, server.read_token(config.studio_dir),

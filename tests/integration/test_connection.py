@@ -104,3 +104,11 @@ def test_settings_take_the_environment_first_then_the_key_file_then_the_token_fi
     assert studio_settings(with_file, {}).api_key == "file-key-123456"
     assert studio_settings(with_file, {"LABEL_STUDIO_API_KEY": "env-key-123456"}).api_key == (
         "env-key-123456")
+    # A key file that is not text, or a folder: one line naming it, not a traceback.
+    key_file.write_bytes(b"\xff\xfebad")
+    with pytest.raises(StudioError, match=r"api_key_file .* cannot be read \(not UTF-8 text\)"):
+        studio_settings(with_file, {})
+    key_file.unlink()
+    key_file.mkdir()
+    with pytest.raises(StudioError, match=r"cannot be read \(Is a directory\)"):
+        studio_settings(with_file, {})

@@ -1,0 +1,34 @@
+"""Files a user can break by hand - the embedded server's key file, a truth file for the
+simulated annotators - that are a folder or not text: one clear error naming the file."""
+
+from __future__ import annotations
+
+import pytest
+
+from labeling.studio import server
+from labeling.studio.annotator_sim import load_truth
+from labeling.studio.errors import StudioError
+
+
+def test_a_token_file_that_is_a_folder_or_not_text_is_a_clear_error(tmp_path):
+    token = server.ServerFiles(tmp_path.resolve()).token_file
+    token.mkdir()
+    with pytest.raises(StudioError, match=r"token cannot be read \(Is a directory\); restore"):
+        server.read_token(tmp_path)
+    token.rmdir()
+    token.write_bytes(b"\xff\xfebad")
+    with pytest.raises(StudioError, match=r"token cannot be read \(not UTF-8 text\)"):
+        server.read_token(tmp_path)
+    token.write_text("a-key-123456\n")
+    assert server.read_token(tmp_path) == "a-key-123456"
+
+
+def test_a_truth_file_that_is_a_folder_or_not_text_is_a_clear_error(tmp_path):
+    folder = tmp_path / "truth.csv"
+    folder.mkdir()
+    with pytest.raises(StudioError, match=r"truth file .* cannot be read \(Is a directory\)"):
+        load_truth(folder)
+    binary = tmp_path / "truth2.csv"
+    binary.write_bytes(b"path,label\n\xff\xfe,1\n")
+    with pytest.raises(StudioError, match="is not UTF-8 text"):
+        load_truth(binary)
