@@ -226,18 +226,23 @@ def _write_mirror(s: Session, rows: list[StudioAnnotation], snap: TaskSnapshot,
 
 
 def _mark_deleted(s: Session, project_id: int, present: set[int], out: SyncOutcome) -> None:
-    """Mark the cursor rows and task rows whose Label Studio task is gone deleted: ids and
-    task ids read as two columns, one UPDATE per chunk (a project holds 100,000s of tasks)."""
+    """Mark the cursor rows and task rows whose Label Studio task is gone deleted, and those
+    marked deleted whose task is there after all not: ids, task ids and flags read as three
+    columns, one UPDATE per chunk (a project holds 100,000s of tasks). (A task made while a
+    listing ran was once marked deleted by it and stayed so, its held-out item never getting
+    a second opinion.)"""
     s.flush()  # tasks added in this sync are present: they were just seen
     gone: set[int] = set()
     for model in (StudioTaskSync, Task):
-        rows = s.execute(select(model.id, model.task_id).where(
-            model.project_id == project_id, model.deleted.is_(False))).all()
-        ids = [row_id for row_id, task_id in rows if task_id not in present]
-        gone.update(task_id for _, task_id in rows if task_id not in present)
-        for start in range(0, len(ids), _CHUNK):
-            s.execute(update(model).where(model.id.in_(ids[start:start + _CHUNK]))
-                      .values(deleted=True).execution_options(synchronize_session="fetch"))
+        rows = s.execute(select(model.id, model.task_id, model.deleted).where(
+            model.project_id == project_id)).all()
+        ids = [row_id for row_id, task_id, was in rows if not was and task_id not in present]
+        back = [row_id for row_id, task_id, was in rows if was and task_id in present]
+        gone.update(task_id for _, task_id, was in rows if not was and task_id not in present)
+        for flag, chosen in ((True, ids), (False, back)):
+            for start in range(0, len(chosen), _CHUNK):
+                s.execute(update(model).where(model.id.in_(chosen[start:start + _CHUNK]))
+                          .values(deleted=flag).execution_options(synchronize_session="fetch"))
     out.deleted_tasks = sorted(gone)
 
 

@@ -7,6 +7,7 @@ names the file that holds it.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from labeling.studio import server
 from labeling.studio.errors import StudioError
 from pipeline.cli.common import ConfigOption, console, fail, load
 from pipeline.project.databases import DatabaseError
+from pipeline.project.lock import LockHeld, WorkspaceLock
 from pipeline.project.studio import connect_studio, open_studio_project
 from pipeline.project.workspace import ensure_workspace
 
@@ -33,6 +35,19 @@ out = Console(highlight=False, markup=False, soft_wrap=True)
 studio_app = typer.Typer(help="The embedded Label Studio server; pushing tasks and syncing "
                          "annotations by hand.",
                          no_args_is_help=True)
+
+
+@contextmanager
+def holding_workspace(cfg, command: str):
+    """The workspace lock for a command that writes tasks or labels, as `labelloop round` holds
+    it: a push beside another push or a round sent the same items twice, and a sync beside a
+    round marked the round's new tasks deleted."""
+    ensure_workspace(cfg)
+    try:
+        with WorkspaceLock(cfg.workspace_dir / "lock", command=command):
+            yield
+    except LockHeld as err:
+        fail(str(err), code=3)
 
 
 # ---- commands ------------------------------------------------------------------------------
@@ -166,19 +181,19 @@ def sync_command(config: Path | None = ConfigOption) -> None:
     from labeling.studio.sync import sync_annotations
 
     cfg = load(config)
-    try:
-        studio = connect_studio(cfg, os.environ)
-        project = open_studio_project(cfg, studio, create=False)
-        ensure_workspace(cfg)
-        store = LabelStore(cfg.database_urls(os.environ).store)
-    except (StudioError, StoreError, DatabaseError) as err:
-        fail(str(err))
-    try:
-        report = sync_annotations(studio, store, project)
-    except StudioError as err:
-        fail(f"{err} (nothing was written; run the sync again)")
-    finally:
-        store.close()
+    with holding_workspace(cfg, "labelloop studio sync"):
+        try:
+            studio = connect_studio(cfg, os.environ)
+            project = open_studio_project(cfg, studio, create=False)
+            store = LabelStore(cfg.database_urls(os.environ).store)
+        except (StudioError, StoreError, DatabaseError) as err:
+            fail(str(err))
+        try:
+            report = sync_annotations(studio, store, project)
+        except StudioError as err:
+            fail(f"{err} (nothing was written; run the sync again)")
+        finally:
+            store.close()
     print_sync_report(report)
 
 
@@ -194,31 +209,32 @@ def push_command(
     from pipeline.round.push import replaced_problem
 
     cfg = load(config)
-    try:
-        studio = connect_studio(cfg, os.environ)
-        project = open_studio_project(cfg, studio)
-        ensure_workspace(cfg)
-        store = LabelStore(cfg.database_urls(os.environ).store)
-    except (StudioError, StoreError, DatabaseError) as err:
-        fail(str(err))
-    try:
-        labeled, tasks = store.current_labels(), store.tasks(project.id)
-        todo = [i for i in store.items(status="ok") if i.key not in labeled and i.key not in tasks]
-        # As a round's push: an image that cannot be shown waits (file gone, outside the
-        # folder, another image in it now). Checked in order until `limit` can go, not the
-        # whole pool.
-        send, held, replaced = [], [], replaced_items(store)
-        for item in todo:
-            if len(send) >= limit:
-                break
-            why = (replaced_problem(item.path) if item.key in replaced
-                   else project.images.problem(item.path))
-            (held if why else send).append(why or PushItem(item.key, item.path))
-        result = push_tasks(studio, store, project, send)
-    except StudioError as err:
-        fail(f"{err} (pushing again is safe: tasks that arrived are not sent twice)")
-    finally:
-        store.close()
+    with holding_workspace(cfg, "labelloop studio push"):
+        try:
+            studio = connect_studio(cfg, os.environ)
+            project = open_studio_project(cfg, studio)
+            store = LabelStore(cfg.database_urls(os.environ).store)
+        except (StudioError, StoreError, DatabaseError) as err:
+            fail(str(err))
+        try:
+            labeled, tasks = store.current_labels(), store.tasks(project.id)
+            todo = [i for i in store.items(status="ok")
+                    if i.key not in labeled and i.key not in tasks]
+            # As a round's push: an image that cannot be shown waits (file gone, outside the
+            # folder, another image in it now). Checked in order until `limit` can go, not the
+            # whole pool.
+            send, held, replaced = [], [], replaced_items(store)
+            for item in todo:
+                if len(send) >= limit:
+                    break
+                why = (replaced_problem(item.path) if item.key in replaced
+                       else project.images.problem(item.path))
+                (held if why else send).append(why or PushItem(item.key, item.path))
+            result = push_tasks(studio, store, project, send)
+        except StudioError as err:
+            fail(f"{err} (pushing again is safe: tasks that arrived are not sent twice)")
+        finally:
+            store.close()
     out.print(f"pushed {len(result.created)} new task(s) to project {project.id} "
               f"({len(result.existing)} were already there); {studio.url}/projects/{project.id}")
     if held:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from sqlalchemy import update
 
+from labeling.schema import Task
 from labeling.studio import server
 from labeling.studio.connection import connect
 from labeling.studio.errors import StudioUnreachable
@@ -160,6 +162,19 @@ def test_a_task_deleted_in_label_studio_is_marked_deleted_and_its_label_stays(
     assert store.tasks(project.id, include_deleted=True)[items[0].key] == tasks[items[0].key]
     assert store.current_labels()[items[0].key].label == "dog"
     assert sync_annotations(studio, store, project).deleted_tasks == []
+
+
+def test_a_task_marked_deleted_that_label_studio_still_holds_is_taken_back(
+        studio, store, project, pushed):
+    # As a sync whose listing began before a round made the task left it (before the lock):
+    # marked deleted, its item was never asked about again.
+    items, tasks = pushed
+    sync_annotations(studio, store, project)
+    with store.transaction() as s:
+        s.execute(update(Task).where(Task.task_id == tasks[items[2].key]).values(deleted=True))
+    assert items[2].key not in store.tasks(project.id)
+    assert sync_annotations(studio, store, project).deleted_tasks == []
+    assert store.tasks(project.id)[items[2].key] == tasks[items[2].key]
 
 
 def test_a_label_outside_the_class_list_is_rejected_and_reported(studio, store, project, pushed):

@@ -15,6 +15,7 @@ from labeling.seen_files import replaced_items
 from labeling.store import NewLabel
 from pipeline.cli.app import app
 from pipeline.loop import StopFlag, run_loop
+from pipeline.project.lock import WorkspaceLock
 from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config
 from pipeline.round.ingest import ingest_new
@@ -283,3 +284,16 @@ def test_a_first_studio_start_names_the_key_file_and_never_prints_the_key(tmp_pa
     started = runner.invoke(app, ["studio", "start", "--config", str(tmp_path)])
     assert started.exit_code == 0, started.output
     assert str(token) in started.output and key not in started.output
+
+
+def test_studio_push_and_sync_wait_for_the_workspace_like_a_round(tmp_path):
+    # Beside a round (or another push) a push sent the same items twice, and a sync marked the
+    # round's new tasks deleted: both hold the workspace lock, as `labelloop round` does.
+    assert _init(tmp_path, "--name", "locked").exit_code == 0
+    config = find_config(tmp_path / "labelloop.toml")
+    with WorkspaceLock(config.workspace_dir / "lock", command="labelloop round"):
+        for command in (["studio", "push"], ["studio", "sync"]):
+            result = runner.invoke(app, [*command, "-c", str(tmp_path)])
+            assert result.exit_code == 3, result.output
+            assert "another labelloop process holds the workspace" in result.output
+            assert "`labelloop round`" in result.output
