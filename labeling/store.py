@@ -528,6 +528,17 @@ class LabelStore:
                 query = query.where(Task.deleted.is_(False))
             return {key: tid for key, tid in s.execute(query)}
 
+    def task_projects(self) -> dict[int, int]:
+        """Label Studio project id -> how many tasks the store holds there (not deleted)."""
+        with self.transaction() as s:
+            return dict(s.execute(select(Task.project_id, func.count()).where(
+                Task.deleted.is_(False)).group_by(Task.project_id)).all())
+
+    def mark_project_deleted(self, project_id: int) -> None:
+        """Every task of ``project_id`` is gone (the project was deleted in Label Studio)."""
+        with self.transaction() as s:
+            s.execute(update(Task).where(Task.project_id == project_id).values(deleted=True))
+
     def mark_tasks_deleted(self, project_id: int, keys: Iterable[str]) -> None:
         with self.transaction() as s:
             ids = [i.id for i in _items_by_key(s, keys).values()]

@@ -66,8 +66,10 @@ class Studio:
         """Call a read-only SDK method, retrying connection errors and 5xx/429 with backoff."""
         return _retrying(lambda: fn(*args, **kwargs), self.url, action, self._secret)
 
-    def get_json(self, path: str, params: dict | None = None, *, action: str) -> Any:
-        """GET ``path`` (relative to the server URL) as plain JSON, retried like ``read``.
+    def get_json(self, path: str, params: dict | None = None, *, action: str,
+                 missing_ok: bool = False) -> Any:
+        """GET ``path`` (relative to the server URL) as plain JSON, retried like ``read``;
+        with ``missing_ok``, ``None`` for HTTP 404.
 
         For large listings: the SDK's typed models cost more to build than the request takes.
         The SDK's own HTTP client is used so that both kinds of key keep working.
@@ -77,6 +79,8 @@ class Studio:
         def call() -> Any:
             response = http.request(path, method="GET", params=params or {},
                                     request_options={"max_retries": 0})
+            if response.status_code == 404 and missing_ok:
+                return None
             if response.status_code >= 400:
                 raise ApiError(status_code=response.status_code, body=response.text[:300])
             return response.json()

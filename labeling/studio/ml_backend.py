@@ -14,6 +14,7 @@ sets the same (or ``ML_BLOCK_LOCAL_IP=false`` and ``SSRF_PROTECTION_ENABLED=fals
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from labeling.studio.connection import Studio
 from labeling.studio.errors import StudioError
@@ -34,7 +35,11 @@ class Connected:
 
 def connect_backend(studio: Studio, project_id: int, url: str, *, title: str) -> Connected:
     """Register the backend at ``url`` with project ``project_id`` (kept if it already is)."""
-    url = url.rstrip("/")
+    url = url.strip().rstrip("/")
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        # Label Studio answers such a URL with 403, read as a refused API key.
+        raise StudioError(f"model backend URL {url!r} must be http://HOST:PORT or "
+                          f"https://HOST:PORT, as Label Studio reaches `labelloop serve`")
     existing = _backends(studio, project_id, url)
     if existing:
         return Connected(existing[0], created=False)
@@ -49,6 +54,11 @@ def connect_backend(studio: Studio, project_id: int, url: str, *, title: str) ->
                 studio.client.ml.delete(id=half_made)
         if "403" in str(err) or "reserved" in str(err).lower():
             raise StudioError(f"{err}; {REFUSED_HINT}") from None
+        if "HTTP 400" in str(err) and "health" in str(err).lower():
+            # Its own words are an HTML link and a class name cut short.
+            raise StudioError(f"Label Studio could not reach the model backend at {url} (its "
+                              f"health check failed): start `labelloop serve` first, or give "
+                              f"--url as Label Studio reaches it") from None
         raise
     return Connected(int(made.id), created=True)
 

@@ -164,12 +164,19 @@ def connect_command(
 
     cfg = load(config)
     url = url or f"http://127.0.0.1:{cfg.studio.backend_port}"
+    ensure_workspace(cfg)
+    try:
+        store = LabelStore(cfg.database_urls(os.environ).store)
+    except (StoreError, DatabaseError) as err:
+        fail(str(err))
     try:
         studio = connect_studio(cfg, os.environ)
-        project = open_studio_project(cfg, studio)
+        project = open_studio_project(cfg, studio, store=store)
         got = connect_backend(studio, project.id, url, title="labelloop")
     except StudioError as err:
         fail(str(err))
+    finally:
+        store.close()
     state = "connected" if got.created else "already connected"
     out.print(f"model backend {url} {state} to Label Studio project {project.id} "
               f"(backend id {got.backend_id})")
@@ -183,12 +190,12 @@ def sync_command(config: Path | None = ConfigOption) -> None:
     cfg = load(config)
     with holding_workspace(cfg, "labelloop studio sync"):
         try:
-            studio = connect_studio(cfg, os.environ)
-            project = open_studio_project(cfg, studio, create=False)
             store = LabelStore(cfg.database_urls(os.environ).store)
-        except (StudioError, StoreError, DatabaseError) as err:
+        except (StoreError, DatabaseError) as err:
             fail(str(err))
         try:
+            studio = connect_studio(cfg, os.environ)
+            project = open_studio_project(cfg, studio, create=False, store=store)
             report = sync_annotations(studio, store, project)
         except StudioError as err:
             fail(f"{err} (nothing was written; run the sync again)")
@@ -211,12 +218,12 @@ def push_command(
     cfg = load(config)
     with holding_workspace(cfg, "labelloop studio push"):
         try:
-            studio = connect_studio(cfg, os.environ)
-            project = open_studio_project(cfg, studio)
             store = LabelStore(cfg.database_urls(os.environ).store)
-        except (StudioError, StoreError, DatabaseError) as err:
+        except (StoreError, DatabaseError) as err:
             fail(str(err))
         try:
+            studio = connect_studio(cfg, os.environ)
+            project = open_studio_project(cfg, studio, store=store)
             labeled, tasks = store.current_labels(), store.tasks(project.id)
             todo = [i for i in store.items(status="ok")
                     if i.key not in labeled and i.key not in tasks]

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 from labeling.studio import server
 from labeling.studio.accounts import count_annotators, list_annotators
-from labeling.studio.errors import EmbeddedServerStopped, StudioError
+from labeling.studio.errors import EmbeddedServerStopped, ProjectMismatch, StudioError
 from labeling.tasks.registry import get_task_type
 from pipeline.project.config import Config
 
 if TYPE_CHECKING:
+    from labeling.store import LabelStore
     from labeling.studio.connection import Studio
     from labeling.studio.project import ImageSource, StudioProject
 
@@ -116,17 +117,52 @@ def annotator_emails(config: Config) -> set[str]:
     return {a.email for a in list_annotators(config.studio_dir, skip_unreadable=True)}
 
 
+def follow_tasks(studio: Studio, store: LabelStore, title: str, titled: list[int]) -> None:
+    """Raise ``StudioError`` when the store's tasks are in Label Studio projects none of which
+    is titled ``title`` (``titled``: the ids of those that are). Found by title alone, a project
+    renamed in Label Studio (or a changed [studio] project_title) made a second project: every
+    waiting item was sent again, and the answers given in the first were never read. Renamed:
+    the message names its title now. Deleted: its tasks are marked deleted in the store (they
+    are gone; what was synced from them stays) and the message says the next run starts a new
+    project, which it then does."""
+    live = store.task_projects()
+    if not live or set(live) & set(titled):
+        return
+    gone = []
+    for pid in sorted(live, key=lambda p: -live[p]):
+        found = studio.get_json(f"api/projects/{pid}", {"include": "id,title"},
+                                action=f"looking up project {pid}", missing_ok=True)
+        if found is not None:
+            raise ProjectMismatch(
+                f"this project's {live[pid]} task(s) are in Label Studio project {pid}, which "
+                f"is titled {found.get('title')!r} now, not {title!r}: set [studio] "
+                f"project_title = {found.get('title')!r}, or rename the project back")
+        gone.append(pid)
+    for pid in gone:
+        store.mark_project_deleted(pid)
+    raise StudioError(
+        f"Label Studio project(s) {', '.join(map(str, gone))} at {studio.url}, which held this "
+        f"project's {sum(live.values())} task(s), are gone (deleted?); the answers synced from "
+        f"them stay in the store. Their tasks are now marked deleted: the next run makes "
+        f"project {title!r} and sends the items that wait for people again")
+
+
 def project_title(config: Config) -> str:
     """The Label Studio project's title: ``[studio] project_title``, else the project name."""
     return config.studio.project_title or config.project.name
 
 
-def open_studio_project(config: Config, studio: Studio, *, create: bool = True) -> StudioProject:
-    """The project's Label Studio project: found (classes checked) or, with ``create``, made."""
+def open_studio_project(config: Config, studio: Studio, *, create: bool = True,
+                        store: LabelStore | None = None) -> StudioProject:
+    """The project's Label Studio project: found (classes checked) or, with ``create``, made.
+    With ``store``: refused while the store's tasks are in another project (``follow_tasks``)."""
     from labeling.studio.project import ensure_project, find_projects
 
     title = project_title(config)
-    if not create and not find_projects(studio, title):
+    titled = find_projects(studio, title) if store is not None or not create else []
+    if store is not None:
+        follow_tasks(studio, store, title, [int(p["id"]) for p in titled])
+    if not create and not titled:
         raise StudioError(f"Label Studio at {studio.url} has no project titled {title!r}; "
                           f"push tasks first (a labelloop round does), or set "
                           f"[studio] project_title")

@@ -21,7 +21,8 @@ def session(project: Project):
     """The checked connection and Label Studio project, opened once per labelloop project."""
     if project.studio is None:
         studio = connect_studio(project.config, project.env)
-        project.studio = (studio, open_studio_project(project.config, studio))
+        project.studio = (studio, open_studio_project(project.config, studio,
+                                                      store=project.store))
     return project.studio
 
 
