@@ -57,16 +57,26 @@ def add_annotator(studio: Studio, data_dir: Path, name: str) -> Annotator:
     email = f"{name}@{EMAIL_DOMAIN}"
     users = studio.get_json("api/users", {"page_size": 1000}, action="listing users")
     rows = users.get("results", []) if isinstance(users, dict) else users
+    # The password is written before the signup: an add killed after Label Studio made the
+    # account (its record not written yet) is finished by the next add of the name, which
+    # logs in with it, instead of leaving an account nobody can use and a name refused.
+    pending = folder / f"{name}.password"
+    password = _read_pending(pending)
     if any(u.get("email") == email for u in rows):
-        raise StudioError(f"Label Studio at {studio.url} has a user {email} already; choose "
-                          f"another annotator name")
-    invite = studio.get_json("api/invite", action="reading the invite link")
-    password = secrets.token_urlsafe(18)
-    key, user_id = _sign_up(studio.url, str(invite["invite_url"]), email, password,
-                            timeout=studio.timeout)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if password is None:
+            raise StudioError(f"Label Studio at {studio.url} has a user {email} already; "
+                              f"choose another annotator name")
+        key, user_id = _session_key(studio.url, "/user/login/", email, password,
+                                    timeout=studio.timeout, action="logging in")
+    else:
+        if password is None:
+            password = secrets.token_urlsafe(18)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_private(pending, password)
+        invite = studio.get_json("api/invite", action="reading the invite link")
+        key, user_id = _sign_up(studio.url, str(invite["invite_url"]), email, password,
+                                timeout=studio.timeout)
     write_private(folder / f"{name}.key", key)
-    write_private(folder / f"{name}.password", password)
     # Written last: its presence says the account is complete.
     write_private(folder / f"{name}.json", json.dumps({"name": name, "email": email,
                                                         "user_id": user_id}))
@@ -120,29 +130,50 @@ def _annotator(folder: Path, name: str) -> Annotator:
     return Annotator(name, email, user_id, folder / f"{name}.key", folder / f"{name}.password")
 
 
+def _read_pending(path: Path) -> str | None:
+    """The password an interrupted ``add_annotator`` wrote for the name, if any."""
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        why = getattr(err, "strerror", None) or "not UTF-8 text"
+        raise StudioError(f"{path} cannot be read ({why}); delete it to add the annotator "
+                          f"afresh") from None
+
+
 def _sign_up(url: str, invite_url: str, email: str, password: str, *,
              timeout: float) -> tuple[str, int]:
     """Fill in the signup form behind the invite link; return the new user's key and id."""
     path = httpx.URL(invite_url).raw_path.decode() if "://" in invite_url else invite_url
+    return _session_key(url, path, email, password, timeout=timeout, action="signing up",
+                        extra={"how_find_us": "", "allow_newsletters": "false"},
+                        referer=f"{url}/user/signup/")
+
+
+def _session_key(url: str, path: str, email: str, password: str, *, timeout: float,
+                 action: str, extra: dict | None = None, referer: str | None = None
+                 ) -> tuple[str, int]:
+    """Post Label Studio's signup or login form at ``path`` as ``email``; return the account's
+    key and id, read on the session the form opened."""
     try:
         with httpx.Client(base_url=url, timeout=timeout, follow_redirects=False) as client:
             form = client.get(path)
             csrf = client.cookies.get("csrftoken")
             if form.status_code != 200 or not csrf:
-                raise StudioError(f"the invite link of {url} did not open a signup form "
-                                  f"(HTTP {form.status_code})")
+                raise StudioError(f"{url}{path.split('?')[0]} did not open a form for "
+                                  f"{action} (HTTP {form.status_code})")
             done = client.post(path, data={"csrfmiddlewaretoken": csrf, "email": email,
-                                           "password": password, "how_find_us": "",
-                                           "allow_newsletters": "false"},
-                               headers={"Referer": f"{url}/user/signup/"})
+                                           "password": password, **(extra or {})},
+                               headers={"Referer": referer or f"{url}{path}"})
             if done.status_code != 302:
-                raise StudioError(f"Label Studio at {url} refused the signup of {email} "
+                raise StudioError(f"Label Studio at {url} refused {action} as {email} "
                                   f"(HTTP {done.status_code})")
             token = client.get("/api/current-user/token")
             whoami = client.get("/api/current-user/whoami")
             if token.status_code != 200 or whoami.status_code != 200:
-                raise StudioError(f"the new account {email} could not read its key "
+                raise StudioError(f"the account {email} could not read its key "
                                   f"(HTTP {token.status_code})")
             return str(token.json()["token"]), int(whoami.json()["id"])
     except httpx.HTTPError as err:
-        raise StudioError(f"signing up {email} at {url} failed: {type(err).__name__}") from None
+        raise StudioError(f"{action} as {email} at {url} failed: {type(err).__name__}") from None

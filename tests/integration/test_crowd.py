@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from labeling.selections import Pick, record_picks
-from labeling.studio.accounts import add_annotator, annotator_key, list_annotators
+from labeling.studio.accounts import _sign_up, add_annotator, annotator_key, list_annotators
 from labeling.studio.connection import connect
 from labeling.studio.crowd import CrowdMember, simulate_crowd
 from labeling.studio.errors import StudioError
@@ -66,6 +66,24 @@ def test_a_taken_name_an_unreadable_key_and_a_bad_name_are_clear_errors(studio, 
         one.key_file.with_suffix(".gone").rename(one.key_file)
         one.key_file.chmod(0o600)
     assert [a.name for a in list_annotators(tmp_path)] == [one.name]  # nothing lost
+
+
+def test_an_add_killed_after_the_account_was_made_is_finished_by_the_next_add(studio, tmp_path):
+    # As `studio add-annotator` killed between Label Studio's signup and its record: the
+    # account exists with the password written first, no key or record. The next add of the
+    # name logs in with it instead of refusing a name nobody can use.
+    name = f"late{os.getpid()}x{next(_strangers)}"
+    folder = tmp_path / "annotators"
+    folder.mkdir()
+    (folder / f"{name}.password").write_text("a-pending-password-123")
+    invite = studio.get_json("api/invite", action="reading the invite link")
+    _sign_up(studio.url, str(invite["invite_url"]), f"{name}@annotators.labelloop.local",
+             "a-pending-password-123", timeout=30)
+    made = add_annotator(studio, tmp_path, name)
+    assert [a.name for a in list_annotators(tmp_path)] == [name]
+    assert connect(studio.url, annotator_key(made)).user_email == made.email
+    with pytest.raises(StudioError, match="exists already"):
+        add_annotator(studio, tmp_path, name)
 
 
 def test_three_people_on_one_task_majority_ties_and_a_second_answer_counting_once(
