@@ -71,6 +71,7 @@ def read_before(store: LabelStore, paths: Iterable[str]
 
 def record_seen(store: LabelStore, files: Mapping[str, tuple[Stamp, str | None]]) -> None:
     """Record (or replace) what was read: path -> (stamp, key of its bytes or None)."""
+    store.forget_memo()
     paths = list(files)
     with store.transaction() as s:
         for start in range(0, len(paths), _CHUNK):
@@ -109,14 +110,20 @@ def replaced_items(store: LabelStore) -> set[str]:
     moved within it makes its item follow, ``pipeline.ingest``). Rounds leave them out - a
     round would read or show the other image under their labels - until their image is back
     (the next ingest reads it and the index holds their key again). One query on the index,
-    no file read: a file overwritten since the last ingest is found by the next one."""
-    with store.transaction() as s:
-        return set(s.scalars(select(Item.key).join(SeenFile, SeenFile.path == Item.path)
-                             .where(SeenFile.key.is_not(None), SeenFile.key != Item.key)))
+    no file read: a file overwritten since the last ingest is found by the next one. Kept in
+    ``store.memo`` until the index or a path changes (1.7 s a query at 1,000,000 items, asked
+    for by several steps of a round)."""
+    if "replaced_items" not in store.memo:
+        with store.transaction() as s:
+            store.memo["replaced_items"] = frozenset(s.scalars(
+                select(Item.key).join(SeenFile, SeenFile.path == Item.path)
+                .where(SeenFile.key.is_not(None), SeenFile.key != Item.key)))
+    return set(store.memo["replaced_items"])
 
 
 def forget_seen(store: LabelStore, paths: Iterable[str]) -> None:
     """Drop files that are gone from the index (one that comes back is read again)."""
+    store.forget_memo()
     wanted = list(dict.fromkeys(paths))
     with store.transaction() as s:
         for start in range(0, len(wanted), _CHUNK):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from labeling.schema import PEOPLE_SOURCES, SELECTION_REASONS, Item, Label, Selection
+from labeling.schema import PEOPLE_SOURCES, SELECTION_REASONS, Item, Label, Selection, Task
 from labeling.store import LabelStore, StoreError
 
 
@@ -55,6 +55,20 @@ def count_unanswered_picks(store: LabelStore) -> int:
                                        Label.source.in_(PEOPLE_SOURCES)).exists())
     with store.transaction() as s:
         return int(s.scalar(select(func.count()).select_from(Selection).where(~answered)))
+
+
+def unanswered_picks(store: LabelStore) -> list[tuple[str, str, bool]]:
+    """(key, path, has a task not deleted) of the picked items that wait for a person's first
+    answer: no label from people, not skipped or disputed (those are answered)."""
+    answered = (select(Label.id).where(Label.item_id == Selection.item_id,
+                                       Label.superseded_at.is_(None),
+                                       Label.source.in_(PEOPLE_SOURCES)).exists())
+    tasked = select(Task.id).where(Task.item_id == Selection.item_id,
+                                   Task.deleted.is_(False)).exists()
+    with store.transaction() as s:
+        return [(k, p, bool(t)) for k, p, t in s.execute(
+            select(Item.key, Item.path, tasked).join(Selection, Selection.item_id == Item.id)
+            .where(~answered, Item.status == "ok"))]
 
 
 def picks(store: LabelStore, *, holdout: bool | None = None) -> dict[str, Pick]:

@@ -40,6 +40,7 @@ from labeling.schema import (
     Label,
     Quarantine,
     Round,
+    StudioTaskSync,
     Task,
     utcnow,
 )
@@ -168,6 +169,13 @@ class LabelStore:
             raise StoreError(f"the label store at {shown} cannot be opened: {first}"
                              ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Answers worked out from the whole store that a round asks for many times (key ->
+        # value; ``labeling.seen_files.replaced_items``): emptied by the writes they depend on,
+        # and by ``forget_memo`` at a round's start, for the writes of other processes.
+        self.memo: dict[str, object] = {}
+
+    def forget_memo(self) -> None:
+        self.memo.clear()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -181,6 +189,7 @@ class LabelStore:
     # ---- items -------------------------------------------------------------------------
     def add_items(self, items: Iterable[NewItem]) -> list[str]:
         """Add items not yet in the store; return the keys that were new (content de-dup)."""
+        self.forget_memo()
         added: list[str] = []
         items = list(items)
         with self.transaction() as s:
@@ -286,6 +295,7 @@ class LabelStore:
         """Give items whose file was moved (key -> new path) their new path, unless a Label
         Studio task shows them: the task names the old file, and its answers are checked
         against it (``labeling.studio.sync``). Returns (keys moved, keys left as they were)."""
+        self.forget_memo()
         with self.transaction() as s:
             by_key = _items_by_key(s, moves, lock=True)  # no task made between check and write
             ids, shown = [i.id for i in by_key.values()], set()
@@ -535,9 +545,13 @@ class LabelStore:
                 Task.deleted.is_(False)).group_by(Task.project_id)).all())
 
     def mark_project_deleted(self, project_id: int) -> None:
-        """Every task of ``project_id`` is gone (the project was deleted in Label Studio)."""
+        """Every task of ``project_id`` is gone (the project was deleted in Label Studio, or
+        left for a new one): its task rows and sync cursor rows are marked deleted, as a sync
+        marks a deleted task's. Labels synced from it stay."""
         with self.transaction() as s:
-            s.execute(update(Task).where(Task.project_id == project_id).values(deleted=True))
+            for model in (Task, StudioTaskSync):
+                s.execute(update(model).where(model.project_id == project_id)
+                          .values(deleted=True))
 
     def mark_tasks_deleted(self, project_id: int, keys: Iterable[str]) -> None:
         with self.transaction() as s:

@@ -206,7 +206,8 @@ def check_classes(project: dict, classes: tuple[str, ...], task: TaskType) -> No
         raise ProjectMismatch(
             f"Label Studio project {title!r} (id {project['id']}) has other classes than "
             f"[project] classes ({'; '.join(parts)}); make them agree (edit the project's "
-            f"labeling config or labelloop.toml), or set another [studio] project_title")
+            f"labeling config or labelloop.toml), or set another [studio] project_title (and, "
+            f"if this project holds the tasks, run `labelloop studio new-project`)")
 
 
 def ensure_local_storage(studio: Studio, project: StudioProject) -> int:

@@ -20,7 +20,7 @@ from labeling.studio.errors import StudioError
 from pipeline.cli.common import ConfigOption, console, fail, load
 from pipeline.project.databases import DatabaseError
 from pipeline.project.lock import LockHeld, WorkspaceLock
-from pipeline.project.studio import connect_studio, open_studio_project
+from pipeline.project.studio import connect_studio, open_studio_project, project_title
 from pipeline.project.workspace import ensure_workspace
 
 if TYPE_CHECKING:
@@ -48,6 +48,15 @@ def holding_workspace(cfg, command: str):
             yield
     except LockHeld as err:
         fail(str(err), code=3)
+
+
+def open_store(cfg) -> LabelStore:
+    """The project's label store, or one error line and exit 2."""
+    try:
+        return LabelStore(cfg.database_urls(os.environ).store)
+    except (StoreError, DatabaseError) as err:
+        fail(str(err))
+    raise AssertionError("unreachable")
 
 
 # ---- commands ------------------------------------------------------------------------------
@@ -165,10 +174,7 @@ def connect_command(
     cfg = load(config)
     url = url or f"http://127.0.0.1:{cfg.studio.backend_port}"
     ensure_workspace(cfg)
-    try:
-        store = LabelStore(cfg.database_urls(os.environ).store)
-    except (StoreError, DatabaseError) as err:
-        fail(str(err))
+    store = open_store(cfg)
     try:
         studio = connect_studio(cfg, os.environ)
         project = open_studio_project(cfg, studio, store=store)
@@ -189,19 +195,45 @@ def sync_command(config: Path | None = ConfigOption) -> None:
 
     cfg = load(config)
     with holding_workspace(cfg, "labelloop studio sync"):
+        store = open_store(cfg)
         try:
-            store = LabelStore(cfg.database_urls(os.environ).store)
-        except (StoreError, DatabaseError) as err:
-            fail(str(err))
-        try:
-            studio = connect_studio(cfg, os.environ)
-            project = open_studio_project(cfg, studio, create=False, store=store)
-            report = sync_annotations(studio, store, project)
-        except StudioError as err:
-            fail(f"{err} (nothing was written; run the sync again)")
+            try:
+                studio = connect_studio(cfg, os.environ)
+                project = open_studio_project(cfg, studio, create=False, store=store)
+            except StudioError as err:
+                fail(str(err))
+            try:
+                report = sync_annotations(studio, store, project)
+            except StudioError as err:
+                fail(f"{err} (nothing was written; run the sync again)")
         finally:
             store.close()
     print_sync_report(report)
+
+
+@studio_app.command("new-project")
+def new_project_command(config: Path | None = ConfigOption) -> None:
+    """Go on in a new Label Studio project: the tasks of the current one stop counting (the
+    answers synced from them stay), and the next round makes the project titled [studio]
+    project_title and sends the items that wait for people again. Sync first: answers not
+    synced yet are not read. If the current project still has that title, set another one
+    first: a round uses the project its title finds (and takes its tasks back)."""
+    cfg = load(config)
+    with holding_workspace(cfg, "labelloop studio new-project"):
+        store = open_store(cfg)
+        try:
+            left = store.task_projects()
+            for project_id in left:
+                store.mark_project_deleted(project_id)
+        finally:
+            store.close()
+    if not left:
+        out.print("no Label Studio project holds this project's tasks; the next round makes "
+                  "one")
+        return
+    out.print(f"left Label Studio project(s) {', '.join(map(str, sorted(left)))} "
+              f"({sum(left.values())} task(s)); the next round makes project "
+              f"{project_title(cfg)!r} and sends the items that wait for people")
 
 
 @studio_app.command("push")
@@ -217,10 +249,7 @@ def push_command(
 
     cfg = load(config)
     with holding_workspace(cfg, "labelloop studio push"):
-        try:
-            store = LabelStore(cfg.database_urls(os.environ).store)
-        except (StoreError, DatabaseError) as err:
-            fail(str(err))
+        store = open_store(cfg)
         try:
             studio = connect_studio(cfg, os.environ)
             project = open_studio_project(cfg, studio, store=store)

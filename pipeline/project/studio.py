@@ -134,17 +134,19 @@ def follow_tasks(studio: Studio, store: LabelStore, title: str, titled: list[int
                                 action=f"looking up project {pid}", missing_ok=True)
         if found is not None:
             raise ProjectMismatch(
-                f"this project's {live[pid]} task(s) are in Label Studio project {pid}, which "
-                f"is titled {found.get('title')!r} now, not {title!r}: set [studio] "
-                f"project_title = {found.get('title')!r}, or rename the project back")
+                f"this project's {live[pid]} task(s) are in project {pid} of the Label Studio "
+                f"at {studio.url}, which is titled {found.get('title')!r} now, not {title!r}: "
+                f"set [studio] project_title = {found.get('title')!r}, or rename the project "
+                f"back; to go on in a new project instead, run `labelloop studio new-project`")
         gone.append(pid)
     for pid in gone:
         store.mark_project_deleted(pid)
     raise StudioError(
         f"Label Studio project(s) {', '.join(map(str, gone))} at {studio.url}, which held this "
-        f"project's {sum(live.values())} task(s), are gone (deleted?); the answers synced from "
-        f"them stay in the store. Their tasks are now marked deleted: the next run makes "
-        f"project {title!r} and sends the items that wait for people again")
+        f"project's {sum(live.values())} task(s), are gone (deleted? or another Label Studio "
+        f"or account than the one they were made on); the answers synced from them stay in the "
+        f"store. Their tasks are now marked deleted: the next run makes project {title!r} and "
+        f"sends the items that wait for people again")
 
 
 def project_title(config: Config) -> str:

@@ -21,10 +21,11 @@ The thresholds get the other half of the alpha (union bound); the accept record 
 
 What it assumes, beyond the checks being random:
 - people repeat a wrong model label no more often on the items the threshold accepts (where
-  the model is confident) than on the checked ones, most of which are the uncertain items
-  people are sent. Blind references cannot anchor on the model; what is left is two classes
-  that look alike to people and to the model, and the benchmark's "bound held" column is where
-  a failure of this would show;
+  the model is confident) than on the checked ones: the blind checks are all training picks
+  since 2026-12-06, most of them the uncertain items people are sent (a held-out item, random,
+  seldom has the model wrong: 1 trial in 56 in a stored crowd run). Blind references cannot
+  anchor on the model; what is left is two classes that look alike to people and to the
+  model, and the benchmark's "bound held" column is where a failure of this would show;
 - where the others' plurality is wrong instead, the trial counts against the first person,
   which only makes the bounds larger; two people erring the same way unprompted is rarer than
   one of them erring;

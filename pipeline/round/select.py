@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 
 from labeling.cold_start import typical_picks
 from labeling.schema import PEOPLE_SOURCES
 from labeling.seen_files import replaced_items
-from labeling.selections import Pick, picks, record_picks
+from labeling.selections import Pick, picks, record_picks, unanswered_picks
 from labeling.strategies import select_for_review
 from pipeline.project.project import Project
 from pipeline.round.labeled import labeled_sets
 from pipeline.round.predict import load_predictions
 from pipeline.round.probe import backbone_embeddings
+from training.sources import is_remote
 
 
 def select_batch(project: Project, round_id: int, predicted: dict, *,
@@ -26,13 +30,43 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
     candidates = unasked(project, made)
     if not candidates:
         return {"picked": 0, "reason": "nothing left to ask about"}
+    room, full = batch_room(project, predicted, len(candidates))
+    if full is not None:
+        return full
     if "file" not in predicted:
         new = cold_start_picks(project, candidates, rng, progress=progress)
     else:
-        new = _audit_and_strategy(project, candidates, predicted, rng, made)
+        new = _audit_and_strategy(project, candidates, predicted, rng, made, size=room)
     added = record_picks(store, new, round_id=round_id)
     reasons = {r: sum(p.reason == r for p in new) for r in ("random", "audit", "strategy")}
     return {"picked": len(added), **reasons}
+
+
+def waiting_picks(project: Project) -> int:
+    """Picks that wait for people: in Label Studio without a first answer, or not sent yet
+    (a crash before the push, a task deleted) where the push can send them; not those it
+    holds back (a file gone, another image in it)."""
+    replaced = replaced_items(project.store)
+    return sum(tasked or (k not in replaced and (is_remote(path) or os.path.isfile(path)))
+               for k, path, tasked in unanswered_picks(project.store))
+
+
+def batch_room(project: Project, predicted: dict, candidates: int) -> tuple[int, dict | None]:
+    """(how many items this round may pick, or the select record when none). At most one batch
+    waits for people at a time: rounds run while nobody answered (a night of `labelloop run
+    --every 10m`) picked a batch each until the whole pool was sent, chosen by models that had
+    learned nothing new. A new pick waits until half a batch is free (or what is left of the
+    pool): a room of one or two would get no random held-out item (``audit_count`` rounds the
+    share down), and the validation stream would stall. The cold start waits until its first
+    batch is all answered."""
+    waiting = waiting_picks(project)
+    batch = project.config.loop.batch_size
+    room = batch - waiting
+    if room < min(math.ceil(batch / 2), candidates) or (waiting and "file" not in predicted):
+        return 0, {"picked": 0, "waiting": waiting,
+                   "reason": f"{waiting} picked item(s) wait for people in Label Studio: the "
+                             f"next batch is picked as they are answered"}
+    return room, None
 
 
 def unasked(project: Project, made: dict) -> list[str]:
@@ -82,9 +116,9 @@ def audit_count(batch: int, share: float, open_items: int) -> int:
     return n_audit
 
 
-def _audit_and_strategy(project, candidates, predicted, rng, made) -> list[Pick]:
+def _audit_and_strategy(project, candidates, predicted, rng, made, *, size: int) -> list[Pick]:
     loop = project.config.loop
-    n = min(loop.batch_size, len(candidates))
+    n = min(size, len(candidates))
     machine = project.store.current_classes(sources=("machine",))
     n_audit = audit_count(n, loop.audit_fraction, sum(k not in machine for k in candidates))
     audit_idx = rng.choice(len(candidates), size=n_audit, replace=False)

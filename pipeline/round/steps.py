@@ -76,6 +76,11 @@ def run_round(
     """Run (or resume) one round; returns its record: ``{"id", "stats"}``."""
     # Fail before changing anything if the registry cannot be reached.
     project.registry.check()
+    # Label Studio's project is looked up again each round (``session``): the scheduled loop
+    # and `serve` keep one Project for many rounds, and a project renamed or deleted between
+    # them must be found as it is at a round's start (``follow_tasks``).
+    project.studio = None
+    project.store.forget_memo()  # another process may have ingested since the last round
     fresh = ingest_new(project, progress=progress)
     store = project.store
     running = store.running_round()

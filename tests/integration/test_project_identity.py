@@ -10,12 +10,14 @@ import itertools
 import socket
 
 import pytest
+from typer.testing import CliRunner
 
 from labeling.selections import Pick, record_picks
 from labeling.studio.errors import ProjectMismatch, StudioError
 from labeling.studio.ml_backend import connect_backend
 from labeling.studio.project import find_projects
 from labeling.studio.remote import item_key_of, iter_tasks
+from pipeline.cli.app import app
 from pipeline.round import push as push_step
 from pipeline.round.session import session
 from tests.integration.test_loop import make_project
@@ -43,23 +45,37 @@ def test_a_renamed_or_deleted_project_stops_the_round_and_nothing_is_sent_twice(
             studio.client.projects.update(id=sp.id, title=f"{name} (team)")
         with pytest.raises(ProjectMismatch) as renamed:
             _fresh_session(project)
-        assert f"project {sp.id}, which is titled '{name} (team)' now, not '{name}'" in str(
-            renamed.value) and "set [studio] project_title" in str(renamed.value)
+        assert (f"are in project {sp.id} of the Label Studio at {studio.url}, which is titled "
+                f"'{name} (team)' now, not '{name}'") in str(renamed.value)
+        assert "set [studio] project_title" in str(renamed.value)
+        assert "`labelloop studio new-project`" in str(renamed.value)
         assert find_projects(studio, name) == []  # none made under the old title
         with studio.errors("renaming back"):
             studio.client.projects.update(id=sp.id, title=name)
         assert _fresh_session(project)[1].id == sp.id
         assert push_step.push(project, store.start_round(), {})["pushed"] == 0
 
-        with studio.errors("deleting"):
-            studio.client.projects.delete(id=sp.id)
-        with pytest.raises(StudioError, match=rf"project\(s\) {sp.id} .* are gone \(deleted\?\)"):
-            _fresh_session(project)
-        assert store.tasks(sp.id) == {} and len(store.tasks(sp.id, include_deleted=True)) == 3
-        _, new = _fresh_session(project)  # the next run goes on, in a new project
-        assert new.id != sp.id
+        # Renamed, and the user would rather go on in a new project under the old title.
+        with studio.errors("renaming"):
+            studio.client.projects.update(id=sp.id, title=f"{name} (old)")
+        left = CliRunner().invoke(app, ["studio", "new-project", "-c", str(tmp_path)])
+        assert left.exit_code == 0, left.output
+        assert f"left Label Studio project(s) {sp.id} (3 task(s))" in left.output
+        _, second = _fresh_session(project)
+        assert second.id != sp.id and second.title == name
         assert push_step.push(project, store.start_round(), {})["pushed"] == 3
-        on_server = [item_key_of(t) for t in iter_tasks(studio, new.id, include="id,data")]
+
+        with studio.errors("deleting"):
+            studio.client.projects.delete(id=second.id)
+        with pytest.raises(StudioError,
+                           match=rf"project\(s\) {second.id} at .* are gone \(deleted\?"):
+            _fresh_session(project)
+        assert store.tasks(second.id) == {}
+        assert len(store.tasks(second.id, include_deleted=True)) == 3
+        _, third = _fresh_session(project)  # the next run goes on, in a new project
+        assert third.id not in (sp.id, second.id)
+        assert push_step.push(project, store.start_round(), {})["pushed"] == 3
+        on_server = [item_key_of(t) for t in iter_tasks(studio, third.id, include="id,data")]
         assert sorted(on_server) == sorted(keys)
     finally:
         project.close()

@@ -227,9 +227,13 @@ def test_an_overwritten_file_is_recorded_and_rounds_leave_its_old_item_out_until
         labeled = next(i.key for i in store.items() if i.path == str(imgs / "photo2.jpg"))
         store.add_labels([NewLabel(old, "cat", "human"), NewLabel(labeled, "dog", "human")])
         other.write_bytes((imgs / "photo1.jpg").read_bytes() + b"\0")  # another image's bytes
+        unlabeled = imgs / "photo3.jpg"  # and an unlabeled one, which nobody must be asked about
+        unasked_old = next(i.key for i in store.items() if i.path == str(unlabeled))
+        assert unasked_old in unasked(project, {})
+        unlabeled.write_bytes((imgs / "photo1.jpg").read_bytes() + b"\1")
         rid = store.start_round()
         record = ingest_new(project, progress=False)  # the round's ingest, as `labelloop round`
-        assert record["replaced"] == 1 and record["replaced_example"] == str(other)
+        assert record["replaced"] == 2 and record["replaced_example"] == str(other)
         store.finish_round(rid, {"ingest": record})
         new = next(i.key for i in store.items() if i.path == str(other) and i.key != old)
         # Its label stays, but no round trains on it, predicts it or asks about it: the file
@@ -237,16 +241,16 @@ def test_an_overwritten_file_is_recorded_and_rounds_leave_its_old_item_out_until
         assert store.current_classes()[old] == "cat"
         assert labeled_sets(project)[0] == {labeled: "dog"}
         assert old not in {i.key for i in items_to_predict(project, {old})}
-        assert new in unasked(project, {}) and old not in unasked(project, {})
+        assert new in unasked(project, {}) and unasked_old not in unasked(project, {})
         warning = [w for w in project_status(project)["warnings"] if "another image" in w]
-        assert warning == [f"1 item(s) whose image file now holds another image (e.g. {other})"
+        assert warning == [f"2 item(s) whose image file now holds another image (e.g. {other})"
                            f": rounds and exports leave them out and their labels stay in the "
                            f"store; put their images back under those names to use them"]
         other.write_bytes(old_bytes)  # put back: the new image's item is the one without a file
         ingest_new(project, progress=False)
         assert labeled_sets(project)[0] == {old: "cat", labeled: "dog"}
         assert old in {i.key for i in items_to_predict(project, {old})}
-        assert replaced_items(store) == {new}
+        assert replaced_items(store) == {new, unasked_old}
 
 
 def test_a_resumed_round_keeps_the_moved_files_its_first_ingest_found():

@@ -10,7 +10,7 @@ from labeling.box_scores import choose_uncertain
 from labeling.selections import Pick, picks, record_picks
 from pipeline.project.project import Project
 from pipeline.round.detection.predict import load_predictions
-from pipeline.round.select import audit_count, cold_start_picks, unasked
+from pipeline.round.select import audit_count, batch_room, cold_start_picks, unasked
 
 
 def select_batch(project: Project, round_id: int, predicted: dict, *,
@@ -22,10 +22,13 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
     candidates = unasked(project, picks(store))
     if not candidates:
         return {"picked": 0, "reason": "nothing left to ask about"}
+    room, full = batch_room(project, predicted, len(candidates))
+    if full is not None:
+        return full
     if "file" not in predicted:
         new = cold_start_picks(project, candidates, rng, progress=progress)
     else:
-        n = min(loop.batch_size, len(candidates))
+        n = min(room, len(candidates))
         machine = store.current_labels(sources=("machine",))
         n_audit = audit_count(n, loop.audit_fraction, sum(k not in machine for k in candidates))
         audit = [candidates[j] for j in rng.choice(len(candidates), size=n_audit, replace=False)]
