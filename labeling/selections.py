@@ -48,11 +48,16 @@ def record_picks(store: LabelStore, picks: Iterable[Pick], *, round_id: int | No
     return added
 
 
+def _answered():
+    """Whether a pick's item has a current label from people (a correlated EXISTS)."""
+    return (select(Label.id).where(Label.item_id == Selection.item_id,
+                                   Label.superseded_at.is_(None),
+                                   Label.source.in_(PEOPLE_SOURCES)).exists())
+
+
 def count_unanswered_picks(store: LabelStore) -> int:
     """How many picked items have no label from a person yet (waiting in Label Studio)."""
-    answered = (select(Label.id).where(Label.item_id == Selection.item_id,
-                                       Label.superseded_at.is_(None),
-                                       Label.source.in_(PEOPLE_SOURCES)).exists())
+    answered = _answered()
     with store.transaction() as s:
         return int(s.scalar(select(func.count()).select_from(Selection).where(~answered)))
 
@@ -60,9 +65,7 @@ def count_unanswered_picks(store: LabelStore) -> int:
 def unanswered_picks(store: LabelStore) -> list[tuple[str, str, bool]]:
     """(key, path, has a task not deleted) of the picked items that wait for a person's first
     answer: no label from people, not skipped or disputed (those are answered)."""
-    answered = (select(Label.id).where(Label.item_id == Selection.item_id,
-                                       Label.superseded_at.is_(None),
-                                       Label.source.in_(PEOPLE_SOURCES)).exists())
+    answered = _answered()
     tasked = select(Task.id).where(Task.item_id == Selection.item_id,
                                    Task.deleted.is_(False)).exists()
     with store.transaction() as s:

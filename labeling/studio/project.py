@@ -127,8 +127,10 @@ class StudioProject:
 
 
 def ensure_project(studio: Studio, title: str, classes: Sequence[str], *,
-                   images: ImageSource, task: TaskType | None = None) -> StudioProject:
-    """Find the project titled ``title`` and check its classes, or create it.
+                   images: ImageSource, task: TaskType | None = None,
+                   found: list[dict] | None = None) -> StudioProject:
+    """Find the project titled ``title`` and check its classes, or create it. ``found``: the
+    projects ``find_projects`` just listed under ``title``, if the caller has them.
 
     Raises ``ProjectMismatch`` if the existing project's labeling config is not labelloop's or
     its classes differ from ``classes`` (the message lists what was added and what is missing).
@@ -138,7 +140,7 @@ def ensure_project(studio: Studio, title: str, classes: Sequence[str], *,
     if not TITLE_MIN <= len(title) <= TITLE_MAX:
         raise StudioError(f"Label Studio project titles have {TITLE_MIN} to {TITLE_MAX} "
                           f"characters, {title!r} has {len(title)}; set [studio] project_title")
-    found = find_projects(studio, title)
+    found = find_projects(studio, title) if found is None else found
     if len(found) > 1:
         raise ProjectMismatch(f"several Label Studio projects are titled {title!r} (ids "
                               f"{', '.join(str(p['id']) for p in found)}); rename all but one, or "

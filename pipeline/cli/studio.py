@@ -245,7 +245,7 @@ def push_command(
     cold start by hand; a labelloop round pushes its picks with the model's predictions)."""
     from labeling.seen_files import replaced_items
     from labeling.studio.push import PushItem, push_tasks
-    from pipeline.round.push import replaced_problem
+    from pipeline.round.push import image_problem
 
     cfg = load(config)
     with holding_workspace(cfg, "labelloop studio push"):
@@ -263,8 +263,7 @@ def push_command(
             for item in todo:
                 if len(send) >= limit:
                     break
-                why = (replaced_problem(item.path) if item.key in replaced
-                       else project.images.problem(item.path))
+                why = image_problem(project, replaced, item.key, item.path)
                 (held if why else send).append(why or PushItem(item.key, item.path))
             result = push_tasks(studio, store, project, send)
         except StudioError as err:

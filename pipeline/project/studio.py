@@ -161,7 +161,7 @@ def open_studio_project(config: Config, studio: Studio, *, create: bool = True,
     from labeling.studio.project import ensure_project, find_projects
 
     title = project_title(config)
-    titled = find_projects(studio, title) if store is not None or not create else []
+    titled = find_projects(studio, title) if store is not None or not create else None
     if store is not None:
         follow_tasks(studio, store, title, [int(p["id"]) for p in titled])
     if not create and not titled:
@@ -169,4 +169,4 @@ def open_studio_project(config: Config, studio: Studio, *, create: bool = True,
                           f"push tasks first (a labelloop round does), or set "
                           f"[studio] project_title")
     return ensure_project(studio, title, config.project.classes, images=image_source(config),
-                          task=get_task_type(config.project.task))
+                          task=get_task_type(config.project.task), found=titled)

@@ -38,10 +38,14 @@ def unsure(project: Project, predictions: dict[str, tuple[Any, float]], keys) ->
     return {k for k in keys if k in predictions and predictions[k][1] < floor}
 
 
-def replaced_problem(path: str) -> str:
-    """Why an item whose file now holds another image (``replaced_items``) is not shown."""
-    return (f"item {path}: the file now holds another image; put this item's image back "
-            f"under that name (its labels are kept)")
+def image_problem(sp, replaced: set[str], key: str, path: str) -> str | None:
+    """Why item ``key``'s image cannot be shown to people now, or None: its file now holds
+    another image (``replaced``: ``replaced_items``), or ``sp.images.problem`` (gone, outside
+    the image folder)."""
+    if key in replaced:
+        return (f"item {path}: the file now holds another image; put this item's image back "
+                f"under that name (its labels are kept)")
+    return sp.images.problem(path)
 
 
 def push(project: Project, round_id: int, predicted: dict, *,
@@ -62,8 +66,7 @@ def push(project: Project, round_id: int, predicted: dict, *,
     # another image now) stays picked and waits, reported, instead of stopping the round or
     # making a broken task, or one whose answer would be about the other image.
     replaced = replaced_items(store)
-    problems = {k: why for k in todo if (why := replaced_problem(paths[k]) if k in replaced
-                                         else sp.images.problem(paths[k]))}
+    problems = {k: why for k in todo if (why := image_problem(sp, replaced, k, paths[k]))}
     todo = [k for k in todo if k not in problems]
     blind_new = blind_keys(project, todo) | unsure(project, predictions, todo)
     items = [PushItem(k, paths[k], *((None, None) if k in blind_new else
