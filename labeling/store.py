@@ -552,13 +552,21 @@ class LabelStore:
             for model in (Task, StudioTaskSync):
                 s.execute(update(model).where(model.project_id == project_id)
                           .values(deleted=True))
+            unskip(s, s.scalars(select(StudioTaskSync.task_id).where(
+                StudioTaskSync.project_id == project_id)).all())
 
-    def mark_tasks_deleted(self, project_id: int, keys: Iterable[str]) -> None:
-        with self.transaction() as s:
-            ids = [i.id for i in _items_by_key(s, keys).values()]
-            for t in s.scalars(select(Task).where(Task.project_id == project_id,
-                                                  Task.item_id.in_(ids))):
-                t.deleted = True
+
+def unskip(s: Session, task_ids: Iterable[int]) -> None:
+    """Items skipped on Label Studio tasks ``task_ids``, now gone, are pending again: the skip
+    went with its task, and the next push asks anew with a pre-annotation (a skipped item is
+    neither predicted nor pre-annotated). An item skipped on a task still there stays so."""
+    task_ids = sorted(task_ids)
+    for start in range(0, len(task_ids), 500):
+        items = select(StudioTaskSync.item_id).where(
+            StudioTaskSync.task_id.in_(task_ids[start:start + 500]),
+            StudioTaskSync.outcome == "skipped")
+        s.execute(update(Item).where(Item.id.in_(items), Item.status == "skipped")
+                  .values(status="ok").execution_options(synchronize_session="fetch"))
 
 
 def write_labels(

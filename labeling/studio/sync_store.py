@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from labeling.schema import Item, Label, StudioAnnotation, StudioTaskSync, Task, utcnow
-from labeling.store import LabelStore, NewLabel, write_labels
+from labeling.store import LabelStore, NewLabel, unskip, write_labels
 from labeling.studio.consensus import Verdict
 from labeling.studio.project import StudioProject
 
@@ -244,6 +244,8 @@ def _mark_deleted(s: Session, project_id: int, present: set[int], out: SyncOutco
                 s.execute(update(model).where(model.id.in_(chosen[start:start + _CHUNK]))
                           .values(deleted=flag).execution_options(synchronize_session="fetch"))
     out.deleted_tasks = sorted(gone)
+    unskip(s, gone)
+
 
 
 def _items(s: Session, keys: set[str]) -> dict[str, Item]:

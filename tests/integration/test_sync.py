@@ -164,6 +164,26 @@ def test_a_task_deleted_in_label_studio_is_marked_deleted_and_its_label_stays(
     assert sync_annotations(studio, store, project).deleted_tasks == []
 
 
+def test_an_item_skipped_on_a_task_since_deleted_is_pending_again(studio, store, project,
+                                                                    pushed):
+    # Its status stayed "skipped" with no task left to hold the skip: counted as skipped for
+    # good, and sent again without the pre-annotation a pending item gets.
+    items, tasks = pushed
+    skip(studio, tasks[items[0].key])
+    skip(studio, tasks[items[1].key])
+    sync_annotations(studio, store, project)
+    with studio.errors("deleting a task"):
+        studio.client.tasks.delete(id=tasks[items[0].key])
+    report = sync_annotations(studio, store, project)
+    assert report.deleted_tasks == [tasks[items[0].key]]
+    assert store.item(items[0].key).status == "ok"
+    assert store.item(items[1].key).status == "skipped"
+    assert store.count_items(status="skipped") == 1
+    # The project itself deleted (or left for a new one): every skip in it goes with it.
+    store.mark_project_deleted(project.id)
+    assert store.count_items(status="skipped") == 0
+
+
 def test_a_task_marked_deleted_that_label_studio_still_holds_is_taken_back(
         studio, store, project, pushed):
     # As a sync whose listing began before a round made the task left it (before the lock):

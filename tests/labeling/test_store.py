@@ -101,9 +101,10 @@ def test_tasks_are_one_per_item_and_project(store):
     store.record_tasks(7, {k0: 100, k1: 101}, model_version="v1")
     store.record_tasks(7, {k0: 100})
     assert store.tasks(7) == {k0: 100, k1: 101}
-    store.mark_tasks_deleted(7, [k1])
-    assert store.tasks(7) == {k0: 100}
-    assert store.tasks(8) == {}
+    store.record_tasks(8, {k1: 200})
+    store.mark_project_deleted(8)
+    assert store.tasks(8) == {} and store.tasks(8, include_deleted=True) == {k1: 200}
+    assert store.tasks(7) == {k0: 100, k1: 101}
 
 
 def test_missing_store_folder_is_a_clear_error(tmp_path):
