@@ -66,8 +66,16 @@ def add_annotator(studio: Studio, data_dir: Path, name: str) -> Annotator:
         if password is None:
             raise StudioError(f"Label Studio at {studio.url} has a user {email} already; "
                               f"choose another annotator name")
-        key, user_id = _session_key(studio.url, "/user/login/", email, password,
-                                    timeout=studio.timeout, action="logging in")
+        try:
+            key, user_id = _session_key(studio.url, "/user/login/", email, password,
+                                        timeout=studio.timeout, action="logging in")
+        except StudioError as err:
+            # The account is not the one the unfinished add made (someone made it by hand,
+            # or changed its password): the kept password cannot finish it.
+            raise StudioError(f"{err}. {pending} holds the password of an add of {name!r} "
+                              f"that did not finish, and it does not open {email}; if that "
+                              f"account is not labelloop's, delete {pending} and choose another "
+                              f"annotator name") from None
     else:
         if password is None:
             password = secrets.token_urlsafe(18)

@@ -86,6 +86,22 @@ def test_an_add_killed_after_the_account_was_made_is_finished_by_the_next_add(st
         add_annotator(studio, tmp_path, name)
 
 
+def test_a_kept_password_that_does_not_open_the_account_names_the_file_to_delete(
+        studio, tmp_path):
+    # The account was made by someone else (or its password changed) after an add that did
+    # not finish: logging in fails, and the message says which file to delete.
+    name = f"stale{os.getpid()}x{next(_strangers)}"
+    folder = tmp_path / "annotators"
+    folder.mkdir()
+    (folder / f"{name}.password").write_text("a-stale-password-123")
+    invite = studio.get_json("api/invite", action="reading the invite link")
+    _sign_up(studio.url, str(invite["invite_url"]), f"{name}@annotators.labelloop.local",
+             "someone-elses-password-456", timeout=30)
+    with pytest.raises(StudioError, match=f"delete {folder / name}.password"):
+        add_annotator(studio, tmp_path, name)
+    assert list_annotators(tmp_path) == []
+
+
 def test_three_people_on_one_task_majority_ties_and_a_second_answer_counting_once(
         studio, store, project, make_items, accounts):
     items = make_items(2)
