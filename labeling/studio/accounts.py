@@ -14,6 +14,7 @@ need nothing of this: sync reads who made each annotation from the server.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -78,9 +79,8 @@ def add_annotator(studio: Studio, data_dir: Path, name: str) -> Annotator:
                               f"annotator name") from None
     else:
         if password is None:
-            password = secrets.token_urlsafe(18)
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_private(pending, password)
+            password = claim_password(pending)
         invite = studio.get_json("api/invite", action="reading the invite link")
         key, user_id = _sign_up(studio.url, str(invite["invite_url"]), email, password,
                                 timeout=studio.timeout)
@@ -136,6 +136,24 @@ def _annotator(folder: Path, name: str) -> Annotator:
         raise StudioError(f"annotator record {path} cannot be read ({err!r}); restore it or "
                           f"delete the annotator's files in {folder}") from None
     return Annotator(name, email, user_id, folder / f"{name}.key", folder / f"{name}.password")
+
+
+def claim_password(path: Path) -> str:
+    """A new password, written to ``path`` unless another add of the name wrote one first
+    (two adds at once): then that one, so that both sign up with the password the file keeps
+    (one of them gets the account) instead of the file keeping the loser's."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    write_private(tmp, secrets.token_urlsafe(18))
+    try:
+        os.link(tmp, path)  # fails if the file exists: the first writer's password stays
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    password = _read_pending(path)
+    if password is None:
+        raise StudioError(f"{path} was emptied while the annotator was added; try again")
+    return password
 
 
 def _read_pending(path: Path) -> str | None:
