@@ -5,14 +5,18 @@ nothing new); once the batch is answered the next one is picked."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
+from labeling.selections import picks
+from labeling.tasks.classification import choice_result
 from pipeline.round import push as push_step
 from pipeline.round import select as select_step
-from pipeline.round.session import simulate_annotators
+from pipeline.round.session import session, simulate_annotators
+from pipeline.round.steps import run_round
 from pipeline.round.sync import sync
-from tests.integration.test_loop import make_project
+from tests.integration.test_loop import make_project, state
 
 pytestmark = [pytest.mark.integration]
 _n = itertools.count()
@@ -38,5 +42,43 @@ def test_a_round_picks_nothing_while_its_batch_waits_for_people(studio_server, d
         sync(project)
         assert select_step.waiting_picks(project) == 0
         assert select_step.select_batch(project, store.start_round(), {})["picked"] > 0
+    finally:
+        project.close()
+
+
+def test_with_a_model_a_partly_answered_batch_gets_company_once_half_of_it_is_free(
+        studio_server, digits_export, tmp_path):
+    # Rounds with a champion, people answering part of a batch between rounds: the next
+    # picks fill the batch's free places once half of it is free, never more.
+    project, truth, _ = make_project(studio_server, digits_export, tmp_path,
+                                     f"waits-model-{next(_n)}-{tmp_path.name[-10:]}")
+    try:
+        store, batch = project.store, project.config.loop.batch_size
+        run_round(project)  # the cold start
+        simulate_annotators(project, truth, noise=0.0, seed=0)
+        second = run_round(project)
+        assert "version" in second["stats"]["predict"]  # picked by a model
+        assert second["stats"]["push"]["pushed"] == batch
+        studio, sp = session(project)
+        tasks = store.tasks(sp.id)
+        batch_keys = sorted(k for k, p in picks(store).items() if p.round_id == second["id"])
+        items = store.items_by_key(batch_keys)
+        answered = iter(batch_keys)
+
+        def answer(n: int) -> None:
+            for key in itertools.islice(answered, n):
+                label = truth[str(Path(items[key].path).resolve())]
+                with studio.errors("answering"):
+                    studio.client.annotations.create(id=tasks[key], result=choice_result(label))
+
+        answer(batch // 2 - 10)  # 40 of 60 still wait: a room of 20 is under half a batch
+        third = run_round(project)["stats"]["select"]
+        assert third["picked"] == 0 and third["waiting"] == batch - (batch // 2 - 10)
+        answer(10)  # half the batch answered: its other half is picked
+        fourth = run_round(project)
+        assert fourth["stats"]["select"]["picked"] == batch // 2
+        assert fourth["stats"]["push"]["pushed"] == batch // 2
+        assert select_step.waiting_picks(project) == batch
+        assert state(project)["tasks_per_item"] == {1}, "an item got two tasks"
     finally:
         project.close()
