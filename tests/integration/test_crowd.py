@@ -68,17 +68,25 @@ def test_a_taken_name_an_unreadable_key_and_a_bad_name_are_clear_errors(studio, 
     assert [a.name for a in list_annotators(tmp_path)] == [one.name]  # nothing lost
 
 
+def _kept_password_and_account(studio, tmp_path, prefix: str, kept: str, used: str) -> str:
+    """An annotator name whose password file keeps ``kept`` (an add that did not finish) and
+    whose Label Studio account was signed up with ``used``; returns the name."""
+    name = f"{prefix}{os.getpid()}x{next(_strangers)}"
+    folder = tmp_path / "annotators"
+    folder.mkdir()
+    (folder / f"{name}.password").write_text(kept)
+    invite = studio.get_json("api/invite", action="reading the invite link")
+    _sign_up(studio.url, str(invite["invite_url"]), f"{name}@annotators.labelloop.local", used,
+             timeout=30)
+    return name
+
+
 def test_an_add_killed_after_the_account_was_made_is_finished_by_the_next_add(studio, tmp_path):
     # As `studio add-annotator` killed between Label Studio's signup and its record: the
     # account exists with the password written first, no key or record. The next add of the
     # name logs in with it instead of refusing a name nobody can use.
-    name = f"late{os.getpid()}x{next(_strangers)}"
-    folder = tmp_path / "annotators"
-    folder.mkdir()
-    (folder / f"{name}.password").write_text("a-pending-password-123")
-    invite = studio.get_json("api/invite", action="reading the invite link")
-    _sign_up(studio.url, str(invite["invite_url"]), f"{name}@annotators.labelloop.local",
-             "a-pending-password-123", timeout=30)
+    name = _kept_password_and_account(studio, tmp_path, "late", "a-pending-password-123",
+                                      "a-pending-password-123")
     made = add_annotator(studio, tmp_path, name)
     assert [a.name for a in list_annotators(tmp_path)] == [name]
     assert connect(studio.url, annotator_key(made)).user_email == made.email
@@ -90,14 +98,9 @@ def test_a_kept_password_that_does_not_open_the_account_names_the_file_to_delete
         studio, tmp_path):
     # The account was made by someone else (or its password changed) after an add that did
     # not finish: logging in fails, and the message says which file to delete.
-    name = f"stale{os.getpid()}x{next(_strangers)}"
-    folder = tmp_path / "annotators"
-    folder.mkdir()
-    (folder / f"{name}.password").write_text("a-stale-password-123")
-    invite = studio.get_json("api/invite", action="reading the invite link")
-    _sign_up(studio.url, str(invite["invite_url"]), f"{name}@annotators.labelloop.local",
-             "someone-elses-password-456", timeout=30)
-    with pytest.raises(StudioError, match=f"delete {folder / name}.password"):
+    name = _kept_password_and_account(studio, tmp_path, "stale", "a-stale-password-123",
+                                      "someone-elses-password-456")
+    with pytest.raises(StudioError, match=f"delete {tmp_path / 'annotators' / name}.password"):
         add_annotator(studio, tmp_path, name)
     assert list_annotators(tmp_path) == []
 
