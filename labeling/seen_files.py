@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from sqlalchemy import delete, select
 
-from labeling.schema import Item, SeenFile
+from labeling.schema import Item, Quarantine, SeenFile
 from labeling.store import LabelStore
 
 _CHUNK = 500
@@ -121,10 +121,42 @@ def replaced_items(store: LabelStore) -> set[str]:
     return set(store.memo["replaced_items"])
 
 
+# The stamp of an item's file that was gone at the last ingest: no stat equals it, so the file
+# is read again when it comes back.
+GONE = Stamp(-1, -1, -1)
+
+
+def unusable_items(store: LabelStore) -> dict[str, str]:
+    """Item key -> why its image is not at its path now: the file holds another image
+    (``replaced_items``), was gone at the last ingest (``forget_seen``), or holds bytes that are
+    not a readable image (quarantined at that path by the last ingest). Rounds leave these
+    items out - training, prediction and tasks would read a missing, broken or other image -
+    and keep their labels; the next ingest after the image is back brings them back. Queries
+    only (no file is read), kept in ``store.memo`` as ``replaced_items`` is."""
+    if "unusable_items" not in store.memo:
+        out = dict.fromkeys(replaced_items(store), "the file now holds another image")
+        with store.transaction() as s:
+            out.update((k, "the file is gone") for k in s.scalars(
+                select(Item.key).join(SeenFile, SeenFile.path == Item.path)
+                .where(SeenFile.size_bytes == GONE.size_bytes, SeenFile.key.is_(None))))
+            out.update((k, f"the file cannot be read ({why})") for k, why in s.execute(
+                select(Item.key, Quarantine.reason).join(Quarantine, Quarantine.path == Item.path)))
+        store.memo["unusable_items"] = out
+    return dict(store.memo["unusable_items"])
+
+
 def forget_seen(store: LabelStore, paths: Iterable[str]) -> None:
-    """Drop files that are gone from the index (one that comes back is read again)."""
+    """Drop files that are gone from the index (one that comes back is read again). A file
+    that is still an item's path (the item did not follow a copy) is kept, as gone: rounds
+    leave the item out (``unusable_items``) until the file is back."""
     store.forget_memo()
     wanted = list(dict.fromkeys(paths))
     with store.transaction() as s:
         for start in range(0, len(wanted), _CHUNK):
-            s.execute(delete(SeenFile).where(SeenFile.path.in_(wanted[start:start + _CHUNK])))
+            chunk = wanted[start:start + _CHUNK]
+            s.execute(delete(SeenFile).where(SeenFile.path.in_(chunk)))
+            owned = s.scalars(select(Item.path).where(Item.path.in_(chunk))).all()
+            if owned:
+                s.execute(SeenFile.__table__.insert(), [
+                    {"path": p, "size_bytes": GONE.size_bytes, "mtime_ns": GONE.mtime_ns,
+                     "ctime_ns": GONE.ctime_ns, "key": None} for p in owned])

@@ -321,6 +321,7 @@ class LabelStore:
 
     def quarantine(self, path: str, reason: str, key: str | None = None) -> None:
         """Record (or update) a file that cannot enter the pool, with its reason."""
+        self.forget_memo()  # an item's file quarantined makes the item unusable
         with self.transaction() as s:
             found = s.scalar(select(Quarantine).where(Quarantine.path == path))
             if found is None:
@@ -330,6 +331,7 @@ class LabelStore:
 
     def unquarantine(self, paths: Iterable[str]) -> list[str]:
         """Remove ``paths`` from the quarantine (the file is fine now); return those removed."""
+        self.forget_memo()
         wanted = list(dict.fromkeys(paths))
         removed: list[str] = []
         with self.transaction() as s:

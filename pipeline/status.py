@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from labeling.schema import PEOPLE_SOURCES
-from labeling.seen_files import replaced_items
+from labeling.seen_files import replaced_items, unusable_items
 from labeling.selections import count_unanswered_picks
 from labeling.store import LabelStore
 from labeling.studio.opinions import human_answers
@@ -141,14 +141,27 @@ def held_back_warnings(rounds: list[dict]) -> list[str]:
 
 
 def replaced_warning(store: LabelStore) -> list[str]:
-    """Items whose file now holds another image (``replaced_items``), while they do."""
+    """Items whose file now holds another image (``replaced_items``), or was gone or broken
+    at the last ingest (``unusable_items``), while they are."""
     replaced = sorted(replaced_items(store))
     if not replaced:
-        return []
+        return _missing_warning(store)
     example = store.item(replaced[0]).path
     return [f"{len(replaced)} item(s) whose image file now holds another image (e.g. {example})"
             f": rounds and exports leave them out and their labels stay in the store; put "
-            f"their images back under those names to use them"]
+            f"their images back under those names to use them"] + _missing_warning(store)
+
+
+def _missing_warning(store: LabelStore) -> list[str]:
+    """Items whose file was gone or broken at the last ingest, while it is."""
+    replaced = replaced_items(store)
+    missing = {k: why for k, why in unusable_items(store).items() if k not in replaced}
+    if not missing:
+        return []
+    key = min(missing)
+    return [f"{len(missing)} item(s) whose image file is gone or cannot be read (e.g. "
+            f"{store.item(key).path}: {missing[key]}): rounds leave them out and their labels "
+            f"stay in the store; put the files back, then `labelloop ingest`"]
 
 
 def round_summary(stats: dict) -> dict:

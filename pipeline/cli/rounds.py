@@ -63,6 +63,7 @@ def round_command(config: Path | None = ConfigOption,
     # seconds to load, which `labelloop --help` and `status` should not pay.
     from pipeline.round.ingest import EmptyPool
     from pipeline.round.steps import RoundStopped, run_round
+    from training.images import ImageError
 
     stop = StopFlag()
     stop.install()
@@ -77,6 +78,12 @@ def round_command(config: Path | None = ConfigOption,
             # A round on an empty pool would run every step, ask nobody anything and look
             # finished: say why instead.
             fail(str(err))
+        except ImageError as err:
+            # A file gone or broken since the last ingest (rounds leave out the items whose
+            # file an ingest found so): nothing of the round is lost, it resumes.
+            fail(f"{err}: the file changed since the last ingest. Put it back, or run "
+                 f"`labelloop ingest` (rounds then leave its item out); `labelloop round` "
+                 f"resumes this round")
         print(json.dumps({"round": record["id"], **round_summary(record["stats"])}), flush=True)
         _say_next(project, record["stats"])
 

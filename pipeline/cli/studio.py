@@ -243,7 +243,7 @@ def push_command(
 ) -> None:
     """Send unlabeled items without a task to Label Studio, without pre-annotations (for a
     cold start by hand; a labelloop round pushes its picks with the model's predictions)."""
-    from labeling.seen_files import replaced_items
+    from labeling.seen_files import unusable_items
     from labeling.studio.push import PushItem, push_tasks
     from pipeline.round.push import image_problem
 
@@ -259,11 +259,11 @@ def push_command(
             # As a round's push: an image that cannot be shown waits (file gone, outside the
             # folder, another image in it now). Checked in order until `limit` can go, not the
             # whole pool.
-            send, held, replaced = [], [], replaced_items(store)
+            send, held, unusable = [], [], unusable_items(store)
             for item in todo:
                 if len(send) >= limit:
                     break
-                why = image_problem(project, replaced, item.key, item.path)
+                why = image_problem(project, unusable, item.key, item.path)
                 (held if why else send).append(why or PushItem(item.key, item.path))
             result = push_tasks(studio, store, project, send)
         except StudioError as err:

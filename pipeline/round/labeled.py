@@ -14,7 +14,7 @@ from sqlalchemy import select
 from labeling.held_out import certifying, split_held_out
 from labeling.near_duplicates import kept_apart
 from labeling.schema import PEOPLE_SOURCES, Item, StudioAnnotation, StudioTaskSync
-from labeling.seen_files import replaced_items
+from labeling.seen_files import unusable_items
 from labeling.selections import picks
 from labeling.store import LabelStore
 from pipeline.project.project import Project
@@ -25,9 +25,9 @@ def labeled_sets(project: Project) -> tuple[dict[str, str], dict[str, str]]:
     """(training labels, evaluation labels): key -> class, human and seed labels only
     (machine labels join training only if the config says so). Evaluation items are the
     random held-out picks; they never train a model, nor do their near-duplicates. Items
-    whose file now holds another image are left out (``replaced_items``)."""
+    whose file now holds another image, is gone or broken are left out (``unusable_items``)."""
     store = project.store
-    ok = set(store.item_keys(status="ok")) - replaced_items(store)
+    ok = set(store.item_keys(status="ok")) - set(unusable_items(store))
     holdout = set(picks(store, holdout=True))
     use_machine = project.config.loop.train_on_machine_labels
     train_set, eval_set = {}, {}
@@ -123,16 +123,16 @@ def items_to_predict(project: Project, eval_keys, *, everything: bool = False) -
     """The items a predict step predicts: every one without a person's label (all of them
     with ``everything``), the held-out ones (the thresholds are tested on them), and the
     held-out ones whose people tie, which the accept step counts against the model. Not the
-    items whose file now holds another image (``replaced_items``): it is not theirs."""
+    items whose file now holds another image, is gone or broken (``unusable_items``)."""
     store = project.store
     human = store.current_classes(sources=PEOPLE_SOURCES)
     eval_keys = set(eval_keys)
     tied = unresolved_held_out(store)
-    replaced = replaced_items(store)
+    unusable = unusable_items(store)
     return [i for i in store.items(status="ok")
-            if i.key not in replaced and (everything or i.key not in human or i.key in eval_keys)
+            if i.key not in unusable and (everything or i.key not in human or i.key in eval_keys)
             ] + [i for i in store.items(status="disagreement")
-                 if i.key in tied and i.key not in replaced]
+                 if i.key in tied and i.key not in unusable]
 
 
 def snapshot_hash(labels: dict[str, str]) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from labeling.schema import PEOPLE_SOURCES
-from labeling.seen_files import replaced_items
+from labeling.seen_files import unusable_items
 from labeling.selections import picks
 from labeling.studio.push import PushItem, push_tasks, refresh_predictions, resign_images
 from pipeline.project.project import Project
@@ -38,13 +38,13 @@ def unsure(project: Project, predictions: dict[str, tuple[Any, float]], keys) ->
     return {k for k in keys if k in predictions and predictions[k][1] < floor}
 
 
-def image_problem(sp, replaced: set[str], key: str, path: str) -> str | None:
+def image_problem(sp, unusable: dict[str, str], key: str, path: str) -> str | None:
     """Why item ``key``'s image cannot be shown to people now, or None: its file now holds
-    another image (``replaced``: ``replaced_items``), or ``sp.images.problem`` (gone, outside
-    the image folder)."""
-    if key in replaced:
-        return (f"item {path}: the file now holds another image; put this item's image back "
-                f"under that name (its labels are kept)")
+    another image, was gone or broken at the last ingest (``unusable``: ``unusable_items``),
+    or ``sp.images.problem`` (gone now, outside the image folder)."""
+    if key in unusable:
+        return (f"item {path}: {unusable[key]}; put this item's image back under that name "
+                f"(its labels are kept)")
     return sp.images.problem(path)
 
 
@@ -65,8 +65,8 @@ def push(project: Project, round_id: int, predicted: dict, *,
     # An image people cannot be shown (its file gone or outside the image folder, or holding
     # another image now) stays picked and waits, reported, instead of stopping the round or
     # making a broken task, or one whose answer would be about the other image.
-    replaced = replaced_items(store)
-    problems = {k: why for k in todo if (why := image_problem(sp, replaced, k, paths[k]))}
+    unusable = unusable_items(store)
+    problems = {k: why for k in todo if (why := image_problem(sp, unusable, k, paths[k]))}
     todo = [k for k in todo if k not in problems]
     blind_new = blind_keys(project, todo) | unsure(project, predictions, todo)
     items = [PushItem(k, paths[k], *((None, None) if k in blind_new else

@@ -10,7 +10,7 @@ import numpy as np
 
 from labeling.cold_start import typical_picks
 from labeling.schema import PEOPLE_SOURCES
-from labeling.seen_files import replaced_items
+from labeling.seen_files import unusable_items
 from labeling.selections import Pick, picks, record_picks, unanswered_picks
 from labeling.strategies import select_for_review
 from pipeline.project.project import Project
@@ -46,8 +46,8 @@ def waiting_picks(project: Project) -> int:
     """Picks that wait for people: in Label Studio without a first answer, or not sent yet
     (a crash before the push, a task deleted) where the push can send them; not those it
     holds back (a file gone, another image in it)."""
-    replaced = replaced_items(project.store)
-    return sum(tasked or (k not in replaced and (is_remote(path) or os.path.isfile(path)))
+    unusable = unusable_items(project.store)
+    return sum(tasked or (k not in unusable and (is_remote(path) or os.path.isfile(path)))
                for k, path, tasked in unanswered_picks(project.store))
 
 
@@ -72,12 +72,12 @@ def batch_room(project: Project, predicted: dict, candidates: int) -> tuple[int,
 def unasked(project: Project, made: dict) -> list[str]:
     """The items people may be asked about: in the pool, without a person's label, never
     picked (``made``: the picks so far) and not skipped; not an item whose file now holds
-    another image (``replaced_items``)."""
+    another image, is gone or broken (``unusable_items``)."""
     store = project.store
     human = store.current_classes(sources=PEOPLE_SOURCES)
-    replaced = replaced_items(store)
+    unusable = unusable_items(store)
     return [k for k in store.item_keys(status="ok")
-            if k not in human and k not in made and k not in replaced]
+            if k not in human and k not in made and k not in unusable]
 
 
 def cold_start_picks(project, candidates, rng, *, progress) -> list[Pick]:

@@ -253,6 +253,34 @@ def test_an_overwritten_file_is_recorded_and_rounds_leave_its_old_item_out_until
         assert replaced_items(store) == {new, unasked_old}
 
 
+def test_items_whose_file_is_gone_or_broken_are_left_out_of_rounds_until_it_is_back(tmp_path):
+    # A round read every item's file and stopped with a traceback on the first one deleted or
+    # truncated, at every retry (training, prediction; boxes and classes alike).
+    imgs = tmp_path / "imgs"
+    with _ingested(tmp_path, "gone-broken") as project:
+        store = project.store
+        key = {i.path: i.key for i in store.items()}
+        gone, broken = imgs / "photo0.jpg", imgs / "photo1.jpg"
+        store.add_labels([NewLabel(key[str(gone)], "cat", "human"),
+                          NewLabel(key[str(broken)], "dog", "human")])
+        gone_bytes, broken_bytes = gone.read_bytes(), broken.read_bytes()
+        gone.unlink()
+        broken.write_bytes(broken_bytes[:100])
+        ingest_new(project, progress=False)  # the round's ingest, as `labelloop round`
+        left_out = {key[str(gone)], key[str(broken)]}
+        assert not left_out & set(labeled_sets(project)[0])
+        assert not left_out & {i.key for i in items_to_predict(project, {}, everything=True)}
+        assert not left_out & set(unasked(project, {}))
+        assert store.current_classes()[key[str(gone)]] == "cat"  # labels stay
+        [warning] = [w for w in project_status(project)["warnings"] if "gone or cannot" in w]
+        assert warning.startswith("2 item(s) whose image file is gone or cannot be read (e.g.")
+        gone.write_bytes(gone_bytes)
+        broken.write_bytes(broken_bytes)
+        ingest_new(project, progress=False)
+        assert labeled_sets(project)[0] == {key[str(gone)]: "cat", key[str(broken)]: "dog"}
+        assert not [w for w in project_status(project)["warnings"] if "gone or cannot" in w]
+
+
 def test_a_resumed_round_keeps_the_moved_files_its_first_ingest_found():
     # A round killed after its ingest resumes with a second ingest that finds nothing moved:
     # the record status warns from must keep the first one's count and example.
