@@ -56,10 +56,13 @@ def _answered():
 
 
 def count_unanswered_picks(store: LabelStore) -> int:
-    """How many picked items have no label from a person yet (waiting in Label Studio)."""
+    """How many picked items wait for a person's first answer (in Label Studio): no label from
+    people, not skipped or disputed, as ``unanswered_picks``."""
     answered = _answered()
     with store.transaction() as s:
-        return int(s.scalar(select(func.count()).select_from(Selection).where(~answered)))
+        return int(s.scalar(select(func.count()).select_from(Selection)
+                            .join(Item, Item.id == Selection.item_id)
+                            .where(~answered, Item.status == "ok")))
 
 
 def unanswered_picks(store: LabelStore) -> list[tuple[str, str, bool]]:

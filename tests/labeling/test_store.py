@@ -163,3 +163,18 @@ def test_a_file_that_is_no_database_is_one_clear_error(tmp_path):
     with pytest.raises(StoreError, match=r"labels\.db cannot be opened: file is not a database"):
         LabelStore(path)
     assert path.read_text() == "garbage, not SQLite\n"  # left as it was
+
+
+def test_picks_waiting_for_people_leave_out_the_answered_skipped_and_disputed(store):
+    from labeling.schema import SELECTION_REASONS
+    from labeling.selections import Pick, count_unanswered_picks, record_picks, unanswered_picks
+
+    items = [_item(n) for n in range(20, 24)]
+    store.add_items(items)
+    record_picks(store, [Pick(i.key, SELECTION_REASONS[0]) for i in items], round_id=None)
+    store.add_labels([NewLabel(items[0].key, "cat", "human", who="a")])
+    store.set_status([items[1].key], "skipped")
+    store.set_status([items[2].key], "disagreement")
+    # `status` and the round's "next:" line counted a skipped item as waiting.
+    assert count_unanswered_picks(store) == 1
+    assert [k for k, _, _ in unanswered_picks(store)] == [items[3].key]
