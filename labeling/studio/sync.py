@@ -163,10 +163,26 @@ def _wrong_image(images: ImageSource, items: dict[str, ItemRecord], task: dict,
     if images.images_dir is None or images.images_dir not in path.parents:
         return (f"the task's image was changed in Label Studio to {path}, outside the image "
                 f"folder {images.images_dir}; restore it or delete the task")
-    if path == Path(item.path).resolve() or (path.is_file() and file_key(path)[0] == key):
-        return None  # the same file, or the same bytes under another name
+    if path == Path(item.path).resolve():
+        # The item's own file, but it may hold other bytes now (two files swapped while their
+        # tasks waited: each task showed the other's image, and answers went to the wrong item).
+        # (A file gone or unreadable now showed no image: an answer to it was given before.)
+        if _bytes_key(path) not in (key, None):
+            return (f"item {key}'s image file {path} now holds another image, which the task "
+                    f"showed; put the item's image back, then answer the task again")
+        return None
+    if _bytes_key(path) == key:
+        return None  # the same bytes under another name
     return (f"the task's image was changed in Label Studio to {path}, not item {key}'s image "
             f"{item.path}; restore it or delete the task (it is then sent again)")
+
+
+def _bytes_key(path: Path) -> str | None:
+    """The key of the bytes in ``path`` now, or None if it cannot be read."""
+    try:
+        return file_key(path)[0]
+    except OSError:
+        return None
 
 
 def _record(annotation: dict, predictions: list[dict], users: dict[int, str],

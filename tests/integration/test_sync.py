@@ -4,6 +4,7 @@ deleted tasks, unknown labels, and a server that goes away mid-sync."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -239,6 +240,29 @@ def test_a_server_stopped_during_a_sync_loses_nothing(studio_server, studio, sto
                  lost_labels=len(items) - len(store.current_labels()), duplicate_tasks=0)
     assert sorted(report.labeled) == sorted(i.key for i in items)
     assert {lab.label for lab in store.current_labels().values()} == {"bird"}
+
+
+def test_answers_on_tasks_whose_files_were_swapped_on_disk_label_nothing(studio, store,
+                                                                         project, pushed):
+    # Two files swapped while their tasks waited: each task showed the other's picture, and
+    # the answers became the wrong items' labels, exported as people's with a 0% bound.
+    items, tasks = pushed
+    a, b = Path(items[0].path), Path(items[1].path)
+    a_bytes, b_bytes = a.read_bytes(), b.read_bytes()
+    a.write_bytes(b_bytes)
+    b.write_bytes(a_bytes)
+    annotate(studio, tasks[items[0].key], "dog")
+    annotate(studio, tasks[items[1].key], "bird")
+    report = sync_annotations(studio, store, project)
+    reasons = {r.item_key: r.reason for r in report.rejected}
+    assert "now holds another image" in reasons[items[0].key]
+    assert "now holds another image" in reasons[items[1].key]
+    assert store.current_labels() == {}
+    a.write_bytes(a_bytes)  # put back, then answered again: it counts
+    b.write_bytes(b_bytes)
+    annotate(studio, tasks[items[0].key], "cat")
+    sync_annotations(studio, store, project)
+    assert store.current_labels()[items[0].key].label == "cat"
 
 
 def test_a_task_whose_image_was_edited_in_label_studio_does_not_label_its_item(
