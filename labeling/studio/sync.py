@@ -94,7 +94,10 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject, 
     for task in light:
         tid, ids = int(task["id"]), _ids(task.get("annotations_ids"))
         seen = cursor.get(tid)
-        if seen is not None and (seen.updated_at, seen.annotation_ids) == (task["updated_at"], ids):
+        # A task read before it had an item (imported by hand, adopted since) is read again:
+        # its answers were kept as no item's.
+        if seen is not None and (seen.updated_at, seen.annotation_ids) == (
+                task["updated_at"], ids) and (seen.has_item or key_of(task) is None):
             continue
         if ids:
             to_read.append(tid)

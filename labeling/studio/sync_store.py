@@ -69,6 +69,7 @@ class CursorRow:
     updated_at: str
     annotation_ids: str
     deleted: bool
+    has_item: bool = True  # False: read while no item was known for it (not adopted yet)
 
 
 @dataclass
@@ -101,9 +102,11 @@ def load_cursor(store: LabelStore, project_id: int) -> dict[int, CursorRow]:
     """Task id -> what the last sync saw of it."""
     with store.transaction() as s:
         rows = s.execute(select(StudioTaskSync.task_id, StudioTaskSync.updated_at,
-                                StudioTaskSync.annotation_ids, StudioTaskSync.deleted)
+                                StudioTaskSync.annotation_ids, StudioTaskSync.deleted,
+                                StudioTaskSync.item_id.is_not(None))
                          .where(StudioTaskSync.project_id == project_id))
-        return {tid: CursorRow(upd, ids, deleted) for tid, upd, ids, deleted in rows}
+        return {tid: CursorRow(upd, ids, deleted, bool(item))
+                for tid, upd, ids, deleted, item in rows}
 
 
 def apply_sync(store: LabelStore, project: StudioProject, snapshots: Sequence[TaskSnapshot], *,

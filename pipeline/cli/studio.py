@@ -17,7 +17,7 @@ from rich.console import Console
 from labeling.store import LabelStore, StoreError
 from labeling.studio import server
 from labeling.studio.errors import StudioError
-from pipeline.cli.common import ConfigOption, console, fail, load
+from pipeline.cli.common import ConfigOption, console, fail, load, opened
 from pipeline.project.databases import DatabaseError
 from pipeline.project.lock import LockHeld, WorkspaceLock
 from pipeline.project.studio import connect_studio, open_studio_project, project_title
@@ -190,25 +190,32 @@ def connect_command(
 
 @studio_app.command("sync")
 def sync_command(config: Path | None = ConfigOption) -> None:
-    """Pull new and changed annotations into the label store as human labels."""
-    from labeling.studio.sync import sync_annotations
+    """Pull new and changed annotations into the label store as human labels, as a round's
+    sync does: tasks imported by hand adopted, second opinions asked where answers call for
+    them."""
+    from pipeline.round.sync import ask_opinions, pull
 
-    cfg = load(config)
-    with holding_workspace(cfg, "labelloop studio sync"):
-        store = open_store(cfg)
+    with opened(config, lock="labelloop studio sync") as project:
+        cfg = project.config
         try:
-            try:
-                studio = connect_studio(cfg, os.environ)
-                project = open_studio_project(cfg, studio, create=False, store=store)
-            except StudioError as err:
-                fail(str(err))
-            try:
-                report = sync_annotations(studio, store, project)
-            except StudioError as err:
-                fail(f"{err} (nothing was written; run the sync again)")
-        finally:
-            store.close()
+            studio = connect_studio(cfg, os.environ)
+            # create=False: a sync makes no Label Studio project; a round does.
+            project.studio = (studio, open_studio_project(cfg, studio, create=False,
+                                                          store=project.store))
+        except StudioError as err:
+            fail(str(err))
+        try:
+            report, adopted = pull(project)
+        except StudioError as err:
+            fail(f"{err} (nothing was written; run the sync again)")
+        asked = ask_opinions(project)
     print_sync_report(report)
+    if adopted["adopted"]:
+        out.print(f"adopted {adopted['adopted']} task(s) imported by hand into the pool")
+    for why in adopted["left"][:20]:
+        out.print(f"not adopted: {why}", markup=False)
+    if asked:
+        out.print(f"second opinions asked on {asked} task(s)")
 
 
 @studio_app.command("new-project")

@@ -21,7 +21,7 @@ from labeling.studio.opinions import (
     shown_predictions,
 )
 from labeling.studio.settle import MAX_PEOPLE, settle
-from labeling.studio.sync import sync_annotations
+from labeling.studio.sync import SyncReport, sync_annotations
 from pipeline.project.answers_waiting import take_answers_waiting
 from pipeline.project.project import Project
 from pipeline.project.studio import annotator_accounts
@@ -47,22 +47,36 @@ def task_keys(store, project_id: int) -> dict[int, str]:
 SURE = 0.9
 
 
-def sync(project: Project, round_id: int | None = None) -> dict:
-    """Bring new, changed and deleted annotations into the label store; ask for second
-    opinions."""
+def pull(project: Project) -> tuple[SyncReport, dict]:
+    """Tasks people imported by hand adopted, then new, changed and deleted annotations
+    brought into the label store: (the sync's report, the adoption's)."""
     studio, sp = session(project)
     take_answers_waiting(project.config.workspace_dir)  # before reading: see the module
     images = project_task_images(project, studio.url, sp.images)
     adopted = adopt_hand_made_tasks(project, studio, sp, images)
     report = sync_annotations(studio, project.store, sp, same_image=images.same_image,
                               task_keys=task_keys(project.store, sp.id))
-    asked = 0
-    if round_id is None:  # a sync between rounds asks on the newest round's budget
+    return report, adopted
+
+
+def ask_opinions(project: Project, round_id: int | None = None) -> int:
+    """Ask for the second opinions the answers so far call for (``[loop] second_opinions``);
+    how many were asked. A sync between rounds asks on the newest round's budget."""
+    if not project.config.loop.second_opinions:
+        return 0
+    studio, sp = session(project)
+    if round_id is None:
         rounds = project.store.rounds()
         round_id = rounds[-1]["id"] if rounds else None
-    if project.config.loop.second_opinions:
-        ask = _ask_on_boxes if project.config.project.task == "detection" else _ask_on_classes
-        asked = ask(project, studio, sp, round_id)
+    ask = _ask_on_boxes if project.config.project.task == "detection" else _ask_on_classes
+    return ask(project, studio, sp, round_id)
+
+
+def sync(project: Project, round_id: int | None = None) -> dict:
+    """Bring new, changed and deleted annotations into the label store; ask for second
+    opinions."""
+    report, adopted = pull(project)
+    asked = ask_opinions(project, round_id)
     return {
         "labels": len(report.labeled), "unchanged": len(report.unchanged),
         "retracted": len(report.retracted), "skipped": len(report.skipped),
