@@ -63,6 +63,7 @@ def round_command(config: Path | None = ConfigOption,
     # seconds to load, which `labelloop --help` and `status` should not pay.
     from pipeline.round.ingest import EmptyPool
     from pipeline.round.steps import RoundStopped, run_round
+    from training.checkpoint import CheckpointError
     from training.images import ImageError
 
     stop = StopFlag()
@@ -84,6 +85,10 @@ def round_command(config: Path | None = ConfigOption,
             fail(f"{err}: the file changed since the last ingest. Put it back, or run "
                  f"`labelloop ingest` (rounds then leave its item out); `labelloop round` "
                  f"resumes this round")
+        except CheckpointError as err:
+            fail(f"{err}: the champion's checkpoint cannot be loaded. `labelloop models "
+                 f"rollback` (or `models promote VERSION`) makes another version the champion; "
+                 f"`labelloop round` then resumes this round")
         print(json.dumps({"round": record["id"], **round_summary(record["stats"])}), flush=True)
         _say_next(project, record["stats"])
 
@@ -211,7 +216,12 @@ def models_promote(version: str, config: Path | None = ConfigOption,
                    reason: str = typer.Option("manual promotion",
                                               help="Recorded with it.")) -> None:
     """Make VERSION the champion."""
+    from pipeline.round.promote import checkpoint_problem
+
     with opened(config, lock="labelloop models promote") as project:
+        problem = checkpoint_problem(project, project.registry.version(version).version)
+        if problem:
+            fail(f"v{version.lstrip('v')} cannot be the champion: {problem}")
         promoted = project.registry.promote(version, reason=reason)
     console.print(f"v{promoted.version} is the champion")  # "v3" and "3" name the same
 
@@ -221,9 +231,15 @@ def models_rollback(config: Path | None = ConfigOption,
                     reason: str = typer.Option("manual rollback",
                                                help="Recorded with it.")) -> None:
     """Restore the previous champion."""
+    from pipeline.round.promote import checkpoint_problem
+
     with opened(config, lock="labelloop models rollback") as project:
         restored = project.registry.rollback(reason=reason)
+        problem = checkpoint_problem(project, restored.version)
     console.print(f"v{restored.version} is the champion again")
+    if problem:
+        console.print(f"warning: its checkpoint cannot be read ({problem}); roll back again or "
+                      f"`labelloop models promote VERSION`", markup=False, highlight=False)
 
 
 def _count(value) -> str:

@@ -239,8 +239,9 @@ class ModelRegistry:
             path = local / info.checkpoint_file
             if not path.is_file():
                 raise RegistryError(f"the checkpoint of version {info.version} is missing: "
-                                    f"{path}; restore the workspace's artifact folder or "
-                                    "retrain (`labelloop round`)")
+                                    f"{path}; restore the workspace's artifact folder, or make "
+                                    "another version the champion (`labelloop models "
+                                    "rollback` or `models promote VERSION`)")
             return path
         cached = self.cache_dir / info.version / info.checkpoint_file
         if not cached.is_file():

@@ -29,9 +29,10 @@ import numpy as np
 from scipy.stats import binomtest
 
 from pipeline.project.project import Project
+from pipeline.registry.registry import RegistryError
 from pipeline.round.labeled import choosing_part, class_indices, labeled_sets, paths_of
 from pipeline.round.predict import predict_files
-from training.checkpoint import load_checkpoint
+from training.checkpoint import CheckpointError, load_checkpoint
 from training.evaluate import evaluate
 
 
@@ -73,6 +74,19 @@ def paired_rule(new: dict, old: dict) -> tuple[bool, str]:
     return True, f"{split}: the champion's lead is within chance (sign test p = {p:.3f})"
 
 
+def checkpoint_problem(project: Project, version: str) -> str | None:
+    """Why ``version`` cannot serve as the champion (its checkpoint is gone or cannot be
+    loaded as this project's model), or None."""
+    from training.detection.checkpoint import load_detector
+
+    load = load_detector if project.config.project.task == "detection" else load_checkpoint
+    try:
+        load(project.registry.checkpoint_path(version))
+    except (RegistryError, CheckpointError) as err:
+        return str(err)
+    return None
+
+
 def decide_promotion(project: Project, challenger: str | None) -> dict:
     """Apply the promotion rule (module docstring) and promote if it says so, on the held-out
     items that choose (``labeling.held_out``): not those the thresholds are tested on."""
@@ -109,7 +123,15 @@ def promote_if_better(project: Project, challenger: str | None, eval_set: dict, 
                   f"models ([loop] selection_share); the champion stays until one is")
         return {"promoted": False, "reason": reason, "champion": champion.version}
     new = score(project, challenger, eval_set)
-    old = score(project, champion.version, eval_set)
+    try:
+        old = score(project, champion.version, eval_set)
+    except (RegistryError, CheckpointError) as err:
+        # A champion whose checkpoint is gone or damaged cannot predict a round either: every
+        # round stopped here or at the predict step, and its advice was to run the round again.
+        reason = (f"champion v{champion.version} cannot be read ({err}); v{challenger} "
+                  f"promoted without a comparison")
+        registry.promote(challenger, reason=reason)
+        return {"promoted": True, "reason": reason, "champion": challenger}
     better, why = judge(new, old)
     reason = (f"v{challenger} {describe(new)} vs champion v{champion.version} "
               f"{describe(old)} on {len(eval_set)} {unit}" + (f": {why}" if why else ""))

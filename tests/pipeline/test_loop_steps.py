@@ -355,3 +355,30 @@ def test_status_says_when_a_held_out_tie_has_nobody_left_to_break_it(project, mo
     (folder / "partial.json").write_text('{"email": "p@a.test"}')
     status_module.project_status(proj)
     assert seen[-1] == {"ann1@a.test", "ann2@a.test"}
+
+
+def test_a_champion_whose_checkpoint_is_damaged_or_gone_gives_way_and_cannot_come_back(
+        project, tmp_path):
+    # Every round stopped at the promote or predict step, with a traceback or the advice to
+    # run the round again; `models promote` took a version whose checkpoint was gone.
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import app
+
+    proj, truth = project
+    one_round(proj, truth)  # picks the first batch
+    one_round(proj, truth)  # trains on it
+    first = proj.registry.champion().version
+    ckpt = proj.registry.checkpoint_path(first)
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # truncated
+    answer(proj, truth)
+    challenger = train_step.train_challenger(proj, None, progress=False)["version"]
+    decision = promote_step.decide_promotion(proj, challenger)
+    assert decision["promoted"] and proj.registry.champion().version == challenger
+    assert f"champion v{first} cannot be read" in decision["reason"]
+    config = str(tmp_path / "labelloop.toml")
+    refused = CliRunner().invoke(app, ["models", "promote", first, "--config", config])
+    assert refused.exit_code == 2 and f"v{first} cannot be the champion" in refused.output
+    assert proj.registry.champion().version == challenger
+    ckpt.unlink()  # gone
+    assert "is missing" in promote_step.checkpoint_problem(proj, first)
