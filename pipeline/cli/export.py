@@ -27,7 +27,9 @@ def export_command(
     fmt: str = typer.Option(..., "--format", help=f"Classes: {', '.join(EXPORT_FORMATS)}; "
                             f"boxes (a detection project): {', '.join(BOX_FORMATS)}."),
     out: Path = typer.Option(..., "--out", help="The CSV file, the image folder, or the COCO "
-                             "JSON or YOLO folder to write."),
+                             "JSON or YOLO folder to write. An image folder's files are hard "
+                             "links to the pool's where the file system allows (no space "
+                             "taken): editing one edits the pool's image; copy it first."),
     human_only: bool = typer.Option(False, "--human-only",
                                     help="Only labels from people (human and seed)."),
     force: bool = typer.Option(False, "--force",
@@ -54,6 +56,15 @@ def export_command(
                       "exists; pass --force to replace it, or choose another --out",
                       highlight=False)
         raise typer.Exit(2)
+    other = _certified_export(sidecar)
+    target = Path(out).expanduser().absolute()
+    if other is not None and other != target and os.path.lexists(other):
+        # `data.csv` and the folder `data` share `data.certificate.json`: --force on one
+        # would leave the other beside a certificate that is not its own.
+        store.close()
+        console.print(f"[red]error:[/red] {sidecar} is the certificate of {other}, which is "
+                      f"still there; choose another --out", highlight=False)
+        raise typer.Exit(2)
     try:
         report = export_labels(store, out, format=fmt, classes=cfg.project.classes,
                                human_only=human_only, force=force,
@@ -61,7 +72,8 @@ def export_command(
         cert = certificate(store, latest_accept(store.rounds()),
                            reference_error=cfg.loop.reference_error,
                            confidence=cfg.loop.confidence_level, human_only=human_only)
-        cert = {**cert, "exported_rows": report.rows, **exported_bound(cert, report.rows)}
+        cert = {**cert, "export": str(target), "exported_rows": report.rows,
+                **exported_bound(cert, report.rows)}
         write_text_atomic(sidecar, json.dumps(cert, indent=2) + "\n")
     except ExportError as err:
         console.print(f"[red]error:[/red] {err}", highlight=False)
@@ -86,6 +98,15 @@ def export_command(
         console.print(f"  missing file: {path}", highlight=False)
     if len(report.missing) > 10:
         console.print(f"  ... and {len(report.missing) - 10} more", highlight=False)
+
+
+def _certified_export(sidecar: Path) -> Path | None:
+    """The export a certificate file names (None: not one, or from before it named it)."""
+    try:
+        named = json.loads(sidecar.read_text(encoding="utf-8")).get("export")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(named) if isinstance(named, str) else None
 
 
 def why_not_written(err: OSError, out: Path) -> str:

@@ -22,4 +22,6 @@ def report_command(
             page, pngs = write_report(project, out)
         except ReportError as err:
             fail(str(err), code=1)
+        except OSError as err:  # a read-only or full folder, a name that is a folder
+            fail(f"cannot write the report at {out}: {err.strerror or err}")
     console.print(f"wrote {page} ({len(pngs)} plots also in {pngs[0].parent}/)")

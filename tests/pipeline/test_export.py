@@ -6,6 +6,7 @@ import csv
 import errno
 import hashlib
 import io
+import json
 import os
 import stat
 from pathlib import Path
@@ -210,6 +211,14 @@ def test_cli_exports_the_projects_labels(tmp_path, monkeypatch):
     again = runner.invoke(app, ["export", "--format", "imagefolder", "--out",
                                 str(tmp_path / "dataset"), "-c", str(tmp_path)])
     assert again.exit_code == 2 and "--force" in again.output
+    # `dataset.csv` would share the folder's certificate: even --force leaves it alone while
+    # the folder it certifies is there.
+    csv_too = runner.invoke(app, ["export", "--format", "csv", "--out", str(tmp_path /
+                                  "dataset.csv"), "--force", "-c", str(tmp_path)])
+    assert csv_too.exit_code == 2 and "is the certificate of" in csv_too.output
+    assert not (tmp_path / "dataset.csv").exists()
+    certified = json.loads((tmp_path / "dataset.certificate.json").read_text())["export"]
+    assert certified == str(tmp_path / "dataset")
     monkeypatch.chdir(tmp_path)  # the default config is ./labelloop.toml
     bad = runner.invoke(app, ["export", "--format", "coco", "--out", "x.csv"])
     assert bad.exit_code == 2 and "valid: csv, imagefolder" in bad.output

@@ -97,12 +97,17 @@ def test_plots_without_data_say_so(tmp_path, quick_project):
 
 def test_the_report_carries_the_certificate_and_the_annotators(tmp_path, quick_project):
     images, labels = digits(300)
-    proj, truth, _ = quick_project(tmp_path, images, labels, "report-cert")
+    proj, truth, config_path = quick_project(tmp_path, images, labels, "report-cert")
     try:
         one_round(proj, truth, np.random.default_rng(0))
         page, _ = write_report(proj, tmp_path / "out" / "r.html")
     finally:
         proj.close()
+    # A folder it cannot write to: one line, not a traceback.
+    (tmp_path / "a-file").write_text("")
+    result = CliRunner().invoke(app, ["report", "--config", str(config_path),
+                                      "--out", str(tmp_path / "a-file" / "r.html")])
+    assert result.exit_code == 2 and result.output.startswith("error: cannot write the report")
     text = page.read_text()
     assert re.search(r"<p id='certificate'>\d+ labels delivered \(\d+ by people, 0 by the "
                      r"machine\), \d+ unlabeled; wrong labels &lt;= 0\.00%", text)
