@@ -108,7 +108,7 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject, 
     users = _user_emails(studio) if full else {}
     items = store.items_by_key(k for k in map(key_of, full) if k)
     snapshots.extend(_snapshot(project, task, task.get("annotations") or [], users=users,
-                               key=key_of(task),
+                               key=key_of(task), size=_size(items.get(key_of(task))),
                                refused=_wrong_image(project.images, items, task, key_of(task),
                                                     same_image))
                      for task in full)
@@ -121,12 +121,18 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject, 
                   for s in snapshots for a in s.annotations if a.rejected])
 
 
+def _size(item: ItemRecord | None) -> tuple[int, int] | None:
+    """An item's image (width, height), where the store knows it."""
+    return (item.width, item.height) if item is not None and item.width and item.height else None
+
+
 def _snapshot(project: StudioProject, task: dict, annotations: list[dict], *,
-              users: dict[int, str], key: str | None, refused: str | None = None
-              ) -> TaskSnapshot:
-    """The task as read; ``refused``: why none of its annotations count (its image changed)."""
+              users: dict[int, str], key: str | None, refused: str | None = None,
+              size: tuple[int, int] | None = None) -> TaskSnapshot:
+    """The task as read; ``refused``: why none of its annotations count (its image changed);
+    ``size``: its item's image (width, height), which answers in pixels must be about."""
     predictions = task.get("predictions") or []
-    records = tuple(_record(a, predictions, users, project.task) for a in annotations)
+    records = tuple(_record(a, predictions, users, project.task, size) for a in annotations)
     views = [AnnotationView(r.annotation_id, r.user_id, r.values, r.was_cancelled, r.updated_at)
              for r in records]
     if refused is None:
@@ -189,7 +195,7 @@ def _bytes_key(path: Path) -> str | None:
 
 
 def _record(annotation: dict, predictions: list[dict], users: dict[int, str],
-            task: TaskType) -> AnnotationRecord:
+            task: TaskType, size: tuple[int, int] | None = None) -> AnnotationRecord:
     if "result" not in annotation or "was_cancelled" not in annotation:
         # A stub would read as "no answer" and retract labels: refuse instead.
         raise StudioError(f"Label Studio listed annotation {annotation.get('id')} without its "
@@ -198,7 +204,7 @@ def _record(annotation: dict, predictions: list[dict], users: dict[int, str],
     user_id = int(user["id"]) if isinstance(user, dict) else (int(user) if user else None)
     shown = _prediction_shown(annotation, predictions)
     predicted = task.answer_values(shown.get("result") or []) if shown else None
-    values = task.answer_values(annotation.get("result") or [])
+    values = task.answer_values(annotation.get("result") or [], size)
     cancelled = bool(annotation.get("was_cancelled"))
     shown_text = task.answer_text(predicted) if predicted is not None else None
     return AnnotationRecord(

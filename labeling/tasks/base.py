@@ -85,9 +85,10 @@ class TaskType(ABC):
         """Label Studio result regions for ``value`` (a pre-annotation, or a simulated answer)."""
 
     @abstractmethod
-    def answer_values(self, result: list[dict]) -> tuple:
+    def answer_values(self, result: list[dict], size: tuple[int, int] | None = None) -> tuple:
         """What an annotation's result regions say, as read from this task type's elements
-        (unvalidated: ``rejection`` says whether it counts)."""
+        (unvalidated: ``rejection`` says whether it counts). ``size``: the item's image
+        (width, height) where known, which regions in pixels must be about."""
 
     @abstractmethod
     def rejection(self, values: tuple, classes: Sequence[str]) -> str | None:

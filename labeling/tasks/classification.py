@@ -60,7 +60,8 @@ class Classification(TaskType):
     def prediction_result(self, value: str) -> list[dict]:
         return choice_result(value)
 
-    def answer_values(self, result: list[dict]) -> tuple[str, ...]:
+    def answer_values(self, result: list[dict], size: tuple[int, int] | None = None
+                      ) -> tuple[str, ...]:
         return chosen(result)
 
     def rejection(self, values: tuple, classes: Sequence[str]) -> str | None:

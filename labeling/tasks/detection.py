@@ -71,9 +71,10 @@ def box_results(value: dict) -> list[dict]:
     return out
 
 
-def read_boxes(result: list[dict]) -> tuple[dict, ...]:
+def read_boxes(result: list[dict], size: tuple[int, int] | None = None) -> tuple[dict, ...]:
     """The boxes of a result in pixels, one dict each; a region that is not a box of
-    labelloop's element, or cannot be read as one, comes back as ``{"problem": why}``."""
+    labelloop's element, or cannot be read as one, or (with ``size``, the item's image's
+    width and height) says the image has another size, comes back as ``{"problem": why}``."""
     out: list[dict] = []
     for region in result:
         kind, name = region.get("type"), region.get("from_name")
@@ -81,7 +82,14 @@ def read_boxes(result: list[dict]) -> tuple[dict, ...]:
             out.append({"problem": f"a {kind!r} region from {name!r}, not a box of "
                                    f"labelloop's element {LABEL_NAME!r}"})
             continue
-        out.append(_pixels(region))
+        box = _pixels(region)
+        if size and "problem" not in box and (
+                abs(box["image_w"] - size[0]) > 1 or abs(box["image_h"] - size[1]) > 1):
+            # Its pixels would be of another image: a box past the real image's edge passed.
+            box = {"problem": f"a box on a {box['image_w']:g} x {box['image_h']:g} image "
+                              f"(original_width, original_height); the item's image is "
+                              f"{size[0]} x {size[1]}"}
+        out.append(box)
     return tuple(out)
 
 
@@ -129,11 +137,25 @@ def summary(labels: Sequence[str]) -> str:
 
 def as_value(boxes: Sequence[dict]) -> dict:
     """The store's value of read, valid boxes (the image size from the boxes, if any)."""
-    value: dict = {"boxes": [{"label": b["label"], "x": round(b["x"], 2), "y": round(b["y"], 2),
-                              "w": round(b["w"], 2), "h": round(b["h"], 2)} for b in boxes]}
+    value: dict = {"boxes": [_inside(b) for b in boxes]}
     if boxes:
-        value["width"], value["height"] = boxes[0]["image_w"], boxes[0]["image_h"]
+        value["width"], value["height"] = _size(boxes[0])
     return value
+
+
+def _size(box: dict) -> tuple[int, int]:
+    """The image's size a read box gives, in whole pixels (Label Studio sends floats)."""
+    return round(box["image_w"]), round(box["image_h"])
+
+
+def _inside(box: dict) -> dict:
+    """A valid read box as the store keeps it: cut to the image (the edge slack lets a box
+    start a fraction of a pixel outside; exports must not), to 0.01 px."""
+    x0, y0 = max(0.0, box["x"]), max(0.0, box["y"])
+    x1, y1 = (min(float(box["image_w"]), box["x"] + box["w"]),
+              min(float(box["image_h"]), box["y"] + box["h"]))
+    return {"label": box["label"], "x": round(x0, 2), "y": round(y0, 2),
+            "w": round(x1 - x0, 2), "h": round(y1 - y0, 2)}
 
 
 def merge_answers(ballots: Sequence[Sequence[dict]]) -> tuple[list[dict], bool]:
@@ -186,8 +208,9 @@ class Detection(TaskType):
     def prediction_result(self, value: dict) -> list[dict]:
         return box_results(value)
 
-    def answer_values(self, result: list[dict]) -> tuple[dict, ...]:
-        return read_boxes(result)
+    def answer_values(self, result: list[dict], size: tuple[int, int] | None = None
+                      ) -> tuple[dict, ...]:
+        return read_boxes(result, size)
 
     def rejection(self, values: tuple, classes: Sequence[str]) -> str | None:
         for box in values:
@@ -211,7 +234,7 @@ class Detection(TaskType):
         if not boxes:  # the image's size from any ballot that has a box
             sized = next((b for b in ballots if b), None)
             if sized:
-                value["width"], value["height"] = sized[0]["image_w"], sized[0]["image_h"]
+                value["width"], value["height"] = _size(sized[0])
         return Agreement(summary([b["label"] for b in boxes]), value, backers)
 
     def answer_text(self, values: tuple) -> str | None:

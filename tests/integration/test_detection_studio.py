@@ -107,6 +107,10 @@ def test_boxes_round_trip_and_edits_are_what_the_store_holds(studio, store, boxe
     (boxes(("cat", 150, 10, 40, 40)), "outside the 160 x 120 image"),
     (boxes(("cat", 10, 10, 0.1, 40)), "too small"),
     (boxes(("horse", 10, 10, 40, 40)), "not a class of the project"),
+    # An answer that claims a larger image: its box fits that one, not the item's.
+    ({**boxes(("cat", 171, 105, 69, 75)), "width": 333, "height": 480},
+     "a box on a 333 x 480 image (original_width, original_height); the item's image is "
+     "160 x 120"),
 ])
 def test_a_wrong_answer_is_refused_with_the_reason_and_nothing_else_lost(
         studio, store, boxes_project, photos, bad, why):
