@@ -410,3 +410,25 @@ def test_a_chosen_image_size_still_gives_boxes_in_the_files_pixels(train_set):
         assert (pred["boxes"][:, 2] <= pred["width"]).all()
         assert (pred["boxes"][:, 3] <= pred["height"]).all()
         assert pred["boxes"][:, 2].max() > 48 or pred["boxes"][:, 3].max() > 48  # scaled back
+
+
+def test_an_image_longer_than_max_side_is_scaled_down_and_its_boxes_mapped_back():
+    # A batch is padded to its largest height and width: a 2000 x 20 image beside a 16 x 3000
+    # one made a 3000 x 2000 batch that took 22 GB before the kernel killed the round.
+    from training.detection.models import MAX_SIDE
+
+    model = get_detector(DetectParams().model, 10, weights=None)
+    wide, tall = torch.rand(3, 20, 2000), torch.rand(3, 3000, 16)
+    boxes = torch.tensor([[100.0, 2.0, 300.0, 18.0]])
+    batch, targets = model.transform([wide, tall], [{"boxes": boxes, "labels": torch.tensor([1])},
+                                                   {"boxes": boxes[:0], "labels": torch.tensor(
+                                                       [], dtype=torch.int64)}])
+    assert max(batch.tensors.shape[-2:]) <= MAX_SIDE
+    assert batch.image_sizes == [(10, MAX_SIDE), (MAX_SIDE, 5)]
+    assert torch.allclose(targets[0]["boxes"], boxes * torch.tensor([MAX_SIDE / 2000, 0.5] * 2))
+    model.eval()
+    with torch.no_grad():
+        [found] = model([wide])
+    assert found["boxes"].numel() == 0 or float(found["boxes"][:, 2].max()) <= 2000.5
+    small = torch.rand(3, 120, 160)  # a small image keeps its size
+    assert model.transform([small])[0].image_sizes == [(120, 160)]

@@ -19,7 +19,7 @@ from torchvision.models.detection import FCOS, FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.fcos import FCOSHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 
 from training.models import IMAGENET, IMAGENET_MEAN, IMAGENET_STD, get_model
@@ -142,11 +142,28 @@ def get_detector(
     return detector.to(memory_format=torch.channels_last)
 
 
+# With ``image_size`` None, an image whose longer side exceeds this is scaled down to it: a
+# batch is padded to its largest height and width, and a 2000 x 20 image beside a 16 x 3000 one
+# made a 3000 x 2000 batch that took 22 GB and the machine's memory (the process killed).
+MAX_SIDE = 1024
+
+
 class _KeepSize(GeneralizedRCNNTransform):
     """torchvision's detector transform (normalise, batch) without its resize step, which would
-    scale a 128-px image up to ``min_size``."""
+    scale a 128-px image up to ``min_size``; an image larger than ``max_size`` on its longer
+    side is scaled down to it (boxes with it; predictions are mapped back by ``postprocess``)."""
 
     def resize(self, image, target=None):
+        height, width = image.shape[-2:]
+        scale = self.max_size / max(height, width)
+        if scale >= 1:
+            return image, target
+        image = torch.nn.functional.interpolate(
+            image[None], size=(max(1, round(height * scale)), max(1, round(width * scale))),
+            mode="bilinear", align_corners=False)[0]
+        if target is not None and "boxes" in target:
+            target["boxes"] = resize_boxes(target["boxes"], (height, width),
+                                           tuple(image.shape[-2:]))
         return image, target
 
 
@@ -154,7 +171,7 @@ def _transform(image_size: int | None) -> GeneralizedRCNNTransform:
     # Stride 16 is the coarsest map, so padding a batch to a multiple of 16 suffices.
     mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     if image_size is None:
-        return _KeepSize(32, 4096, mean, std, size_divisible=16)
+        return _KeepSize(32, MAX_SIDE, mean, std, size_divisible=16)
     return GeneralizedRCNNTransform(image_size, 2 * image_size, mean, std, size_divisible=16)
 
 
