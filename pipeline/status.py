@@ -172,7 +172,10 @@ def round_summary(stats: dict) -> dict:
         "steps_done": len(stats.get("done", [])),
         "trained": stats.get("train", {}).get("version"),
         "promoted": stats.get("promote", {}).get("promoted"),
-        "champion": stats.get("promote", {}).get("champion"),
+        # The model the round predicted with; a round resumed after a rollback predicts with
+        # another champion than its promote step left.
+        "champion": stats.get("predict", {}).get("version")
+        or stats.get("promote", {}).get("champion"),
         "coverage": accept.get("coverage"),
         "accepted": accept.get("accepted"),
         "picked": stats.get("select", {}).get("picked"),

@@ -329,3 +329,13 @@ def test_studio_push_and_sync_wait_for_the_workspace_like_a_round(tmp_path):
             assert result.exit_code == 3, result.output
             assert "another labelloop process holds the workspace" in result.output
             assert "`labelloop round`" in result.output
+
+
+def test_a_rounds_summary_names_the_champion_it_predicted_with():
+    # Stopped at predict with v5 the champion, rolled back to v1, resumed: the round predicted
+    # with v1, and its summary (and status) said champion=5.
+    from pipeline.status import round_summary
+
+    resumed = {"promote": {"champion": "5"}, "predict": {"version": "1", "predicted": 40}}
+    assert round_summary(resumed)["champion"] == "1"
+    assert round_summary({"promote": {"champion": "5"}})["champion"] == "5"  # nothing predicted
