@@ -30,6 +30,7 @@ when the study is next opened (``open_study``); grid search then runs its combin
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -378,13 +379,29 @@ def make_objective(
 # ---- studies ----------------------------------------------------------------------------------
 @contextmanager
 def quiet_optuna() -> Iterator[None]:
-    """Silence Optuna's INFO lines (one per trial) while inside; callers print their own."""
+    """Silence Optuna's INFO lines (one per trial) while inside; callers print their own. Its
+    warning with a traceback for a trial stopped by Ctrl-C goes too: the caller says what an
+    interruption keeps."""
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # On the handlers: a logger's own filters do not see its children's records.
+    handlers = logging.getLogger("optuna").handlers
+    for handler in handlers:
+        handler.addFilter(_not_interrupted)
     try:
         yield
     finally:
+        for handler in handlers:
+            handler.removeFilter(_not_interrupted)
         optuna.logging.set_verbosity(level)
+
+
+def _not_interrupted(record: logging.LogRecord) -> bool:
+    """False for Optuna's two lines on a trial stopped by Ctrl-C."""
+    if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        return False
+    return "KeyboardInterrupt" not in record.getMessage() and not (
+        record.getMessage().endswith("failed with value None."))
 
 
 def open_study(storage: str, name: str) -> optuna.Study:

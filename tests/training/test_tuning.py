@@ -194,3 +194,19 @@ def test_samplers_by_name_and_grid_only_with_a_grid(split):
     with pytest.raises(ValueError, match="sampler 'tpe' needs ranges"):
         run_trials(study, data, grid_space({"lr": [0.001]}), QUICK, sampler="tpe")
     assert study.trials == []
+
+
+def test_ctrl_c_in_a_trial_prints_no_optuna_traceback(capfd):
+    # `labelloop tune` says what an interruption keeps; Optuna printed a traceback above it.
+    import optuna
+
+    from training.tuning import quiet_optuna
+
+    study = optuna.create_study()
+
+    def interrupted(trial):
+        raise KeyboardInterrupt
+
+    with quiet_optuna(), pytest.raises(KeyboardInterrupt):
+        study.optimize(interrupted, n_trials=1)
+    assert "Traceback" not in capfd.readouterr().err
