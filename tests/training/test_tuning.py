@@ -196,17 +196,33 @@ def test_samplers_by_name_and_grid_only_with_a_grid(split):
     assert study.trials == []
 
 
-def test_ctrl_c_in_a_trial_prints_no_optuna_traceback(capfd):
+def test_ctrl_c_in_a_trial_prints_no_optuna_traceback():
     # `labelloop tune` says what an interruption keeps; Optuna printed a traceback above it.
+    import io
+    import logging
+
     import optuna
 
     from training.tuning import quiet_optuna
 
-    study = optuna.create_study()
+    printed = io.StringIO()
+    terminal = logging.StreamHandler(printed)  # as Optuna's own handler on stderr
+    logging.getLogger("optuna").addHandler(terminal)
+    try:
+        study = optuna.create_study()
 
-    def interrupted(trial):
-        raise KeyboardInterrupt
+        def interrupted(trial):
+            raise KeyboardInterrupt
 
-    with quiet_optuna(), pytest.raises(KeyboardInterrupt):
-        study.optimize(interrupted, n_trials=1)
-    assert "Traceback" not in capfd.readouterr().err
+        with quiet_optuna(), pytest.raises(KeyboardInterrupt):
+            study.optimize(interrupted, n_trials=1)
+        assert "Traceback" not in printed.getvalue() and "failed" not in printed.getvalue()
+
+        def broken(trial):
+            raise ValueError("a real failure")
+
+        with quiet_optuna(), pytest.raises(ValueError):
+            study.optimize(broken, n_trials=1)
+        assert "a real failure" in printed.getvalue()  # other failures still show
+    finally:
+        logging.getLogger("optuna").removeHandler(terminal)
