@@ -128,7 +128,7 @@ GONE = Stamp(-1, -1, -1)
 
 def unusable_items(store: LabelStore) -> dict[str, str]:
     """Item key -> why its image is not at its path now: the file holds another image
-    (``replaced_items``), was gone at the last ingest (``forget_seen``), or holds bytes that are
+    (``replaced_items``), was gone at the last ingest (``mark_gone``), or holds bytes that are
     not a readable image (quarantined at that path by the last ingest). Rounds leave these
     items out - training, prediction and tasks would read a missing, broken or other image -
     and keep their labels; the next ingest after the image is back brings them back. Queries
@@ -146,17 +146,28 @@ def unusable_items(store: LabelStore) -> dict[str, str]:
 
 
 def forget_seen(store: LabelStore, paths: Iterable[str]) -> None:
-    """Drop files that are gone from the index (one that comes back is read again). A file
-    that is still an item's path (the item did not follow a copy) is kept, as gone: rounds
-    leave the item out (``unusable_items``) until the file is back."""
+    """Drop files that are gone from the index (one that comes back is read again)."""
     store.forget_memo()
     wanted = list(dict.fromkeys(paths))
     with store.transaction() as s:
         for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start:start + _CHUNK]
-            s.execute(delete(SeenFile).where(SeenFile.path.in_(chunk)))
-            owned = s.scalars(select(Item.path).where(Item.path.in_(chunk))).all()
-            if owned:
-                s.execute(SeenFile.__table__.insert(), [
-                    {"path": p, "size_bytes": GONE.size_bytes, "mtime_ns": GONE.mtime_ns,
-                     "ctime_ns": GONE.ctime_ns, "key": None} for p in owned])
+            s.execute(delete(SeenFile).where(SeenFile.path.in_(wanted[start:start + _CHUNK])))
+
+
+def mark_gone(store: LabelStore, paths: Iterable[str]) -> None:
+    """Record items' files that are gone (their items did not follow a copy): rounds leave
+    those items out (``unusable_items``) until the files are back, when the next ingest reads
+    them again (no stat equals ``GONE``)."""
+    record_seen(store, dict.fromkeys(paths, (GONE, None)))
+
+
+def item_paths_under(store: LabelStore, root: str) -> set[str]:
+    """The paths of the items under the folder ``root`` (absolute): what an ingest compares
+    with its listing to find items whose file is gone, in the index or not (files deleted
+    before gone files were marked, an index lost). One scan of the items' paths."""
+    prefix = root.rstrip("/") + "/"
+    with store.transaction() as s:
+        found = s.scalars(select(Item.path).where(Item.path.startswith(prefix, autoescape=True))
+                          .distinct())
+        # SQLite's LIKE ignores ASCII case: the prefix is checked again, exactly.
+        return {p for p in found if p.startswith(prefix)}

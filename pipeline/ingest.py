@@ -36,8 +36,11 @@ from rich.progress import track
 
 from labeling.near_duplicates import THUMB_SIDE, assign_groups
 from labeling.seen_files import (
+    GONE,
     Stamp,
     forget_seen,
+    item_paths_under,
+    mark_gone,
     read_before,
     record_seen,
     seen_under,
@@ -253,7 +256,11 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     good = set(fine)
     record_seen(store, {p: (stamps[p], key) for p, key, _ in hashed
                         if p in good and p in stamps})
-    forget_seen(store, gone_seen)
+    # Items whose file is not listed now (after the moves above): marked gone, once, so that
+    # rounds leave them out; other files not listed leave the index.
+    gone_items = {p for p in item_paths_under(store, str(root_path)) if p not in listed}
+    forget_seen(store, [p for p in gone_seen if p not in gone_items])
+    mark_gone(store, [p for p in sorted(gone_items) if seen.get(p) != GONE])
     return IngestReport(root_path, added, already, duplicates, quarantined, released,
                         found.others, found.unreadable, found.folder_links, len(unchanged),
                         cache_failed[0] if cache_failed else None, moved, not_moved,

@@ -24,6 +24,12 @@ class RegistryError(RuntimeError):
     """The model registry is unavailable or was asked something impossible; says how to fix."""
 
 
+class CheckpointMissing(RegistryError):
+    """A version's checkpoint file is not where the registry keeps it (the artifact folder
+    lost or pruned): the version cannot be loaded, as opposed to a registry that cannot be
+    reached now."""
+
+
 def default_tracking_uri(workspace: str | Path) -> str:
     """The tracking URI of a workspace's own registry: ``sqlite:///<workspace>/mlflow.db``."""
     return f"sqlite:///{Path(workspace).resolve() / 'mlflow.db'}"

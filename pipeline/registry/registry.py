@@ -45,6 +45,7 @@ from pipeline.files import write_text_atomic
 from pipeline.project.databases import masked
 from pipeline.registry.mlflow_store import (
     REMOTE_SCHEMES,
+    CheckpointMissing,
     RegistryError,
     default_tracking_uri,
     local_folder,
@@ -238,7 +239,7 @@ class ModelRegistry:
         if local is not None:
             path = local / info.checkpoint_file
             if not path.is_file():
-                raise RegistryError(f"the checkpoint of version {info.version} is missing: "
+                raise CheckpointMissing(f"the checkpoint of version {info.version} is missing: "
                                     f"{path}; restore the workspace's artifact folder, or make "
                                     "another version the champion (`labelloop models "
                                     "rollback` or `models promote VERSION`)")

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from pipeline.project.project import Project
-from pipeline.registry.registry import RegistryError
+from pipeline.registry.mlflow_store import CheckpointMissing
 from pipeline.round.labeled import choosing_part, class_indices, labeled_sets, paths_of
 from pipeline.round.predict import predict_files
 from training.checkpoint import CheckpointError, load_checkpoint
@@ -82,7 +82,7 @@ def checkpoint_problem(project: Project, version: str) -> str | None:
     load = load_detector if project.config.project.task == "detection" else load_checkpoint
     try:
         load(project.registry.checkpoint_path(version))
-    except (RegistryError, CheckpointError) as err:
+    except (CheckpointMissing, CheckpointError) as err:
         return str(err)
     return None
 
@@ -125,9 +125,11 @@ def promote_if_better(project: Project, challenger: str | None, eval_set: dict, 
     new = score(project, challenger, eval_set)
     try:
         old = score(project, champion.version, eval_set)
-    except (RegistryError, CheckpointError) as err:
+    except (CheckpointMissing, CheckpointError) as err:
         # A champion whose checkpoint is gone or damaged cannot predict a round either: every
         # round stopped here or at the predict step, and its advice was to run the round again.
+        # (A registry that cannot be reached now is not this: it stops the round, which
+        # resumes.)
         reason = (f"champion v{champion.version} cannot be read ({err}); v{challenger} "
                   f"promoted without a comparison")
         registry.promote(challenger, reason=reason)

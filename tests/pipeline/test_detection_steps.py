@@ -508,6 +508,16 @@ def test_a_challenger_continues_from_the_champions_weights(project, tmp_path, mo
                                      f"{DetectParams().model}")
     assert load_detector(proj.registry.checkpoint_path(third["version"])).params.model == \
         "fcos_mobilenet_v2"
+
+    # A champion whose checkpoint is damaged is no start either (every round stopped here):
+    # ImageNet, and the promote step then puts the challenger in its place.
+    from pipeline.round.detection.start import start_from
+
+    ckpt = proj.registry.checkpoint_path(first["version"])
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    start = start_from(proj, _short(lr=1e-12))
+    assert start.model is None
+    assert start.note.startswith(f"start weights (champion v{first['version']} cannot be read")
     proj.close()
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from labeling.seen_files import replaced_items
+from labeling.seen_files import forget_seen, replaced_items, unusable_items
 from labeling.store import NewLabel
 from pipeline.cli.app import app
 from pipeline.loop import StopFlag, run_loop
@@ -279,6 +279,22 @@ def test_items_whose_file_is_gone_or_broken_are_left_out_of_rounds_until_it_is_b
         ingest_new(project, progress=False)
         assert labeled_sets(project)[0] == {key[str(gone)]: "cat", key[str(broken)]: "dog"}
         assert not [w for w in project_status(project)["warnings"] if "gone or cannot" in w]
+        # Gone while the index did not hold it (deleted before gone files were marked, or
+        # the index lost): found from the items' paths all the same.
+        forget_seen(store, [str(gone)])
+        gone.unlink()
+        ingest_new(project, progress=False)
+        assert unusable_items(store) == {key[str(gone)]: "the file is gone"}
+        # Two items at one path (the second image overwrote the first's file), then the file
+        # deleted: one gone row for the path, every later ingest fine (one crashed them all).
+        third = imgs / "photo2.jpg"
+        third.write_bytes(broken_bytes + b"\0")
+        ingest_new(project, progress=False)
+        third.unlink()
+        for _ in range(2):
+            ingest_new(project, progress=False)
+        sharing = {i.key for i in store.items() if i.path == str(third)}
+        assert len(sharing) == 2 and sharing <= set(unusable_items(store))
 
 
 def test_a_resumed_round_keeps_the_moved_files_its_first_ingest_found():

@@ -19,7 +19,8 @@ from labeling.near_duplicates import kept_apart
 from labeling.selections import picks
 from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
-from training.detection.checkpoint import load_detector
+from pipeline.registry.mlflow_store import CheckpointMissing
+from training.detection.checkpoint import CheckpointError, load_detector
 from training.detection.params import DetectParams
 from training.detection.trained import TrainedDetector
 
@@ -52,7 +53,11 @@ def start_from(project: Project, params: DetectParams) -> Start:
     if off := off_limits(project, lineage):
         return fresh(f"champion v{version} trained on {len(off)} image(s) now held out or "
                      f"near-duplicates of held-out ones")
-    champion = load_detector(project.registry.checkpoint_path(version))
+    try:
+        champion = load_detector(project.registry.checkpoint_path(version))
+    except (CheckpointMissing, CheckpointError) as err:
+        # The promote step then puts the challenger in its place (pipeline.round.promote).
+        return fresh(f"champion v{version} cannot be read ({err})")
     same = (champion.params.model == params.model
             and champion.params.image_size == params.image_size
             and list(champion.classes) == list(project.classes))
