@@ -70,9 +70,10 @@ def add_annotator(studio: Studio, data_dir: Path, name: str) -> Annotator:
         try:
             key, user_id = _session_key(studio.url, "/user/login/", email, password,
                                         timeout=studio.timeout, action="logging in")
-        except StudioError as err:
+        except _Refused as err:
             # The account is not the one the unfinished add made (someone made it by hand,
-            # or changed its password): the kept password cannot finish it.
+            # or changed its password): the kept password cannot finish it. (A server that
+            # cannot be reached says so, without this: the file is the account's password.)
             raise StudioError(f"{err}. {pending} holds the password of an add of {name!r} "
                               f"that did not finish, and it does not open {email}; if that "
                               f"account is not labelloop's, delete {pending} and choose another "
@@ -138,6 +139,10 @@ def _annotator(folder: Path, name: str) -> Annotator:
     return Annotator(name, email, user_id, folder / f"{name}.key", folder / f"{name}.password")
 
 
+class _Refused(StudioError):
+    """Label Studio answered the signup or login form with a refusal."""
+
+
 def claim_password(path: Path) -> str:
     """A new password, written to ``path`` unless another add of the name wrote one first
     (two adds at once): then that one, so that both sign up with the password the file keeps
@@ -148,6 +153,14 @@ def claim_password(path: Path) -> str:
         os.link(tmp, path)  # fails if the file exists: the first writer's password stays
     except FileExistsError:
         pass
+    except OSError:  # a file system without hard links: create it exclusively instead
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(tmp.read_text(encoding="utf-8"))
     finally:
         tmp.unlink(missing_ok=True)
     password = _read_pending(path)
@@ -193,7 +206,7 @@ def _session_key(url: str, path: str, email: str, password: str, *, timeout: flo
                                            "password": password, **(extra or {})},
                                headers={"Referer": referer or f"{url}{path}"})
             if done.status_code != 302:
-                raise StudioError(f"Label Studio at {url} refused {action} as {email} "
+                raise _Refused(f"Label Studio at {url} refused {action} as {email} "
                                   f"(HTTP {done.status_code})")
             token = client.get("/api/current-user/token")
             whoami = client.get("/api/current-user/whoami")

@@ -94,10 +94,11 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject, 
     for task in light:
         tid, ids = int(task["id"]), _ids(task.get("annotations_ids"))
         seen = cursor.get(tid)
-        # A task read before it had an item (imported by hand, adopted since) is read again:
-        # its answers were kept as no item's.
+        # A task read before it had an item (imported by hand, adopted since: the store's task
+        # table names its item) is read again: its answers were kept as no item's. (A task
+        # naming an item this store lacks is not: it would be read at every sync.)
         if seen is not None and (seen.updated_at, seen.annotation_ids) == (
-                task["updated_at"], ids) and (seen.has_item or key_of(task) is None):
+                task["updated_at"], ids) and (seen.has_item or tid not in (task_keys or {})):
             continue
         if ids:
             to_read.append(tid)

@@ -151,9 +151,9 @@ def _size(box: dict) -> tuple[int, int]:
 def _inside(box: dict) -> dict:
     """A valid read box as the store keeps it: cut to the image (the edge slack lets a box
     start a fraction of a pixel outside; exports must not), to 0.01 px."""
+    width, height = _size(box)  # the size the value keeps
     x0, y0 = max(0.0, box["x"]), max(0.0, box["y"])
-    x1, y1 = (min(float(box["image_w"]), box["x"] + box["w"]),
-              min(float(box["image_h"]), box["y"] + box["h"]))
+    x1, y1 = min(float(width), box["x"] + box["w"]), min(float(height), box["y"] + box["h"])
     return {"label": box["label"], "x": round(x0, 2), "y": round(y0, 2),
             "w": round(x1 - x0, 2), "h": round(y1 - y0, 2)}
 

@@ -57,8 +57,8 @@ def export_command(
                       highlight=False)
         raise typer.Exit(2)
     other = _certified_export(sidecar)
-    target = Path(out).expanduser().absolute()
-    if other is not None and other != target and os.path.lexists(other):
+    target = Path(out).expanduser().resolve()
+    if other is not None and other.resolve() != target and os.path.lexists(other):
         # `data.csv` and the folder `data` share `data.certificate.json`: --force on one
         # would leave the other beside a certificate that is not its own.
         store.close()

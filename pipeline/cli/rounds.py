@@ -82,13 +82,13 @@ def round_command(config: Path | None = ConfigOption,
         except ImageError as err:
             # A file gone or broken since the last ingest (rounds leave out the items whose
             # file an ingest found so): nothing of the round is lost, it resumes.
-            fail(f"{err}: the file changed since the last ingest. Put it back, or run "
+            fail(f"{err}. If the file changed since the last ingest, put it back, or run "
                  f"`labelloop ingest` (rounds then leave its item out); `labelloop round` "
                  f"resumes this round")
         except CheckpointError as err:
-            fail(f"{err}: the champion's checkpoint cannot be loaded. `labelloop models "
-                 f"rollback` (or `models promote VERSION`) makes another version the champion; "
-                 f"`labelloop round` then resumes this round")
+            fail(f"{err}. If it is the champion's, `labelloop models rollback` (or `models "
+                 f"promote VERSION`) makes another version the champion; `labelloop round` "
+                 f"then resumes this round")
         print(json.dumps({"round": record["id"], **round_summary(record["stats"])}), flush=True)
         _say_next(project, record["stats"])
 

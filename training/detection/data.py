@@ -1,7 +1,8 @@
 """Images and boxes -> detector input: reading files, checking targets once at the public
 boundary, and the training-time shift.
 
-Images travel as uint8 ``[3, H, W]`` tensors at their own size (grey images replicated to three
+Images travel as uint8 ``[3, H, W]`` tensors at their own size (the detector scales those
+over ``models.MAX_SIDE`` down inside; grey images replicated to three
 channels by ``open_image``, as the ImageNet backbone expects); boxes as float32 ``[M, 4]`` xyxy
 pixels and labels as int64 ``[M]`` class indices.
 """

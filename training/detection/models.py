@@ -3,7 +3,8 @@
 MobileNetV2's full stride-32 features are too coarse for 12-px objects on 128-px images, so the
 backbone stops at stride 16 (``features[:14]``) and a small FPN merges its maps from stride 4
 or 8 to 16; the images are kept at their own size rather than scaled up to torchvision's
-800 px (which alone makes CPU training about 40 times slower).
+800 px (which alone makes CPU training about 40 times slower), up to ``MAX_SIDE`` px a side
+(larger ones are scaled down to it, inside the model).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ class DetectParams:
     ``model`` names a detector in ``training.detection.models``; ``weights`` is ``"imagenet"``
     (torchvision's ImageNet MobileNetV2 backbone, from torch's hub cache) or None (random init).
     ``image_size`` None keeps every image at its own size (the small images this is meant for
-    would only get slower if scaled up); an int scales the shorter side to it. ``epochs`` passes
+    would only get slower if scaled up), but a side over ``models.MAX_SIDE`` (1,024) px is
+    scaled down to it; an int scales the shorter side to it. ``epochs`` passes
     over the data, at least ``min_steps`` optimiser steps in all, under a one-cycle schedule that
     peaks at ``lr``. ``augment`` (0..1) is the chance that a training image is shifted on its
     canvas (boxes moved with it).
