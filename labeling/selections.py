@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from labeling.schema import PEOPLE_SOURCES, SELECTION_REASONS, Item, Label, Selection, Task
 from labeling.store import LabelStore, StoreError
@@ -53,16 +53,6 @@ def _answered():
     return (select(Label.id).where(Label.item_id == Selection.item_id,
                                    Label.superseded_at.is_(None),
                                    Label.source.in_(PEOPLE_SOURCES)).exists())
-
-
-def count_unanswered_picks(store: LabelStore) -> int:
-    """How many picked items wait for a person's first answer (in Label Studio): no label from
-    people, not skipped or disputed, as ``unanswered_picks``."""
-    answered = _answered()
-    with store.transaction() as s:
-        return int(s.scalar(select(func.count()).select_from(Selection)
-                            .join(Item, Item.id == Selection.item_id)
-                            .where(~answered, Item.status == "ok")))
 
 
 def unanswered_picks(store: LabelStore) -> list[tuple[str, str, bool]]:

@@ -6,7 +6,7 @@ import os
 
 from labeling.schema import PEOPLE_SOURCES
 from labeling.seen_files import replaced_items, unusable_items
-from labeling.selections import count_unanswered_picks
+from labeling.selections import unanswered_picks
 from labeling.store import LabelStore
 from labeling.studio.opinions import human_answers
 from labeling.studio.sync_store import rejected_annotations
@@ -30,7 +30,12 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     by_status = {s: store.count_items(status=s) for s in ("skipped", "disagreement")}
     human = sum(by_source.get(s, 0) for s in PEOPLE_SOURCES)
     machine = by_source.get("machine", 0)
-    pending = count_unanswered_picks(store)
+    # Waiting for people: in Label Studio, or sendable (not an item whose file is gone or
+    # broken and that has no task yet: the push holds those back). The unusable items are the
+    # warnings' query, kept in the store's memo.
+    unusable = unusable_items(store)
+    pending = sum(1 for key, _, tasked in unanswered_picks(store)
+                  if tasked or key not in unusable)
     rejected = rejected_annotations(store)
     near = store.near_duplicate_groups()
     champion = _champion(project)

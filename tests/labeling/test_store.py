@@ -167,7 +167,7 @@ def test_a_file_that_is_no_database_is_one_clear_error(tmp_path):
 
 def test_picks_waiting_for_people_leave_out_the_answered_skipped_and_disputed(store):
     from labeling.schema import SELECTION_REASONS
-    from labeling.selections import Pick, count_unanswered_picks, record_picks, unanswered_picks
+    from labeling.selections import Pick, record_picks, unanswered_picks
 
     items = [_item(n) for n in range(20, 24)]
     store.add_items(items)
@@ -176,5 +176,4 @@ def test_picks_waiting_for_people_leave_out_the_answered_skipped_and_disputed(st
     store.set_status([items[1].key], "skipped")
     store.set_status([items[2].key], "disagreement")
     # `status` and the round's "next:" line counted a skipped item as waiting.
-    assert count_unanswered_picks(store) == 1
     assert [k for k, _, _ in unanswered_picks(store)] == [items[3].key]

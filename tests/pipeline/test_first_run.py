@@ -297,6 +297,22 @@ def test_items_whose_file_is_gone_or_broken_are_left_out_of_rounds_until_it_is_b
         assert len(sharing) == 2 and sharing <= set(unusable_items(store))
 
 
+def test_a_pick_whose_file_is_gone_and_has_no_task_is_not_counted_as_waiting(tmp_path):
+    from labeling.selections import Pick, record_picks
+
+    imgs = tmp_path / "imgs"
+    with _ingested(tmp_path, "gone-pick") as project:
+        store = project.store
+        key = {i.path: i.key for i in store.items()}
+        record_picks(store, [Pick(key[str(imgs / f"photo{n}.jpg")], "random") for n in (0, 1)],
+                     round_id=None)
+        assert project_status(project)["pool"]["pending_in_label_studio"] == 2
+        (imgs / "photo0.jpg").unlink()
+        ingest_new(project, progress=False)
+        # The push holds it back until the file is back: nobody can answer it meanwhile.
+        assert project_status(project)["pool"]["pending_in_label_studio"] == 1
+
+
 def test_a_resumed_round_keeps_the_moved_files_its_first_ingest_found():
     # A round killed after its ingest resumes with a second ingest that finds nothing moved:
     # the record status warns from must keep the first one's count and example.
