@@ -199,13 +199,16 @@ def models_list(config: Path | None = ConfigOption) -> None:
     with opened(config) as project:
         versions = project.registry.versions()
         history = project.registry.history()
+        boxes = project.config.project.task == "detection"
+    # A detector is scored by mAP@0.5 on the held-out images (its column was empty).
+    metric, column = ("map_50", "eval_mAP@0.5") if boxes else ("eval_accuracy", "eval_accuracy")
     table = Table()
-    for col in ("version", "champion", "created", "n_train", "eval_accuracy", "snapshot"):
+    for col in ("version", "champion", "created", "n_train", column, "snapshot"):
         table.add_column(col)
     for v in versions:
         table.add_row(str(v.version), "*" if "champion" in v.aliases else "",
                       str(v.created)[:19], _count(v.metrics.get("n_train")),
-                      _fmt(v.metrics.get("eval_accuracy")), v.snapshot or "")
+                      _fmt(v.metrics.get(metric)), v.snapshot or "")
     out.print(table)
     for event in history:
         out.print(f"{event}")

@@ -518,6 +518,19 @@ def test_a_challenger_continues_from_the_champions_weights(project, tmp_path, mo
     start = start_from(proj, _short(lr=1e-12))
     assert start.model is None
     assert start.note.startswith(f"start weights (champion v{first['version']} cannot be read")
+
+    # `models list` shows a detector's score on the held-out images (its column was empty).
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import app
+
+    scored = proj.registry.register(proj.registry.checkpoint_path(third["version"]), params={},
+                                    metrics={"map_50": 0.8125, "n_train": 28}, snapshot="scored")
+    listed = CliRunner().invoke(app, ["models", "list", "--config", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert "eval_mAP@0.5" in listed.output
+    row = next(line for line in listed.output.splitlines() if "scored" in line)
+    assert f" {scored} " in row and "0.8125" in row
     proj.close()
 
 
