@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from labeling.schema import PEOPLE_SOURCES, SELECTION_REASONS, Item, Label, Selection, Task
 from labeling.store import LabelStore, StoreError
@@ -65,6 +65,21 @@ def unanswered_picks(store: LabelStore) -> list[tuple[str, str, bool]]:
         return [(k, p, bool(t)) for k, p, t in s.execute(
             select(Item.key, Item.path, tasked).join(Selection, Selection.item_id == Item.id)
             .where(~answered, Item.status == "ok"))]
+
+
+def unpicked_tasks_waiting(store: LabelStore) -> int:
+    """How many items nobody picked wait in Label Studio for a first answer: tasks sent by
+    hand (``labelloop studio push``) or imported by hand and adopted, not deleted, whose item
+    has no label from people and is not skipped or disputed."""
+    people = (select(Label.id).where(Label.item_id == Task.item_id,
+                                     Label.superseded_at.is_(None),
+                                     Label.source.in_(PEOPLE_SOURCES)).exists())
+    picked = select(Selection.id).where(Selection.item_id == Task.item_id).exists()
+    with store.transaction() as s:
+        return int(s.scalar(select(func.count(func.distinct(Task.item_id)))
+                            .join(Item, Item.id == Task.item_id)
+                            .where(Task.deleted.is_(False), Item.status == "ok", ~people,
+                                   ~picked)))
 
 
 def picks(store: LabelStore, *, holdout: bool | None = None) -> dict[str, Pick]:

@@ -6,7 +6,7 @@ import os
 
 from labeling.schema import PEOPLE_SOURCES
 from labeling.seen_files import replaced_items, unusable_items
-from labeling.selections import unanswered_picks
+from labeling.selections import unanswered_picks, unpicked_tasks_waiting
 from labeling.store import LabelStore
 from labeling.studio.opinions import human_answers
 from labeling.studio.sync_store import rejected_annotations
@@ -35,7 +35,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     # warnings' query, kept in the store's memo.
     unusable = unusable_items(store)
     pending = sum(1 for key, _, tasked in unanswered_picks(store)
-                  if tasked or key not in unusable)
+                  if tasked or key not in unusable) + unpicked_tasks_waiting(store)
     rejected = rejected_annotations(store)
     near = store.near_duplicate_groups()
     champion = _champion(project)

@@ -175,5 +175,18 @@ def test_picks_waiting_for_people_leave_out_the_answered_skipped_and_disputed(st
     store.add_labels([NewLabel(items[0].key, "cat", "human", who="a")])
     store.set_status([items[1].key], "skipped")
     store.set_status([items[2].key], "disagreement")
+    # Tasks sent by hand wait too; answered or skipped ones, or deleted ones, do not.
+    from labeling.selections import unpicked_tasks_waiting
+
+    hand = [_item(n) for n in range(30, 34)]
+    store.add_items(hand)
+    store.record_tasks(9, {i.key: 900 + n for n, i in enumerate(hand)}, model_version="")
+    store.add_labels([NewLabel(hand[0].key, "cat", "human", who="a")])
+    store.set_status([hand[1].key], "skipped")
+    store.mark_project_deleted(9)
+    assert unpicked_tasks_waiting(store) == 0
+    store.record_tasks(10, {hand[2].key: 1002, hand[3].key: 1003,
+                            items[3].key: 1004}, model_version="")  # a pick's task: counted apart
+    assert unpicked_tasks_waiting(store) == 2
     # `status` and the round's "next:" line counted a skipped item as waiting.
     assert [k for k, _, _ in unanswered_picks(store)] == [items[3].key]
