@@ -48,9 +48,10 @@ def record_picks(store: LabelStore, picks: Iterable[Pick], *, round_id: int | No
     return added
 
 
-def _answered():
-    """Whether a pick's item has a current label from people (a correlated EXISTS)."""
-    return (select(Label.id).where(Label.item_id == Selection.item_id,
+def _answered(item_id=Selection.item_id):
+    """Whether the item ``item_id`` (a column: a pick's or a task's item) has a current label
+    from people (a correlated EXISTS)."""
+    return (select(Label.id).where(Label.item_id == item_id,
                                    Label.superseded_at.is_(None),
                                    Label.source.in_(PEOPLE_SOURCES)).exists())
 
@@ -71,9 +72,7 @@ def unpicked_tasks_waiting(store: LabelStore) -> int:
     """How many items nobody picked wait in Label Studio for a first answer: tasks sent by
     hand (``labelloop studio push``) or imported by hand and adopted, not deleted, whose item
     has no label from people and is not skipped or disputed."""
-    people = (select(Label.id).where(Label.item_id == Task.item_id,
-                                     Label.superseded_at.is_(None),
-                                     Label.source.in_(PEOPLE_SOURCES)).exists())
+    people = _answered(Task.item_id)
     picked = select(Selection.id).where(Selection.item_id == Task.item_id).exists()
     with store.transaction() as s:
         return int(s.scalar(select(func.count(func.distinct(Task.item_id)))

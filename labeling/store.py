@@ -563,9 +563,9 @@ def unskip(s: Session, task_ids: Iterable[int]) -> None:
     went with its task, and the next push asks anew with a pre-annotation (a skipped item is
     neither predicted nor pre-annotated). An item skipped on a task still there stays so."""
     task_ids = sorted(task_ids)
-    for start in range(0, len(task_ids), 500):
+    for start in range(0, len(task_ids), CHUNK):
         items = select(StudioTaskSync.item_id).where(
-            StudioTaskSync.task_id.in_(task_ids[start:start + 500]),
+            StudioTaskSync.task_id.in_(task_ids[start:start + CHUNK]),
             StudioTaskSync.outcome == "skipped")
         s.execute(update(Item).where(Item.id.in_(items), Item.status == "skipped")
                   .values(status="ok").execution_options(synchronize_session="fetch"))

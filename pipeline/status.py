@@ -149,12 +149,13 @@ def replaced_warning(store: LabelStore) -> list[str]:
     """Items whose file now holds another image (``replaced_items``), or was gone or broken
     at the last ingest (``unusable_items``), while they are."""
     replaced = sorted(replaced_items(store))
-    if not replaced:
-        return _missing_warning(store)
-    example = store.item(replaced[0]).path
-    return [f"{len(replaced)} item(s) whose image file now holds another image (e.g. {example})"
-            f": rounds and exports leave them out and their labels stay in the store; put "
-            f"their images back under those names to use them"] + _missing_warning(store)
+    out = []
+    if replaced:
+        out.append(f"{len(replaced)} item(s) whose image file now holds another image (e.g. "
+                   f"{store.item(replaced[0]).path}): rounds and exports leave them out and "
+                   f"their labels stay in the store; put their images back under those names "
+                   f"to use them")
+    return out + _missing_warning(store)
 
 
 def _missing_warning(store: LabelStore) -> list[str]:

@@ -77,11 +77,8 @@ def paired_rule(new: dict, old: dict) -> tuple[bool, str]:
 def checkpoint_problem(project: Project, version: str) -> str | None:
     """Why ``version`` cannot serve as the champion (its checkpoint is gone or cannot be
     loaded as this project's model), or None."""
-    from training.detection.checkpoint import load_detector
-
-    load = load_detector if project.config.project.task == "detection" else load_checkpoint
     try:
-        load(project.registry.checkpoint_path(version))
+        project.task.load(project.registry.checkpoint_path(version))
     except (CheckpointMissing, CheckpointError) as err:
         return str(err)
     return None
