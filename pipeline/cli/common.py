@@ -54,10 +54,22 @@ def load(config_path: Path | None) -> Config:
     raise AssertionError("unreachable")
 
 
+def need_workspace(config: Config) -> None:
+    """One error line and exit 2 where the workspace is gone: a command that only reads must
+    not answer from a new, empty one (a deleted or moved folder read as "nothing labeled")."""
+    ws = config.workspace_dir
+    if not ws.is_dir():
+        fail(f"no workspace at {ws} (labelloop.toml's workspace): it was moved or deleted, or "
+             "the config points elsewhere; `labelloop ingest` starts a new, empty one")
+
+
 @contextmanager
-def opened(config_path: Path | None, *, lock: str | None = None):
-    """Open the project; with ``lock``, hold the workspace lock as that command."""
+def opened(config_path: Path | None, *, lock: str | None = None, reads: bool = False):
+    """Open the project; with ``lock``, hold the workspace lock as that command. ``reads``:
+    the command only reads, and refuses a workspace that is not there."""
     config = load(config_path)
+    if reads:
+        need_workspace(config)
     try:
         project = open_project(config, env=os.environ)
     except (DatabaseError, StoreError) as err:

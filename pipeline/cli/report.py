@@ -17,7 +17,7 @@ def report_command(
 ) -> None:
     """Write a self-contained HTML report: learning curve, auto-labeling, confidence,
     confusion matrix, corrections, drift, models and promotions."""
-    with opened(config) as project:
+    with opened(config, reads=True) as project:
         try:
             page, pngs = write_report(project, out)
         except ReportError as err:

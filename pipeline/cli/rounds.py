@@ -157,7 +157,7 @@ def run_command(
 def status_command(config: Path | None = ConfigOption,
                    as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """The pool by state, the champion and the last rounds."""
-    with opened(config) as project:
+    with opened(config, reads=True) as project:
         status = project_status(project)
     if as_json:
         out.print_json(json.dumps(status))
@@ -196,7 +196,7 @@ models_app = typer.Typer(help="The model registry: list, promote, roll back.",
 @models_app.command("list")
 def models_list(config: Path | None = ConfigOption) -> None:
     """Every registered model version, the champion marked."""
-    with opened(config) as project:
+    with opened(config, reads=True) as project:
         versions = project.registry.versions()
         history = project.registry.history()
         boxes = project.config.project.task == "detection"

@@ -4,6 +4,7 @@ that names the next command, as a user running the commands meets it."""
 from __future__ import annotations
 
 import re
+import shutil
 from contextlib import contextmanager
 
 import numpy as np
@@ -62,6 +63,21 @@ def test_init_refuses_a_name_label_studio_would_refuse_and_writes_nothing(tmp_pa
     ledger.bad_input("init --name tm", outcome="refused: title too short")
     assert _init(tmp_path, "--name", "x" * 51).exit_code == 2
     assert _init(tmp_path, "--name", "tiny-cats").exit_code == 0
+
+
+def test_commands_that_read_refuse_a_deleted_workspace_and_do_not_make_an_empty_one(tmp_path):
+    # status answered "0 items" from a new workspace made on the spot: a deleted or moved
+    # folder looked like a project with nothing labeled.
+    with _ingested(tmp_path, "gone-ws"):
+        pass
+    shutil.rmtree(tmp_path / ".labelloop")
+    for command in (["status"], ["models", "list"], ["report", "--out", str(tmp_path / "r.html")]):
+        done = runner.invoke(app, [*command, "--config", str(tmp_path)])
+        assert done.exit_code == 2, command
+        assert "no workspace at" in done.output and "labelloop ingest" in done.output
+        assert not (tmp_path / ".labelloop").exists(), command
+    assert runner.invoke(app, ["ingest", "--config", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(app, ["status", "--config", str(tmp_path)]).exit_code == 0
 
 
 def test_a_round_on_an_empty_folder_says_why_and_the_loop_waits_for_images(tmp_path, ledger):
