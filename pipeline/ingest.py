@@ -161,9 +161,15 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     else:
         found = _walk(root_path)
     if not found.images and not found.refused:
+        # Every file gone at once is a folder emptied, moved or not mounted, more likely than
+        # a pool deleted: the items are not marked gone, and the user is told where they were.
+        had = 0 if remote else len(item_paths_under(store, str(root_path)))
+        where = (f"; the pool's {had:,} item(s) had their files there: was the folder "
+                 "emptied, moved or not mounted? Their labels stay; put the files back"
+                 if had else "")
         raise IngestError(
             f"no image files under {root_path} (looked for {', '.join(IMAGE_EXTENSIONS)}, "
-            f"any case; {len(found.others)} other file(s) ignored)"
+            f"any case; {len(found.others)} other file(s) ignored){where}"
         )
     was_quarantined = {q.path for q in store.quarantined()}
     refused = [_quarantine(store, path, reason) for path, reason in found.refused]

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import labeling.store
 import pipeline.ingest as ingest_module
+from labeling.seen_files import unusable_items
 from labeling.store import LabelStore
 from pipeline.cli.app import app
 from pipeline.ingest import IngestError, ingest_folder
@@ -205,6 +206,21 @@ def test_a_missing_or_wrong_root_is_a_clear_error(store, tmp_path):
     with pytest.raises(IngestError, match=r"no image files under .*docs.*1 other file"):
         ingest_folder(store, tmp_path / "docs")
     assert store.items() == [] and store.quarantined() == []
+
+
+def test_a_folder_emptied_under_a_pool_says_where_its_items_were_and_marks_none_gone(
+        store, tmp_path):
+    # Every file gone at once (a folder emptied, moved, or a disk not mounted): the error used
+    # to read as for a new, empty folder.
+    write_file(tmp_path / "imgs/a.png", GOOD_PNG)
+    assert len(ingest_folder(store, tmp_path / "imgs").added) == 1
+    (tmp_path / "imgs/a.png").unlink()
+    with pytest.raises(IngestError, match=r"no image files under .*; the pool's 1 item\(s\) had "
+                                          r"their files there: was the folder emptied, moved"):
+        ingest_folder(store, tmp_path / "imgs")
+    assert len(store.items()) == 1 and not unusable_items(store)
+    write_file(tmp_path / "imgs/a.png", GOOD_PNG)
+    assert ingest_folder(store, tmp_path / "imgs").already_present == [str(tmp_path / "imgs/a.png")]
 
 
 def test_unreadable_files_and_folders_are_reported(store, tmp_path, monkeypatch):
