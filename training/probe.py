@@ -58,6 +58,14 @@ def backbone_id(params: TrainParams) -> str:
     return f"{params.model}-{weights}-{tconf.channels}x{tconf.image_size}".replace("/", "_")
 
 
+def model_backbone_id(model: TrainedModel) -> str:
+    """The backbone id of a trained probe: the one recorded when it was trained. Its weights
+    are in its checkpoint; the weights file its params name may hold others by now (replaced
+    at the same path), whose id must not file this model's vectors."""
+    recorded = model.metrics.get("backbone")
+    return recorded if isinstance(recorded, str) and recorded else backbone_id(model.params)
+
+
 def backbone(params: TrainParams, num_classes: int) -> TrainedModel:
     """The frozen backbone with an untrained head: what embeds images for the cache."""
     module = get_model(params.model, num_classes, weights=params.weights, seed=params.seed)

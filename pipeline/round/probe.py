@@ -31,6 +31,14 @@ def cache_for(project: Project, params: TrainParams) -> EmbeddingCache:
     return EmbeddingCache(project.embeddings_dir / backbone_id(params))
 
 
+def model_cache(project: Project, model: TrainedModel) -> EmbeddingCache:
+    """The cache of the backbone ``model`` holds (recorded at training), not of what its
+    weights file holds now."""
+    from training.probe import model_backbone_id
+
+    return EmbeddingCache(project.embeddings_dir / model_backbone_id(model))
+
+
 def train_probe(project: Project, paths, keys, labels, params: TrainParams, *,
                 progress: bool) -> TrainedModel:
     from training.probe import train_probe as fit
@@ -48,7 +56,7 @@ def predict_probe(project: Project, model: TrainedModel, paths, keys, *,
     def on_engine(m, todo_paths, todo_keys):
         return engine.predict(m, todo_paths, todo_keys, embeddings=True, progress=progress)
 
-    return predict_cached(model, paths, keys, cache_for(project, model.params),
+    return predict_cached(model, paths, keys, model_cache(project, model),
                           progress=progress, predict_files=on_engine if engine else None)
 
 

@@ -4,6 +4,7 @@ from the cache, and a round that only changes the head decodes no image."""
 from __future__ import annotations
 
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -66,3 +67,34 @@ def test_a_probe_round_trains_a_head_and_predicts_the_pool_from_the_cache(tmp_pa
         shutil.move(moved, images)
     finally:
         project.close()
+
+
+def test_the_champion_files_its_vectors_under_its_own_backbone_after_the_weights_file_changed(
+        tmp_path):
+    # `weights = "w.pth"` replaced by other weights: the champion (its backbone is in its
+    # checkpoint) filed its vectors under the new file's id, and the next probe, trained on
+    # the new weights, read them as its own.
+    import torch
+    import torchvision
+
+    from pipeline.round.probe import predict_probe
+    from training.embedding_cache import EmbeddingCache
+    from training.params import TrainParams
+    from training.probe import backbone_id, train_probe
+
+    weights = tmp_path / "w.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), weights)
+    params = TrainParams(model="mobilenet_v2", weights=str(weights), mode="probe")
+    first = backbone_id(params)
+    paths, keys, labels = _photos(tmp_path, 8)
+    champion = train_probe(paths[:4], keys[:4], labels[:4], ("red", "blue"), params,
+                           EmbeddingCache(tmp_path / "emb" / first))
+    torch.manual_seed(1)
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), weights)
+    second = backbone_id(params)
+    assert second != first
+    project = SimpleNamespace(embeddings_dir=tmp_path / "emb")
+    predict_probe(project, champion, paths, keys, progress=False)
+    assert len(EmbeddingCache(tmp_path / "emb" / first)) == 8
+    assert not (tmp_path / "emb" / second).exists()
