@@ -33,6 +33,8 @@ from training.trained import TrainedModel
 # (model, paths, keys) -> Predictions with embeddings: how uncached items get embedded.
 PredictFiles = Callable[[TrainedModel, list, list], Predictions]
 
+# Images embedded between two writes to the cache (a few MB of vectors each).
+EMBED_CHUNK = 2048
 # L-BFGS iterations at most: 52-135 sufficed on the 180 photos (6 to 180 labels), about 240
 # on 3,000 synthetic embeddings of 10 classes.
 HEAD_STEPS = 500
@@ -79,23 +81,33 @@ def embed(model: TrainedModel, paths: Sequence[str | Path], keys: Sequence[str],
     """[N, D] embeddings of ``keys`` (files ``paths``), computing and caching only the ones
     the cache lacks; ``predict_files(model, paths, keys)`` computes them (another engine's,
     e.g. Ray's), by default ``predict`` here."""
+    if not keys:  # a pool whose every item has a person's label: nothing to embed
+        return np.zeros((0, model.module.embedding_dim), cache.dtype)
     where = dict(zip(keys, paths, strict=True))
     todo = cache.missing(keys)
-    if todo:
-        todo_paths = [where[k] for k in todo]
-        out = (predict_files(model, todo_paths, todo) if predict_files else
-               predict(model, todo_paths, embeddings=True, progress=progress))
-        try:
-            cache.add(todo, out.embeddings)
-        except OSError as err:
-            # The cache spares the next round this work; a full disk must not lose this one.
-            warnings.warn(f"embedding cache {cache.folder} not written "
-                          f"({err.strerror or err}); these embeddings are computed again "
-                          "next time", stacklevel=2)
-            vectors = dict(zip(todo, out.embeddings, strict=True))
-            cached = [k for k in keys if k not in vectors]
-            vectors.update(zip(cached, cache.get(cached), strict=True))
-            return np.stack([vectors[k] for k in keys]).astype(cache.dtype, copy=False)
+    # Here, a chunk at a time, each written as it is done: a kill loses one chunk's work, not
+    # the step's (a pool of 20,000 photos takes minutes). Another engine gets one call.
+    size = EMBED_CHUNK if predict_files is None else max(len(todo), 1)
+    unwritten: dict[str, np.ndarray] = {}  # vectors the cache could not take
+    for start in range(0, len(todo), size):
+        part = todo[start:start + size]
+        part_paths = [where[k] for k in part]
+        out = (predict_files(model, part_paths, part) if predict_files else
+               predict(model, part_paths, embeddings=True, progress=progress))
+        if not unwritten:
+            try:
+                cache.add(part, out.embeddings)
+                continue
+            except OSError as err:
+                # The cache spares the next round this work; a full disk must not lose this one.
+                warnings.warn(f"embedding cache {cache.folder} not written "
+                              f"({err.strerror or err}); these embeddings are computed again "
+                              "next time", stacklevel=2)
+        unwritten.update(zip(part, out.embeddings, strict=True))
+    if unwritten:
+        cached = [k for k in keys if k not in unwritten]
+        unwritten.update(zip(cached, cache.get(cached), strict=True))
+        return np.stack([unwritten[k] for k in keys]).astype(cache.dtype, copy=False)
     return cache.get(list(keys))
 
 

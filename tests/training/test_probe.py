@@ -48,6 +48,8 @@ def test_a_probe_learns_from_few_labels_and_the_cache_replaces_the_images(tmp_pa
     assert cached.probs.max(1)[10:].min() >= 0.99
     # The fast path gives what the images give.
     assert np.allclose(cached.probs, predict(model, paths).probs, atol=1e-5)
+    # A pool whose every item has a person's label: no item, no error (it stopped each round).
+    assert predict_cached(model, [], [], cache).probs.shape == (0, 2)
     for p in paths:
         Path(p).unlink()  # a round that only changes the head reads no image
     again = predict_cached(model, paths, keys, EmbeddingCache(cache.folder))
@@ -80,6 +82,29 @@ def test_a_probe_whose_cache_cannot_grow_still_predicts_every_item(tmp_path, mon
         got = predict_cached(model, paths, keys, cache)  # 6 cached, 6 computed, none kept
     assert np.allclose(got.probs, predict(model, paths).probs, atol=1e-5)
     assert cache.missing(keys) == keys[6:]
+
+
+def test_a_step_killed_mid_embedding_keeps_the_chunks_it_finished(tmp_path, monkeypatch):
+    # The whole step's vectors were written once at its end: a kill near the end of a pool's
+    # embedding (minutes for 20,000 photos) lost all of it.
+    import training.probe as probe
+
+    paths, keys, _ = _photos(tmp_path, 10)
+    cache = EmbeddingCache(tmp_path / "emb")
+    monkeypatch.setattr(probe, "EMBED_CHUNK", 4)
+    calls = []
+
+    def killed_on_the_third(model, chunk_paths, **kw):
+        calls.append(len(chunk_paths))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the kill
+        return predict(model, chunk_paths, **kw)
+
+    monkeypatch.setattr(probe, "predict", killed_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        probe.embed(probe.backbone(PROBE, 2), paths, keys, cache)
+    reread = EmbeddingCache(tmp_path / "emb")
+    assert calls == [4, 4, 2] and len(reread) == 8 and reread.missing(keys) == keys[8:]
 
 
 def test_a_full_disk_leaves_no_half_chunk_and_the_cache_as_it_was(tmp_path, monkeypatch):
