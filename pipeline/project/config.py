@@ -729,6 +729,9 @@ def validate_classes(classes, *, minimum: int = 2) -> tuple[str, ...]:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"duplicate class names: {', '.join(duplicates)}")
+    for name in names:  # a newline or tab inside a name is a typo, never a class
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+            raise ValueError(f"class name {name!r} holds a control character (newline, tab)")
     return names
 
 
@@ -788,6 +791,9 @@ def _toml(value) -> str:
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    # TOML's basic strings take no control character as it is (a newline ended the string).
+    text = "".join(f"\\u{ord(ch):04x}" if ord(ch) < 32 or ord(ch) == 127 else ch
+                   for ch in text)
     return f'"{text}"'
 
 

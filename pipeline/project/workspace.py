@@ -66,7 +66,11 @@ def init_project(
         raise ConfigError(format_validation_error(err)) from None
     tmp = config_path.with_name(CONFIG_NAME + ".tmp")
     tmp.write_text(text, encoding="utf-8")
-    config = load_config(tmp)  # validate before it becomes the project's config
+    try:
+        config = load_config(tmp)  # validate before it becomes the project's config
+    except ConfigError:
+        tmp.unlink(missing_ok=True)  # nothing of a refused init stays behind
+        raise
     tmp.replace(config_path)
     ensure_workspace(config)
     return config_path

@@ -148,6 +148,8 @@ def test_cli_shows_the_config_error_with_brackets_intact(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--classes", "cat,cat"], "duplicate class names: cat"),
+    # A newline in --classes: the config was written broken and a .tmp file left behind.
+    (["--classes", "dog,cat\nx,bird"], "class name 'cat\\nx' holds a control character"),
     (["--classes", "cat,dog", "--studio-url", "http://ann:hunter2@127.0.0.1:1"],
      "[studio] url holds a password"),
     (["--classes", "cat"], "at least two classes"),
@@ -167,6 +169,7 @@ def test_init_refuses_bad_input_and_writes_nothing(tmp_path, args, message, ledg
     assert result.exit_code == 2 and message in result.output
     assert "hunter2" not in result.output
     assert not (tmp_path / "labelloop.toml").exists()
+    assert not (tmp_path / "labelloop.toml.tmp").exists()
 
 
 def test_a_password_in_the_studio_url_is_refused_and_never_shown(tmp_path):
@@ -203,3 +206,12 @@ def test_a_store_given_as_a_plain_path_is_a_sqlite_file_beside_the_config(tmp_pa
     assert config.store_url == f"sqlite:///{(tmp_path / 'stores' / 'labels.db').resolve()}"
     absolute = GOOD.replace('[store]\nurl = ""', f'[store]\nurl = "{tmp_path / "x.db"}"')
     assert load_config(write(tmp_path, absolute)).store_url == f"sqlite:///{tmp_path / 'x.db'}"
+
+
+def test_a_config_string_with_control_characters_is_written_as_valid_toml():
+    import tomllib
+
+    from pipeline.project.config import _toml
+
+    value = 'a\nb\t\x7f"\\c'
+    assert tomllib.loads("x = " + _toml(value))["x"] == value
