@@ -31,8 +31,11 @@ class EvalReport:
 def evaluate(probs: np.ndarray, label_idx: np.ndarray, classes: Sequence[str]) -> EvalReport:
     """Score ``probs`` [N, K] (rows over ``classes``) against true class indices ``label_idx`` [N].
 
-    Where a ratio has nothing to count (a class never true or never predicted), recall,
-    precision and F1 are 0, as in scikit-learn with ``zero_division=0``.
+    Macro F1 averages over the classes that are true or predicted at least once, as
+    scikit-learn's ``f1_score(average="macro", zero_division=0)`` does by default: a class the
+    held-out items never show, and the model never predicts, says nothing of the model (over
+    all classes, a perfect model on 3 of 6 classes scored 0.5). ``per_class_recall`` holds
+    the classes that are true at least once (recall is undefined for the others).
     """
     probs = _check_probs(probs, label_idx)
     if probs.shape[1] != len(classes):
@@ -46,11 +49,13 @@ def evaluate(probs: np.ndarray, label_idx: np.ndarray, classes: Sequence[str]) -
     recall = _ratio(hits, confusion.sum(1))
     precision = _ratio(hits, confusion.sum(0))
     f1 = _ratio(2 * precision * recall, precision + recall)
+    true, seen = confusion.sum(1) > 0, (confusion.sum(1) + confusion.sum(0)) > 0
     return EvalReport(
         n=len(y),
         accuracy=float(hits.sum() / len(y)),
-        macro_f1=float(f1.mean()),
-        per_class_recall={c: float(r) for c, r in zip(classes, recall, strict=True)},
+        macro_f1=float(f1[seen].mean()) if seen.any() else 0.0,
+        per_class_recall={c: float(r) for c, r, t in zip(classes, recall, true, strict=True)
+                          if t},
         confusion=confusion.tolist(),
         ece=_ece(probs, y, 15),
     )
