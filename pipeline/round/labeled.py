@@ -4,7 +4,6 @@ snapshot hash, item paths, and the champion's checkpoint."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Collection
 from pathlib import Path
 
@@ -147,30 +146,6 @@ def paths_of(project: Project, keys) -> list[str]:
     keys = list(keys)
     items = project.store.items_by_key(keys)
     return [items[k].path for k in keys]
-
-
-def changed_labels(project: Project, snapshot: str | None, train_set: dict[str, str]) -> int:
-    """How many training labels are new or different since the model trained on ``snapshot``
-    (corrections count as much as new labels)."""
-    path = project.models_dir / f"{snapshot}.labels.json"
-    if snapshot is None or not path.exists():
-        return len(train_set)
-    before = json.loads(path.read_text())
-    return sum(before.get(k) != v for k, v in train_set.items())
-
-
-def why_not_retrain(project: Project, snapshot: str, train_set: dict[str, str]) -> str | None:
-    """Why no challenger is trained on the labels ``train_set`` (hash ``snapshot``): the
-    champion has them, or fewer than ``[loop] min_new_labels`` changed; None: train one."""
-    champion = project.registry.champion()
-    if champion is None:
-        return None
-    if champion.snapshot == snapshot:
-        return "no new labels since the champion"
-    new = changed_labels(project, champion.snapshot, train_set)
-    wanted = project.config.loop.min_new_labels
-    return (f"{new} new training labels < min_new_labels {wanted} (held-out labels do not "
-            f"count: no model trains on them)") if new < wanted else None
 
 
 def class_indices(project: Project, labels: dict[str, str], keys) -> np.ndarray:

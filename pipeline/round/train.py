@@ -13,11 +13,10 @@ from pipeline.round.labeled import (
     class_indices,
     labeled_sets,
     paths_of,
-    snapshot_hash,
-    why_not_retrain,
 )
 from pipeline.round.predict import predict_files
 from pipeline.round.probe import round_params, train_probe
+from pipeline.round.retrain import run_snapshot, why_not_retrain
 from training.calibrate import calibrate_logits
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.evaluate import evaluate
@@ -34,7 +33,8 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
     if len(classes_present) < 2:
         return {"trained": False, "reason": f"only {len(train_set)} training labels, "
                                             f"{len(classes_present)} class(es)"}
-    snapshot = snapshot_hash(train_set)
+    params = round_params(project, len(train_set))
+    snapshot = run_snapshot(train_set, params)
     if (reason := why_not_retrain(project, snapshot, train_set)) is not None:
         return {"trained": False, "reason": reason}
     ckpt = project.models_dir / f"{snapshot}.pt"
@@ -42,7 +42,6 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
         write_text_atomic(project.models_dir / f"{snapshot}.labels.json",
                           json.dumps(train_set, sort_keys=True))
         keys = sorted(train_set)
-        params = round_params(project, len(keys))
         if params.mode == "probe":
             model = train_probe(project, paths_of(project, keys), keys,
                                 [train_set[k] for k in keys], params, progress=progress)

@@ -1,6 +1,7 @@
 """The loop's model and pool steps on real digits, with an oracle writing the human labels
 (the Label Studio side is covered by the integration tests)."""
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -190,6 +191,30 @@ def test_worse_challenger_is_not_promoted_and_rollback_restores(project):
     restored = proj.registry.rollback(reason="bad model")
     assert restored.version == good.version == proj.registry.champion().version
     assert [e.action for e in proj.registry.history()][-2:] == ["promote", "rollback"]
+
+
+def test_new_training_parameters_train_a_challenger_and_a_rollback_is_not_undone(project):
+    # The snapshot was the labels' hash alone: a changed [training] (or tuning's parameters)
+    # on the same labels reused the old checkpoint ("no new labels"), and after `models
+    # rollback` the next round registered the rolled-back version again and promoted it.
+    proj, truth = project
+    for _ in range(2):
+        one_round(proj, truth)
+    first = proj.registry.champion()
+    assert first is not None
+    same = train_step.train_challenger(proj, None, progress=False)
+    assert not same["trained"] and "no new labels" in same["reason"]
+    proj.tuned_params_path.write_text(json.dumps({"params": {"lr": 0.002}}), encoding="utf-8")
+    other = train_step.train_challenger(proj, None, progress=False)
+    assert other["trained"] and other["version"] != first.version
+    assert load_checkpoint(proj.registry.checkpoint_path(other["version"])).params.lr == 0.002
+    proj.registry.promote(other["version"], reason="by hand in a test")
+    assert proj.registry.rollback(reason="worse on my images").version == first.version
+    again = train_step.train_challenger(proj, None, progress=False)
+    assert not again["trained"] and f"v{other['version']}" in again["reason"]
+    assert "rolled back" in again["reason"]
+    assert proj.registry.champion().version == first.version
+    assert len(proj.registry.versions()) == 2
 
 
 def test_a_locked_model_registry_stops_the_round_before_it_changes_anything(project, ledger):

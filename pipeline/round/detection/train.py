@@ -15,8 +15,9 @@ from pipeline.files import write_text_atomic
 from pipeline.project.project import Project
 from pipeline.round.detection.labeled import as_texts, labeled_values
 from pipeline.round.detection.start import Start, fresh, start_from, write_lineage
-from pipeline.round.labeled import choosing_part, paths_of, snapshot_hash, why_not_retrain
+from pipeline.round.labeled import choosing_part, paths_of
 from pipeline.round.promote import promote_if_better
+from pipeline.round.retrain import run_snapshot, why_not_retrain
 from training.detection.checkpoint import load_detector, save_detector
 from training.detection.train import DetectorStalledError
 
@@ -32,7 +33,8 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
         return {"trained": False, "reason": f"{with_boxes} training image(s) with boxes < "
                                             f"{MIN_TRAIN_IMAGES}"}
     texts = as_texts(train_set)
-    snapshot = snapshot_hash(texts)
+    params = detect_params(project.config.training)
+    snapshot = run_snapshot(texts, params)
     if (reason := why_not_retrain(project, snapshot, texts)) is not None:
         return {"trained": False, "reason": reason}
     ckpt = project.models_dir / f"{snapshot}.det.pt"
@@ -43,7 +45,6 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
         write_text_atomic(project.models_dir / f"{snapshot}.labels.json",
                           json.dumps(texts, sort_keys=True))
         keys = sorted(train_set)
-        params = detect_params(project.config.training)
         start = start_from(project, params)
         try:
             model, start = _train(project, keys, train_set, params, start, progress=progress)
