@@ -10,14 +10,15 @@ photos of one scene; an embedding would, at the price of a model per ingest.
 A new item joins the group of the existing item it is most similar to (if any reaches the
 level), else starts its own group named by its key. Groups are what the statistics need: no
 group may have a held-out member and a training member (the copy would leak the answer into
-training and flatter every bound), so ``kept_apart`` drops such training labels.
+training and flatter every bound), so ``kept_apart`` drops such training labels; and the
+strategy does not send people a copy of an item they labeled or were sent (``one_per_group``).
 
 Vocabulary: ``thumbs`` [N, 256] uint8; ``groups`` item key -> group key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -60,3 +61,21 @@ def kept_apart(train: Mapping[str, str], held_out: set[str], groups: Mapping[str
     """``train`` without the items whose near-duplicate group has a held-out member."""
     tainted = {groups[k] for k in held_out if k in groups}
     return {k: v for k, v in train.items() if groups.get(k) not in tainted}
+
+
+def one_per_group(candidates: Sequence[str], groups: Mapping[str, str], taken: Collection[str]
+                  ) -> list[str]:
+    """The ``candidates`` a strategy may send people: none whose group has a member in
+    ``taken`` (labeled by people, picked before, or drawn for this batch's audit), and one
+    member of each other group (the first). A copy's answer teaches nothing new, and next to a
+    held-out copy it is dropped from training: people's answers spent for nothing."""
+    blocked = {groups[k] for k in taken if k in groups}
+    out = []
+    for key in candidates:
+        group = groups.get(key)
+        if group is not None:
+            if group in blocked:
+                continue
+            blocked.add(group)
+        out.append(key)
+    return out

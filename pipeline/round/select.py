@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from labeling.cold_start import typical_picks
+from labeling.near_duplicates import one_per_group
 from labeling.schema import PEOPLE_SOURCES
 from labeling.seen_files import unusable_items
 from labeling.selections import Pick, picks, record_picks, unanswered_picks
@@ -133,6 +134,9 @@ def _audit_and_strategy(project, candidates, predicted, rng, made, *, size: int)
     audit_set = set(audit)
     # Machine-accepted items are confident by construction; people get the uncertain rest.
     rest = [k for k in candidates if k not in audit_set and k in index and k not in machine]
+    if groups := project.store.near_duplicate_groups():
+        people = project.store.current_classes(sources=PEOPLE_SOURCES)
+        rest = one_per_group(rest, groups, [*people, *made, *audit])
     n_strategy = min(n - n_audit, len(rest))
     if n_strategy > 0:
         rows = [index[k] for k in rest]

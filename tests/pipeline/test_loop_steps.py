@@ -217,6 +217,27 @@ def test_new_training_parameters_train_a_challenger_and_a_rollback_is_not_undone
     assert len(proj.registry.versions()) == 2
 
 
+def test_the_strategy_sends_no_copy_of_an_item_people_labeled(project, monkeypatch):
+    # Near-duplicate groups were only applied after people answered (the copy of a held-out
+    # item dropped from training): people labeled an image and its copy for nothing.
+    proj, truth = project
+    for _ in range(2):
+        one_round(proj, truth)
+    answer(proj, truth)
+    rid = proj.store.start_round()
+    predicted = predict_step.predict_pool(proj, rid, progress=False)
+    labeled_keys = sorted(proj.store.current_classes(sources=("human",)))
+    candidates = select_step.unasked(proj, picks(proj.store))
+    # Every candidate but the last ten is a copy of a labeled item.
+    groups = {k: f"g{i % len(labeled_keys)}" for i, k in enumerate(candidates[:-10])}
+    groups.update({k: f"g{i}" for i, k in enumerate(labeled_keys)})
+    monkeypatch.setattr(type(proj.store), "near_duplicate_groups", lambda self: groups)
+    selected = select_step.select_batch(proj, rid, predicted)
+    strategy = [k for k, p in picks(proj.store).items() if p.round_id == rid and not p.holdout]
+    assert selected["picked"] > 0 and strategy
+    assert set(strategy) <= set(candidates[-10:])
+
+
 def test_a_locked_model_registry_stops_the_round_before_it_changes_anything(project, ledger):
     """Another process holds MLflow's SQLite store: the round says so and writes nothing."""
     proj, _ = project
