@@ -17,6 +17,7 @@ the store seconds after it is submitted, not at the next round.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -47,14 +48,22 @@ class StopFlag:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.signal_name: str | None = None
+        # Where the round stopped (the round's own message), once it has.
+        self.where: str | None = None
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, _frame) -> None:
+        if self._event.is_set():
+            # Asked twice: stop inside the step (a step of training can take minutes).
+            raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
         self._event.set()
+        sys.stderr.write(f"{self.signal_name}: stopping after the current step (again to stop "
+                         "at once; the round resumes where it stopped)\n")
+        sys.stderr.flush()
 
     def __call__(self) -> bool:
         return self._event.is_set()
@@ -94,7 +103,8 @@ def run_loop(
     while max_rounds is None or done < max_rounds:
         try:
             record = run_round(project, progress=progress, should_stop=stop)
-        except RoundStopped:
+        except RoundStopped as err:
+            stop.where = str(err)
             break
         except EmptyPool as err:
             if on_empty is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -63,12 +64,10 @@ def round_command(config: Path | None = ConfigOption,
     # seconds to load, which `labelloop --help` and `status` should not pay.
     from pipeline.round.ingest import EmptyPool
     from pipeline.round.steps import RoundStopped, run_round
-    from training.checkpoint import CheckpointError
-    from training.images import ImageError
 
     stop = StopFlag()
     stop.install()
-    with opened(config, lock="labelloop round") as project:
+    with opened(config, lock="labelloop round") as project, _round_failures():
         try:
             record = run_round(project, progress=not quiet, should_stop=stop,
                                on_step=_print_step)
@@ -79,18 +78,34 @@ def round_command(config: Path | None = ConfigOption,
             # A round on an empty pool would run every step, ask nobody anything and look
             # finished: say why instead.
             fail(str(err))
-        except ImageError as err:
-            # A file gone or broken since the last ingest (rounds leave out the items whose
-            # file an ingest found so): nothing of the round is lost, it resumes.
-            fail(f"{err}. If the file changed since the last ingest, put it back, or run "
-                 f"`labelloop ingest` (rounds then leave its item out); `labelloop round` "
-                 f"resumes this round")
-        except CheckpointError as err:
-            fail(f"{err}. If it is the champion's, `labelloop models rollback` (or `models "
-                 f"promote VERSION`) makes another version the champion; `labelloop round` "
-                 f"then resumes this round")
         print(json.dumps({"round": record["id"], **round_summary(record["stats"])}), flush=True)
         _say_next(project, record["stats"])
+
+
+@contextmanager
+def _round_failures():
+    """One line, not a traceback, for what stops a round (or the scheduled loop) until a
+    person acts; the round resumes where it stopped."""
+    from training.checkpoint import CheckpointError
+    from training.images import ImageError
+
+    try:
+        yield
+    except ImageError as err:
+        # A file gone or broken since the last ingest (rounds leave out the items whose
+        # file an ingest found so): nothing of the round is lost, it resumes.
+        fail(f"{err}. If the file changed since the last ingest, put it back, or run "
+             f"`labelloop ingest` (rounds then leave its item out); `labelloop round` "
+             f"resumes this round")
+    except CheckpointError as err:
+        fail(f"{err}. If it is the champion's, `labelloop models rollback` (or `models "
+             f"promote VERSION`) makes another version the champion; `labelloop round` "
+             f"then resumes this round")
+    except KeyboardInterrupt:
+        # A second Ctrl-C: stopped inside a step. Store writes are transactions, checkpoints
+        # and pushes atomic or idempotent: the round resumes at that step.
+        fail("stopped at once, inside a step; `labelloop round` resumes the round at that step",
+             code=130)
 
 
 def _init_from_studio(folder: Path, project_id: int, images: Path, studio_url: str) -> None:
@@ -143,7 +158,7 @@ def run_command(
         fail(str(err))
     stop = StopFlag()
     stop.install()
-    with opened(config, lock=f"labelloop run --every {every}") as project:
+    with opened(config, lock=f"labelloop run --every {every}") as project, _round_failures():
         done = run_loop(project, every_s=every_s, max_rounds=max_rounds, stop=stop,
                         max_failures=max_failures,
                         after_round=lambda r: print(json.dumps(
@@ -152,6 +167,8 @@ def run_command(
                         on_empty=lambda err: _report_empty(err, every))
     why = f" (stopped by {stop.signal_name})" if stop.signal_name else ""
     console.print(f"{done} round(s) done{why}")
+    if stop.where:
+        console.print(stop.where)
 
 
 def status_command(config: Path | None = ConfigOption,

@@ -205,6 +205,7 @@ def test_scheduled_loop_stops_gracefully_on_sigterm(studio_server, digits_export
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     assert "stopped by SIGTERM" in err
+    assert "SIGTERM: stopping after the current step" in err  # said at once, not at the end
     reopened = open_project(find_config(tmp_path), env=env)
     rounds = reopened.store.rounds()
     # Stopped between steps: every round is done, or left running to be resumed next time.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 from contextlib import contextmanager
 
 import numpy as np
@@ -78,6 +79,40 @@ def test_commands_that_read_refuse_a_deleted_workspace_and_do_not_make_an_empty_
         assert not (tmp_path / ".labelloop").exists(), command
     assert runner.invoke(app, ["ingest", "--config", str(tmp_path)]).exit_code == 0
     assert runner.invoke(app, ["status", "--config", str(tmp_path)]).exit_code == 0
+
+
+@pytest.mark.parametrize("command", [["round"], ["run", "--every", "1s"]])
+def test_a_damaged_checkpoint_or_a_second_ctrl_c_ends_round_and_run_in_one_line(
+        tmp_path, monkeypatch, command):
+    # `labelloop run` ended in a 68-line traceback where `labelloop round` said one line.
+    import pipeline.cli.rounds as rounds_cli
+    import pipeline.round.steps
+    from training.checkpoint import CheckpointError
+
+    assert _init(tmp_path).exit_code == 0
+    raised = [CheckpointError("cannot read checkpoint /x/v5.pt (corrupt or not a checkpoint)"),
+              KeyboardInterrupt()]
+
+    def fails(*args, **kwargs):
+        raise raised[0]
+
+    monkeypatch.setattr(pipeline.round.steps, "run_round", fails)
+    monkeypatch.setattr(rounds_cli, "run_loop", fails)
+    done = runner.invoke(app, [*command, "--config", str(tmp_path)])
+    assert done.exit_code == 2 and "Traceback" not in done.output
+    assert "cannot read checkpoint /x/v5.pt" in done.output
+    assert "`labelloop models rollback`" in done.output
+    raised.pop(0)
+    done = runner.invoke(app, [*command, "--config", str(tmp_path)])
+    assert done.exit_code == 130 and "stopped at once, inside a step" in done.output
+
+
+def test_a_second_stop_signal_stops_inside_the_step(capsys):
+    stop = StopFlag()
+    stop._handle(signal.SIGINT, None)
+    assert stop() and "SIGINT: stopping after the current step" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):
+        stop._handle(signal.SIGINT, None)
 
 
 def test_a_round_on_an_empty_folder_says_why_and_the_loop_waits_for_images(tmp_path, ledger):
