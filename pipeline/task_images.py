@@ -26,7 +26,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -39,6 +39,20 @@ CACHE_FOLDER = Path("backend") / "images"  # under the workspace
 # A download larger than this is refused (a photo is a few MB; this is not a file server).
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 20.0
+
+
+def shown_url(url: str) -> str:
+    """``url`` as logs and reasons show it: no password (``user:***@``) and no query (a
+    presigned URL's signature is a key for a week), at most 200 characters."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url[:200]
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = "..." if parts.query else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))[:200]
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,9 @@ class TaskImages:
             with open_image(path, max_pixels=self._max_pixels):
                 pass
         except (ImageError, OSError, httpx.HTTPError, ValueError, RemoteUnavailable) as err:
-            return TaskImage(reason=f"image {url[:200]} cannot be read: {err}")
+            shown = shown_url(url)  # httpx's messages quote the URL whole: replaced too
+            return TaskImage(reason=f"image {shown} cannot be read: "
+                                    f"{str(err).replace(url, shown)}")
         return TaskImage(path=str(path), key=file_key(path)[0])
 
     def same_image(self, url: str, key: str) -> bool:

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pipeline.backend.service import Backend, BadRequest
 from pipeline.registry.mlflow_store import RegistryError
+from training.checkpoint import CheckpointError
 
 log = logging.getLogger("labelloop.serve")
 
@@ -39,9 +40,18 @@ def make_app(backend: Backend) -> FastAPI:
         except BadRequest as err:
             log.warning("refused: %s", err)
             return JSONResponse({"error": str(err)}, status_code=400)
+        except RecursionError:
+            # json.loads of a body nested thousands deep: a bad request, not our failure.
+            log.warning("refused: the body is nested too deeply")
+            return JSONResponse({"error": "the body is nested too deeply"}, status_code=400)
         except RegistryError as err:
             log.error("model registry: %s", err)
             return JSONResponse({"error": f"model registry: {err}"}, status_code=503)
+        except CheckpointError as err:
+            # The champion's file damaged since serve loaded another: a reason, not a 500.
+            log.error("champion: %s", err)
+            return JSONResponse({"error": f"{err}; `labelloop models rollback` makes another "
+                                          "version the champion"}, status_code=503)
         return JSONResponse(result)
 
     @app.get("/health")

@@ -26,7 +26,7 @@ def quickstart_command(
     seed: int = typer.Option(0, help="Seeds the simulated annotator."),
     annotators: int | None = typer.Option(
         None, min=0, max=50, help="Annotator accounts in the simulated crowd (default: the "
-        "demo's [studio] annotators; 0 = one annotator). --noise is their mean error."),
+        "demo's \\[studio] annotators; 0 = one annotator). --noise is their mean error."),
     dataset: str = typer.Option("mnist", help="mnist, or photos: 180 real photos in 6 classes "
                                 "with ImageNet's MobileNetV2 as a frozen backbone."),
     task: str = typer.Option("classification", help="classification, or detection: MNIST "

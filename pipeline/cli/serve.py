@@ -16,12 +16,13 @@ import typer
 from labeling.studio.errors import StudioError
 from pipeline.cli.common import ConfigOption, config_path, console, fail, load
 from pipeline.registry.mlflow_store import RegistryError
+from training.checkpoint import CheckpointError
 
 
 def serve_command(
     config: Path | None = ConfigOption,
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
-    port: int | None = typer.Option(None, help="Port (default: [studio] backend_port, 9090)."),
+    port: int | None = typer.Option(None, help="Port (default: \\[studio] backend_port, 9090)."),
 ) -> None:
     """Serve the champion to Label Studio: predictions for any task, the Train button."""
     import uvicorn
@@ -33,12 +34,20 @@ def serve_command(
     cfg = load(config)
     project = open_project(cfg, env=os.environ)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # httpx logs every request's URL at INFO: a task's image URL may hold a password or a
+    # presigned signature (our own lines show them masked).
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         backend = open_backend(project, config_path(config))
         loaded = backend.champion.current()
     except (StudioError, RegistryError) as err:
         project.close()
         fail(f"cannot serve: {err}")
+    except CheckpointError as err:
+        project.close()
+        fail(f"cannot serve: {err}; `labelloop models rollback` (or `models promote VERSION`) "
+             "makes another version the champion")
     port = port or cfg.studio.backend_port
     served = "no champion yet (predictions start after the first promotion)" if loaded is None \
         else f"champion {loaded.model_version}"

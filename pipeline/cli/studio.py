@@ -164,7 +164,7 @@ def status_command(config: Path | None = ConfigOption) -> None:
 def connect_command(
     config: Path | None = ConfigOption,
     url: str = typer.Option("", help="The backend's URL as Label Studio reaches it (default: "
-                            "http://127.0.0.1:<[studio] backend_port>)."),
+                            "http://127.0.0.1:<\\[studio] backend_port>)."),
 ) -> None:
     """Connect `labelloop serve` to the project in Label Studio ("Connect model"), so that it
     predicts tasks people open or import and its Train button runs a round. Start `labelloop
@@ -221,7 +221,7 @@ def sync_command(config: Path | None = ConfigOption) -> None:
 @studio_app.command("new-project")
 def new_project_command(config: Path | None = ConfigOption) -> None:
     """Go on in a new Label Studio project: the tasks of the current one stop counting (the
-    answers synced from them stay), and the next round makes the project titled [studio]
+    answers synced from them stay), and the next round makes the project titled \\[studio]
     project_title and sends the items that wait for people again. Sync first: answers not
     synced yet are not read. If the current project still has that title, set another one
     first: a round uses the project its title finds (and takes its tasks back)."""

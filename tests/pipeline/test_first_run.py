@@ -169,6 +169,15 @@ def test_a_round_with_the_embedded_server_stopped_names_studio_start(tmp_path, l
     assert "retry" not in loop.output.lower()
 
 
+@pytest.mark.parametrize("command, shown", [
+    (["serve"], "[studio] backend_port"), (["studio", "connect"], "<[studio] backend_port>"),
+    (["studio", "new-project"], "[studio] project_title"), (["quickstart"], "[studio]")])
+def test_help_keeps_the_config_sections_it_names(command, shown):
+    # Rich read "[studio]" as markup and printed " backend_port".
+    done = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert done.exit_code == 0 and shown in done.output
+
+
 def test_help_lists_the_commands_in_the_order_a_user_meets_them():
     done = runner.invoke(app, ["--help"], env={"COLUMNS": "120"})
     assert done.exit_code == 0

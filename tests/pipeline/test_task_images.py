@@ -51,6 +51,16 @@ def test_paths_outside_the_served_folder_and_bad_tasks_get_reasons(setup):
     assert gs.path is None and "gs URLs are not read" in gs.reason
 
 
+def test_a_password_or_a_signature_in_an_image_url_is_never_shown(setup):
+    # serve's log showed `http://alice:S3cretPW@host/...` in the reason (and httpx's lines).
+    found, *_ = setup
+    url = "http://alice:S3cretPW@127.0.0.1:1/x.png?X-Amz-Signature=abcdef0123"
+    gone = found.resolve({"data": {"image": url}})
+    assert gone.path is None and "cannot be read" in gone.reason
+    assert "S3cretPW" not in gone.reason and "abcdef0123" not in gone.reason
+    assert "http://alice:***@127.0.0.1:1/x.png?..." in gone.reason
+
+
 def test_downloads_are_cached_by_content_and_fetched_once(setup):
     found, _, images, key, tmp_path = setup
     (images / "junk.png").write_bytes(b"not an image")
