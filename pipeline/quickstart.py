@@ -33,6 +33,7 @@ from pipeline.project.workspace import find_config, init_project
 from pipeline.round import session as studio_session
 from pipeline.round.predict import predict_files
 from pipeline.round.steps import run_round
+from pipeline.round.sync import pull
 from pipeline.simulate import test_split
 from training.checkpoint import load_checkpoint
 
@@ -192,6 +193,10 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
             if not answered and not project_certificate(project)["unlabeled"]:
                 print("every image is labeled: no more rounds needed")
                 break
+        # The last round's answers came after its sync: read them, or the export and the
+        # certificate below leave them out.
+        with WorkspaceLock(config.workspace_dir / "lock", command="labelloop quickstart"):
+            pull(project)
         exported = export_labels(project.store, folder / "labels.csv", format="csv",
                                  classes=project.classes, force=True)
         print()

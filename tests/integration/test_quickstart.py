@@ -23,6 +23,8 @@ def test_quickstart_runs_rounds_and_continues(tmp_path, capsys):
     try:
         run_quickstart(folder, rounds=2, noise=0.0, seed=0, env={})
         first = capsys.readouterr().out
+        # The export holds the last round's answers too (read after it; they were left out).
+        exported_first = (folder / "labels.csv").read_text().splitlines()
         run_quickstart(folder, rounds=1, noise=0.0, seed=0, env={})
         second = capsys.readouterr().out
     finally:
@@ -35,9 +37,10 @@ def test_quickstart_runs_rounds_and_continues(tmp_path, capsys):
     assert re.search(r"round  3: human labels   200 .* champion test accuracy 0\.\d+ \(v\d\)",
                      second)
     assert "Label Studio: http://127.0.0.1:" in second and "MLflow store:" in second
+    assert len(exported_first) == 1 + 200 and "(200 items with provenance: 200 human)" in first
     rows = (folder / "labels.csv").read_text().splitlines()
     assert rows[0].startswith("path,label,source")
-    assert len(rows) == 1 + 200 and all(",human," in r for r in rows[1:])
+    assert len(rows) == 1 + 300 and all(",human," in r for r in rows[1:])
 
 
 def test_quickstart_on_real_photos_uses_the_pretrained_backbone(tmp_path, capsys):
