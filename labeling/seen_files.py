@@ -126,6 +126,10 @@ def replaced_items(store: LabelStore) -> set[str]:
 GONE = Stamp(-1, -1, -1)
 
 
+# ``unusable_items``' reason for an item whose file an ingest found gone.
+GONE_REASON = "the file is gone"
+
+
 def unusable_items(store: LabelStore) -> dict[str, str]:
     """Item key -> why its image is not at its path now: the file holds another image
     (``replaced_items``), was gone at the last ingest (``mark_gone``), or holds bytes that are
@@ -136,7 +140,7 @@ def unusable_items(store: LabelStore) -> dict[str, str]:
     if "unusable_items" not in store.memo:
         out = dict.fromkeys(replaced_items(store), "the file now holds another image")
         with store.transaction() as s:
-            out.update((k, "the file is gone") for k in s.scalars(
+            out.update((k, GONE_REASON) for k in s.scalars(
                 select(Item.key).join(SeenFile, SeenFile.path == Item.path)
                 .where(SeenFile.size_bytes == GONE.size_bytes, SeenFile.key.is_(None))))
             out.update((k, f"the file cannot be read ({why})") for k, why in s.execute(

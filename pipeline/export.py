@@ -39,13 +39,13 @@ from pathlib import Path
 from sqlalchemy import and_, exists, select
 
 from labeling.schema import PEOPLE_SOURCES, Item, Label, Quarantine
-from labeling.seen_files import read_before
-from labeling.store import LabelStore, file_key
+from labeling.seen_files import GONE_REASON, read_before, unusable_items
+from labeling.store import LabelStore, bytes_key, file_key
 from labeling.tasks.base import TaskType
 from labeling.tasks.registry import DEFAULT_TASK, get_task_type
 from pipeline.export_rows import COLUMNS, PROVENANCE_FILE, ExportError, ExportRow
 from pipeline.files import replace_folder, temp_folder_beside, write_file_atomic
-from training.sources import is_remote, read_bytes
+from training.sources import RemoteUnavailable, is_remote, read_bytes
 
 # The formats of the default task type; ``task`` narrows them for a project of another kind.
 EXPORT_FORMATS = get_task_type(DEFAULT_TASK).export_formats
@@ -92,15 +92,17 @@ def export_labels(
     out = Path(out).expanduser().absolute()
     _check_target(out, format, force=force)
     rows, left_out = labeled_rows(store, human_only=human_only)
-    # An S3 object is not looked up here (a request each): an imagefolder export reads it.
-    present = [r for r in rows if is_remote(r.path) or os.path.isfile(r.path)]
-    missing = sorted(r.path for r in rows if not (is_remote(r.path) or os.path.isfile(r.path)))
-    if missing:
-        left_out["missing_file"] = len(missing)
+    # An S3 object is not looked up here (a request each): what the last ingest found of it
+    # counts (an object deleted or replaced since: ``unusable_items``), and an imagefolder
+    # export checks the bytes it copies.
+    unusable = unusable_items(store) if any(is_remote(r.path) for r in rows) else {}
+    missing = [r.path for r in rows if (unusable.get(r.item_key) == GONE_REASON
+                                        if is_remote(r.path) else not os.path.isfile(r.path))]
+    gone = set(missing)
+    present = [r for r in rows if r.path not in gone]
     changed = other_bytes(store, [r for r in present if not is_remote(r.path)])
-    if changed:
-        left_out["changed_file"] = len(changed)
-        present = [r for r in present if r.item_key not in changed]
+    changed |= {r.item_key for r in present if is_remote(r.path) and r.item_key in unusable}
+    present = [r for r in present if r.item_key not in changed]
     out.parent.mkdir(parents=True, exist_ok=True)
     if task is not None and task.name == "detection":
         from pipeline.export_boxes import write_boxes  # noqa: PLC0415 - boxes only
@@ -109,9 +111,15 @@ def export_labels(
     elif format == "csv":
         _write_csv_atomic(out, present)
     else:
-        _write_imagefolder(out, present, classes)
+        present, not_copied = _write_imagefolder(out, present, classes)
+        missing += not_copied["missing"]
+        changed |= not_copied["changed"]
+    if missing:
+        left_out["missing_file"] = len(missing)
+    if changed:
+        left_out["changed_file"] = len(changed)
     by_source = dict(sorted(Counter(r.source for r in present).items()))
-    return ExportReport(out, format, by_source, left_out, missing)
+    return ExportReport(out, format, by_source, left_out, sorted(missing))
 
 
 def other_bytes(store: LabelStore, rows: list[ExportRow]) -> set[str]:
@@ -207,7 +215,11 @@ def _write_csv_atomic(out: Path, rows: list[ExportRow]) -> None:
     write_file_atomic(out, lambda tmp: _write_csv(tmp, rows))
 
 
-def _write_imagefolder(out: Path, rows: list[ExportRow], classes: Iterable[str]) -> None:
+def _write_imagefolder(out: Path, rows: list[ExportRow], classes: Iterable[str]
+                       ) -> tuple[list[ExportRow], dict]:
+    """Write the folder; returns the rows written, and of the S3 rows not written, the paths
+    of objects gone (``missing``) and the keys of those whose bytes are not the item's
+    (``changed``: replaced since the last ingest)."""
     names = list(dict.fromkeys([*classes, *(r.label for r in rows)]))
     bad = [c for c in names if c in ("", ".", "..") or "/" in c or "\\" in c or "\0" in c
            or c == PROVENANCE_FILE]
@@ -219,19 +231,40 @@ def _write_imagefolder(out: Path, rows: list[ExportRow], classes: Iterable[str])
         for name in names:
             (tmp / name).mkdir()
         taken: set[tuple[str, str]] = set()
-        relative = []
+        relative, written = [], []
+        not_copied: dict = {"missing": [], "changed": set()}
         for row in rows:
-            rel = _file_name(row, taken)
             if is_remote(row.path):
-                (tmp / rel).write_bytes(read_bytes(row.path))
+                data = _object_bytes(row.path)
+                if data is None:
+                    not_copied["missing"].append(row.path)
+                    continue
+                if bytes_key(data) != row.item_key:  # replaced since the last ingest
+                    not_copied["changed"].add(row.item_key)
+                    continue
+                rel = _file_name(row, taken)
+                (tmp / rel).write_bytes(data)
             else:
+                rel = _file_name(row, taken)
                 _link_or_copy(Path(row.path), tmp / rel)
             relative.append(rel)
-        _write_csv(tmp / PROVENANCE_FILE, rows, relative)
+            written.append(row)
+        _write_csv(tmp / PROVENANCE_FILE, written, relative)
         replace_folder(tmp, out)
+        return written, not_copied
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _object_bytes(path: str) -> bytes | None:
+    """An S3 object's bytes; None if it is gone. S3 out of reach is an ``ExportError``."""
+    try:
+        return read_bytes(path)
+    except FileNotFoundError:
+        return None
+    except RemoteUnavailable as err:
+        raise ExportError(f"cannot read {path}: {err}; nothing was written") from None
 
 
 def _file_name(row: ExportRow, taken: set[tuple[str, str]]) -> str:

@@ -260,6 +260,58 @@ def test_items_in_s3_are_exported_as_their_paths_and_copied_into_an_imagefolder(
         store.close()
 
 
+def test_s3_objects_replaced_or_deleted_after_ingest_are_left_out_not_exported(s3, tmp_path):
+    # A labeled object overwritten with another image, one deleted: both went out in the CSV
+    # with their old labels, and an imagefolder put the new image in the old label's folder.
+    from pipeline.ingest import ingest_folder
+
+    names = ("a.png", "b.png", "c.png", "d.png")
+    for name in names:
+        s3.put(f"pool/{name}", png(ord(name[0])))
+    store = LabelStore(tmp_path / "labels.db")
+    try:
+        added = {Path(i.path).name: i.key for i in
+                 ingest_folder(store, f"s3://{s3.name}/pool").added}
+        store.add_labels([NewLabel(added[n], "cat", "human", who="alice") for n in names])
+        s3.put("pool/a.png", png(200))  # replaced, and the ingest below sees it
+        s3.client.delete_object(Bucket=s3.name, Key="pool/b.png")  # deleted, seen too
+        ingest_folder(store, f"s3://{s3.name}/pool")
+        s3.put("pool/c.png", png(201))  # replaced after the last ingest: the copy checks it
+        report = export_labels(store, tmp_path / "labels.csv", format="csv")
+        assert [Path(r["path"]).name for r in read_csv(tmp_path / "labels.csv")] == [
+            "c.png", "d.png"]
+        # (a.png's new image is a new item, without a label yet)
+        assert report.left_out == {"changed_file": 1, "missing_file": 1, "unlabeled": 1}
+        assert report.missing == [f"s3://{s3.name}/pool/b.png"]
+        folder = export_labels(store, tmp_path / "dataset", format="imagefolder",
+                               classes=CLASSES)
+        rows = read_csv(tmp_path / "dataset" / PROVENANCE_FILE)
+        assert [r["path"] for r in rows] == ["cat/d.png"] and folder.rows == 1
+        assert folder.left_out == {"changed_file": 2, "missing_file": 1, "unlabeled": 1}
+    finally:
+        store.close()
+
+
+def test_an_imagefolder_export_with_s3_out_of_reach_is_one_error_and_writes_nothing(
+        s3, tmp_path, monkeypatch):
+    from pipeline.ingest import ingest_folder
+
+    s3.put("pool/a.png", png(1))
+    store = LabelStore(tmp_path / "labels.db")
+    try:
+        key = ingest_folder(store, f"s3://{s3.name}/pool").added[0].key
+        store.add_labels([NewLabel(key, "cat", "human", who="alice")])
+        import training.sources
+
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+        monkeypatch.setattr(training.sources, "_clients", {})  # a new process would read it
+        with pytest.raises(ExportError, match="cannot read s3://.*nothing was written"):
+            export_labels(store, tmp_path / "dataset", format="imagefolder", classes=CLASSES)
+        assert not (tmp_path / "dataset").exists()
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("mask", [0o022, 0o027])
 def test_exports_get_the_umasks_permissions_not_owner_only(project, mask):
     # Written through mkstemp/mkdtemp (0600/0700) and renamed into place: a teammate or a
