@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Text, and_, case, cast, create_engine, event, exists, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labeling.bulk import CHUNK, insert_rows, rows_where_in, set_column
@@ -48,6 +48,11 @@ from labeling.schema import (
 
 class StoreError(ValueError):
     """Bad input to the label store; the message says what is wrong and nothing was written."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The store's database stopped answering (a server down or restarting, a file locked
+    past the timeout): the transaction was rolled back; a later try can succeed."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,10 @@ class LabelStore:
             if not db_path.parent.is_dir():
                 raise StoreError(f"label store folder does not exist: {db_path.parent}")
         self.url = url
-        self.engine: Engine = create_engine(url)
+        # pool_pre_ping: a pooled connection that a server restart ended is replaced before
+        # use (without it, the first query after PostgreSQL came back failed, and stopped
+        # the scheduled loop that had waited out the outage).
+        self.engine: Engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         # Creates a new store's tables, or brings an older store's schema up to date.
@@ -183,8 +191,14 @@ class LabelStore:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back on any exception."""
-        with self._sessions.begin() as session:
-            yield session
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except OperationalError as err:  # the server went away, or the file is locked
+            shown = self.engine.url.render_as_string(hide_password=True)
+            first = str(err.orig or err).strip().splitlines()[0]
+            raise StoreUnavailable(f"the label store at {shown} did not answer: {first}; "
+                                   "nothing of this step was written") from None
 
     # ---- items -------------------------------------------------------------------------
     def add_items(self, items: Iterable[NewItem]) -> list[str]:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from labeling.store import StoreUnavailable
 from labeling.studio.errors import (
     EmbeddedServerStopped,
     InvalidPrediction,
@@ -34,8 +35,8 @@ from pipeline.compute.errors import ComputeError
 from pipeline.project.answers_waiting import mark_answers_waiting, take_answers_waiting
 from pipeline.registry.mlflow_store import RegistryError
 
-# Failures a later try can get past (the server, the store or the Ray cluster comes back) ...
-RETRIED = (StudioError, RegistryError, ComputeError)
+# Failures a later try can get past (the server, the stores or the Ray cluster comes back) ...
+RETRIED = (StudioError, RegistryError, ComputeError, StoreUnavailable)
 # ... except these, which need a person to change something first.
 # A stopped embedded server is one: nothing restarts it while the loop waits.
 PERMANENT = (StudioAuthError, NotLabelStudio, ProjectMismatch, InvalidPrediction,

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from labeling.store import StoreError
+from labeling.store import StoreError, StoreUnavailable
 from labeling.studio.errors import StudioError
 from pipeline.compute.errors import ComputeError
 from pipeline.project.config import CONFIG_NAME, Config, ConfigError
@@ -88,6 +88,8 @@ def opened(config_path: Path | None, *, lock: str | None = None, reads: bool = F
         fail(f"Label Studio: {err}; the next round resumes where this one stopped")
     except ComputeError as err:
         fail(f"compute: {err}")
+    except StoreUnavailable as err:
+        fail(f"{err}; the next round resumes where this one stopped")
     except (WeightsError, WeightsUnavailableError) as err:
         fail(f"[training] weights: {err}")
     finally:

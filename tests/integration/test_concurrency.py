@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from labeling.schema import Label
-from labeling.store import LabelStore, NewItem, NewLabel
+from labeling.store import LabelStore, NewItem, NewLabel, StoreUnavailable
 from labeling.studio.project import find_projects
 from labeling.studio.remote import item_key_of, iter_tasks
 from pipeline.export import export_labels
@@ -200,7 +200,7 @@ class ExportLoop:
             try:
                 report = export_labels(store, self.out, format="csv", force=True)
                 rows = read_export(self.out)
-            except (OperationalError, OSError, ValueError) as err:
+            except (OperationalError, StoreUnavailable, OSError, ValueError) as err:
                 self.errors.append(f"{type(err).__name__}: {err}")
                 continue
             finally:

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from labeling.store import LabelStore, NewItem, NewLabel, StoreError
+from labeling.store import LabelStore, NewItem, NewLabel, StoreError, StoreUnavailable
 
 
 def _item(n: int) -> NewItem:
@@ -163,6 +163,38 @@ def test_a_file_that_is_no_database_is_one_clear_error(tmp_path):
     with pytest.raises(StoreError, match=r"labels\.db cannot be opened: file is not a database"):
         LabelStore(path)
     assert path.read_text() == "garbage, not SQLite\n"  # left as it was
+
+
+def test_a_store_outlives_its_servers_connections_ending(postgres_url):
+    # A PostgreSQL restart ended the pooled connections; the first query after it failed
+    # ("terminating connection due to administrator command") and stopped the scheduled loop
+    # that had waited the outage out.
+    from sqlalchemy import create_engine, text
+
+    store = LabelStore(postgres_url)
+    try:
+        store.add_items([NewItem("sha256:a", "/x/a.png", 1, 1, 1)])
+        admin = create_engine(postgres_url)
+        with admin.begin() as conn:
+            ended = conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+        admin.dispose()
+        assert ended >= 1
+        assert [i.key for i in store.items()] == ["sha256:a"]
+    finally:
+        store.close()
+
+
+def test_a_store_that_stops_answering_mid_round_is_one_retryable_error(tmp_path):
+    store = LabelStore(tmp_path / "labels.db")
+    store.add_items([NewItem("sha256:a", "/x/a.png", 1, 1, 1)])
+    store.close()  # the pool's connections go; the file goes with the disk it was on
+    (tmp_path / "labels.db").unlink()
+    (tmp_path / "labels.db").mkdir()
+    with pytest.raises(StoreUnavailable, match="label store at sqlite:.* did not answer: "
+                                               "unable to open database file; nothing"):
+        store.items()
 
 
 def test_picks_waiting_for_people_leave_out_the_answered_skipped_and_disputed(store):
