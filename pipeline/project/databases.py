@@ -69,12 +69,27 @@ def password_problem(url: str, section: str) -> str | None:
             f"{PASSWORD_KEYS[section]}, or in the environment variable {PASSWORD_ENV[section]}")
 
 
+# Query parameters that carry a password (libpq's, which psycopg passes through): the user
+# part is not the only place a URL can hold one.
+SECRET_QUERY_KEYS = ("password", "sslpassword")
+
+
 def url_password(url: str) -> str | None:
-    """The password in ``url``'s user part, if it has one."""
+    """The password in ``url``'s user part or its query (``?password=``), if it has one."""
     try:
-        return urllib.parse.urlsplit(url).password
+        parts = urllib.parse.urlsplit(url)
+        if parts.password is not None:
+            return parts.password
+        query = urllib.parse.parse_qs(parts.query)
     except ValueError:
         return None  # not a URL with a user part: nothing secret in it
+    return next((v[0] for k, v in query.items() if k.lower() in SECRET_QUERY_KEYS), None)
+
+
+def _masked_query(query: str) -> str:
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    return "&".join(f"{k}={'***' if k.lower() in SECRET_QUERY_KEYS else urllib.parse.quote(v)}"
+                    for k, v in pairs)
 
 
 def not_a_url_problem(url: str, section: str) -> str | None:
@@ -92,17 +107,22 @@ def not_a_url_problem(url: str, section: str) -> str | None:
 
 
 def masked(url: str) -> str:
-    """``url`` as shown in messages and logs: any password replaced by ``***``."""
+    """``url`` as shown in messages and logs: any password (in the user part or the query)
+    replaced by ``***``."""
+    shown = url
     if _scheme(url) in _NOT_DATABASES:
-        parts = urllib.parse.urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+        password = url_password(urllib.parse.urlsplit(url)._replace(query="").geturl())
+        if password is not None:
+            shown = url.replace(f":{password}@", ":***@", 1)
+    else:
+        try:
+            shown = make_url(url).render_as_string(hide_password=True)
+        except (ArgumentError, ValueError):
+            pass
+    if url_password(url) is not None and "?" in shown:
+        base, _, query = shown.partition("?")
+        shown = f"{base}?{_masked_query(query)}"
+    return shown
 
 
 def with_password(url: str, section: str, password_file: Path | None,

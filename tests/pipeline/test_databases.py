@@ -26,13 +26,18 @@ def with_section(section: str, lines: str) -> str:
     return GOOD.replace(f"[{section}]\n", f"[{section}]\n{lines}\n", 1)
 
 
+@pytest.mark.parametrize("where", ["user", "query"])
 @pytest.mark.parametrize("section, key, env", [
     ("store", "url", "LABELLOOP_STORE_PASSWORD"),
     ("registry", "tracking_uri", "LABELLOOP_REGISTRY_PASSWORD"),
     ("tuning", "storage", "LABELLOOP_TUNING_PASSWORD"),
 ])
-def test_a_password_in_the_config_is_refused_with_where_to_put_it(tmp_path, section, key, env):
-    text = with_section(section, f'{key} = "postgresql+psycopg://lab:{SECRET}@db.example/x"')
+def test_a_password_in_the_config_is_refused_with_where_to_put_it(tmp_path, section, key, env,
+                                                                  where):
+    # libpq takes ?password= too: it was accepted, and shown in errors and tune's summary.
+    url = (f"postgresql+psycopg://lab:{SECRET}@db.example/x" if where == "user" else
+           f"postgresql+psycopg://lab@/x?host=/run/pg&password={SECRET}")
+    text = with_section(section, f'{key} = "{url}"')
     text = text.replace(f'{key} = ""\n', "", 1)  # the default line render_config wrote
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, text))
@@ -75,6 +80,9 @@ def test_masked_hides_passwords_of_databases_and_servers():
     assert shown.startswith("postgresql+psycopg://u:***@h/db?host=") and "ss" not in shown
     assert masked("https://u:pw@mlflow.example:5000") == "https://u:***@mlflow.example:5000"
     assert masked("sqlite:////work/ws/labels.db") == "sqlite:////work/ws/labels.db"
+    assert masked(f"postgresql+psycopg://u@/db?host=/tmp&password={SECRET}&port=5") == (
+        "postgresql+psycopg://u@/db?host=/tmp&password=***&port=5")
+    assert SECRET not in masked(f"postgresql://u@h/db?sslpassword={SECRET}")
 
 
 def test_a_project_opens_its_store_with_the_password_and_never_shows_it(
