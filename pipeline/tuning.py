@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.files import fsync_dir, write_text_atomic
 from pipeline.project.config import ConfigError
@@ -116,7 +117,13 @@ def tune_project(
                       paths_of(project, eval_keys), class_indices(project, eval_set, eval_keys),
                       classes=project.classes, num_workers=base.num_workers)
     tag = f"{snapshot_hash(train_set)}-{snapshot_hash(eval_set)}"
-    study = open_study(study_storage(project), project.config.project.name)
+    storage = study_storage(project)
+    try:
+        study = open_study(storage, project.config.project.name)
+    except SQLAlchemyError as err:  # a refused password, a server down: one line, not 155
+        first = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise TuningError(f"the Optuna storage ([tuning] storage, {masked(storage)}) cannot "
+                          f"be opened: {first}") from None
     log_trials(project, study)  # trials a crash left unlogged, or marked interrupted just now
 
     exclude = reverted_trials(project, study.study_name)

@@ -248,6 +248,23 @@ def test_too_few_labels_missing_grid_and_held_lock_are_clear_errors(make_project
     assert not (workspace / "optuna.db").exists()
 
 
+def test_a_refused_tuning_storage_password_is_one_line(make_project, tmp_path, postgres_server,
+                                                       monkeypatch):
+    # A wrong LABELLOOP_TUNING_PASSWORD was a 155-line traceback.
+    make_project().close()
+    config = tmp_path / "labelloop.toml"
+    text = config.read_text()
+    assert text.count('storage = ""') == 1
+    url = postgres_server.create_password_database()
+    config.write_text(text.replace('storage = ""', f'storage = "{url}"'))
+    monkeypatch.setenv("LABELLOOP_TUNING_PASSWORD", "not-the-password")
+    result = CliRunner().invoke(app, ["tune", "--config", str(tmp_path), "--trials", "1"])
+    flat = _flat(result.output)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "the Optuna storage ([tuning] storage" in flat and "password authentication" in flat
+    assert "not-the-password" not in result.output
+
+
 def _flat(text: str) -> str:
     return " ".join(text.split())
 
