@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -162,7 +163,8 @@ def run_command(
         done = run_loop(project, every_s=every_s, max_rounds=max_rounds, stop=stop,
                         max_failures=max_failures,
                         after_round=lambda r: print(json.dumps(
-                            {"round": r["id"], **round_summary(r["stats"])}), flush=True),
+                            {"time": _now(), "round": r["id"], **round_summary(r["stats"])}),
+                            flush=True),
                         on_failure=lambda err, n: _report_failure(err, n, every, max_failures),
                         on_empty=lambda err: _report_empty(err, every))
     why = f" (stopped by {stop.signal_name})" if stop.signal_name else ""
@@ -269,15 +271,21 @@ def _count(value) -> str:
 
 def _report_failure(err: Exception, failures: int, every: str, max_failures: int) -> None:
     """One JSON line on stdout (what the schedule's log reads) and one on stderr."""
-    print(json.dumps({"round_failed": str(err), "failures_in_a_row": failures,
+    print(json.dumps({"time": _now(), "round_failed": str(err), "failures_in_a_row": failures,
                       "retry_in": every}), flush=True)
     console.print(f"round failed ({failures} of {max_failures} in a row), trying again in "
                   f"{every}: {err}", markup=False, highlight=False)
 
 
 def _report_empty(err: Exception, every: str) -> None:
-    print(json.dumps({"round_waiting": str(err), "retry_in": every}), flush=True)
+    print(json.dumps({"time": _now(), "round_waiting": str(err), "retry_in": every}),
+          flush=True)
     console.print(f"no round: {err}; looking again in {every}", markup=False, highlight=False)
+
+
+def _now() -> str:
+    """When, in the scheduled loop's JSON lines: an unattended log is read hours later."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _print_step(step: str, result: dict) -> None:

@@ -805,7 +805,10 @@ def parse_interval(text: str) -> float:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
     if not match:
         raise ValueError(f"bad interval {text!r}; use e.g. 30s, 10m or 2h")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds <= 0:  # `run --every 0` retried an outage three times back to back
+        raise ValueError(f"bad interval {text!r}: it must be longer than 0; use e.g. 30s")
+    return seconds
 
 
 def title_problem(name: str, project_title: str = "") -> str | None:

@@ -3,6 +3,7 @@ that names the next command, as a user running the commands meets it."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -105,6 +106,26 @@ def test_a_damaged_checkpoint_or_a_second_ctrl_c_ends_round_and_run_in_one_line(
     raised.pop(0)
     done = runner.invoke(app, [*command, "--config", str(tmp_path)])
     assert done.exit_code == 130 and "stopped at once, inside a step" in done.output
+
+
+def test_run_refuses_an_interval_of_zero_and_its_lines_say_when(tmp_path, monkeypatch):
+    import pipeline.cli.rounds as rounds_cli
+
+    assert _init(tmp_path).exit_code == 0
+    zero = runner.invoke(app, ["run", "--every", "0", "--config", str(tmp_path)])
+    assert zero.exit_code == 2 and "it must be longer than 0" in zero.output
+
+    def one_round(project, **kwargs):  # the loop's callbacks, as a real round calls them
+        kwargs["on_empty"](RuntimeError("the pool is empty"))
+        kwargs["after_round"]({"id": 7, "stats": {}})
+        return 1
+
+    monkeypatch.setattr(rounds_cli, "run_loop", one_round)
+    done = runner.invoke(app, ["run", "--every", "1s", "--config", str(tmp_path)])
+    lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    assert len(lines) == 2 and all("time" in x for x in lines)  # an unattended log, read later
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", x["time"])
+               for x in lines)
 
 
 def test_a_second_stop_signal_stops_inside_the_step(capsys):
