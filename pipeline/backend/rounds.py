@@ -4,7 +4,8 @@ Label Studio blocks the person who pressed Train until the backend answers (up t
 backend only queues: a worker thread runs ``labelloop round`` as a child process, which takes the
 workspace lock like any round. One round at a time; presses while one runs coalesce into one
 more round after it (it picks up every answer that arrived meanwhile). A round that finds the
-lock taken by a manual round or a command waits for it and tries again; one that finds the
+lock taken by a manual round or a command waits for it (reading the lock's record, without
+starting a child) and tries again; one that finds the
 scheduled loop (``labelloop run``) holding it stops there, since the loop's next round does the
 same work. The children's output goes to ``<workspace>/backend/rounds.log``.
 """
@@ -18,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline.project.lock import read_holder
+from pipeline.project.lock import held_by_nobody, read_holder
 
 LOCK_HELD_EXIT = 3  # pipeline.cli.common.opened: the workspace lock is taken
 RETRY_S = 2.0
@@ -62,6 +63,14 @@ class RoundRunner:
     def _run_one(self) -> None:
         deadline = time.monotonic() + MAX_WAIT_S
         while True:
+            # Wait here while a holder is on record: a child that finds the lock taken costs
+            # seconds of CPU to import torch first, and `labelloop tune` or a round would be
+            # slowed by one every two seconds for as long as they hold it.
+            while not held_by_nobody(self._lock_path) and time.monotonic() < deadline:
+                holder = read_holder(self._lock_path)
+                if holder is not None and holder.command.startswith("labelloop run"):
+                    break  # said below, once the child confirms it
+                time.sleep(RETRY_S)
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self._log_path, "ab") as out:
                 code = subprocess.call(self._command, stdout=out, stderr=subprocess.STDOUT,
