@@ -527,6 +527,19 @@ class ComputeSection(_Section):
     # resumes at this step on the next run.
     timeout_s: float = Field(1800.0, gt=0)
 
+    @field_validator("address")
+    @classmethod
+    def _address_has_a_port(cls, value: str) -> str:
+        # "10.0.0.5" alone failed at the step with "invalid literal for int()".
+        if value in ("", "auto") or value.startswith("ray://"):
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{value!r} is not HOST:PORT; give the head node's GCS port (6379 "
+                             "unless `ray start --port` chose another; not the dashboard's "
+                             "8265), \"auto\", or a ray:// address")
+        return value
+
 
 class Config(_Section):
     project: ProjectSection
@@ -780,7 +793,7 @@ def render_config(name: str, classes, images: Path | str, *, studio_url: str = "
             elif not isinstance(value, dict):  # tables: [tuning.grid]
                 out.append(f"{key} = {_toml(value)}")
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out) + "\n"
 
 
 def _toml(value) -> str:
