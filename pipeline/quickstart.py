@@ -11,6 +11,7 @@ project: nothing starts over, nothing is duplicated.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -42,7 +43,8 @@ from training.checkpoint import load_checkpoint
 # batches sized for a pool of 144 photos.
 DEMO_SETTINGS = {
     "mnist": (),
-    "photos": (('model = "small_cnn"', 'model = "mobilenet_v2"\nweights = "imagenet"'),
+    "photos": (('model = "small_cnn"', 'model = "mobilenet_v2"'),
+               ("# weights: unset by default", 'weights = "imagenet"'),
                ('mode = "finetune"', 'mode = "probe"'),
                ("batch_size = 100", "batch_size = 24"),
                ("initial_random = 100", "initial_random = 30"),
@@ -141,6 +143,13 @@ def use_crowd(config_path: Path, annotators: int) -> None:
         ("reference_error = 0.0", 'reference_error = "measured"')))
 
 
+def items_to_certify(loop) -> int:
+    """The fewest random held-out answers that can certify the loop's target, all right: a
+    one-sided Clopper-Pearson bound on 0 errors in n is 1 - alpha^(1/n)."""
+    allowed = loop.dataset_error if loop.target == "dataset" else 1 - loop.target_precision
+    return math.ceil(math.log(1 - loop.confidence_level) / math.log(1 - allowed))
+
+
 def open_demo(config_path: Path, env: dict[str, str], n_test: int):
     """Open a demo project, ingest its pool and start its embedded Label Studio; returns the
     project and the server's details (URL, login, password file)."""
@@ -149,8 +158,13 @@ def open_demo(config_path: Path, env: dict[str, str], n_test: int):
     try:
         report = ingest_folder(project.store, config.images_dir, progress=True,
                                keep_pixels=ingest_keeper(config, project.train_params()))
-        print(f"pool: {len(project.store.items())} images ({len(report.added)} new), "
-              f"{n_test} test images kept out")
+        pool = len(project.store.items())
+        print(f"pool: {pool} images ({len(report.added)} new), {n_test} test images kept out")
+        if (needed := items_to_certify(config.loop)) > pool:
+            print(f"note: accepting machine labels at this target needs at least {needed} "
+                  f"random held-out answers without an error, more than the pool's {pool} "
+                  "images: people label every image here, and the rounds show what the model "
+                  "learns from them")
         return project, studio_session.ensure_embedded_server(project)
     except BaseException:
         project.close()

@@ -157,3 +157,17 @@ def test_labels_the_export_holds_back_are_not_certified_as_delivered(store):
     assert (people["delivered"], people["withheld"], people["unlabeled"]) == (2, 2, 2)
     assert people["machine_not_exported"] == 4
     assert people["wrong_ub"] == pytest.approx(4 * 0.01 / 2)
+
+
+def test_the_fewest_answers_that_certify_a_target_are_where_the_bound_first_meets_it():
+    from types import SimpleNamespace
+
+    from labeling.bounds import error_upper_bound
+    from pipeline.quickstart import items_to_certify
+
+    loop = SimpleNamespace(target="label", target_precision=0.98, confidence_level=0.95,
+                           dataset_error=0.02)
+    n = items_to_certify(loop)
+    assert n == 149  # the figure the loop's notes give for 2% at 95%
+    assert (error_upper_bound(0, n, confidence=0.95) <= 0.02
+            < error_upper_bound(0, n - 1, confidence=0.95))
