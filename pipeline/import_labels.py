@@ -18,6 +18,7 @@ import; importing the same file twice changes nothing.
 from __future__ import annotations
 
 import csv
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -100,6 +101,9 @@ def _write(store: LabelStore, report: IngestReport, rows: list[tuple[str, str]],
     current = store.current_labels()
     wanted: dict[str, tuple[str, str]] = {}  # key -> (path, label)
     refused: list[Rejected] = []
+    # One spelling of a class: a folder name macOS wrote decomposed (NFD) or a label typed so
+    # is the class written composed (NFC), as the config keeps it.
+    rows = [(path, unicodedata.normalize("NFC", label)) for path, label in rows]
     checked = [(path, label, _row_problem(path, label, task, classes, report.root,
                                           quarantined) if label or not path else no_label)
                for path, label in rows]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -733,7 +734,8 @@ def weights_file(weights: str | None) -> Path | None:
 
 def validate_classes(classes, *, minimum: int = 2) -> tuple[str, ...]:
     """At least ``minimum`` distinct, non-blank class names."""
-    names = tuple(str(c).strip() for c in classes)
+    # Composed (NFC): "café" typed on one system and on another are one class, not two.
+    names = tuple(unicodedata.normalize("NFC", str(c).strip()) for c in classes)
     if len(names) < minimum:
         raise ValueError(f"needs at least {'two classes' if minimum == 2 else 'one class'}, "
                          f"got {len(names)}")

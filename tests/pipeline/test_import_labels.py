@@ -206,3 +206,20 @@ def test_two_rows_that_label_one_image_differently_say_which_label_came_in(tmp_p
     [(path, reason)] = report.refused
     assert path.endswith("copy-of-a.png")
     assert "labeled 'dog' here" in reason and "'cat'" in reason and "is the one imported" in reason
+
+
+def test_a_class_folder_named_decomposed_is_the_class_written_composed(tmp_path, store):
+    # macOS writes "café" as "cafe" + a combining accent (NFD): refused as "not a class (valid:
+    # café, ...)", two names that look the same; and init took the two spellings as two classes.
+    import unicodedata
+
+    from pipeline.project.config import validate_classes
+
+    composed = unicodedata.normalize("NFC", "café")
+    root = tmp_path / "tree"
+    png(root / unicodedata.normalize("NFD", "café") / "a.png", 1)
+    report = import_imagefolder(store, root, TASK, (composed, "thé"), max_pixels=10**6)
+    assert report.added == 1 and report.refused == []
+    assert [v.label for v in store.current_labels().values()] == [composed]
+    with pytest.raises(ValueError, match="duplicate class names"):
+        validate_classes([composed, unicodedata.normalize("NFD", "café")])
