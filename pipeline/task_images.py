@@ -42,12 +42,15 @@ DOWNLOAD_TIMEOUT_S = 20.0
 
 
 def shown_url(url: str) -> str:
-    """``url`` as logs and reasons show it: no password (``user:***@``) and no query (a
-    presigned URL's signature is a key for a week), at most 200 characters."""
+    """``url`` as logs and reasons show it: an http(s) URL without its password
+    (``user:***@``) or query (a presigned URL's signature is a key for a week); at most 200
+    characters."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return url[:200]
+    if parts.scheme not in ("http", "https"):
+        return url[:200]  # a local-files URL: its query is the file's name, no secret
     netloc = parts.netloc
     if parts.password is not None:
         netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
@@ -93,11 +96,11 @@ class TaskImages:
             return TaskImage(reason="the task has no data object")
         data = task["data"]
         key = data.get("item_key")
+        url = data.get("image")
         if isinstance(key, str):
             item = pooled.get(key) if pooled is not None else self._store.item(key)
-            if item is not None and item.status == "ok":
+            if item is not None and item.status == "ok" and self._shows_item(url, item.path):
                 return TaskImage(path=item.path, key=key)
-        url = data.get("image")
         if not isinstance(url, str) or not url:
             return TaskImage(reason="the task has no data.image URL")
         try:
@@ -109,6 +112,19 @@ class TaskImages:
             return TaskImage(reason=f"image {shown} cannot be read: "
                                     f"{str(err).replace(url, shown)}")
         return TaskImage(path=str(path), key=file_key(path)[0])
+
+    def _shows_item(self, url: object, item_path: str) -> bool:
+        """Whether a task's ``data.image`` still names its item's image: one edited in Label
+        Studio to show another picture must not get the item's prediction (the push made it
+        from the item's path; an S3 object's URL is signed anew at each push)."""
+        if not isinstance(url, str) or not url:
+            return True  # nothing else shown
+        if item_path.startswith(("http://", "https://")):
+            return url == item_path
+        if is_remote(item_path):
+            return self._source.signed_for(url, item_path)
+        local = self._source.path_for(url)
+        return local is not None and local == Path(item_path).resolve()
 
     def same_image(self, url: str, key: str) -> bool:
         """Whether ``url`` is known to show the image with item key ``key``: a served local

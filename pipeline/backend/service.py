@@ -39,6 +39,8 @@ log = logging.getLogger("labelloop.serve")
 ANSWER_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED",
                  "ANNOTATIONS_CREATED")
 TRAIN_EVENT = "START_TRAINING"
+# The version of an empty result for an image that could not be read (see ``predict``).
+UNREAD_SUFFIX = "-unread"
 
 
 class BadRequest(ValueError):
@@ -74,7 +76,8 @@ class Backend:
 
     def predict(self, body: object) -> dict:
         """One result per task, in order; a task whose image cannot be read gets an empty
-        result (its reason is logged), and so does one a round's push sends without a
+        result (its reason is logged) under a version that is not the champion's, so that
+        Label Studio asks again; one a round's push sends without a
         pre-annotation (a blind reference or check, a guess under
         ``preannotate_min_confidence``): people's answers there must not lean on the model's,
         or the error measured on them is not the people's. Before any champion: no results,
@@ -96,9 +99,15 @@ class Backend:
             hidden = blind_keys(self.project, known) | unsure(self.project, known, known)
         results = []
         for task, image, guess in zip(tasks, images, guesses, strict=True):
-            if guess is None or image.key in hidden:
-                if guess is None:
-                    log.warning("task %s: no prediction: %s", _task_id(task), image.reason)
+            if guess is None:
+                log.warning("task %s: no prediction: %s", _task_id(task), image.reason)
+                # Not the champion's version: Label Studio counts a task as predicted by the
+                # version /setup names, and would never ask again once the image is readable
+                # (a host back up, a file fixed).
+                results.append({"result": [], "score": 0.0,
+                                "model_version": loaded.model_version + UNREAD_SUFFIX})
+                continue
+            if image.key in hidden:
                 results.append({"result": [], "score": 0.0,
                                 "model_version": loaded.model_version})
                 continue

@@ -61,7 +61,10 @@ def test_connected_backend_draws_the_champions_boxes_on_hand_imported_tasks(
         _retrieve(studio, sp.id, ids)
         preds = {tid: _predictions(studio, tid) for tid in ids}
         assert all(len(p) == 1 for p in preds.values()), preds
-        assert {p[0]["model_version"] for p in preds.values()} == {version}
+        assert {preds[tid][0]["model_version"] for tid in ids[:len(names)]} == {version}
+        # Unreadable: not the champion's version, so Label Studio asks again.
+        assert {preds[tid][0]["model_version"] for tid in ids[len(names):]} == {
+            f"{version}-unread"}
 
         # Each good image: the boxes the champion keeps for it, where the predict step would
         # put them (read back from Label Studio in pixels), with their scores and the image's
@@ -93,8 +96,10 @@ def test_connected_backend_draws_the_champions_boxes_on_hand_imported_tasks(
         log = backend.log.read_text()
         assert "broken.png" in log and "gone.png" in log
 
-        _retrieve(studio, sp.id, ids)  # the same champion: nothing predicted twice
-        assert all(len(_predictions(studio, tid)) == 1 for tid in ids)
+        _retrieve(studio, sp.id, ids)  # the same champion: nothing predicted twice, but
+        assert all(len(_predictions(studio, tid)) == 1 for tid in ids[:len(names)])
+        # the unreadable ones are asked about again (each time, until their image reads)
+        assert all(len(_predictions(studio, tid)) == 2 for tid in ids[len(names):])
 
         # A person answers a hand-made task with the true boxes: the next sync adopts its image
         # into the pool, and the boxes, in pixels, become the item's label.

@@ -143,7 +143,9 @@ def test_connected_backend_predicts_hand_imported_tasks_once_per_champion(
     _retrieve(studio, sp.id, ids)
     preds = {tid: _predictions(studio, tid) for tid in ids}
     assert all(len(p) == 1 for p in preds.values()), preds
-    assert {p[0]["model_version"] for p in preds.values()} == {v1}
+    assert {preds[tid][0]["model_version"] for tid in ids[:2]} == {v1}
+    # Unreadable: not the champion's version, so Label Studio asks again (it never did).
+    assert {preds[tid][0]["model_version"] for tid in ids[2:]} == {f"{v1}-unread"}
     for tid in ids[:2]:  # the good images: the champion's class, with its score
         result = preds[tid][0]["result"]
         assert result and result[0]["value"]["choices"][0] in project.classes
@@ -158,8 +160,16 @@ def test_connected_backend_predicts_hand_imported_tasks_once_per_champion(
     assert screen.ticked == [preds[ids[0]][0]["result"][0]["value"]["choices"][0]]
     assert "issue loading URL" not in screen.text  # and the picture itself
 
-    _retrieve(studio, sp.id, ids)  # same champion: nothing predicted again
-    assert all(len(_predictions(studio, tid)) == 1 for tid in ids)
+    _retrieve(studio, sp.id, ids)  # same champion: nothing predicted again ...
+    assert all(len(_predictions(studio, tid)) == 1 for tid in ids[:2])
+    # ... but the unreadable image, fixed meanwhile, is predicted now (then broken again for
+    # the adoption below).
+    with Image.open(pool[2]) as img:
+        ImageOps.invert(img.convert("L")).save(hand / "broken.png")
+    _retrieve(studio, sp.id, ids[2:3])
+    fixed = [p for p in _predictions(studio, ids[2]) if p["model_version"] == v1]
+    assert len(fixed) == 1 and fixed[0]["result"], _predictions(studio, ids[2])
+    (hand / "broken.png").write_bytes(b"this is not a png")
 
     # A promotion: the next retrieve predicts again, with the new version.
     ckpt = project.registry.checkpoint_path(project.registry.champion().version)

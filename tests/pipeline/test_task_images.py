@@ -35,8 +35,15 @@ def setup(tmp_path):
 
 def test_a_pool_item_and_a_served_local_file_are_found(setup):
     found, source, images, key, _ = setup
-    by_key = found.resolve({"data": {"item_key": key, "image": "ignored"}})
+    shown = source.url_for(str(images / "a.png"))
+    by_key = found.resolve({"data": {"item_key": key, "image": shown}})
     assert (by_key.path, by_key.key) == (str(images / "a.png"), key)
+    # The task's image changed in Label Studio to another picture: that picture, not the
+    # item's (it got the item's prediction).
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(images / "b.png")
+    edited = found.resolve({"data": {"item_key": key,
+                                     "image": source.url_for(str(images / "b.png"))}})
+    assert edited.path == str(images / "b.png") and edited.key != key
     by_url = found.resolve({"data": {"image": source.url_for(str(images / "a.png"))}})
     assert by_url.key == key and by_url.reason is None
 
@@ -59,6 +66,9 @@ def test_a_password_or_a_signature_in_an_image_url_is_never_shown(setup):
     assert gone.path is None and "cannot be read" in gone.reason
     assert "S3cretPW" not in gone.reason and "abcdef0123" not in gone.reason
     assert "http://alice:***@127.0.0.1:1/x.png?..." in gone.reason
+    # A local file's name, in the query of its URL, stays in the reason.
+    assert "nothere.png" in found.resolve(
+        {"data": {"image": "/data/local-files/?d=images/nothere.png"}}).reason
 
 
 def test_downloads_are_cached_by_content_and_fetched_once(setup):
