@@ -16,6 +16,7 @@ the store seconds after it is submitted, not at the next round.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -32,6 +33,7 @@ from labeling.studio.errors import (
     StudioError,
 )
 from pipeline.compute.errors import ComputeError
+from pipeline.files import write_text_atomic
 from pipeline.project.answers_waiting import mark_answers_waiting, take_answers_waiting
 from pipeline.registry.mlflow_store import RegistryError
 
@@ -117,12 +119,14 @@ def run_loop(
             failures += 1
             if isinstance(err, PERMANENT) or failures >= max_failures:
                 raise
+            note_failure(project, err, failures, every_s)
             if on_failure is not None:
                 on_failure(err, failures)
             if _between_rounds(project, stop, every_s):
                 break
             continue
         failures = 0
+        note_failure(project, None, 0, every_s)
         done += 1
         if after_round is not None:
             after_round(record)
@@ -131,6 +135,33 @@ def run_loop(
         if _between_rounds(project, stop, every_s):
             break
     return done
+
+
+# Where the scheduled loop notes a round that failed and waits to be tried again: while it
+# waits the loop holds the lock, and `labelloop status` would read the round as running.
+FAILURE_FILE = "loop-failure.json"
+
+
+def note_failure(project, err: Exception | None, failures: int, every_s: float) -> None:
+    """Record (``err``) or clear (None) the failure of the round the loop will try again."""
+    path = project.config.workspace_dir / FAILURE_FILE
+    if err is None:
+        path.unlink(missing_ok=True)
+        return
+    rounds = project.store.rounds()
+    now = time.time()
+    write_text_atomic(path, json.dumps({
+        "round": rounds[-1]["id"] if rounds else None, "error": str(err),
+        "failures_in_a_row": failures, "failed_at": now, "retry_at": now + every_s}))
+
+
+def read_failure(workspace) -> dict | None:
+    """The failure ``note_failure`` recorded, if any (None: none, or unreadable)."""
+    try:
+        record = json.loads((workspace / FAILURE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 # How often the loop looks for answers announced by webhooks while it waits.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from labeling.schema import PEOPLE_SOURCES
 from labeling.seen_files import replaced_items, unusable_items
@@ -11,6 +12,7 @@ from labeling.store import LabelStore
 from labeling.studio.opinions import human_answers
 from labeling.studio.sync_store import rejected_annotations
 from pipeline.certify import certificate, latest_accept, latest_annotator_quality
+from pipeline.loop import read_failure
 from pipeline.project.lock import held_by_nobody
 from pipeline.project.project import Project
 from pipeline.project.studio import annotator_emails
@@ -55,6 +57,17 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     # Free before and after the rounds were read: a round starting in between is not stopped.
     stopped = (all_rounds and all_rounds[-1]["status"] == "running" and unheld
                and held_by_nobody(lock))
+    failed = read_failure(project.config.workspace_dir)
+    waiting = bool(failed and not unheld and all_rounds
+                   and all_rounds[-1]["status"] == "running"
+                   and failed.get("round") == all_rounds[-1]["id"]
+                   and float(failed.get("retry_at", 0)) > time.time())
+    if waiting:
+        # The scheduled loop holds the lock and waits to try the round again: not running.
+        when = time.strftime("%H:%M:%S", time.localtime(float(failed["retry_at"])))
+        warnings.append(f"round {failed['round']} failed ({failed.get('failures_in_a_row')} "
+                        f"in a row) and `labelloop run` tries it again at {when}: "
+                        f"{failed.get('error')}")
     if stopped:  # (a round run from Python without the lock reads as stopped too)
         done = len(all_rounds[-1]["stats"].get("done", []))
         warnings.append(f"round {all_rounds[-1]['id']} stopped after {done} step(s) (no "
@@ -78,6 +91,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
         "champion": champion,
         "rounds": [
             {"id": r["id"], "status": "stopped" if stopped and r is all_rounds[-1]
+             else "failed, waiting to retry" if waiting and r is all_rounds[-1]
              else r["status"],
              "started_at": r["started_at"].isoformat() if r["started_at"] else None,
              "summary": round_summary(r["stats"])}

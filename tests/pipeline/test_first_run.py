@@ -271,6 +271,18 @@ def test_status_says_a_round_whose_process_ended_is_stopped_not_running(tmp_path
         lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                     "command": "labelloop round", "started_at": "now"}))
         assert project_status(project)["rounds"][-1]["status"] == "running"
+        # The scheduled loop holds the lock and waits to try a failed round again: it read
+        # as running for as long as it waited (up to --every x --max-failures).
+        from labeling.studio.errors import StudioError
+        from pipeline.loop import note_failure
+
+        note_failure(project, StudioError("Label Studio did not answer in time"), 1, 600)
+        status = project_status(project)
+        assert status["rounds"][-1]["status"] == "failed, waiting to retry"
+        assert any(f"round {rid} failed (1 in a row) and `labelloop run` tries it again at" in w
+                   and "did not answer in time" in w for w in status["warnings"])
+        note_failure(project, None, 0, 600)  # the retry went through
+        assert project_status(project)["rounds"][-1]["status"] == "running"
     finally:
         project.close()
 
