@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -39,6 +41,10 @@ CACHE_FOLDER = Path("backend") / "images"  # under the workspace
 # A download larger than this is refused (a photo is a few MB; this is not a file server).
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 20.0
+# Downloads of one batch at once (a batch of tasks from Label Studio, a sync's hand-made tasks).
+FETCHERS = 8
+# A URL whose download failed is not tried again for this long.
+RETRY_FAILED_S = 60.0
 
 
 def shown_url(url: str) -> str:
@@ -79,15 +85,23 @@ class TaskImages:
         self._studio_url = studio_url.rstrip("/") + "/"
         self._api_key = api_key
         self._max_pixels = max_pixels
+        # URL -> (when, why) of downloads that failed (see _fetched_unless_failed).
+        self._failures: dict[str, tuple[float, str]] = {}
+        self._failures_lock = threading.Lock()
 
     def __repr__(self) -> str:  # the key stays out of reprs
         return f"TaskImages(cache={str(self._cache)!r}, studio_url={self._studio_url!r})"
 
     def resolve_all(self, tasks: list) -> list[TaskImage]:
-        """``resolve`` for each task, with the pool items looked up in one query."""
+        """``resolve`` for each task, with the pool items looked up in one query, and the tasks
+        resolved side by side: one slow image host cost a batch its download timeout once
+        per task (six tasks: 120 s, past Label Studio's 100 s for the whole batch)."""
         keys = [_data(t).get("item_key") for t in tasks]
         pooled = self._store.items_by_key(k for k in keys if isinstance(k, str))
-        return [self.resolve(task, pooled) for task in tasks]
+        if len(tasks) < 2:
+            return [self.resolve(task, pooled) for task in tasks]
+        with ThreadPoolExecutor(max_workers=min(FETCHERS, len(tasks))) as pool:
+            return list(pool.map(lambda task: self.resolve(task, pooled), tasks))
 
     def resolve(self, task: object, pooled: dict | None = None) -> TaskImage:
         """The task's image; never raises for a bad task (the reason says what is wrong).
@@ -141,7 +155,7 @@ class TaskImages:
 
     def _local_or_fetched(self, url: str) -> Path:
         if url.startswith(("http://", "https://")):
-            return self._fetched(url, headers={})
+            return self._fetched_unless_failed(url)
         if is_remote(url):
             return self._from_s3(url)
         local = self._source.path_for(url)
@@ -156,6 +170,22 @@ class TaskImages:
         scheme = url.split(":", 1)[0] if ":" in url else "a relative path"
         raise ValueError(f"{scheme} URLs are not read by the backend yet (local files, "
                          f"uploads and http(s) are)")
+
+    def _fetched_unless_failed(self, url: str) -> Path:
+        """``_fetched``, except that a URL that failed in the last ``RETRY_FAILED_S`` fails
+        again at once with the same reason: Label Studio asks again about such a task at every
+        look (serve), and a dead host would cost each ask its timeout."""
+        with self._failures_lock:
+            failed = self._failures.get(url)
+        if failed is not None and time.monotonic() - failed[0] < RETRY_FAILED_S:
+            raise ValueError(f"{failed[1]} (less than {RETRY_FAILED_S:.0f} s ago; not tried "
+                             "again yet)")
+        try:
+            return self._fetched(url, headers={})
+        except (OSError, httpx.HTTPError, ValueError) as err:
+            with self._failures_lock:
+                self._failures[url] = (time.monotonic(), str(err))
+            raise
 
     def _from_s3(self, url: str) -> Path:
         """The cached copy of the S3 object ``url`` (read now if it is not cached)."""

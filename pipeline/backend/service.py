@@ -88,12 +88,15 @@ class Backend:
             raise BadRequest("/predict needs a JSON list under 'tasks'")
         self._check_project(body.get("project"))
         self._check_config(body.get("label_config"))
+        if self.champion.current() is None:
+            log.info("no champion yet: %d task(s) not predicted", len(tasks))
+            return {"results": []}
+        # Outside the lock: a batch waiting on a slow image host must not hold up the others.
+        images = self._images.resolve_all(tasks)
         with self._predicting:
             loaded = self.champion.current()
             if loaded is None:
-                log.info("no champion yet: %d task(s) not predicted", len(tasks))
                 return {"results": []}
-            images = self._images.resolve_all(tasks)
             guesses = self._guesses(loaded.model, images)
             known = {i.key: g for i, g in zip(images, guesses, strict=True) if g is not None}
             hidden = blind_keys(self.project, known) | unsure(self.project, known, known)

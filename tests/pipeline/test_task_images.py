@@ -71,6 +71,36 @@ def test_a_password_or_a_signature_in_an_image_url_is_never_shown(setup):
         {"data": {"image": "/data/local-files/?d=images/nothere.png"}}).reason
 
 
+def test_a_host_that_never_answers_costs_a_batch_one_timeout_and_is_not_asked_again_at_once(
+        setup, monkeypatch):
+    # Tried one task after another, inside serve's lock: six such tasks took 120 s, past Label
+    # Studio's 100 s for the whole batch, and every other request waited behind them.
+    import socket
+    import time
+
+    import pipeline.task_images as task_images
+
+    found, source, images, key, _ = setup
+    monkeypatch.setattr(task_images, "DOWNLOAD_TIMEOUT_S", 1.0)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts connections, never answers
+    try:
+        port = silent.getsockname()[1]
+        tasks = [{"data": {"image": f"http://127.0.0.1:{port}/{n}.png"}} for n in range(4)]
+        tasks.append({"data": {"item_key": key,
+                               "image": source.url_for(str(images / "a.png"))}})
+        started = time.monotonic()
+        got = found.resolve_all(tasks)
+        assert time.monotonic() - started < 3.0  # side by side: one timeout, not four
+        assert [g.path is None for g in got] == [True] * 4 + [False]
+        started = time.monotonic()
+        again = found.resolve_all(tasks[:1])  # failed a moment ago: not waited on again
+        assert time.monotonic() - started < 0.5 and "not tried again yet" in again[0].reason
+    finally:
+        silent.close()
+
+
 def test_downloads_are_cached_by_content_and_fetched_once(setup):
     found, _, images, key, tmp_path = setup
     (images / "junk.png").write_bytes(b"not an image")
