@@ -109,6 +109,8 @@ class IngestReport:
     # Files that now hold other bytes than the item recorded at their path, whose own bytes are
     # nowhere in the folder (overwritten in place): that item keeps its labels, has no file.
     replaced: list[str] = field(default_factory=list)
+    # Links to image files inside the folder: the file they name is read (once), not the link.
+    file_links: list[str] = field(default_factory=list)
 
 
 def ingest_folder(
@@ -270,7 +272,8 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
     return IngestReport(root_path, added, already, duplicates, quarantined, released,
                         found.others, found.unreadable, found.folder_links, len(unchanged),
                         cache_failed[0] if cache_failed else None, moved, not_moved,
-                        hidden_folders=found.hidden, replaced=replaced)
+                        hidden_folders=found.hidden, replaced=replaced,
+                        file_links=found.file_links)
 
 
 def _follow_moves(store: LabelStore, found: dict[str, str], now_holds: dict[str, str],
@@ -400,7 +403,7 @@ def _check_prefix(root: str) -> str:
 
 def _list_prefix(root: str) -> tuple[_Found, dict[str, Stamp]]:
     """The objects under ``root``, as ``_walk`` finds files (in key order), and their stamps."""
-    found = _Found([], [], [], [], [], [])
+    found = _Found([], [], [], [], [], [], [])
     stamps: dict[str, Stamp] = {}
     for obj in list_objects(root):
         if os.path.splitext(obj.path)[1].lower() not in IMAGE_EXTENSIONS:
@@ -420,6 +423,7 @@ class _Found(NamedTuple):
     folder_links: list[str]
     unreadable: list[Rejected]  # folders that could not be listed
     hidden: list[str]  # folders whose name starts with a dot: not walked
+    file_links: list[str]  # links to image files in the tree: read as the file they name
 
 
 def _walk(root: Path) -> _Found:
@@ -429,7 +433,7 @@ def _walk(root: Path) -> _Found:
     On ``os.scandir`` entries, so that a plain file costs no system call here: its path is
     already resolved (the root is, and no link is followed), and only links are resolved. This
     is what a round pays for every file when nothing changed."""
-    found = _Found([], [], [], [], [], [])
+    found = _Found([], [], [], [], [], [], [])
     seen: set[str] = set()
     stack = [str(root)]
     while stack:
@@ -470,6 +474,7 @@ def _walk(root: Path) -> _Found:
                             _shown(entry.path),
                             f"link points outside the image folder ({_shown(resolved)})"))
                         continue
+                    found.file_links.append(_shown(entry.path))  # counted: in no other row
             if not resolved.isascii() and _shown(resolved) != resolved:
                 found.refused.append(Rejected(_shown(resolved), "file name is not valid UTF-8"))
                 continue

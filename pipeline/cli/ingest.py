@@ -157,6 +157,7 @@ def print_report(report: IngestReport, console: Console) -> None:
         ("ignored (not an image extension)", len(report.ignored)),
         ("unreadable folders", len(report.unreadable_dirs)),
         ("links to folders (not followed)", len(report.folder_links)),
+        ("links to image files here (read as the file)", len(report.file_links)),
         ("hidden folders (name starts with a dot; not walked)", len(report.hidden_folders)),
     ]:
         summary.add_row(what, f"{count:,}")

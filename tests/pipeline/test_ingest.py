@@ -283,3 +283,12 @@ def test_cli_errors_are_one_line_with_a_non_zero_exit(tmp_path):
     bad_store = runner.invoke(app, ["ingest", str(empty), "--store", str(tmp_path / "x/y/l.db")])
     assert bad_store.exit_code == 1
     assert "label store folder does not exist" in bad_store.stderr
+
+
+def test_a_link_to_an_image_in_the_folder_is_counted_as_a_link(store, tmp_path):
+    # It was in no row of the table: 31 image files, "added 30", nothing else.
+    write_file(tmp_path / "imgs/a.png", GOOD_PNG)
+    os.symlink("a.png", tmp_path / "imgs/link-a.png")
+    report = ingest_folder(store, tmp_path / "imgs")
+    assert len(report.added) == 1 and report.duplicates == []
+    assert report.file_links == [str(tmp_path / "imgs/link-a.png")]
