@@ -18,6 +18,8 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import re
+import signal
 import socket
 import tempfile
 import time
@@ -32,6 +34,7 @@ from pipeline.project.config import ComputeSection
 from training._progress import progress_bar
 from training.images import ImageError
 from training.predict import Predictions
+from training.sources import RemoteUnavailable
 from training.trained import TrainedModel
 
 __all__ = ["ComputeSection", "RayEngine"]
@@ -39,6 +42,8 @@ __all__ = ["ComputeSection", "RayEngine"]
 # While the step runs, the cluster's port is tried every PROBE_S seconds; after PROBES_LOST
 # failures in a row the step stops.
 PROBE_S = 2.0
+# Marks an error column whose worker could not read its images at all (not a bad image).
+UNREADABLE = "unreadable\t"
 PROBES_LOST = 3
 _NO_RAY = ('[compute] engine = "ray" needs Ray: pip install "labelloop[ray]" '
            '(or set engine = "local")')
@@ -68,6 +73,10 @@ class _Predictor:
             # Ray Data re-raises a worker's exception as its own type, the cause gone: the
             # error travels as a column instead, and the driver raises it as it is.
             out, error = _zeros(self.model, n, self.embeddings), str(err)
+        except (RemoteUnavailable, OSError) as err:
+            # The node cannot read the images at all (no AWS credentials there, a path only
+            # the driver's machine has): the cause was left in Ray's own logs on the head.
+            out, error = _zeros(self.model, n, self.embeddings), UNREADABLE + str(err)
         rows = {"key": batch["key"], "probs": out.probs, "logits": out.logits,
                 "error": np.array([error] * n)}
         if self.embeddings:
@@ -108,7 +117,11 @@ class RayEngine:
                 self.compute.model_dump(), model, list(map(str, paths)), keys, embeddings,
                 str(result), str(failure), done, str(self.log) if self.log else None))
             child.start()
-            self._wait(child, done, len(keys), progress)
+            try:
+                self._wait(child, done, len(keys), progress)
+            except KeyboardInterrupt:
+                _interrupt(child)  # asked twice: the driver shuts its Ray down, then goes
+                raise
             if failure.exists():
                 kind, message = json.loads(failure.read_text())
                 raise (ImageError if kind == "image" else ComputeError)(message)
@@ -179,6 +192,10 @@ def _driver(compute: dict, model: TrainedModel, paths: list[str], keys: list[str
             embeddings: bool, result: str, failure: str, done, log: str | None) -> None:
     """The child process: connect, map, write the rows to ``result``; or write what went
     wrong to ``failure`` as [kind, message]."""
+    # A session of its own: a Ctrl-C at the terminal (the whole foreground group) ended this
+    # driver and a private Ray's processes, and the step read as a cluster that died. The
+    # round decides: it stops after this step, or interrupts the driver on a second Ctrl-C.
+    os.setsid()
     if log:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
@@ -234,14 +251,36 @@ def _map(ray, compute: ComputeSection, model, paths, keys, embeddings, done) -> 
     )
     out: dict[str, list] = {"key": [], "probs": [], "logits": [], "embeddings": []}
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        if failed := next((e for e in batch["error"] if e), None):
-            raise ImageError(str(failed))
+        raise_failed(batch)
         for name in out:
             if name in batch:
                 out[name].append(batch[name])
         with done.get_lock():
             done.value += len(batch["key"])
     return out
+
+
+def _interrupt(child) -> None:
+    """SIGINT to the driver's session (the driver runs ``ray.shutdown`` on its way out);
+    killed if it has not ended within 30 s."""
+    try:
+        os.killpg(child.pid, signal.SIGINT)
+    except (ProcessLookupError, PermissionError):
+        return
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+        child.join(5)
+
+
+def raise_failed(batch: dict[str, np.ndarray]) -> None:
+    """The error a worker put in the batch's ``error`` column, raised here as what it was."""
+    if failed := next((str(e) for e in batch["error"] if e), None):
+        if failed.startswith(UNREADABLE):
+            raise ComputeError(f"a Ray worker cannot read the images: "
+                               f"{failed.removeprefix(UNREADABLE)}; every node needs the "
+                               "image paths, or for s3:// its own AWS settings")
+        raise ImageError(failed)
 
 
 def _where(compute: ComputeSection) -> str:
@@ -275,8 +314,9 @@ def _import_ray(*, loopback: bool):
 
 
 def _explained(err: Exception, where: str) -> ComputeError:
-    """Anything else from Ray, as one line naming the cluster."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    """Anything else from Ray, as one line naming the cluster (without Ray's colour codes)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
     return ComputeError(f"the Ray step failed on {where}: {first[:300]}. Nothing was saved; "
                         "run the round again to resume at the predict step")
 

@@ -63,3 +63,31 @@ def test_keys_must_match_the_paths_one_to_one(model):
         engine.predict(model, ["x.png", "y.png"], ["k", "k"], embeddings=False, progress=False)
     empty = engine.predict(model, [], [], embeddings=True, progress=False)
     assert empty.probs.shape == (0, 10) and empty.embeddings.shape[0] == 0
+
+
+def test_a_ray_worker_that_cannot_read_s3_says_why_on_the_driver(monkeypatch):
+    # The line read "the Ray step failed on cluster ...: \x1b[36mray::MapWorker(...)": the
+    # cause (no AWS credentials on the node) was left in Ray's logs on the head node.
+    import numpy as np
+    import pytest
+
+    import pipeline.compute.ray_engine as ray_engine
+    import training.predict
+    from pipeline.compute.errors import ComputeError
+    from training.sources import RemoteUnavailable
+
+    def no_credentials(*args, **kwargs):
+        raise RemoteUnavailable("no AWS credentials found for s3://b/x.png")
+
+    monkeypatch.setattr(training.predict, "predict", no_credentials)
+    worker = object.__new__(ray_engine._Predictor)
+    worker.embeddings = False
+    worker.model = None
+    monkeypatch.setattr(ray_engine, "_zeros", lambda model, n, emb: training.predict.Predictions(
+        probs=np.zeros((n, 2)), logits=np.zeros((n, 2)), embeddings=None))
+    rows = worker({"key": np.array(["k"]), "path": np.array(["s3://b/x.png"])})
+    with pytest.raises(ComputeError, match="cannot read the images: no AWS credentials found "
+                                           "for s3://b/x.png; every node needs"):
+        ray_engine.raise_failed(rows)
+    wrapped = ray_engine._explained(RuntimeError("\x1b[36mray::MapWorker\x1b[39m (pid=1)"), "x")
+    assert "\x1b" not in str(wrapped) and "ray::MapWorker (pid=1)" in str(wrapped)
