@@ -145,14 +145,19 @@ FAILURE_FILE = "loop-failure.json"
 def note_failure(project, err: Exception | None, failures: int, every_s: float) -> None:
     """Record (``err``) or clear (None) the failure of the round the loop will try again."""
     path = project.config.workspace_dir / FAILURE_FILE
-    if err is None:
-        path.unlink(missing_ok=True)
-        return
-    rounds = project.store.rounds()
-    now = time.time()
-    write_text_atomic(path, json.dumps({
-        "round": rounds[-1]["id"] if rounds else None, "error": str(err),
-        "failures_in_a_row": failures, "failed_at": now, "retry_at": now + every_s}))
+    # Best effort: the failure may be the store's, or the disk's, and the retry must not wait
+    # on this note (status then reads the round as running, as it did before notes).
+    try:
+        if err is None:
+            path.unlink(missing_ok=True)
+            return
+        rounds = project.store.rounds()
+        now = time.time()
+        write_text_atomic(path, json.dumps({
+            "round": rounds[-1]["id"] if rounds else None, "error": str(err),
+            "failures_in_a_row": failures, "failed_at": now, "retry_at": now + every_s}))
+    except (StoreUnavailable, OSError):
+        pass
 
 
 def read_failure(workspace) -> dict | None:

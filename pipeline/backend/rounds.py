@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline.project.lock import held_by_nobody, read_holder
+from pipeline.project.lock import held_here, read_holder
 
 LOCK_HELD_EXIT = 3  # pipeline.cli.common.opened: the workspace lock is taken
 RETRY_S = 2.0
@@ -66,9 +66,11 @@ class RoundRunner:
             # Wait here while a holder is on record: a child that finds the lock taken costs
             # seconds of CPU to import torch first, and `labelloop tune` or a round would be
             # slowed by one every two seconds for as long as they hold it.
-            while not held_by_nobody(self._lock_path) and time.monotonic() < deadline:
-                holder = read_holder(self._lock_path)
-                if holder is not None and holder.command.startswith("labelloop run"):
+            # Only a live holder here is waited on: a record left by a killed process, or
+            # one of another host, is for the child's own try of the lock to tell apart.
+            while (holder := held_here(self._lock_path)) is not None and \
+                    time.monotonic() < deadline:
+                if holder.command.startswith("labelloop run"):
                     break  # said below, once the child confirms it
                 time.sleep(RETRY_S)
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +79,10 @@ class RoundRunner:
                                        stdin=subprocess.DEVNULL)
             if code != LOCK_HELD_EXIT:
                 break
-            holder = read_holder(self._lock_path)
+            try:
+                holder = read_holder(self._lock_path)
+            except OSError:  # another user's record: whose it is stays unknown
+                holder = None
             if holder is not None and holder.command.startswith("labelloop run"):
                 log.info("the scheduled loop (%s) holds the workspace: its next round picks "
                          "the answers up", holder.describe())

@@ -142,6 +142,25 @@ def held_by_nobody(path: str | Path) -> bool:
     return False
 
 
+def held_here(path: str | Path) -> LockHolder | None:
+    """The holder, when its record names a live process on this host (the lock is then
+    surely taken); None when free or not known (another host, an unreadable record): only
+    taking the lock tells those apart."""
+    try:
+        holder = read_holder(path)
+    except OSError:
+        return None
+    if holder is None or holder.host != socket.gethostname():
+        return None
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return holder
+
+
 def read_holder(path: str | Path) -> LockHolder | None:
     """The holder recorded in a lock file; None if the file is missing, empty or unreadable."""
     try:

@@ -34,3 +34,29 @@ def test_a_failed_sync_leaves_the_answers_announced(tmp_path, monkeypatch):
     mark_answers_waiting(tmp_path)
     assert _between_rounds(_project(tmp_path), StopFlag(), 1.5) is False
     assert (tmp_path / MARKER).exists()  # the next round's sync takes them
+
+
+def test_the_loop_retries_a_store_that_does_not_answer(tmp_path, monkeypatch):
+    # The note of the failure read the store, which was the thing down: the loop ended at the
+    # first failure instead of trying again.
+    import pytest
+
+    import pipeline.round.steps
+    from labeling.store import StoreUnavailable
+    from pipeline.loop import run_loop
+
+    def down(*args, **kwargs):
+        raise StoreUnavailable("the label store at postgresql://x did not answer")
+
+    rounds_tried = []
+
+    def round_down(*args, **kwargs):
+        rounds_tried.append(1)
+        down()
+
+    project = SimpleNamespace(config=SimpleNamespace(workspace_dir=tmp_path),
+                              store=SimpleNamespace(rounds=down))
+    monkeypatch.setattr(pipeline.round.steps, "run_round", round_down)
+    with pytest.raises(StoreUnavailable):
+        run_loop(project, every_s=0.01, max_rounds=1, stop=StopFlag(), max_failures=3)
+    assert len(rounds_tried) == 3
