@@ -101,9 +101,11 @@ def _write(store: LabelStore, report: IngestReport, rows: list[tuple[str, str]],
     current = store.current_labels()
     wanted: dict[str, tuple[str, str]] = {}  # key -> (path, label)
     refused: list[Rejected] = []
-    # One spelling of a class: a folder name macOS wrote decomposed (NFD) or a label typed so
-    # is the class written composed (NFC), as the config keeps it.
-    rows = [(path, unicodedata.normalize("NFC", label)) for path, label in rows]
+    # One spelling of a class: a folder name macOS wrote decomposed (NFD), or a label typed
+    # composed, is the class as the config spells it.
+    spelled = {unicodedata.normalize("NFC", c): c for c in classes}
+    rows = [(path, spelled.get(unicodedata.normalize("NFC", label), label))
+            for path, label in rows]
     checked = [(path, label, _row_problem(path, label, task, classes, report.root,
                                           quarantined) if label or not path else no_label)
                for path, label in rows]

@@ -734,14 +734,17 @@ def weights_file(weights: str | None) -> Path | None:
 
 def validate_classes(classes, *, minimum: int = 2) -> tuple[str, ...]:
     """At least ``minimum`` distinct, non-blank class names."""
-    # Composed (NFC): "café" typed on one system and on another are one class, not two.
-    names = tuple(unicodedata.normalize("NFC", str(c).strip()) for c in classes)
+    names = tuple(str(c).strip() for c in classes)
     if len(names) < minimum:
         raise ValueError(f"needs at least {'two classes' if minimum == 2 else 'one class'}, "
                          f"got {len(names)}")
     if any(not n for n in names):
         raise ValueError("class names must not be blank")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    # Compared composed (NFC): "café" typed on one system and on another are one name. Kept
+    # as written: a project's labels and its Label Studio config hold that spelling.
+    composed = [unicodedata.normalize("NFC", n) for n in names]
+    duplicates = sorted({n for n, c in zip(names, composed, strict=True)
+                         if composed.count(c) > 1})
     if duplicates:
         raise ValueError(f"duplicate class names: {', '.join(duplicates)}")
     for name in names:  # a newline or tab inside a name is a typo, never a class

@@ -223,3 +223,7 @@ def test_a_class_folder_named_decomposed_is_the_class_written_composed(tmp_path,
     assert [v.label for v in store.current_labels().values()] == [composed]
     with pytest.raises(ValueError, match="duplicate class names"):
         validate_classes([composed, unicodedata.normalize("NFD", "café")])
+    # A project whose classes were written decomposed keeps that spelling (its labels and its
+    # Label Studio config hold it), and a composed label finds it.
+    decomposed = unicodedata.normalize("NFD", "café")
+    assert validate_classes([decomposed, "thé"]) == (decomposed, "thé")
