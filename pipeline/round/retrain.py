@@ -29,9 +29,12 @@ def run_snapshot(labels: dict[str, str], params) -> str:
     ``to_dict``); a weights file counts by its bytes, so one replaced at its path counts as
     new."""
     values = {k: v for k, v in params.to_dict().items() if k not in RUNTIME_FIELDS}
-    digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode())
     weights = values.get("weights")
-    if isinstance(weights, str) and Path(weights).is_file():
+    weights_file = isinstance(weights, str) and Path(weights).is_file()
+    if weights_file:
+        values["weights"] = "a file"  # by its bytes below: a project moved keeps its snapshots
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode())
+    if weights_file:
         with open(weights, "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
     return f"{snapshot_hash(labels)}{PARAMS_MARK}{digest.hexdigest()[:8]}"
@@ -76,15 +79,22 @@ def why_not_retrain(project: Project, snapshot: str, train_set: dict[str, str]) 
 
 
 def rolled_back(project: Project, snapshot: str) -> str | None:
-    """The version of ``snapshot`` that a rollback took the champion from and no promotion gave
-    back, if there is one."""
+    """The version of ``snapshot`` that was rolled back and that no promotion gave back, if
+    there is one: taken the champion from by ``models rollback``, or by a promotion of an
+    older version (``models promote VERSION``, the other way back that the CLI offers; the
+    loop promotes the newest)."""
     undone: set[str] = set()
     for event in project.registry.history():
-        if event.action == "rollback" and event.from_version:
+        if event.from_version and (event.action == "rollback" or _older(event.to_version,
+                                                                         event.from_version)):
             undone.add(event.from_version)
-        elif event.action == "promote":
+        if event.action == "promote":
             undone.discard(event.to_version)
     if not undone:
         return None
     return next((v.version for v in project.registry.versions()
                  if v.snapshot == snapshot and v.version in undone), None)
+
+
+def _older(version: str, than: str) -> bool:
+    return version.isdigit() and than.isdigit() and int(version) < int(than)
