@@ -51,8 +51,9 @@ class StoreError(ValueError):
 
 
 class StoreUnavailable(RuntimeError):
-    """The store's database stopped answering (a server down or restarting, a file locked
-    past the timeout): the transaction was rolled back; a later try can succeed."""
+    """The store's database failed under a transaction (a server down or restarting, a file
+    locked past the timeout, a full or read-only disk): it was rolled back; a later try can
+    succeed once that is fixed."""
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,8 @@ class LabelStore:
         except OperationalError as err:  # the server went away, or the file is locked
             shown = self.engine.url.render_as_string(hide_password=True)
             first = str(err.orig or err).strip().splitlines()[0]
-            raise StoreUnavailable(f"the label store at {shown} did not answer: {first}; "
-                                   "nothing of this step was written") from None
+            raise StoreUnavailable(f"the label store at {shown} failed: {first} (that "
+                                   "write was rolled back)") from None
 
     # ---- items -------------------------------------------------------------------------
     def add_items(self, items: Iterable[NewItem]) -> list[str]:

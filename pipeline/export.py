@@ -263,7 +263,7 @@ def _object_bytes(path: str) -> bytes | None:
         return read_bytes(path)
     except FileNotFoundError:
         return None
-    except RemoteUnavailable as err:
+    except (RemoteUnavailable, OSError) as err:  # S3 out of reach, refused, timed out
         raise ExportError(f"cannot read {path}: {err}; nothing was written") from None
 
 

@@ -150,6 +150,15 @@ def items_to_certify(loop) -> int:
     return math.ceil(math.log(1 - loop.confidence_level) / math.log(1 - allowed))
 
 
+def certifying_at_most(loop, pool: int) -> int:
+    """The most held-out answers that test thresholds a pool of ``pool`` can give: the first
+    batch's held-out share, then each later batch's audit share until people have answered
+    every item, less the share that chooses models."""
+    first = min(loop.initial_random, pool)
+    held = first * loop.initial_holdout + (pool - first) * loop.audit_fraction
+    return int(held * (1 - loop.selection_share))
+
+
 def open_demo(config_path: Path, env: dict[str, str], n_test: int):
     """Open a demo project, ingest its pool and start its embedded Label Studio; returns the
     project and the server's details (URL, login, password file)."""
@@ -160,11 +169,13 @@ def open_demo(config_path: Path, env: dict[str, str], n_test: int):
                                keep_pixels=ingest_keeper(config, project.train_params()))
         pool = len(project.store.items())
         print(f"pool: {pool} images ({len(report.added)} new), {n_test} test images kept out")
-        if (needed := items_to_certify(config.loop)) > pool:
+        if (needed := items_to_certify(config.loop)) > (most := certifying_at_most(config.loop,
+                                                                                  pool)):
             print(f"note: accepting machine labels at this target needs at least {needed} "
-                  f"random held-out answers without an error, more than the pool's {pool} "
-                  "images: people label every image here, and the rounds show what the model "
-                  "learns from them")
+                  f"random held-out answers without an error, and this pool of {pool} images "
+                  f"gives at most {most} (the held-out share that tests thresholds): people "
+                  "label every image here, and the rounds show what the model learns from "
+                  "them")
         return project, studio_session.ensure_embedded_server(project)
     except BaseException:
         project.close()

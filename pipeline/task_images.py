@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,7 @@ DOWNLOAD_TIMEOUT_S = 20.0
 FETCHERS = 8
 # A URL whose download failed is not tried again for this long.
 RETRY_FAILED_S = 60.0
+_URL = re.compile(r"https?://[^\s'\"<>]+")
 
 
 def shown_url(url: str) -> str:
@@ -122,9 +124,10 @@ class TaskImages:
             with open_image(path, max_pixels=self._max_pixels):
                 pass
         except (ImageError, OSError, httpx.HTTPError, ValueError, RemoteUnavailable) as err:
-            shown = shown_url(url)  # httpx's messages quote the URL whole: replaced too
-            return TaskImage(reason=f"image {shown} cannot be read: "
-                                    f"{str(err).replace(url, shown)}")
+            # httpx's messages quote a URL whole, the one redirected to as well (a presigned
+            # S3 URL behind Label Studio's /presign/): every URL in them is shown masked.
+            why = _URL.sub(lambda m: shown_url(m.group(0)), str(err))
+            return TaskImage(reason=f"image {shown_url(url)} cannot be read: {why}")
         return TaskImage(path=str(path), key=file_key(path)[0])
 
     def _shows_item(self, url: object, item_path: str) -> bool:

@@ -36,14 +36,12 @@ def make_app(backend: Backend) -> FastAPI:
                     body = json.loads(await request.body() or b"null")
                 except ValueError as err:
                     raise BadRequest(f"the body is not JSON ({err})") from None
+                except RecursionError:  # nested thousands deep: a bad request, not a bug
+                    raise BadRequest("the body is nested too deeply") from None
             result = await run_in_threadpool(call, body)
         except BadRequest as err:
             log.warning("refused: %s", err)
             return JSONResponse({"error": str(err)}, status_code=400)
-        except RecursionError:
-            # json.loads of a body nested thousands deep: a bad request, not our failure.
-            log.warning("refused: the body is nested too deeply")
-            return JSONResponse({"error": "the body is nested too deeply"}, status_code=400)
         except RegistryError as err:
             log.error("model registry: %s", err)
             return JSONResponse({"error": f"model registry: {err}"}, status_code=503)

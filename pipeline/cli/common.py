@@ -89,7 +89,8 @@ def opened(config_path: Path | None, *, lock: str | None = None, reads: bool = F
     except ComputeError as err:
         fail(f"compute: {err}")
     except StoreUnavailable as err:
-        fail(f"{err}; the next round resumes where this one stopped")
+        fail(f"{err}; run the command again once the store answers (a round resumes where it "
+             "stopped)")
     except (WeightsError, WeightsUnavailableError) as err:
         fail(f"[training] weights: {err}")
     finally:

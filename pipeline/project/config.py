@@ -528,18 +528,19 @@ class ComputeSection(_Section):
     # resumes at this step on the next run.
     timeout_s: float = Field(1800.0, gt=0)
 
-    @field_validator("address")
-    @classmethod
-    def _address_has_a_port(cls, value: str) -> str:
-        # "10.0.0.5" alone failed at the step with "invalid literal for int()".
-        if value in ("", "auto") or value.startswith("ray://"):
-            return value
+    @model_validator(mode="after")
+    def _address_has_a_port(self) -> ComputeSection:
+        # "10.0.0.5" alone failed at the step with "invalid literal for int()". Checked only
+        # where Ray is used: a leftover address must not stop a local project's config.
+        value = self.address
+        if self.engine != "ray" or value in ("", "auto") or value.startswith("ray://"):
+            return self
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit():
-            raise ValueError(f"{value!r} is not HOST:PORT; give the head node's GCS port (6379 "
-                             "unless `ray start --port` chose another; not the dashboard's "
-                             "8265), \"auto\", or a ray:// address")
-        return value
+            raise ValueError(f"address {value!r} is not HOST:PORT; give the head node's GCS "
+                             "port (6379 unless `ray start --port` chose another; not the "
+                             "dashboard's 8265), \"auto\", or a ray:// address")
+        return self
 
 
 class Config(_Section):

@@ -59,6 +59,7 @@ def test_quickstart_on_real_photos_uses_the_pretrained_backbone(tmp_path, capsys
     assert f"pool: {len(truth)} images" in out and len(test_rows) == 36
     # 144 photos cannot certify 98% (149 answers at least): said, not left to guess.
     assert "needs at least 149 random held-out answers without an error" in out
+    assert "this pool of 144 images gives at most" in out
     accuracies = [float(a) for a in re.findall(r"champion test accuracy (0\.\d+)", out)]
     # Six classes (chance: 17%); a probe on ImageNet features from about 30 labels.
     assert accuracies and accuracies[-1] >= 0.6, out

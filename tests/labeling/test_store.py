@@ -192,8 +192,8 @@ def test_a_store_that_stops_answering_mid_round_is_one_retryable_error(tmp_path)
     store.close()  # the pool's connections go; the file goes with the disk it was on
     (tmp_path / "labels.db").unlink()
     (tmp_path / "labels.db").mkdir()
-    with pytest.raises(StoreUnavailable, match="label store at sqlite:.* did not answer: "
-                                               "unable to open database file; nothing"):
+    with pytest.raises(StoreUnavailable, match="label store at sqlite:.* failed: "
+                                               "unable to open database file \\(that write"):
         store.items()
 
 

@@ -83,8 +83,8 @@ def test_a_detection_config_written_by_hand_gets_the_detection_defaults(tmp_path
     ("classes = [\"cat\", \"dog\"]", "classes = []", "project.classes"),
     ("classes = [\"cat\", \"dog\"]", "classes = [\"cat\", \"cat\"]", "duplicate class names: cat"),
     ("strategy = \"margin\"", "strategy = \"vibes\"", "unknown strategy 'vibes'; valid:"),
-    ("address = \"\"", "address = \"10.0.0.5\"",
-     "compute.address: Value error, '10.0.0.5' is not HOST:PORT"),
+    ("engine = \"local\"\naddress = \"\"", "engine = \"ray\"\naddress = \"10.0.0.5\"",
+     "address '10.0.0.5' is not HOST:PORT"),
     ("model = \"small_cnn\"", "model = \"resnet9000\"", "unknown model 'resnet9000'; valid:"),
     ("threshold_mode = \"pooled\"", "threshold_mode = \"global\"", "loop.threshold_mode"),
     # Not a URL: Optuna takes database URLs only.
