@@ -94,6 +94,9 @@ def cold_start_picks(project, candidates, rng, *, progress) -> list[Pick]:
         return held + [Pick(candidates[j], "random") for j in chosen[n_hold:]]
     held_keys = {p.key for p in held}
     rest = [k for k in candidates if k not in held_keys]
+    if groups := project.store.near_duplicate_groups():  # as for the strategy's picks
+        people = project.store.current_classes(sources=PEOPLE_SOURCES)
+        rest = one_per_group(rest, groups, [*people, *held_keys])
     items = {i.key: i for i in project.store.items(status="ok")}
     known = [k for k in labeled_sets(project)[0] if k in items]  # labels that will train
     both = rest + known

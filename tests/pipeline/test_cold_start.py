@@ -86,3 +86,24 @@ def test_typical_cold_start_without_pretrained_weights_is_refused(tmp_path):
                                                  'cold_start = "typical"'))
     with pytest.raises(ConfigError, match=r"cold_start = \"typical\".*set \[training\] weights"):
         open_project(find_config(config))
+
+
+def test_typical_picks_take_one_of_each_near_duplicate_group_and_none_of_a_held_out_one(
+        tmp_path, monkeypatch):
+    # The strategy's picks kept clear of near-duplicates; the typical cold start's did not.
+    images = tmp_path / "images"
+    images.mkdir()
+    truth = _pool(images)
+    project = _project(tmp_path / "p", images, "typical", 0)
+    try:
+        path = {i.key: i.path for i in project.store.items()}
+        groups = {k: "reds" for k, p in path.items() if truth[p] == "red"}
+        monkeypatch.setattr(type(project.store), "near_duplicate_groups", lambda self: groups)
+        _first_batch(project, truth)
+        made = picks(project.store)
+        train = [k for k, p in made.items() if not p.holdout]
+        held_reds = [k for k, p in made.items() if p.holdout and k in groups]
+        assert len(train) == 6
+        assert sum(k in groups for k in train) <= (0 if held_reds else 1)
+    finally:
+        project.close()
