@@ -72,6 +72,7 @@ POINTER_NAME = "champion.json"
 _CHECKPOINT_DIR = "checkpoint"
 _MAX_TAG = 5000  # MLflow's limit on a model version tag value
 _QUIET = ("mlflow", "alembic")
+_DB_LOGGER = "mlflow.store.db.utils"
 
 
 @dataclass(frozen=True)
@@ -325,13 +326,16 @@ class ModelRegistry:
     def _call(self, action: str) -> Iterator[None]:
         """Quiet MLflow's INFO/WARNING chatter (schema creation, pip hints) and its deprecation
         warnings; turn its failures into ``RegistryError`` naming the store. Its ERROR logs still
-        print, and every failure propagates."""
+        print, but for its database layer's, which repeat as a traceback (about 120 lines a
+        try of `labelloop run`) the error the ``RegistryError`` gives in one line; every failure
+        propagates."""
         from mlflow.exceptions import MlflowException
 
-        loggers = [logging.getLogger(name) for name in _QUIET]
+        loggers = [logging.getLogger(name) for name in (*_QUIET, _DB_LOGGER)]
         levels = [lg.level for lg in loggers]
         for lg in loggers:
-            lg.setLevel(max(lg.level, logging.ERROR))
+            lg.setLevel(max(lg.level, logging.CRITICAL if lg.name == _DB_LOGGER
+                            else logging.ERROR))
         try:
             with warnings.catch_warnings():
                 # MLflow's own deprecation notices (e.g. SQLAlchemy's ``noload``) are not ours
