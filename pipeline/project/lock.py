@@ -125,40 +125,35 @@ def held_by_nobody(path: str | Path) -> bool:
     (taking it, even for a moment, could refuse a round starting then): no record (a holder
     clears it on release), or the process it names has ended (SIGKILL leaves the record).
     False when not known: a holder on another host, or a process not ours to signal."""
-    try:
-        holder = read_holder(path)
-    except OSError:  # e.g. another user's 0600 lock file
-        return False
-    if holder is None:
-        return True
-    if holder.host != socket.gethostname():
-        return False
-    try:
-        os.kill(holder.pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return _recorded(path)[1] is False
 
 
 def held_here(path: str | Path) -> LockHolder | None:
     """The holder, when its record names a live process on this host (the lock is then
     surely taken); None when free or not known (another host, an unreadable record): only
     taking the lock tells those apart."""
+    holder, alive = _recorded(path)
+    return holder if alive else None
+
+
+def _recorded(path: str | Path) -> tuple[LockHolder | None, bool | None]:
+    """(the recorded holder, whether its process lives): (None, False) without a record;
+    alive None when not known (an unreadable record, another host)."""
     try:
         holder = read_holder(path)
-    except OSError:
-        return None
-    if holder is None or holder.host != socket.gethostname():
-        return None
+    except OSError:  # e.g. another user's 0600 lock file
+        return None, None
+    if holder is None:
+        return None, False
+    if holder.host != socket.gethostname():
+        return holder, None
     try:
-        os.kill(holder.pid, 0)
+        os.kill(holder.pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
-        return None
+        return holder, False
     except PermissionError:
         pass  # alive, another user's
-    return holder
+    return holder, True
 
 
 def read_holder(path: str | Path) -> LockHolder | None:
