@@ -35,6 +35,7 @@ import httpx
 
 from labeling.store import LabelStore, file_key
 from labeling.studio.project import ImageSource
+from pipeline.project.databases import masked
 from training.images import DEFAULT_MAX_PIXELS, ImageError, open_image
 from training.sources import RemoteUnavailable, is_remote, read_bytes
 
@@ -59,11 +60,7 @@ def shown_url(url: str) -> str:
         return url[:200]
     if parts.scheme not in ("http", "https"):
         return url[:200]  # a local-files URL: its query is the file's name, no secret
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = "..." if parts.query else ""
-    return urlunsplit(parts._replace(netloc=netloc, query=query))[:200]
+    return masked(urlunsplit(parts._replace(query="..." if parts.query else "")))[:200]
 
 
 @dataclass(frozen=True)
