@@ -5,7 +5,9 @@ mode's embeddings computed on the cluster are the local ones."""
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,6 +58,23 @@ def _ray(address: str) -> ComputeSection:
                           timeout_s=WAIT_S)
 
 
+def _hanging_on(path: str, tmp_path: Path) -> dict[str, str]:
+    """A Ray cluster's environment whose workers hang when they look at ``path``: a
+    ``sitecustomize`` on their PYTHONPATH (Python imports it at start-up)."""
+    hook = tmp_path / "hang-hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import pathlib, time\n"
+        "_stat = pathlib.Path.stat\n"
+        "def stat(self, *args, **kwargs):\n"
+        f"    if str(self) == {str(path)!r}:\n"
+        "        time.sleep(600)\n"
+        "    return _stat(self, *args, **kwargs)\n"
+        "pathlib.Path.stat = stat\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(hook),
+                                                       os.environ.get("PYTHONPATH")]))}
+
+
 def test_the_ray_engine_predicts_the_pool_as_the_local_one_and_resumes_after_a_dead_cluster(
         champion_project, tmp_path):
     proj, rid = champion_project
@@ -66,8 +85,11 @@ def test_the_ray_engine_predicts_the_pool_as_the_local_one_and_resumes_after_a_d
     predict_file = proj.predictions_dir / local["file"].rsplit("/", 1)[-1]
     predict_file.rename(kept)  # the step would reuse it
 
-    # The cluster dies while the step runs: a clear error, no predictions file.
-    cluster = LocalCluster(cpus=2, timeout_s=WAIT_S)
+    # The cluster dies while the step runs: a clear error, no predictions file. The cluster's
+    # workers hang on one pool image (as on a stalled network disk), so the step is still
+    # running when the cluster is killed, however fast the machine.
+    stuck = list(proj.store.items())[60].path
+    cluster = LocalCluster(cpus=2, timeout_s=WAIT_S, env=_hanging_on(stuck, tmp_path))
     _on(proj, _ray(cluster.address))
     killer = threading.Timer(5.0, cluster.kill)
     killer.start()
