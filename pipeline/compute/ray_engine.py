@@ -45,6 +45,8 @@ PROBE_S = 2.0
 # Marks an error column whose worker could not read its images at all (not a bad image).
 UNREADABLE = "unreadable\t"
 PROBES_LOST = 3
+# What an HTTP/2 client sends first: the preface, then an empty SETTINGS frame.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 _NO_RAY = ('[compute] engine = "ray" needs Ray: pip install "labelloop[ray]" '
            '(or set engine = "local")')
 
@@ -181,8 +183,31 @@ class RayEngine:
         return f"; Ray's output is in {self.log}" if self.log else ""
 
     def _check_reachable(self) -> None:
-        if self._probe_port() and (err := self._port_error(timeout_s=5)):
+        if not self._probe_port():
+            return
+        if err := self._port_error(timeout_s=5):
             raise _unreachable(self.compute, err)
+        if not os.environ.get("RAY_USE_TLS") and not self._speaks_grpc(timeout_s=5):
+            # ray.init would retry such a port for ever, not fail.
+            raise ComputeError(
+                f"[compute] address = {self.compute.address!r} answers, but not as a Ray "
+                "cluster: give the address `ray start --head` printed (its GCS port, 6379 "
+                "unless --port says otherwise), not the dashboard's or another server's")
+
+    def _speaks_grpc(self, *, timeout_s: float) -> bool:
+        """Whether the address answers as Ray's GCS does, a gRPC server: to an HTTP/2 client
+        preface (with its empty SETTINGS frame), a SETTINGS frame (type 4) first."""
+        host, _, port = self.compute.address.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)),
+                                          timeout=timeout_s) as conn:
+                conn.sendall(HTTP2_PREFACE)
+                head = b""
+                while len(head) < 9 and (chunk := conn.recv(9 - len(head))):
+                    head += chunk
+        except (OSError, ValueError):
+            return False
+        return len(head) == 9 and head[3] == 4
 
     def _where(self) -> str:
         return _where(self.compute)

@@ -3,6 +3,8 @@ cannot be reached gets (no Ray started here: the error comes before any)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -55,6 +57,30 @@ def test_an_unreachable_cluster_is_one_clear_error_at_once(model, tmp_path):
         engine.predict(model, [str(tmp_path / "a.png")], ["a"], embeddings=False,
                        progress=False)
     assert time.monotonic() - started < 10
+
+
+def test_an_address_that_is_no_ray_cluster_is_one_clear_error_at_once(model, tmp_path):
+    # A web server (say, Ray's dashboard) on the port: ray.init retried it for ever.
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
+                               "127.0.0.1"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while RayEngine(ComputeSection(engine="ray", address=f"127.0.0.1:{port}"))._port_error(
+                timeout_s=1) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        engine = RayEngine(ComputeSection(engine="ray", address=f"127.0.0.1:{port}",
+                                          timeout_s=60))
+        started = time.monotonic()
+        with pytest.raises(ComputeError, match=f"'127.0.0.1:{port}' answers, but not as a Ray "
+                                               "cluster: .*ray start --head"):
+            engine.predict(model, [str(tmp_path / "a.png")], ["a"], embeddings=False,
+                           progress=False)
+        assert time.monotonic() - started < 15
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_keys_must_match_the_paths_one_to_one(model):
