@@ -33,8 +33,10 @@ from training.trained import TrainedModel
 # (model, paths, keys) -> Predictions with embeddings: how uncached items get embedded.
 PredictFiles = Callable[[TrainedModel, list, list], Predictions]
 
-# Images embedded between two writes to the cache (a few MB of vectors each).
+# Images embedded between two writes to the cache (a few MB of vectors each): here, and per
+# call to another engine, whose every call pays a start (Ray's driver and actors: seconds).
 EMBED_CHUNK = 2048
+ENGINE_CHUNK = 16_384
 # L-BFGS iterations at most: 52-135 sufficed on the 180 photos (6 to 180 labels), about 240
 # on 3,000 synthetic embeddings of 10 classes.
 HEAD_STEPS = 500
@@ -85,9 +87,9 @@ def embed(model: TrainedModel, paths: Sequence[str | Path], keys: Sequence[str],
         return np.zeros((0, model.module.embedding_dim), cache.dtype)
     where = dict(zip(keys, paths, strict=True))
     todo = cache.missing(keys)
-    # Here, a chunk at a time, each written as it is done: a kill loses one chunk's work, not
-    # the step's (a pool of 20,000 photos takes minutes). Another engine gets one call.
-    size = EMBED_CHUNK if predict_files is None else max(len(todo), 1)
+    # A chunk at a time, each written as it is done: a kill (or a cluster that dies) loses
+    # one chunk's work, not the step's (a pool of 20,000 photos takes minutes).
+    size = EMBED_CHUNK if predict_files is None else ENGINE_CHUNK
     unwritten: dict[str, np.ndarray] = {}  # vectors the cache could not take
     for start in range(0, len(todo), size):
         part = todo[start:start + size]

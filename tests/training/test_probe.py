@@ -107,6 +107,29 @@ def test_a_step_killed_mid_embedding_keeps_the_chunks_it_finished(tmp_path, monk
     assert calls == [4, 4, 2] and len(reread) == 8 and reread.missing(keys) == keys[8:]
 
 
+def test_another_engine_embeds_in_chunks_too_and_a_dead_one_keeps_the_finished(
+        tmp_path, monkeypatch):
+    # Ray got the whole pool in one call: a cluster dying near its end lost all of it.
+    import training.probe as probe
+
+    paths, keys, _ = _photos(tmp_path, 10)
+    cache = EmbeddingCache(tmp_path / "emb")
+    monkeypatch.setattr(probe, "ENGINE_CHUNK", 4)
+    calls = []
+
+    def cluster_dies_on_the_third(model, chunk_paths, chunk_keys):
+        calls.append(list(chunk_keys))
+        if len(calls) == 3:
+            raise RuntimeError("the cluster died")
+        return predict(model, chunk_paths, embeddings=True)
+
+    with pytest.raises(RuntimeError, match="died"):
+        probe.embed(probe.backbone(PROBE, 2), paths, keys, cache,
+                    predict_files=cluster_dies_on_the_third)
+    assert calls == [keys[:4], keys[4:8], keys[8:]]
+    assert EmbeddingCache(tmp_path / "emb").missing(keys) == keys[8:]
+
+
 def test_a_full_disk_leaves_no_half_chunk_and_the_cache_as_it_was(tmp_path, monkeypatch):
     cache = EmbeddingCache(tmp_path / "c")
     cache.add(["a"], np.ones((1, 4), np.float32))
