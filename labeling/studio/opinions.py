@@ -68,26 +68,38 @@ class OpinionRequest:
 def current_votes(store: LabelStore, project_id: int | None, *,
                   values: bool = False) -> dict[str, dict]:
     """Item key -> person -> their counted answer, in the order people first answered: each
-    person's latest annotation of the item's live task that is neither a skip nor rejected (a
-    person answering twice counts once). ``project_id`` None: every Label Studio project.
-    The answer is its class text, or with ``values`` its typed value (a detection's boxes)."""
+    person's latest annotation of the item's live task (the last updated, as the label's
+    consensus reads it, ``labeling.studio.consensus.decide``), unless that one is a skip or
+    rejected (then the person has no vote: their older answer does not come back). A person
+    answering twice counts once. ``project_id`` None: every Label Studio project. The answer
+    is its class text, or with ``values`` its typed value (a detection's boxes)."""
     answer = StudioAnnotation.value if values else StudioAnnotation.choice
     with store.transaction() as s:
         rows = s.execute(
             select(Item.key, StudioAnnotation.user_id, StudioAnnotation.annotation_id,
-                   StudioAnnotation.who, answer, StudioAnnotation.updated_at)
+                   StudioAnnotation.who, answer, StudioAnnotation.choice,
+                   StudioAnnotation.was_cancelled, StudioAnnotation.rejected,
+                   StudioAnnotation.updated_at)
             .join(Item, Item.id == StudioAnnotation.item_id)
             .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
             .where(StudioAnnotation.project_id == project_id if project_id is not None
                    else StudioAnnotation.project_id.is_not(None),
-                   StudioAnnotation.was_cancelled.is_(False),
-                   StudioAnnotation.rejected.is_(None), StudioAnnotation.choice.is_not(None),
                    StudioTaskSync.deleted.is_(False))
-            .order_by(StudioAnnotation.created_at, StudioAnnotation.annotation_id))
-        out: dict[str, dict[str, str]] = {}
-        for key, user_id, annotation_id, who, choice, _ in rows:
-            out.setdefault(key, {})[person(who, user_id, annotation_id)] = choice
-        return out
+            .order_by(StudioAnnotation.created_at, StudioAnnotation.annotation_id)).all()
+    latest: dict[str, dict[str, tuple]] = {}  # in the order people first answered
+    for row in rows:
+        key, user_id, annotation_id, who, *_, updated_at = row
+        mine = latest.setdefault(key, {})
+        name = person(who, user_id, annotation_id)
+        if name not in mine or (updated_at, annotation_id) >= mine[name][0]:
+            mine[name] = ((updated_at, annotation_id), row)
+    out: dict[str, dict] = {}
+    for key, people in latest.items():
+        votes = {name: row[4] for name, (_, row) in people.items()
+                 if not row[6] and row[7] is None and row[5] is not None}
+        if votes:
+            out[key] = votes
+    return out
 
 
 def person(who: str | None, user_id: int | None, annotation_id: int) -> str:

@@ -135,6 +135,54 @@ def test_three_people_on_one_task_majority_ties_and_a_second_answer_counting_onc
     assert human_answers(store) == 6  # every answer is a cost, the repeated one too
 
 
+def test_a_person_who_answered_twice_has_the_vote_of_the_answer_the_label_counts(
+        studio, store, project, make_items, accounts):
+    # The label took the person's last updated answer and the votes (second opinions, the
+    # people's error, annotator quality) their last created one: after an edit of the older
+    # answer the two differed.
+    items = make_items(1)
+    push_tasks(studio, store, project, [PushItem(i.key, i.path) for i in items],
+               model_version="m1")
+    task = store.tasks(project.id)[items[0].key]
+    (a, ca), = accounts(1)
+    older = ca.client.annotations.create(id=task, result=choice_result("cat"))
+    ca.client.annotations.create(id=task, result=choice_result("dog"))
+    ca.client.annotations.update(id=older.id, result=choice_result("cat"))
+    sync_annotations(studio, store, project)
+    assert store.current_labels()[items[0].key].label == "cat"
+    assert current_votes(store, project.id)[items[0].key] == {a.email: "cat"}
+
+
+def test_people_who_disagree_refute_the_certificate_that_assumes_them_right(
+        studio, store, project, make_items, accounts):
+    # Accounts added to a project that kept reference_error = 0: the certificate read
+    # "wrong labels <= 0.39%" while 8% of the people's labels were wrong, and said nothing.
+    from pipeline.certify import certificate, describe
+
+    accept = {"thresholds": {"per_class": [
+        {"label": "cat", "threshold": 0.9, "error_upper_bound": 0.01}]}}
+    items = make_items(2)
+    push_tasks(studio, store, project, [PushItem(i.key, i.path) for i in items],
+               model_version="m1")
+    tasks = store.tasks(project.id)
+    (_, ca), (_, cb) = accounts(2)
+    for conn in (ca, cb):
+        _answer(conn, tasks[items[0].key], "cat")  # agreeing people refute nothing
+    sync_annotations(studio, store, project)
+    assert certificate(store, accept, reference_error=0, confidence=0.95)["wrong_ub"] == 0.0
+    _answer(ca, tasks[items[1].key], "cat")
+    _answer(cb, tasks[items[1].key], "dog")
+    sync_annotations(studio, store, project)
+    cert = certificate(store, accept, reference_error=0, confidence=0.95)
+    assert cert["wrong_ub"] is None
+    assert (cert["people_disagreed"], cert["answered_by_several"]) == (1, 2)
+    assert ("no error bound (people gave different answers on 1 of the 2 item(s) several of "
+            "them answered") in describe(cert)
+    assert 'reference_error = "measured"' in describe(cert)
+    # A bound on their error is an assumption the answers do not refute: it stands.
+    assert certificate(store, accept, reference_error=0.05, confidence=0.95)["wrong_ub"] > 0
+
+
 def test_a_held_out_answer_that_differs_from_the_model_gets_another_person(
         studio, store, project, make_items, accounts):
     items = make_items(3)
