@@ -11,6 +11,9 @@ step measured on the double-checked items (``pipeline.round.reference``), within
 alpha. The audited precision (random audit picks of auto-accepted labels that people answered)
 is reported beside it as a direct check.
 
+With ``reference_error`` 0, an item that people answered differently refutes the assumption:
+the certificate then gives no bound and says why.
+
 Assumes: the held-out items are a random sample of the pool (random and audit picks only);
 people's labels are wrong at most at the human bound.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 from labeling.schema import PEOPLE_SOURCES
 from labeling.store import LabelStore
+from labeling.studio.opinions import current_votes
 
 
 def certificate(store: LabelStore, accept: dict | None, *, reference_error: float | str,
@@ -58,6 +62,14 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
     if reference_error is None:
         out["reason"] = "the people's error is not measured yet"
         return out
+    if reference_error == 0 and (split := disagreed(store))[0]:
+        # The store's own answers refute "people are right": no bound rests on it.
+        out["people_disagreed"], out["answered_by_several"] = split
+        out["reason"] = (f"people gave different answers on {split[0]:,} of the {split[1]:,} "
+                         "item(s) several of them answered, so the assumption that their "
+                         "labels are right ([loop] reference_error = 0) does not hold: set "
+                         '[loop] reference_error = "measured" (or a bound on their error)')
+        return out
     out["assumes"] = ("people's labels are right (reference_error = 0)" if reference_error == 0
                       else f"people err at most {reference_error:.3f}") + \
         "; held-out human labels are a random sample of the pool"
@@ -74,6 +86,14 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
     if human_only and machine_ok + machine_held:
         out["machine_not_exported"] = machine_ok + machine_held
     return out
+
+
+def disagreed(store: LabelStore) -> tuple[int, int]:
+    """(items whose people gave different answers, items answered by two or more people),
+    each person's current answer counted once."""
+    several = [set(map(str, v.values())) for v in current_votes(store, None).values()
+               if len(v) > 1]
+    return sum(len(answers) > 1 for answers in several), len(several)
 
 
 def _machine_bound(accept: dict | None) -> float | None:
@@ -126,7 +146,8 @@ def describe(cert: dict) -> str:
         head += (f", {cert['withheld']:,} labeled but held back (skipped, disputed or "
                  f"quarantined)")
     if cert.get("wrong_ub") is None:
-        return f"{head}; no error bound yet ({cert.get('reason')})"
+        when = "" if cert.get("people_disagreed") else " yet"
+        return f"{head}; no error bound{when} ({cert.get('reason')})"
     line = (f"{head}; wrong labels <= {100 * cert['wrong_ub']:.2f}% with "
             f"{100 * cert['confidence']:.0f}% confidence (assumes {cert['assumes']})")
     return line + _people_part(cert)
