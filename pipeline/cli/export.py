@@ -13,6 +13,7 @@ from rich.console import Console
 from labeling.store import LabelStore, StoreError
 from labeling.tasks.registry import get_task_type
 from pipeline.certify import certificate, describe, latest_accept
+from pipeline.cli.common import fail
 from pipeline.export import EXPORT_FORMATS, FILE_FORMATS, ExportError, export_labels
 from pipeline.files import write_text_atomic
 from pipeline.project.config import ConfigError, load_config
@@ -46,25 +47,21 @@ def export_command(
         cfg = load_config(config if config is not None else Path.cwd())
         store = LabelStore(cfg.database_urls(os.environ).store)
     except (ConfigError, StoreError, DatabaseError) as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(err))
     sidecar = certificate_path(Path(out).expanduser().absolute(), fmt)
     if sidecar.exists() and not force:
         # Another export's (labels.csv and labels.coco share one), or a file of the user's.
         store.close()
-        console.print(f"[red]error:[/red] {sidecar}, where this export's certificate goes, "
-                      "exists; pass --force to replace it, or choose another --out",
-                      highlight=False)
-        raise typer.Exit(2)
+        fail(f"{sidecar}, where this export's certificate goes, exists; pass --force to "
+             "replace it, or choose another --out")
     other = _certified_export(sidecar)
     target = Path(out).expanduser().resolve()
     if other is not None and other.resolve() != target and os.path.lexists(other):
         # `data.csv` and the folder `data` share `data.certificate.json`: --force on one
         # would leave the other beside a certificate that is not its own.
         store.close()
-        console.print(f"[red]error:[/red] {sidecar} is the certificate of {other}, which is "
-                      f"still there; choose another --out", highlight=False)
-        raise typer.Exit(2)
+        fail(f"{sidecar} is the certificate of {other}, which is still there; choose another "
+             "--out")
     try:
         report = export_labels(store, out, format=fmt, classes=cfg.project.classes,
                                human_only=human_only, force=force,
@@ -76,28 +73,24 @@ def export_command(
                 **exported_bound(cert, report.rows)}
         write_text_atomic(sidecar, json.dumps(cert, indent=2) + "\n")
     except ExportError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(err))
     except OSError as err:
-        console.print(f"[red]error:[/red] writing {out} failed: {why_not_written(err, out)}",
-                      highlight=False)
-        raise typer.Exit(1) from None
+        fail(f"writing {out} failed: {why_not_written(err, out)}", code=1)
     finally:
         store.close()
     sources = ", ".join(f"{n} {s}" for s, n in report.by_source.items()) or "none"
-    console.print(f"exported {report.rows} labeled item(s) ({sources}) to {report.out}",
-                  highlight=False)
-    console.print(f"certificate ({sidecar}): {describe(cert)}", highlight=False)
+    _say(f"exported {report.rows} labeled item(s) ({sources}) to {report.out}")
+    _say(f"certificate ({sidecar}): {describe(cert)}")
     if "exported_wrong_ub" in cert:
-        console.print(f"of the {report.rows:,} exported rows (fewer than the labels delivered), "
-                      f"wrong labels <= {100 * cert['exported_wrong_ub']:.2f}%", highlight=False)
+        _say(f"of the {report.rows:,} exported rows (fewer than the labels delivered), "
+             f"wrong labels <= {100 * cert['exported_wrong_ub']:.2f}%")
     if report.left_out:
         reasons = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in report.left_out.items())
-        console.print(f"left out: {reasons}", highlight=False)
+        _say(f"left out: {reasons}")
     for path in report.missing[:10]:
-        console.print(f"  missing file: {path}", highlight=False)
+        _say(f"  missing file: {path}")
     if len(report.missing) > 10:
-        console.print(f"  ... and {len(report.missing) - 10} more", highlight=False)
+        _say(f"  ... and {len(report.missing) - 10} more")
 
 
 def _certified_export(sidecar: Path) -> Path | None:
@@ -136,3 +129,8 @@ def certificate_path(out: Path, fmt: str) -> Path:
     holds only classes and its provenance."""
     out = Path(out)
     return out.parent / f"{out.stem if fmt in FILE_FORMATS else out.name}.certificate.json"
+
+
+def _say(text: str) -> None:
+    # Plain text: paths, class names and [loop] keys that rich would read as markup.
+    console.print(text, highlight=False, markup=False)

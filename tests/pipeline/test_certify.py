@@ -120,11 +120,13 @@ def test_labelloop_export_with_files_gone_certifies_the_rows_it_wrote(store, tmp
     (tmp_path / "labelloop.toml").write_text(config)
     for path in gone:
         Path(path).unlink()
-    out = tmp_path / "labels.csv"
+    out = tmp_path / "[run] 1" / "labels.csv"  # text rich would read as markup
     result = CliRunner().invoke(app, ["export", "--format", "csv", "--out", str(out),
                                       "-c", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    cert = json.loads((tmp_path / "labels.certificate.json").read_text())
+    sidecar = out.parent / "labels.certificate.json"
+    cert = json.loads(sidecar.read_text())
+    assert f"certificate ({sidecar}): {describe(cert)}" in result.output
     assert cert["delivered"] == 8 and cert["exported_rows"] == 6
     assert cert["exported_wrong_ub"] == pytest.approx(cert["wrong_ub"] * 8 / 6)
     assert cert["exported_wrong_ub"] > cert["wrong_ub"] > 0
