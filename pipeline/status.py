@@ -9,7 +9,7 @@ from labeling.schema import PEOPLE_SOURCES
 from labeling.seen_files import replaced_items, unusable_items
 from labeling.selections import unanswered_picks, unpicked_tasks_waiting
 from labeling.store import LabelStore
-from labeling.studio.opinions import human_answers
+from labeling.studio.opinions import human_answers, refused_only
 from labeling.studio.sync_store import rejected_annotations
 from pipeline.certify import certificate, latest_accept, latest_annotator_quality
 from pipeline.loop import read_failure
@@ -36,8 +36,10 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     # broken and that has no task yet: the push holds those back). The unusable items are the
     # warnings' query, kept in the store's memo.
     unusable = unusable_items(store)
+    refused = refused_only(store)
     pending = sum(1 for key, _, tasked in unanswered_picks(store)
-                  if tasked or key not in unusable) + unpicked_tasks_waiting(store)
+                  if key not in refused and (tasked or key not in unusable)
+                  ) + unpicked_tasks_waiting(store)
     rejected = rejected_annotations(store)
     near = store.near_duplicate_groups()
     champion = _champion(project)
@@ -46,6 +48,11 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     if rejected:
         warnings.append(f"{len(rejected)} answer(s) in Label Studio do not count; the newest: "
                         f"task {rejected[0][0]}: {rejected[0][1]}")
+    if refused:
+        tasks = ", ".join(str(task) for task, _ in list(refused.values())[:10])
+        warnings.append(f"{len(refused)} item(s) have only answers that do not count, and Label "
+                        f"Studio offers their tasks to nobody again: fix the answer in Label "
+                        f"Studio (task {tasks}{', ...' if len(refused) > 10 else ''})")
     warnings += held_back_warnings(all_rounds) + replaced_warning(store)
     stuck = ties_nobody_can_break(store, annotator_emails(project.config))
     if stuck:

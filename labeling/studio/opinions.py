@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from labeling.boxes import image_matches
-from labeling.schema import Item, SecondOpinion, StudioAnnotation, StudioTaskSync
+from labeling.schema import PEOPLE_SOURCES, Item, SecondOpinion, StudioAnnotation, StudioTaskSync
 from labeling.store import LabelStore
 from labeling.studio.project import StudioProject
 from labeling.tasks.detection import summary
@@ -99,6 +99,32 @@ def current_votes(store: LabelStore, project_id: int | None, *,
                  if not row[6] and row[7] is None and row[5] is not None}
         if votes:
             out[key] = votes
+    return out
+
+
+def refused_only(store: LabelStore) -> dict[str, tuple[int, str]]:
+    """Item key -> (task id, why) of the items without a label from people whose live task
+    holds answers that were all refused (a box outside the image, an unknown label) or whose
+    people's latest answers were. Label Studio counts such a task as done and offers it to
+    nobody again: it waits for a person to fix the answer there, not for a new one."""
+    with store.transaction() as s:
+        rows = s.execute(
+            select(Item.key, StudioAnnotation.task_id, StudioAnnotation.rejected)
+            .join(Item, Item.id == StudioAnnotation.item_id)
+            .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
+            .where(StudioAnnotation.project_id.is_not(None),
+                   StudioAnnotation.rejected.is_not(None),
+                   StudioAnnotation.was_cancelled.is_(False),
+                   StudioTaskSync.deleted.is_(False))
+            .order_by(StudioAnnotation.task_id.desc())).all()
+    if not rows:
+        return {}
+    counted = current_votes(store, None)
+    human = store.current_classes(sources=PEOPLE_SOURCES)
+    out: dict[str, tuple[int, str]] = {}
+    for key, task_id, why in rows:
+        if key not in counted and key not in human:
+            out.setdefault(key, (int(task_id), str(why)))
     return out
 
 

@@ -14,6 +14,7 @@ from labeling.schema import PEOPLE_SOURCES
 from labeling.seen_files import unusable_items
 from labeling.selections import Pick, picks, record_picks, unanswered_picks
 from labeling.strategies import select_for_review
+from labeling.studio.opinions import refused_only
 from pipeline.project.project import Project
 from pipeline.round.labeled import labeled_sets
 from pipeline.round.predict import load_predictions
@@ -46,9 +47,13 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
 def waiting_picks(project: Project) -> int:
     """Picks that wait for people: in Label Studio without a first answer, or not sent yet
     (a crash before the push, a task deleted) where the push can send them; not those it
-    holds back (a file gone, another image in it)."""
+    holds back (a file gone, another image in it), nor those whose answers were all refused
+    (they wait for a person to fix an answer, not for a turn: counted as waiting, a dozen of
+    them shrank every batch for good, and a batch's worth stopped the picking)."""
     unusable = unusable_items(project.store)
-    return sum(tasked or (k not in unusable and (is_remote(path) or os.path.isfile(path)))
+    refused = refused_only(project.store)
+    return sum(k not in refused and
+               (tasked or (k not in unusable and (is_remote(path) or os.path.isfile(path))))
                for k, path, tasked in unanswered_picks(project.store))
 
 

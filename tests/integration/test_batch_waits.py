@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from labeling.selections import picks
+from labeling.studio.opinions import refused_only
 from labeling.tasks.classification import choice_result
 from pipeline.round import push as push_step
 from pipeline.round import select as select_step
 from pipeline.round.session import session, simulate_annotators
 from pipeline.round.steps import run_round
 from pipeline.round.sync import sync
+from pipeline.status import project_status
 from tests.integration.test_loop import make_project, state
 
 pytestmark = [pytest.mark.integration]
@@ -38,9 +40,23 @@ def test_a_round_picks_nothing_while_its_batch_waits_for_people(studio_server, d
         assert again == {"picked": 0, "waiting": first["picked"],
                          "reason": f"{first['picked']} picked item(s) wait for people in Label "
                                    f"Studio: the next batch is picked as they are answered"}
-        assert simulate_annotators(project, truth, noise=0.0, seed=0) == first["picked"]
+        # One answer is refused (no class): Label Studio counts its task as done and offers
+        # it to nobody again. It waits for a fix, not a turn: it does not hold a place.
+        studio, sp = session(project)
+        refused_key = sorted(k for k in picks(store))[0]
+        refused_task = store.tasks(sp.id)[refused_key]
+        with studio.errors("answering"):
+            studio.client.annotations.create(id=refused_task, result=choice_result("horse"))
+        assert simulate_annotators(project, truth, noise=0.0, seed=0) == first["picked"] - 1
         sync(project)
         assert select_step.waiting_picks(project) == 0
+        (task, why), = refused_only(store).values()
+        assert refused_key in refused_only(store) and task == refused_task
+        assert "'horse' is not a class" in why
+        shown = project_status(project)
+        assert shown["pool"]["pending_in_label_studio"] == 0
+        assert any("1 item(s) have only answers that do not count" in w
+                   and f"task {refused_task})" in w for w in shown["warnings"])
         assert select_step.select_batch(project, store.start_round(), {})["picked"] > 0
     finally:
         project.close()
