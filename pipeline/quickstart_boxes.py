@@ -22,9 +22,11 @@ from pipeline.detection_dataset import CLASSES, export_mnist_detection
 from pipeline.detection_model import predict_values, score_boxes
 from pipeline.export import export_labels
 from pipeline.project.config import CONFIG_NAME
+from pipeline.project.lock import WorkspaceLock
 from pipeline.project.workspace import init_project
 from pipeline.quickstart import change_defaults, locked_round, open_demo
 from pipeline.round import session as studio_session
+from pipeline.round.sync import pull
 from training.detection.checkpoint import load_detector
 
 # A first batch large enough that its held-out half can certify something by round 2.
@@ -96,6 +98,11 @@ def run_detection_quickstart(folder: Path, *, rounds: int, noise: float, seed: i
             sim = simulate_box_annotations(studio_client, sp, truth, fault_rate=noise,
                                            seed=seed + n)
             print(round_line(project, n, truth, test_rows) + f" | answered {sim.answered}")
+        # The last round's answers came after its sync: read them, or the export and the
+        # certificate below leave them out.
+        with WorkspaceLock(project.config.workspace_dir / "lock",
+                           command="labelloop quickstart"):
+            pull(project)
         exported = export_labels(project.store, folder / "labels.coco.json", format="coco",
                                  classes=project.classes, force=True,
                                  task=project.task.labels)
