@@ -59,6 +59,9 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
         "human_error_checks": checks,
         "assumes": "", "audit": (accept or {}).get("audit"),
     }
+    if not delivered:  # a bound on the share of wrong labels among none says nothing
+        out["reason"] = "no label is delivered"
+        return out
     if reference_error is None:
         out["reason"] = "the people's error is not measured yet"
         return out

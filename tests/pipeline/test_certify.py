@@ -50,6 +50,18 @@ def test_people_assumed_right_is_said_and_a_missing_bound_is_no_bound(store):
                                                         confidence=0.9))
 
 
+def test_nothing_delivered_has_no_bound(tmp_path):
+    # It read "0 labels delivered ...; wrong labels <= 0.00% with 95% confidence".
+    Image.fromarray(np.zeros((4, 4), np.uint8), mode="L").save(tmp_path / "0.png")
+    empty = LabelStore(tmp_path / "labels.db")
+    ingest_folder(empty, tmp_path)
+    cert = certificate(empty, _accept(0.05), reference_error=0.0, confidence=0.95)
+    empty.close()
+    assert cert["delivered"] == 0 and cert["wrong_ub"] is None
+    assert describe(cert) == ("0 labels delivered (0 by people, 0 by the machine), 1 unlabeled; "
+                              "no error bound yet (no label is delivered)")
+
+
 def test_a_human_only_delivery_is_certified_by_the_human_bound_alone(store):
     cert = certificate(store, None, reference_error=0.02, confidence=0.95, human_only=True)
     assert (cert["delivered"], cert["machine"], cert["wrong_ub"]) == (4, 0, 0.02)
