@@ -38,6 +38,8 @@ def write_boxes(out: Path, rows: list[ExportRow], *, format: str,
     if unsized:
         raise ExportError(f"{len(unsized)} label(s) do not record their image's size (e.g. "
                           f"{unsized[0]}); a sync of their task records it again")
+    if format != "csv":
+        _check_classes(rows, classes, format)
     if format == "coco":
         write_file_atomic(out, lambda tmp: tmp.write_text(
             json.dumps(coco(rows, classes), indent=1), encoding="utf-8"))
@@ -45,6 +47,23 @@ def write_boxes(out: Path, rows: list[ExportRow], *, format: str,
         write_file_atomic(out, lambda tmp: _write_box_csv(tmp, rows))
     else:
         _write_yolo(out, rows, classes)
+
+
+def _check_classes(rows: list[ExportRow], classes: tuple[str, ...], format: str) -> None:
+    """COCO and YOLO number the classes: a box whose label the config no longer lists (a
+    class removed or renamed in labelloop.toml) has no number. Raises ``ExportError``."""
+    known = set(classes)
+    unknown: dict[str, int] = {}
+    for row in rows:
+        for box in row.value["boxes"]:
+            if box["label"] not in known:
+                unknown[box["label"]] = unknown.get(box["label"], 0) + 1
+    if unknown:
+        listed = ", ".join(f"{label!r} ({n} box(es))" for label, n in sorted(unknown.items()))
+        raise ExportError(f"labels {listed} are not among [project] classes (removed or "
+                          f"renamed in labelloop.toml?), so a {format} export cannot number "
+                          "them: put them back in the classes, or export --format csv, which "
+                          "writes labels as text")
 
 
 def coco(rows: list[ExportRow], classes: tuple[str, ...]) -> dict:
@@ -93,17 +112,31 @@ def _write_box_csv(path: Path, rows: list[ExportRow]) -> None:
         os.fsync(f.fileno())
 
 
+def _common_folder(paths: list[str]) -> str:
+    """The folder all ``paths`` are in ("" for none, or files here and in S3 together)."""
+    try:
+        return os.path.commonpath([str(Path(p).parent) for p in paths]) if paths else ""
+    except ValueError:
+        return ""
+
+
 def _write_yolo(out: Path, rows: list[ExportRow], classes: tuple[str, ...]) -> None:
     index = {c: i for i, c in enumerate(classes)}
     tmp = temp_folder_beside(out)
     try:
         (tmp / "labels").mkdir()
+        # labels/ mirrors the images' folders, as YOLO tools pair an image with the label file
+        # of its name: flattened, two images named alike (s1/x.png, s2/x.png) had one x.txt
+        # and one x-<key>.txt, which no tool pairs with its image.
+        root = _common_folder([r.path for r in rows])
         taken: set[str] = set()
         for row in rows:
-            name = Path(row.path).stem
-            if name.lower() in taken:  # two images of one name: the item key tells them apart
+            folder = os.path.relpath(Path(row.path).parent, root) if root else "."
+            name = str(Path(folder) / Path(row.path).stem)
+            if name.lower() in taken:  # x.png beside x.jpg: the item key tells them apart
                 name = f"{name}-{row.item_key.split(':')[-1][:12]}"
             taken.add(name.lower())
+            (tmp / "labels" / name).parent.mkdir(parents=True, exist_ok=True)
             width, height = float(row.value["width"]), float(row.value["height"])
             lines = [f"{index[b['label']]} {(b['x'] + b['w'] / 2) / width:.6f} "
                      f"{(b['y'] + b['h'] / 2) / height:.6f} {b['w'] / width:.6f} "

@@ -103,3 +103,46 @@ def test_a_box_export_refuses_what_it_cannot_write(labeled, tmp_path):
         export_labels(proj.store, tmp_path / "taken", format="yolo", classes=CLASSES,
                       task=TASK, force=True)
     assert (tmp_path / "taken" / "mine.txt").read_text() == "keep me"
+
+
+def test_coco_and_yolo_refuse_a_class_no_longer_configured_and_csv_writes_it(labeled, tmp_path):
+    # A class taken out of labelloop.toml: the export ended in a KeyError traceback.
+    proj, _, _ = labeled
+    fewer = tuple(c for c in CLASSES if c != "3")
+    for fmt, out in (("coco", tmp_path / "l.coco.json"), ("yolo", tmp_path / "y")):
+        with pytest.raises(ExportError, match=r"labels '3' \(\d+ box\(es\)\) are not among "
+                                              r"\[project\] classes .*--format csv"):
+            export_labels(proj.store, out, format=fmt, classes=fewer, task=TASK)
+        assert not out.exists()
+    report = export_labels(proj.store, tmp_path / "b.csv", format="csv", classes=fewer,
+                           task=TASK)
+    assert report.rows == 10 and ",3," in (tmp_path / "b.csv").read_text()
+
+
+def test_yolo_label_files_mirror_the_image_folders(tmp_path):
+    # Two images named alike in two folders got x.txt and x-<key>.txt side by side, which no
+    # YOLO tool pairs with its image.
+    from PIL import Image
+
+    images = tmp_path / "p" / "images"
+    for sub in ("s1", "s2"):
+        (images / sub).mkdir(parents=True)
+        Image.new("RGB", (20, 10), (40 if sub == "s1" else 90, 0, 0)).save(images / sub / "x.png")
+    init_project(tmp_path / "p", images=images, classes=list(CLASSES), name="det-yolo",
+                 task="detection")
+    proj = open_project(find_config(tmp_path / "p"))
+    try:
+        ingest_folder(proj.store, proj.config.images_dir)
+        boxes = {"s1": {"label": "1", "x": 1, "y": 1, "w": 4, "h": 4},
+                 "s2": {"label": "2", "x": 5, "y": 2, "w": 8, "h": 6}}
+        proj.store.add_labels([NewLabel(i.key, "x", "human", who="a", value={
+            "width": 20, "height": 10, "boxes": [boxes[i.path.split("/")[-2]]]})
+            for i in proj.store.items()], classes=None)
+        export_labels(proj.store, tmp_path / "y", format="yolo", classes=CLASSES, task=TASK)
+    finally:
+        proj.close()
+    labels = tmp_path / "y" / "labels"
+    assert sorted(p.relative_to(labels).as_posix() for p in labels.rglob("*.txt")) == [
+        "s1/x.txt", "s2/x.txt"]
+    assert (labels / "s1" / "x.txt").read_text().split()[0] == str(CLASSES.index("1"))
+    assert (labels / "s2" / "x.txt").read_text().split()[0] == str(CLASSES.index("2"))
