@@ -5,7 +5,8 @@ each box with its provenance (human or machine, who, the model version, its scor
   here" is a label), ``annotations`` (``bbox`` = [x, y, w, h] in pixels, as COCO has it) and
   ``categories`` (ids 1..K in the project's class order). Each annotation and image carries
   labelloop's provenance under ``"labelloop"``, which COCO readers ignore.
-- ``yolo``: ``OUT/labels/<image stem>.txt`` (``class x_centre y_centre width height``, all
+- ``yolo``: ``OUT/labels/<folder>/<image stem>.txt`` (the images' folders below the one they
+  share, mirrored; ``class x_centre y_centre width height``, all
   relative to the image's size, as Ultralytics reads them), ``OUT/classes.txt`` (one name per
   line, in class-index order) and ``OUT/provenance.csv`` (a row per box, as the CSV export).
   The images stay where they are; ``provenance.csv`` names each one's path.
