@@ -64,6 +64,22 @@ def test_nothing_accepted_when_the_first_tested_threshold_fails():
     assert not result.accept(np.array([0.99, 1.0])).any()
 
 
+def test_people_whose_bound_alone_passes_the_budget_are_named_as_the_reason():
+    # It read "too little validation data above any threshold" with 137 validation items,
+    # where the people's bound (0.26) left no room in a budget of 0.05.
+    rng = np.random.default_rng(3)
+    val_probs, val_truth = _items(137, rng)
+    cand = _items(463, rng)[0].max(axis=1)
+    result = choose_dataset_threshold(cand, val_probs, val_truth, n_human=137,
+                                      human_error=0.26, epsilon=0.05)
+    assert result.threshold is None
+    assert result.reason.startswith("the people's labels alone may be wrong at up to 26.0% "
+                                     "(their bound), against a budget of 5.0%")
+    few = choose_dataset_threshold(cand, val_probs[:5], val_truth[:5], n_human=137,
+                                   human_error=0.0, epsilon=0.05)
+    assert few.reason.startswith("too little validation data above any threshold")
+
+
 def test_expected_delivered_error_stays_within_budget_in_monte_carlo():
     rng = np.random.default_rng(3)
     over, reps = 0, 200
