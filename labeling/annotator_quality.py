@@ -14,7 +14,8 @@ random sample of the pool: most reached a second person because the first disagr
 model, and they are harder than most. The rate ranks people and shows who needs help; it does
 not certify anything (the bounds use ``labeling.annotators``, on the random double check).
 The interval: the 2.5th and 97.5th percentiles (at 95%) of the rate over resamples of the
-items, fitted again each time.
+items, fitted again each time, widened to at least the Clopper-Pearson interval of that rate on
+the person's own count of items (the resamples alone miss how little a few items say).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
+from labeling.bounds import precision_interval
 
 METHOD = "one-coin Dawid-Skene (crowd-kit), bootstrap over items"
 
@@ -70,6 +73,12 @@ def annotator_quality(votes: Mapping[str, Mapping[str, str]], *, confidence: flo
         got = draws[person]
         interval = ((float(np.quantile(got, tail)), float(np.quantile(got, 1 - tail)))
                     if got else (0.0, 1.0))
+        if person in rates:
+            # At least as wide as a rate measured on their n items can be known: resamples of
+            # a person's one item give that item's rate every time ("100.0-100.0%").
+            lo, hi = precision_interval(round(rates[person] * len(mine)), len(mine),
+                                        confidence=confidence)
+            interval = (min(interval[0], lo), max(interval[1], hi))
         out.append(AnnotatorQuality(person, len(mine), _disagreements(shared, mine, person),
                                     rates.get(person), interval))
     return out

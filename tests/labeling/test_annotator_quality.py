@@ -39,3 +39,14 @@ def test_people_are_ranked_by_their_real_error_and_the_interval_covers_it():
 def test_nothing_is_claimed_without_two_people_on_one_item():
     assert annotator_quality({"a": {"p1": "cat"}, "b": {"p2": "dog"}}) == []
     assert annotator_quality({}) == []
+
+
+def test_a_person_with_one_shared_item_gets_an_interval_as_wide_as_one_item_allows():
+    # It read "errs on 100.0% of 1 shared items (95% interval 100.0-100.0%)": every resample
+    # of their one item gave the same rate.
+    votes, _ = _crowd({"a": 0.05, "b": 0.05, "c": 0.05}, 60, seed=1)
+    votes["odd"] = {"a": "3", "b": "3", "newcomer": "7"}
+    newcomer = next(q for q in annotator_quality(votes) if q.name == "newcomer")
+    assert newcomer.items == 1 and newcomer.rate > 0.9
+    lo, hi = newcomer.interval
+    assert lo < 0.05 and hi == 1.0
