@@ -294,6 +294,12 @@ def annotate_sim_command(
                                      "a pre-annotation where it is kept as shown."),
     limit: int | None = typer.Option(None, min=1, help="Answer at most this many tasks."),
     seed: int = typer.Option(0, help="Seed of the simulated annotator's choices."),
+    crowd: int = typer.Option(0, min=0, help="Answer as a crowd of this many annotator "
+                              "accounts (made as needed: ann1, ann2, ...) whose error rates "
+                              "average --noise, concentrated on hard images and look-alike "
+                              "classes; one of three or more often accepts the shown guess. "
+                              "Three passes with a sync between, as people who keep working "
+                              "(second opinions answered). One class per image only."),
     config: Path | None = ConfigOption,
 ) -> None:
     """Answer pending Label Studio tasks from ground truth, as a (noisy) annotator would."""
@@ -301,6 +307,9 @@ def annotate_sim_command(
     from labeling.studio.annotator_sim import load_truth, simulate_annotations
     from labeling.studio.box_annotator_sim import load_box_truth, simulate_box_annotations
 
+    if crowd:
+        _crowd_answers(config, truth, crowd=crowd, noise=noise, seed=seed, limit=limit)
+        return
     cfg = load(config)
     try:
         studio = connect_studio(cfg, os.environ)
@@ -322,6 +331,36 @@ def annotate_sim_command(
     out.print(f"answered {report.answered} ({report.wrong} wrong on purpose), skipped "
               f"{report.skipped}; pending left {report.pending_left}, without an answer in "
               f"{truth.name}: {report.no_truth}")
+
+
+def _crowd_answers(config: Path | None, truth: Path, *, crowd: int, noise: float, seed: int,
+                   limit: int | None) -> None:
+    """``annotate-sim --crowd N``: the simulated crowd of ``pipeline.crowd``."""
+    from labeling.studio.annotator_sim import load_truth_paths
+    from pipeline.crowd import crowd_work, ensure_annotators
+
+    cfg = load(config)
+    if cfg.project.task != "classification":
+        fail("--crowd answers one class per image; a detection project's simulated person "
+             "answers without it")
+    if limit is not None:
+        fail("--limit is for one annotator; the crowd answers every open task")
+    try:
+        answers = load_truth_paths(truth)
+    except StudioError as err:
+        fail(str(err))
+    with opened(config, lock="labelloop annotate-sim") as project:
+        studio = connect_studio(cfg, os.environ)
+        # As a sync: the crowd answers the project a round made; it makes none.
+        project.studio = (studio, open_studio_project(cfg, studio, create=False,
+                                                      store=project.store))
+        names = ensure_annotators(project, crowd)
+        report = crowd_work(project, answers, mean_error=noise, seed=seed)
+    for name in names:
+        out.print(f"{name}: answered {report.answered.get(name, 0)} ({report.wrong.get(name, 0)} "
+                  f"wrong on purpose), skipped {report.skipped.get(name, 0)}", markup=False)
+    out.print(f"the crowd answered {report.total}; the next round (or `labelloop studio "
+              "sync`) reads the answers")
 
 
 def print_sync_report(report: SyncReport) -> None:

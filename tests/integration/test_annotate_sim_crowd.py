@@ -1,0 +1,45 @@
+"""``labelloop annotate-sim --crowd N``: the simulated crowd from the command line, through
+real annotator accounts on a real Label Studio."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from labeling.studio.opinions import current_votes
+from pipeline.cli.app import app
+from pipeline.round.steps import run_round
+from pipeline.round.sync import sync
+from tests.integration.test_loop import make_project
+
+pytestmark = [pytest.mark.integration]
+
+
+def test_annotate_sim_as_a_crowd_answers_through_several_accounts(studio_server,
+                                                                   digits_export, tmp_path):
+    project, _, env = make_project(studio_server, digits_export, tmp_path,
+                                   f"crowd-cli-{tmp_path.name[-10:]}")
+    truth = str(digits_export / "labels.csv")
+    try:
+        pushed = run_round(project)["stats"]["push"]["pushed"]  # the cold start's tasks
+        cli = CliRunner()
+        refused = cli.invoke(app, ["annotate-sim", "--truth", truth, "--crowd", "3",
+                                   "--limit", "5", "-c", str(tmp_path)], env=env)
+        assert refused.exit_code == 2 and "--limit is for one annotator" in refused.output
+        result = cli.invoke(app, ["annotate-sim", "--truth", truth, "--crowd", "3", "--noise",
+                                  "0.1", "--seed", "4", "-c", str(tmp_path)], env=env)
+        assert result.exit_code == 0, result.output
+        answered = {name: int(n) for name, n in
+                    re.findall(r"^(ann\d): answered (\d+) \(\d+ wrong on purpose\)",
+                               result.output, re.M)}
+        assert sorted(answered) == ["ann1", "ann2", "ann3"]
+        total = int(re.search(r"the crowd answered (\d+)", result.output).group(1))
+        assert total == sum(answered.values()) >= 0.9 * pushed  # 2% skip
+        sync(project)
+        votes = current_votes(project.store, None)
+        assert len({p for v in votes.values() for p in v}) == 3  # three people's answers
+        assert len(votes) >= 0.9 * pushed
+    finally:
+        project.close()
