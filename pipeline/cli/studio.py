@@ -108,6 +108,10 @@ def add_annotator_command(
         fail(str(err))
     out.print(f"annotator {made.name}: login {made.email}, password in {made.password_file}, "
               f"API key in {made.key_file} (mode 0600)")
+    if cfg.loop.reference_error == 0:
+        out.print('note: [loop] reference_error = 0 assumes people are always right; with '
+                  'several people, set it to "measured" so that the certificate and the '
+                  "accept step count their errors", markup=False)
 
 
 @studio_app.command("annotators")
