@@ -378,10 +378,14 @@ def _rounds_table(data: ReportData) -> str:
 
 
 def _models_table(data: ReportData) -> str:
+    # A detector is scored by mAP@0.5 (the column was empty for one).
+    boxes = any("map_50" in v.metrics and "eval_accuracy" not in v.metrics
+                for v in data.versions)
+    metric, name = ("map_50", "eval mAP@0.5") if boxes else ("eval_accuracy", "eval accuracy")
     rows = [[f"v{v.version}", "champion" if v.is_champion else "", f"{v.created:%Y-%m-%d %H:%M}",
-             v.round_id, _int(v.metrics.get("n_train")), v.metrics.get("eval_accuracy"),
+             v.round_id, _int(v.metrics.get("n_train")), v.metrics.get(metric),
              v.snapshot] for v in data.versions]
-    return _table(["version", "", "created (UTC)", "round", "trained on", "eval accuracy "
+    return _table(["version", "", "created (UTC)", "round", "trained on", f"{name} "
                    "(at training)", "label snapshot"], rows)
 
 

@@ -40,7 +40,8 @@ def boxed_by_people(proj, truth, keys, shown_for=()):
 def register(proj, tmp_path, n_train):
     ckpt = tmp_path / "model.det.pt"
     ckpt.write_bytes(b"a detector")
-    return proj.registry.register(ckpt, params={}, metrics={"n_train": n_train},
+    return proj.registry.register(ckpt, params={}, metrics={"n_train": n_train,
+                                                            "map_50": 0.4321, "map": 0.21},
                                   snapshot=f"s{n_train}")
 
 
@@ -138,3 +139,5 @@ def test_a_detection_round_is_monitored_and_drift_in_new_images_is_flagged(
     assert "no round has auto-accepted" not in text
     assert "no round has predicted the pool" not in text
     assert len(pngs) == 6
+    # The models table scores a detector by its mAP@0.5 (the column was empty).
+    assert "eval mAP@0.5 (at training)" in text and "<td>0.432</td>" in text
