@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from labeling.schema import PEOPLE_SOURCES
 from labeling.store import LabelStore
-from labeling.studio.opinions import current_votes
+from labeling.studio.opinions import disagreed
 
 
 def certificate(store: LabelStore, accept: dict | None, *, reference_error: float | str,
@@ -89,14 +89,6 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
     if human_only and machine_ok + machine_held:
         out["machine_not_exported"] = machine_ok + machine_held
     return out
-
-
-def disagreed(store: LabelStore) -> tuple[int, int]:
-    """(items whose people gave different answers, items answered by two or more people),
-    each person's current answer counted once."""
-    several = [set(map(str, v.values())) for v in current_votes(store, None).values()
-               if len(v) > 1]
-    return sum(len(answers) > 1 for answers in several), len(several)
 
 
 def _machine_bound(accept: dict | None) -> float | None:

@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 
 from labeling.boxes import image_matches
 from labeling.schema import PEOPLE_SOURCES, Item, SecondOpinion, StudioAnnotation, StudioTaskSync
@@ -65,27 +65,40 @@ class OpinionRequest:
     reason: str
 
 
-def current_votes(store: LabelStore, project_id: int | None, *,
-                  values: bool = False) -> dict[str, dict]:
+# Item keys a query names at most (SQLite takes 32,766 parameters); more are filtered here.
+MAX_KEYS_IN_QUERY = 10_000
+
+
+def current_votes(store: LabelStore, project_id: int | None, *, values: bool = False,
+                  keys: Collection[str] | None = None) -> dict[str, dict]:
     """Item key -> person -> their counted answer, in the order people first answered: each
     person's latest annotation of the item's live task (the last updated, as the label's
     consensus reads it, ``labeling.studio.consensus.decide``), unless that one is a skip or
     rejected (then the person has no vote: their older answer does not come back). A person
     answering twice counts once. ``project_id`` None: every Label Studio project. The answer
-    is its class text, or with ``values`` its typed value (a detection's boxes)."""
+    is its class text, or with ``values`` its typed value (a detection's boxes). ``keys``: only
+    these items (the others' answers are not read)."""
     answer = StudioAnnotation.value if values else StudioAnnotation.choice
+    query = (select(Item.key, StudioAnnotation.user_id, StudioAnnotation.annotation_id,
+                    StudioAnnotation.who, answer, StudioAnnotation.choice,
+                    StudioAnnotation.was_cancelled, StudioAnnotation.rejected,
+                    StudioAnnotation.updated_at)
+             .join(Item, Item.id == StudioAnnotation.item_id)
+             .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
+             .where(StudioAnnotation.project_id == project_id if project_id is not None
+                    else StudioAnnotation.project_id.is_not(None),
+                    StudioTaskSync.deleted.is_(False))
+             .order_by(StudioAnnotation.created_at, StudioAnnotation.annotation_id))
+    if keys is not None:
+        if not keys:
+            return {}
+        if len(keys) <= MAX_KEYS_IN_QUERY:
+            query = query.where(Item.key.in_(sorted(keys)))
     with store.transaction() as s:
-        rows = s.execute(
-            select(Item.key, StudioAnnotation.user_id, StudioAnnotation.annotation_id,
-                   StudioAnnotation.who, answer, StudioAnnotation.choice,
-                   StudioAnnotation.was_cancelled, StudioAnnotation.rejected,
-                   StudioAnnotation.updated_at)
-            .join(Item, Item.id == StudioAnnotation.item_id)
-            .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
-            .where(StudioAnnotation.project_id == project_id if project_id is not None
-                   else StudioAnnotation.project_id.is_not(None),
-                   StudioTaskSync.deleted.is_(False))
-            .order_by(StudioAnnotation.created_at, StudioAnnotation.annotation_id)).all()
+        rows = s.execute(query).all()
+    if keys is not None:
+        keys = set(keys)
+        rows = [r for r in rows if r[0] in keys]
     latest: dict[str, dict[str, tuple]] = {}  # in the order people first answered
     for row in rows:
         key, user_id, annotation_id, who, *_, updated_at = row
@@ -119,13 +132,34 @@ def refused_only(store: LabelStore) -> dict[str, tuple[int, str]]:
             .order_by(StudioAnnotation.task_id.desc())).all()
     if not rows:
         return {}
-    counted = current_votes(store, None)
+    counted = current_votes(store, None, keys={r[0] for r in rows})
     human = store.current_classes(sources=PEOPLE_SOURCES)
     out: dict[str, tuple[int, str]] = {}
     for key, task_id, why in rows:
         if key not in counted and key not in human:
             out.setdefault(key, (int(task_id), str(why)))
     return out
+
+
+def disagreed(store: LabelStore) -> tuple[int, int]:
+    """(items whose people's current answers differ, items answered by two or more people),
+    each person's current answer counted once (as ``current_votes``). The database finds the
+    items with answers from two or more people; only theirs are read."""
+    who = func.coalesce(StudioAnnotation.who, cast(StudioAnnotation.user_id, String),
+                        cast(StudioAnnotation.annotation_id, String))
+    with store.transaction() as s:
+        several = s.scalars(
+            select(Item.key).select_from(StudioAnnotation)
+            .join(Item, Item.id == StudioAnnotation.item_id)
+            .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
+            .where(StudioAnnotation.project_id.is_not(None), StudioTaskSync.deleted.is_(False),
+                   StudioAnnotation.was_cancelled.is_(False),
+                   StudioAnnotation.rejected.is_(None), StudioAnnotation.choice.is_not(None))
+            .group_by(Item.key).having(func.count(func.distinct(who)) > 1)).all()
+    votes = [set(map(str, v.values())) for v in current_votes(store, None,
+                                                              keys=several).values()
+             if len(v) > 1]
+    return sum(len(answers) > 1 for answers in votes), len(votes)
 
 
 def person(who: str | None, user_id: int | None, annotation_id: int) -> str:
