@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import String, cast, func, select
 
 from labeling.boxes import image_matches
-from labeling.schema import PEOPLE_SOURCES, Item, SecondOpinion, StudioAnnotation, StudioTaskSync
+from labeling.schema import (
+    PEOPLE_SOURCES,
+    Item,
+    Label,
+    SecondOpinion,
+    StudioAnnotation,
+    StudioTaskSync,
+)
 from labeling.store import LabelStore
 from labeling.studio.project import StudioProject
 from labeling.tasks.detection import summary
@@ -132,8 +139,15 @@ def refused_only(store: LabelStore) -> dict[str, tuple[int, str]]:
             .order_by(StudioAnnotation.task_id.desc())).all()
     if not rows:
         return {}
-    counted = current_votes(store, None, keys={r[0] for r in rows})
-    human = store.current_classes(sources=PEOPLE_SOURCES)
+    keys = {r[0] for r in rows}
+    counted = current_votes(store, None, keys=keys)
+    with store.transaction() as s:
+        human = set(s.scalars(
+            select(Item.key).join(Label, Label.item_id == Item.id)
+            .where(Label.superseded_at.is_(None), Label.source.in_(list(PEOPLE_SOURCES)),
+                   Item.key.in_(sorted(keys)[:MAX_KEYS_IN_QUERY]))))
+        if len(keys) > MAX_KEYS_IN_QUERY:  # rare: every refused item, checked in full
+            human = set(store.current_classes(sources=PEOPLE_SOURCES))
     out: dict[str, tuple[int, str]] = {}
     for key, task_id, why in rows:
         if key not in counted and key not in human:
@@ -277,24 +291,27 @@ def asked_overlaps(store: LabelStore, project_id: int) -> dict[str, int]:
 def uncounted_answers(store: LabelStore, project_id: int, task_ids) -> dict[int, int]:
     """Task id (of ``task_ids``) -> answers that Label Studio counts towards the task's overlap
     but labelloop does not count as a person: a person's earlier answer where they answered
-    twice, an answer refused as no class. Label Studio closes a task once its answers (skips
-    aside) reach the overlap, so an overlap of N people is N plus these."""
+    twice, an answer refused as no class, every answer of a person whose latest answer does
+    not count (as ``current_votes`` counts people). Label Studio closes a task once its
+    answers (skips aside) reach the overlap, so an overlap of N people is N plus these."""
     with store.transaction() as s:
         rows = s.execute(
             select(StudioAnnotation.task_id, StudioAnnotation.user_id, StudioAnnotation.who,
                    StudioAnnotation.annotation_id, StudioAnnotation.rejected,
-                   StudioAnnotation.choice)
+                   StudioAnnotation.choice, StudioAnnotation.updated_at)
             .where(StudioAnnotation.project_id == project_id,
                    StudioAnnotation.task_id.in_(sorted(set(task_ids))),
                    StudioAnnotation.was_cancelled.is_(False)))
         answers: dict[int, int] = {}
-        people: dict[int, set] = {}
-        for task_id, user_id, who, annotation_id, rejected, choice in rows:
+        latest: dict[int, dict[str, tuple]] = {}
+        for task_id, user_id, who, annotation_id, rejected, choice, updated_at in rows:
             answers[task_id] = answers.get(task_id, 0) + 1
-            if rejected is None and choice is not None:  # as current_votes counts people
-                people.setdefault(task_id, set()).add(person(who, user_id, annotation_id))
-        return {t: n - len(people.get(t, ())) for t, n in answers.items()
-                if n > len(people.get(t, ()))}
+            mine = latest.setdefault(task_id, {})
+            name = person(who, user_id, annotation_id)
+            if name not in mine or (updated_at, annotation_id) >= mine[name][0]:
+                mine[name] = ((updated_at, annotation_id), rejected is None and choice is not None)
+    people = {t: sum(counts for _, counts in mine.values()) for t, mine in latest.items()}
+    return {t: n - people.get(t, 0) for t, n in answers.items() if n > people.get(t, 0)}
 
 
 def request_opinions(studio: Studio, store: LabelStore, project: StudioProject,

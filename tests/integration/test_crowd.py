@@ -20,6 +20,7 @@ from labeling.studio.opinions import (
     human_answers,
     plan,
     request_opinions,
+    uncounted_answers,
 )
 from labeling.studio.push import PushItem, push_tasks
 from labeling.studio.sync import sync_annotations
@@ -151,6 +152,12 @@ def test_a_person_who_answered_twice_has_the_vote_of_the_answer_the_label_counts
     sync_annotations(studio, store, project)
     assert store.current_labels()[items[0].key].label == "cat"
     assert current_votes(store, project.id)[items[0].key] == {a.email: "cat"}
+    # Their latest answer refused: no vote, and Label Studio's overlap must count all three
+    # of their answers as no person (a raise for one more person closed the task unanswered).
+    ca.client.annotations.create(id=task, result=choice_result("horse"))
+    sync_annotations(studio, store, project)
+    assert items[0].key not in current_votes(store, project.id)
+    assert uncounted_answers(store, project.id, [task]) == {task: 3}
 
 
 def test_people_who_disagree_refute_the_certificate_that_assumes_them_right(
