@@ -9,7 +9,7 @@ class is the one it is confused with. Hardness is scaled to mean 1 over the pool
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +65,28 @@ def item_difficulty(paths: Mapping[str, Path], truth: Mapping[str, str], classes
             {k: classes[int(c)] for k, c in zip(keys, nearest, strict=True)})
 
 
+def simulated_accounts(project: Project, count: int) -> list[str]:
+    """The accounts ``ann1`` ... ``ann<count>``, made as needed: the simulated crowd's own,
+    never a real person's (whose answers would go in their name)."""
+    studio, _ = session(project)
+    have = {a.name for a in list_annotators(project.config.studio_dir)}
+    names = [f"ann{i}" for i in range(1, count + 1)]
+    for name in names:
+        if name not in have:
+            add_annotator(studio, project.config.studio_dir, name)
+    return names
+
+
 def crowd_answers(project: Project, truth_by_path: Mapping[str, str], *, mean_error: float,
-                  seed: int, anchor: bool = True) -> CrowdReport:
-    """Every open task answered by the project's annotator accounts, as a crowd whose error
-    rates average ``mean_error`` (module docstring of ``labeling.studio.crowd``)."""
+                  seed: int, anchor: bool = True,
+                  people: Sequence[str] | None = None) -> CrowdReport:
+    """Every open task answered by the project's annotator accounts (or those named
+    ``people``), as a crowd whose error rates average ``mean_error`` (module docstring of
+    ``labeling.studio.crowd``)."""
     studio, sp = session(project)
     accounts = list_annotators(project.config.studio_dir)
+    if people is not None:
+        accounts = [a for a in accounts if a.name in set(people)]
     if not accounts:
         raise StudioError("no annotator accounts: add some with `labelloop studio "
                           "add-annotator NAME` (the quickstart makes [studio] annotators)")
@@ -96,7 +112,8 @@ def _small(path: Path) -> np.ndarray:
 
 
 def crowd_work(project: Project, truth_by_path: Mapping[str, str], *, mean_error: float,
-               seed: int, passes: int = 3, anchor: bool = True) -> CrowdReport:
+               seed: int, passes: int = 3, anchor: bool = True,
+               people: Sequence[str] | None = None) -> CrowdReport:
     """``passes`` passes of the crowd over the open tasks with a sync between two, which asks
     for the second and third opinions their answers call for: people who keep working while
     the loop syncs more often than it runs rounds. The answers of all passes are summed."""
@@ -105,7 +122,7 @@ def crowd_work(project: Project, truth_by_path: Mapping[str, str], *, mean_error
         if n:
             sync(project)
         report = crowd_answers(project, truth_by_path, mean_error=mean_error,
-                               seed=seed * 10 + n, anchor=anchor)
+                               seed=seed * 10 + n, anchor=anchor, people=people)
         for part in ("answered", "wrong", "skipped"):
             mine = getattr(total, part)
             for name, count in getattr(report, part).items():

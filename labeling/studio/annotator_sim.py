@@ -40,9 +40,8 @@ class SimReport:
     pending_left: int = 0
 
 
-def load_truth(labels_csv: Path, *, by_path: bool = False) -> dict[str, str]:
-    """Item key (``sha256:<hex>`` of the file; with ``by_path`` the resolved path) -> true
-    label, from a ``path,label`` CSV."""
+def load_truth(labels_csv: Path) -> dict[str, str]:
+    """Item key (``sha256:<hex>`` of the file) -> true label, from a ``path,label`` CSV."""
     labels_csv = Path(labels_csv)
     try:
         handle = labels_csv.open(newline="", encoding="utf-8-sig")
@@ -53,18 +52,13 @@ def load_truth(labels_csv: Path, *, by_path: bool = False) -> dict[str, str]:
         raise StudioError(f"truth file {labels_csv} cannot be read ({err.strerror})") from None
     try:
         with handle:
-            return _read_truth(labels_csv, handle, by_path=by_path)
+            return _read_truth(labels_csv, handle)
     except UnicodeDecodeError:
         raise StudioError(f"truth file {labels_csv} is not UTF-8 text; give a labels CSV "
                           f"(path,label)") from None
 
 
-def load_truth_paths(labels_csv: Path) -> dict[str, str]:
-    """Resolved image path -> true label, from a ``path,label`` CSV (as ``load_truth``)."""
-    return load_truth(labels_csv, by_path=True)
-
-
-def _read_truth(labels_csv: Path, handle, *, by_path: bool = False) -> dict[str, str]:
+def _read_truth(labels_csv: Path, handle) -> dict[str, str]:
     """``load_truth``'s rows from the open ``handle``."""
     truth: dict[str, str] = {}
     reader = csv.DictReader(handle)
@@ -80,7 +74,7 @@ def _read_truth(labels_csv: Path, handle, *, by_path: bool = False) -> dict[str,
         except FileNotFoundError:
             raise StudioError(f"{labels_csv} names {row['path']}, which does not exist "
                               f"at {path}") from None
-        truth[str(path.resolve()) if by_path else "sha256:" + digest] = str(row["label"])
+        truth["sha256:" + digest] = str(row["label"])
     return truth
 
 

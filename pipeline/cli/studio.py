@@ -298,12 +298,13 @@ def annotate_sim_command(
                                      "a pre-annotation where it is kept as shown."),
     limit: int | None = typer.Option(None, min=1, help="Answer at most this many tasks."),
     seed: int = typer.Option(0, help="Seed of the simulated annotator's choices."),
-    crowd: int = typer.Option(0, min=0, help="Answer as a crowd of this many annotator "
-                              "accounts (made as needed: ann1, ann2, ...) whose error rates "
-                              "average --noise, concentrated on hard images and look-alike "
-                              "classes; one of three or more often accepts the shown guess. "
-                              "Three passes with a sync between, as people who keep working "
-                              "(second opinions answered). One class per image only."),
+    crowd: int = typer.Option(0, min=0, help="Answer as a crowd of simulated accounts ann1 "
+                              "... annN (made as needed; other accounts never answer) whose "
+                              "error rates average --noise, concentrated on hard images and "
+                              "look-alike classes, with the crowd's own 2% of skips; one of "
+                              "three or more often accepts the shown guess. Three passes with "
+                              "a sync between, as people who keep working (second opinions "
+                              "answered). One class per image only."),
     config: Path | None = ConfigOption,
 ) -> None:
     """Answer pending Label Studio tasks from ground truth, as a (noisy) annotator would."""
@@ -340,8 +341,8 @@ def annotate_sim_command(
 def _crowd_answers(config: Path | None, truth: Path, *, crowd: int, noise: float, seed: int,
                    limit: int | None) -> None:
     """``annotate-sim --crowd N``: the simulated crowd of ``pipeline.crowd``."""
-    from labeling.studio.annotator_sim import load_truth_paths
-    from pipeline.crowd import crowd_work, ensure_annotators
+    from labeling.studio.annotator_sim import load_truth
+    from pipeline.crowd import crowd_work, simulated_accounts
 
     cfg = load(config)
     if cfg.project.task != "classification":
@@ -350,7 +351,7 @@ def _crowd_answers(config: Path | None, truth: Path, *, crowd: int, noise: float
     if limit is not None:
         fail("--limit is for one annotator; the crowd answers every open task")
     try:
-        answers = load_truth_paths(truth)
+        answers = load_truth(truth)  # by content, as the items are keyed
     except StudioError as err:
         fail(str(err))
     with opened(config, lock="labelloop annotate-sim") as project:
@@ -358,13 +359,19 @@ def _crowd_answers(config: Path | None, truth: Path, *, crowd: int, noise: float
         # As a sync: the crowd answers the project a round made; it makes none.
         project.studio = (studio, open_studio_project(cfg, studio, create=False,
                                                       store=project.store))
-        names = ensure_annotators(project, crowd)
-        report = crowd_work(project, answers, mean_error=noise, seed=seed)
+        items = project.store.items()
+        by_path = {str(Path(i.path).resolve()): answers[i.key] for i in items
+                   if i.key in answers}
+        names = simulated_accounts(project, crowd)
+        report = crowd_work(project, by_path, mean_error=noise, seed=seed, people=names)
     for name in names:
         out.print(f"{name}: answered {report.answered.get(name, 0)} ({report.wrong.get(name, 0)} "
                   f"wrong on purpose), skipped {report.skipped.get(name, 0)}", markup=False)
     out.print(f"the crowd answered {report.total}; the next round (or `labelloop studio "
               "sync`) reads the answers")
+    if len(by_path) < len(items):
+        out.print(f"{len(items) - len(by_path)} pool item(s) have no answer in {truth.name}: "
+                  "their tasks were left open", markup=False)
 
 
 def print_sync_report(report: SyncReport) -> None:
