@@ -131,7 +131,9 @@ def choose_dataset_threshold(
     common = dict(n_human=int(n_human), human_error_ub=h, epsilon=epsilon,
                   confidence=confidence, alpha=alpha)
     if scan.chosen is None:
-        why = (_none_testable(r_max, h, epsilon, n_human) if scan.start is None else
+        why = (_none_testable(r_max, h, epsilon, n_human,
+                              measured=isinstance(human_error, AnnotatorErrorBound))
+               if scan.start is None else
                f"the first tested threshold ({grid[scan.start]:.4g}: {n_val[scan.start]} "
                f"validation items, {k_val[scan.start]} disagreeing) fails: bound "
                f"{scan.bounds[scan.start]:.3f} > allowance {r_max[scan.start]:.3f}")
@@ -147,14 +149,16 @@ def choose_dataset_threshold(
                             f"ok (scan stopped at {grid[scan.stopped_at]:.4g})", **common)
 
 
-def _none_testable(r_max: np.ndarray, h: float, epsilon: float, n_human: int) -> str:
+def _none_testable(r_max: np.ndarray, h: float, epsilon: float, n_human: int, *,
+                   measured: bool) -> str:
     """Why no threshold could be tested: the people's part leaves the machine labels no room
     at all, or too little validation data above any threshold for the room there is."""
     if n_human and float(r_max.max()) <= 0:
+        narrow = ("narrow the people's bound ([loop] double_check, more people per item)"
+                  if measured else "lower [loop] reference_error, the people's error assumed")
         return (f"the people's labels alone may be wrong at up to {h:.1%} (their bound), "
                 f"against a budget of {epsilon:.1%} for the whole delivered set: no machine "
-                "label fits; narrow the people's bound ([loop] double_check, more people per "
-                "item) or raise [loop] dataset_error")
+                f"label fits; {narrow} or raise [loop] dataset_error")
     return ("too little validation data above any threshold to certify its allowance (at "
             f"most {max(0.0, float(r_max.max())):.3f})")
 

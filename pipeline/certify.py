@@ -26,10 +26,10 @@ from labeling.studio.opinions import disagreed
 
 
 def certificate(store: LabelStore, accept: dict | None, *, reference_error: float | str,
-                confidence: float, human_only: bool = False) -> dict:
+                confidence: float, human_only: bool = False, boxes: bool = False) -> dict:
     """The delivered set's counts and error bound as they stand, from the latest accept
     record (``accept``; None before any). ``human_only``: the set delivers people's labels
-    only (an ``export --human-only``). JSON-ready."""
+    only (an ``export --human-only``); ``boxes``: a detection project's. JSON-ready."""
     # The double-checked items the people's error was measured on (None: assumed, or a record
     # from before 2026-12-02, whose "reference" was measured on other items).
     checks = None
@@ -59,13 +59,15 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
         "human_error_checks": checks,
         "assumes": "", "audit": (accept or {}).get("audit"),
     }
+    if human_only and machine_ok + machine_held:
+        out["machine_not_exported"] = machine_ok + machine_held
     if not delivered:  # a bound on the share of wrong labels among none says nothing
         out["reason"] = "no label is delivered"
         return out
     if reference_error is None:
         out["reason"] = "the people's error is not measured yet"
         return out
-    if reference_error == 0 and (split := disagreed(store))[0]:
+    if reference_error == 0 and (split := disagreed(store, boxes=boxes))[0]:
         # The store's own answers refute "people are right": no bound rests on it.
         out["people_disagreed"], out["answered_by_several"] = split
         out["reason"] = (f"people gave different answers on {split[0]:,} of the {split[1]:,} "
@@ -86,8 +88,6 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
         out["wrong_ub"] = min(1.0, (machine_all * machine_ub
                                     + (n_human + human_held) * reference_error)
                               / max(1, delivered))
-    if human_only and machine_ok + machine_held:
-        out["machine_not_exported"] = machine_ok + machine_held
     return out
 
 
@@ -130,7 +130,8 @@ def project_certificate(project) -> dict:
     """The certificate of ``project``'s dataset as it stands now."""
     loop = project.config.loop
     return certificate(project.store, latest_accept(project.store.rounds()),
-                       reference_error=loop.reference_error, confidence=loop.confidence_level)
+                       reference_error=loop.reference_error, confidence=loop.confidence_level,
+                       boxes=project.config.project.task == "detection")
 
 
 def describe(cert: dict) -> str:

@@ -79,7 +79,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
         done = len(all_rounds[-1]["stats"].get("done", []))
         warnings.append(f"round {all_rounds[-1]['id']} stopped after {done} step(s) (no "
                         f"labelloop command holds the workspace); `labelloop round` resumes it")
-    return {
+    out = {
         "project": project.config.project.name,
         "pool": {
             "items": n_items,
@@ -109,9 +109,16 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
         "held_out": held_out_parts(latest_accept(all_rounds)),
         "certificate": certificate(store, latest_accept(all_rounds),
                                    reference_error=project.config.loop.reference_error,
-                                   confidence=project.config.loop.confidence_level),
+                                   confidence=project.config.loop.confidence_level,
+                                   boxes=project.config.project.task == "detection"),
         "warnings": warnings,
     }
+    if out["certificate"].get("people_disagreed"):
+        # The accept step still tests machine labels against people's labels assumed right.
+        warnings.append("people's answers differ, yet [loop] reference_error = 0 assumes they "
+                        "are right: machine labels are accepted on that assumption; set it to "
+                        '"measured" (see the certificate)')
+    return out
 
 
 def held_out_parts(accept: dict | None) -> dict | None:

@@ -155,10 +155,11 @@ def refused_only(store: LabelStore) -> dict[str, tuple[int, str]]:
     return out
 
 
-def disagreed(store: LabelStore) -> tuple[int, int]:
+def disagreed(store: LabelStore, *, boxes: bool = False) -> tuple[int, int]:
     """(items whose people's current answers differ, items answered by two or more people),
-    each person's current answer counted once (as ``current_votes``). The database finds the
-    items with answers from two or more people; only theirs are read."""
+    each person's current answer counted once (as ``current_votes``); ``boxes``: answers are
+    boxes, which differ as ``boxes_differ`` says (their text only lists the classes). The
+    database finds the items with answers from two or more people; only theirs are read."""
     who = func.coalesce(StudioAnnotation.who, cast(StudioAnnotation.user_id, String),
                         cast(StudioAnnotation.annotation_id, String))
     with store.transaction() as s:
@@ -170,10 +171,14 @@ def disagreed(store: LabelStore) -> tuple[int, int]:
                    StudioAnnotation.was_cancelled.is_(False),
                    StudioAnnotation.rejected.is_(None), StudioAnnotation.choice.is_not(None))
             .group_by(Item.key).having(func.count(func.distinct(who)) > 1)).all()
-    votes = [set(map(str, v.values())) for v in current_votes(store, None,
-                                                              keys=several).values()
-             if len(v) > 1]
-    return sum(len(answers) > 1 for answers in votes), len(votes)
+    votes = [list(v.values()) for v in current_votes(store, None, values=boxes,
+                                                     keys=several).values() if len(v) > 1]
+    if boxes:
+        differ = sum(any(boxes_differ(a, b) for a in answers[1:] for b in answers[:1])
+                     for answers in votes)
+    else:
+        differ = sum(len(set(map(str, answers))) > 1 for answers in votes)
+    return differ, len(votes)
 
 
 def person(who: str | None, user_id: int | None, annotation_id: int) -> str:

@@ -68,7 +68,8 @@ def export_command(
                                task=get_task_type(cfg.project.task))
         cert = certificate(store, latest_accept(store.rounds()),
                            reference_error=cfg.loop.reference_error,
-                           confidence=cfg.loop.confidence_level, human_only=human_only)
+                           confidence=cfg.loop.confidence_level, human_only=human_only,
+                           boxes=cfg.project.task == "detection")
         cert = {**cert, "export": str(target), "exported_rows": report.rows,
                 **exported_bound(cert, report.rows)}
         write_text_atomic(sidecar, json.dumps(cert, indent=2) + "\n")

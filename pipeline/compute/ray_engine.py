@@ -187,7 +187,8 @@ class RayEngine:
             return
         if err := self._port_error(timeout_s=5):
             raise _unreachable(self.compute, err)
-        if not os.environ.get("RAY_USE_TLS") and not self._speaks_grpc(timeout_s=5):
+        tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")  # as Ray reads it
+        if not tls and not self._speaks_grpc(timeout_s=5):
             # ray.init would retry such a port for ever, not fail.
             raise ComputeError(
                 f"[compute] address = {self.compute.address!r} answers, but not as a Ray "

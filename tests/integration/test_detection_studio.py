@@ -22,6 +22,7 @@ from labeling.studio.opinions import (
     boxes_differ,
     boxes_text,
     current_votes,
+    disagreed,
     human_answers,
     plan,
     request_opinions,
@@ -189,6 +190,22 @@ def test_boxes_that_miss_the_models_go_to_another_person_and_a_majority_decides(
     assert ask() == {}
     assert store.current_labels()[relabeled].value["boxes"][0]["label"] == "dog"  # 2 of 3
     assert human_answers(store) == 6
+
+
+def test_two_people_boxing_one_class_in_different_places_disagree(studio, store,
+                                                                    boxes_project, photos,
+                                                                    accounts):
+    # The certificate's check compared the answers' text, which lists the classes only: two
+    # cats in different places read as agreement, and "people are right" stood.
+    push_tasks(studio, store, boxes_project, [PushItem(photos[0].key, photos[0].path, None,
+                                                       None)], model_version="m1")
+    task = store.tasks(boxes_project.id)[photos[0].key]
+    (_, ca), (_, cb) = accounts(2)
+    answer(ca, task, boxes(("cat", 16, 12, 48, 36)))
+    answer(cb, task, boxes(("cat", 96, 70, 48, 36)))
+    sync_annotations(studio, store, boxes_project)
+    assert disagreed(store, boxes=True) == (1, 1)
+    assert disagreed(store) == (0, 1)  # as text: "cat" and "cat"
 
 
 def test_the_simulated_box_crowd_fills_each_task_up_to_its_overlap(studio, store, boxes_project,

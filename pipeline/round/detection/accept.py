@@ -101,7 +101,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     # that are not right.
     record["certificate"] = certificate(project.store, record,
                                         reference_error=loop.reference_error,
-                                        confidence=loop.confidence_level)
+                                        confidence=loop.confidence_level, boxes=True)
     return record
 
 
