@@ -524,8 +524,9 @@ class ComputeSection(_Section):
     # two-core machine two whole-CPU actors leave the job waiting forever, with no error).
     cpus_per_actor: float = Field(0.5, gt=0)
     batch_size: int = Field(256, ge=1)
-    # The whole step on Ray, connecting included: past it the round stops with an error and
-    # resumes at this step on the next run.
+    # Each call to Ray, connecting included (the predict step is one; a probe's embedding of
+    # the pool one per 16,384 images, each kept as it is done): past it the round stops with
+    # an error and resumes at this step on the next run.
     timeout_s: float = Field(1800.0, gt=0)
 
     @model_validator(mode="after")
