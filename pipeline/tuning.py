@@ -26,6 +26,7 @@ Callers hold the workspace lock: the CLI takes it, a round already holds it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -46,7 +47,9 @@ from pipeline.round.labeled import (
     paths_of,
     snapshot_hash,
 )
+from training.params import TrainParams
 from training.tuning import (
+    SearchSpace,
     TuningData,
     apply_params,
     best_trial,
@@ -72,6 +75,17 @@ def study_storage(project: Project) -> str:
     """Where the project's Optuna study lives (``[tuning] storage``; default
     ``sqlite:///<workspace>/optuna.db``), its password included: show it ``masked``."""
     return project.databases.tuning
+
+
+def fixed_settings_hash(base: TrainParams, space: SearchSpace) -> str:
+    """What a trial trains with besides the searched values (min_steps, patience, the seed,
+    the weights, ...): part of the data tag, so that a score counts only where adopting the
+    trial would train as it did (a trial of min_steps 50 was adopted after the config said 3,
+    and the next model trained 10 steps)."""
+    searched = set(space.grid or space.ranges) | {"model"}
+    fixed = {k: v for k, v in base.to_dict().items() if k not in searched}
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:12]
 
 
 def tune_project(
@@ -116,7 +130,8 @@ def tune_project(
     data = TuningData(paths_of(project, train_keys), class_indices(project, train_set, train_keys),
                       paths_of(project, eval_keys), class_indices(project, eval_set, eval_keys),
                       classes=project.classes, num_workers=base.num_workers)
-    tag = f"{snapshot_hash(train_set)}-{snapshot_hash(eval_set)}"
+    tag = (f"{snapshot_hash(train_set)}-{snapshot_hash(eval_set)}-"
+           f"{fixed_settings_hash(base, space)}")
     storage = study_storage(project)
     try:
         study = open_study(storage, project.config.project.name)

@@ -247,9 +247,40 @@ def make_sampler(name: str, *, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner() -> optuna.pruners.BasePruner:
-    """The median pruner, silent for the first trials and checks (their numbers are noise)."""
-    return optuna.pruners.MedianPruner(n_startup_trials=_PRUNE_AFTER_TRIALS,
-                                       n_warmup_steps=_PRUNE_AFTER_CHECKS)
+    """The median pruner, silent for the first trials and checks (their numbers are noise),
+    judging a trial against the trials on its own data tag only; the baseline is never pruned."""
+    return SameDataPruner()
+
+
+class SameDataPruner(optuna.pruners.BasePruner):
+    """Optuna's median pruner over the trials on the same data tag. Study-wide, once a
+    project's labels grew, every trial (the parameters in use too) was pruned against medians
+    of accuracies on the old, smaller held-out set, and tuning could adopt nothing. The
+    baseline (the parameters in use) runs to the end: it is what a winner must beat."""
+
+    def __init__(self) -> None:
+        self._median = optuna.pruners.MedianPruner(n_startup_trials=_PRUNE_AFTER_TRIALS,
+                                                   n_warmup_steps=_PRUNE_AFTER_CHECKS)
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if trial.user_attrs.get("baseline"):
+            return False
+        return self._median.prune(_TrialsOn(study, trial.user_attrs.get("data")), trial)
+
+
+class _TrialsOn:
+    """A study seen through the trials on one data tag: what the median pruner reads."""
+
+    def __init__(self, study: optuna.Study, tag: str | None) -> None:
+        self._study, self._tag = study, tag
+
+    @property
+    def direction(self):
+        return self._study.direction
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list[FrozenTrial]:
+        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states)
+                if t.user_attrs.get("data") == self._tag]
 
 
 # ---- data and objective -----------------------------------------------------------------------
@@ -495,9 +526,9 @@ def trial_values(trial: FrozenTrial) -> dict[str, Any]:
 
 def scored_trial(study: optuna.Study, params: TrainParams, data_tag: str = ""
                  ) -> FrozenTrial | None:
-    """The first completed or pruned trial on ``data_tag`` that trained with exactly
-    ``params``, or None."""
-    for t in study.get_trials(deepcopy=False, states=_FINISHED):
+    """The first completed trial on ``data_tag`` that trained with exactly ``params``, or
+    None (a pruned one has no score: the parameters in use are then scored again)."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if t.user_attrs.get("data") == data_tag and apply_params(params, trial_values(t)) == params:
             return t
     return None

@@ -288,3 +288,20 @@ def test_round_tune_step_runs_only_when_configured(make_project):
     assert drift["tuned"] and drift["why"] == "drift detected" and drift["trials_total"] == 2
     json.dumps(drift)  # round stats are stored as JSON
     project.close()
+
+
+def test_scores_count_only_for_trials_trained_with_the_settings_in_use():
+    # A trial trained with min_steps 50 was adopted after the config said 3: the next model
+    # trained 10 steps and lost to the champion (0.64 against 0.96). Settings outside the
+    # search are part of the data tag; the searched ones are what trials vary.
+    from pipeline.tuning import fixed_settings_hash
+    from training.params import TrainParams
+    from training.tuning import search_space
+
+    space = search_space({"lr": [1e-4, 1e-2], "epochs": [2, 10]})
+    base = TrainParams(min_steps=50, lr=0.003, epochs=5)
+    same = fixed_settings_hash(base, space)
+    assert fixed_settings_hash(TrainParams(min_steps=50, lr=0.0001, epochs=1), space) == same
+    assert fixed_settings_hash(TrainParams(min_steps=3, lr=0.003, epochs=5), space) != same
+    assert fixed_settings_hash(TrainParams(min_steps=50, lr=0.003, epochs=5, seed=1),
+                               space) != same

@@ -18,8 +18,10 @@ from training.tuning import (
     TuningData,
     best_trial,
     grid_space,
+    make_pruner,
     make_sampler,
     open_study,
+    quiet_optuna,
     run_trials,
     search_space,
     trial_values,
@@ -226,3 +228,33 @@ def test_ctrl_c_in_a_trial_prints_no_optuna_traceback():
         assert "a real failure" in printed.getvalue()  # other failures still show
     finally:
         logging.getLogger("optuna").removeHandler(terminal)
+
+
+def test_the_pruner_judges_a_trial_by_trials_on_its_own_labels_and_spares_the_baseline():
+    # Once labels grew, every trial was pruned against the median of accuracies on the old,
+    # smaller held-out set (all 1.0), the parameters in use too: tuning could adopt nothing.
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
+
+    def reporting(tag: str, accuracy: float, *, baseline: bool = False):
+        def objective(trial):
+            trial.set_user_attr("data", tag)
+            if baseline:
+                trial.set_user_attr("baseline", True)
+            for step in range(1, 5):
+                trial.report(accuracy, step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+            return accuracy
+        return objective
+
+    with quiet_optuna():
+        for _ in range(4):
+            study.optimize(reporting("old", 1.0), n_trials=1)
+        study.optimize(reporting("new", 0.94), n_trials=1)  # the first on the new labels
+        assert study.trials[-1].state == TrialState.COMPLETE
+        for _ in range(3):
+            study.optimize(reporting("new", 0.95), n_trials=1)
+        study.optimize(reporting("new", 0.90), n_trials=1)  # below the new labels' median
+        assert study.trials[-1].state == TrialState.PRUNED
+        study.optimize(reporting("new", 0.80, baseline=True), n_trials=1)
+        assert study.trials[-1].state == TrialState.COMPLETE  # what a winner must beat
