@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from labeling.schema import PEOPLE_SOURCES
+from labeling.selections import picks
 from labeling.store import LabelStore, NewLabel, StoreError, file_key
 from labeling.tasks.base import TaskType
 from pipeline.ingest import IngestError, IngestReport, Rejected, ingest_folder
@@ -112,19 +113,25 @@ def _write(store: LabelStore, report: IngestReport, rows: list[tuple[str, str]],
     keys = {path: keys_by_path.get(path) or file_key(path)[0]
             for path, _, reason in checked if reason is None}
     pooled = store.existing_keys(keys.values())
+    rows_of: dict[str, list[tuple[str, str]]] = {}  # key -> its rows (path, label)
     for path, label, reason in checked:
         if reason is None and keys[path] not in pooled:
             reason = "not in the pool: ingest reads only image files (see its table)"
         if reason is None:
-            key = keys[path]
-            if key in wanted and wanted[key][1] != label:
-                reason = (f"labeled {label!r} here, but an earlier row labels the same image "
-                          f"{wanted[key][1]!r} ({wanted[key][0]}); the earlier row's is the one "
-                          "imported: fix the file and import it again to change it")
-            else:
-                wanted[key] = (path, label)
-                continue
+            rows_of.setdefault(keys[path], []).append((path, label))
+            continue
         refused.append(Rejected(path or "(empty path)", reason))
+    for key, found in rows_of.items():
+        if len({label for _, label in found}) == 1:
+            wanted[key] = found[0]
+            continue
+        # One image, two labels: at least one is wrong, and which is not known (in a folder
+        # tree the first is only the walk's order). Neither is imported.
+        said = ", ".join(f"{label!r} ({path})" for path, label in found)
+        refused += [Rejected(path, f"the same image is labeled {said}; neither is imported: "
+                                   "fix the file and import it again") for path, _ in found]
+    held_out = set(picks(store, holdout=True))
+    held_back = {k: s for s in ("skipped", "disagreement") for k in store.item_keys(status=s)}
     kept, unchanged, new = [], 0, []
     for key, (path, label) in wanted.items():
         now = current.get(key)
@@ -132,6 +139,14 @@ def _write(store: LabelStore, report: IngestReport, rows: list[tuple[str, str]],
             kept.append(path)  # a person said otherwise in Label Studio: theirs stands
         elif now is not None and now.source in PEOPLE_SOURCES and now.label == label:
             unchanged += 1
+        elif key in held_out:
+            refused.append(Rejected(path, "held out for the random validation sample: its "
+                                          "label comes from the project's annotators in Label "
+                                          "Studio (an imported one would bias the bounds)"))
+        elif key in held_back:
+            why = "skipped" if held_back[key] == "skipped" else "disputed"
+            refused.append(Rejected(path, f"{why} by people in Label Studio, so no label of it "
+                                          "is used: answer it there"))
         else:
             new.append(NewLabel(key=key, label=label, source="import", who=who))
     try:

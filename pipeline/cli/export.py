@@ -32,7 +32,10 @@ def export_command(
                              "links to the pool's where the file system allows (no space "
                              "taken): editing one edits the pool's image; copy it first."),
     human_only: bool = typer.Option(False, "--human-only",
-                                    help="Only labels from people (human and seed)."),
+                                    help="Only labels from people: answers in Label "
+                                         "Studio, seed labels and imported labels (the "
+                                         "source column tells them apart); no machine "
+                                         "labels."),
     force: bool = typer.Option(False, "--force",
                                help="Replace an existing CSV or a previous image-folder export, "
                                     "and the certificate beside it."),

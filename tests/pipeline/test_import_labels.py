@@ -195,17 +195,46 @@ def test_ingest_refuses_a_location_of_the_other_kind_than_the_projects_images(tm
     assert prefix.exit_code == 1 and "nothing was ingested" in prefix.output
 
 
-def test_two_rows_that_label_one_image_differently_say_which_label_came_in(tmp_path, store):
+def test_two_rows_that_label_one_image_differently_import_neither(tmp_path, store):
+    # The first row's label came in: one of the two is wrong, and in a folder tree "first" is
+    # only the walk's order.
     images = tmp_path / "images"
     png(images / "a.png", 10)
     png(images / "copy-of-a.png", 10)  # the same bytes: the same image
-    (tmp_path / "labels.csv").write_text("path,label\nimages/a.png,cat\nimages/copy-of-a.png,dog\n",
-                                         encoding="utf-8")
+    png(images / "b.png", 20)
+    (tmp_path / "labels.csv").write_text("path,label\nimages/a.png,cat\nimages/copy-of-a.png,dog\n"
+                                         "images/b.png,dog\n", encoding="utf-8")
     report = import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
-    assert report.added == 1 and [v.label for v in store.current_labels().values()] == ["cat"]
-    [(path, reason)] = report.refused
-    assert path.endswith("copy-of-a.png")
-    assert "labeled 'dog' here" in reason and "'cat'" in reason and "is the one imported" in reason
+    assert report.added == 1 and [v.label for v in store.current_labels().values()] == ["dog"]
+    assert sorted(p.rsplit("/", 1)[-1] for p, _ in report.refused) == ["a.png", "copy-of-a.png"]
+    for _, reason in report.refused:
+        assert "labeled 'cat' (" in reason and "'dog' (" in reason
+        assert "neither is imported" in reason
+
+
+def test_an_import_refuses_held_out_items_and_items_people_skipped(tmp_path, store):
+    # An imported label on a held-out item entered the validation set the bounds rest on; one
+    # on a skipped item was counted as added but never trained on nor exported.
+    from labeling.schema import Item
+    from labeling.selections import Pick, record_picks
+
+    images = tmp_path / "images"
+    for i in range(3):
+        png(images / f"{i}.png", 30 * i)
+    csv_text = "path,label\nimages/0.png,cat\nimages/1.png,dog\nimages/2.png,cat\n"
+    (tmp_path / "labels.csv").write_text(csv_text, encoding="utf-8")
+    from pipeline.ingest import ingest_folder
+
+    ingest_folder(store, images)
+    keys = {i.path.rsplit("/", 1)[-1]: i.key for i in store.items()}
+    record_picks(store, [Pick(keys["0.png"], "random", holdout=True)], round_id=None)
+    with store.transaction() as s:
+        s.query(Item).filter(Item.key == keys["1.png"]).update({"status": "skipped"})
+    report = import_csv(store, tmp_path / "labels.csv", images, TASK, CLASSES, max_pixels=10**6)
+    assert report.added == 1 and set(store.current_labels()) == {keys["2.png"]}
+    reasons = {p.rsplit("/", 1)[-1]: r for p, r in report.refused}
+    assert reasons["0.png"].startswith("held out for the random validation sample")
+    assert reasons["1.png"].startswith("skipped by people in Label Studio")
 
 
 def test_a_class_folder_named_decomposed_is_the_class_written_composed(tmp_path, store):
