@@ -66,7 +66,8 @@ def why_not_retrain(project: Project, snapshot: str, train_set: dict[str, str]) 
     if champion.snapshot == snapshot:
         return "no new labels or training parameters since the champion"
     if (undone := rolled_back(project, snapshot)) is not None:
-        return (f"v{undone}, trained on these labels with these parameters, was rolled back; "
+        return (f"v{undone}, trained on these labels with these parameters, was set aside (by "
+                "`labelloop models rollback`, or the promotion of an older version); "
                 "the next challenger waits for new labels or other [training] parameters "
                 f"(`labelloop models promote {undone}` to have it back)")
     before, now = _params_part(champion.snapshot), _params_part(snapshot)
