@@ -472,7 +472,8 @@ def _walk(root: Path) -> _Found:
                         # Never read: the user chose this folder, not the files links reach.
                         found.refused.append(Rejected(
                             _shown(entry.path),
-                            f"link points outside the image folder ({_shown(resolved)})"))
+                            f"link points outside the folder read ({_shown(root)}): "
+                            f"{_shown(resolved)}"))
                         continue
                     found.file_links.append(_shown(entry.path))  # counted: in no other row
             if not resolved.isascii() and _shown(resolved) != resolved:

@@ -13,8 +13,9 @@ from labeling.studio.opinions import human_answers, refused_only
 from labeling.studio.sync_store import rejected_annotations
 from pipeline.certify import certificate, latest_accept, latest_annotator_quality
 from pipeline.loop import read_failure
+from pipeline.project.config import ConfigError
 from pipeline.project.lock import held_by_nobody
-from pipeline.project.project import Project
+from pipeline.project.project import Project, read_tuned_params
 from pipeline.project.studio import annotator_emails
 from pipeline.round.labeled import ties_nobody_can_break
 
@@ -106,6 +107,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
         ],
         "annotators": latest_annotator_quality(all_rounds),
         "human_answers": human_answers(store),
+        "training_params": _tuned(project),
         "held_out": held_out_parts(latest_accept(all_rounds)),
         "certificate": certificate(store, latest_accept(all_rounds),
                                    reference_error=project.config.loop.reference_error,
@@ -119,6 +121,19 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                         "are right: machine labels are accepted on that assumption; set it to "
                         '"measured" (see the certificate)')
     return out
+
+
+def _tuned(project: Project) -> dict:
+    """Where the next round's training parameters come from: [training], or the trial
+    ``labelloop tune`` adopted over it (its values, score and time)."""
+    try:
+        record = read_tuned_params(project.tuned_params_path)
+    except ConfigError as err:
+        return {"from": "unreadable", "error": str(err)}
+    if record is None:
+        return {"from": "[training]"}
+    return {"from": "tune", "trial": record.get("trial"), "score": record.get("score"),
+            "time": record.get("time"), "params": record.get("params")}
 
 
 def held_out_parts(accept: dict | None) -> dict | None:

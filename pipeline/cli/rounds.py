@@ -191,6 +191,16 @@ def status_command(config: Path | None = ConfigOption,
     out.print("champion: none yet" if champ is None else
               f"champion: v{champ['version']} {_brief(champ['metrics'])}")
     out.print(f"human answers: {status['human_answers']:,} (second opinions included)")
+    tuned = status["training_params"]
+    if tuned["from"] == "tune":
+        values = ", ".join(f"{k} {v}" for k, v in sorted((tuned["params"] or {}).items()))
+        out.print(escape(f"training parameters: tune's trial {tuned['trial']} (held-out "
+                         f"accuracy {tuned['score']:.4f}, adopted {tuned['time']}): {values}; "
+                         "`labelloop tune --revert` goes back"))
+    elif tuned["from"] == "unreadable":
+        out.print(escape(f"training parameters: {tuned['error']}"))
+    else:
+        out.print(escape("training parameters: [training] in labelloop.toml"))
     if (held := status.get("held_out")) is not None:
         out.print(escape(f"held-out answers: {held['test_thresholds']:,} test the thresholds, "
                          f"{held['choose_models']:,} choose models ([loop] selection_share "

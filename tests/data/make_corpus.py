@@ -120,7 +120,7 @@ def _links(root: Path, outside: Path, outside_bytes: bytes) -> list[Case]:
         Case("links/dangling.png", "dangling symbolic link", "quarantined",
              "broken symbolic link"),
         Case("links/outside.png", "link to an image outside the image root", "quarantined",
-             "link points outside the image folder"),
+             "link points outside the folder read"),
     ]
 
 

@@ -102,5 +102,5 @@ def test_cli_ingests_the_corpus_and_lists_the_quarantined_files(tmp_path, corpus
     for case in cases:
         if case.outcome == "quarantined":
             assert shown(case.name) in result.output, case
-    assert "link points outside the image folder" in result.output
+    assert "link points outside the folder read" in result.output
     assert "links/up" in result.output  # the folder link is listed as not followed

@@ -126,6 +126,10 @@ def test_tune_resumes_adopts_the_best_and_revert_restores(make_project, backend)
     tuned = project.train_params()
     assert tuned == apply_params(config_params, trial_values(best)) != config_params
     assert 0.002 <= tuned.lr <= 0.01
+    from pipeline.status import project_status
+
+    shown = project_status(project)["training_params"]  # status says which are in use
+    assert (shown["from"], shown["trial"], shown["score"]) == ("tune", best.number, best.value)
 
     # A second adoption stacks on the first; each revert undoes one.
     other = next(t for t in trials if t.number != best.number)
@@ -135,6 +139,7 @@ def test_tune_resumes_adopts_the_best_and_revert_restores(make_project, backend)
     assert project.train_params() == tuned
     assert revert_tuning(project)["restored"] == "[training]"
     assert project.train_params() == config_params and not project.tuned_params_path.exists()
+    assert project_status(project)["training_params"] == {"from": "[training]"}
     with pytest.raises(TuningError, match="nothing to revert"):
         revert_tuning(project)
     history = (project.config.workspace_dir / "tuning-history.jsonl").read_text().splitlines()
