@@ -15,13 +15,15 @@ items marked ``skipped`` or ``disagreement`` (people could not tell or agree on 
 an older label is not trusted either), files quarantined at their path, files that are gone
 from disk, and files that now hold other bytes than the item's (overwritten or swapped since
 ingest: the label would go out with another image; ``other_bytes``). ``human_only`` keeps
-human and seed labels (seed labels are people's labels that came with the data).
+people's labels: answers, seed and imported labels.
 
 The store is read in one SELECT statement, so the export is a consistent snapshot even while a
 round writes. The result is written beside ``OUT`` under a temporary name and renamed into
 place, so ``OUT`` never holds half an export. An existing ``OUT`` is refused unless ``force``;
 even with ``force`` a folder is replaced only if it holds a previous export
-(``provenance.csv``), so a mistyped ``--out`` cannot delete an unrelated folder.
+(``provenance.csv``), so a mistyped ``--out`` cannot delete an unrelated folder, and nothing
+besides it: a folder export lists the files it wrote (``.labelloop-files``), and a file added
+there since is named in the refusal.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from labeling.store import LabelStore, bytes_key, file_key
 from labeling.tasks.base import TaskType
 from labeling.tasks.registry import DEFAULT_TASK, get_task_type
 from pipeline.export_rows import COLUMNS, PROVENANCE_FILE, ExportError, ExportRow
-from pipeline.files import replace_folder, temp_folder_beside, write_file_atomic
+from pipeline.files import added_files, replace_folder, temp_folder_beside, write_file_atomic
 from training.sources import RemoteUnavailable, is_remote, read_bytes
 
 # The formats of the default task type; ``task`` narrows them for a project of another kind.
@@ -198,6 +200,10 @@ def _check_target(out: Path, format: str, *, force: bool) -> None:
     if not (out / PROVENANCE_FILE).is_file():
         raise ExportError(f"{out} is not empty and holds no {PROVENANCE_FILE}, so it is not a "
                           "labelloop export; --force replaces only those. Choose another --out")
+    if added := added_files(out):
+        raise ExportError(f"{out} holds {len(added)} file(s) the earlier export did not write "
+                          f"(e.g. {added[0]}), which --force would delete with it: move them "
+                          "out, or choose another --out")
 
 
 def _write_csv(path: Path, rows: list[ExportRow], paths: list[str] | None = None) -> None:

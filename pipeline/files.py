@@ -28,8 +28,33 @@ def write_text_atomic(path: Path, text: str) -> None:
     fsync_dir(path.parent)
 
 
+# In a folder export: the files it wrote, one relative path a line. A later export with
+# --force replaces only a folder that holds nothing else (a file someone added inside was
+# deleted with it, without a word).
+EXPORT_MANIFEST = ".labelloop-files"
+
+
+def added_files(folder: Path) -> list[str] | None:
+    """The files in the earlier export ``folder`` that it did not write, sorted; None when it
+    keeps no list of its files (an export from before the list)."""
+    try:
+        written = set((folder / EXPORT_MANIFEST).read_text(encoding="utf-8").splitlines())
+    except FileNotFoundError:
+        return None
+    return sorted(name for name in _files(folder)
+                  if name not in written and name != EXPORT_MANIFEST)
+
+
+def _files(folder: Path) -> list[str]:
+    return [p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            if p.is_file() or p.is_symlink()]
+
+
 def replace_folder(tmp: Path, out: Path) -> None:
-    """Move the finished export ``tmp`` to ``out``, replacing a previous export there."""
+    """Move the finished export ``tmp`` to ``out``, replacing a previous export there; the
+    export lists its files (``EXPORT_MANIFEST``)."""
+    (tmp / EXPORT_MANIFEST).write_text("".join(f"{name}\n" for name in sorted(_files(tmp))),
+                                       encoding="utf-8")
     if out.exists() and any(out.iterdir()):
         # _check_target allowed this: a previous export, replaced by --force. rename(2)
         # cannot replace a non-empty folder, so the old one steps aside first.

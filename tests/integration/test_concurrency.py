@@ -33,6 +33,7 @@ from labeling.store import LabelStore, NewItem, NewLabel, StoreUnavailable
 from labeling.studio.project import find_projects
 from labeling.studio.remote import item_key_of, iter_tasks
 from pipeline.export import export_labels
+from pipeline.files import EXPORT_MANIFEST
 from pipeline.project.lock import WorkspaceLock, read_holder
 from pipeline.project.project import open_project
 from pipeline.project.studio import connect_studio, project_title
@@ -375,11 +376,15 @@ def tiny_pngs(folder: Path, n: int) -> list[NewItem]:
 
 
 def assert_whole_folder(out: Path, rows: int) -> None:
-    """An image-folder export holds exactly the files its provenance.csv lists."""
-    files = [p for p in out.rglob("*") if p.is_file() and p.name != "provenance.csv"]
+    """An image-folder export holds exactly the files its provenance.csv lists (and the list
+    of the files it wrote: those, and provenance.csv)."""
+    files = [p for p in out.rglob("*")
+             if p.is_file() and p.name not in ("provenance.csv", EXPORT_MANIFEST)]
     listed = read_export(out / "provenance.csv")
     assert len(files) == len(listed) == rows
     assert {str(p.relative_to(out)) for p in files} == {r["path"] for r in listed}
+    written = (out / EXPORT_MANIFEST).read_text().splitlines()
+    assert sorted(written) == sorted([*(r["path"] for r in listed), "provenance.csv"])
 
 
 def test_read_commands_at_once_on_a_new_project_all_work(tmp_path):

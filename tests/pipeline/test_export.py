@@ -20,6 +20,7 @@ import pipeline.export as export_module
 from labeling.store import LabelStore, NewItem, NewLabel
 from pipeline.cli.app import app
 from pipeline.export import COLUMNS, PROVENANCE_FILE, ExportError, export_labels
+from pipeline.files import EXPORT_MANIFEST
 from pipeline.project.config import render_config
 
 CLASSES = ("cat", "dog", "bird")
@@ -119,7 +120,9 @@ def test_imagefolder_has_a_folder_per_class_and_provenance(project):
     store, keys, tmp = project
     out = tmp / "dataset"
     export_labels(store, out, format="imagefolder", classes=CLASSES)
-    assert sorted(p.name for p in out.iterdir()) == ["bird", "cat", "dog", PROVENANCE_FILE]
+    # ... and the list of the files it wrote (a later --force replaces nothing else).
+    assert sorted(p.name for p in out.iterdir()) == [EXPORT_MANIFEST, "bird", "cat", "dog",
+                                                     PROVENANCE_FILE]
     assert list((out / "bird").iterdir()) == []
     assert sorted(p.name for p in (out / "cat").iterdir()) == ["machine.png", "seed.png"]
     dog = sorted(p.name for p in (out / "dog").iterdir())
@@ -170,6 +173,13 @@ def test_an_existing_output_needs_force_and_force_replaces_only_exports(project)
     export_labels(store, out, format="imagefolder")
     with pytest.raises(ExportError, match="not empty"):
         export_labels(store, out, format="imagefolder")
+    # A file someone added inside the earlier export: --force deleted it without a word.
+    (out / "cat" / "mine.txt").write_text("my notes")
+    with pytest.raises(ExportError, match=r"holds 1 file\(s\) the earlier export did not "
+                                          r"write \(e\.g\. cat/mine\.txt\)"):
+        export_labels(store, out, format="imagefolder", force=True)
+    assert (out / "cat" / "mine.txt").read_text() == "my notes"
+    (out / "cat" / "mine.txt").unlink()
     export_labels(store, out, format="imagefolder", human_only=True, force=True)
     assert {r["source"] for r in read_csv(out / PROVENANCE_FILE)} == {"human", "seed"}
     assert not (out / "cat" / "machine.png").exists()
