@@ -212,14 +212,14 @@ def test_new_training_parameters_train_a_challenger_and_a_rollback_is_not_undone
     assert proj.registry.rollback(reason="worse on my images").version == first.version
     again = train_step.train_challenger(proj, None, progress=False)
     assert not again["trained"] and f"v{other['version']}" in again["reason"]
-    assert "rolled back" in again["reason"]
+    assert "was set aside (by `labelloop models rollback`" in again["reason"]
     assert proj.registry.champion().version == first.version
     assert len(proj.registry.versions()) == 2
     # `models promote` of the older version, the other way back: not undone either.
     proj.registry.promote(other["version"], reason="by hand in a test")
     proj.registry.promote(first.version, reason="manual promotion")
     again = train_step.train_challenger(proj, None, progress=False)
-    assert not again["trained"] and "rolled back" in again["reason"]
+    assert not again["trained"] and "was set aside" in again["reason"]
 
 
 def test_the_strategy_sends_no_copy_of_an_item_people_labeled(project, monkeypatch):
