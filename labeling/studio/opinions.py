@@ -47,7 +47,6 @@ from labeling.boxes import image_matches
 from labeling.schema import (
     PEOPLE_SOURCES,
     Item,
-    Label,
     SecondOpinion,
     StudioAnnotation,
     StudioTaskSync,
@@ -109,10 +108,8 @@ def current_votes(store: LabelStore, project_id: int | None, *, values: bool = F
     latest: dict[str, dict[str, tuple]] = {}  # in the order people first answered
     for row in rows:
         key, user_id, annotation_id, who, *_, updated_at = row
-        mine = latest.setdefault(key, {})
-        name = person(who, user_id, annotation_id)
-        if name not in mine or (updated_at, annotation_id) >= mine[name][0]:
-            mine[name] = ((updated_at, annotation_id), row)
+        _keep_latest(latest.setdefault(key, {}), person(who, user_id, annotation_id),
+                     (updated_at, annotation_id), row)
     out: dict[str, dict] = {}
     for key, people in latest.items():
         votes = {name: row[4] for name, (_, row) in people.items()
@@ -141,13 +138,8 @@ def refused_only(store: LabelStore) -> dict[str, tuple[int, str]]:
         return {}
     keys = {r[0] for r in rows}
     counted = current_votes(store, None, keys=keys)
-    with store.transaction() as s:
-        human = set(s.scalars(
-            select(Item.key).join(Label, Label.item_id == Item.id)
-            .where(Label.superseded_at.is_(None), Label.source.in_(list(PEOPLE_SOURCES)),
-                   Item.key.in_(sorted(keys)[:MAX_KEYS_IN_QUERY]))))
-        if len(keys) > MAX_KEYS_IN_QUERY:  # rare: every refused item, checked in full
-            human = set(store.current_classes(sources=PEOPLE_SOURCES))
+    human = store.current_classes(sources=PEOPLE_SOURCES,
+                                  keys=keys if len(keys) <= MAX_KEYS_IN_QUERY else None)
     out: dict[str, tuple[int, str]] = {}
     for key, task_id, why in rows:
         if key not in counted and key not in human:
@@ -179,6 +171,13 @@ def disagreed(store: LabelStore, *, boxes: bool = False) -> tuple[int, int]:
     else:
         differ = sum(len(set(map(str, answers))) > 1 for answers in votes)
     return differ, len(votes)
+
+
+def _keep_latest(mine: dict[str, tuple], name: str, stamp: tuple, value) -> None:
+    """``mine[name]`` becomes ``(stamp, value)`` unless it holds a later stamp (updated_at,
+    annotation id): each person's last updated answer, the one that counts."""
+    if name not in mine or stamp >= mine[name][0]:
+        mine[name] = (stamp, value)
 
 
 def person(who: str | None, user_id: int | None, annotation_id: int) -> str:
@@ -311,10 +310,8 @@ def uncounted_answers(store: LabelStore, project_id: int, task_ids) -> dict[int,
         latest: dict[int, dict[str, tuple]] = {}
         for task_id, user_id, who, annotation_id, rejected, choice, updated_at in rows:
             answers[task_id] = answers.get(task_id, 0) + 1
-            mine = latest.setdefault(task_id, {})
-            name = person(who, user_id, annotation_id)
-            if name not in mine or (updated_at, annotation_id) >= mine[name][0]:
-                mine[name] = ((updated_at, annotation_id), rejected is None and choice is not None)
+            _keep_latest(latest.setdefault(task_id, {}), person(who, user_id, annotation_id),
+                         (updated_at, annotation_id), rejected is None and choice is not None)
     people = {t: sum(counts for _, counts in mine.values()) for t, mine in latest.items()}
     return {t: n - people.get(t, 0) for t, n in answers.items() if n > people.get(t, 0)}
 
