@@ -66,7 +66,7 @@ def pool_figures(project, truth) -> dict:
     return {"human": len(human), "machine": len(machine), "pool": pool,
             "coverage": len(machine) / max(1, pool - len(human)),
             "machine_not_right": wrong / len(machine) if machine else None,
-            "bound": project_certificate(project).get("machine_error_ub"),
+            "bound": project_certificate(project).get("machine_error_ub") if machine else None,
             "labeled_fraction": len(labels) / pool,
             "delivered_right": right_all / max(1, len(labels)),
             "boxes_drawn": drawn, "boxes_kept": kept}

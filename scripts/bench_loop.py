@@ -49,7 +49,8 @@ def pool_figures(project, truth: dict[str, str]) -> dict:
         "labeled_fraction": len(labels) / len(items),
         "label_accuracy": all_right / max(1, len(labels)),
         "answers": human_answers(project.store),
-        "bound": project_certificate(project).get("machine_error_ub"),
+        # No machine label, no bound to print (the certificate's 0 bounds an empty part).
+        "bound": project_certificate(project).get("machine_error_ub") if machine else None,
     }
 
 

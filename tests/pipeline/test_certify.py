@@ -102,7 +102,7 @@ def test_measured_people_are_certified_by_their_label_error_not_by_rho(store):
 def test_an_export_that_left_labels_out_bounds_its_own_rows(store):
     # Two labeled files gone: the export writes 6 of the 8 delivered labels. The bound caps
     # the count of wrong labels, which may all be among the 6: the rows' share is larger.
-    from pipeline.cli.export import exported_bound
+    from pipeline.delivery import exported_bound
 
     cert = certificate(store, _accept(0.05), reference_error=0.01, confidence=0.95)
     assert exported_bound(cert, 6) == {"exported_wrong_ub": pytest.approx(cert["wrong_ub"] * 8 / 6)}
