@@ -39,6 +39,7 @@ import hashlib
 import operator
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, cast, func, select
@@ -340,6 +341,18 @@ def human_answers(store: LabelStore) -> int:
     with store.transaction() as s:
         return int(s.scalar(select(func.count()).select_from(StudioAnnotation).where(
             StudioAnnotation.was_cancelled.is_(False), StudioAnnotation.rejected.is_(None))))
+
+
+def skips_since(store: LabelStore, since: datetime | None) -> int:
+    """Tasks that came back skipped from a sync after ``since`` (None: ever) and are skipped
+    still: a round's new skips (the difference of two counts of skipped items went below 0
+    where skipped items were answered after all)."""
+    query = select(func.count()).select_from(StudioTaskSync).where(
+        StudioTaskSync.outcome == "skipped", StudioTaskSync.deleted.is_(False))
+    if since is not None:
+        query = query.where(StudioTaskSync.synced_at > since)
+    with store.transaction() as s:
+        return int(s.scalar(query))
 
 
 def shown_predictions(store: LabelStore, project_id: int | None) -> dict[str, str]:

@@ -40,7 +40,7 @@ from labeling.monitoring import (
     labels_since,
 )
 from labeling.schema import PEOPLE_SOURCES
-from labeling.studio.opinions import current_votes
+from labeling.studio.opinions import current_votes, skips_since
 from pipeline.project.project import Project
 from pipeline.round.labeled import champion_model_path, labeled_sets
 from pipeline.round.predict import predict_files
@@ -108,14 +108,11 @@ def since_previous(previous: dict | None):
 def annotators(store, classes, previous: dict | None, human_now: dict) -> dict:
     since = since_previous(previous)
     this_round = annotator_summary(labels_since(human_now.values(), since), classes)
-    skipped_total = store.count_items(status="skipped")
-    before = ((previous or {}).get("stats", {}).get("monitor") or {}).get("annotators") or {}
-    earlier_skips = before.get("skipped_total")
     return {
         **this_round,
         "since": None if since is None else as_utc(since).isoformat(),
-        "skipped": skipped_total - earlier_skips if earlier_skips is not None else skipped_total,
-        "skipped_total": skipped_total,
+        "skipped": skips_since(store, None if since is None else as_utc(since)),
+        "skipped_total": store.count_items(status="skipped"),
         "tasks_done_total": sum(lab.source == "human" for lab in human_now.values()),
         "correction_total": correction_rates(human_now.values(), classes),
     }
