@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from labeling.cold_start import typical_picks
+from labeling.monitoring import as_utc
 from labeling.near_duplicates import one_per_group
 from labeling.schema import PEOPLE_SOURCES
 from labeling.seen_files import unusable_items
@@ -38,7 +39,8 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
     if "file" not in predicted:
         new = cold_start_picks(project, candidates, rng, progress=progress)
     else:
-        new = _audit_and_strategy(project, candidates, predicted, rng, made, size=room)
+        new = _audit_and_strategy(project, candidates, predicted, rng, made, size=room,
+                                  round_id=round_id)
     added = record_picks(store, new, round_id=round_id)
     reasons = {r: sum(p.reason == r for p in new) for r in ("random", "audit", "strategy")}
     return {"picked": len(added), **reasons}
@@ -125,13 +127,46 @@ def audit_count(batch: int, share: float, open_items: int) -> int:
     return n_audit
 
 
-def _audit_and_strategy(project, candidates, predicted, rng, made, *, size: int) -> list[Pick]:
+def arrivals(project: Project, round_id: int, keys: list[str]) -> list[str]:
+    """Of ``keys``, the items ingested after the previous round started (its select never saw
+    them; none before a previous round)."""
+    before = [r for r in project.store.rounds() if r["id"] < round_id]
+    if not before:
+        return []
+    cutoff = as_utc(before[-1]["started_at"])
+    items = project.store.items_by_key(keys)
+    return [k for k in keys if k in items and as_utc(items[k].added_at) > cutoff]
+
+
+def audit_draw(project: Project, round_id: int, candidates: list[str], n: int, machine,
+               rng) -> list[str]:
+    """The random audit picks of a batch of ``n`` from ``candidates`` (``machine``: the keys
+    the machine labeled): ``audit_count``'s share of it."""
+    share = project.config.loop.audit_fraction
+    n_audit = audit_count(n, share, sum(k not in machine for k in candidates))
+    full = int(round(n * share))
+    # Where the audits shrank (the pool is nearly all machine-labeled), images that arrived
+    # since the last round still get their audit share: new ones (another camera, say) were
+    # accepted on thresholds tested on none of them, and no audit or held-out answer ever came
+    # from them. Elsewhere they are audited as the rest of the pool, at random.
+    arrived = arrivals(project, round_id, candidates) if n_audit < full else []
+    n_fresh = min(full, int(round(len(arrived) * share)))
+    if n_fresh <= n_audit * len(arrived) / len(candidates):  # the uniform draw gives as many
+        return [candidates[j] for j in rng.choice(len(candidates), size=n_audit, replace=False)]
+    audit = [arrived[j] for j in rng.choice(len(arrived), size=n_fresh, replace=False)]
+    chosen = set(audit)
+    rest = [k for k in candidates if k not in chosen]
+    more = min(len(rest), max(0, n_audit - n_fresh))
+    return audit + [rest[j] for j in rng.choice(len(rest), size=more, replace=False)]
+
+
+def _audit_and_strategy(project, candidates, predicted, rng, made, *, size: int,
+                        round_id: int) -> list[Pick]:
     loop = project.config.loop
     n = min(size, len(candidates))
     machine = project.store.current_classes(sources=("machine",))
-    n_audit = audit_count(n, loop.audit_fraction, sum(k not in machine for k in candidates))
-    audit_idx = rng.choice(len(candidates), size=n_audit, replace=False)
-    audit = [candidates[j] for j in audit_idx]
+    audit = audit_draw(project, round_id, candidates, n, machine, rng)
+    n_audit = len(audit)
     audited = project.store.current_labels(sources=("machine",), keys=audit)
     out = [Pick(k, "audit", holdout=True,
                 machine_label=audited[k].label if k in audited else None,

@@ -385,6 +385,39 @@ def test_audits_shrink_with_what_is_left_for_people(project, tmp_path):
     assert select_step.audit_count(100, 1.0, 0) == 100  # all audit: as configured
 
 
+def test_images_that_arrive_once_the_pool_is_machine_labeled_get_their_audit_share(
+        project, tmp_path):
+    # Every item machine-labeled: the audits shrink to nothing. Then 50 new images (another
+    # camera: inverted) arrive and the champion's thresholds accept them; a random share of
+    # them must still go to people, or the bound never sees them.
+    from PIL import Image, ImageOps
+
+    proj, _ = project
+    old = sorted(i.key for i in proj.store.items())
+    previous = proj.store.start_round()
+    proj.store.finish_round(previous, {})
+    more = tmp_path / "more"
+    more.mkdir()
+    for item in proj.store.items()[:50]:
+        with Image.open(item.path) as img:
+            ImageOps.invert(img.convert("L")).save(more / f"inv-{Path(item.path).name}")
+    assert len(ingest_folder(proj.store, more).added) == 50
+    keys = sorted(i.key for i in proj.store.items())
+    new = set(keys) - set(old)
+    proj.store.add_labels([NewLabel(k, "1", "machine", who="labelloop", model_version="1",
+                                    confidence=0.99) for k in keys])
+    probs = np.full((len(keys), len(CLASSES)), 0.02)
+    probs[:, 1] = 1 - 0.02 * (len(CLASSES) - 1)
+    file = tmp_path / "predictions.npz"
+    np.savez(file, keys=np.array(keys), probs=probs, embeddings=np.zeros((len(keys), 0)))
+    rid = proj.store.start_round()
+    record = select_step.select_batch(proj, rid, {"file": str(file), "version": "1"})
+    share = proj.config.loop.audit_fraction
+    assert record["audit"] == round(50 * share) == record["picked"]
+    audited = {k for k, p in picks(proj.store).items() if p.reason == "audit"}
+    assert audited <= new and all(p.holdout for p in picks(proj.store).values())
+
+
 def test_status_says_when_a_held_out_tie_has_nobody_left_to_break_it(project, monkeypatch):
     import pipeline.status as status_module
 

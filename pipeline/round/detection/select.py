@@ -10,7 +10,7 @@ from labeling.box_scores import choose_uncertain
 from labeling.selections import Pick, picks, record_picks
 from pipeline.project.project import Project
 from pipeline.round.detection.predict import load_predictions
-from pipeline.round.select import audit_count, batch_room, cold_start_picks, unasked
+from pipeline.round.select import audit_draw, batch_room, cold_start_picks, unasked
 
 
 def select_batch(project: Project, round_id: int, predicted: dict, *,
@@ -30,8 +30,8 @@ def select_batch(project: Project, round_id: int, predicted: dict, *,
     else:
         n = min(room, len(candidates))
         machine = store.current_labels(sources=("machine",))
-        n_audit = audit_count(n, loop.audit_fraction, sum(k not in machine for k in candidates))
-        audit = [candidates[j] for j in rng.choice(len(candidates), size=n_audit, replace=False)]
+        audit = audit_draw(project, round_id, candidates, n, machine, rng)
+        n_audit = len(audit)
         new = [Pick(k, "audit", holdout=True,
                     machine_label=machine[k].label if k in machine else None,
                     machine_version=machine[k].model_version if k in machine else None)
