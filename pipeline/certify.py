@@ -138,6 +138,8 @@ def describe(cert: dict) -> str:
     """One line for people: what is delivered and how wrong it can be."""
     head = (f"{cert['delivered']:,} labels delivered ({cert['human']:,} by people, "
             f"{cert['machine']:,} by the machine), {cert['unlabeled']:,} unlabeled")
+    if cert.get("machine_not_exported"):  # an --human-only export: the rest are not unlabeled
+        head += f", {cert['machine_not_exported']:,} labeled by the machine and not exported"
     if cert.get("withheld"):  # records from before 2026-12-06 have none
         head += (f", {cert['withheld']:,} labeled but held back (skipped, disputed or "
                  f"quarantined)")

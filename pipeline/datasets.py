@@ -69,8 +69,8 @@ def load_dataset_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
     if name == MNIST_DETECTION:
         raise DatasetError("mnist-detection is images with boxes, not one array: export it "
                            "with `labelloop datasets export mnist-detection DIR`")
-    if name not in _DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(list_datasets())}")
+    if name not in _DATASETS:  # those that are one array (simulate takes these)
+        raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(sorted(_DATASETS))}")
     images, labels = _DATASETS[name]()
     return images, np.asarray(labels).astype(str)
 
@@ -85,6 +85,8 @@ def export_dataset(name: str, out_dir: str | Path, *, progress: bool = False) ->
     Raises ``DatasetError`` for an unknown name, a missing optional dependency or an
     ``out_dir`` that holds something else.
     """
+    if name not in list_datasets():
+        raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(list_datasets())}")
     out = Path(out_dir).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise DatasetError(f"output path exists and is not a folder: {out}")

@@ -17,7 +17,13 @@ from pathlib import Path
 from labeling.store import LabelStore
 from labeling.tasks.registry import get_task_type
 from pipeline.certify import certificate, latest_accept
-from pipeline.export import FILE_FORMATS, ExportError, ExportReport, export_labels
+from pipeline.export import (
+    FILE_FORMATS,
+    ExportError,
+    ExportReport,
+    check_format,
+    export_labels,
+)
 from pipeline.files import write_text_atomic
 from pipeline.project.config import Config
 
@@ -38,6 +44,8 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
     their certificate beside them. Raises ``ExportError`` where the export is refused (the
     certificate's file exists without ``force``, or belongs to another export still there)
     and ``OSError`` where writing fails."""
+    task = config.project.task
+    check_format(format, get_task_type(task))  # before the certificate's file is looked at
     sidecar = certificate_path(Path(out).expanduser().absolute(), format)
     if sidecar.exists() and not force:
         # Another export's (labels.csv and labels.coco share one), or a file of the user's.
@@ -50,7 +58,6 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
         # would leave the other beside a certificate that is not its own.
         raise ExportError(f"{sidecar} is the certificate of {other}, which is still there; "
                           "choose another --out")
-    task = config.project.task
     report = export_labels(store, out, format=format, classes=config.project.classes,
                            human_only=human_only, force=force, task=get_task_type(task))
     cert = certificate(store, latest_accept(store.rounds()),

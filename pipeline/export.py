@@ -88,9 +88,7 @@ def export_labels(
     Raises ``ExportError`` for an unknown format, an existing ``out`` without ``force``, or a
     class name that cannot be a folder name.
     """
-    formats = (task or get_task_type(DEFAULT_TASK)).export_formats
-    if format not in formats:
-        raise ExportError(f"unknown export format {format!r}; valid: {', '.join(formats)}")
+    check_format(format, task)
     out = Path(out).expanduser().absolute()
     _check_target(out, format, force=force)
     rows, left_out = labeled_rows(store, human_only=human_only)
@@ -122,6 +120,13 @@ def export_labels(
         left_out["changed_file"] = len(changed)
     by_source = dict(sorted(Counter(r.source for r in present).items()))
     return ExportReport(out, format, by_source, left_out, sorted(missing))
+
+
+def check_format(format: str, task: TaskType | None) -> None:
+    """Raise ``ExportError`` unless ``format`` is one of ``task``'s (default: classes)."""
+    formats = (task or get_task_type(DEFAULT_TASK)).export_formats
+    if format not in formats:
+        raise ExportError(f"unknown export format {format!r}; valid: {', '.join(formats)}")
 
 
 def other_bytes(store: LabelStore, rows: list[ExportRow]) -> set[str]:

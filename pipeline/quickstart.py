@@ -23,7 +23,7 @@ from labeling.studio.opinions import human_answers
 from pipeline.certify import describe, project_certificate
 from pipeline.crowd import crowd_work, ensure_annotators
 from pipeline.datasets import DatasetError, export_dataset, read_labels_csv
-from pipeline.export import export_labels
+from pipeline.delivery import deliver
 from pipeline.files import write_text_atomic
 from pipeline.ingest import ingest_folder
 from pipeline.project.config import CONFIG_NAME
@@ -222,8 +222,10 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
         # certificate below leave them out.
         with WorkspaceLock(config.workspace_dir / "lock", command="labelloop quickstart"):
             pull(project)
-        exported = export_labels(project.store, folder / "labels.csv", format="csv",
-                                 classes=project.classes, force=True)
+        # With its certificate: one from an earlier `labelloop export` there would be stale.
+        delivered = deliver(project.store, config, folder / "labels.csv", format="csv",
+                            force=True)
+        exported = delivered.report
         print()
         print(f"Label Studio: {studio['url']}  (login {studio['username']}, password in "
               f"{studio['password_file']})")
@@ -232,6 +234,7 @@ def run_quickstart(folder: Path, *, rounds: int, noise: float, seed: int,
         print(f"Labeled dataset: {exported.out} ({exported.rows} items with provenance: "
               f"{', '.join(f'{n} {s}' for s, n in sorted(exported.by_source.items()))})")
         print(f"Project: {config_path} (`labelloop status --config {config_path}`)")
-        print(f"Certificate: {describe(project_certificate(project))}")
+        print(f"Certificate ({delivered.certificate_file}): "
+              f"{describe(delivered.certificate)}")
     finally:
         project.close()

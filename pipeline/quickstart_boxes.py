@@ -17,10 +17,10 @@ from pathlib import Path
 from labeling.boxes import image_matches
 from labeling.boxes_file import BOXES_FILE, read_boxes_json
 from labeling.studio.box_annotator_sim import load_box_truth, simulate_box_annotations
-from pipeline.certify import describe, project_certificate
+from pipeline.certify import describe
+from pipeline.delivery import deliver
 from pipeline.detection_dataset import CLASSES, export_mnist_detection
 from pipeline.detection_model import predict_values, score_boxes
-from pipeline.export import export_labels
 from pipeline.project.config import CONFIG_NAME
 from pipeline.project.lock import WorkspaceLock
 from pipeline.project.workspace import init_project
@@ -103,15 +103,17 @@ def run_detection_quickstart(folder: Path, *, rounds: int, noise: float, seed: i
         with WorkspaceLock(project.config.workspace_dir / "lock",
                            command="labelloop quickstart"):
             pull(project)
-        exported = export_labels(project.store, folder / "labels.coco.json", format="coco",
-                                 classes=project.classes, force=True,
-                                 task=project.task.labels)
+        # With its certificate: one from an earlier `labelloop export` there would be stale.
+        delivered = deliver(project.store, project.config, folder / "labels.coco.json",
+                            format="coco", force=True)
+        exported = delivered.report
         print()
         print(f"Label Studio: {studio['url']}  (login {studio['username']}, password in "
               f"{studio['password_file']})")
         print(f"Labeled dataset: {exported.out} (COCO, {exported.rows} images with provenance: "
               f"{', '.join(f'{n} {s}' for s, n in sorted(exported.by_source.items()))})")
         print(f"Project: {config_path} (`labelloop status --config {config_path}`)")
-        print(f"Certificate: {describe(project_certificate(project))}")
+        print(f"Certificate ({delivered.certificate_file}): "
+              f"{describe(delivered.certificate)}")
     finally:
         project.close()

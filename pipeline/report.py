@@ -170,7 +170,8 @@ def _auto_label(fig, data: ReportData) -> str | None:
         ax.errorbar([rid for rid, _ in audited], prec, yerr=[prec - lo, hi - prec], fmt="s",
                     capsize=4, label="audited precision (95% interval)")
     else:
-        ax.text(0.02, 0.05, "no audits labeled yet", transform=ax.transAxes, color="0.35")
+        ax.text(0.02, 0.05, "no audited machine label answered yet", transform=ax.transAxes,
+                color="0.35")
     ax.axhline(data.target_precision, color="C3", ls=":", label="target precision")
     ax.set_xlabel("round")
     ax.set_ylim(0, 1.02)

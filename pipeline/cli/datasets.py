@@ -34,7 +34,8 @@ def export_command(
                         soft_wrap=True)
         return
     count = len(read_labels_csv(labels_file))
-    Console().print(f"{count:,} images of {name} in {labels_file.parent}; labels: {labels_file}")
+    Console().print(f"{count:,} images of {name} in {labels_file.parent}; labels: {labels_file}",
+                    markup=False, highlight=False, soft_wrap=True)
 
 
 def _boxes_summary(name: str, boxes_file: Path) -> str:

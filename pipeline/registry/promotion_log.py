@@ -28,8 +28,9 @@ class PromotionEvent:
     reason: str
 
     def __str__(self) -> str:
-        return (f"{self.time:%Y-%m-%d %H:%M:%S} {self.action} "
-                f"v{self.from_version or '-'} -> v{self.to_version}: {self.reason}")
+        moved = (f"v{self.from_version} -> v{self.to_version}" if self.from_version
+                 else f"v{self.to_version}")  # the first model replaced none
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.action} {moved}: {self.reason}"
 
 
 def append_event(path: Path, model: str, event: PromotionEvent) -> None:

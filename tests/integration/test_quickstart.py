@@ -1,6 +1,7 @@
 """The main job: the quickstart runs rounds against its own embedded Label Studio, prints a
 line per round, writes the labeled dataset, and a second run continues without duplicating."""
 
+import json
 import re
 
 import pytest
@@ -41,6 +42,10 @@ def test_quickstart_runs_rounds_and_continues(tmp_path, capsys):
     rows = (folder / "labels.csv").read_text().splitlines()
     assert rows[0].startswith("path,label,source")
     assert len(rows) == 1 + 300 and all(",human," in r for r in rows[1:])
+    # Its certificate beside it is this export's (a stale one from an earlier export stayed).
+    cert = json.loads((folder / "labels.certificate.json").read_text())
+    assert cert["exported_rows"] == cert["human"] == 300
+    assert f"Certificate ({folder / 'labels.certificate.json'}): 300 labels delivered" in second
 
 
 def test_quickstart_on_real_photos_uses_the_pretrained_backbone(tmp_path, capsys):

@@ -2,6 +2,7 @@
 digits through the detection loop against its own embedded Label Studio, a line per round, a
 COCO file that pycocotools loads with the store's boxes, and a second run that continues."""
 
+import json
 import re
 
 import pytest
@@ -55,11 +56,13 @@ def test_the_detection_quickstart_runs_rounds_exports_coco_and_continues(tmp_pat
     people, last = map(int, re.search(r"round  3: images labeled by people +(\d+) .* "
                                       r"answered (\d+)", second).groups())
     assert answered < people <= answered + 10  # round 2's answers arrived, none twice
-    assert "Certificate:" in second and "Label Studio: http://127.0.0.1:" in second
+    assert "Certificate (" in second and "Label Studio: http://127.0.0.1:" in second
     # The COCO file holds every labeled canvas with its provenance, the people's boxes right.
     coco = COCO(str(folder / "labels.coco.json"))
     images = coco.loadImgs(coco.getImgIds())
     sources = [image["labelloop"]["source"] for image in images]
+    cert = json.loads((folder / "labels.coco.certificate.json").read_text())
+    assert cert["exported_rows"] == len(images)
     # ... round 3's answers too (read before the export; they were left out).
     assert last > 0 and sources.count("human") == people + last
     assert re.search(rf"COCO, {len(images)} images with provenance", second)

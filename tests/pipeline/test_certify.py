@@ -170,6 +170,9 @@ def test_labels_the_export_holds_back_are_not_certified_as_delivered(store):
                          human_only=True)
     assert (people["delivered"], people["withheld"], people["unlabeled"]) == (2, 2, 2)
     assert people["machine_not_exported"] == 4
+    # The line adds up to the pool: the machine's labels are not taken for unlabeled items.
+    assert ("2 labels delivered (2 by people, 0 by the machine), 2 unlabeled, 4 labeled by the "
+            "machine and not exported, 2 labeled but held back") in describe(people)
     assert people["wrong_ub"] == pytest.approx(4 * 0.01 / 2)
 
 

@@ -240,6 +240,9 @@ def test_cli_exports_the_projects_labels(tmp_path, monkeypatch):
     assert mine.read_text() == '{"mine": true}\n' and not (tmp_path / "rep.csv").exists()
     forced = runner.invoke(app, ["export", "--format", "csv", "--out", "rep.csv", "--force"])
     assert forced.exit_code == 0 and "exported_rows" in mine.read_text()
+    # A format the project has not: said first (not "the certificate exists; pass --force").
+    boxes = runner.invoke(app, ["export", "--format", "coco", "--out", "rep.coco"])
+    assert boxes.exit_code == 2 and "valid: csv, imagefolder" in boxes.output
     # A file where the export's folder must be: said so, not "[Errno 17] File exists".
     (tmp_path / "afile").write_text("x")
     blocked = runner.invoke(app, ["export", "--format", "csv", "--out", "afile/x.csv"])
