@@ -17,6 +17,7 @@ the store seconds after it is submitted, not at the next round.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -36,9 +37,12 @@ from pipeline.compute.errors import ComputeError
 from pipeline.files import write_text_atomic
 from pipeline.project.answers_waiting import mark_answers_waiting, take_answers_waiting
 from pipeline.registry.mlflow_store import RegistryError
+from training.images import ImageError
 
-# Failures a later try can get past (the server, the stores or the Ray cluster comes back) ...
-RETRIED = (StudioError, RegistryError, ComputeError, StoreUnavailable)
+# Failures a later try can get past (the server, the stores or the Ray cluster comes back; an
+# image overwritten or half-written while the round read it: the retry's ingest finds it
+# changed, and rounds leave it out until it is readable) ...
+RETRIED = (StudioError, RegistryError, ComputeError, StoreUnavailable, ImageError)
 # ... except these, which need a person to change something first.
 # A stopped embedded server is one: nothing restarts it while the loop waits.
 PERMANENT = (StudioAuthError, NotLabelStudio, ProjectMismatch, InvalidPrediction,
@@ -85,18 +89,34 @@ def run_loop(
     after_round: Callable[[dict], None] | None = None,
     on_failure: Callable[[Exception, int], None] | None = None,
     on_empty: Callable[[Exception], None] | None = None,
+    on_give_up: Callable[[Exception], None] | None = None,
     max_failures: int = 3,
     progress: bool = False,
 ) -> int:
     """Run rounds until ``max_rounds`` or a stop; returns the number of rounds completed.
 
     ``on_failure(error, failures_in_a_row)`` is called for each retried failure (see the module
-    docstring); the failure that ends the loop is raised instead. While the pool is empty (no
-    image in the folder yet) no round runs: ``on_empty(error)`` says so, and the loop waits for
-    images through the intervals; that is neither a round done nor a failure.
+    docstring); the failure that ends the loop is raised instead, after ``on_give_up(error)``
+    (an unattended log must say the loop is gone, not only that a retry comes). While the pool
+    is empty (no image in the folder yet) no round runs: ``on_empty(error)`` says so, and the
+    loop waits for images through the intervals; that is neither a round done nor a failure.
     """
     if max_failures < 1:
         raise ValueError(f"max_failures must be >= 1, got {max_failures}")
+    try:
+        return _rounds(project, every_s, max_rounds, stop, after_round, on_failure, on_empty,
+                       max_failures, progress)
+    except Exception as err:
+        if on_give_up is not None:
+            on_give_up(err)
+        raise
+    finally:
+        # The note says a round waits for this loop's retry: with the loop gone, none does.
+        note_failure(project, None, 0, every_s)
+
+
+def _rounds(project, every_s, max_rounds, stop, after_round, on_failure, on_empty,
+            max_failures, progress) -> int:
     # Imported here: the round steps load torch and the Label Studio SDK, which the commands
     # that only parse an interval (``tune --every``, config checks) should not wait for.
     from pipeline.round.ingest import EmptyPool
@@ -154,7 +174,7 @@ def note_failure(project, err: Exception | None, failures: int, every_s: float) 
         rounds = project.store.rounds()
         now = time.time()
         write_text_atomic(path, json.dumps({
-            "round": rounds[-1]["id"] if rounds else None, "error": str(err),
+            "round": rounds[-1]["id"] if rounds else None, "error": str(err), "pid": os.getpid(),
             "failures_in_a_row": failures, "failed_at": now, "retry_at": now + every_s}))
     except (StoreUnavailable, OSError):
         pass

@@ -14,7 +14,7 @@ from labeling.studio.sync_store import rejected_annotations
 from pipeline.certify import certificate, latest_accept, latest_annotator_quality
 from pipeline.loop import read_failure
 from pipeline.project.config import ConfigError
-from pipeline.project.lock import held_by_nobody
+from pipeline.project.lock import held_by_nobody, held_here
 from pipeline.project.project import Project, read_tuned_params
 from pipeline.project.studio import annotator_emails
 from pipeline.round.labeled import ties_nobody_can_break
@@ -66,8 +66,10 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     stopped = (all_rounds and all_rounds[-1]["status"] == "running" and unheld
                and held_by_nobody(lock))
     failed = read_failure(project.config.workspace_dir)
-    waiting = bool(failed and not unheld and all_rounds
-                   and all_rounds[-1]["status"] == "running"
+    holder = held_here(lock)
+    # The loop that wrote the note holds the lock still (not a manual round run since).
+    waiting = bool(failed and holder is not None and holder.pid == failed.get("pid")
+                   and all_rounds and all_rounds[-1]["status"] == "running"
                    and failed.get("round") == all_rounds[-1]["id"]
                    and float(failed.get("retry_at", 0)) > time.time())
     if waiting:

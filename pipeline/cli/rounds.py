@@ -166,7 +166,9 @@ def run_command(
                             {"time": _now(), "round": r["id"], **round_summary(r["stats"])}),
                             flush=True),
                         on_failure=lambda err, n: _report_failure(err, n, every, max_failures),
-                        on_empty=lambda err: _report_empty(err, every))
+                        on_empty=lambda err: _report_empty(err, every),
+                        on_give_up=lambda err: print(json.dumps(
+                            {"time": _now(), "loop_stopped": str(err)}), flush=True))
     why = f" (stopped by {stop.signal_name})" if stop.signal_name else ""
     console.print(f"{done} round(s) done{why}")
     if stop.where:

@@ -84,6 +84,8 @@ def run_round(
     fresh = ingest_new(project, progress=progress)
     store = project.store
     running = store.running_round()
+    if running is None and should_stop():  # asked during the ingest: no empty round is left
+        raise RoundStopped("stopped before a round started: nothing to resume")
     if running is None:
         round_id, stats = store.start_round(), {"done": []}
     else:

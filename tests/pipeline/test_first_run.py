@@ -283,8 +283,64 @@ def test_status_says_a_round_whose_process_ended_is_stopped_not_running(tmp_path
                    and "did not answer in time" in w for w in status["warnings"])
         note_failure(project, None, 0, 600)  # the retry went through
         assert project_status(project)["rounds"][-1]["status"] == "running"
+        # A note left by a loop that is gone, while a manual round holds the lock and runs
+        # the round: running, not waiting for a retry nobody will make.
+        note_failure(project, StudioError("Label Studio did not answer in time"), 1, 600)
+        note_file = project.config.workspace_dir / "loop-failure.json"
+        note_file.write_text(json.dumps({**json.loads(note_file.read_text()),
+                                         "pid": int(dead.stdout)}))
+        status = project_status(project)
+        assert status["rounds"][-1]["status"] == "running"
+        assert not any("tries it again" in w for w in status["warnings"])
     finally:
         project.close()
+
+
+def test_a_stop_asked_before_a_round_started_leaves_no_empty_round(tmp_path):
+    # A Ctrl-C during the ingest left a round "stopped after 0 step(s)" that status warned of.
+    from pipeline.round.steps import RoundStopped, run_round
+
+    with _ingested(tmp_path, "early-stop") as project:
+        with pytest.raises(RoundStopped, match="before a round started: nothing to resume"):
+            run_round(project, should_stop=lambda: True)
+        assert project.store.rounds() == []
+
+
+def test_the_loop_retries_a_round_an_image_broke_and_its_log_says_when_it_gives_up(
+        tmp_path, monkeypatch):
+    # A file overwritten while a round read it stopped `labelloop run` for good (a retry's
+    # ingest finds it changed and rounds leave it out); and the failure that ended the loop
+    # had no line in its JSON log, whose last line still promised a retry.
+    import pipeline.round.steps
+    from labeling.studio.errors import StudioError
+    from training.images import ImageError
+
+    with _ingested(tmp_path, "broken-file") as project:
+        raised = [ImageError("cannot read image x.png: corrupt or truncated image")]
+
+        def flaky(project, **kwargs):
+            if raised:
+                raise raised.pop()
+            return {"id": 1, "stats": {}}
+
+        monkeypatch.setattr(pipeline.round.steps, "run_round", flaky)
+        failed = []
+        assert run_loop(project, every_s=0.01, max_rounds=1, stop=StopFlag(),
+                        on_failure=lambda err, n: failed.append((str(err), n))) == 1
+        assert failed == [("cannot read image x.png: corrupt or truncated image", 1)]
+        assert not (project.config.workspace_dir / "loop-failure.json").exists()
+
+    def down(project, **kwargs):
+        raise StudioError("Label Studio did not answer in time")
+
+    monkeypatch.setattr(pipeline.round.steps, "run_round", down)
+    done = runner.invoke(app, ["run", "--every", "1s", "--max-failures", "2", "--config",
+                               str(tmp_path)])
+    assert done.exit_code == 2
+    lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    assert [sorted(x) for x in lines] == [["failures_in_a_row", "retry_in", "round_failed",
+                                           "time"], ["loop_stopped", "time"]]
+    assert lines[-1]["loop_stopped"] == "Label Studio did not answer in time"
 
 
 def test_status_warns_of_a_moved_file_that_its_task_still_shows_until_moved_back(tmp_path):
