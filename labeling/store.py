@@ -271,12 +271,16 @@ class LabelStore:
                 query = query.where(Item.status == status)
             return [ItemRecord(*row) for row in s.execute(query)]
 
-    def item_keys(self, *, status: str | None = None) -> list[str]:
-        """The keys of every item (of one status), in the order they were added."""
+    def item_keys(self, *, status: str | None = None,
+                  added_after: datetime | None = None) -> list[str]:
+        """The keys of every item (of one status; added after a moment), in the order they
+        were added."""
         with self.transaction() as s:
             query = select(Item.key).order_by(Item.id)
             if status is not None:
                 query = query.where(Item.status == status)
+            if added_after is not None:
+                query = query.where(Item.added_at > added_after)
             return list(s.scalars(query))
 
     def item(self, key: str) -> ItemRecord | None:

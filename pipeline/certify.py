@@ -14,11 +14,19 @@ is reported beside it as a direct check.
 With ``reference_error`` 0, an item that people answered differently refutes the assumption:
 the certificate then gives no bound and says why.
 
+New images that the monitor's drift test found unlike the held-out ones (``drift_flagged``)
+refute the other assumption for them: their machine labels are counted as wrong, at worst,
+until the held-out answers an accept step tested the thresholds on hold them at least at half
+their share of the pool (``cohort_check``, recorded by the accept step; the audits give new
+images their share, ``pipeline.round.select.audit_draw``).
+
 Assumes: the held-out items are a random sample of the pool (random and audit picks only);
 people's labels are wrong at most at the human bound.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from labeling.schema import PEOPLE_SOURCES
 from labeling.store import LabelStore
@@ -26,10 +34,12 @@ from labeling.studio.opinions import disagreed
 
 
 def certificate(store: LabelStore, accept: dict | None, *, reference_error: float | str,
-                confidence: float, human_only: bool = False, boxes: bool = False) -> dict:
+                confidence: float, human_only: bool = False, boxes: bool = False,
+                drift: dict | None = None) -> dict:
     """The delivered set's counts and error bound as they stand, from the latest accept
     record (``accept``; None before any). ``human_only``: the set delivers people's labels
-    only (an ``export --human-only``); ``boxes``: a detection project's. JSON-ready."""
+    only (an ``export --human-only``); ``boxes``: a detection project's; ``drift``: the
+    latest drift found (``drift_flagged``). JSON-ready."""
     # The double-checked items the people's error was measured on (None: assumed, or a record
     # from before 2026-12-02, whose "reference" was measured on other items).
     checks = None
@@ -85,10 +95,48 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
         # kind; those held back are not a random draw (hard items get skipped and disputed),
         # so all of the wrong ones may be among the delivered: count over all, divide by these.
         machine_all = n_machine + (0 if human_only else machine_held)
-        out["wrong_ub"] = min(1.0, (machine_all * machine_ub
+        uncovered = _uncovered(store, accept, drift, n_items) if machine_all else 0
+        if uncovered:
+            out["uncovered_machine"], out["drift_round"] = uncovered, drift["round"]
+        out["wrong_ub"] = min(1.0, ((machine_all - uncovered) * machine_ub + uncovered
                                     + (n_human + human_held) * reference_error)
                               / max(1, delivered))
     return out
+
+
+def drift_flagged(rounds: list[dict]) -> dict | None:
+    """The newest drift the monitor found (new images unlike the held-out ones): its round and
+    the moment after which the images it tested arrived; None if none was ever found."""
+    for r in reversed(rounds):
+        found = (((r.get("stats") or {}).get("monitor") or {}).get("drift") or {})
+        if found.get("computed") and found.get("drift") and found.get("cutoff"):
+            return {"round": r["id"], "cutoff": found["cutoff"]}
+    return None
+
+
+def cohort_check(store: LabelStore, drift: dict | None, validation: list[str]) -> dict | None:
+    """For the accept record: how many of the items the thresholds were tested on
+    (``validation``) arrived after the drift's cutoff, against the pool's share of them."""
+    if drift is None:
+        return None
+    cohort = set(store.item_keys(added_after=datetime.fromisoformat(drift["cutoff"])))
+    return {"round": drift["round"], "items": len(cohort), "pool": store.count_items(),
+            "validation": sum(k in cohort for k in validation),
+            "validation_total": len(validation)}
+
+
+def _uncovered(store: LabelStore, accept: dict | None, drift: dict | None, n_items: int) -> int:
+    """Machine labels in force on images that arrived with the newest drift found, where the
+    thresholds were not tested on enough of them (module docstring): 0 if none or covered."""
+    if drift is None:
+        return 0
+    check = (accept or {}).get("drift_cohort") or {}
+    if (check.get("round") == drift["round"] and check.get("validation")
+            and check["validation"] / max(1, check["validation_total"])
+            >= 0.5 * check["items"] / max(1, check["pool"])):
+        return 0
+    cohort = store.item_keys(added_after=datetime.fromisoformat(drift["cutoff"]))
+    return len(store.current_classes(sources=("machine",), keys=cohort))
 
 
 def _machine_bound(accept: dict | None) -> float | None:
@@ -129,9 +177,11 @@ def latest_annotator_quality(rounds: list[dict]) -> list[dict]:
 def project_certificate(project) -> dict:
     """The certificate of ``project``'s dataset as it stands now."""
     loop = project.config.loop
-    return certificate(project.store, latest_accept(project.store.rounds()),
+    rounds = project.store.rounds()
+    return certificate(project.store, latest_accept(rounds),
                        reference_error=loop.reference_error, confidence=loop.confidence_level,
-                       boxes=project.config.project.task == "detection")
+                       boxes=project.config.project.task == "detection",
+                       drift=drift_flagged(rounds))
 
 
 def describe(cert: dict) -> str:
@@ -148,6 +198,10 @@ def describe(cert: dict) -> str:
         return f"{head}; no error bound{when} ({cert.get('reason')})"
     line = (f"{head}; wrong labels <= {100 * cert['wrong_ub']:.2f}% with "
             f"{100 * cert['confidence']:.0f}% confidence (assumes {cert['assumes']})")
+    if cert.get("uncovered_machine"):
+        line += (f"; counted as wrong: the {cert['uncovered_machine']:,} machine label(s) on "
+                 f"new images unlike the held-out ones (drift found in round "
+                 f"{cert['drift_round']}), until people's answers on them test the thresholds")
     return line + _people_part(cert)
 
 

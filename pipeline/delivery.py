@@ -16,7 +16,7 @@ from pathlib import Path
 
 from labeling.store import LabelStore
 from labeling.tasks.registry import get_task_type
-from pipeline.certify import certificate, latest_accept
+from pipeline.certify import certificate, drift_flagged, latest_accept
 from pipeline.export import (
     FILE_FORMATS,
     ExportError,
@@ -60,10 +60,10 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
                           "choose another --out")
     report = export_labels(store, out, format=format, classes=config.project.classes,
                            human_only=human_only, force=force, task=get_task_type(task))
-    cert = certificate(store, latest_accept(store.rounds()),
-                       reference_error=config.loop.reference_error,
+    rounds = store.rounds()
+    cert = certificate(store, latest_accept(rounds), reference_error=config.loop.reference_error,
                        confidence=config.loop.confidence_level, human_only=human_only,
-                       boxes=task == "detection")
+                       boxes=task == "detection", drift=drift_flagged(rounds))
     cert = {**cert, "export": str(target), "exported_rows": report.rows,
             **exported_bound(cert, report.rows)}
     write_text_atomic(sidecar, json.dumps(cert, indent=2) + "\n")

@@ -188,3 +188,45 @@ def test_the_fewest_answers_that_certify_a_target_are_where_the_bound_first_meet
     assert n == 149  # the figure the loop's notes give for 2% at 95%
     assert (error_upper_bound(0, n, confidence=0.95) <= 0.02
             < error_upper_bound(0, n - 1, confidence=0.95))
+
+
+def test_machine_labels_on_new_images_unlike_the_held_out_ones_count_as_wrong_until_tested(
+        store, tmp_path):
+    # A review dropped 60 images of another kind into a machine-labeled pool: the champion's
+    # thresholds accepted them (54 wrong) and the certificate kept its 3.59% bound, which
+    # rests on held-out items that held none of them; the monitor had found the drift.
+    from datetime import UTC, datetime
+
+    from pipeline.certify import cohort_check, drift_flagged
+
+    cutoff = datetime.now(UTC).isoformat()
+    new = tmp_path / "new"
+    new.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((4, 4), 7 + 20 * i, np.uint8), mode="L").save(new / f"n{i}.png")
+    arrived = [item.key for item in ingest_folder(store, new).added]
+    store.add_labels([NewLabel(k, "b", "machine", model_version="1") for k in arrived[:3]])
+    rounds = [{"id": 2, "stats": {"monitor": {"drift": {"computed": True, "drift": False,
+                                                        "cutoff": "2020-01-01T00:00:00"}}}},
+              {"id": 3, "stats": {"monitor": {"drift": {"computed": True, "drift": True,
+                                                        "cutoff": cutoff}}}},
+              {"id": 4, "stats": {"monitor": {"drift": {"computed": False}}}}]
+    drift = drift_flagged(rounds)
+    assert drift == {"round": 3, "cutoff": cutoff}
+    cert = certificate(store, _accept(0.05), reference_error=0.01, confidence=0.95, drift=drift)
+    assert cert["uncovered_machine"] == 3 and cert["machine"] == 7
+    assert cert["wrong_ub"] == pytest.approx((4 * 0.05 + 3 * 1.0 + 4 * 0.01) / 11)
+    assert ("counted as wrong: the 3 machine label(s) on new images unlike the held-out ones "
+            "(drift found in round 3)") in describe(cert)
+    # An accept step whose held-out answers hold none of them: still counted.
+    old = [i.key for i in store.items() if i.key not in set(arrived)][:6]
+    untested = {**_accept(0.05), "drift_cohort": cohort_check(store, drift, old)}
+    assert untested["drift_cohort"]["validation"] == 0
+    assert certificate(store, untested, reference_error=0.01, confidence=0.95,
+                       drift=drift)["uncovered_machine"] == 3
+    # One whose held-out answers hold them at their share of the pool: the bound covers them.
+    tested = {**_accept(0.05), "drift_cohort": cohort_check(store, drift, old + arrived[:2])}
+    cert = certificate(store, tested, reference_error=0.01, confidence=0.95, drift=drift)
+    assert "uncovered_machine" not in cert
+    assert cert["wrong_ub"] == pytest.approx((7 * 0.05 + 4 * 0.01) / 11)
+    assert drift_flagged([rounds[0], rounds[2]]) is None  # no drift ever found: as before
