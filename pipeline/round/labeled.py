@@ -70,12 +70,28 @@ def certifying_parts(project: Project, held_out: dict, tied: Collection[str]) ->
 def unresolved_held_out(store: LabelStore) -> set[str]:
     """Held-out items whose people tie (no label until someone breaks it). Leaving them out of
     the evaluation would bias it: a tie is an outcome, and it happens where the first answer
-    disagreed with the model. The accept step and the audit count them against the model."""
+    disagreed with the model. The accept step and the audit count them against the model.
+
+    A tie on a task deleted since (its Label Studio project deleted, say) stays one until a
+    later task of the item comes back answered or skipped, or the item has a person's label:
+    the votes were given, and dropping the tie flattered the bound and let the machine label
+    the item."""
     with store.transaction() as s:
-        tied = set(s.scalars(
-            select(Item.key).join(StudioTaskSync, StudioTaskSync.item_id == Item.id)
-            .where(StudioTaskSync.outcome == "disagreement", StudioTaskSync.deleted.is_(False))))
-    if not tied:  # the usual case: no held-out pick needs reading (status calls this)
+        tied_ids = set(s.scalars(select(StudioTaskSync.item_id).where(
+            StudioTaskSync.outcome == "disagreement", StudioTaskSync.item_id.is_not(None))))
+        if not tied_ids:  # the usual case: nothing more to read (status calls this)
+            return set()
+        rows = s.execute(
+            select(Item.key, StudioTaskSync.outcome, StudioTaskSync.deleted)
+            .join(StudioTaskSync, StudioTaskSync.item_id == Item.id)
+            .where(Item.id.in_(sorted(tied_ids)), StudioTaskSync.outcome != "pending")
+            .order_by(StudioTaskSync.synced_at, StudioTaskSync.id)).all()
+    latest = {key: (outcome, deleted) for key, outcome, deleted in rows}  # the newest wins
+    tied = {k for k, (outcome, _) in latest.items() if outcome == "disagreement"}
+    gone = {k for k in tied if latest[k][1]}
+    if gone:  # a person's label given since (an import, an older task's answer) settles it
+        tied -= set(store.current_classes(sources=PEOPLE_SOURCES, keys=gone))
+    if not tied:
         return set()
     holdout = picks(store, holdout=True)
     return {k for k in tied if k in holdout}

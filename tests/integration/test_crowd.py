@@ -128,6 +128,10 @@ def test_three_people_on_one_task_majority_ties_and_a_second_answer_counting_onc
     record_picks(store, [Pick(i.key, "random", holdout=True) for i in items], round_id=None)
     # Held out, the tie stays in the evaluation as a disagreement (pipeline.round.accept).
     assert unresolved_held_out(store) == {items[1].key}
+    # ... also once its task is gone (the project deleted in Label Studio, say): the votes
+    # were given (the tie was dropped, and the machine labeled the item).
+    store.mark_project_deleted(project.id)
+    assert unresolved_held_out(store) == {items[1].key}
     _answer(ca, second, "dog")  # the same person again: their latest counts, once
     sync_annotations(studio, store, project)
     assert current_votes(store, project.id)[items[1].key] == {a.email: "dog", b.email: "dog"}
