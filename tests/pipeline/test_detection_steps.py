@@ -474,6 +474,25 @@ def _champion_of_16(proj, truth, tmp_path, monkeypatch):
     return proj, keys, first
 
 
+def test_a_detectors_eval_figures_are_scored_on_the_held_out_images_that_choose(
+        project, tmp_path, monkeypatch):
+    # `models list` showed a detector's mAP on every held-out image (n_eval 42) while its
+    # promotion was decided on the 15 that choose models; classes used those 15 already.
+    from training.detection.checkpoint import load_detector
+
+    proj, truth = project
+    held = sorted(truth)[20:44]
+    record_picks(proj.store, [Pick(k, "random", holdout=True) for k in held], round_id=None)
+    people_label(proj, truth, held)
+    proj, _, first = _champion_of_16(proj, truth, tmp_path, monkeypatch)
+    try:
+        metrics = load_detector(proj.models_dir / f"{first['snapshot']}.det.pt").metrics
+        choose = [k for k in held if chooses(k, proj.config.loop.selection_share)]
+        assert 0 < metrics["n_eval"] == len(choose) < len(held)
+    finally:
+        proj.close()
+
+
 def test_a_challenger_continues_from_the_champions_weights(project, tmp_path, monkeypatch):
     import torch
 

@@ -54,6 +54,9 @@ def train_challenger(project: Project, round_id: int, *, progress: bool) -> dict
             write_text_atomic(stalled, str(err))
             return {"trained": False, "stalled": True, "reason": str(err)}
         write_lineage(project, snapshot, start, keys)
+        # Scored on the held-out images that choose models, as for classes: a version picked
+        # by hand from `labelloop models list` is picked on what promotion uses.
+        eval_set = choosing_part(project, eval_set)
         metrics = {"n_train": len(keys), "n_eval": len(eval_set), "start": start.note}
         if eval_set:
             metrics.update(_score(project, model, eval_set))
