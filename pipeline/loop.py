@@ -59,10 +59,15 @@ class StopFlag:
         self.where: str | None = None
 
     def install(self) -> None:
+        self._pid = os.getpid()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, _frame) -> None:
+        if os.getpid() != getattr(self, "_pid", os.getpid()):
+            # A forked worker (a DataLoader's) inherits the handler: one Ctrl-C printed the
+            # message once per worker. The process that installed it stops the round.
+            return
         if self._event.is_set():
             # Asked twice: stop inside the step (a step of training can take minutes).
             raise KeyboardInterrupt

@@ -11,7 +11,12 @@ from labeling.selections import unanswered_picks, unpicked_tasks_waiting
 from labeling.store import LabelStore
 from labeling.studio.opinions import human_answers, refused_only
 from labeling.studio.sync_store import rejected_annotations
-from pipeline.certify import certificate, latest_accept, latest_annotator_quality
+from pipeline.certify import (
+    certificate,
+    drift_flagged,
+    latest_accept,
+    latest_annotator_quality,
+)
 from pipeline.loop import read_failure
 from pipeline.project.config import ConfigError
 from pipeline.project.lock import held_by_nobody, held_here
@@ -38,9 +43,12 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     # warnings' query, kept in the store's memo.
     unusable = unusable_items(store)
     refused = refused_only(store)
-    pending = sum(1 for key, _, tasked in unanswered_picks(store)
-                  if key not in refused and (tasked or key not in unusable)
-                  ) + unpicked_tasks_waiting(store)
+    # Picks not sent yet (a round stopped before its push, a task deleted in Label Studio)
+    # apart: counted as waiting in Label Studio, where nobody could see them.
+    unanswered = [tasked for key, _, tasked in unanswered_picks(store)
+                  if key not in refused and (tasked or key not in unusable)]
+    pending = sum(unanswered) + unpicked_tasks_waiting(store)
+    to_send = len(unanswered) - sum(unanswered)
     rejected = rejected_annotations(store)
     near = store.near_duplicate_groups()
     champion = _champion(project)
@@ -90,6 +98,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
             "human": human,
             "machine": machine,
             "pending_in_label_studio": pending,
+            "picked_not_sent_yet": to_send,
             "skipped": by_status["skipped"],
             "disagreement": by_status["disagreement"],
             "quarantined": len(store.quarantined()),
@@ -114,7 +123,8 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
         "certificate": certificate(store, latest_accept(all_rounds),
                                    reference_error=project.config.loop.reference_error,
                                    confidence=project.config.loop.confidence_level,
-                                   boxes=project.config.project.task == "detection"),
+                                   boxes=project.config.project.task == "detection",
+                                   drift=drift_flagged(all_rounds)),
         "warnings": warnings,
     }
     if out["certificate"].get("people_disagreed"):

@@ -136,6 +136,28 @@ def test_a_second_stop_signal_stops_inside_the_step(capsys):
         stop._handle(signal.SIGINT, None)
 
 
+def test_a_stop_signal_reaching_a_forked_worker_is_left_to_the_main_process(capfd):
+    # One Ctrl-C printed "SIGINT: stopping after the current step" once per DataLoader
+    # worker, which inherit the handler when they fork.
+    import os
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopFlag()
+    stop.install()
+    try:
+        child = os.fork()
+        if child == 0:  # the worker: the handler runs there too, and must do nothing
+            stop._handle(signal.SIGINT, None)
+            os._exit(1 if stop() else 0)
+        assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+        assert "SIGINT" not in capfd.readouterr().err
+        stop._handle(signal.SIGINT, None)
+        assert stop() and "SIGINT: stopping after the current step" in capfd.readouterr().err
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 def test_a_round_on_an_empty_folder_says_why_and_the_loop_waits_for_images(tmp_path, ledger):
     (tmp_path / "imgs").mkdir()
     done = runner.invoke(app, ["init", "--images", str(tmp_path / "imgs"), "--classes",
@@ -455,11 +477,13 @@ def test_a_pick_whose_file_is_gone_and_has_no_task_is_not_counted_as_waiting(tmp
         key = {i.path: i.key for i in store.items()}
         record_picks(store, [Pick(key[str(imgs / f"photo{n}.jpg")], "random") for n in (0, 1)],
                      round_id=None)
-        assert project_status(project)["pool"]["pending_in_label_studio"] == 2
+        pool = project_status(project)["pool"]
+        # Not in Label Studio yet (no push ran): the next round sends them.
+        assert (pool["pending_in_label_studio"], pool["picked_not_sent_yet"]) == (0, 2)
         (imgs / "photo0.jpg").unlink()
         ingest_new(project, progress=False)
         # The push holds it back until the file is back: nobody can answer it meanwhile.
-        assert project_status(project)["pool"]["pending_in_label_studio"] == 1
+        assert project_status(project)["pool"]["picked_not_sent_yet"] == 1
 
 
 def test_a_resumed_round_keeps_the_moved_files_its_first_ingest_found():
