@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -272,16 +272,14 @@ class LabelStore:
             return [ItemRecord(*row) for row in s.execute(query)]
 
     def item_keys(self, *, status: str | None = None,
-                  added_after: datetime | None = None) -> list[str]:
-        """The keys of every item (of one status; added after a moment), in the order they
-        were added."""
+                  added: tuple[datetime, datetime | None] | None = None) -> list[str]:
+        """The keys of every item (of one status; ``added`` after a moment and up to another,
+        None: since), in the order they were added."""
         with self.transaction() as s:
             query = select(Item.key).order_by(Item.id)
             if status is not None:
                 query = query.where(Item.status == status)
-            if added_after is not None:
-                query = query.where(Item.added_at > added_after)
-            return list(s.scalars(query))
+            return list(s.scalars(_added_within(query, added)))
 
     def item(self, key: str) -> ItemRecord | None:
         with self.transaction() as s:
@@ -436,10 +434,16 @@ class LabelStore:
                  .where(Label.superseded_at.is_(None)))
         if sources is not None:
             query = query.where(Label.source.in_(list(sources)))
-        if keys is not None:
-            query = query.where(Item.key.in_(sorted(set(keys))))
         with self.transaction() as s:
-            return dict(s.execute(query).all())
+            if keys is None:
+                return dict(s.execute(query).all())
+            # In chunks, as current_labels: one IN list of a large pool's keys passes the
+            # database's limit on parameters (SQLite 32,766, psycopg 65,535).
+            wanted, out = sorted(set(keys)), {}
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start:start + CHUNK]
+                out.update(s.execute(query.where(Item.key.in_(chunk))).all())
+            return out
 
     def current_sources(self) -> dict[str, str]:
         """Item key -> the source of its label in force (a quick count of who labeled what:
@@ -449,11 +453,14 @@ class LabelStore:
                 select(Item.key, Label.source).join(Label, Label.item_id == Item.id)
                 .where(Label.superseded_at.is_(None))).all())
 
-    def current_source_counts(self) -> dict[str, int]:
-        """Source -> how many items' label in force came from it (counted by the database)."""
+    def current_source_counts(self, *, added: tuple[datetime, datetime | None] | None = None
+                              ) -> dict[str, int]:
+        """Source -> how many items' label in force came from it (counted by the database);
+        ``added``: of the items added within it only (``item_keys``)."""
+        query = (select(Label.source, func.count()).join(Item, Item.id == Label.item_id)
+                 .where(Label.superseded_at.is_(None)).group_by(Label.source))
         with self.transaction() as s:
-            return dict(s.execute(select(Label.source, func.count()).where(
-                Label.superseded_at.is_(None)).group_by(Label.source)).all())
+            return dict(s.execute(_added_within(query, added)).all())
 
     def delivery_counts(self) -> dict[str, tuple[int, int]]:
         """Source -> (labels in force on items an export writes, on items it holds back:
@@ -579,6 +586,17 @@ class LabelStore:
                           .values(deleted=True))
             unskip(s, s.scalars(select(StudioTaskSync.task_id).where(
                 StudioTaskSync.project_id == project_id)).all())
+
+
+def _added_within(query, added: tuple[datetime, datetime | None] | None):
+    """``query`` for the items added after ``added[0]`` and up to ``added[1]`` (None: now).
+    In UTC (a naive time is UTC): SQLite keeps the times without their zone, as UTC."""
+    if added is None:
+        return query
+    after, until = (None if t is None else t.replace(tzinfo=UTC) if t.tzinfo is None
+                    else t.astimezone(UTC) for t in added)
+    query = query.where(Item.added_at > after)
+    return query if until is None else query.where(Item.added_at <= until)
 
 
 def unskip(s: Session, task_ids: Iterable[int]) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from pipeline.certify import project_certificate
 from pipeline.delivery import Delivery, deliver
+from pipeline.project.config import ConfigError
 from pipeline.project.lock import WorkspaceLock
 from pipeline.project.project import Project, open_project
 from pipeline.project.workspace import ensure_workspace, find_config
@@ -45,7 +46,14 @@ class Loop:
         self._lock: WorkspaceLock | None = None
 
     def __enter__(self) -> Loop:
-        ensure_workspace(self._config)  # the lock file lives in it
+        ws = self._config.workspace_dir
+        if not ws.is_dir():
+            # As the commands that read: a moved or deleted workspace must not be answered
+            # from a new, empty one (`labelloop init` or `ingest` makes the first).
+            raise ConfigError(f"no workspace at {ws} (labelloop.toml's workspace): it was "
+                              "moved or deleted, or the config points elsewhere; `labelloop "
+                              "ingest` starts a new, empty one")
+        ensure_workspace(self._config)  # its folders, as a round makes them
         lock = WorkspaceLock(self._config.workspace_dir / "lock",
                              command="a Python script (pipeline.api.Loop)")
         lock.acquire()

@@ -14,11 +14,13 @@ is reported beside it as a direct check.
 With ``reference_error`` 0, an item that people answered differently refutes the assumption:
 the certificate then gives no bound and says why.
 
-New images that the monitor's drift test found unlike the held-out ones (``drift_flagged``)
-refute the other assumption for them: their machine labels are counted as wrong, at worst,
-until the held-out answers an accept step tested the thresholds on hold them at least at half
-their share of the pool (``cohort_check``, recorded by the accept step; the audits give new
-images their share, ``pipeline.round.select.audit_draw``).
+New images that the monitor's drift test found unlike the held-out ones (``drifts_flagged``,
+every drift found, each with the images it tested) refute the other assumption for them:
+their machine labels are counted as wrong, at worst, until the held-out answers an accept step
+tested the thresholds on hold them at their share of the pool, less a sampling allowance
+(``cohort_checks``, recorded by the accept step; ``_covered``). Held-out picks are drawn at
+random from what people may be asked, so new images reach their share as rounds pass (at once
+where the audits shrank: ``pipeline.round.select.audit_draw``).
 
 Assumes: the held-out items are a random sample of the pool (random and audit picks only);
 people's labels are wrong at most at the human bound.
@@ -26,8 +28,10 @@ people's labels are wrong at most at the human bound.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
+from labeling.monitoring import as_utc
 from labeling.schema import PEOPLE_SOURCES
 from labeling.store import LabelStore
 from labeling.studio.opinions import disagreed
@@ -35,11 +39,11 @@ from labeling.studio.opinions import disagreed
 
 def certificate(store: LabelStore, accept: dict | None, *, reference_error: float | str,
                 confidence: float, human_only: bool = False, boxes: bool = False,
-                drift: dict | None = None) -> dict:
+                drifts: list[dict] | None = None) -> dict:
     """The delivered set's counts and error bound as they stand, from the latest accept
     record (``accept``; None before any). ``human_only``: the set delivers people's labels
-    only (an ``export --human-only``); ``boxes``: a detection project's; ``drift``: the
-    latest drift found (``drift_flagged``). JSON-ready."""
+    only (an ``export --human-only``); ``boxes``: a detection project's; ``drifts``: the
+    drifts found (``drifts_flagged``). JSON-ready."""
     # The double-checked items the people's error was measured on (None: assumed, or a record
     # from before 2026-12-02, whose "reference" was measured on other items).
     checks = None
@@ -95,48 +99,77 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
         # kind; those held back are not a random draw (hard items get skipped and disputed),
         # so all of the wrong ones may be among the delivered: count over all, divide by these.
         machine_all = n_machine + (0 if human_only else machine_held)
-        uncovered = _uncovered(store, accept, drift, n_items) if machine_all else 0
+        uncovered, rounds = _uncovered(store, accept, drifts) if machine_all else (0, [])
         if uncovered:
-            out["uncovered_machine"], out["drift_round"] = uncovered, drift["round"]
+            out["uncovered_machine"], out["drift_rounds"] = uncovered, rounds
         out["wrong_ub"] = min(1.0, ((machine_all - uncovered) * machine_ub + uncovered
                                     + (n_human + human_held) * reference_error)
                               / max(1, delivered))
     return out
 
 
-def drift_flagged(rounds: list[dict]) -> dict | None:
-    """The newest drift the monitor found (new images unlike the held-out ones): its round and
-    the moment after which the images it tested arrived; None if none was ever found."""
-    for r in reversed(rounds):
-        found = (((r.get("stats") or {}).get("monitor") or {}).get("drift") or {})
-        if found.get("computed") and found.get("drift") and found.get("cutoff"):
-            return {"round": r["id"], "cutoff": found["cutoff"]}
-    return None
+def drifts_flagged(rounds: list[dict]) -> list[dict]:
+    """Every drift the monitor found (new images unlike the held-out ones), oldest first: the
+    round, and the images it tested as those added after ``after`` (the previous round's
+    start) and up to ``until`` (its own round's start, before which its ingest ran)."""
+    found = []
+    for r in rounds:
+        drift = (((r.get("stats") or {}).get("monitor") or {}).get("drift") or {})
+        if drift.get("computed") and drift.get("drift") and drift.get("cutoff"):
+            started = r.get("started_at")
+            found.append({"round": r["id"], "after": drift["cutoff"],
+                          "until": as_utc(started).isoformat() if started else None})
+    return found
 
 
-def cohort_check(store: LabelStore, drift: dict | None, validation: list[str]) -> dict | None:
-    """For the accept record: how many of the items the thresholds were tested on
-    (``validation``) arrived after the drift's cutoff, against the pool's share of them."""
-    if drift is None:
-        return None
-    cohort = set(store.item_keys(added_after=datetime.fromisoformat(drift["cutoff"])))
-    return {"round": drift["round"], "items": len(cohort), "pool": store.count_items(),
-            "validation": sum(k in cohort for k in validation),
+def cohort_checks(store: LabelStore, drifts: list[dict], validation: list[str]) -> dict:
+    """For the accept record: per drift found (by round), how many of the items the thresholds
+    were tested on (``validation``) came with it, against its share of the pool."""
+    if not drifts:
+        return {}
+    added = {k: as_utc(i.added_at) for k, i in store.items_by_key(validation).items()}
+    pool = store.count_items()
+    out = {}
+    for drift in drifts:
+        after, until = _window(drift)
+        out[str(drift["round"])] = {
+            "items": len(store.item_keys(added=(after, until))), "pool": pool,
+            "validation": sum(after < t and (until is None or t <= until)
+                              for t in added.values()),
             "validation_total": len(validation)}
+    return out
 
 
-def _uncovered(store: LabelStore, accept: dict | None, drift: dict | None, n_items: int) -> int:
-    """Machine labels in force on images that arrived with the newest drift found, where the
-    thresholds were not tested on enough of them (module docstring): 0 if none or covered."""
-    if drift is None:
-        return 0
-    check = (accept or {}).get("drift_cohort") or {}
-    if (check.get("round") == drift["round"] and check.get("validation")
-            and check["validation"] / max(1, check["validation_total"])
-            >= 0.5 * check["items"] / max(1, check["pool"])):
-        return 0
-    cohort = store.item_keys(added_after=datetime.fromisoformat(drift["cutoff"]))
-    return len(store.current_classes(sources=("machine",), keys=cohort))
+def _window(drift: dict) -> tuple[datetime, datetime | None]:
+    until = drift.get("until")
+    return (as_utc(datetime.fromisoformat(drift["after"])),
+            None if until is None else as_utc(datetime.fromisoformat(until)))
+
+
+def _covered(check: dict | None) -> bool:
+    """Whether the held-out answers an accept step tested on hold a drift's images at their
+    share of the pool, less what random sampling at that share falls short by (2 standard
+    deviations): at half the share (the rule before), their errors weighed half."""
+    if not check or not check.get("validation"):
+        return False
+    n, share = check["validation_total"], check["items"] / max(1, check["pool"])
+    return check["validation"] >= n * share - 2 * math.sqrt(n * share * (1 - share))
+
+
+def _uncovered(store: LabelStore, accept: dict | None, drifts: list[dict] | None
+               ) -> tuple[int, list[int]]:
+    """Machine labels in force on the images of each drift found whose images the
+    thresholds were not tested on enough of (module docstring), and those drifts' rounds."""
+    checks = (accept or {}).get("drift_cohorts") or {}
+    count, rounds = 0, []
+    for drift in drifts or []:
+        if _covered(checks.get(str(drift["round"]))):
+            continue
+        on_them = store.current_source_counts(added=_window(drift)).get("machine", 0)
+        if on_them:
+            count += on_them
+            rounds.append(drift["round"])
+    return count, rounds
 
 
 def _machine_bound(accept: dict | None) -> float | None:
@@ -181,7 +214,7 @@ def project_certificate(project) -> dict:
     return certificate(project.store, latest_accept(rounds),
                        reference_error=loop.reference_error, confidence=loop.confidence_level,
                        boxes=project.config.project.task == "detection",
-                       drift=drift_flagged(rounds))
+                       drifts=drifts_flagged(rounds))
 
 
 def describe(cert: dict) -> str:
@@ -199,9 +232,10 @@ def describe(cert: dict) -> str:
     line = (f"{head}; wrong labels <= {100 * cert['wrong_ub']:.2f}% with "
             f"{100 * cert['confidence']:.0f}% confidence (assumes {cert['assumes']})")
     if cert.get("uncovered_machine"):
+        rounds = ", ".join(str(r) for r in cert["drift_rounds"])
         line += (f"; counted as wrong: the {cert['uncovered_machine']:,} machine label(s) on "
-                 f"new images unlike the held-out ones (drift found in round "
-                 f"{cert['drift_round']}), until people's answers on them test the thresholds")
+                 f"new images unlike the held-out ones (drift found in round {rounds}), until "
+                 f"people's answers on them test the thresholds")
     return line + _people_part(cert)
 
 

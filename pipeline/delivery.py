@@ -16,7 +16,7 @@ from pathlib import Path
 
 from labeling.store import LabelStore
 from labeling.tasks.registry import get_task_type
-from pipeline.certify import certificate, drift_flagged, latest_accept
+from pipeline.certify import certificate, drifts_flagged, latest_accept
 from pipeline.export import (
     FILE_FORMATS,
     ExportError,
@@ -50,7 +50,8 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
     if sidecar.exists() and not force:
         # Another export's (labels.csv and labels.coco share one), or a file of the user's.
         raise ExportError(f"{sidecar}, where this export's certificate goes, exists; pass "
-                          "--force to replace it, or choose another --out")
+                          "--force (from Python: force=True) to replace it, or choose another "
+                          "--out")
     other = _certified_export(sidecar)
     target = Path(out).expanduser().resolve()
     if other is not None and other.resolve() != target and os.path.lexists(other):
@@ -63,7 +64,7 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
     rounds = store.rounds()
     cert = certificate(store, latest_accept(rounds), reference_error=config.loop.reference_error,
                        confidence=config.loop.confidence_level, human_only=human_only,
-                       boxes=task == "detection", drift=drift_flagged(rounds))
+                       boxes=task == "detection", drifts=drifts_flagged(rounds))
     cert = {**cert, "export": str(target), "exported_rows": report.rows,
             **exported_bound(cert, report.rows)}
     write_text_atomic(sidecar, json.dumps(cert, indent=2) + "\n")

@@ -13,7 +13,7 @@ from labeling.studio.opinions import human_answers, refused_only
 from labeling.studio.sync_store import rejected_annotations
 from pipeline.certify import (
     certificate,
-    drift_flagged,
+    drifts_flagged,
     latest_accept,
     latest_annotator_quality,
 )
@@ -75,8 +75,10 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                and held_by_nobody(lock))
     failed = read_failure(project.config.workspace_dir)
     holder = held_here(lock)
-    # The loop that wrote the note holds the lock still (not a manual round run since).
-    waiting = bool(failed and holder is not None and holder.pid == failed.get("pid")
+    # The loop that wrote the note holds the lock still, not a manual round run since (where
+    # the holder or the note's process is not known, as before: the note tells).
+    waiting = bool(failed and not unheld
+                   and (holder is None or failed.get("pid") in (None, holder.pid))
                    and all_rounds and all_rounds[-1]["status"] == "running"
                    and failed.get("round") == all_rounds[-1]["id"]
                    and float(failed.get("retry_at", 0)) > time.time())
@@ -124,7 +126,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                                    reference_error=project.config.loop.reference_error,
                                    confidence=project.config.loop.confidence_level,
                                    boxes=project.config.project.task == "detection",
-                                   drift=drift_flagged(all_rounds)),
+                                   drifts=drifts_flagged(all_rounds)),
         "warnings": warnings,
     }
     if out["certificate"].get("people_disagreed"):

@@ -39,7 +39,7 @@ import hashlib
 import operator
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, cast, func, select
@@ -344,15 +344,26 @@ def human_answers(store: LabelStore) -> int:
 
 
 def skips_since(store: LabelStore, since: datetime | None) -> int:
-    """Tasks that came back skipped from a sync after ``since`` (None: ever) and are skipped
-    still: a round's new skips (the difference of two counts of skipped items went below 0
-    where skipped items were answered after all)."""
-    query = select(func.count()).select_from(StudioTaskSync).where(
-        StudioTaskSync.outcome == "skipped", StudioTaskSync.deleted.is_(False))
-    if since is not None:
-        query = query.where(StudioTaskSync.synced_at > since)
+    """Skips people made in Label Studio after ``since`` (None: ever; by Label Studio's time
+    of the skip) that are skips still: a round's new skips. (The difference of two counts of
+    skipped items went below 0 where skipped items were answered after all; the sync's time
+    of a task moves whenever Label Studio touches it, a re-signed image URL too.)"""
     with store.transaction() as s:
-        return int(s.scalar(query))
+        made = s.scalars(select(StudioAnnotation.created_at).where(
+            StudioAnnotation.was_cancelled.is_(True))).all()
+    if since is None:
+        return len(made)
+    return sum(_moment(text) > since for text in made)
+
+
+def _moment(text: str) -> datetime:
+    """A Label Studio timestamp (ISO 8601, "Z" or an offset) as an aware UTC time; one that
+    does not parse counts as new (a skip is not lost from the round's figures)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return datetime.max.replace(tzinfo=UTC)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def shown_predictions(store: LabelStore, project_id: int | None) -> dict[str, str]:

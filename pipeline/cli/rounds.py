@@ -147,7 +147,7 @@ def _say_next(project, stats: dict) -> None:
 def run_command(
     config: Path | None = ConfigOption,
     every: str = typer.Option("10m", help="Time between rounds: 30s, 10m, 2h."),
-    max_rounds: int | None = typer.Option(None, help="Stop after this many rounds."),
+    max_rounds: int | None = typer.Option(None, min=1, help="Stop after this many rounds."),
     max_failures: int = typer.Option(
         3, min=1, help="Stop after this many failed tries of a round in a row (Label Studio or "
         "the registry down); each is retried after --every."),

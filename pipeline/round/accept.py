@@ -16,7 +16,7 @@ from labeling.dataset_accept import choose_dataset_threshold
 from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import picks
 from labeling.store import NewLabel
-from pipeline.certify import certificate, cohort_check, drift_flagged
+from pipeline.certify import certificate, cohort_checks, drifts_flagged
 from pipeline.project.project import Project
 from pipeline.round.labeled import (
     certifying_parts,
@@ -102,11 +102,11 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
         "coverage": machine_now / max(1, pool_size),
         "audit": audited_precision(project, tied, waiting),
     }
-    drift = drift_flagged(project.store.rounds())
-    record["drift_cohort"] = cohort_check(project.store, drift, val_keys)
+    drifts = drifts_flagged(project.store.rounds())
+    record["drift_cohorts"] = cohort_checks(project.store, drifts, val_keys)
     record["certificate"] = certificate(project.store, record,
                                         reference_error=loop.reference_error,
-                                        confidence=loop.confidence_level, drift=drift)
+                                        confidence=loop.confidence_level, drifts=drifts)
     return record
 
 

@@ -72,25 +72,20 @@ def unresolved_held_out(store: LabelStore) -> set[str]:
     the evaluation would bias it: a tie is an outcome, and it happens where the first answer
     disagreed with the model. The accept step and the audit count them against the model.
 
-    A tie on a task deleted since (its Label Studio project deleted, say) stays one until a
-    later task of the item comes back answered or skipped, or the item has a person's label:
-    the votes were given, and dropping the tie flattered the bound and let the machine label
-    the item."""
+    A tie on a task deleted since (its Label Studio project deleted, say) stays one until the
+    item has a person's label (a later task answered, say; a skip settles nothing): the votes
+    were given, and dropping the tie flattered the bound and let the machine label the item."""
     with store.transaction() as s:
-        tied_ids = set(s.scalars(select(StudioTaskSync.item_id).where(
-            StudioTaskSync.outcome == "disagreement", StudioTaskSync.item_id.is_not(None))))
-        if not tied_ids:  # the usual case: nothing more to read (status calls this)
-            return set()
         rows = s.execute(
-            select(Item.key, StudioTaskSync.outcome, StudioTaskSync.deleted)
+            select(Item.key, StudioTaskSync.deleted)
             .join(StudioTaskSync, StudioTaskSync.item_id == Item.id)
-            .where(Item.id.in_(sorted(tied_ids)), StudioTaskSync.outcome != "pending")
-            .order_by(StudioTaskSync.synced_at, StudioTaskSync.id)).all()
-    latest = {key: (outcome, deleted) for key, outcome, deleted in rows}  # the newest wins
-    tied = {k for k, (outcome, _) in latest.items() if outcome == "disagreement"}
-    gone = {k for k in tied if latest[k][1]}
-    if gone:  # a person's label given since (an import, an older task's answer) settles it
-        tied -= set(store.current_classes(sources=PEOPLE_SOURCES, keys=gone))
+            .where(StudioTaskSync.outcome == "disagreement")).all()
+    if not rows:  # the usual case: no held-out pick needs reading (status calls this)
+        return set()
+    tied = {key for key, deleted in rows if not deleted}
+    gone = {key for key, deleted in rows if deleted} - tied
+    if gone:
+        tied |= gone - set(store.current_classes(sources=PEOPLE_SOURCES, keys=gone))
     if not tied:
         return set()
     holdout = picks(store, holdout=True)

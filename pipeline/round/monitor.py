@@ -9,8 +9,9 @@ What is measured, and from where:
 - ``annotators``: human labels since the previous round ended, skips, median lead time and the
   correction rate (``labeling.monitoring``), for the round and over all labels in force;
 - ``data``: items, new items, class balance of labels;
-- ``drift``: new images (ingested since the previous round started) against a reference, on the
-  champion's outputs (``labeling.monitoring.detect_drift`` documents statistics and thresholds).
+- ``drift``: new images (ingested since the round of the last test that ran started:
+  ``drift_base``) against a reference, on the champion's outputs
+  (``labeling.monitoring.detect_drift`` documents statistics and thresholds).
 
 The drift reference is the evaluation items ingested before that cutoff: a random sample of the
 data the champion was trained from, which it never trained on. Not the training items: a model is
@@ -75,10 +76,21 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
     found = champion_model_path(project)
     if found is not None:
         record["champion"], record["drift"], record["data"]["new_items"] = _with_champion(
-            project, found, previous)
+            project, found, drift_base(store.rounds(), round_id))
     record["warnings"] = monitor_warnings(record, project.config.loop.target_precision)
     record["mlflow_run"] = project.registry.log_round(round_id, flat_metrics(record))
     return record
+
+
+def drift_base(rounds: list[dict], round_id: int) -> dict | None:
+    """The round from whose start new images are dated for the drift test: the latest earlier
+    round whose test ran (what it tested is not tested again), else the first round; None in
+    the first round. New images under the test's minimum add up round after round: 19 a round
+    were never tested, and their machine labels rested on held-out items unlike them."""
+    before = [r for r in rounds if r["id"] < round_id]
+    ran = [r for r in before
+           if (((r.get("stats") or {}).get("monitor") or {}).get("drift") or {}).get("computed")]
+    return ran[-1] if ran else (before[0] if before else None)
 
 
 def previous_round(rounds: list[dict], round_id: int) -> dict | None:
@@ -119,7 +131,8 @@ def annotators(store, classes, previous: dict | None, human_now: dict) -> dict:
 
 
 def _with_champion(project: Project, found, previous: dict | None):
-    """Champion metrics on the evaluation set and the drift test, from one prediction pass."""
+    """Champion metrics on the evaluation set and the drift test, from one prediction pass;
+    ``previous``: the round new images are dated from (``drift_base``)."""
     version, ckpt = found
     classes = list(project.classes)
     train_set, eval_set = labeled_sets(project)
@@ -163,7 +176,8 @@ def no_drift(previous: dict | None, n_ref: int, n_new: int) -> dict:
     if previous is None:
         reason = "first round: no earlier round to date new images from"
     elif n_new < MIN_ITEMS:
-        reason = f"{n_new} new images since the previous round; the test needs {MIN_ITEMS}"
+        reason = (f"{n_new} new images since round {previous['id']} began; the test needs "
+                  f"{MIN_ITEMS} (they add up until it runs)")
     else:
         reason = (f"{n_ref} evaluation items as reference; the test needs {MIN_ITEMS} (they "
                   "come from the random and audit picks of later rounds)")

@@ -128,29 +128,36 @@ def audit_count(batch: int, share: float, open_items: int) -> int:
 
 
 def arrivals(project: Project, round_id: int, keys: list[str]) -> list[str]:
-    """Of ``keys``, the items ingested after the previous round started (its select never saw
-    them; none before a previous round)."""
+    """Of ``keys``, the items ingested after the last round that drew picks started (no draw
+    saw them: a round whose batch still waited in Label Studio drew none, and the images that
+    came then were never audited); none before a previous round."""
     before = [r for r in project.store.rounds() if r["id"] < round_id]
     if not before:
         return []
-    cutoff = as_utc(before[-1]["started_at"])
-    items = project.store.items_by_key(keys)
-    return [k for k in keys if k in items and as_utc(items[k].added_at) > cutoff]
+    drew = [r for r in before if "audit" in ((r.get("stats") or {}).get("select") or {})]
+    since = (drew or before)[-1]["started_at"]
+    new = set(project.store.item_keys(added=(as_utc(since), None)))
+    return [k for k in keys if k in new]
 
 
 def audit_draw(project: Project, round_id: int, candidates: list[str], n: int, machine,
                rng) -> list[str]:
     """The random audit picks of a batch of ``n`` from ``candidates`` (``machine``: the keys
-    the machine labeled): ``audit_count``'s share of it."""
+    the machine labeled): ``audit_count``'s share of it, drawn at random; where that shrank,
+    the images that arrived since the last round first, at the pool's held-out rate."""
     share = project.config.loop.audit_fraction
     n_audit = audit_count(n, share, sum(k not in machine for k in candidates))
     full = int(round(n * share))
     # Where the audits shrank (the pool is nearly all machine-labeled), images that arrived
-    # since the last round still get their audit share: new ones (another camera, say) were
-    # accepted on thresholds tested on none of them, and no audit or held-out answer ever came
-    # from them. Elsewhere they are audited as the rest of the pool, at random.
+    # since the last round are still held out at the rate the rest of the pool was: new ones
+    # (another camera, say) were accepted on thresholds tested on none of them, and no audit
+    # or held-out answer ever came from them. At that rate the held-out items stay a uniform
+    # sample of the pool (at the audit share they would be too many of them). Elsewhere they
+    # are audited as the rest of the pool, at random.
     arrived = arrivals(project, round_id, candidates) if n_audit < full else []
-    n_fresh = min(full, int(round(len(arrived) * share)))
+    rate = (len(picks(project.store, holdout=True)) / max(1, project.store.count_items())
+            if arrived else 0.0)
+    n_fresh = min(full, int(round(len(arrived) * rate)))
     if n_fresh <= n_audit * len(arrived) / len(candidates):  # the uniform draw gives as many
         return [candidates[j] for j in rng.choice(len(candidates), size=n_audit, replace=False)]
     audit = [arrived[j] for j in rng.choice(len(arrived), size=n_fresh, replace=False)]

@@ -195,38 +195,64 @@ def test_machine_labels_on_new_images_unlike_the_held_out_ones_count_as_wrong_un
     # A review dropped 60 images of another kind into a machine-labeled pool: the champion's
     # thresholds accepted them (54 wrong) and the certificate kept its 3.59% bound, which
     # rests on held-out items that held none of them; the monitor had found the drift.
+    import time
     from datetime import UTC, datetime
 
-    from pipeline.certify import cohort_check, drift_flagged
+    from pipeline.certify import _covered, cohort_checks, drifts_flagged
 
-    cutoff = datetime.now(UTC).isoformat()
-    new = tmp_path / "new"
-    new.mkdir()
-    for i in range(4):
-        Image.fromarray(np.full((4, 4), 7 + 20 * i, np.uint8), mode="L").save(new / f"n{i}.png")
-    arrived = [item.key for item in ingest_folder(store, new).added]
-    store.add_labels([NewLabel(k, "b", "machine", model_version="1") for k in arrived[:3]])
-    rounds = [{"id": 2, "stats": {"monitor": {"drift": {"computed": True, "drift": False,
-                                                        "cutoff": "2020-01-01T00:00:00"}}}},
-              {"id": 3, "stats": {"monitor": {"drift": {"computed": True, "drift": True,
-                                                        "cutoff": cutoff}}}},
-              {"id": 4, "stats": {"monitor": {"drift": {"computed": False}}}}]
-    drift = drift_flagged(rounds)
-    assert drift == {"round": 3, "cutoff": cutoff}
-    cert = certificate(store, _accept(0.05), reference_error=0.01, confidence=0.95, drift=drift)
-    assert cert["uncovered_machine"] == 3 and cert["machine"] == 7
-    assert cert["wrong_ub"] == pytest.approx((4 * 0.05 + 3 * 1.0 + 4 * 0.01) / 11)
-    assert ("counted as wrong: the 3 machine label(s) on new images unlike the held-out ones "
-            "(drift found in round 3)") in describe(cert)
-    # An accept step whose held-out answers hold none of them: still counted.
-    old = [i.key for i in store.items() if i.key not in set(arrived)][:6]
-    untested = {**_accept(0.05), "drift_cohort": cohort_check(store, drift, old)}
-    assert untested["drift_cohort"]["validation"] == 0
-    assert certificate(store, untested, reference_error=0.01, confidence=0.95,
-                       drift=drift)["uncovered_machine"] == 3
-    # One whose held-out answers hold them at their share of the pool: the bound covers them.
-    tested = {**_accept(0.05), "drift_cohort": cohort_check(store, drift, old + arrived[:2])}
-    cert = certificate(store, tested, reference_error=0.01, confidence=0.95, drift=drift)
+    def arrive(name: str, shade: int) -> list[str]:
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((4, 4), shade + 20 * i, np.uint8), mode="L").save(
+                folder / f"{name}{i}.png")
+        return [item.key for item in ingest_folder(store, folder).added]
+
+    def moment() -> datetime:
+        time.sleep(0.01)
+        return datetime.now(UTC)
+
+    start2 = moment()
+    first = arrive("a", 7)  # drift found in round 3, on what arrived after round 2 began
+    start3 = moment()
+    second = arrive("b", 11)  # ... and in round 4, on what came after round 3 began
+    start4 = moment()
+    store.add_labels([NewLabel(k, "b", "machine", model_version="1")
+                      for k in first[:3] + second[:2]])
+
+    def drift(found: bool, cutoff: datetime) -> dict:
+        return {"monitor": {"drift": {"computed": True, "drift": found,
+                                      "cutoff": cutoff.isoformat()}}}
+
+    rounds = [{"id": 2, "started_at": start2, "stats": {}},
+              {"id": 3, "started_at": start3, "stats": drift(True, start2)},
+              {"id": 4, "started_at": start4, "stats": drift(True, start3)},
+              {"id": 5, "started_at": moment(), "stats": drift(False, start4)}]
+    drifts = drifts_flagged(rounds)
+    assert [d["round"] for d in drifts] == [3, 4]
+    cert = certificate(store, _accept(0.05), reference_error=0.01, confidence=0.95,
+                       drifts=drifts)
+    assert cert["uncovered_machine"] == 5 and cert["drift_rounds"] == [3, 4]
+    assert cert["machine"] == 9 and cert["delivered"] == 13
+    assert cert["wrong_ub"] == pytest.approx((4 * 0.05 + 5 * 1.0 + 4 * 0.01) / 13)
+    assert ("counted as wrong: the 5 machine label(s) on new images unlike the held-out ones "
+            "(drift found in round 3, 4)") in describe(cert)
+    # An accept step tested on held-out answers that hold the newer images only: the older
+    # ones stay counted (they were forgotten once a newer drift was found).
+    old = [i.key for i in store.items() if i.key not in set(first + second)][:6]
+    newer = {**_accept(0.05), "drift_cohorts": cohort_checks(store, drifts, old + second[:2])}
+    assert newer["drift_cohorts"]["3"]["validation"] == 0
+    assert newer["drift_cohorts"]["4"] == {"items": 4, "pool": 18, "validation": 2,
+                                           "validation_total": 8}
+    cert = certificate(store, newer, reference_error=0.01, confidence=0.95, drifts=drifts)
+    assert (cert["uncovered_machine"], cert["drift_rounds"]) == (3, [3])
+    # Both held at their share: the bound covers them.
+    both = {**_accept(0.05),
+            "drift_cohorts": cohort_checks(store, drifts, old + first[:2] + second[:2])}
+    cert = certificate(store, both, reference_error=0.01, confidence=0.95, drifts=drifts)
     assert "uncovered_machine" not in cert
-    assert cert["wrong_ub"] == pytest.approx((7 * 0.05 + 4 * 0.01) / 11)
-    assert drift_flagged([rounds[0], rounds[2]]) is None  # no drift ever found: as before
+    assert cert["wrong_ub"] == pytest.approx((9 * 0.05 + 4 * 0.01) / 13)
+    assert drifts_flagged([rounds[0], rounds[3]]) == []  # no drift found: as before
+    # At half their share of the pool their errors would weigh half in the test: not enough.
+    share = {"items": 200, "pool": 1000, "validation_total": 400}
+    assert not _covered({**share, "validation": 40}) and _covered({**share, "validation": 70})

@@ -318,6 +318,23 @@ def test_status_says_a_round_whose_process_ended_is_stopped_not_running(tmp_path
         project.close()
 
 
+def test_a_script_on_a_moved_workspace_is_refused_and_no_empty_one_is_made(tmp_path):
+    # `with Loop(...)` made a new, empty workspace where the CLI refuses: a script's status
+    # read "nothing labeled" and its export wrote an empty file with a certificate.
+    from pipeline.api import Loop
+    from pipeline.project.config import ConfigError
+
+    with _ingested(tmp_path, "moved-workspace") as project:
+        workspace = project.config.workspace_dir
+    shutil.move(workspace, tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match=f"no workspace at {workspace}"), Loop(tmp_path):
+        pass
+    assert not workspace.exists()
+    shutil.move(tmp_path / "elsewhere", workspace)
+    with Loop(tmp_path) as loop:
+        assert loop.status()["pool"]["items"] == 4
+
+
 def test_a_stop_asked_before_a_round_started_leaves_no_empty_round(tmp_path):
     # A Ctrl-C during the ingest left a round "stopped after 0 step(s)" that status warned of.
     from pipeline.round.steps import RoundStopped, run_round

@@ -395,13 +395,21 @@ def test_images_that_arrive_once_the_pool_is_machine_labeled_get_their_audit_sha
     proj, _ = project
     old = sorted(i.key for i in proj.store.items())
     previous = proj.store.start_round()
-    proj.store.finish_round(previous, {})
+    # A fifth of the pool was held out over the earlier rounds, and answered.
+    record_picks(proj.store, [Pick(k, "audit", holdout=True) for k in old[:360]],
+                 round_id=previous)
+    proj.store.add_labels([NewLabel(k, "1", "human", who="oracle") for k in old[:360]])
+    proj.store.finish_round(previous, {"select": {"picked": 360, "audit": 360}})
     more = tmp_path / "more"
     more.mkdir()
     for item in proj.store.items()[:50]:
         with Image.open(item.path) as img:
             ImageOps.invert(img.convert("L")).save(more / f"inv-{Path(item.path).name}")
     assert len(ingest_folder(proj.store, more).added) == 50
+    # They came while a batch waited in Label Studio: that round drew nothing, so they are
+    # still new to the next draw (they were never audited at all).
+    waited = proj.store.start_round()
+    proj.store.finish_round(waited, {"select": {"picked": 0, "waiting": 111, "reason": "..."}})
     keys = sorted(i.key for i in proj.store.items())
     new = set(keys) - set(old)
     proj.store.add_labels([NewLabel(k, "1", "machine", who="labelloop", model_version="1",
@@ -412,10 +420,11 @@ def test_images_that_arrive_once_the_pool_is_machine_labeled_get_their_audit_sha
     np.savez(file, keys=np.array(keys), probs=probs, embeddings=np.zeros((len(keys), 0)))
     rid = proj.store.start_round()
     record = select_step.select_batch(proj, rid, {"file": str(file), "version": "1"})
-    share = proj.config.loop.audit_fraction
-    assert record["audit"] == round(50 * share) == record["picked"]
-    audited = {k for k, p in picks(proj.store).items() if p.reason == "audit"}
-    assert audited <= new and all(p.holdout for p in picks(proj.store).values())
+    # Held out at the rate the rest of the pool was (at the audit share, 0.4, they would be
+    # too many of the held-out items): still a uniform sample of the pool.
+    assert record["audit"] == round(50 * 360 / len(keys)) == 10 == record["picked"]
+    audited = {k for k, p in picks(proj.store).items() if p.round_id == rid}
+    assert len(audited) == 10 and audited <= new
 
 
 def test_status_says_when_a_held_out_tie_has_nobody_left_to_break_it(project, monkeypatch):

@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits
 from sqlalchemy import select
 
 from labeling.monitoring import detect_drift
-from labeling.schema import Item, StudioTaskSync, utcnow
+from labeling.schema import Item, StudioAnnotation, utcnow
 from labeling.selections import picks
 from labeling.store import NewLabel
 from pipeline.ingest import ingest_folder
@@ -89,17 +89,19 @@ def answer(proj, truth, rng, *, noise: float, last_predictions: dict | None) -> 
 
 def skipped(store, keys, *, outcome: str = "skipped") -> None:
     """People skipped the tasks of ``keys`` (or, with ``outcome`` "labeled", answered them
-    after all), as a sync records it: task ids 9000 + the item's id."""
+    after all: the skip edited into an answer), as a sync records it: annotation and task
+    ids 9000 + the item's id, Label Studio's time of the skip."""
     with store.transaction() as s:
         items = {i.key: i for i in s.scalars(select(Item).where(Item.key.in_(keys)))}
         for key in keys:
-            row = s.scalar(select(StudioTaskSync).where(
-                StudioTaskSync.task_id == 9000 + items[key].id))
+            row = s.scalar(select(StudioAnnotation).where(
+                StudioAnnotation.annotation_id == 9000 + items[key].id))
             if row is None:
-                row = StudioTaskSync(project_id=1, task_id=9000 + items[key].id,
-                                     item_id=items[key].id)
+                row = StudioAnnotation(annotation_id=9000 + items[key].id, project_id=1,
+                                       task_id=9000 + items[key].id, item_id=items[key].id,
+                                       created_at=utcnow().isoformat().replace("+00:00", "Z"))
                 s.add(row)
-            row.outcome, row.synced_at = outcome, utcnow()
+            row.was_cancelled = outcome == "skipped"
     store.set_status(keys, "skipped" if outcome == "skipped" else "ok")
 
 
@@ -189,3 +191,18 @@ def test_monitor_records_round_numbers_and_raises_drift_for_new_inverted_digits(
             if t is not None}
     finally:
         proj.close()
+
+
+def test_new_images_are_dated_from_the_last_drift_test_that_ran():
+    # 19 new images a round never reached the test's 20, and were never tested at all.
+    from pipeline.round.monitor import drift_base
+
+    def monitored(rid: int, ran: bool | None) -> dict:
+        drift = None if ran is None else {"computed": ran}
+        return {"id": rid, "stats": {} if drift is None else {"monitor": {"drift": drift}}}
+
+    rounds = [monitored(1, None), monitored(2, False), monitored(3, True), monitored(4, False),
+              monitored(5, False)]
+    assert drift_base(rounds, 6)["id"] == 3  # not 5: rounds 4 and 5 had too few to test
+    assert drift_base(rounds, 3)["id"] == 1  # none ran yet: from the first round
+    assert drift_base(rounds, 1) is None

@@ -17,7 +17,7 @@ from labeling.schema import PEOPLE_SOURCES
 from labeling.selections import picks
 from labeling.store import NewLabel
 from labeling.tasks.detection import summary
-from pipeline.certify import certificate, cohort_check, drift_flagged
+from pipeline.certify import certificate, cohort_checks, drifts_flagged
 from pipeline.project.project import Project
 from pipeline.round.detection.labeled import labeled_values
 from pipeline.round.detection.predict import load_predictions
@@ -99,12 +99,12 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
               "audit": audited(project, held_tied, waiting), **people.record()}
     # An image counts as one label: the certificate bounds the share of delivered images
     # that are not right.
-    drift = drift_flagged(project.store.rounds())
-    record["drift_cohort"] = cohort_check(project.store, drift, val + tied)
+    drifts = drifts_flagged(project.store.rounds())
+    record["drift_cohorts"] = cohort_checks(project.store, drifts, val + tied)
     record["certificate"] = certificate(project.store, record,
                                         reference_error=loop.reference_error,
                                         confidence=loop.confidence_level, boxes=True,
-                                        drift=drift)
+                                        drifts=drifts)
     return record
 
 

@@ -13,7 +13,8 @@ what boxes have instead of class probabilities.
   correction rate per class is left out (a box label's "class" is a summary of several).
   ``annotator_quality`` stays empty: Dawid-Skene needs one class per answer.
 - ``data``: boxes per class in force, by people and by the machine.
-- ``drift``: new images against the held-out images ingested before the previous round started,
+- ``drift``: new images against the held-out images ingested before the round of the last test
+  that ran started (``drift_base``),
   on each image's confidence and kept-box count (``labeling.monitoring.detect_image_drift``),
   from the same predictions file: no second pass of the model. New images people already
   labeled are left out (the model trained on them), so the new sample lacks the hard images
@@ -34,6 +35,7 @@ from pipeline.round.labeled import unresolved_held_out, waiting_references
 from pipeline.round.monitor import (
     annotators,
     champion_n_train,
+    drift_base,
     flat_metrics,
     monitor_warnings,
     no_drift,
@@ -75,7 +77,8 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
         labeled = labeled_values(project)  # (training, evaluation): read once for both
         record["champion"] = _champion(project, round_id, predicted["version"], preds,
                                        labeled[1])
-        record["drift"], record["data"]["new_items"] = _drift(project, preds, previous,
+        base = drift_base(store.rounds(), round_id)
+        record["drift"], record["data"]["new_items"] = _drift(project, preds, base,
                                                               predicted["version"], *labeled)
     record["warnings"] = monitor_warnings(record, project.config.loop.target_precision)
     record["mlflow_run"] = project.registry.log_round(round_id, flat_metrics(record))

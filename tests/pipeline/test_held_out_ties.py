@@ -1,0 +1,51 @@
+"""Held-out ties (``pipeline.round.labeled.unresolved_held_out``): a tie counts against the
+model until a person's label settles it, whatever happens to its task."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import select, update
+
+from labeling.schema import Item, StudioTaskSync, utcnow
+from labeling.selections import Pick, record_picks
+from labeling.store import LabelStore, NewLabel
+from pipeline.ingest import ingest_folder
+from pipeline.round.labeled import unresolved_held_out
+
+
+def test_a_tie_stays_through_a_later_skip_and_a_deleted_task_until_a_person_labels_it(tmp_path):
+    Image.fromarray(np.full((4, 4), 9, np.uint8), mode="L").save(tmp_path / "x.png")
+    store = LabelStore(tmp_path / "labels.db")
+    try:
+        key = ingest_folder(store, tmp_path).added[0].key
+        record_picks(store, [Pick(key, "random", holdout=True)], round_id=None)
+        with store.transaction() as s:
+            item = s.scalar(select(Item).where(Item.key == key))
+            s.add(StudioTaskSync(project_id=1, task_id=10, item_id=item.id,
+                                 outcome="disagreement", synced_at=utcnow() - timedelta(hours=1)))
+            item.status = "disagreement"
+        assert unresolved_held_out(store) == {key}
+        # Sent again to a second Label Studio project (the first kept), skipped there: the
+        # two votes still stand.
+        with store.transaction() as s:
+            s.add(StudioTaskSync(project_id=2, task_id=20, item_id=item.id, outcome="skipped",
+                                 synced_at=utcnow()))
+        assert unresolved_held_out(store) == {key}
+        # The first project deleted: still a tie (it was dropped, and the machine labeled it).
+        store.mark_project_deleted(1)
+        with store.transaction() as s:
+            assert s.scalar(select(StudioTaskSync.deleted).where(StudioTaskSync.task_id == 10))
+        assert unresolved_held_out(store) == {key}
+        # A person's label settles it.
+        store.add_labels([NewLabel(key, "cat", "human", who="someone")])
+        assert unresolved_held_out(store) == set()
+        # (A tie on a task still there is one whatever labels came from elsewhere, as before.)
+        with store.transaction() as s:
+            s.execute(update(StudioTaskSync).where(StudioTaskSync.task_id == 10)
+                      .values(deleted=False))
+        assert unresolved_held_out(store) == {key}
+    finally:
+        store.close()
