@@ -57,7 +57,8 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
     outputs), log the numbers to MLflow and return the record kept in the round's stats."""
     store = project.store
     classes = list(project.classes)
-    previous = previous_round(store.rounds(), round_id)
+    rounds = store.rounds()  # read once: the previous round and the drift test's base
+    previous = previous_round(rounds, round_id)
     human_now = store.current_labels(sources=PEOPLE_SOURCES)
     all_now = store.current_labels()
     record = {
@@ -76,7 +77,7 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
     found = champion_model_path(project)
     if found is not None:
         record["champion"], record["drift"], record["data"]["new_items"] = _with_champion(
-            project, found, drift_base(store.rounds(), round_id))
+            project, found, drift_base(rounds, round_id))
     record["warnings"] = monitor_warnings(record, project.config.loop.target_precision)
     record["mlflow_run"] = project.registry.log_round(round_id, flat_metrics(record))
     return record

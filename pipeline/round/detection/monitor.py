@@ -48,7 +48,8 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
     """Measure the project after round ``round_id``'s other steps and log it (module
     docstring); returns the record kept in the round's stats."""
     store = project.store
-    previous = previous_round(store.rounds(), round_id)
+    rounds = store.rounds()  # read once: the previous round and the drift test's base
+    previous = previous_round(rounds, round_id)
     human_now = store.current_labels(sources=PEOPLE_SOURCES)
     all_now = store.current_labels()
     people = annotators(store, [], previous, human_now)
@@ -77,7 +78,7 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
         labeled = labeled_values(project)  # (training, evaluation): read once for both
         record["champion"] = _champion(project, round_id, predicted["version"], preds,
                                        labeled[1])
-        base = drift_base(store.rounds(), round_id)
+        base = drift_base(rounds, round_id)
         record["drift"], record["data"]["new_items"] = _drift(project, preds, base,
                                                               predicted["version"], *labeled)
     record["warnings"] = monitor_warnings(record, project.config.loop.target_precision)
