@@ -50,9 +50,16 @@ def annotator_error_bound(
     answers. Without ``model_labels`` the event is "first answer != the others' plurality";
     an item whose other answers tie counts as a disagreement (conservative).
 
-    With ``model_labels``, the rate measured is rho itself: the trials are the items where the
-    others' plurality exists and differs from the model's label (the model is wrong by the
-    people's verdict), and the event is "the first answer equals the model's label".
+    With ``model_labels``, the rate measured is rho itself, from the item's first two answers
+    only: the trials are the items whose second answer differs from the model's label (the
+    model is wrong by that person's verdict), and the event is "the first answer equals the
+    model's label". Later answers are left out because they are asked only where the first two
+    differ: with them, an event (the first person repeats the model, the second does not) also
+    needed a third person to side with the second, while a non-event needed nobody, and people
+    who each repeat a wrong model label at rate p measured p / (1 + p) (a review's Monte Carlo:
+    the bound fell below p in 58% of trials at p = 0.3, claimed 1 - ``confidence``). Where the
+    model is right and the second person erred, the trial counts the first person's right
+    answer as an event: that only makes the bound larger.
 
     Assumptions, each of which the caller must make true or accept:
     - the multiply-answered items are a random sample of the items the bound is used for, chosen
@@ -61,6 +68,12 @@ def annotator_error_bound(
       (a first answer that repeats the model is never sent on).
     - people err independently on an item: two people agreeing on the same wrong label is rarer
       than one of them erring. Otherwise disagreement undercounts error.
+    - for rho: the chance that a person repeats the model's wrong label is about the same on
+      every item the model gets wrong. Where some images fool everyone alike and others
+      nobody, the second person's disagreement picks the images that fool fewer people, and
+      the rate measured is too low (the review measured 0.13-0.27 where 0.21-0.45 was needed
+      in such a world); only answers checked against known truth (gold items) measure it
+      then, and those are not built.
     - single-answer rate as rho (no ``model_labels``): conservative for an adjudicated (consensus)
       reference, whose residual error is lower than one person's, but valid for rho only if
       people do not err more where the model errs. They usually do (errors concentrate on hard
@@ -77,19 +90,20 @@ def annotator_error_bound(
         given = row[~np.isnan(row)].astype(int)
         if len(given) < 2:
             continue
-        first, consensus = given[0], _plurality(given[1:])
+        first = given[0]
         if model_labels is None:
+            consensus = _plurality(given[1:])
             trials += 1
             events += int(consensus is None or first != consensus)
-        elif consensus is not None and consensus != model_labels[i]:
+        elif given[1] != model_labels[i]:  # the second answer only (the docstring says why)
             trials += 1
             events += int(first == model_labels[i])
     measured = ("single answer vs the others' plurality" if model_labels is None else
-                "single answer repeats the model's label where the others say it is wrong")
+                "first answer repeats the model's label where the second says it is wrong")
     if trials == 0:
         raise ValueError("no usable items: need items with 2+ answers"
                          + ("" if model_labels is None else
-                            " whose other answers agree on a label the model did not give"))
+                            " whose second answer is not the model's label"))
     return AnnotatorErrorBound(error_upper_bound(events, trials, confidence=confidence),
                                round(1.0 - confidence, 12), trials, events, measured)
 

@@ -66,13 +66,16 @@ class DatasetThreshold:
     n_human: int
     n_validation: int  # validation items at or above the threshold
     disagreements: int  # of those, reference != model
-    machine_error_ub: float | None
+    machine_error_ub: float | None  # the Clopper-Pearson bound at the cut (informative)
     human_error_ub: float
     wrong_ub: float | None
     epsilon: float
     confidence: float
     alpha: dict
     reason: str
+    # The allowance the cut was tested against: what the scan guarantees the machine labels'
+    # error rate stays within (the bound at the cut, chosen after seeing the answers, is not).
+    machine_error_max: float | None = None
 
     def accept(self, candidate_conf: np.ndarray) -> np.ndarray:
         """Boolean mask [M]: candidates at or above the threshold."""
@@ -99,7 +102,9 @@ def choose_dataset_threshold(
     set of ``n_human`` human labels plus the accepted candidates stays within ``epsilon``.
 
     Guarantee: with probability >= ``confidence``, the rate at which the accepted machine labels
-    err is <= ``machine_error_ub`` and the human labels' rate is <= ``human_error_ub``, so the
+    err is <= ``machine_error_max`` (the allowance the cut was tested against; the bound found
+    at the cut, ``machine_error_ub``, is lower and not covered: the cut was chosen as the last
+    before a failure) and the human labels' rate is <= ``human_error_ub``, so the
     expected share of wrong labels in the delivered set is <= ``wrong_ub`` <= ``epsilon``.
     Assumes the validation sample is random from the same distribution as the candidates
     (items not picked by uncertainty; candidates not thinned by an uncertainty strategy above
@@ -141,9 +146,11 @@ def choose_dataset_threshold(
         return DatasetThreshold(None, 0, n_validation=0, disagreements=0,
                                 machine_error_ub=None, wrong_ub=wrong, reason=why, **common)
     i = scan.chosen
-    wrong = (n_human * h + n_acc[i] * scan.bounds[i]) / (n_human + n_acc[i])
+    # The guarantee is the allowance at the cut, not the bound found there; the allowance
+    # is what puts the delivered set at epsilon exactly (r_max's definition).
+    wrong = epsilon
     return DatasetThreshold(float(grid[i]), int(n_acc[i]), n_validation=int(n_val[i]),
-                            disagreements=int(k_val[i]),
+                            disagreements=int(k_val[i]), machine_error_max=float(r_max[i]),
                             machine_error_ub=float(scan.bounds[i]), wrong_ub=float(wrong),
                             reason="ok" if scan.stopped_at is None else
                             f"ok (scan stopped at {grid[scan.stopped_at]:.4g})", **common)

@@ -325,10 +325,30 @@ class Decoded(NamedTuple):
 def _decode(path: str, max_pixels: int, keep: PixelKeeper | None) -> Decoded | str:
     """What ingest keeps of a good image file, else the reason it is not one."""
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""  # open_image says why
+    if (why := not_for_browsers(head)) is not None:
+        return why
+    try:
         with open_image(path, max_pixels=max_pixels, channels=_channels(keep)) as img:
             return _kept(img, keep)
     except ImageError as err:
         return str(err)
+
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+
+def not_for_browsers(head: bytes) -> str | None:
+    """Why an image whose file starts with ``head`` cannot go to annotators, or None. Web
+    browsers other than Safari do not show TIFF, so Label Studio showed such a task blank (a
+    review: the model trained on it, the person saw "There was an issue loading URL")."""
+    if head[:4] in TIFF_MAGIC:
+        return ("TIFF: web browsers, and so Label Studio, cannot show it to people; convert "
+                "it to PNG (e.g. `convert x.tif x.png`) and ingest again")
+    return None
 
 
 def _channels(keep: PixelKeeper | None) -> int:
@@ -535,6 +555,9 @@ def _read_objects(
             quarantined.append(_quarantine(store, path, f"unreadable: {err}"))
             continue
         hashed.append((path, bytes_key(data), len(data)))
+        if (why := not_for_browsers(data[:4])) is not None:
+            decoded[path] = why
+            continue
         try:
             with decode_image(data, max_pixels=max_pixels, channels=_channels(keep)) as img:
                 decoded[path] = _kept(img, keep)

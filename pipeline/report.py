@@ -83,6 +83,11 @@ def write_report(project: Project, out: str | Path) -> tuple[Path, list[Path]]:
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise ReportError(f"--out {out}: the report is an HTML page; give a name ending .html")
+    images = project.config.images_dir
+    if out.absolute().parent.resolve().is_relative_to(images.resolve()):
+        # Its PNGs would join the pool at the next ingest (a review found six plots there).
+        raise ReportError(f"--out {out} is inside the image folder {images}: the next ingest "
+                          "would take its plots for images to label; write it elsewhere")
     data = collect(project)
     plots = make_plots(data)
     files_dir = out.with_name(f"{out.stem}_files")
@@ -323,11 +328,15 @@ def render_html(data: ReportData, plots: list[Plot]) -> str:
     if data.certificate is not None:
         parts.append(f"<h2>Certificate</h2><p id='certificate'>"
                      f"{esc(describe(data.certificate))}</p>")
-    parts.append("<h2>Annotators</h2>" + _table(
+    # Rates are measured on items two or more people answered: one person's answers alone
+    # said "none yet" after hundreds of them (a review).
+    parts.append("<h2>Annotators</h2>" + (_table(
         ["annotator", "shared items", "differs from the others", "error rate (Dawid-Skene)",
          "95% interval"],
         [[q["name"], q["items"], q["disagreements"], f"{q['rate']:.3f}",
-          f"{q['interval'][0]:.3f}-{q['interval'][1]:.3f}"] for q in data.annotators]))
+          f"{q['interval'][0]:.3f}-{q['interval'][1]:.3f}"] for q in data.annotators])
+        if data.annotators else "<p>none yet: each person's error rate is measured on items "
+        "that two or more people answered</p>"))
     parts.append("<h2>Rounds</h2>" + _rounds_table(data))
     for plot in plots:
         encoded = base64.b64encode(plot.png).decode("ascii")

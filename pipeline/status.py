@@ -65,9 +65,9 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
     warnings += held_back_warnings(all_rounds) + replaced_warning(store)
     stuck = ties_nobody_can_break(store, annotator_emails(project.config))
     if stuck:
-        warnings.append(f"{stuck} held-out item(s) tied, and every annotator account has "
-                        f"answered or skipped them: each counts against the model until "
-                        f"someone else answers it in Label Studio (you, or an account added "
+        warnings.append(f"{stuck} held-out item(s) tied or skipped, and every annotator "
+                        f"account has answered or skipped them: each counts against the model "
+                        f"until someone else answers it in Label Studio (you, or an account added "
                         f"with `labelloop studio add-annotator`)")
     rounds = all_rounds[-last_rounds:]
     # Free before and after the rounds were read: a round starting in between is not stopped.
@@ -123,7 +123,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
         "training_params": _tuned(project),
         "held_out": held_out_parts(latest_accept(all_rounds)),
         "certificate": certificate(store, latest_accept(all_rounds),
-                                   reference_error=project.config.loop.reference_error,
+                                   reference_error=project.config.loop.people_error,
                                    confidence=project.config.loop.confidence_level,
                                    boxes=project.config.project.task == "detection",
                                    drifts=drifts_flagged(all_rounds)),

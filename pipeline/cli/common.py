@@ -27,8 +27,8 @@ from training.errors import WeightsError, WeightsUnavailableError
 console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
-ConfigOption = typer.Option(None, "--config", "-c",
-                            help="labelloop.toml (default: ./labelloop.toml)")
+CONFIG_HELP = "labelloop.toml (default: ./labelloop.toml, or the nearest one in a folder above)"
+ConfigOption = typer.Option(None, "--config", "-c", help=CONFIG_HELP)
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -12,7 +12,7 @@ from rich.console import Console
 from labeling.store import LabelStore, StoreError
 from labeling.tasks.registry import get_task_type
 from pipeline.certify import describe
-from pipeline.cli.common import fail
+from pipeline.cli.common import CONFIG_HELP, fail
 from pipeline.delivery import deliver
 from pipeline.export import EXPORT_FORMATS, ExportError
 from pipeline.project.config import ConfigError, load_config
@@ -39,7 +39,7 @@ def export_command(
                                help="Replace an existing CSV or a previous image-folder export, "
                                     "and the certificate beside it."),
     config: Path | None = typer.Option(None, "--config", "-c",
-                                       help="labelloop.toml (default: ./labelloop.toml)"),
+                                       help=CONFIG_HELP),
 ) -> None:
     """Export labeled items with their provenance (source, who, model version, confidence).
 

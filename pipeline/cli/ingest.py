@@ -13,6 +13,7 @@ from rich.text import Text
 
 from labeling.store import LabelStore, StoreError
 from labeling.studio import server
+from pipeline.cli.common import CONFIG_HELP
 from pipeline.ingest import DEFAULT_MAX_PIXELS, IngestError, IngestReport, Rejected, ingest_folder
 from pipeline.project.config import ConfigError
 from pipeline.project.databases import DatabaseError, password_problem
@@ -28,7 +29,7 @@ def ingest_command(
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="labelloop.toml (default: ./labelloop.toml)."),
+        typer.Option("--config", "-c", help=CONFIG_HELP),
     ] = None,
     store: Annotated[
         Path | None,

@@ -319,6 +319,12 @@ class LoopSection(_Section):
     # references are not blind) and the human labels' error on the double-checked ones
     # (pipeline/round/reference.py), each with a quarter of the error budget.
     reference_error: float | Literal["measured"] = 0.0
+    # An upper bound on how often a delivered human label is wrong (any way, not only as the
+    # model errs): the certificate's and the dataset target's allowance for people. Unset:
+    # reference_error's number, or the measured bound. People who err 5% at random repeat a
+    # wrong model label about 0.5% of the time, so rho alone understates this (a review: a
+    # certificate of 1.65% where 2.75% was honest).
+    human_error: float | None = None
     # The share of the random held-out items that chooses the model (promotion, the fitted
     # temperature, tuning); the rest certifies it (the thresholds' bound). Split by a hash of
     # each item's content, so the two parts never share an item and the bound holds for the
@@ -334,6 +340,19 @@ class LoopSection(_Section):
         if value != "measured" and not 0 <= value < 0.5:
             raise ValueError(f"reference_error must be in [0, 0.5) or \"measured\", got {value}")
         return value
+
+    @field_validator("human_error")
+    @classmethod
+    def _human_error_range(cls, value):
+        if value is not None and not 0 <= value < 0.5:
+            raise ValueError(f"human_error must be in [0, 0.5), got {value}")
+        return value
+
+    @property
+    def people_error(self) -> float | str:
+        """What bounds the delivered human labels' error: ``human_error``, else
+        ``reference_error`` (a number, or "measured")."""
+        return self.reference_error if self.human_error is None else self.human_error
     # Ask a second person about a held-out item whose first answer differs from the model, and
     # a third when those two differ (labeling/studio/opinions.py); a held-out reference that
     # goes against the model by one vote gets more, up to five (labeling/studio/settle.py).

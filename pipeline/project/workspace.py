@@ -85,5 +85,13 @@ def ensure_workspace(config: Config) -> Path:
 
 
 def find_config(path: Path | None) -> Config:
-    """Load the config at ``path`` or, without one, ``./labelloop.toml``."""
-    return load_config(path if path is not None else Path.cwd() / CONFIG_NAME)
+    """Load the config at ``path`` or, without one, the ``labelloop.toml`` of the current
+    folder or the nearest folder above it (as git finds its repository: a command run from
+    the image folder said "no config" though the project was one folder up)."""
+    if path is not None:
+        return load_config(path)
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return load_config(folder / CONFIG_NAME)
+    return load_config(here / CONFIG_NAME)  # its error names ./labelloop.toml

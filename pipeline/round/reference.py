@@ -7,8 +7,10 @@ Measured, on the items two or more people answered among the random double and b
 (``pipeline.round.blind``; chosen by content hash before anyone answered). Two answers agree
 when they are the same class, or for boxes when they match object for object (the rule the
 accept step judges an image's machine boxes by; ``answer_groups``):
-- rho: the trials are the items where the other people's plurality differs from the model's
-  label, and the event is that the first person gave the model's label anyway. Only items whose
+- rho: from each item's first two answers (both asked before either was seen; a third is
+  asked only where they differ, and counting it biased rho low, ``annotator_error_bound``): the
+  trials are the items whose second answer differs from the model's label, and the event is
+  that the first person gave the model's label anyway. Only items whose
   first answer was given as the references are (blind when ``blind_references``, else shown
   the pre-annotation) count, with the model's label the one the choosing round predicted (for
   a blind item) or the one shown. Clopper-Pearson at a quarter of the loop's alpha.
@@ -31,9 +33,11 @@ What it assumes, beyond the checks being random:
   one of them erring;
 - rho is measured on first answers, but a held-out reference is adjudicated: it can also end
   at the model's wrong label when the first person did not give it and the next two both did
-  (a 2-1 majority). That second route is not counted. With people erring independently it
-  adds about rho squared (0.12 -> 0.134, the bound's factor 1.136 -> 1.155); with people who
-  confuse the same pair it can add more. Measuring it needs blind checks answered past the
+  (a 2-1 majority). That second route is not counted. With people erring independently and
+  alike on every item it adds about rho squared (0.12 -> 0.134, the bound's factor 1.136 ->
+  1.155); with people who confuse the same pair on the same images it adds more (a review's
+  Monte Carlo of a crowd like the simulated one, errors on hard images and look-alike classes:
+  0.073 -> 0.086, 2.5 times rho squared). Measuring it needs blind checks answered past the
   adjudication (four or five people on an item), which are not built. A reference that goes
   against the model by one vote gets more people (``labeling.studio.settle``), which can also
   end at the model's wrong label; that needs still more people erring as the model does;
@@ -77,6 +81,15 @@ class PeopleBounds:
 
 
 def people_bounds(project: Project) -> PeopleBounds:
+    loop = project.config.loop
+    bounds = _people_bounds(project)
+    if loop.human_error is None:
+        return bounds
+    return PeopleBounds(bounds.rho, bounds.rho_how, float(loop.human_error),
+                        "assumed ([loop] human_error)")
+
+
+def _people_bounds(project: Project) -> PeopleBounds:
     loop = project.config.loop
     if loop.reference_error != "measured":
         how = "assumed ([loop] reference_error)"

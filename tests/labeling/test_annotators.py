@@ -32,6 +32,21 @@ def test_with_model_labels_it_measures_how_often_people_repeat_the_models_error(
     assert "repeats the model" in bound.measured
 
 
+def test_rho_holds_where_a_third_person_is_asked_only_if_the_first_two_differ():
+    # The checks' design: two people, a third only where they differ. Each person repeats the
+    # model's wrong label at rate 0.3, independently. Counting the third answer made an event
+    # (first repeats the model, second not) need the third to side with the second, and the
+    # rate measured was p / (1 + p): the 98.75% bound fell below 0.3 in 58% of trials.
+    rng = np.random.default_rng(9)
+    p, trials, misses = 0.3, 300, 0
+    for _ in range(trials):
+        answers = np.where(rng.random((400, 3)) < p, 1, 0).astype(float)  # 1: the model's
+        answers[answers[:, 0] == answers[:, 1], 2] = NAN
+        bound = annotator_error_bound(answers, confidence=0.9875, model_labels=np.ones(400))
+        misses += bound.rate_ub < p
+    assert misses / trials <= 0.035  # 1.25% claimed; 300 trials
+
+
 def _overlap(n, rng, *, model_error, rho, eta_right, people=3):
     """Items answered by ``people`` annotators; errors concentrate where the model errs."""
     truth = rng.integers(0, 10, n)

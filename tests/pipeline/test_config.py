@@ -217,3 +217,15 @@ def test_a_config_string_with_control_characters_is_written_as_valid_toml():
 
     value = 'a\nb\t\x7f"\\c'
     assert tomllib.loads("x = " + _toml(value))["x"] == value
+
+
+def test_a_command_run_below_the_project_finds_its_config(tmp_path, monkeypatch):
+    from pipeline.project.workspace import find_config
+
+    write(tmp_path, GOOD)
+    (tmp_path / "images" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "images" / "sub")  # it said "no config" here
+    assert find_config(None).root == tmp_path.resolve()
+    monkeypatch.chdir(tmp_path.parent)  # nothing at or above: the error names ./labelloop.toml
+    with pytest.raises(ConfigError, match=f"no config at {tmp_path.parent / 'labelloop.toml'}"):
+        find_config(None)

@@ -59,3 +59,20 @@ def test_an_image_between_two_classes_is_hard_and_confused_with_the_other(tmp_pa
     assert np.mean(list(hardness.values())) == pytest.approx(1.0)
     assert max(hardness, key=hardness.get) == "k1"
     assert confusable["k1"] == "dog" and confusable["k0"] == "cat"
+
+
+def test_the_human_labels_error_can_be_set_apart_from_rho(tmp_path):
+    # rho (how often a person repeats the model's wrong label) is far below how often a person
+    # errs at all; the certificate's allowance for people is the second.
+    path = tmp_path / "labelloop.toml"
+    text = GOOD.replace("reference_error = 0.0", "reference_error = 0.005")
+    path.write_text(text, encoding="utf-8")
+    assert load_config(path).loop.people_error == 0.005  # unset: rho's number, as before
+    path.write_text(text.replace("# human_error: unset by default", "human_error = 0.05"),
+                    encoding="utf-8")
+    loop = load_config(path).loop
+    assert (loop.reference_error, loop.people_error) == (0.005, 0.05)
+    path.write_text(text.replace("# human_error: unset by default", "human_error = 0.5"),
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"human_error must be in \[0, 0.5\)"):
+        load_config(path)

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from pipeline.project.project import open_project
 from pipeline.project.workspace import find_config
 from pipeline.round.ingest import ingest_new
 from pipeline.round.labeled import items_to_predict, labeled_sets
+from pipeline.round.monitor import new_images
 from pipeline.round.select import unasked
 from pipeline.status import project_status
 
@@ -459,6 +461,9 @@ def test_items_whose_file_is_gone_or_broken_are_left_out_of_rounds_until_it_is_b
         assert not left_out & set(labeled_sets(project)[0])
         assert not left_out & {i.key for i in items_to_predict(project, {}, everything=True)}
         assert not left_out & set(unasked(project, {}))
+        # Nor the monitor's drift test, which read every image added since the last round.
+        since = new_images(project, datetime(2000, 1, 1, tzinfo=UTC), {})
+        assert since and not left_out & set(since)
         assert store.current_classes()[key[str(gone)]] == "cat"  # labels stay
         [warning] = [w for w in project_status(project)["warnings"] if "gone or cannot" in w]
         assert warning.startswith("2 item(s) whose image file is gone or cannot be read (e.g.")

@@ -49,3 +49,26 @@ def test_a_tie_stays_through_a_later_skip_and_a_deleted_task_until_a_person_labe
         assert unresolved_held_out(store) == {key}
     finally:
         store.close()
+
+
+def test_a_held_out_item_everyone_skipped_counts_against_the_model_until_answered(tmp_path):
+    # People skip the images they find hard. Dropped from the evaluation, a skipped held-out
+    # item flattered the bound, while the unpicked images like it stayed for the machine.
+    for name, value in (("x.png", 9), ("y.png", 200)):
+        Image.fromarray(np.full((4, 4), value, np.uint8), mode="L").save(tmp_path / name)
+    store = LabelStore(tmp_path / "labels.db")
+    try:
+        held, trained = (a.key for a in ingest_folder(store, tmp_path).added)
+        record_picks(store, [Pick(held, "random", holdout=True), Pick(trained, "strategy")],
+                     round_id=None)
+        with store.transaction() as s:
+            for task_id, key in ((10, held), (11, trained)):
+                item = s.scalar(select(Item).where(Item.key == key))
+                s.add(StudioTaskSync(project_id=1, task_id=task_id, item_id=item.id,
+                                     outcome="skipped", synced_at=utcnow()))
+                item.status = "skipped"
+        assert unresolved_held_out(store) == {held}  # a training pick skipped is no reference
+        store.add_labels([NewLabel(held, "cat", "human", who="someone")])
+        assert unresolved_held_out(store) == set()
+    finally:
+        store.close()

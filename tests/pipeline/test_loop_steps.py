@@ -427,6 +427,20 @@ def test_images_that_arrive_once_the_pool_is_machine_labeled_get_their_audit_sha
     assert len(audited) == 10 and audited <= new
 
 
+def test_no_second_opinion_is_asked_where_the_admin_is_the_only_person(project, monkeypatch):
+    import pipeline.round.sync as sync_module
+
+    proj, _ = project
+    assert proj.config.loop.second_opinions and not proj.config.studio.url
+    monkeypatch.setattr(sync_module, "session", lambda p: pytest.fail("asked nobody"))
+    assert sync_module.ask_opinions(proj) == 0
+    (proj.config.studio_dir / "annotators").mkdir(parents=True)
+    (proj.config.studio_dir / "annotators" / "ann1.json").write_text("{}")
+    monkeypatch.setattr(sync_module, "session", lambda p: (_ for _ in ()).throw(KeyError("on")))
+    with pytest.raises(KeyError):  # one account besides the admin: a second person exists
+        sync_module.ask_opinions(proj)
+
+
 def test_status_says_when_a_held_out_tie_has_nobody_left_to_break_it(project, monkeypatch):
     import pipeline.status as status_module
 
@@ -436,7 +450,7 @@ def test_status_says_when_a_held_out_tie_has_nobody_left_to_break_it(project, mo
                         lambda store, accounts: seen.append(accounts) or 2)
     warnings = status_module.project_status(proj)["warnings"]
     assert seen == [set()]  # no accounts yet; with some, the store's ties are counted
-    assert any(w.startswith("2 held-out item(s) tied, and every annotator account") and
+    assert any(w.startswith("2 held-out item(s) tied or skipped, and every annotator account") and
                "labelloop studio add-annotator" in w for w in warnings)
     # The accounts are named by the emails sync records (the admin's answers are no
     # account's); a record that cannot be read does not stop status.
@@ -475,3 +489,19 @@ def test_a_champion_whose_checkpoint_is_damaged_or_gone_gives_way_and_cannot_com
     assert proj.registry.champion().version == challenger
     ckpt.unlink()  # gone
     assert "is missing" in promote_step.checkpoint_problem(proj, first)
+
+
+
+def test_people_bounds_and_status_use_the_human_labels_error_set_apart(project):
+    from pipeline.round.reference import people_bounds
+    from pipeline.status import project_status
+
+    proj, _ = project
+    loop = proj.config.loop.model_copy(update={"reference_error": 0.005, "human_error": 0.05})
+    proj.config = proj.config.model_copy(update={"loop": loop})
+    bounds = people_bounds(proj)
+    assert (bounds.rho, bounds.human) == (0.005, 0.05)
+    assert bounds.human_how == "assumed ([loop] human_error)"
+    proj.store.add_labels([NewLabel(proj.store.items()[0].key, "3", "human", who="a")])
+    cert = project_status(proj)["certificate"]
+    assert cert["human_error_ub"] == 0.05 and "people err at most 0.050" in cert["assumes"]

@@ -19,7 +19,7 @@ from pipeline.round import predict as predict_step
 from pipeline.round import promote as promote_step
 from pipeline.round import select as select_step
 from pipeline.round import train as train_step
-from pipeline.round.monitor import monitor_round
+from pipeline.round.monitor import monitor_round, monitor_warnings
 from pipeline.status import project_status
 from training.params import TrainParams
 from training.predict import predict_arrays
@@ -206,3 +206,16 @@ def test_new_images_are_dated_from_the_last_drift_test_that_ran():
     assert drift_base(rounds, 6)["id"] == 3  # not 5: rounds 4 and 5 had too few to test
     assert drift_base(rounds, 3)["id"] == 1  # none ran yet: from the first round
     assert drift_base(rounds, 1) is None
+
+
+def test_audits_below_target_warn_only_beyond_what_the_peoples_error_explains():
+    audit = {"n": 400, "correct": 384, "precision": 0.96, "interval": [0.94, 0.975]}
+    record = {"drift": {}, "auto_label": {"audit": audit, "human_error_ub": None}}
+    [warning] = monitor_warnings(record, 0.98)
+    assert warning.startswith("audited precision of machine labels 0.960")
+    # People who err up to 3% can account for a 0.975 agreement with labels 0.98 right.
+    record["auto_label"]["human_error_ub"] = 0.03
+    assert monitor_warnings(record, 0.98) == []
+    record["auto_label"]["human_error_ub"] = 0.001
+    [warning] = monitor_warnings(record, 0.98)
+    assert "beyond the people's own error (<= 0.001)" in warning

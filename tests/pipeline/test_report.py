@@ -76,6 +76,11 @@ def test_report_before_any_round_says_so(tmp_path):
     assert result.exit_code == 1
     assert "no rounds yet" in result.output and "labelloop round" in result.output
     assert not (tmp_path / "r.html").exists()
+    inside = tmp_path / "images" / "plots" / "r.html"
+    result = CliRunner().invoke(app, ["report", "--config", str(config_path),
+                                      "--out", str(inside)])
+    assert result.exit_code == 1 and "inside the image folder" in result.output
+    assert not (tmp_path / "images" / "plots").exists()
 
 
 def test_plots_without_data_say_so(tmp_path, quick_project):
@@ -112,7 +117,8 @@ def test_the_report_carries_the_certificate_and_the_annotators(tmp_path, quick_p
     # The round's answers are not synced yet: nothing delivered, and no bound claimed on it.
     assert ("<p id='certificate'>0 labels delivered (0 by people, 0 by the machine), 300 "
             "unlabeled; no error bound yet (no label is delivered)") in text
-    assert "<h2>Annotators</h2><p>none yet</p>" in text
+    assert "<h2>Annotators</h2><p>none yet: each person's error rate is measured on items " \
+           "that two or more people answered</p>" in text
 
 
 @pytest.mark.slow

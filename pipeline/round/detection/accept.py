@@ -102,7 +102,7 @@ def auto_accept(project: Project, round_id: int, predicted: dict) -> dict:
     drifts = drifts_flagged(project.store.rounds())
     record["drift_cohorts"] = cohort_checks(project.store, drifts, val + tied)
     record["certificate"] = certificate(project.store, record,
-                                        reference_error=loop.reference_error,
+                                        reference_error=loop.people_error,
                                         confidence=loop.confidence_level, boxes=True,
                                         drifts=drifts)
     return record
