@@ -146,11 +146,13 @@ def choose_dataset_threshold(
         return DatasetThreshold(None, 0, n_validation=0, disagreements=0,
                                 machine_error_ub=None, wrong_ub=wrong, reason=why, **common)
     i = scan.chosen
-    # The guarantee is the allowance at the cut, not the bound found there; the allowance
-    # is what puts the delivered set at epsilon exactly (r_max's definition).
-    wrong = epsilon
+    # The guarantee is the allowance at the cut, not the bound found there. The allowance
+    # puts the delivered set at epsilon exactly (r_max's definition; min: float rounding)
+    # unless it is over 1, where the machine labels can add no more than all of them.
+    allowance = min(1.0, float(r_max[i]))
+    wrong = min(epsilon, (n_human * h + n_acc[i] * allowance) / (n_human + n_acc[i]))
     return DatasetThreshold(float(grid[i]), int(n_acc[i]), n_validation=int(n_val[i]),
-                            disagreements=int(k_val[i]), machine_error_max=float(r_max[i]),
+                            disagreements=int(k_val[i]), machine_error_max=allowance,
                             machine_error_ub=float(scan.bounds[i]), wrong_ub=float(wrong),
                             reason="ok" if scan.stopped_at is None else
                             f"ok (scan stopped at {grid[scan.stopped_at]:.4g})", **common)
@@ -162,7 +164,8 @@ def _none_testable(r_max: np.ndarray, h: float, epsilon: float, n_human: int, *,
     at all, or too little validation data above any threshold for the room there is."""
     if n_human and float(r_max.max()) <= 0:
         narrow = ("narrow the people's bound ([loop] double_check, more people per item)"
-                  if measured else "lower [loop] reference_error, the people's error assumed")
+                  if measured else "lower the people's error assumed ([loop] human_error, else "
+                  "reference_error)")
         return (f"the people's labels alone may be wrong at up to {h:.1%} (their bound), "
                 f"against a budget of {epsilon:.1%} for the whole delivered set: no machine "
                 f"label fits; {narrow} or raise [loop] dataset_error")

@@ -87,7 +87,8 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
         out["reason"] = (f"people gave different answers on {split[0]:,} of the {split[1]:,} "
                          "item(s) several of them answered, so the assumption that their "
                          "labels are right ([loop] reference_error = 0) does not hold: set "
-                         '[loop] reference_error = "measured" (or a bound on their error)')
+                         '[loop] reference_error = "measured" (or [loop] human_error to a bound on '
+                         "their error)")
         return out
     out["assumes"] = ("people's labels are right (reference_error = 0)" if reference_error == 0
                       else f"people err at most {reference_error:.3f}") + \

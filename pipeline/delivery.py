@@ -62,7 +62,7 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
     report = export_labels(store, out, format=format, classes=config.project.classes,
                            human_only=human_only, force=force, task=get_task_type(task))
     rounds = store.rounds()
-    cert = certificate(store, latest_accept(rounds), reference_error=config.loop.reference_error,
+    cert = certificate(store, latest_accept(rounds), reference_error=config.loop.people_error,
                        confidence=config.loop.confidence_level, human_only=human_only,
                        boxes=task == "detection", drifts=drifts_flagged(rounds))
     cert = {**cert, "export": str(target), "exported_rows": report.rows,

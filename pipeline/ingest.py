@@ -338,7 +338,7 @@ def _decode(path: str, max_pixels: int, keep: PixelKeeper | None) -> Decoded | s
         return str(err)
 
 
-TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # TIFF, BigTIFF
 
 
 def not_for_browsers(head: bytes) -> str | None:

@@ -83,14 +83,13 @@ def write_report(project: Project, out: str | Path) -> tuple[Path, list[Path]]:
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise ReportError(f"--out {out}: the report is an HTML page; give a name ending .html")
-    images = project.config.images_dir
-    if out.absolute().parent.resolve().is_relative_to(images.resolve()):
-        # Its PNGs would join the pool at the next ingest (a review found six plots there).
-        raise ReportError(f"--out {out} is inside the image folder {images}: the next ingest "
-                          "would take its plots for images to label; write it elsewhere")
     data = collect(project)
     plots = make_plots(data)
     files_dir = out.with_name(f"{out.stem}_files")
+    if _walked_by_ingest(files_dir, project.config.images_dir):
+        # Its PNGs joined the pool at the next ingest (a review found six plots there); ingest
+        # does not walk hidden folders.
+        files_dir = out.with_name(f".{out.stem}_files")
     files_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for plot in plots:
@@ -99,6 +98,14 @@ def write_report(project: Project, out: str | Path) -> tuple[Path, list[Path]]:
         written.append(path)
     write_text_atomic(out, render_html(data, plots))  # never half a page over a good one
     return out, written
+
+
+def _walked_by_ingest(folder: Path, images: Path) -> bool:
+    """Whether ingest would read image files in ``folder``: it is inside the image folder and
+    no folder on the way is hidden."""
+    folder, images = folder.absolute().resolve(), images.resolve()
+    return folder.is_relative_to(images) and not any(
+        part.startswith(".") for part in folder.relative_to(images).parts)
 
 
 # ---- plots --------------------------------------------------------------------------------

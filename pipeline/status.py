@@ -22,7 +22,7 @@ from pipeline.project.config import ConfigError
 from pipeline.project.lock import held_by_nobody, held_here
 from pipeline.project.project import Project, read_tuned_params
 from pipeline.project.studio import annotator_emails
-from pipeline.round.labeled import ties_nobody_can_break
+from pipeline.round.labeled import ties_nobody_can_break, unresolved_held_out
 
 
 def project_status(project: Project, *, studio_project_id: int | None = None,
@@ -69,6 +69,11 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                         f"account has answered or skipped them: each counts against the model "
                         f"until someone else answers it in Label Studio (you, or an account added "
                         f"with `labelloop studio add-annotator`)")
+    skipped = set(unresolved_held_out(store)) & set(store.item_keys(status="skipped"))
+    if skipped and not stuck:
+        warnings.append(f"{len(skipped)} held-out item(s) skipped by everyone who opened them: "
+                        f"each counts against the model until someone answers it in Label "
+                        f"Studio (people skip hard images; left out, they flattered the bound)")
     rounds = all_rounds[-last_rounds:]
     # Free before and after the rounds were read: a round starting in between is not stopped.
     stopped = (all_rounds and all_rounds[-1]["status"] == "running" and unheld

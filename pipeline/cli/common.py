@@ -14,11 +14,11 @@ from rich.markup import escape
 from labeling.store import StoreError, StoreUnavailable
 from labeling.studio.errors import StudioError
 from pipeline.compute.errors import ComputeError
-from pipeline.project.config import CONFIG_NAME, Config, ConfigError
+from pipeline.project.config import Config, ConfigError
 from pipeline.project.databases import DatabaseError
 from pipeline.project.lock import LockHeld, WorkspaceLock
 from pipeline.project.project import open_project
-from pipeline.project.workspace import find_config
+from pipeline.project.workspace import config_file, find_config
 from pipeline.registry.mlflow_store import RegistryError
 from training.errors import WeightsError, WeightsUnavailableError
 
@@ -39,10 +39,9 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def config_path(given: Path | None) -> Path:
-    """The config file a command reads: ``--config`` (a file or its folder), else
-    ``./labelloop.toml``."""
-    path = given if given is not None else Path.cwd() / CONFIG_NAME
-    return path / CONFIG_NAME if path.is_dir() else path
+    """The config file a command reads: ``--config`` (a file or its folder), else the nearest
+    ``labelloop.toml`` at or above the current folder (``find_config``'s)."""
+    return config_file(given)
 
 
 def load(config_path: Path | None) -> Config:

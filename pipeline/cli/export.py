@@ -15,8 +15,9 @@ from pipeline.certify import describe
 from pipeline.cli.common import CONFIG_HELP, fail
 from pipeline.delivery import deliver
 from pipeline.export import EXPORT_FORMATS, ExportError
-from pipeline.project.config import ConfigError, load_config
+from pipeline.project.config import ConfigError
 from pipeline.project.databases import DatabaseError
+from pipeline.project.workspace import find_config
 
 # soft_wrap: one line per message also when stderr is not a terminal (rich wraps at 80 there).
 console = Console(stderr=True, soft_wrap=True)
@@ -46,7 +47,7 @@ def export_command(
     Skipped, disputed, quarantined, missing and changed files are left out and counted.
     """
     try:
-        cfg = load_config(config if config is not None else Path.cwd())
+        cfg = find_config(config)
         store = LabelStore(cfg.database_urls(os.environ).store)
     except (ConfigError, StoreError, DatabaseError) as err:
         fail(str(err))

@@ -88,10 +88,15 @@ def find_config(path: Path | None) -> Config:
     """Load the config at ``path`` or, without one, the ``labelloop.toml`` of the current
     folder or the nearest folder above it (as git finds its repository: a command run from
     the image folder said "no config" though the project was one folder up)."""
+    return load_config(config_file(path))
+
+
+def config_file(path: Path | None) -> Path:
+    """The config ``find_config`` reads: ``path`` (a file or its folder), else the nearest
+    ``labelloop.toml`` at or above the current folder, else ``./labelloop.toml`` (whose
+    error says it is missing)."""
     if path is not None:
-        return load_config(path)
+        return path / CONFIG_NAME if path.is_dir() else path
     here = Path.cwd()
-    for folder in (here, *here.parents):
-        if (folder / CONFIG_NAME).is_file():
-            return load_config(folder / CONFIG_NAME)
-    return load_config(here / CONFIG_NAME)  # its error names ./labelloop.toml
+    return next((folder / CONFIG_NAME for folder in (here, *here.parents)
+                 if (folder / CONFIG_NAME).is_file()), here / CONFIG_NAME)

@@ -64,7 +64,8 @@ def ask_opinions(project: Project, round_id: int | None = None) -> int:
     how many were asked. A sync between rounds asks on the newest round's budget."""
     if not project.config.loop.second_opinions:
         return 0
-    if not project.config.studio.url and annotator_accounts(project.config) == 0:
+    embedded = not (project.env.get("LABEL_STUDIO_URL") or project.config.studio.url)
+    if embedded and annotator_accounts(project.config) == 0:
         # The embedded server's one person is its admin, who cannot answer a task twice: a
         # raised overlap waited for nobody (a review found 19 of 214 tasks left open).
         return 0

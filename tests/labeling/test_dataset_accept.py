@@ -75,7 +75,8 @@ def test_people_whose_bound_alone_passes_the_budget_are_named_as_the_reason():
     assert result.threshold is None
     assert result.reason.startswith("the people's labels alone may be wrong at up to 26.0% "
                                      "(their bound), against a budget of 5.0%")
-    assert "lower [loop] reference_error" in result.reason  # a number assumed, not measured
+    # A number assumed, not measured: [loop] human_error, or reference_error where it is unset.
+    assert "lower the people's error assumed ([loop] human_error, else" in result.reason
     few = choose_dataset_threshold(cand, val_probs[:5], val_truth[:5], n_human=137,
                                    human_error=0.0, epsilon=0.05)
     assert few.reason.startswith("too little validation data above any threshold")

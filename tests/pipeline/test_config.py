@@ -226,6 +226,11 @@ def test_a_command_run_below_the_project_finds_its_config(tmp_path, monkeypatch)
     (tmp_path / "images" / "sub").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "images" / "sub")  # it said "no config" here
     assert find_config(None).root == tmp_path.resolve()
+    # The path `labelloop serve` hands its Train button's rounds is that file too (it was
+    # ./labelloop.toml, which does not exist there).
+    from pipeline.cli.common import config_path
+
+    assert config_path(None).resolve() == (tmp_path / "labelloop.toml").resolve()
     monkeypatch.chdir(tmp_path.parent)  # nothing at or above: the error names ./labelloop.toml
     with pytest.raises(ConfigError, match=f"no config at {tmp_path.parent / 'labelloop.toml'}"):
         find_config(None)

@@ -505,3 +505,32 @@ def test_people_bounds_and_status_use_the_human_labels_error_set_apart(project):
     proj.store.add_labels([NewLabel(proj.store.items()[0].key, "3", "human", who="a")])
     cert = project_status(proj)["certificate"]
     assert cert["human_error_ub"] == 0.05 and "people err at most 0.050" in cert["assumes"]
+    # And the certificate an export writes beside its file (it had rho's 0.005).
+    from pipeline.delivery import deliver
+
+    out = proj.config.root / "out.csv"
+    deliver(proj.store, proj.config, out, format="csv")
+    sidecar = json.loads((proj.config.root / "out.certificate.json").read_text())
+    assert sidecar["human_error_ub"] == 0.05
+
+
+def test_a_skipped_held_out_item_is_predicted_for_the_threshold_test_and_named_by_status(
+        project):
+    from sqlalchemy import select
+
+    from labeling.schema import Item, StudioTaskSync, utcnow
+    from pipeline.status import project_status
+
+    proj, _ = project
+    key = proj.store.items()[0].key
+    record_picks(proj.store, [Pick(key, "random", holdout=True)], round_id=None)
+    with proj.store.transaction() as s:
+        item = s.scalar(select(Item).where(Item.key == key))
+        s.add(StudioTaskSync(project_id=1, task_id=10, item_id=item.id, outcome="skipped",
+                             synced_at=utcnow()))
+        item.status = "skipped"
+    # Predicted, so that the accept step counts it against the model (validation_set keeps
+    # a tied key only where it has a prediction).
+    assert key in {i.key for i in labeled.items_to_predict(proj, set())}
+    warnings = project_status(proj)["warnings"]
+    assert any(w.startswith("1 held-out item(s) skipped by everyone") for w in warnings)
