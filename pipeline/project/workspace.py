@@ -96,6 +96,7 @@ def config_file(path: Path | None) -> Path:
     ``labelloop.toml`` at or above the current folder, else ``./labelloop.toml`` (whose
     error says it is missing)."""
     if path is not None:
+        path = Path(path)  # scripts pass text
         return path / CONFIG_NAME if path.is_dir() else path
     here = Path.cwd()
     return next((folder / CONFIG_NAME for folder in (here, *here.parents)

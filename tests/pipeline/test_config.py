@@ -226,6 +226,7 @@ def test_a_command_run_below_the_project_finds_its_config(tmp_path, monkeypatch)
     (tmp_path / "images" / "sub").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "images" / "sub")  # it said "no config" here
     assert find_config(None).root == tmp_path.resolve()
+    assert find_config(str(tmp_path)).root == tmp_path.resolve()  # scripts pass text
     # The path `labelloop serve` hands its Train button's rounds is that file too (it was
     # ./labelloop.toml, which does not exist there).
     from pipeline.cli.common import config_path
