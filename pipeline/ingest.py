@@ -446,6 +446,18 @@ class _Found(NamedTuple):
     file_links: list[str]  # links to image files in the tree: read as the file they name
 
 
+def walked_by_ingest(folder: Path, images: Path) -> bool:
+    """Whether ``_walk`` of the image folder ``images`` reads the image files in ``folder``:
+    it is inside and no folder on the way is hidden (the rule ``_walk`` applies)."""
+    folder, images = Path(folder).absolute().resolve(), Path(images).resolve()
+    return folder.is_relative_to(images) and not any(
+        _hidden(part) for part in folder.relative_to(images).parts)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
 def _walk(root: Path) -> _Found:
     """Every file under ``root``, in ``os.walk``'s order (a folder's files, sorted, then its
     folders, sorted): a stable order makes "first file with these bytes" reproducible.
@@ -468,7 +480,7 @@ def _walk(root: Path) -> _Found:
         folders = []
         for entry in entries:
             if _is_folder(entry):
-                if entry.name.startswith("."):
+                if _hidden(entry.name):
                     # .labelloop (the workspace: reports, plots), .git, .thumbnails, editors'
                     # caches: never a user's pool, and walking them would add their images.
                     found.hidden.append(_shown(entry.path))

@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.certify import describe, latest_annotator_quality, project_certificate
 from pipeline.files import write_text_atomic
+from pipeline.ingest import walked_by_ingest
 from pipeline.project.project import Project
 from pipeline.registry.registry import PromotionEvent, VersionInfo
 
@@ -86,7 +87,7 @@ def write_report(project: Project, out: str | Path) -> tuple[Path, list[Path]]:
     data = collect(project)
     plots = make_plots(data)
     files_dir = out.with_name(f"{out.stem}_files")
-    if _walked_by_ingest(files_dir, project.config.images_dir):
+    if walked_by_ingest(files_dir, project.config.images_dir):
         # Its PNGs joined the pool at the next ingest (a review found six plots there); ingest
         # does not walk hidden folders.
         files_dir = out.with_name(f".{out.stem}_files")
@@ -98,14 +99,6 @@ def write_report(project: Project, out: str | Path) -> tuple[Path, list[Path]]:
         written.append(path)
     write_text_atomic(out, render_html(data, plots))  # never half a page over a good one
     return out, written
-
-
-def _walked_by_ingest(folder: Path, images: Path) -> bool:
-    """Whether ingest would read image files in ``folder``: it is inside the image folder and
-    no folder on the way is hidden."""
-    folder, images = folder.absolute().resolve(), images.resolve()
-    return folder.is_relative_to(images) and not any(
-        part.startswith(".") for part in folder.relative_to(images).parts)
 
 
 # ---- plots --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pipeline.project.config import Config, ConfigError
 from pipeline.project.databases import DatabaseError
 from pipeline.project.lock import LockHeld, WorkspaceLock
 from pipeline.project.project import open_project
-from pipeline.project.workspace import config_file, find_config
+from pipeline.project.workspace import find_config
 from pipeline.registry.mlflow_store import RegistryError
 from training.errors import WeightsError, WeightsUnavailableError
 
@@ -36,12 +36,6 @@ def fail(message: str, code: int = 2) -> None:
     # The message is plain text: it may hold [section] names that rich would eat as markup.
     console.print("[red]error:[/red] " + escape(message), highlight=False)
     raise typer.Exit(code)
-
-
-def config_path(given: Path | None) -> Path:
-    """The config file a command reads: ``--config`` (a file or its folder), else the nearest
-    ``labelloop.toml`` at or above the current folder (``find_config``'s)."""
-    return config_file(given)
 
 
 def load(config_path: Path | None) -> Config:

@@ -14,7 +14,8 @@ from pathlib import Path
 import typer
 
 from labeling.studio.errors import StudioError
-from pipeline.cli.common import ConfigOption, config_path, console, fail, load
+from pipeline.cli.common import ConfigOption, console, fail, load
+from pipeline.project.workspace import config_file
 from pipeline.registry.mlflow_store import RegistryError
 from training.checkpoint import CheckpointError
 
@@ -39,7 +40,7 @@ def serve_command(
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        backend = open_backend(project, config_path(config))
+        backend = open_backend(project, config_file(config))
         loaded = backend.champion.current()
     except (StudioError, RegistryError) as err:
         project.close()

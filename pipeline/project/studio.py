@@ -42,9 +42,15 @@ class StudioSettings:
                 f"embedded={self.embedded})")
 
 
+def uses_embedded(config: Config, env: Mapping[str, str]) -> bool:
+    """Whether the project's Label Studio is the embedded server: no URL in the environment
+    (``LABEL_STUDIO_URL``) nor in ``[studio] url``."""
+    return not (env.get("LABEL_STUDIO_URL") or config.studio.url)
+
+
 def studio_settings(config: Config, env: Mapping[str, str]) -> StudioSettings:
     """The URL and key to use: environment, then the config, then the embedded server."""
-    embedded = not (env.get("LABEL_STUDIO_URL") or config.studio.url)
+    embedded = uses_embedded(config, env)
     if embedded:
         found = server.status(config.studio_dir)
         url = found.url or f"http://127.0.0.1:{config.studio.port}"

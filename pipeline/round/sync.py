@@ -24,7 +24,7 @@ from labeling.studio.settle import MAX_PEOPLE, settle
 from labeling.studio.sync import SyncReport, sync_annotations
 from pipeline.project.answers_waiting import take_answers_waiting
 from pipeline.project.project import Project
-from pipeline.project.studio import annotator_accounts
+from pipeline.project.studio import annotator_accounts, uses_embedded
 from pipeline.round.adopt import adopt_hand_made_tasks
 from pipeline.round.blind import checked
 from pipeline.round.detection.predict import latest_machine_values
@@ -64,8 +64,7 @@ def ask_opinions(project: Project, round_id: int | None = None) -> int:
     how many were asked. A sync between rounds asks on the newest round's budget."""
     if not project.config.loop.second_opinions:
         return 0
-    embedded = not (project.env.get("LABEL_STUDIO_URL") or project.config.studio.url)
-    if embedded and annotator_accounts(project.config) == 0:
+    if uses_embedded(project.config, project.env) and annotator_accounts(project.config) == 0:
         # The embedded server's one person is its admin, who cannot answer a task twice: a
         # raised overlap waited for nobody (a review found 19 of 214 tasks left open).
         return 0

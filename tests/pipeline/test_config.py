@@ -229,9 +229,9 @@ def test_a_command_run_below_the_project_finds_its_config(tmp_path, monkeypatch)
     assert find_config(str(tmp_path)).root == tmp_path.resolve()  # scripts pass text
     # The path `labelloop serve` hands its Train button's rounds is that file too (it was
     # ./labelloop.toml, which does not exist there).
-    from pipeline.cli.common import config_path
+    from pipeline.project.workspace import config_file
 
-    assert config_path(None).resolve() == (tmp_path / "labelloop.toml").resolve()
+    assert config_file(None).resolve() == (tmp_path / "labelloop.toml").resolve()
     monkeypatch.chdir(tmp_path.parent)  # nothing at or above: the error names ./labelloop.toml
     with pytest.raises(ConfigError, match=f"no config at {tmp_path.parent / 'labelloop.toml'}"):
         find_config(None)
