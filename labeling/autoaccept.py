@@ -73,6 +73,9 @@ class Thresholds:
     confidence: float  # of the whole statement: threshold test and reference-error bound
     reference_error: float = 0.0  # rho used in the bound
     reference_alpha: float = 0.0  # alpha spent on measuring rho (0: rho taken as known)
+    # Per-class thresholds tested without the Bonferroni split: each holds at the confidence
+    # alone, all of them together only at 1 - K alpha (the certificate counts that).
+    each_alone: bool = False
 
     def as_array(self) -> np.ndarray:
         """Thresholds [K]; +inf where a class has none."""
@@ -84,7 +87,8 @@ class Thresholds:
                 "reference_error": self.reference_error,
                 "alpha": {"thresholds": round(alpha - self.reference_alpha, 12),
                           "reference_error": self.reference_alpha, "total": alpha},
-                "per_class": [c.to_dict() for c in self.per_class]}
+                "per_class": [c.to_dict() for c in self.per_class],
+                "each_alone": self.each_alone}
 
 
 def choose_thresholds(
@@ -123,7 +127,8 @@ def choose_thresholds(
                          level=level, max_error=max_error, min_points=min_points, rho=rho)
         for k, name in enumerate(classes)
     ]
-    return Thresholds(tuple(out), target_precision, confidence, rho, alpha["reference_error"])
+    return Thresholds(tuple(out), target_precision, confidence, rho, alpha["reference_error"],
+                      each_alone=not split_budget and len(classes) > 1)
 
 
 def planning_rate(max_error: float, rho: float) -> float:

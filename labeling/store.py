@@ -602,7 +602,9 @@ def _added_within(query, added: tuple[datetime, datetime | None] | None):
 def unskip(s: Session, task_ids: Iterable[int]) -> None:
     """Items skipped on Label Studio tasks ``task_ids``, now gone, are pending again: the skip
     went with its task, and the next push asks anew with a pre-annotation (a skipped item is
-    neither predicted nor pre-annotated). An item skipped on a task still there stays so."""
+    not pre-annotated, and outside the held-out sample not predicted either: a held-out one
+    is, as it counts against the model until answered). An item skipped on a task still
+    there stays so."""
     task_ids = sorted(task_ids)
     for start in range(0, len(task_ids), CHUNK):
         items = select(StudioTaskSync.item_id).where(

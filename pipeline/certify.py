@@ -22,8 +22,24 @@ tested the thresholds on hold them at their share of the pool, less a sampling a
 random from what people may be asked, so new images reach their share as rounds pass (at once
 where the audits shrank: ``pipeline.round.select.audit_draw``).
 
+From rates to the share: the two bounds above are on rates (what a label of each kind is
+wrong with); the labels delivered are one draw, and the share wrong among them varies around
+those rates. The certificate's figure is a quantile of that share at the bounds
+(``labeling.bounds.wrong_count_upper_bound``; each label wrong independently, as items drawn
+from the same images are), at a further alpha of ``SHARE_ALPHA`` x (1 - confidence): its
+``confidence`` is the loop's less that, ``rates_confidence`` the loop's, ``wrong_at_rates`` the
+expected share at the bounds (the figure before 2026-12-07, which a pool whose rate sat just
+under the target exceeded in about a third of draws).
+
+Per-class thresholds tested without the Bonferroni split (``[loop] split_error_budget =
+false``) hold each at the loop's confidence alone; the certificate spends K - 1 more alphas for
+the K classes given one (``_alone_alpha``), and gives no bound where that leaves under 50%.
+
 Assumes: the held-out items are a random sample of the pool (random and audit picks only);
-people's labels are wrong at most at the human bound.
+people's labels are wrong at most at the human bound; the items people were sent by the query
+strategies (taken out of what the machine labels) leave the rest no harder than the held-out
+sample says: they are the uncertain ones, which only lowers the error of what is left, but a
+strategy that took out easy items would raise it (a review's point; not measured).
 """
 
 from __future__ import annotations
@@ -31,10 +47,17 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+from labeling.bounds import wrong_count_upper_bound
 from labeling.monitoring import as_utc
 from labeling.schema import PEOPLE_SOURCES
 from labeling.store import LabelStore
 from labeling.studio.opinions import disagreed
+
+# The share of the rates' alpha (1 - confidence) spent again on the step from rates to the
+# share wrong among the labels delivered: 95% rates make a 94% certificate. A fifth, not all of
+# it: the quantile's figure grows slowly as its alpha shrinks (z 2.33 at 1%, 1.64 at 5%), the
+# stated confidence falls fast.
+SHARE_ALPHA = 0.2
 
 
 def certificate(store: LabelStore, accept: dict | None, *, reference_error: float | str,
@@ -93,19 +116,33 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
     out["assumes"] = ("people's labels are right (reference_error = 0)" if reference_error == 0
                       else f"people err at most {reference_error:.3f}") + \
         "; held-out human labels are a random sample of the pool"
+    alone = _alone_alpha(accept) if n_machine else 0.0
     if machine_ub is None:
         out["reason"] = "no bound for the machine labels in the last accept step"
+    elif confidence - alone <= 0.5:
+        out["reason"] = ("the classes' thresholds were each tested alone ([loop] "
+                         "split_error_budget = false), and together they hold at under 50% "
+                         "confidence: set split_error_budget = true")
     else:
         # The bounds cap the count of wrong labels among all the labels in force of each
         # kind; those held back are not a random draw (hard items get skipped and disputed),
         # so all of the wrong ones may be among the delivered: count over all, divide by these.
         machine_all = n_machine + (0 if human_only else machine_held)
         uncovered, rounds = _uncovered(store, accept, drifts) if machine_all else (0, [])
+        uncovered = min(uncovered, machine_all)  # labels in force on those images: all are
         if uncovered:
             out["uncovered_machine"], out["drift_rounds"] = uncovered, rounds
-        out["wrong_ub"] = min(1.0, ((machine_all - uncovered) * machine_ub + uncovered
-                                    + (n_human + human_held) * reference_error)
-                              / max(1, delivered))
+        # The rates bound what to expect of a label; the share wrong among these very labels
+        # varies around that (labeling.bounds.wrong_count_upper_bound), at its own alpha.
+        wrong = uncovered + wrong_count_upper_bound(
+            [(machine_all - uncovered, machine_ub), (n_human + human_held, reference_error)],
+            confidence=1 - SHARE_ALPHA * (1 - confidence))
+        out["wrong_ub"] = min(1.0, wrong / max(1, delivered))
+        out["wrong_at_rates"] = min(1.0, ((machine_all - uncovered) * machine_ub + uncovered
+                                          + (n_human + human_held) * reference_error)
+                                    / max(1, delivered))
+        out["rates_confidence"] = round(confidence - alone, 12)
+        out["confidence"] = round(confidence - alone - SHARE_ALPHA * (1 - confidence), 12)
     return out
 
 
@@ -201,7 +238,20 @@ def _machine_bound(accept: dict | None) -> float | None:
     if not bounds:
         return None
     target = thresholds.get("target_precision")
-    return max(bounds) if target is None else 1.0 - target
+    # A record without its target tested nothing the certificate may count (the bound at the
+    # chosen cut is not covered, above): no bound until the next accept step.
+    return None if target is None else 1.0 - target
+
+
+def _alone_alpha(accept: dict | None) -> float:
+    """The alpha the machine labels' bound spends beyond the loop's: per-class thresholds
+    tested without the Bonferroni split hold each at the loop's confidence, so the K classes
+    given one hold together at 1 - K alpha (union bound), K - 1 alphas more."""
+    thresholds = (accept or {}).get("thresholds") or {}
+    if not thresholds.get("each_alone"):
+        return 0.0
+    given = sum(c.get("threshold") is not None for c in thresholds.get("per_class") or [])
+    return max(0, given - 1) * thresholds["alpha"]["thresholds"]
 
 
 def latest_accept(rounds: list[dict]) -> dict | None:
@@ -258,7 +308,8 @@ def describe(cert: dict) -> str:
 def _people_part(cert: dict) -> str:
     """Where the people's part is most of the bound, what it rests on and what narrows it: a
     bound of several percent on labels that are nearly all right reads as broken otherwise."""
-    total = cert["wrong_ub"] * cert["delivered"]  # wrong labels at the bound
+    # Wrong labels at the rates' bounds (certificates before 2026-12-07 had only those).
+    total = cert.get("wrong_at_rates", cert["wrong_ub"]) * cert["delivered"]
     people = cert["human"] * (cert.get("human_error_ub") or 0.0)
     if people <= 0.5 * total:  # also nothing delivered: both 0
         return ""

@@ -426,7 +426,7 @@ def _list_prefix(root: str) -> tuple[_Found, dict[str, Stamp]]:
     found = _Found([], [], [], [], [], [], [])
     stamps: dict[str, Stamp] = {}
     for obj in list_objects(root):
-        if os.path.splitext(obj.path)[1].lower() not in IMAGE_EXTENSIONS:
+        if not _image_name(obj.path.rsplit("/", 1)[-1]):
             found.others.append(obj.path)
             continue
         found.images.append(obj.path)
@@ -439,7 +439,7 @@ class _Found(NamedTuple):
 
     images: list[str]  # image files to read: resolved, each once, under the root
     refused: list[Rejected]  # image files not to read: links out of the root, non-UTF-8 names
-    others: list[str]  # files without an image extension
+    others: list[str]  # files without an image extension, and macOS's "._" files
     folder_links: list[str]
     unreadable: list[Rejected]  # folders that could not be listed
     hidden: list[str]  # folders whose name starts with a dot: not walked
@@ -456,6 +456,14 @@ def walked_by_ingest(folder: Path, images: Path) -> bool:
 
 def _hidden(name: str) -> bool:
     return name.startswith(".")
+
+
+def _image_name(name: str) -> bool:
+    """Whether a file of this name is read as an image: its extension is an image's and it
+    is not macOS's "._photo.jpg", which it writes beside each file it copies to a disk
+    without its own metadata (AppleDouble: not an image; they read as broken ones)."""
+    dot = name.rfind(".")
+    return dot >= 1 and name[dot:].lower() in IMAGE_EXTENSIONS and not name.startswith("._")
 
 
 def _walk(root: Path) -> _Found:
@@ -489,8 +497,7 @@ def _walk(root: Path) -> _Found:
                 else:
                     folders.append(entry.path)
                 continue
-            dot = entry.name.rfind(".")
-            if dot < 1 or entry.name[dot:].lower() not in IMAGE_EXTENSIONS:
+            if not _image_name(entry.name):
                 found.others.append(_shown(entry.path))
                 continue
             resolved = entry.path

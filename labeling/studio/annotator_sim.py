@@ -40,8 +40,11 @@ class SimReport:
     pending_left: int = 0
 
 
-def load_truth(labels_csv: Path) -> dict[str, str]:
-    """Item key (``sha256:<hex>`` of the file) -> true label, from a ``path,label`` CSV."""
+def load_truth(labels_csv: Path, missing: list[str] | None = None) -> dict[str, str]:
+    """Item key (``sha256:<hex>`` of the file) -> true label, from a ``path,label`` CSV.
+
+    A listed file that is gone is an error, or, given a ``missing`` list, is appended to it
+    and left out (its tasks then stay open): one deleted image no longer refuses the rest."""
     labels_csv = Path(labels_csv)
     try:
         handle = labels_csv.open(newline="", encoding="utf-8-sig")
@@ -52,13 +55,13 @@ def load_truth(labels_csv: Path) -> dict[str, str]:
         raise StudioError(f"truth file {labels_csv} cannot be read ({err.strerror})") from None
     try:
         with handle:
-            return _read_truth(labels_csv, handle)
+            return _read_truth(labels_csv, handle, missing)
     except UnicodeDecodeError:
         raise StudioError(f"truth file {labels_csv} is not UTF-8 text; give a labels CSV "
                           f"(path,label)") from None
 
 
-def _read_truth(labels_csv: Path, handle) -> dict[str, str]:
+def _read_truth(labels_csv: Path, handle, missing: list[str] | None) -> dict[str, str]:
     """``load_truth``'s rows from the open ``handle``."""
     truth: dict[str, str] = {}
     reader = csv.DictReader(handle)
@@ -72,8 +75,11 @@ def _read_truth(labels_csv: Path, handle) -> dict[str, str]:
             with path.open("rb") as image:
                 digest = hashlib.file_digest(image, "sha256").hexdigest()
         except FileNotFoundError:
-            raise StudioError(f"{labels_csv} names {row['path']}, which does not exist "
-                              f"at {path}") from None
+            if missing is None:
+                raise StudioError(f"{labels_csv} names {row['path']}, which does not exist "
+                                  f"at {path}") from None
+            missing.append(str(path))
+            continue
         truth["sha256:" + digest] = str(row["label"])
     return truth
 

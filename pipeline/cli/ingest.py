@@ -36,7 +36,9 @@ def ingest_command(
         typer.Option("--store", help="A label store file to use instead of a project's."),
     ] = None,
     max_pixels: Annotated[
-        int, typer.Option(help="Larger images are quarantined as possible decompression bombs.")
+        int, typer.Option(help="Larger images are quarantined as possible decompression bombs "
+                          "(a project's limit can be lowered, not raised: its rounds read "
+                          "images at the default).")
     ] = DEFAULT_MAX_PIXELS,
     labels: Annotated[
         Path | None,
@@ -74,6 +76,14 @@ def ingest_command(
                                   "and the password in [store] password_file or "
                                   "LABELLOOP_STORE_PASSWORD")
         else:
+            if max_pixels > DEFAULT_MAX_PIXELS:
+                # Training, prediction and Label Studio's images read at the default limit:
+                # images admitted above it stopped every round after (a user's review).
+                raise IngestError(
+                    f"--max-pixels {max_pixels:,} is above the {DEFAULT_MAX_PIXELS:,} pixels "
+                    "a project's rounds read images at, so they would fail on the images it "
+                    "lets in: downscale those images, or ingest them into a plain store "
+                    "(--store) for other tools")
             project = find_config(config)
             if project.project.task != "classification" and (labels is not None
                                                              or imagefolder is not None):

@@ -328,7 +328,8 @@ def annotate_sim_command(
                       f"left {boxes.pending_left}, without an answer in {truth.name}: "
                       f"{boxes.no_truth}")
             return
-        answers = load_truth(truth)
+        answers = load_truth(truth, gone := [])
+        _say_missing(truth, gone)
         report = simulate_annotations(studio, project, answers, noise=noise, skip=skip,
                                       limit=limit, seed=seed)
     except (StudioError, BoxError) as err:
@@ -336,6 +337,13 @@ def annotate_sim_command(
     out.print(f"answered {report.answered} ({report.wrong} wrong on purpose), skipped "
               f"{report.skipped}; pending left {report.pending_left}, without an answer in "
               f"{truth.name}: {report.no_truth}")
+
+
+def _say_missing(truth: Path, gone: list[str]) -> None:
+    """Files the answer key names that are gone: left out, their tasks left open."""
+    if gone:
+        out.print(f"{len(gone):,} file(s) named in {truth.name} not found (first: {gone[0]}); "
+                  "without an answer there, their tasks stay open", markup=False)
 
 
 def _crowd_answers(config: Path | None, truth: Path, *, crowd: int, noise: float, seed: int,
@@ -351,9 +359,10 @@ def _crowd_answers(config: Path | None, truth: Path, *, crowd: int, noise: float
     if limit is not None:
         fail("--limit is for one annotator; the crowd answers every open task")
     try:
-        answers = load_truth(truth)  # by content, as the items are keyed
+        answers = load_truth(truth, gone := [])  # by content, as the items are keyed
     except StudioError as err:
         fail(str(err))
+    _say_missing(truth, gone)
     with opened(config, lock="labelloop annotate-sim") as project:
         studio = connect_studio(cfg, os.environ)
         # As a sync: the crowd answers the project a round made; it makes none.

@@ -91,3 +91,30 @@ def test_reference_error_of_one_or_more_is_refused():
         noisy_error_upper_bound(1, 10, confidence=0.95, reference_error=1.0)
     with pytest.raises(ValueError, match=r"reference_error must be in \[0, 1\)"):
         noisy_error_upper_bound(1, 10, confidence=0.95, reference_error=-0.1)
+
+
+def test_the_share_wrong_among_delivered_labels_stays_under_its_bound_where_the_rate_would_not():
+    # Rates just under their bounds (1.9% for 2%, 0.9% for 1%): the labels delivered are one
+    # draw, and the share wrong among them exceeds the rates' mix about a third of the time;
+    # the 99% quantile of the count is exceeded at most 1% of the time.
+    from labeling.bounds import wrong_count_upper_bound
+
+    rng = np.random.default_rng(7)
+    draws = 4000
+    wrong = rng.binomial(3000, 0.019, draws) + rng.binomial(1000, 0.009, draws)
+    count_ub = wrong_count_upper_bound([(3000, 0.02), (1000, 0.01)], confidence=0.99)
+    assert np.mean(wrong > count_ub) <= 0.01 + 3 * np.sqrt(0.01 * 0.99 / draws)
+    assert np.mean(wrong > 3000 * 0.02 + 1000 * 0.01) > 0.2  # the rates as the share: no bound
+    assert count_ub > 70  # but not far above them either (70 at the rates; 90 here)
+    assert count_ub < 95
+
+
+def test_the_wrong_count_bound_refuses_what_is_not_a_count_and_a_rate():
+    from labeling.bounds import wrong_count_upper_bound
+
+    assert wrong_count_upper_bound([(10, 1.0), (5, 0.0), (0, 0.3)], confidence=0.95) == 10
+    for bad in ([(-1, 0.1)], [(3, 1.5)], [(2.5, 0.1)]):
+        with pytest.raises(ValueError, match="count >= 0, rate in"):
+            wrong_count_upper_bound(bad, confidence=0.95)
+    with pytest.raises(ValueError, match="confidence must be in"):
+        wrong_count_upper_bound([(3, 0.1)], confidence=1.0)

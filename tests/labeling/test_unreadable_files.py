@@ -32,3 +32,14 @@ def test_a_truth_file_that_is_a_folder_or_not_text_is_a_clear_error(tmp_path):
     binary.write_bytes(b"path,label\n\xff\xfe,1\n")
     with pytest.raises(StudioError, match="is not UTF-8 text"):
         load_truth(binary)
+
+
+def test_a_truth_file_naming_a_deleted_image_answers_the_rest_when_asked_to(tmp_path):
+    # A user deleted one image of a pool: annotate-sim refused the whole answer key.
+    (tmp_path / "a.png").write_bytes(b"first image")
+    (tmp_path / "truth.csv").write_text("path,label\na.png,cat\ngone.png,dog\n")
+    with pytest.raises(StudioError, match="names gone.png, which does not exist"):
+        load_truth(tmp_path / "truth.csv")
+    gone: list[str] = []
+    truth = load_truth(tmp_path / "truth.csv", gone)
+    assert list(truth.values()) == ["cat"] and gone == [str(tmp_path / "gone.png")]

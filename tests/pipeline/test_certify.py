@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from labeling.bounds import wrong_count_upper_bound
 from labeling.store import LabelStore, NewLabel
 from pipeline.certify import certificate, describe, latest_accept
 from pipeline.ingest import ingest_folder
@@ -37,11 +38,16 @@ def _accept(bound):
 def test_the_bound_mixes_machine_and_human_error_over_the_delivered_labels(store):
     cert = certificate(store, _accept(0.05), reference_error=0.01, confidence=0.95)
     assert (cert["delivered"], cert["human"], cert["machine"], cert["unlabeled"]) == (8, 4, 4, 2)
-    assert cert["wrong_ub"] == pytest.approx((4 * 0.05 + 4 * 0.01) / 8)
+    assert cert["wrong_at_rates"] == pytest.approx((4 * 0.05 + 4 * 0.01) / 8)
+    # The share among these 8 labels, not the rates: at 99% (a fifth of the 5% spent again),
+    # 2 of the 8 may be wrong.
+    assert cert["wrong_ub"] == wrong_count_upper_bound([(4, 0.05), (4, 0.01)],
+                                                       confidence=0.99) / 8 == 2 / 8
+    assert (cert["confidence"], cert["rates_confidence"]) == (0.94, 0.95)
     assert "people err at most 0.010" in cert["assumes"]
     line = describe(cert)
     assert "8 labels delivered (4 by people, 4 by the machine), 2 unlabeled" in line
-    assert "<= 3.00% with 95% confidence" in line
+    assert "<= 25.00% with 94% confidence" in line
 
 
 def test_people_assumed_right_is_said_and_a_missing_bound_is_no_bound(store):
@@ -66,7 +72,8 @@ def test_nothing_delivered_has_no_bound(tmp_path):
 
 def test_a_human_only_delivery_is_certified_by_the_human_bound_alone(store):
     cert = certificate(store, None, reference_error=0.02, confidence=0.95, human_only=True)
-    assert (cert["delivered"], cert["machine"], cert["wrong_ub"]) == (4, 0, 0.02)
+    assert (cert["delivered"], cert["machine"], cert["wrong_at_rates"]) == (4, 0, 0.02)
+    assert cert["wrong_ub"] == 1 / 4  # one wrong of 4 is 3.9% likely at a 2% rate
 
 
 def test_the_latest_accept_record_is_the_newest_round_that_ran_it():
@@ -81,7 +88,7 @@ def test_measured_people_are_certified_by_their_label_error_not_by_rho(store):
     accept = {**_accept(0.02), "reference": {"rate_ub": 0.4}, "human_error": {"rate_ub": 0.08}}
     cert = certificate(store, accept, reference_error="measured", confidence=0.95)
     assert cert["human_error_ub"] == 0.08
-    assert cert["wrong_ub"] == pytest.approx((4 * 0.02 + 4 * 0.08) / 8)
+    assert cert["wrong_at_rates"] == pytest.approx((4 * 0.02 + 4 * 0.08) / 8)
     # The people's part is most of it: the line says so, and what narrows it.
     assert "80% of it is the people's part" in describe(cert)  # 4 * 0.08 of 4 * 0.1
     accept["human_error"]["n_items"] = 40
@@ -166,7 +173,9 @@ def test_labels_the_export_holds_back_are_not_certified_as_delivered(store):
     assert cert["withheld"] == 3 and cert["unlabeled"] == 2 and cert["items"] == 10
     # The bounds cap wrong labels among all 4 machine and 4 human labels in force; the held
     # back ones are not random (hard items get skipped), so all may be among the 5 delivered.
-    assert cert["wrong_ub"] == pytest.approx((4 * 0.05 + 4 * 0.01) / 5)
+    assert cert["wrong_at_rates"] == pytest.approx((4 * 0.05 + 4 * 0.01) / 5)
+    assert cert["wrong_ub"] == wrong_count_upper_bound([(4, 0.05), (4, 0.01)],
+                                                       confidence=0.99) / 5
     assert "3 labeled but held back (skipped, disputed or quarantined)" in describe(cert)
     people = certificate(store, _accept(0.05), reference_error=0.01, confidence=0.95,
                          human_only=True)
@@ -175,7 +184,8 @@ def test_labels_the_export_holds_back_are_not_certified_as_delivered(store):
     # The line adds up to the pool: the machine's labels are not taken for unlabeled items.
     assert ("2 labels delivered (2 by people, 0 by the machine), 2 unlabeled, 4 labeled by the "
             "machine and not exported, 2 labeled but held back") in describe(people)
-    assert people["wrong_ub"] == pytest.approx(4 * 0.01 / 2)
+    assert people["wrong_at_rates"] == pytest.approx(4 * 0.01 / 2)
+    assert people["wrong_ub"] == wrong_count_upper_bound([(4, 0.01)], confidence=0.99) / 2
 
 
 def test_the_fewest_answers_that_certify_a_target_are_where_the_bound_first_meets_it():
@@ -236,7 +246,9 @@ def test_machine_labels_on_new_images_unlike_the_held_out_ones_count_as_wrong_un
                        drifts=drifts)
     assert cert["uncovered_machine"] == 5 and cert["drift_rounds"] == [3, 4]
     assert cert["machine"] == 9 and cert["delivered"] == 13
-    assert cert["wrong_ub"] == pytest.approx((4 * 0.05 + 5 * 1.0 + 4 * 0.01) / 13)
+    assert cert["wrong_at_rates"] == pytest.approx((4 * 0.05 + 5 * 1.0 + 4 * 0.01) / 13)
+    assert cert["wrong_ub"] == (5 + wrong_count_upper_bound([(4, 0.05), (4, 0.01)],
+                                                            confidence=0.99)) / 13
     assert ("counted as wrong: the 5 machine label(s) on new images unlike the held-out ones "
             "(drift found in round 3, 4)") in describe(cert)
     # An accept step tested on held-out answers that hold the newer images only: the older
@@ -253,8 +265,30 @@ def test_machine_labels_on_new_images_unlike_the_held_out_ones_count_as_wrong_un
             "drift_cohorts": cohort_checks(store, drifts, old + first[:2] + second[:2])}
     cert = certificate(store, both, reference_error=0.01, confidence=0.95, drifts=drifts)
     assert "uncovered_machine" not in cert
-    assert cert["wrong_ub"] == pytest.approx((9 * 0.05 + 4 * 0.01) / 13)
+    assert cert["wrong_at_rates"] == pytest.approx((9 * 0.05 + 4 * 0.01) / 13)
     assert drifts_flagged([rounds[0], rounds[3]]) == []  # no drift found: as before
     # At half their share of the pool their errors would weigh half in the test: not enough.
     share = {"items": 200, "pool": 1000, "validation_total": 400}
     assert not _covered({**share, "validation": 40}) and _covered({**share, "validation": 70})
+
+
+def test_per_class_thresholds_tested_each_alone_certify_at_what_they_hold_together(store):
+    # [loop] split_error_budget = false: each class's threshold holds at 95% alone; the two
+    # given one hold together at 90% (a statistician's review: the certificate said 95%).
+    from labeling.autoaccept import choose_thresholds
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1], 400)
+    alone = choose_thresholds(probs, probs.argmax(1), ["a", "b"], split_budget=False)
+    assert alone.to_dict()["each_alone"] and not choose_thresholds(
+        probs, probs.argmax(1), ["a", "b"]).to_dict()["each_alone"]
+    accept = {"thresholds": {**alone.to_dict(), "per_class": [
+        {"label": c, "threshold": 0.9, "error_upper_bound": 0.01} for c in ("a", "b")]}}
+    cert = certificate(store, accept, reference_error=0.01, confidence=0.95)
+    assert (cert["rates_confidence"], cert["confidence"]) == (0.9, 0.89)
+    assert "with 89% confidence" in describe(cert)
+    # Ten classes each alone hold together at 50%: no bound, and what to set.
+    many = {"thresholds": {**accept["thresholds"], "per_class": [
+        {"label": str(c), "threshold": 0.9, "error_upper_bound": 0.01} for c in range(10)]}}
+    cert = certificate(store, many, reference_error=0.01, confidence=0.95)
+    assert cert["wrong_ub"] is None and "set split_error_budget = true" in cert["reason"]

@@ -72,7 +72,11 @@ def test_a_detection_round_is_monitored_and_drift_in_new_images_is_flagged(
     items = {**predicted_as(truth, held, conf_held, wrong=wrong),
              **predicted_as(truth, pool, np.full(len(pool), 0.9))}
     items[tied]["confidence"] = 0.3
-    first = run_monitor(proj, rid, items, version)["monitor"]
+    stats = run_monitor(proj, rid, items, version)
+    first = stats["monitor"]
+    # The audits' warning allows for the people's error, as a classification round's does.
+    assert "human_error_ub" in first["auto_label"]
+    assert first["auto_label"]["human_error_ub"] == stats["accept"]["human_error"]["rate_ub"]
     champion = first["champion"]
     assert champion["version"] == version and champion["n_train"] == 40
     # 30 right of 40 labeled, and a tie among people that counts as wrong, as in the cut.

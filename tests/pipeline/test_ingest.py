@@ -164,6 +164,17 @@ def test_max_pixels_quarantines_large_images(store, tmp_path):
     assert "too large" in report.quarantined[0].reason
 
 
+def test_macos_resource_files_beside_images_are_ignored_not_quarantined(store, tmp_path):
+    # A folder copied from a Mac to a USB disk holds "._x.png" beside each "x.png": AppleDouble
+    # metadata, not an image. A user's review found them quarantined as broken images.
+    root = tmp_path / "images"
+    write_file(root / "cat.png", encoded(Image.fromarray(_noise((8, 8))), "PNG"))
+    write_file(root / "._cat.png", b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    report = ingest_folder(store, root)
+    assert [Path(i.path).name for i in report.added] == ["cat.png"]
+    assert report.quarantined == [] and [Path(p).name for p in report.ignored] == ["._cat.png"]
+
+
 def test_the_default_limit_stops_a_bomb_below_pillows_hard_limit(store, tmp_path):
     root = tmp_path / "images"
     write_file(root / "bomb.png", bomb_png(10_000, 10_000))  # 1e8 pixels: over the default 89.5M
@@ -270,6 +281,25 @@ def test_cli_prints_a_summary_and_the_quarantined_files(tmp_path, folder):
     assert "decompression bomb" in result.output
     store = LabelStore(db)
     assert len(store.items()) == len(sizes)
+    store.close()
+
+
+def test_a_projects_limit_is_not_raised_above_what_its_rounds_read(tmp_path):
+    # A user's review: `ingest --max-pixels` let 100-megapixel photos in, and every round
+    # after stopped on them (training and prediction read at the default limit).
+    root = tmp_path / "images"
+    write_file(root / "big.png", bomb_png(10_000, 10_000))
+    result = CliRunner().invoke(app, ["ingest", str(root), "--max-pixels", "200000000",
+                                      "--config", str(tmp_path / "labelloop.toml")])
+    assert result.exit_code == 1
+    assert "--max-pixels 200,000,000 is above the 89,478,485 pixels" in result.stderr
+    # A plain store feeds no round: there the limit is the caller's to raise.
+    db = tmp_path / "labels.db"
+    plain = CliRunner().invoke(app, ["ingest", str(root), "--store", str(db),
+                                     "--max-pixels", "200000000"])
+    assert plain.exit_code == 0, plain.output
+    store = LabelStore(db)
+    assert [Path(i.path).name for i in store.items()] == ["big.png"]
     store.close()
 
 

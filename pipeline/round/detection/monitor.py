@@ -64,7 +64,9 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
         "auto_label": {"coverage": accept.get("coverage"), "accepted": accept.get("accepted"),
                        "machine_labels": accept.get("machine_labels"),
                        "thresholds": {"image": cut}, "dataset_threshold": None,
-                       "audit": accept.get("audit"), "certificate": accept.get("certificate")},
+                       "audit": accept.get("audit"), "certificate": accept.get("certificate"),
+                       # The people's error the audits' warning allows for (as for classes).
+                       "human_error_ub": (accept.get("human_error") or {}).get("rate_ub")},
         "annotators": people,
         "annotator_quality": [],
         "data": {"items": store.count_items(status="ok"), "human_labels": len(human_now),
