@@ -14,8 +14,12 @@ and the certificate bounds both rates from above:
   human labels are right; counting their error here is what keeps the figure honest.
 
 Alpha: 1 - confidence is split by the union bound. A measured ``human_error`` or
-``reference_error`` spends its own alpha; the audit's Clopper-Pearson bound gets what is left.
-If every bound holds (probability >= confidence), the share is below ``wrong_ub``.
+``reference_error`` spends its own alpha; where people's labels are counted wrong at a rate
+(``human_error`` > 0), the share wrong among those delivered varies around it, and a fifth of
+what is left goes to a quantile of that count (``labeling.bounds.wrong_count_upper_bound``; the
+audit is a sample of the machine labels delivered, so its bound is on their share already);
+the audit's Clopper-Pearson bound gets the rest. If every bound holds (probability >=
+confidence), the share is below ``wrong_ub``.
 
 Not implemented: audits whose sampling probabilities differ (rounds that audited at different
 rates, over machine-labeled sets that changed). Pooling those as one uniform sample is biased;
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labeling.annotators import AnnotatorErrorBound, as_rate_and_alpha, split_alpha
-from labeling.bounds import noisy_error_upper_bound
+from labeling.bounds import noisy_error_upper_bound, wrong_count_upper_bound
 
 
 @dataclass(frozen=True)
@@ -81,18 +85,23 @@ def certify_delivered(
       ``reference_error`` bounds rho, the chance that the audit's human reference repeats the
       machine's wrong label (0: audit references are right). The same measured bound may be
       passed as both; its alpha is then spent once.
-    Alpha: 1 - confidence = audit's alpha + alpha of each measured bound; all in ``alpha``."""
+    Alpha: 1 - confidence = audit's alpha + alpha of each measured bound + the human share's
+    quantile (where ``human_error`` > 0); all in ``alpha``."""
     counts = _check_counts(n_human, n_machine, n_unlabeled)
     correct = _check_audit(audit_correct, audit_probs, confidence)
     h, _ = as_rate_and_alpha(human_error, "human_error")
     rho, _ = as_rate_and_alpha(reference_error, "reference_error")
     alpha = split_alpha(confidence, human_error=human_error, reference_error=reference_error)
-    alpha["audit"] = alpha.pop("left")  # the audit's test gets what the measured bounds leave
+    left = alpha.pop("left")
+    alpha["human_share"] = round(left / 5, 12) if h > 0 and counts[0] else 0.0
+    alpha["audit"] = round(left - alpha["human_share"], 12)  # what the others leave
     disagree, n_audit = int((~correct).sum()), int(len(correct))
     machine_ub = (noisy_error_upper_bound(disagree, n_audit, confidence=1 - alpha["audit"],
                                           reference_error=rho) if counts[1] else 0.0)
     delivered = counts[0] + counts[1]
-    wrong_ub = (counts[1] * machine_ub + counts[0] * h) / delivered
+    human_wrong = (wrong_count_upper_bound([(counts[0], h)], confidence=1 - alpha["human_share"])
+                   if alpha["human_share"] else 0)
+    wrong_ub = min(1.0, (counts[1] * machine_ub + human_wrong) / delivered)
     return DatasetCertificate(float(wrong_ub), confidence, delivered, *counts, float(machine_ub),
                               h, n_audit, disagree, alpha)
 

@@ -254,8 +254,10 @@ def _ingest(store: LabelStore, root_path: Path | str, max_pixels: int, progress:
         gone = [p for p in was_quarantined
                 if p.startswith(root_path + "/") and p not in again and p not in listed]
     else:
+        # A "._" file quarantined before they were passed over stays on disk, never read now.
         gone = [p for p in was_quarantined if not is_remote(p) and Path(p).is_relative_to(
-            root_path) and p not in again and not os.path.lexists(p)]
+            root_path) and p not in again and (not os.path.lexists(p)
+                                               or not _image_name(Path(p).name))]
     released = sorted({p for p in fine if p in was_quarantined}.union(gone))
     store.unquarantine(released)
     # Only files whose bytes are a good image in the store are marked read: a quarantined file

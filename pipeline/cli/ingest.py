@@ -37,8 +37,9 @@ def ingest_command(
     ] = None,
     max_pixels: Annotated[
         int, typer.Option(help="Larger images are quarantined as possible decompression bombs "
-                          "(a project's limit can be lowered, not raised: its rounds read "
-                          "images at the default).")
+                          "(for a project, at most the default: its rounds read and "
+                          "ingest images at the default, and a lower limit holds for this "
+                          "ingest only).")
     ] = DEFAULT_MAX_PIXELS,
     labels: Annotated[
         Path | None,

@@ -239,8 +239,9 @@ def flat_metrics(record: dict) -> dict[str, float]:
         put(f"threshold/{cls}", thr)
     put("threshold/dataset", auto.get("dataset_threshold"))
     cert = auto.get("certificate") or {}
-    for key in ("wrong_ub", "wrong_at_rates", "machine_error_ub", "human_error_ub",
-                "delivered", "human", "machine", "unlabeled", "withheld"):
+    for key in ("wrong_ub", "wrong_at_rates", "confidence", "rates_confidence",
+                "machine_error_ub", "human_error_ub", "delivered", "human", "machine",
+                "unlabeled", "withheld"):
         put(f"certificate/{key}", cert.get(key))
     audit = auto.get("audit") or {}
     put("audit_n", audit.get("n"))

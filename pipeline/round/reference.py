@@ -7,10 +7,11 @@ Measured, on the items two or more people answered among the random double and b
 (``pipeline.round.blind``; chosen by content hash before anyone answered). Two answers agree
 when they are the same class, or for boxes when they match object for object (the rule the
 accept step judges an image's machine boxes by; ``answer_groups``):
-- rho: from each item's first two answers (both asked before either was seen; a third is
-  asked only where they differ, and counting it biased rho low, ``annotator_error_bound``): the
-  trials are the items whose second answer differs from the model's label, and the event is
-  that the first person gave the model's label anyway. Only items whose
+- rho: the trials are the checks whose second and third answers agree with each other and
+  not with the model's label, and the event is that the first person gave the model's label
+  anyway (``annotator_error_bound``: a check whose second answer differs from the model's gets
+  a third person whatever the first said, ``pipeline.round.sync``, so no trial depends on the
+  answer it tests). Only items whose
   first answer was given as the references are (blind when ``blind_references``, else shown
   the pre-annotation) count, with the model's label the one the choosing round predicted (for
   a blind item) or the one shown. Clopper-Pearson at a quarter of the loop's alpha.
@@ -95,7 +96,6 @@ def _people_bounds(project: Project) -> PeopleBounds:
         how = "assumed ([loop] reference_error)"
         return PeopleBounds(float(loop.reference_error), how, float(loop.reference_error), how)
     boxes = project.config.project.task == "detection"
-    classes = list(project.classes)
     votes = current_votes(project.store, None, values=boxes)
     if boxes:  # an answer synced before boxes were kept has no value: not "nothing here"
         votes = {k: {p: v for p, v in people.items() if v is not None}
@@ -104,19 +104,7 @@ def _people_bounds(project: Project) -> PeopleBounds:
     double, blind = checked(project, votes)
     keys = sorted(k for k in double | blind if len(votes[k]) >= 2)
     confidence = 1.0 - (1.0 - loop.confidence_level) / 4
-    if loop.blind_references:
-        unseen = [k for k in keys if k not in shown]
-        if boxes:
-            model = choosing_values(project, unseen)
-        else:
-            model = {k: classes[int(p.argmax())]
-                     for k, p in choosing_probs(project, unseen).items()}
-        where = "blind-checked"
-    elif boxes:  # the config refuses this: the shown boxes are not kept per answer
-        raise ValueError('reference_error = "measured" for boxes needs blind_references')
-    else:
-        model = {k: shown[k] for k in keys if shown.get(k) in classes}
-        where = "double-checked"
+    model, where = rho_checks(project, keys, shown)
     # Two answers agree when they are the same class, or, for boxes, when they match object
     # for object (the accept step's rule for an image being right).
     same = _boxes_agree if boxes else operator.eq
@@ -127,6 +115,25 @@ def _people_bounds(project: Project) -> PeopleBounds:
     human, human_how = _measure([k for k in keys if k in double], votes, confidence, None,
                                 "double-checked", same)
     return PeopleBounds(rho, rho_how, human, human_how)
+
+
+def rho_checks(project: Project, keys, shown: dict) -> tuple[dict, str]:
+    """The checked items among ``keys`` that rho is measured on -> the model's answer it is
+    measured against, and what they are: with ``blind_references``, the blind checks against
+    the choosing round's answer (made before the item had a label); else the double checks
+    against the pre-annotation shown. The sync asks a third person on these where the second
+    answer differs from it (``labeling.studio.opinions.plan``)."""
+    classes = list(project.classes)
+    boxes = project.config.project.task == "detection"
+    if project.config.loop.blind_references:
+        unseen = [k for k in keys if k not in shown]
+        if boxes:
+            return choosing_values(project, unseen), "blind-checked"
+        return ({k: classes[int(p.argmax())]
+                 for k, p in choosing_probs(project, unseen).items()}, "blind-checked")
+    if boxes:  # the config refuses this: the shown boxes are not kept per answer
+        raise ValueError('reference_error = "measured" for boxes needs blind_references')
+    return {k: shown[k] for k in keys if shown.get(k) in classes}, "double-checked"
 
 
 def _boxes_agree(a, b) -> bool:

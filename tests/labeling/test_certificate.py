@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from labeling.annotators import AnnotatorErrorBound
-from labeling.bounds import error_upper_bound
+from labeling.bounds import error_upper_bound, wrong_count_upper_bound
 from labeling.certificate import certify_delivered
 
 
@@ -14,31 +14,35 @@ def _audit(n, n_wrong):
 
 def test_certificate_combines_audit_and_human_error_by_count():
     cert = certify_delivered(1000, 3000, 500, _audit(300, 3), human_error=0.01)
-    machine = error_upper_bound(3, 300, confidence=0.95)
+    machine = error_upper_bound(3, 300, confidence=0.96)
     assert cert.machine_error_ub == pytest.approx(machine)
-    assert cert.wrong_ub == pytest.approx((3000 * machine + 1000 * 0.01) / 4000)
+    # The people's 1% is a rate: the share wrong among these 1,000 is its 99% quantile.
+    people = wrong_count_upper_bound([(1000, 0.01)], confidence=0.99)
+    assert people == 18
+    assert cert.wrong_ub == pytest.approx((3000 * machine + people) / 4000)
     assert (cert.n_delivered, cert.n_unlabeled, cert.n_audited) == (4000, 500, 300)
     assert cert.alpha == {"human_error": 0.0, "reference_error": 0.0, "total": 0.05,
-                          "audit": 0.05}
+                          "human_share": 0.01, "audit": 0.04}
 
 
 def test_measured_bounds_spend_alpha_once_each():
     people = AnnotatorErrorBound(0.03, 0.01, 500, 9, "test")
     cert = certify_delivered(1000, 3000, 0, _audit(300, 3), human_error=people,
                              reference_error=people)
-    assert cert.alpha["audit"] == pytest.approx(0.04)  # one bound, one alpha
-    expected = error_upper_bound(3, 300, confidence=0.96) / (1 - 0.03)
+    assert cert.alpha["audit"] == pytest.approx(0.032)  # one bound, one alpha; 0.008 share
+    expected = error_upper_bound(3, 300, confidence=0.968) / (1 - 0.03)
     assert cert.machine_error_ub == pytest.approx(expected)
     rho = AnnotatorErrorBound(0.2, 0.02, 80, 9, "test")
     cert = certify_delivered(1000, 3000, 0, _audit(300, 3), human_error=people,
                              reference_error=rho)
-    assert cert.alpha["audit"] == pytest.approx(0.02)
+    assert cert.alpha["audit"] == pytest.approx(0.016)
 
 
 def test_machine_labels_without_an_audit_are_not_certified_and_none_cost_nothing():
     assert certify_delivered(100, 900, 0, np.array([], bool)).wrong_ub == pytest.approx(0.9)
     only_people = certify_delivered(1000, 0, 50, np.array([], bool), human_error=0.02)
-    assert only_people.wrong_ub == pytest.approx(0.02)
+    assert only_people.wrong_ub == wrong_count_upper_bound([(1000, 0.02)],
+                                                           confidence=0.99) / 1000
 
 
 def test_certificate_covers_the_realized_share_in_monte_carlo():

@@ -76,3 +76,21 @@ def test_the_human_labels_error_can_be_set_apart_from_rho(tmp_path):
                     encoding="utf-8")
     with pytest.raises(ConfigError, match=r"human_error must be in \[0, 0.5\)"):
         load_config(path)
+
+
+def test_an_answer_key_whose_files_are_all_gone_is_an_error_before_any_account_is_made(
+        tmp_path):
+    # A review: a truth.csv copied away from its images printed "answered 0" and exited 0
+    # (it had refused the whole file for one missing image before).
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import app
+    from pipeline.project.workspace import init_project
+
+    (tmp_path / "imgs").mkdir()
+    config = init_project(tmp_path, images=tmp_path / "imgs", classes=["cat", "dog"])
+    (tmp_path / "truth.csv").write_text("path,label\na.png,cat\nb.png,dog\n")
+    result = CliRunner().invoke(app, ["annotate-sim", "--truth", str(tmp_path / "truth.csv"),
+                                      "--crowd", "2", "--config", str(config)])
+    assert result.exit_code != 0
+    assert "none of the 2 file(s) named in truth.csv exists" in result.output

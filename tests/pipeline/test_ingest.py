@@ -170,9 +170,14 @@ def test_macos_resource_files_beside_images_are_ignored_not_quarantined(store, t
     root = tmp_path / "images"
     write_file(root / "cat.png", encoded(Image.fromarray(_noise((8, 8))), "PNG"))
     write_file(root / "._cat.png", b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    store.quarantine(str(root.resolve() / "._cat.png"), "cannot identify image file")  # before
     report = ingest_folder(store, root)
     assert [Path(i.path).name for i in report.added] == ["cat.png"]
     assert report.quarantined == [] and [Path(p).name for p in report.ignored] == ["._cat.png"]
+    # One quarantined by an ingest before this rule leaves the quarantine (it stays on disk,
+    # never read again, and would have stayed there for good).
+    assert [Path(p).name for p in report.released] == ["._cat.png"]
+    assert store.quarantined() == []
 
 
 def test_the_default_limit_stops_a_bomb_below_pillows_hard_limit(store, tmp_path):
