@@ -24,10 +24,6 @@ The rule (``plan``), per item with a task in Label Studio:
   answered) gets a second person whatever the first said: the only unbiased sample for
   measuring how often people repeat the model's mistakes (``labeling.annotators``), since the
   disagreement routes never send on a first answer that equals the model's;
-- of those, a blind check (``blind``) whose second answer differs from the model's gets a
-  third person whatever the first said: the trials rho is measured on are the items whose
-  second and third people agree that the model is wrong, chosen without looking at the first
-  answer, which is the one tested (one answer more on the checks the model gets wrong);
 - otherwise nothing.
 
 Raising works per task (``PATCH /api/tasks/{id}`` with ``overlap`` and ``is_labeled: false``;
@@ -213,21 +209,18 @@ def blind_checked(keys, share: float, *, after: float = 0.0) -> set[str]:
 def plan(votes: Mapping[str, Mapping[str, Any]], model_labels: Mapping[str, Any],
          held_out: set[str], tasks: Mapping[str, int], asked: Mapping[str, int],
          *, double_check: set[str] = frozenset(), review: Sequence[str] = (),
-         sure: set[str] = frozenset(), blind: Mapping[str, Any] | None = None,
+         sure: set[str] = frozenset(),
          differs: Callable[[Any, Any], bool] = operator.ne,
          describe: Callable[[Any], str] = repr) -> list[OpinionRequest]:
     """The overlap raises the rule (module docstring) asks for now. ``asked``: the overlap
     already requested per item key (1 if never); ``double_check``: keys that get a second
     person in any case; ``review``: other keys whose one answer is suspect (``review_queue``),
     already cut to the round's budget; ``sure``: keys whose model label is confident enough
-    that a disagreeing first answer gets two more people at once; ``blind``: blind-checked
-    keys -> the model's answer rho is measured against (the choosing round's, made before the
-    item had a label), a second answer that differs from it brings a third. ``differs(a, b)``:
-    whether
+    that a disagreeing first answer gets two more people at once. ``differs(a, b)``: whether
     two answers disagree (a class: ``!=``; boxes: not matched object for object);
     ``describe``: an answer for the reason recorded."""
     out = []
-    review, blind = set(review), blind or {}
+    review = set(review)
     keys = set(held_out) | review | set(double_check) | {
         k for k, v in votes.items() if len(v) == 2}
     for key in sorted(keys):
@@ -244,10 +237,6 @@ def plan(votes: Mapping[str, Mapping[str, Any]], model_labels: Mapping[str, Any]
         elif len(answers) == 1 and key in review:
             want, why = 2, f"review: the answer {describe(answers[0])} differs from the " \
                            f"model's {describe(model_labels.get(key))}"
-        elif (len(answers) == 2 and key in blind
-              and differs(answers[1], blind[key])):
-            want, why = 3, f"blind check: the second answer {describe(answers[1])} differs " \
-                           f"from the model's {describe(blind[key])}"
         elif len(answers) == 2 and differs(answers[0], answers[1]):
             want, why = 3, f"two people differ ({describe(answers[0])}, " \
                            f"{describe(answers[1])})"

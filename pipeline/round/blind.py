@@ -5,8 +5,7 @@
   it far more often than one who is not (anchoring). Blind, a reference repeats a wrong model
   label only when the person confuses the same two classes unprompted.
 - ``blind_check``: a random share of the items picked for training (not the held-out ones),
-  pushed blind and answered by two people, and by a third where the second differs from the
-  model (``labeling.studio.opinions.plan``). On them rho of blind answers is measured
+  pushed blind and answered by two people. On them rho of blind answers is measured
   (pipeline/round/reference.py): only an item the model got wrong is a trial, and the
   uncertain items people are sent are where it errs. On a random held-out item it is rarely
   wrong: in a stored 5% crowd run (scripts/bench_loop.py) 56 blind-checked held-out items

@@ -29,7 +29,6 @@ from pipeline.round.adopt import adopt_hand_made_tasks
 from pipeline.round.blind import checked
 from pipeline.round.detection.predict import latest_machine_values
 from pipeline.round.predict import latest_probs
-from pipeline.round.reference import rho_checks
 from pipeline.round.review import answer_scores, review_budget
 from pipeline.round.session import session
 from pipeline.task_images import project_task_images
@@ -114,23 +113,12 @@ def _ask_on_classes(project: Project, studio, sp, round_id: int | None) -> int:
                          current=current)
     sure = {k for k in held if k in newest and current[k] == model[k]
             and float(newest[k].max()) >= SURE}
-    double, blind = checked(project, tasks)
     requests = plan(votes, model, held, tasks, before, review=queue, sure=sure,
-                    double_check=double | blind,
-                    blind=_rho_models(project, votes, double | blind, shown))
+                    double_check=set().union(*checked(project, tasks)))
     accounts = annotator_accounts(project.config)  # 0: people labelloop does not count
     requests += settle(votes, model, held, tasks, before,
                        max_people=min(accounts, MAX_PEOPLE) if accounts else MAX_PEOPLE)
     return request_opinions(studio, store, sp, requests, round_id=round_id)
-
-
-def _rho_models(project: Project, votes: dict, checks: set[str], shown: dict) -> dict:
-    """The checks two people answered that rho is measured on -> the model's answer it is
-    measured against (``pipeline.round.reference.rho_checks``); none where rho is a number."""
-    if project.config.loop.reference_error != "measured":
-        return {}
-    keys = sorted(k for k in checks if len(votes.get(k) or {}) == 2)
-    return rho_checks(project, keys, shown)[0] if keys else {}
 
 
 def _ask_on_boxes(project: Project, studio, sp, round_id: int | None) -> int:
@@ -142,13 +130,9 @@ def _ask_on_boxes(project: Project, studio, sp, round_id: int | None) -> int:
     checks get a second person as for classes; no reviews yet: they rank answers by class."""
     store = project.store
     tasks = store.tasks(sp.id)
-    double, blind = checked(project, tasks)
-    votes = current_votes(store, sp.id, values=True)
-    requests = plan(votes, latest_machine_values(project),
+    requests = plan(current_votes(store, sp.id, values=True), latest_machine_values(project),
                     set(picks(store, holdout=True)), tasks, asked_overlaps(store, sp.id),
-                    double_check=double | blind,
-                    blind=_rho_models(project, votes, double | blind,
-                                      shown_predictions(store, sp.id)),
+                    double_check=set().union(*checked(project, tasks)),
                     differs=boxes_differ, describe=boxes_text)
     return request_opinions(studio, store, sp, requests, round_id=round_id)
 

@@ -85,26 +85,6 @@ def test_a_random_double_check_asks_a_second_person_even_when_the_first_agrees()
     assert [(r.key, r.overlap, r.reason) for r in asks] == [(key, 2, "random double check")]
 
 
-def test_a_blind_check_whose_second_answer_differs_from_the_model_asks_a_third_person():
-    # rho's trials are the checks whose second and third people call the model wrong, so the
-    # third is asked whatever the first said: where the first two agree too ("b"), not only
-    # where they differ ("a"). A second answer like the model's asks nobody ("c"); neither
-    # does one unlike the newest predictions but like the answer rho is measured against
-    # ("d": ``blind`` holds the choosing round's), nor a check that is not rho's ("e").
-    votes = {"a": {"p1": "cat", "p2": "dog"}, "b": {"p1": "dog", "p2": "dog"},
-             "c": {"p1": "cat", "p2": "cat"}, "d": {"p1": "emu", "p2": "emu"},
-             "e": {"p1": "dog", "p2": "dog"}}
-    newest = {"a": "cat", "b": "cat", "c": "cat", "d": "cat", "e": "cat"}
-    measured_against = {"a": "cat", "b": "cat", "c": "cat", "d": "emu"}
-    tasks = {k: n for n, k in enumerate(votes)}
-    asks = plan(votes, newest, set(), tasks, {}, double_check=set(votes),
-                blind=measured_against)
-    assert [(r.key, r.overlap) for r in asks] == [("a", 3), ("b", 3)]
-    assert asks[1].reason == "blind check: the second answer 'dog' differs from the model's 'cat'"
-    assert plan(votes, newest, set(), tasks, {"b": 3}, double_check=set(votes),
-                blind=measured_against)[-1].key == "a"  # asked already
-
-
 def test_the_review_queue_takes_the_most_suspect_training_labels_within_the_budget():
     votes = {"sure": {"p1": "dog"}, "odd": {"p1": "emu"}, "agrees": {"p1": "cat"},
              "held": {"p1": "dog"}, "asked": {"p1": "dog"}, "two": {"p1": "dog", "p2": "dog"},

@@ -397,26 +397,29 @@ def test_boxes_accept_nothing_until_their_peoples_error_is_measured(project, tmp
         proj.close()
 
 
-def test_loosely_matching_boxes_are_grouped_so_rho_errs_high():
-    from pipeline.round.reference import _boxes_agree, answer_groups
+def test_rho_on_boxes_compares_each_answer_with_the_models_so_the_first_decides_no_trial():
+    from pipeline.round.reference import _boxes_agree, _measure, answer_groups
 
     def at(x):
         return {"width": 100, "height": 100,
-                "boxes": [{"label": "3", "x": x, "y": 10.0, "w": 20.0, "h": 20.0}]}
+                "boxes": [{"label": "3", "x": x, "y": 10.0, "w": 30.0, "h": 30.0}]}
 
-    # IoU(at(0), at(6)) and IoU(at(6), at(12)) are >= 0.5, IoU(at(0), at(12)) is not.
-    assert _boxes_agree(at(0), at(6)) and _boxes_agree(at(6), at(12))
-    assert not _boxes_agree(at(0), at(12))
-    # The model agrees with the second person, who agrees with the first: one group, so the
-    # item is no trial of people against a wrong model.
-    assert answer_groups([at(0), at(6)], at(12), _boxes_agree) == ([0, 0], 0)
-    # The first person drew the model's boxes, the others something else: an event.
-    assert answer_groups([at(50), at(0), at(0)], at(50), _boxes_agree) == ([0, 1, 1], 0)
-    # "Nothing here" twice agrees; a model that drew a box is another group.
+    # A review: the model's box at 12; the second and third people's at -1.5 and -3 miss it
+    # (IoU 0.38) and match each other. Grouped, a first answer at 3 (it matches the model's:
+    # an event) pulled the others into its group, and the model's with them: no trial; one at
+    # -3 (a non-event) made a trial. Whether a check was a trial hung on the answer it tests.
+    assert _boxes_agree(at(3), at(12)) and not _boxes_agree(at(-1.5), at(12))
+    assert not _boxes_agree(at(-3), at(12)) and _boxes_agree(at(-1.5), at(-3))
+    votes = {"event": {"p1": at(3), "p2": at(-1.5), "p3": at(-3)},
+             "no event": {"p1": at(-3), "p2": at(-1.5), "p3": at(-3)}}
+    model = dict.fromkeys(votes, at(12))
+    bound, how = _measure(sorted(votes), votes, 0.9, model, "blind-checked", _boxes_agree)
+    assert (bound.n_items, bound.n_events) == (2, 1), how
+    # The human labels' error still groups answers: the first joins no earlier one.
+    assert answer_groups([at(0), at(6), at(12)], _boxes_agree) == [0, 0, 0]
     empty = {"width": 100, "height": 100, "boxes": []}
-    assert answer_groups([empty, empty], at(0), _boxes_agree) == ([0, 0], 1)
-    # Classes: a group per class, numbered as first given.
-    assert answer_groups(["7", "1", "7"], "9", lambda a, b: a == b) == ([0, 1, 0], 2)
+    assert answer_groups([empty, empty, at(0)], _boxes_agree) == [0, 0, 1]
+    assert answer_groups(["7", "1", "7"], lambda a, b: a == b) == [0, 1, 0]
 
 
 def test_a_detector_that_cannot_learn_is_not_registered_and_the_round_says_why(project,
