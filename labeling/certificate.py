@@ -15,9 +15,10 @@ and the certificate bounds both rates from above:
 
 Alpha: 1 - confidence is split by the union bound. A measured ``human_error`` or
 ``reference_error`` spends its own alpha; where people's labels are counted wrong at a rate
-(``human_error`` > 0), the share wrong among those delivered varies around it, and a fifth of
-what is left goes to a quantile of that count (``labeling.bounds.wrong_count_upper_bound``; the
-audit is a sample of the machine labels delivered, so its bound is on their share already);
+(``human_error`` > 0), the share wrong among those delivered varies around it, and
+``SHARE_ALPHA`` (a fifth) of what is left goes to a quantile of that count
+(``labeling.bounds.wrong_count_upper_bound``; the audit is a sample of the machine labels
+delivered, so its bound is on their share already);
 the audit's Clopper-Pearson bound gets the rest. If every bound holds (probability >=
 confidence), the share is below ``wrong_ub``.
 
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labeling.annotators import AnnotatorErrorBound, as_rate_and_alpha, split_alpha
-from labeling.bounds import noisy_error_upper_bound, wrong_count_upper_bound
+from labeling.bounds import SHARE_ALPHA, noisy_error_upper_bound, wrong_count_upper_bound
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def certify_delivered(
     rho, _ = as_rate_and_alpha(reference_error, "reference_error")
     alpha = split_alpha(confidence, human_error=human_error, reference_error=reference_error)
     left = alpha.pop("left")
-    alpha["human_share"] = round(left / 5, 12) if h > 0 and counts[0] else 0.0
+    alpha["human_share"] = round(left * SHARE_ALPHA, 12) if h > 0 and counts[0] else 0.0
     alpha["audit"] = round(left - alpha["human_share"], 12)  # what the others leave
     disagree, n_audit = int((~correct).sum()), int(len(correct))
     machine_ub = (noisy_error_upper_bound(disagree, n_audit, confidence=1 - alpha["audit"],

@@ -26,10 +26,10 @@ From rates to the share: the two bounds above are on rates (what a label of each
 wrong with); the labels delivered are one draw, and the share wrong among them varies around
 those rates. The certificate's figure is a quantile of that share at the bounds
 (``labeling.bounds.wrong_count_upper_bound``; each label wrong independently, as items drawn
-from the same images are), at a further alpha of ``SHARE_ALPHA`` x (1 - confidence): its
-``confidence`` is the loop's less that, ``rates_confidence`` the loop's, ``wrong_at_rates`` the
-expected share at the bounds (the figure before 2026-12-07, which a pool whose rate sat just
-under the target exceeded in about a third of draws).
+from the same images are), at a further alpha of ``labeling.bounds.SHARE_ALPHA`` x
+(1 - confidence): its ``confidence`` is the loop's less that, ``rates_confidence`` the
+loop's, ``wrong_at_rates`` the expected share at the bounds (the figure before 2026-12-07,
+which a pool whose rate sat just under the target exceeded in about a third of draws).
 
 Per-class thresholds tested without the Bonferroni split (``[loop] split_error_budget =
 false``) hold each at the loop's confidence alone; the certificate spends K - 1 more alphas for
@@ -47,17 +47,11 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from labeling.bounds import wrong_count_upper_bound
+from labeling.bounds import SHARE_ALPHA, wrong_count_upper_bound
 from labeling.monitoring import as_utc
 from labeling.schema import PEOPLE_SOURCES
 from labeling.store import LabelStore
 from labeling.studio.opinions import disagreed
-
-# The share of the rates' alpha (1 - confidence) spent again on the step from rates to the
-# share wrong among the labels delivered: 95% rates make a 94% certificate. A fifth, not all of
-# it: the quantile's figure grows slowly as its alpha shrinks (z 2.33 at 1%, 1.64 at 5%), the
-# stated confidence falls fast.
-SHARE_ALPHA = 0.2
 
 
 def certificate(store: LabelStore, accept: dict | None, *, reference_error: float | str,
@@ -117,9 +111,11 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
                       else f"people err at most {reference_error:.3f}") + \
         "; held-out human labels are a random sample of the pool"
     alone = _alone_alpha(accept) if n_machine else 0.0
+    share_alpha = SHARE_ALPHA * (1 - confidence)
+    stated = round(confidence - alone - share_alpha, 12)
     if machine_ub is None:
         out["reason"] = "no bound for the machine labels in the last accept step"
-    elif confidence - alone - SHARE_ALPHA * (1 - confidence) <= 0.5:
+    elif stated <= 0.5:
         out["reason"] = ("the classes' thresholds were each tested alone ([loop] "
                          "split_error_budget = false), and together they hold at under 50% "
                          "confidence: set split_error_budget = true")
@@ -134,15 +130,13 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
             out["uncovered_machine"], out["drift_rounds"] = uncovered, rounds
         # The rates bound what to expect of a label; the share wrong among these very labels
         # varies around that (labeling.bounds.wrong_count_upper_bound), at its own alpha.
-        wrong = uncovered + wrong_count_upper_bound(
-            [(machine_all - uncovered, machine_ub), (n_human + human_held, reference_error)],
-            confidence=1 - SHARE_ALPHA * (1 - confidence))
+        groups = [(machine_all - uncovered, machine_ub), (n_human + human_held, reference_error)]
+        wrong = uncovered + wrong_count_upper_bound(groups, confidence=1 - share_alpha)
         out["wrong_ub"] = min(1.0, wrong / max(1, delivered))
-        out["wrong_at_rates"] = min(1.0, ((machine_all - uncovered) * machine_ub + uncovered
-                                          + (n_human + human_held) * reference_error)
+        out["wrong_at_rates"] = min(1.0, (uncovered + sum(n * rate for n, rate in groups))
                                     / max(1, delivered))
         out["rates_confidence"] = round(confidence - alone, 12)
-        out["confidence"] = round(confidence - alone - SHARE_ALPHA * (1 - confidence), 12)
+        out["confidence"] = stated
     return out
 
 

@@ -329,7 +329,7 @@ def annotate_sim_command(
                       f"{boxes.no_truth}")
             return
         answers = load_truth(truth, gone := [])
-        _say_missing(truth, gone, len(answers) + len(gone))
+        _say_missing(truth, gone, len(answers))
         report = simulate_annotations(studio, project, answers, noise=noise, skip=skip,
                                       limit=limit, seed=seed)
     except (StudioError, BoxError) as err:
@@ -339,11 +339,13 @@ def annotate_sim_command(
               f"{truth.name}: {report.no_truth}")
 
 
-def _say_missing(truth: Path, gone: list[str], rows: int) -> None:
+def _say_missing(truth: Path, gone: list[str], found: int) -> None:
     """Files the answer key names that are gone: left out, their tasks left open. All of
-    them gone is an error (a key copied away from its images, say), not "answered 0"."""
-    if gone and len(gone) == rows:
-        fail(f"none of the {rows:,} file(s) named in {truth.name} exists (first: {gone[0]}); "
+    them gone (none ``found``) is an error (a key copied away from its images, say), not
+    "answered 0"."""
+    if gone and not found:
+        fail(f"none of the {len(gone):,} file(s) named in {truth.name} exists (first: "
+             f"{gone[0]}); "
              "paths in it are relative to its own folder")
     if gone:
         out.print(f"{len(gone):,} file(s) named in {truth.name} not found (first: {gone[0]}); "
@@ -366,7 +368,7 @@ def _crowd_answers(config: Path | None, truth: Path, *, crowd: int, noise: float
         answers = load_truth(truth, gone := [])  # by content, as the items are keyed
     except StudioError as err:
         fail(str(err))
-    _say_missing(truth, gone, len(answers) + len(gone))
+    _say_missing(truth, gone, len(answers))
     with opened(config, lock="labelloop annotate-sim") as project:
         studio = connect_studio(cfg, os.environ)
         # As a sync: the crowd answers the project a round made; it makes none.
