@@ -117,3 +117,65 @@ def _beta():
     from scipy.stats import beta
 
     return beta
+
+
+def rate_allowances(n: np.ndarray, allowed: np.ndarray, *, others: list[tuple[int, float]],
+                    confidence: float) -> np.ndarray:
+    """For each (``n``, ``allowed``): the largest rate r such that the ``confidence`` quantile
+    of Bin(n, r) plus the ``others`` groups' counts (``wrong_count_upper_bound``'s groups) is
+    at most ``allowed``; 0 where even r = 0 leaves it above (the others alone overrun), 1 where
+    n labels all wrong still fit. Rounded down (to 1e-9), so that a rate at the allowance
+    keeps the quantile within ``allowed``: the inverse of ``wrong_count_upper_bound`` in the
+    one group's rate, for a rule that must keep the share wrong, not only the rate, within a
+    budget."""
+    from scipy.stats import beta, binom  # noqa: PLC0415 - slow import, as _beta's
+
+    n = np.asarray(n, dtype=np.int64)
+    allowed = np.floor(np.asarray(allowed, dtype=np.float64) + 1e-9).astype(np.int64)
+    if np.any(n < 1):
+        raise ValueError("each group needs n >= 1 labels")
+    # The others' count's distribution (exact, as wrong_count_upper_bound's).
+    other = np.ones(1)
+    for m, rate in others:
+        if m and rate > 0:
+            top = int(binom.isf(1e-15, int(m), rate)) + 1
+            other = np.convolve(other, binom.pmf(np.arange(min(int(m), top) + 1), int(m), rate))
+    out = np.zeros(n.shape)
+    fits_all = allowed - (len(other) - 1) >= n  # every label wrong and the others' worst
+    out[fits_all] = 1.0
+    todo = ~fits_all & (allowed >= 0)
+    if len(other) == 1:  # the others never err: P(Bin(n, r) <= A) >= c has a closed form
+        a, m = allowed[todo], n[todo]
+        out[todo] = np.floor(beta.ppf(1 - confidence, a + 1, m - a) * 1e9) / 1e9
+        return out
+    rows = np.flatnonzero(todo)
+    for start in range(0, len(rows), 2048):  # in chunks: rows x the others' support in memory
+        part = rows[start:start + 2048]
+        out[part] = _bisect(n[part], allowed[part], other, confidence)
+    return out
+
+
+def _bisect(n: np.ndarray, allowed: np.ndarray, other: np.ndarray, confidence: float
+            ) -> np.ndarray:
+    """rate_allowances' rows where the others may err (``other``: their count's pmf)."""
+    from scipy.stats import beta, binom  # noqa: PLC0415 - slow import, as _beta's
+
+    a, m = allowed[:, None], n[:, None]
+    j = np.arange(len(other))[None, :]
+
+    def fits(r):  # P(Bin(n, r) + others <= allowed) >= confidence, per row
+        return (binom.cdf(a - j, m, r[:, None]) * other[None, :]).sum(axis=1) >= confidence
+
+    # Below the rate that fits were the others never wrong (closed form); 1 where n labels
+    # all wrong are within the allowance alone (then only the others' share can overrun).
+    lo = np.zeros(len(a))
+    hi = np.where(allowed >= n, 1.0,
+                  np.minimum(1.0, beta.ppf(1 - confidence, allowed + 1,
+                                           np.maximum(1, n - allowed)) + 1e-12))
+    everything = fits(np.ones(len(a)))
+    lo[~fits(lo)] = -1.0  # the others alone overrun: no rate fits (0 below)
+    for _ in range(24):  # bisection to 2^-24 of that; lo always fits
+        mid = (lo + hi) / 2
+        ok = fits(mid)
+        lo, hi = np.where(ok & (lo >= 0), mid, lo), np.where(ok | (lo < 0), hi, mid)
+    return np.where(everything, 1.0, np.floor(np.clip(lo, 0.0, 1.0) * 1e9) / 1e9)

@@ -8,6 +8,8 @@ from labeling.bounds import (
     error_upper_bounds,
     noisy_error_upper_bound,
     precision_interval,
+    rate_allowances,
+    wrong_count_upper_bound,
 )
 
 K = 10  # classes in the simulated task
@@ -97,7 +99,6 @@ def test_the_share_wrong_among_delivered_labels_stays_under_its_bound_where_the_
     # Rates just under their bounds (1.9% for 2%, 0.9% for 1%): the labels delivered are one
     # draw, and the share wrong among them exceeds the rates' mix about a third of the time;
     # the 99% quantile of the count is exceeded at most 1% of the time.
-    from labeling.bounds import wrong_count_upper_bound
 
     rng = np.random.default_rng(7)
     draws = 4000
@@ -118,3 +119,25 @@ def test_the_wrong_count_bound_refuses_what_is_not_a_count_and_a_rate():
             wrong_count_upper_bound(bad, confidence=0.95)
     with pytest.raises(ValueError, match="confidence must be in"):
         wrong_count_upper_bound([(3, 0.1)], confidence=1.0)
+
+
+def test_rate_allowances_are_the_largest_rates_whose_wrong_count_fits():
+    n = np.array([1, 50, 400, 3000, 3000])
+    allowed = np.array([0, 20, 30, 80, 10])
+    others = [(1000, 0.01)]  # about 10 wrong human labels, 18 at worst of 99 draws in 100
+    rates = rate_allowances(n, allowed, others=others, confidence=0.99)
+    assert rates[0] == 0 and rates[4] == 0  # the people alone may overrun 0 and 10
+    for m, a, r in zip(n[1:4], allowed[1:4], rates[1:4], strict=True):
+        assert 0 < r < 1
+        assert wrong_count_upper_bound([(int(m), r), *others], confidence=0.99) <= a
+        assert wrong_count_upper_bound([(int(m), r + 1e-4), *others], confidence=0.99) > a
+    # With people who never err it is the binomial's own quantile; all wrong fits: 1.
+    alone = rate_allowances(np.array([3000, 5]), np.array([80, 5]), others=[(1000, 0.0)],
+                            confidence=0.99)
+    assert wrong_count_upper_bound([(3000, alone[0])], confidence=0.99) == 80
+    assert wrong_count_upper_bound([(3000, alone[0] + 1e-4)], confidence=0.99) == 81
+    assert alone[1] == 1.0
+    # One label, 20 allowed beside people's 12 at worst of 99 draws in 100: it may be wrong.
+    # (A review: the bisection's bracket stopped at 0.80 here.)
+    assert rate_allowances(np.array([1]), np.array([20]), others=[(1000, 0.005)],
+                           confidence=0.99)[0] == 1.0
