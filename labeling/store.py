@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -143,6 +144,16 @@ def store_url(path_or_url: str | Path) -> str:
     return f"sqlite:///{Path(text).expanduser().resolve()}"
 
 
+def _stays_empty(path: Path, wait_s: float = 2.0) -> bool:
+    """Whether ``path`` is a file of 0 bytes and stays so for ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while path.is_file() and path.stat().st_size == 0:
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (status, export) see a consistent snapshot while a round writes.
@@ -161,6 +172,14 @@ class LabelStore:
             db_path = Path(url.removeprefix("sqlite:///"))
             if not db_path.parent.is_dir():
                 raise StoreError(f"label store folder does not exist: {db_path.parent}")
+            # SQLite takes a 0-byte file for a new database, so a store truncated by a failed
+            # copy read as a project with nothing in it (status "0 labels", an empty export).
+            # SQLite writes a new file's header at the first connection's first statement,
+            # so another process opening a new store at the same moment gets a while to.
+            if _stays_empty(db_path):
+                raise StoreError(f"the label store {db_path} is an empty file (0 bytes), not "
+                                 "a store: restore it from a copy, or delete it (and any "
+                                 f"{db_path.name}-wal and -shm beside it) to start a new one")
         self.url = url
         # pool_pre_ping: a pooled connection that a server restart ended is replaced before
         # use (without it, the first query after PostgreSQL came back failed, and stopped
@@ -461,6 +480,13 @@ class LabelStore:
                  .where(Label.superseded_at.is_(None)).group_by(Label.source))
         with self.transaction() as s:
             return dict(s.execute(_added_within(query, added)).all())
+
+    def current_class_counts(self) -> dict[str, int]:
+        """Class (``label`` text) -> how many items' label in force has it (by the database)."""
+        query = (select(Label.label, func.count()).where(Label.superseded_at.is_(None))
+                 .group_by(Label.label))
+        with self.transaction() as s:
+            return dict(s.execute(query).all())
 
     def delivery_counts(self) -> dict[str, tuple[int, int]]:
         """Source -> (labels in force on items an export writes, on items it holds back:

@@ -19,6 +19,7 @@ never held out (nobody drew it at random): the loop's own random picks start the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -89,5 +90,8 @@ def _config(folder: Path, *, title: str, classes, images: Path, studio_url: str)
                               f"from the Label Studio project's ({', '.join(classes)})")
         return path
     images.mkdir(parents=True, exist_ok=True)
-    return init_project(folder, images=images, classes=list(classes), name=title,
-                        studio_url=studio_url, project_title=title)
+    # The name is the registry's model name too, which may not hold '/' or ':' (titles in
+    # Label Studio often do: "Batch 2: cars"); the title stays the project's own.
+    return init_project(folder, images=images, classes=list(classes),
+                        name=re.sub(r"[/:]", "-", title), studio_url=studio_url,
+                        project_title=title)

@@ -63,6 +63,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                         f"Studio offers their tasks to nobody again: fix the answer in Label "
                         f"Studio (task {tasks}{', ...' if len(refused) > 10 else ''})")
     warnings += held_back_warnings(all_rounds) + replaced_warning(store)
+    warnings += dropped_classes_warning(store, project)
     stuck = ties_nobody_can_break(store, annotator_emails(project.config))
     if stuck:
         warnings.append(f"{stuck} held-out item(s) tied or skipped, and every annotator "
@@ -176,6 +177,22 @@ def _champion(project: Project) -> dict | None:
         cached = {"version": None if info is None else info.version,
                   "metrics": {} if info is None else info.metrics}
     return None if cached["version"] is None else cached
+
+
+def dropped_classes_warning(store, project) -> list[str]:
+    """Labels in force whose class the config no longer names (a class taken out of
+    ``[project] classes``): export delivers them as they are, so say so (a review found them
+    exported without a word)."""
+    if project.config.project.task != "classification":  # a box label's text is no class
+        return []
+    gone = {c: n for c, n in store.current_class_counts().items()
+            if c not in set(project.classes)}
+    if not gone:
+        return []
+    shown = ", ".join(f"{c} ({n:,})" for c, n in sorted(gone.items())[:10])
+    return [f"{sum(gone.values()):,} label(s) carry a class [project] classes no longer names: "
+            f"{shown}{', ...' if len(gone) > 10 else ''}; export delivers them as they are: "
+            "put the class back, or relabel those items"]
 
 
 def latest_warnings(rounds: list[dict]) -> list[str]:

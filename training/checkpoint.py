@@ -132,8 +132,16 @@ def read_checkpoint_file(
     try:
         data = torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        # Not torch's text where it refused to unpickle: it advises weights_only=False, which
+        # would run whatever code the file holds, and is no step for a user of this tool.
+        text = str(err)
+        if "WeightsUnpickler error:" in text:  # its own reason, past torch's advice
+            text = text.split("WeightsUnpickler error:", 1)[1]
+        first = (text.strip().splitlines() or [type(err).__name__])[0].split(". Please")[0]
+        if "weights_only" in first:
+            first = "it does not load as tensors and plain values, as labelloop's checkpoints do"
         raise CheckpointError(
-            f"cannot read checkpoint {path} (corrupt or not a checkpoint): {err}"
+            f"cannot read checkpoint {path} (corrupt or not a checkpoint): {first}"
         ) from err
     if not isinstance(data, dict) or data.get("format") != format_name:
         found = data.get("format") if isinstance(data, dict) else None

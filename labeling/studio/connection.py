@@ -28,6 +28,7 @@ from labeling.studio.errors import (
     StudioUnreachable,
     scrub,
 )
+from labeling.studio.urls import url_secret_problem
 
 T = TypeVar("T")
 
@@ -111,6 +112,8 @@ def connect(url: str, api_key: str | None, *, timeout: float = 60.0) -> Studio:
 def normalize_url(url: str) -> str:
     """``url`` without a trailing slash; it must be http(s)."""
     url = (url or "").strip().rstrip("/")
+    if problem := url_secret_problem(url):
+        raise StudioError(f"{problem}; fix [studio] url, LABEL_STUDIO_URL or --studio-url")
     if not url.startswith(("http://", "https://")):
         raise StudioError(f"Label Studio URL {url!r} must start with http:// or https://; "
                           f"fix [studio] url or LABEL_STUDIO_URL")

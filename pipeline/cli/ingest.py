@@ -31,9 +31,12 @@ def ingest_command(
         Path | None,
         typer.Option("--config", "-c", help=CONFIG_HELP),
     ] = None,
+    # Text, not a Path: a Path folds a database URL's '//' (postgresql://u@h/db became a
+    # folder name, and the password check below never saw a URL).
     store: Annotated[
-        Path | None,
-        typer.Option("--store", help="A label store file to use instead of a project's."),
+        str | None,
+        typer.Option("--store", help="A label store file (or a database URL, without its "
+                     "password) to use instead of a project's."),
     ] = None,
     max_pixels: Annotated[
         int, typer.Option(help="Larger images are quarantined as possible decompression bombs "
@@ -71,7 +74,7 @@ def ingest_command(
             if labels is not None or imagefolder is not None:
                 raise IngestError("--labels and --imagefolder need a project (its classes): "
                                   "use --config, not --store")
-            url = str(store)
+            url = store
             if password_problem(url, "store"):  # a password on a command line is seen by all
                 raise IngestError("--store holds a password; use --config with [store] url "
                                   "and the password in [store] password_file or "

@@ -126,7 +126,8 @@ def _init_from_studio(folder: Path, project_id: int, images: Path, studio_url: s
     console.print(f"attached to Label Studio project {project_id} ({done['title']!r}, classes "
                   f"{', '.join(done['classes'])}): {done['tasks']} task(s), "
                   f"{done['items_added']} new item(s), {done['labels']} new label(s), "
-                  f"{done['unchanged']} unchanged; config {done['config']}", highlight=False)
+                  f"{done['unchanged']} unchanged; config {done['config']}", highlight=False,
+                  markup=False)  # a Label Studio title of "[wip] cats" lost its "[wip]"
     for why in done["not_added"][:20]:
         console.print(f"not added: {why}", highlight=False, markup=False)
     console.print("next: `labelloop round`", highlight=False, markup=False)
@@ -183,7 +184,9 @@ def status_command(config: Path | None = ConfigOption,
     if as_json:
         out.print_json(json.dumps(status))
         return
-    table = Table(title=f"project {status['project']}")
+    # User text (names, reasons) is escaped: rich read "[v2]" as markup and dropped it, and a
+    # reason of "[/]" made `models list` fail on every run after.
+    table = Table(title=escape(f"project {status['project']}"))
     table.add_column("pool")
     table.add_column("items", justify="right")
     for key, value in status["pool"].items():
@@ -191,7 +194,7 @@ def status_command(config: Path | None = ConfigOption,
     out.print(table)
     champ = status["champion"]
     out.print("champion: none yet" if champ is None else
-              f"champion: v{champ['version']} {_brief(champ['metrics'])}")
+              escape(f"champion: v{champ['version']} {_brief(champ['metrics'])}"))
     out.print(f"human answers: {status['human_answers']:,} (second opinions included)")
     tuned = status["training_params"]
     if tuned["from"] == "tune":
@@ -215,7 +218,7 @@ def status_command(config: Path | None = ConfigOption,
                          f"Dawid-Skene; differs from the others on {q['disagreements']})"))
     out.print("certificate: " + escape(describe(status["certificate"])))
     for r in status["rounds"]:
-        out.print(f"round {r['id']} {r['status']}: {_brief(r['summary'])}")
+        out.print(escape(f"round {r['id']} {r['status']}: {_brief(r['summary'])}"))
     for warning in status.get("warnings") or []:
         out.print("[yellow]warning:[/yellow] " + escape(warning))
 
@@ -242,7 +245,7 @@ def models_list(config: Path | None = ConfigOption) -> None:
                       _fmt(v.metrics.get(metric)), v.snapshot or "")
     out.print(table)
     for event in history:
-        out.print(f"{event}")
+        out.print(escape(f"{event}"))
 
 
 @models_app.command("promote")

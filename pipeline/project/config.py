@@ -6,6 +6,7 @@ folder holding the config file. Errors name the key, what is wrong and what is v
 
 from __future__ import annotations
 
+import posixpath
 import re
 import tomllib
 import unicodedata
@@ -25,6 +26,7 @@ from pydantic import (
 from labeling.box_scores import list_box_strategies
 from labeling.strategies import list_strategies
 from labeling.studio.limits import TITLE_MAX, TITLE_MIN
+from labeling.studio.urls import url_secret_problem
 from labeling.tasks.registry import DEFAULT_TASK, list_task_types
 from pipeline.project.databases import (
     DatabaseUrls,
@@ -83,6 +85,9 @@ class ProjectSection(_Section):
     @field_validator("images", mode="before")
     @classmethod
     def _images_folder_or_prefix(cls, value):
+        if not isinstance(value, str | Path):  # images = 5 was a traceback from Path(5)
+            raise ValueError(f"must be a folder (text) or an s3://BUCKET/PREFIX, got "
+                             f"{type(value).__name__} {value!r}")
         text = str(value)
         if not text.startswith("s3://"):
             return Path(value)
@@ -159,6 +164,8 @@ class StudioSection(_Section):
             raise ValueError("[studio] url holds a password; remove the user and password from "
                              "it: labelloop signs in to Label Studio with an API key ([studio] "
                              "api_key_file, or LABEL_STUDIO_API_KEY in the environment)")
+        if value and (problem := url_secret_problem(value)):  # a user alone, a ?token=
+            raise ValueError(f"[studio] url: {problem}")
         return value
 
     # A file holding the API key (legacy token or personal access token). Without it the key
@@ -854,7 +861,10 @@ def parse_interval(text: str) -> float:
 
 def title_problem(name: str, project_title: str = "") -> str | None:
     """Why the Label Studio project title this config gives (``[studio] project_title``, else
-    ``[project] name``) would be refused, or None."""
+    ``[project] name``) would be refused, or why the name would be as the model registry's
+    model name (MLflow's rules), or None."""
+    if problem := _model_name_problem(name):
+        return problem
     title = project_title or name
     if TITLE_MIN <= len(title) <= TITLE_MAX:
         return None
@@ -862,3 +872,19 @@ def title_problem(name: str, project_title: str = "") -> str | None:
              f"the project name {title!r} (also the Label Studio project title)")
     return (f"{which} has {len(title)} characters; Label Studio project titles have "
             f"{TITLE_MIN} to {TITLE_MAX}: choose another --name, or set [studio] project_title")
+
+
+def _model_name_problem(name: str) -> str | None:
+    # The project name is the registry's model name too (pipeline/project/project.py):
+    # MLflow refuses '/' and ':' there, and the registry's searches cannot quote both quotes.
+    # Found at init and when the config loads, not when status first reads the champion.
+    bad = [c for c in ("/", ":") if c in name]
+    norm = posixpath.normpath(name)  # MLflow's path_not_unique, as it checks a model name
+    if not bad and (norm != name or norm == "." or norm.startswith("..")):
+        bad.append("a path of dots")
+    if "'" in name and '"' in name:  # labelloop's registry searches cannot quote both
+        bad.append("both ' and \"")
+    if not bad:
+        return None
+    return (f"the project name {name!r} holds {' and '.join(bad)}, which the model registry "
+            "refuses in a model name: choose another --name (or [project] name)")

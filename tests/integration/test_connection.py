@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from labeling.studio.connection import connect
+from labeling.studio.connection import connect, normalize_url
 from labeling.studio.errors import NotLabelStudio, StudioAuthError, StudioError, StudioUnreachable
 from pipeline.project.config import load_config
 from pipeline.project.studio import studio_settings
@@ -82,6 +82,20 @@ def test_a_server_that_is_not_label_studio_is_named_as_such(tmp_path):
 def test_url_without_scheme_is_refused():
     with pytest.raises(StudioError, match="must start with http"):
         connect("localhost:8080", "some-key-123456")
+
+
+def test_a_url_with_a_password_or_a_query_is_refused_without_showing_it():
+    # LABEL_STUDIO_URL and --studio-url came this way unchecked, and the "cannot reach"
+    # message printed the password (a review of the CLI).
+    for url in ("http://bob:Pa55word@127.0.0.1:9", "http://127.0.0.1:9/?token=Pa55word",
+                "https://bob@ls.example", "http://bob:Pa55word@host]:8080"):
+        with pytest.raises(StudioError, match="holds a user, password, query|not a valid URL"
+                           ) as err:
+            connect(url, "some-key-123456")
+        assert "Pa55word" not in str(err.value) and "bob" not in str(err.value)
+    for url in ("http://host:8080/labelstudio/", "https://ls.example.com", "http://[::1]:8080",
+                "http://[fe80::1%25eth0]:8080"):
+        assert normalize_url(url) == url.rstrip("/")
 
 
 def test_settings_take_the_environment_first_then_the_key_file_then_the_token_file(

@@ -163,6 +163,15 @@ def test_a_file_that_is_no_database_is_one_clear_error(tmp_path):
     with pytest.raises(StoreError, match=r"labels\.db cannot be opened: file is not a database"):
         LabelStore(path)
     assert path.read_text() == "garbage, not SQLite\n"  # left as it was
+    # An empty file is what a truncation leaves; SQLite would take it for a new store, and
+    # status and export then showed a project with nothing in it.
+    path.write_bytes(b"")
+    with pytest.raises(StoreError, match=r"labels\.db is an empty file \(0 bytes\)"):
+        LabelStore(path)
+    assert path.read_bytes() == b""
+    path.unlink()
+    LabelStore(path).close()  # a new store where there was none
+    assert path.stat().st_size > 0
 
 
 def test_a_store_outlives_its_servers_connections_ending(postgres_url):

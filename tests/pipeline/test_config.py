@@ -93,6 +93,8 @@ def test_a_detection_config_written_by_hand_gets_the_detection_defaults(tmp_path
      "reference_wait_rounds must be >= 0 or \"auto\", got -1"),
     ("reference_wait_rounds = \"auto\"", "reference_wait_rounds = \"later\"",
      "loop.reference_wait_rounds"),
+    # A traceback from Path(5) before (a review of the CLI).
+    ("images = \"images\"", "images = 5", "project.images: Value error, must be a folder"),
     ("model = \"small_cnn\"", "model = \"small_cnn\"\nweights = \"imagenet\"",
      "needs a model with ImageNet weights (efficientnet_lite0, efficientnet_lite1, "
      "efficientnet_lite2, mobilenet_v2"),
@@ -181,8 +183,15 @@ def test_a_password_in_the_studio_url_is_refused_and_never_shown(tmp_path):
     with pytest.raises(ConfigError, match=r"\[studio\] url holds a password") as err:
         load_config(write(tmp_path, text))
     assert "hunter2" not in str(err.value)
-    ok = GOOD.replace(studio_url, '[studio]\nurl = "https://studio.example"')
-    assert load_config(write(tmp_path, ok)).studio.url == "https://studio.example"
+    # A token in the query, or a user alone, was loaded and then printed by `studio status`.
+    for secret in ("https://studio.example/?token=hunter2", "https://hunter2@studio.example"):
+        text = GOOD.replace(studio_url, f'[studio]\nurl = "{secret}"')
+        with pytest.raises(ConfigError, match="holds a user, password, query") as err:
+            load_config(write(tmp_path, text))
+        assert "hunter2" not in str(err.value)
+    for fine in ("https://studio.example", "http://[::1]:8080", "http://host:8080/labelstudio"):
+        ok = GOOD.replace(studio_url, f'[studio]\nurl = "{fine}"')
+        assert load_config(write(tmp_path, ok)).studio.url == fine
 
 
 def test_init_never_overwrites_a_project(tmp_path):

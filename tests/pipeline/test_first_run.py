@@ -69,6 +69,61 @@ def test_init_refuses_a_name_label_studio_would_refuse_and_writes_nothing(tmp_pa
     assert _init(tmp_path, "--name", "tiny-cats").exit_code == 0
 
 
+def test_init_refuses_a_name_the_model_registry_would_refuse(tmp_path, ledger):
+    # init wrote it, ingest ran, and status and models failed on every run after: the project
+    # name is MLflow's model name, which may hold neither '/' nor ':'.
+    for name in ("cats/dogs", "pets: v2"):
+        done = _init(tmp_path, "--name", name)
+        assert done.exit_code == 2, name
+        assert "the model registry refuses" in done.output and "--name" in done.output
+        assert not (tmp_path / "labelloop.toml").exists()
+    ledger.bad_input("init --name cats/dogs", outcome="refused: the registry's model name")
+    assert _init(tmp_path, "--name", "cats and dogs").exit_code == 0
+    config = tmp_path / "labelloop.toml"
+    config.write_text(config.read_text().replace('name = "cats and dogs"', 'name = "a:b"', 1))
+    done = runner.invoke(app, ["status", "--config", str(tmp_path)])
+    assert done.exit_code == 2 and "holds :" in done.output
+
+
+def test_names_and_reasons_with_brackets_are_shown_as_written(tmp_path):
+    # rich read them as markup: a name "pets [v2]" lost "[v2]" in status's title, and a
+    # promotion reason "[/] oops" made every later `models list` fail.
+    with _ingested(tmp_path, "pets [v2]") as project:
+        checkpoint = tmp_path / "fake.pt"
+        checkpoint.write_bytes(b"weights")
+        for snapshot in ("a", "b"):
+            project.registry.register(checkpoint, params={}, metrics={"n_train": 4},
+                                      snapshot=snapshot)
+        project.registry.promote("1", reason="first")
+        project.registry.promote("2", reason="[/] oops [bold]")
+    listed = runner.invoke(app, ["models", "list", "--config", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert "[/] oops [bold]" in listed.output
+    status = runner.invoke(app, ["status", "--config", str(tmp_path)])
+    assert status.exit_code == 0 and "project pets [v2]" in status.output
+
+
+def test_labels_of_a_class_taken_out_of_the_config_are_named_in_status(tmp_path):
+    # They were exported as they were, and status said nothing (a review of the CLI).
+    with _ingested(tmp_path, "pets6") as project:
+        keys = sorted(i.key for i in project.store.items())[:3]
+        project.store.add_labels([NewLabel(keys[0], "cat", "human", who="me"),
+                                  NewLabel(keys[1], "dog", "human", who="me"),
+                                  NewLabel(keys[2], "dog", "human", who="me")],
+                                 classes=project.classes)
+        assert not any("no longer names" in w for w in project_status(project)["warnings"])
+    config = tmp_path / "labelloop.toml"
+    config.write_text(config.read_text().replace('classes = ["cat", "dog"]',
+                                                 'classes = ["cat", "bird"]', 1))
+    project = open_project(find_config(config))
+    try:
+        [warning] = [w for w in project_status(project)["warnings"] if "no longer names" in w]
+        assert warning.startswith("2 label(s) carry a class [project] classes no longer "
+                                  "names: dog (2)")
+    finally:
+        project.close()
+
+
 def test_commands_that_read_refuse_a_deleted_workspace_and_do_not_make_an_empty_one(tmp_path):
     # status answered "0 items" from a new workspace made on the spot: a deleted or moved
     # folder looked like a project with nothing labeled.

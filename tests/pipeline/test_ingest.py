@@ -322,6 +322,17 @@ def test_cli_errors_are_one_line_with_a_non_zero_exit(tmp_path):
     bad_store = runner.invoke(app, ["ingest", str(empty), "--store", str(tmp_path / "x/y/l.db")])
     assert bad_store.exit_code == 1
     assert "label store folder does not exist" in bad_store.stderr
+    # A database URL with a password is refused unshown (a Path option folded its '//', so
+    # the check never saw a URL and the error printed the password as a folder name).
+    secret = runner.invoke(app, ["ingest", str(empty), "--store",
+                                 "postgresql+psycopg://alice:S3cretPW@db.example/labels"])
+    assert secret.exit_code == 1 and "--store holds a password" in secret.stderr
+    assert "S3cretPW" not in secret.output
+    # And a sqlite URL names the file it gives, not a folder called "sqlite:".
+    write_file(tmp_path / "imgs/a.png", GOOD_PNG)
+    as_url = runner.invoke(app, ["ingest", str(tmp_path / "imgs"), "--store",
+                                 f"sqlite:///{tmp_path / 'by-url.db'}"])
+    assert as_url.exit_code == 0 and (tmp_path / "by-url.db").is_file()
 
 
 def test_a_link_to_an_image_in_the_folder_is_counted_as_a_link(store, tmp_path):
