@@ -93,6 +93,14 @@ def wrong_count_upper_bound(groups: list[tuple[int, float]], *, confidence: floa
     (1 - ``confidence``) beside the rates' own."""
     if not 0.5 < confidence < 1:
         raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
+    sure, pmf = _count_pmf(groups)
+    cdf = np.cumsum(pmf)
+    return sure + int(np.searchsorted(cdf, confidence * cdf[-1] - 1e-12))
+
+
+def _count_pmf(groups: list[tuple[int, float]]) -> tuple[int, np.ndarray]:
+    """The wrong count of independent groups (``n`` labels, ``rate``): how many are wrong for
+    sure (rate 1), and the distribution of the rest (the exact sum of binomials)."""
     from scipy.signal import fftconvolve  # noqa: PLC0415 - slow import, as _beta's
     from scipy.stats import binom  # noqa: PLC0415
 
@@ -107,8 +115,7 @@ def wrong_count_upper_bound(groups: list[tuple[int, float]], *, confidence: floa
             top = int(binom.isf(1e-15, int(n), rate)) + 1
             pmf = fftconvolve(pmf, binom.pmf(np.arange(min(int(n), top) + 1), int(n), rate))
             pmf = np.clip(pmf, 0.0, None)  # the FFT leaves values of about -1e-17
-    cdf = np.cumsum(pmf)
-    return sure + int(np.searchsorted(cdf, confidence * cdf[-1] - 1e-12))
+    return sure, pmf
 
 
 def _beta():
@@ -128,18 +135,15 @@ def rate_allowances(n: np.ndarray, allowed: np.ndarray, *, others: list[tuple[in
     keeps the quantile within ``allowed``: the inverse of ``wrong_count_upper_bound`` in the
     one group's rate, for a rule that must keep the share wrong, not only the rate, within a
     budget."""
-    from scipy.stats import beta, binom  # noqa: PLC0415 - slow import, as _beta's
+    from scipy.stats import beta  # noqa: PLC0415 - slow import, as _beta's
 
     n = np.asarray(n, dtype=np.int64)
-    allowed = np.floor(np.asarray(allowed, dtype=np.float64) + 1e-9).astype(np.int64)
     if np.any(n < 1):
         raise ValueError("each group needs n >= 1 labels")
-    # The others' count's distribution (exact, as wrong_count_upper_bound's).
-    other = np.ones(1)
-    for m, rate in others:
-        if m and rate > 0:
-            top = int(binom.isf(1e-15, int(m), rate)) + 1
-            other = np.convolve(other, binom.pmf(np.arange(min(int(m), top) + 1), int(m), rate))
+    # The others' count (exact, as wrong_count_upper_bound's); those wrong for sure take
+    # their room off the top.
+    sure, other = _count_pmf(others)
+    allowed = np.floor(np.asarray(allowed, dtype=np.float64) + 1e-9).astype(np.int64) - sure
     out = np.zeros(n.shape)
     fits_all = allowed - (len(other) - 1) >= n  # every label wrong and the others' worst
     out[fits_all] = 1.0

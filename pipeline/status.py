@@ -185,8 +185,8 @@ def dropped_classes_warning(store, project) -> list[str]:
     exported without a word)."""
     if project.config.project.task != "classification":  # a box label's text is no class
         return []
-    gone = {c: n for c, n in store.current_class_counts().items()
-            if c not in set(project.classes)}
+    known = set(project.classes)
+    gone = {c: n for c, n in store.current_class_counts().items() if c not in known}
     if not gone:
         return []
     shown = ", ".join(f"{c} ({n:,})" for c, n in sorted(gone.items())[:10])
