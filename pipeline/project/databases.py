@@ -128,8 +128,8 @@ def masked(url: str) -> str:
 def with_password(url: str, section: str, password_file: Path | None,
                   env: Mapping[str, str]) -> str:
     """``url`` (of ``[section]``) with the password from ``password_file`` (an absolute path),
-    else from the section's environment variable in ``env``; as is without either. Raises
-    ``DatabaseError``."""
+    else from the section's environment variable in ``env`` (where the URL takes a password);
+    as is without either. Raises ``DatabaseError``."""
     password = None
     if password_file is not None:
         path = password_file
@@ -144,13 +144,15 @@ def with_password(url: str, section: str, password_file: Path | None,
         if not password:
             raise DatabaseError(f"[{section}] {PASSWORD_KEYS[section]} {path} is empty; write the "
                                 "password in it")
-    elif env.get(PASSWORD_ENV[section]):
+    elif env.get(PASSWORD_ENV[section]) and _scheme(url) not in _NOT_DATABASES:
+        # The environment is the shell's, shared by every project run from it: a variable set
+        # for one project's PostgreSQL says nothing about another's SQLite file, so it is
+        # used only where a URL takes a password.
         password = env[PASSWORD_ENV[section]]
     if password is None:
         return url
     if _scheme(url) in _NOT_DATABASES:
-        where = (f"[{section}] {PASSWORD_KEYS[section]}" if password_file is not None
-                 else PASSWORD_ENV[section])
+        where = f"[{section}] {PASSWORD_KEYS[section]}"
         raise DatabaseError(f"{where} gives a password, but [{section}] {URL_KEYS[section]} "
                             f"({masked(url) or 'the workspace default'}) is not a database "
                             "URL that takes one; remove it, or point the URL at your database")

@@ -69,10 +69,22 @@ def test_a_missing_password_file_or_a_password_for_sqlite_is_a_clear_error(tmp_p
     with pytest.raises(DatabaseError, match=r"\[registry\] password_file .*nope.pw cannot be "
                                             "read .*LABELLOOP_REGISTRY_PASSWORD"):
         config.database_urls({})
-    plain = load_config(write(tmp_path, GOOD))
-    with pytest.raises(DatabaseError, match="LABELLOOP_STORE_PASSWORD gives a password, but "
+    sqlite = load_config(write(tmp_path, with_section("store", 'password_file = "db.pw"')))
+    (tmp_path / "db.pw").write_text(SECRET, encoding="utf-8")
+    with pytest.raises(DatabaseError, match=r"\[store\] password_file gives a password, but "
                                             r"\[store\] url .* is not a database URL"):
-        plain.database_urls({"LABELLOOP_STORE_PASSWORD": SECRET})
+        sqlite.database_urls({})
+
+
+def test_a_password_in_the_shell_for_another_projects_database_leaves_sqlite_projects_alone(
+        tmp_path):
+    # One shell, two projects: LABELLOOP_STORE_PASSWORD set for one on PostgreSQL must not stop
+    # another that keeps its labels in the workspace's SQLite file.
+    plain = load_config(write(tmp_path, GOOD))
+    urls = plain.database_urls({"LABELLOOP_STORE_PASSWORD": SECRET,
+                                "LABELLOOP_REGISTRY_PASSWORD": SECRET})
+    assert urls.store == plain.database_urls({}).store and SECRET not in urls.store
+    assert urls.registry == plain.registry_uri
 
 
 def test_masked_hides_passwords_of_databases_and_servers():
