@@ -131,19 +131,16 @@ def rate_allowances(n: np.ndarray, allowed: np.ndarray, *, others: list[tuple[in
     """For each (``n``, ``allowed``): the largest rate r such that the ``confidence`` quantile
     of Bin(n, r) plus the ``others`` groups' counts (``wrong_count_upper_bound``'s groups) is
     at most ``allowed``; 0 where even r = 0 leaves it above (the others alone overrun), 1 where
-    n labels all wrong still fit. Rounded down (to 1e-9), so that a rate at the allowance
-    keeps the quantile within ``allowed``: the inverse of ``wrong_count_upper_bound`` in the
-    one group's rate, for a rule that must keep the share wrong, not only the rate, within a
-    budget."""
+    n labels all wrong still fit. Rounded down (to 1e-9; within 1e-12 of the exact rate before
+    that), so that a rate at the allowance keeps the quantile within ``allowed``: the inverse
+    of ``wrong_count_upper_bound`` in the one group's rate, for a rule that must keep the share
+    wrong, not only the rate, within a budget. ``share_fits`` asks the same of one rate per row
+    for a fraction of the cost."""
     from scipy.stats import beta  # noqa: PLC0415 - slow import, as _beta's
 
     n = np.asarray(n, dtype=np.int64)
-    if np.any(n < 1):
-        raise ValueError("each group needs n >= 1 labels")
-    # The others' count (exact, as wrong_count_upper_bound's); those wrong for sure take
-    # their room off the top.
     sure, other = _count_pmf(others)
-    allowed = np.floor(np.asarray(allowed, dtype=np.float64) + 1e-9).astype(np.int64) - sure
+    allowed = _room(n, allowed, sure)
     out = np.zeros(n.shape)
     fits_all = allowed - (len(other) - 1) >= n  # every label wrong and the others' worst
     out[fits_all] = 1.0
@@ -159,26 +156,60 @@ def rate_allowances(n: np.ndarray, allowed: np.ndarray, *, others: list[tuple[in
     return out
 
 
+def share_fits(n: np.ndarray, allowed: np.ndarray, rates: np.ndarray, *,
+               others: list[tuple[int, float]], confidence: float) -> np.ndarray:
+    """Per row: whether the ``confidence`` quantile of Bin(n, rate) plus the ``others``
+    groups' counts is at most ``allowed``, i.e. whether ``rate`` is within
+    ``rate_allowances``' exact allowance (a rate that fits, any lower one fits too). One
+    evaluation per row where the allowance takes a bisection: for rules that only need to know
+    whether a rate fits."""
+    n = np.asarray(n, dtype=np.int64)
+    rates = np.asarray(rates, dtype=np.float64)
+    if np.any((rates < 0) | (rates > 1)):
+        raise ValueError("rates must be in [0, 1]")
+    sure, other = _count_pmf(others)
+    allowed = _room(n, allowed, sure)
+    out = np.zeros(n.shape, bool)
+    room = allowed >= 0
+    out[room] = _fits(n[room], allowed[room], rates[room], other, confidence)
+    return out
+
+
+def _room(n: np.ndarray, allowed: np.ndarray, sure: int) -> np.ndarray:
+    """Whole wrong labels allowed, less those wrong for sure among the others."""
+    if np.any(n < 1):
+        raise ValueError("each group needs n >= 1 labels")
+    return np.floor(np.asarray(allowed, dtype=np.float64) + 1e-9).astype(np.int64) - sure
+
+
+def _fits(n: np.ndarray, allowed: np.ndarray, rates: np.ndarray, other: np.ndarray,
+          confidence: float) -> np.ndarray:
+    """P(Bin(n, rate) + others <= allowed) >= confidence, per row (``other``: the others'
+    count's pmf)."""
+    from scipy.stats import binom  # noqa: PLC0415 - slow import, as _beta's
+
+    j = np.arange(len(other))[None, :]
+    cdf = binom.cdf(allowed[:, None] - j, n[:, None], rates[:, None])
+    return (cdf * other[None, :]).sum(axis=1) >= confidence
+
+
 def _bisect(n: np.ndarray, allowed: np.ndarray, other: np.ndarray, confidence: float
             ) -> np.ndarray:
     """rate_allowances' rows where the others may err (``other``: their count's pmf)."""
-    from scipy.stats import beta, binom  # noqa: PLC0415 - slow import, as _beta's
+    from scipy.stats import beta  # noqa: PLC0415 - slow import, as _beta's
 
-    a, m = allowed[:, None], n[:, None]
-    j = np.arange(len(other))[None, :]
-
-    def fits(r):  # P(Bin(n, r) + others <= allowed) >= confidence, per row
-        return (binom.cdf(a - j, m, r[:, None]) * other[None, :]).sum(axis=1) >= confidence
+    def fits(r):
+        return _fits(n, allowed, r, other, confidence)
 
     # Below the rate that fits were the others never wrong (closed form); 1 where n labels
     # all wrong are within the allowance alone (then only the others' share can overrun).
-    lo = np.zeros(len(a))
+    lo = np.zeros(len(n))
     hi = np.where(allowed >= n, 1.0,
                   np.minimum(1.0, beta.ppf(1 - confidence, allowed + 1,
                                            np.maximum(1, n - allowed)) + 1e-12))
-    everything = fits(np.ones(len(a)))
+    everything = fits(np.ones(len(n)))
     lo[~fits(lo)] = -1.0  # the others alone overrun: no rate fits (0 below)
-    for _ in range(24):  # bisection to 2^-24 of that; lo always fits
+    for _ in range(40):  # bisection to 2^-40 of that; lo always fits
         mid = (lo + hi) / 2
         ok = fits(mid)
         lo, hi = np.where(ok & (lo >= 0), mid, lo), np.where(ok | (lo < 0), hi, mid)

@@ -65,8 +65,8 @@ import numpy as np
 
 from labeling.annotators import AnnotatorErrorBound, as_rate_and_alpha, split_alpha
 from labeling.autoaccept import check_predictions
-from labeling.bounds import SHARE_ALPHA, rate_allowances, wrong_count_upper_bound
-from labeling.fixed_sequence import fixed_sequence_scan
+from labeling.bounds import SHARE_ALPHA, rate_allowances, share_fits, wrong_count_upper_bound
+from labeling.fixed_sequence import scan_testable_cuts
 
 
 @dataclass(frozen=True)
@@ -145,21 +145,35 @@ def choose_dataset_threshold(
     # the rate a label errs at (module docstring): the quantile of the wrong count at the
     # rates, at the further alpha the certificate spends on that step (pipeline/certify.py).
     alpha["share"] = round(SHARE_ALPHA * (1 - confidence), 12)
-    r_max = rate_allowances(n_acc, epsilon * (n_human + n_acc), others=[(int(n_human), h)],
-                            confidence=1 - alpha["share"])
+    allowed = epsilon * (n_human + n_acc)
+    people = [(int(n_human), h)]
+
+    def r_max(cuts):  # each cut's allowance (a bisection: only where it is reported)
+        cuts = np.atleast_1d(cuts)
+        return rate_allowances(n_acc[cuts], allowed[cuts], others=people,
+                               confidence=1 - alpha["share"])
+
+    def fits(cuts, rates):
+        # Is a rate within the cut's allowance: one evaluation, where the allowance itself
+        # takes forty (10 s a round and more at 20,000 distinct confidences where people err).
+        # The margin keeps the allowance reported for the chosen cut (rounded down to 1e-9) at
+        # or above the bound that passed.
+        return share_fits(n_acc[cuts], allowed[cuts], np.minimum(1.0, rates + 2e-9),
+                          others=people, confidence=1 - alpha["share"])
+
     level = 1 - alpha["thresholds"]
-    # The sequence: the testable thresholds only (module docstring), from counts and r_max.
-    scan = fixed_sequence_scan(n_val, k_val, r_max, confidence=level, reference_error=rho,
-                               min_points=min_points, skip_untestable=True)
+    # The sequence: the testable thresholds only (module docstring), from counts and limits.
+    scan = scan_testable_cuts(n_val, k_val, fits, confidence=level, reference_error=rho,
+                         min_points=min_points)
     common = dict(n_human=int(n_human), human_error_ub=h, epsilon=epsilon,
                   confidence=confidence, alpha=alpha)
     if scan.chosen is None:
-        why = (_none_testable(r_max, h, epsilon, n_human,
+        why = (_none_testable(r_max, fits, len(grid), h, epsilon, n_human,
                               measured=isinstance(human_error, AnnotatorErrorBound))
                if scan.start is None else
                f"the first tested threshold ({grid[scan.start]:.4g}: {n_val[scan.start]} "
                f"validation items, {k_val[scan.start]} disagreeing) fails: bound "
-               f"{scan.bounds[scan.start]:.3f} > allowance {r_max[scan.start]:.3f}")
+               f"{scan.bounds[scan.start]:.3f} > allowance {r_max(scan.start)[0]:.3f}")
         wrong = (wrong_count_upper_bound([(int(n_human), h)], confidence=1 - alpha["share"])
                  / n_human if n_human else None)
         return DatasetThreshold(None, 0, n_validation=0, disagreements=0,
@@ -167,7 +181,7 @@ def choose_dataset_threshold(
     i = scan.chosen
     # The guarantee is the allowance at the cut, not the bound found there; at it the share
     # wrong is within the budget (r_max's definition), here counted as the certificate counts.
-    allowance = float(r_max[i])
+    allowance = float(r_max(i)[0])
     wrong = wrong_count_upper_bound([(int(n_acc[i]), allowance), (int(n_human), h)],
                                     confidence=1 - alpha["share"]) / (n_human + n_acc[i])
     return DatasetThreshold(float(grid[i]), int(n_acc[i]), n_validation=int(n_val[i]),
@@ -177,19 +191,24 @@ def choose_dataset_threshold(
                             f"ok (scan stopped at {grid[scan.stopped_at]:.4g})", **common)
 
 
-def _none_testable(r_max: np.ndarray, h: float, epsilon: float, n_human: int, *,
+def _none_testable(r_max, fits, n_cuts: int, h: float, epsilon: float, n_human: int, *,
                    measured: bool) -> str:
     """Why no threshold could be tested: the people's part leaves the machine labels no room
-    at all, or too little validation data above any threshold for the room there is."""
-    if n_human and float(r_max.max()) <= 0:
+    at all, or too little validation data above any threshold for the room there is.
+    ``r_max(cuts)`` and ``fits(cuts, rates)`` as in choose_dataset_threshold."""
+    loosest = n_cuts - 1
+    # The people's room grows with the set (epsilon x every label): if a machine label that
+    # is never wrong does not fit at the loosest cut, it fits at none.
+    if n_human and not fits(np.array([loosest]), np.zeros(1))[0]:
         narrow = ("narrow the people's bound ([loop] double_check, more people per item)"
                   if measured else "lower the people's error assumed ([loop] human_error, else "
                   "reference_error)")
         return (f"the people's labels alone may be wrong at up to {h:.1%} (their bound), "
                 f"against a budget of {epsilon:.1%} for the whole delivered set: no machine "
                 f"label fits; {narrow} or raise [loop] dataset_error")
-    return ("too little validation data above any threshold to certify its allowance (at "
-            f"most {max(0.0, float(r_max.max())):.3f})")
+    ends = r_max(np.array([0, loosest]))
+    return ("too little validation data above any threshold to certify its allowance (it is "
+            f"{ends[0]:.3f} at the strictest threshold, {ends[1]:.3f} at the loosest)")
 
 
 def _cuts(cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

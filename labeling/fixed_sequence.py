@@ -41,7 +41,7 @@ cut may have.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +71,6 @@ def fixed_sequence_scan(
     min_points: int = 1,
     expected: np.ndarray | None = None,
     tolerate: int = 0,
-    skip_untestable: bool = False,
 ) -> Scan:
     """Test cuts strictest first with the bound of :func:`labeling.bounds.noisy_error_upper_bound`
     and stop at the first failure (see the module docstring).
@@ -81,11 +80,7 @@ def fixed_sequence_scan(
     the population the cuts are applied to, ``reference_error`` bounds rho, and ``max_error``
     does not depend on the validation labels. Inputs are trusted (callers validate).
     ``expected`` plans the start (module docstring); without it the start is the first cut where
-    ``tolerate`` disagreements would pass, or where none would if no cut holds that many.
-    ``skip_untestable``: after the start, test only the cuts where zero disagreements would
-    pass (a set fixed by counts and limits alone, so the guarantee is the same); a cut where no
-    record could pass then cannot end the scan (labeling/dataset_accept.py says where that
-    happens)."""
+    ``tolerate`` disagreements would pass, or where none would if no cut holds that many."""
     n = np.asarray(n, dtype=np.float64)
     max_error = np.broadcast_to(np.asarray(max_error, dtype=np.float64), n.shape)
     scale = 1.0 / (1.0 - reference_error)
@@ -100,7 +95,7 @@ def fixed_sequence_scan(
     else:
         room = _first_passing(n, tolerate, max_error, min_points, confidence, scale)
         start = room if room is not None else int(possible[0])
-    tested = possible[possible >= start] if skip_untestable else np.arange(start, len(n))
+    tested = np.arange(start, len(n))
     tail = np.minimum(1.0, error_upper_bounds(
         np.asarray(disagreements)[tested], n[tested], confidence=confidence) * scale)
     bounds[tested] = tail
@@ -109,6 +104,54 @@ def fixed_sequence_scan(
         return Scan(start, None, int(tested[-1]), bounds)
     stop = int(failed[0])
     return Scan(start, int(tested[stop]), int(tested[stop - 1]) if stop > 0 else None, bounds)
+
+
+def scan_testable_cuts(
+    n: np.ndarray,
+    disagreements: np.ndarray,
+    fits: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    *,
+    confidence: float,
+    reference_error: float = 0.0,
+    min_points: int = 1,
+    chunk: int = 1024,
+) -> Scan:
+    """A fixed-sequence scan over the testable cuts only: those with ``min_points`` items
+    where zero disagreements would pass, a set fixed by counts and limits alone, so the
+    guarantee is :func:`fixed_sequence_scan`'s; a cut where no record could pass cannot end the
+    scan (labeling/dataset_accept.py says where that happens). It starts at the first testable
+    cut and stops at the first failure.
+
+    For limits that are costly to compute, each cut's limit is a test rather than a number:
+    ``fits(cuts, rates)`` says, for the cut indices ``cuts``, whether the error rates ``rates``
+    are within their limits (a rate that fits, any lower one fits too; the limit is the
+    largest that fits). Each cut is asked at most twice (could zero disagreements pass; does
+    its count pass), in chunks of ``chunk`` cuts, and none after the chunk of the first
+    failure. ``bounds`` holds the tested cuts' bounds up to that failure."""
+    n = np.asarray(n, dtype=np.float64)
+    disagreements = np.asarray(disagreements, dtype=np.float64)
+    scale = 1.0 / (1.0 - reference_error)
+    bounds = np.full(n.shape, np.nan)
+    start, passed = None, None
+    for first in range(0, len(n), chunk):
+        cuts = np.arange(first, min(first + chunk, len(n)))
+        cuts = cuts[n[cuts] >= min_points]
+        zero = error_upper_bounds(np.zeros(len(cuts)), n[cuts], confidence=confidence) * scale
+        cuts = cuts[zero <= 1]
+        cuts = cuts[fits(cuts, zero[zero <= 1])] if len(cuts) else cuts
+        if len(cuts) == 0:
+            continue
+        start = int(cuts[0]) if start is None else start
+        tail = np.minimum(1.0, error_upper_bounds(disagreements[cuts], n[cuts],
+                                                  confidence=confidence) * scale)
+        failed = np.flatnonzero(~fits(cuts, tail))
+        if len(failed):
+            stop = int(failed[0])
+            bounds[cuts[:stop + 1]] = tail[:stop + 1]
+            return Scan(start, int(cuts[stop]), int(cuts[stop - 1]) if stop else passed, bounds)
+        bounds[cuts] = tail
+        passed = int(cuts[-1])
+    return Scan(start, None, passed, bounds)
 
 
 def fallback_scan(

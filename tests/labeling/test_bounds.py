@@ -9,6 +9,7 @@ from labeling.bounds import (
     noisy_error_upper_bound,
     precision_interval,
     rate_allowances,
+    share_fits,
     wrong_count_upper_bound,
 )
 
@@ -141,3 +142,20 @@ def test_rate_allowances_are_the_largest_rates_whose_wrong_count_fits():
     # (A review: the bisection's bracket stopped at 0.80 here.)
     assert rate_allowances(np.array([1]), np.array([20]), others=[(1000, 0.005)],
                            confidence=0.99)[0] == 1.0
+
+
+def test_share_fits_says_yes_up_to_the_allowance_and_no_past_it():
+    rng = np.random.default_rng(7)
+    n = rng.integers(1, 5000, 300)
+    allowed = rng.uniform(0, 120, 300)
+    for others in ([(1000, 0.01)], [(2000, 0.0)], [(0, 0.0)]):
+        rates = rate_allowances(n, allowed, others=others, confidence=0.99)
+        at = share_fits(n, allowed, rates, others=others, confidence=0.99)
+        past = share_fits(n, allowed, np.minimum(1.0, rates + 1e-7), others=others,
+                          confidence=0.99)
+        room = rates > 0
+        assert at[room].all()
+        assert not past[rates < 1].any()
+        assert past[rates == 1].all()
+    with pytest.raises(ValueError, match="rates must be in"):
+        share_fits(np.array([5]), np.array([2]), np.array([1.5]), others=[], confidence=0.9)

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from labeling.bounds import error_upper_bound
-from labeling.fixed_sequence import fallback_scan, fixed_sequence_scan, points_needed
+from labeling.fixed_sequence import (
+    fallback_scan,
+    fixed_sequence_scan,
+    points_needed,
+    scan_testable_cuts,
+)
 
 
 def test_points_needed_matches_the_clopper_pearson_table():
@@ -130,3 +135,42 @@ def test_the_fallback_scan_starts_no_earlier_than_min_points():
 def test_the_fallback_scan_needs_a_start():
     with pytest.raises(ValueError, match="at least one start"):
         fallback_scan(_cuts(), np.zeros(39), 0.05, confidence=0.95, tolerates=())
+
+
+def _scan_by_hand(n, k, limits, *, confidence, rho, min_points):
+    """The testable-cuts scan written out cut by cut, with every limit known."""
+    start = chosen = None
+    for i in range(len(n)):
+        zero = error_upper_bound(0, int(n[i]), confidence=confidence) / (1 - rho)
+        if n[i] < min_points or zero > limits[i]:
+            continue  # no record could pass here: not in the sequence
+        start = i if start is None else start
+        bound = min(1.0, error_upper_bound(int(k[i]), int(n[i]), confidence=confidence)
+                    / (1 - rho))
+        if bound > limits[i]:
+            return start, i, chosen
+        chosen = i
+    return start, None, chosen
+
+
+def test_the_testable_scan_asks_each_cut_its_limit_and_chooses_as_the_scan_by_hand():
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        cuts = int(rng.integers(1, 400))
+        n = np.sort(rng.integers(0, 600, cuts))
+        k = np.minimum(n, np.sort(rng.binomial(n, 0.01)))  # disagreements pile up as n grows
+        limits = rng.uniform(0.0, 0.08, cuts)
+        rho = float(rng.choice([0.0, 0.1]))
+        asked = np.zeros(cuts, int)
+
+        def fits(at, rates, limits=limits, asked=asked):
+            asked[at] += 1
+            return rates <= limits[at]
+
+        scan = scan_testable_cuts(n, k, fits, confidence=0.95, reference_error=rho, min_points=10,
+                             chunk=int(rng.integers(1, 50)))
+        assert (scan.start, scan.stopped_at, scan.chosen) == _scan_by_hand(
+            n, k, limits, confidence=0.95, rho=rho, min_points=10), trial
+        assert asked.max() <= 2  # a limit that is costly is asked about at most twice a cut
+        if scan.stopped_at is not None:
+            assert np.isnan(scan.bounds[scan.stopped_at + 1:]).all()
