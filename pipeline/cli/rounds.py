@@ -271,12 +271,16 @@ def models_rollback(config: Path | None = ConfigOption,
     from pipeline.round.promote import checkpoint_problem
 
     with opened(config, lock="labelloop models rollback") as project:
+        # Checked before the alias moves, as promote does: a champion that cannot be read
+        # stops every round and `labelloop serve` (it was installed with a warning).
+        previous = project.registry.previous_champion()
+        problem = checkpoint_problem(project, previous)
+        if problem:
+            fail(f"v{previous} cannot be the champion again: {problem}. The champion is "
+                 "unchanged; choose another version with `labelloop models promote VERSION` "
+                 "(`labelloop models list` shows them)")
         restored = project.registry.rollback(reason=reason)
-        problem = checkpoint_problem(project, restored.version)
     console.print(f"v{restored.version} is the champion again")
-    if problem:
-        console.print(f"warning: its checkpoint cannot be read ({problem}); roll back again or "
-                      f"`labelloop models promote VERSION`", markup=False, highlight=False)
 
 
 def _count(value) -> str:

@@ -281,17 +281,27 @@ class ModelRegistry:
         with self._call("rolling back the champion"):
             client = self._client()
             self._finish_logged_move(client)
-            stack = champion_stack(self.history())
-            if len(stack) < 2:
-                raise RegistryError(
-                    f"no previous champion to roll back to ({len(stack)} champion(s) in "
-                    f"{self.history_path}); promote a version instead: "
-                    "`labelloop models promote VERSION`")
-            target = self._require(client, stack[-2])
+            target = self._require(client, self._previous_champion())
             current = (self._aliases(client) or {}).get(CHAMPION)
             self._move(client, PromotionEvent(
                 _now(), "rollback", _opt_str(current), target.version, reason))
             return self._require(client, target.version)
+
+    def previous_champion(self) -> str:
+        """The version ``rollback`` would restore (nothing moves). Raises ``RegistryError``
+        where there is none."""
+        with self._call("reading the champions before this one"):
+            self._finish_logged_move(self._client())
+            return self._previous_champion()
+
+    def _previous_champion(self) -> str:
+        stack = champion_stack(self.history())
+        if len(stack) < 2:
+            raise RegistryError(
+                f"no previous champion to roll back to ({len(stack)} champion(s) in "
+                f"{self.history_path}); promote a version instead: "
+                "`labelloop models promote VERSION`")
+        return stack[-2]
 
     def history(self) -> list[PromotionEvent]:
         """Every promotion and rollback of this model, oldest first."""

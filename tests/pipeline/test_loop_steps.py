@@ -487,6 +487,13 @@ def test_a_champion_whose_checkpoint_is_damaged_or_gone_gives_way_and_cannot_com
     refused = CliRunner().invoke(app, ["models", "promote", first, "--config", config])
     assert refused.exit_code == 2 and f"v{first} cannot be the champion" in refused.output
     assert proj.registry.champion().version == challenger
+    # Nor does a rollback bring it back (it did, with a warning, and every round stopped).
+    history = len(proj.registry.history())
+    refused = CliRunner().invoke(app, ["models", "rollback", "--config", config])
+    assert refused.exit_code == 2 and f"v{first} cannot be the champion again" in refused.output
+    assert "champion is unchanged" in refused.output
+    assert proj.registry.champion().version == challenger
+    assert len(proj.registry.history()) == history
     ckpt.unlink()  # gone
     assert "is missing" in promote_step.checkpoint_problem(proj, first)
 
