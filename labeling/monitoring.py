@@ -42,7 +42,6 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
-from scipy.stats import chi2_contingency, ks_2samp
 
 from labeling.autoaccept import precision_interval
 from labeling.boxes import match_boxes
@@ -180,7 +179,7 @@ def detect_image_drift(ref_conf, new_conf, ref_boxes, new_boxes) -> dict:
     ref_conf, new_conf = _values(ref_conf, "ref_conf"), _values(new_conf, "new_conf")
     ref_boxes = _values(ref_boxes, "ref_boxes", len(ref_conf))
     new_boxes = _values(new_boxes, "new_boxes", len(new_conf))
-    test = ks_2samp(ref_boxes, new_boxes, method="asymp")  # counts tie: no exact method
+    test = _stats().ks_2samp(ref_boxes, new_boxes, method="asymp")  # counts tie: no exact method
     signals = {
         "confidence": _confidence_drift(ref_conf, new_conf),
         "boxes": _signal("boxes", "KS D", test.statistic, test.pvalue,
@@ -213,6 +212,14 @@ def _values(a, name: str, n: int | None = None) -> np.ndarray:
     return a
 
 
+def _stats():
+    # scipy.stats takes most of a second to import, and this module is imported by every
+    # command of the CLI (through the certificate); only the drift tests need it.
+    import scipy.stats  # noqa: PLC0415
+
+    return scipy.stats
+
+
 def _signal(name: str, statistic: str, effect: float, p_value: float, **more) -> dict:
     return {"statistic": statistic, "effect": float(effect), "p_value": float(p_value),
             "threshold": {"alpha": ALPHA, "min_effect": MIN_EFFECT[name]},
@@ -220,7 +227,7 @@ def _signal(name: str, statistic: str, effect: float, p_value: float, **more) ->
 
 
 def _confidence_drift(ref: np.ndarray, new: np.ndarray) -> dict:
-    test = ks_2samp(ref, new)
+    test = _stats().ks_2samp(ref, new)
     return _signal("confidence", "KS D", test.statistic, test.pvalue,
                    mean_reference=float(ref.mean()), mean_new=float(new.mean()))
 
@@ -235,7 +242,7 @@ def _prediction_drift(ref: np.ndarray, new: np.ndarray, k: int) -> dict:
     if used.sum() < 2:  # one class predicted on both sides: nothing to test
         p_value = 1.0
     else:
-        p_value = chi2_contingency(np.stack([ref_counts[used], new_counts[used]])).pvalue
+        p_value = _stats().chi2_contingency(np.stack([ref_counts[used], new_counts[used]])).pvalue
     return _signal("predictions", "PSI", psi, p_value,
                    reference_counts=ref_counts.tolist(), new_counts=new_counts.tolist())
 

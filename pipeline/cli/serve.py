@@ -17,7 +17,6 @@ from labeling.studio.errors import StudioError
 from pipeline.cli.common import ConfigOption, console, fail, load
 from pipeline.project.workspace import config_file
 from pipeline.registry.mlflow_store import RegistryError
-from training.checkpoint import CheckpointError
 
 
 def serve_command(
@@ -31,6 +30,7 @@ def serve_command(
     from pipeline.backend.app import make_app
     from pipeline.backend.setup import open_backend
     from pipeline.project.project import open_project
+    from training.checkpoint import CheckpointError  # torch: every command paid for it
 
     cfg = load(config)
     project = open_project(cfg, env=os.environ)
