@@ -19,7 +19,6 @@ never held out (nobody drew it at random): the loop's own random picks start the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from labeling.studio.connection import connect
 from labeling.studio.project import StudioProject
 from labeling.studio.sync import sync_annotations
 from labeling.tasks.registry import get_task_type
-from pipeline.project.config import CONFIG_NAME, ConfigError, load_config
+from pipeline.project.config import CONFIG_NAME, ConfigError, load_config, registry_safe_name
 from pipeline.project.project import open_project
 from pipeline.project.studio import image_source, project_title
 from pipeline.project.workspace import init_project
@@ -93,5 +92,5 @@ def _config(folder: Path, *, title: str, classes, images: Path, studio_url: str)
     # The name is the registry's model name too, which may not hold '/' or ':' (titles in
     # Label Studio often do: "Batch 2: cars"); the title stays the project's own.
     return init_project(folder, images=images, classes=list(classes),
-                        name=re.sub(r"[/:]", "-", title), studio_url=studio_url,
+                        name=registry_safe_name(title), studio_url=studio_url,
                         project_title=title)

@@ -874,6 +874,16 @@ def title_problem(name: str, project_title: str = "") -> str | None:
             f"{TITLE_MIN} to {TITLE_MAX}: choose another --name, or set [studio] project_title")
 
 
+def registry_safe_name(title: str) -> str:
+    """A project name the model registry takes, made from a title it may not (a Label Studio
+    project's, which often reads "Batch 2: cars"): '/' and ':' become '-', '"' becomes "'"
+    where both quotes appear, and a title of dots alone becomes "project"."""
+    name = re.sub(r"[/:]", "-", title)
+    if "'" in name and '"' in name:
+        name = name.replace('"', "'")
+    return "project" if _model_name_problem(name) else name
+
+
 def _model_name_problem(name: str) -> str | None:
     # The project name is the registry's model name too (pipeline/project/project.py):
     # MLflow refuses '/' and ':' there, and the registry's searches cannot quote both quotes.

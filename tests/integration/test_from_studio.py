@@ -35,7 +35,8 @@ def _project_with_answers(studio, root, folder_in, folder_out):
     (folder_in / "broken.png").write_bytes(b"not a png")
     urls.append(f"{LOCAL_FILES_PATH}?d={(folder_in / 'broken.png').relative_to(root).as_posix()}")
     with studio.errors("making the project"):
-        made = studio.client.projects.create(title=f"their project {next(_n)}",
+        # A title as people write them, which the model registry refuses as a model name.
+        made = studio.client.projects.create(title=f"their \"pets\"/{next(_n)}: cat's",
                                              label_config=TASK.label_config(CLASSES))
         ids = studio.client.projects.import_tasks(
             id=made.id, request=[{"data": {"image": u}} for u in urls],
@@ -69,6 +70,8 @@ def test_attach_to_an_existing_project_and_run_twice(studio, studio_server, tmp_
         project = open_project(find_config(tmp_path / "p"), env=env)
         try:
             assert project.classes == CLASSES
+            assert project.config.project.name.startswith("their 'pets'-")
+            assert project.registry.champion() is None  # the registry takes the name
             items = project.store.items()
             assert len(items) == 50
             assert sum(i.path.startswith(str(images / "imported")) for i in items) == 20

@@ -12,6 +12,7 @@ from pipeline.project.config import (
     LoopSection,
     ProjectSection,
     load_config,
+    registry_safe_name,
     render_config,
 )
 
@@ -244,3 +245,14 @@ def test_a_command_run_below_the_project_finds_its_config(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path.parent)  # nothing at or above: the error names ./labelloop.toml
     with pytest.raises(ConfigError, match=f"no config at {tmp_path.parent / 'labelloop.toml'}"):
         find_config(None)
+
+
+@pytest.mark.parametrize("title, name", [
+    ("Batch 2: cars", "Batch 2- cars"), ("a/b", "a-b"), ("..", "project"),
+    ("Cats \"big\" and 'small'", "Cats 'big' and 'small'"), ("plain", "plain")])
+def test_a_label_studio_title_becomes_a_name_the_config_and_the_registry_take(
+        tmp_path, title, name):
+    assert registry_safe_name(title) == name
+    path = tmp_path / "labelloop.toml"
+    path.write_text(render_config(name, ["cat", "dog"], Path("images")), encoding="utf-8")
+    assert load_config(path).project.name == name
