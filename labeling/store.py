@@ -626,17 +626,20 @@ def _added_within(query, added: tuple[datetime, datetime | None] | None):
 
 
 def unskip(s: Session, task_ids: Iterable[int]) -> None:
-    """Items skipped on Label Studio tasks ``task_ids``, now gone, are pending again: the skip
-    went with its task, and the next push asks anew with a pre-annotation (a skipped item is
-    not pre-annotated, and outside the held-out sample not predicted either: a held-out one
-    is, as it counts against the model until answered). An item skipped on a task still
-    there stays so."""
+    """Items skipped, or tied between people, on Label Studio tasks ``task_ids``, now gone,
+    are pending again: the skip or tie went with its task, and the next push asks anew with a
+    pre-annotation (a skipped item is not pre-annotated, and outside the held-out sample not
+    predicted either: a held-out one is, as it counts against the model until answered; a
+    deleted tie keeps counting against it until a person labels the item,
+    ``pipeline.round.labeled.unresolved_held_out``). A tied item stayed so for good, picked by
+    no round (a user's review). An item skipped or tied on a task still there stays so."""
     task_ids = sorted(task_ids)
+    held = ("skipped", "disagreement")
     for start in range(0, len(task_ids), CHUNK):
         items = select(StudioTaskSync.item_id).where(
             StudioTaskSync.task_id.in_(task_ids[start:start + CHUNK]),
-            StudioTaskSync.outcome == "skipped")
-        s.execute(update(Item).where(Item.id.in_(items), Item.status == "skipped")
+            StudioTaskSync.outcome.in_(held))
+        s.execute(update(Item).where(Item.id.in_(items), Item.status.in_(held))
                   .values(status="ok").execution_options(synchronize_session="fetch"))
 
 

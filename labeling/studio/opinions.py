@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, cast, func, select, true
 
 from labeling.boxes import image_matches
 from labeling.schema import (
@@ -77,14 +77,15 @@ MAX_KEYS_IN_QUERY = 10_000
 
 
 def current_votes(store: LabelStore, project_id: int | None, *, values: bool = False,
-                  keys: Collection[str] | None = None) -> dict[str, dict]:
+                  keys: Collection[str] | None = None, live: bool = True) -> dict[str, dict]:
     """Item key -> person -> their counted answer, in the order people first answered: each
     person's latest annotation of the item's live task (the last updated, as the label's
     consensus reads it, ``labeling.studio.consensus.decide``), unless that one is a skip or
     rejected (then the person has no vote: their older answer does not come back). A person
     answering twice counts once. ``project_id`` None: every Label Studio project. The answer
     is its class text, or with ``values`` its typed value (a detection's boxes). ``keys``: only
-    these items (the others' answers are not read)."""
+    these items (the others' answers are not read). ``live`` False: tasks deleted since count
+    too (what people said, for evidence that they err; a label comes from live tasks)."""
     answer = StudioAnnotation.value if values else StudioAnnotation.choice
     query = (select(Item.key, StudioAnnotation.user_id, StudioAnnotation.annotation_id,
                     StudioAnnotation.who, answer, StudioAnnotation.choice,
@@ -94,7 +95,7 @@ def current_votes(store: LabelStore, project_id: int | None, *, values: bool = F
              .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
              .where(StudioAnnotation.project_id == project_id if project_id is not None
                     else StudioAnnotation.project_id.is_not(None),
-                    StudioTaskSync.deleted.is_(False))
+                    StudioTaskSync.deleted.is_(False) if live else true())
              .order_by(StudioAnnotation.created_at, StudioAnnotation.annotation_id))
     if keys is not None:
         if not keys:
@@ -150,9 +151,12 @@ def refused_only(store: LabelStore) -> dict[str, tuple[int, str]]:
 
 def disagreed(store: LabelStore, *, boxes: bool = False) -> tuple[int, int]:
     """(items whose people's current answers differ, items answered by two or more people),
-    each person's current answer counted once (as ``current_votes``); ``boxes``: answers are
-    boxes, which differ as ``boxes_differ`` says (their text only lists the classes). The
-    database finds the items with answers from two or more people; only theirs are read."""
+    each person's current answer counted once (as ``current_votes``), on tasks deleted since
+    too: deleting a disputed task in Label Studio does not make the people who disagreed
+    right (it turned "no error bound" into "wrong labels <= 0.00%", a user's review).
+    ``boxes``: answers are boxes, which differ as ``boxes_differ`` says (their text only lists
+    the classes). The database finds the items with answers from two or more people; only
+    theirs are read."""
     who = func.coalesce(StudioAnnotation.who, cast(StudioAnnotation.user_id, String),
                         cast(StudioAnnotation.annotation_id, String))
     with store.transaction() as s:
@@ -160,12 +164,12 @@ def disagreed(store: LabelStore, *, boxes: bool = False) -> tuple[int, int]:
             select(Item.key).select_from(StudioAnnotation)
             .join(Item, Item.id == StudioAnnotation.item_id)
             .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
-            .where(StudioAnnotation.project_id.is_not(None), StudioTaskSync.deleted.is_(False),
+            .where(StudioAnnotation.project_id.is_not(None),
                    StudioAnnotation.was_cancelled.is_(False),
                    StudioAnnotation.rejected.is_(None), StudioAnnotation.choice.is_not(None))
             .group_by(Item.key).having(func.count(func.distinct(who)) > 1)).all()
-    votes = [list(v.values()) for v in current_votes(store, None, values=boxes,
-                                                     keys=several).values() if len(v) > 1]
+    votes = [list(v.values()) for v in current_votes(store, None, values=boxes, keys=several,
+                                                     live=False).values() if len(v) > 1]
     if boxes:
         differ = sum(any(boxes_differ(a, b) for a in answers[1:] for b in answers[:1])
                      for answers in votes)

@@ -9,9 +9,10 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select, update
 
-from labeling.schema import Item, StudioTaskSync, utcnow
+from labeling.schema import Item, StudioAnnotation, StudioTaskSync, utcnow
 from labeling.selections import Pick, record_picks
 from labeling.store import LabelStore, NewLabel
+from labeling.studio.opinions import current_votes, disagreed
 from pipeline.ingest import ingest_folder
 from pipeline.round.labeled import unresolved_held_out
 
@@ -39,6 +40,8 @@ def test_a_tie_stays_through_a_later_skip_and_a_deleted_task_until_a_person_labe
         with store.transaction() as s:
             assert s.scalar(select(StudioTaskSync.deleted).where(StudioTaskSync.task_id == 10))
         assert unresolved_held_out(store) == {key}
+        # ...and asked again: it stayed "disagreement" with no task, and no round picked it.
+        assert store.item(key).status == "ok"
         # A person's label settles it.
         store.add_labels([NewLabel(key, "cat", "human", who="someone")])
         assert unresolved_held_out(store) == set()
@@ -70,5 +73,28 @@ def test_a_held_out_item_everyone_skipped_counts_against_the_model_until_answere
         assert unresolved_held_out(store) == {held}  # a training pick skipped is no reference
         store.add_labels([NewLabel(held, "cat", "human", who="someone")])
         assert unresolved_held_out(store) == set()
+    finally:
+        store.close()
+
+
+def test_people_who_disagreed_on_a_task_deleted_since_still_count_as_disagreeing(tmp_path):
+    # Deleting the disputed task in Label Studio turned the certificate's "no error bound
+    # (people gave different answers)" into "wrong labels <= 0.00%" (a user's review).
+    Image.fromarray(np.full((4, 4), 9, np.uint8), mode="L").save(tmp_path / "x.png")
+    store = LabelStore(tmp_path / "labels.db")
+    try:
+        key = ingest_folder(store, tmp_path).added[0].key
+        with store.transaction() as s:
+            item = s.scalar(select(Item).where(Item.key == key))
+            s.add(StudioTaskSync(project_id=1, task_id=10, item_id=item.id,
+                                 outcome="disagreement"))
+            for annotation_id, who, choice in ((1, "ann@a.test", "cat"), (2, "bob@a.test", "dog")):
+                s.add(StudioAnnotation(annotation_id=annotation_id, project_id=1, task_id=10,
+                                       item_id=item.id, who=who, choice=choice,
+                                       created_at=f"2026-12-0{annotation_id}T00:00:00Z"))
+        assert disagreed(store) == (1, 1)
+        store.mark_project_deleted(1)
+        assert disagreed(store) == (1, 1)
+        assert current_votes(store, None) == {}  # no label comes from a deleted task's votes
     finally:
         store.close()
