@@ -159,3 +159,19 @@ def test_share_fits_says_yes_up_to_the_allowance_and_no_past_it():
         assert past[rates == 1].all()
     with pytest.raises(ValueError, match="rates must be in"):
         share_fits(np.array([5]), np.array([2]), np.array([1.5]), others=[], confidence=0.9)
+
+
+def test_the_wrong_count_quantile_matches_scipy_stats_binomials_to_large_sets():
+    # The count's distribution is built from scipy.special (status no longer imports
+    # scipy.stats for it); scipy.stats' binomials, convolved in full, are the reference.
+    from scipy.stats import binom
+
+    for groups in ([(3141, 0.0205), (859, 0.004)], [(100_000, 0.02)], [(7, 0.3), (5, 0.9)],
+                   [(20_000, 0.001), (2_000, 0.05), (50, 0.5)]):
+        pmf = np.ones(1)
+        for n, rate in groups:
+            pmf = np.convolve(pmf, binom.pmf(np.arange(n + 1), n, rate))
+        cdf = np.cumsum(pmf)
+        for confidence in (0.9, 0.94, 0.99, 0.999):
+            expected = int(np.searchsorted(cdf, confidence - 1e-12))
+            assert wrong_count_upper_bound(groups, confidence=confidence) == expected
