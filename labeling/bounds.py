@@ -110,8 +110,17 @@ def _count_pmf(groups: list[tuple[int, float]]) -> tuple[int, np.ndarray]:
         if rate >= 1:
             sure += int(n)
         elif n and rate > 0:
-            pmf = np.convolve(pmf, _binomial_pmf(int(n), rate))
+            pmf = _convolve(pmf, _binomial_pmf(int(n), rate))
     return sure, pmf
+
+
+def _convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a * b: direct where that is quick (the usual few thousand entries), by FFT for long
+    ones (a million labels at 30% span 300,000 counts), which leaves values of about -1e-17."""
+    if len(a) * len(b) <= 10_000_000:
+        return np.convolve(a, b)
+    size = len(a) + len(b) - 1
+    return np.clip(np.fft.irfft(np.fft.rfft(a, size) * np.fft.rfft(b, size), size), 0.0, None)
 
 
 def _binomial_pmf(n: int, rate: float) -> np.ndarray:
