@@ -36,7 +36,10 @@ T = TypeVar("T")
 READ_BACKOFF = (0.5, 1.0, 2.0)
 KEY_HELP = ("set LABEL_STUDIO_API_KEY, or [studio] api_key_file in labelloop.toml "
             "(the embedded server's key is in its token file: `labelloop studio status`)")
-URL_HELP = "start it with `labelloop studio start`, or fix [studio] url / LABEL_STUDIO_URL"
+# Said to users of the embedded server and of their own alike: `studio start` refuses a
+# server set by [studio] url (a user's review followed it and got another error).
+URL_HELP = ("start it (the embedded one with `labelloop studio start`; your own server as you "
+            "run it), or fix [studio] url / LABEL_STUDIO_URL")
 
 
 @dataclass(eq=False)
