@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from xml.etree import ElementTree
 
 from labeling.studio.connection import connect
 from labeling.studio.project import StudioProject
@@ -53,7 +54,8 @@ def init_from_studio(folder: Path, *, project_id: int, images: Path, studio_url:
     if not classes:
         raise ConfigError(f"Label Studio project {project_id}'s labeling config is not one "
                           f"labelloop reads: it expects an Image named 'image' and single "
-                          f"Choices named 'label' over it, e.g.\n{task.label_config(['a', 'b'])}")
+                          f"Choices named 'label' over it, e.g.\n{task.label_config(['a', 'b'])}"
+                          + _renaming_help(found.get("label_config") or ""))
     title = str(found["title"])
     config_path = _config(folder, title=title, classes=classes, images=images,
                           studio_url=studio.url)
@@ -71,6 +73,21 @@ def init_from_studio(folder: Path, *, project_id: int, images: Path, studio_url:
                 "unchanged": len(report.unchanged), "rejected": len(report.rejected)}
     finally:
         project.close()
+
+
+def _renaming_help(xml: str) -> str:
+    """What to do where the config is labelloop's but for the Choices' name (Label Studio's
+    own Image Classification template names it "choice")."""
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return ""
+    choices = [e.get("name") for e in root.iter("Choices") if e.get("toName") == "image"]
+    if len(choices) != 1 or choices[0] == "label" or len(list(root.iter("Image"))) != 1:
+        return ""
+    return (f"\nThis project's Choices is named {choices[0]!r}: rename it to 'label' in the "
+            "project's Settings > Labeling Interface (Label Studio takes the rename only "
+            "while the project has no annotations)")
 
 
 def _config(folder: Path, *, title: str, classes, images: Path, studio_url: str) -> Path:

@@ -100,6 +100,16 @@ def test_a_project_labelloop_cannot_read_or_that_does_not_exist(studio, studio_s
     refused = labelloop("init", "--from-studio", str(other.id), *base, "--folder",
                         str(tmp_path / "a"), env=env)
     assert refused.returncode == 2 and "expects an Image named 'image'" in refused.stderr
+    # Label Studio's own Image Classification template names its Choices "choice".
+    with studio.errors("making a project"):
+        template = studio.client.projects.create(
+            title=f"template {next(_n)}", label_config='<View><Image name="image" '
+            'value="$image"/><Choices name="choice" toName="image"><Choice value="Weapons"/>'
+            '<Choice value="Violence"/></Choices></View>')
+    renamed = labelloop("init", "--from-studio", str(template.id), *base, "--folder",
+                        str(tmp_path / "t"), env=env)
+    assert renamed.returncode == 2 and "Choices is named 'choice'" in renamed.stderr
+    assert "Labeling Interface" in renamed.stderr
     missing = labelloop("init", "--from-studio", "999999", *base, "--folder",
                         str(tmp_path / "b"), env=env)
     assert missing.returncode == 2 and "999999" in missing.stderr
