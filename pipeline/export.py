@@ -194,6 +194,11 @@ def _check_target(out: Path, format: str, *, force: bool) -> None:
         if not force:
             raise ExportError(f"{out} exists; pass --force to replace it, or choose another "
                               "--out")
+        if not _was_exported(out, format):
+            # As for folders: --force once replaced the label store itself (--out
+            # .labelloop/labels.db), and every label with it (a user's review).
+            raise ExportError(f"{out} is not a labelloop {format} export, and --force "
+                              "replaces only those: choose another --out, or move it away")
         return
     if not out.is_dir():
         raise ExportError(f"--out {out} is a file; a {format} export is a folder")
@@ -209,6 +214,20 @@ def _check_target(out: Path, format: str, *, force: bool) -> None:
         raise ExportError(f"{out} holds {len(added)} file(s) the earlier export did not write "
                           f"(e.g. {added[0]}), which --force would delete with it: move them "
                           "out, or choose another --out")
+
+
+def _was_exported(path: Path, format: str) -> bool:
+    """Whether the file at ``path`` begins as a ``format`` export of labelloop's does (a CSV's
+    header, whatever the task; COCO's info line)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    if format == "csv":
+        header = next(csv.reader([head.splitlines()[0] if head else ""]), [])
+        return header[:2] == ["path", "label"] and "source" in header
+    return '"description": "labelloop export"' in head
 
 
 def _write_csv(path: Path, rows: list[ExportRow], paths: list[str] | None = None) -> None:

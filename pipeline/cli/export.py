@@ -37,8 +37,8 @@ def export_command(
                                          "source column tells them apart); no machine "
                                          "labels."),
     force: bool = typer.Option(False, "--force",
-                               help="Replace an existing CSV or a previous image-folder export, "
-                                    "and the certificate beside it."),
+                               help="Replace a previous export (a file or folder labelloop "
+                                    "wrote), and the certificate beside it."),
     config: Path | None = typer.Option(None, "--config", "-c",
                                        help=CONFIG_HELP),
 ) -> None:

@@ -158,8 +158,14 @@ def test_an_existing_output_needs_force_and_force_replaces_only_exports(project)
     target.write_text("old\n")
     with pytest.raises(ExportError, match="--force"):
         export_labels(store, target, format="csv")
+    # A file that is no export is not replaced even with --force: it once was, the label store
+    # itself included (--out .labelloop/labels.db), and every label with it.
+    with pytest.raises(ExportError, match="is not a labelloop csv export"):
+        export_labels(store, target, format="csv", force=True)
     assert target.read_text() == "old\n"
-    export_labels(store, target, format="csv", force=True)
+    target.unlink()
+    export_labels(store, target, format="csv", human_only=True)
+    export_labels(store, target, format="csv", force=True)  # a previous export: replaced
     assert len(read_csv(target)) == 6
 
     unrelated = tmp / "photos"
