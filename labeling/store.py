@@ -550,6 +550,21 @@ class LabelStore:
                          .order_by(Round.id.desc()).limit(1))
             return None if r is None else {"id": r.id, "stats": dict(r.stats or {})}
 
+    def fingerprint(self) -> tuple:
+        """What a reader of the labels sees, in a few figures: it changes whenever a label is
+        written or superseded, an item is added or changes status, or a round's record is
+        written. Two equal fingerprints around several reads say nothing wrote between them
+        (``pipeline.delivery``: the rows an export wrote and their certificate)."""
+        with self.transaction() as s:
+            labels = tuple(s.execute(select(func.count(), func.max(Label.id),
+                                            func.count(Label.superseded_at))).one())
+            statuses = tuple(sorted(s.execute(select(Item.status, func.count())
+                                              .group_by(Item.status)).all()))
+            last = s.scalars(select(Round).order_by(Round.id.desc()).limit(1)).first()
+            newest = None if last is None else (last.id, last.status, json.dumps(
+                last.stats or {}, sort_keys=True, default=str))
+        return labels, statuses, newest
+
     def rounds(self) -> list[dict]:
         with self.transaction() as s:
             return [

@@ -27,6 +27,9 @@ from pipeline.export import (
 from pipeline.files import write_text_atomic
 from pipeline.project.config import Config
 
+# Exports tried while the labels keep changing under them.
+ATTEMPTS = 3
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -59,12 +62,29 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
         # would leave the other beside a certificate that is not its own.
         raise ExportError(f"{sidecar} is the certificate of {other}, which is still there; "
                           "choose another --out")
-    report = export_labels(store, out, format=format, classes=config.project.classes,
-                           human_only=human_only, force=force, task=get_task_type(task))
-    rounds = store.rounds()
-    cert = certificate(store, latest_accept(rounds), reference_error=config.loop.people_error,
-                       confidence=config.loop.confidence_level, human_only=human_only,
-                       boxes=task == "detection", drifts=drifts_flagged(rounds))
+    for _ in range(ATTEMPTS):
+        # The rows and the certificate are separate reads: a round or a sync writing labels
+        # between them gave a certificate of other labels than the file's (a user's review:
+        # 54 machine rows beside a certificate counting 412). Unchanged around both, they
+        # are of one state; else the export is written again (it is ours to replace now).
+        before = store.fingerprint()
+        report = export_labels(store, out, format=format, classes=config.project.classes,
+                               human_only=human_only, force=force, task=get_task_type(task))
+        rounds = store.rounds()
+        cert = certificate(store, latest_accept(rounds),
+                           reference_error=config.loop.people_error,
+                           confidence=config.loop.confidence_level, human_only=human_only,
+                           boxes=task == "detection", drifts=drifts_flagged(rounds))
+        if store.fingerprint() == before:
+            break
+        force = True
+    else:
+        # An earlier certificate there describes an earlier file: gone with it.
+        if _certified_export(sidecar) is not None:
+            sidecar.unlink(missing_ok=True)
+        raise ExportError(f"the labels changed while they were exported, {ATTEMPTS} times "
+                          f"(a round or a sync writing them): {out} holds the last try, without "
+                          "a certificate; export again once they are written")
     cert = {**cert, "export": str(target), "exported_rows": report.rows,
             **exported_bound(cert, report.rows)}
     write_text_atomic(sidecar, json.dumps(cert, indent=2) + "\n")

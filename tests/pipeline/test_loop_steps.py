@@ -541,3 +541,35 @@ def test_a_skipped_held_out_item_is_predicted_for_the_threshold_test_and_named_b
     assert key in {i.key for i in labeled.items_to_predict(proj, set())}
     warnings = project_status(proj)["warnings"]
     assert any(w.startswith("1 held-out item(s) skipped by everyone") for w in warnings)
+
+
+def test_labels_written_during_an_export_never_leave_its_certificate_of_other_labels(
+        project, monkeypatch):
+    # A round writing labels between the export's rows and its certificate left 54 machine
+    # rows beside a certificate counting 412 (a user's review). Here a sync writes people's
+    # labels right after the rows are written, once, then on every try.
+    import pipeline.delivery as delivery
+
+    proj, _ = project
+    keys = [i.key for i in proj.store.items()]
+    proj.store.add_labels([NewLabel(k, "3", "human", who="a") for k in keys[:5]])
+    real, tries, writes = delivery.export_labels, [], iter(keys[5:])
+
+    def export_then_a_sync_writes(*args, **kwargs):
+        report = real(*args, **kwargs)
+        tries.append(report.rows)
+        if len(tries) == 1 or always:
+            proj.store.add_labels([NewLabel(next(writes), "4", "human", who="b")])
+        return report
+
+    monkeypatch.setattr(delivery, "export_labels", export_then_a_sync_writes)
+    always = False
+    out = proj.config.root / "labels.csv"
+    done = delivery.deliver(proj.store, proj.config, out, format="csv")
+    assert tries == [5, 6]  # written again, with the label the sync added
+    assert done.certificate["human"] == done.report.rows == 6
+    assert json.loads(done.certificate_file.read_text())["exported_rows"] == 6
+    always, tries[:] = True, []
+    with pytest.raises(delivery.ExportError, match="changed while they were exported, 3 times"):
+        delivery.deliver(proj.store, proj.config, out, format="csv", force=True)
+    assert not done.certificate_file.exists()  # it described the file replaced
