@@ -86,9 +86,20 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
                           f"(a round or a sync writing them): {out} holds the last try, without "
                           "a certificate; export again once they are written")
     cert = {**cert, "export": str(target), "exported_rows": report.rows,
-            **exported_bound(cert, report.rows)}
+            **exported_bound(cert, report.rows), **_unfinished(rounds)}
     write_text_atomic(sidecar, json.dumps(cert, indent=2) + "\n")
     return Delivery(report, cert, sidecar)
+
+
+def _unfinished(rounds: list[dict]) -> dict:
+    """The round that accepted machine labels and has not run its monitor yet (stopped
+    between, or running): its drift test, which may count some of them wrong, comes last."""
+    last = rounds[-1] if rounds else None
+    if last is None or last["status"] != "running":
+        return {}
+    stats = last["stats"] or {}
+    return {"unfinished_round": last["id"]} if "accept" in stats and "monitor" not in stats \
+        else {}
 
 
 def _certified_export(sidecar: Path) -> Path | None:

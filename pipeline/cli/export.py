@@ -63,6 +63,10 @@ def export_command(
     sources = ", ".join(f"{n} {s}" for s, n in report.by_source.items()) or "none"
     _say(f"exported {report.rows} labeled item(s) ({sources}) to {report.out}")
     _say(f"certificate ({done.certificate_file}): {describe(cert)}")
+    if "unfinished_round" in cert:
+        _say(f"warning: round {cert['unfinished_round']} has accepted machine labels and not "
+             "yet tested new images for drift (its last step); finish it (`labelloop round`) "
+             "and export again: machine labels on drifted images then count as wrong")
     if "exported_wrong_ub" in cert:
         _say(f"of the {report.rows:,} exported rows (fewer than the labels delivered), "
              f"wrong labels <= {100 * cert['exported_wrong_ub']:.2f}%")

@@ -573,3 +573,19 @@ def test_labels_written_during_an_export_never_leave_its_certificate_of_other_la
     with pytest.raises(delivery.ExportError, match="changed while they were exported, 3 times"):
         delivery.deliver(proj.store, proj.config, out, format="csv", force=True)
     assert not done.certificate_file.exists()  # it described the file replaced
+
+
+def test_an_export_between_a_rounds_accept_and_its_drift_test_says_so(project):
+    # The drift test comes last in a round and may count machine labels wrong: an export
+    # between (a round stopped after accepting) certified without it, and said nothing.
+    from pipeline.delivery import deliver
+
+    proj, _ = project
+    rid = proj.store.start_round()
+    proj.store.save_round(rid, {"done": ["accept"], "accept": {}})
+    out = proj.config.root / "mid.csv"
+    assert deliver(proj.store, proj.config, out, format="csv").certificate[
+        "unfinished_round"] == rid
+    proj.store.finish_round(rid, {"done": ["accept", "monitor"], "accept": {}, "monitor": {}})
+    assert "unfinished_round" not in deliver(proj.store, proj.config, out, format="csv",
+                                             force=True).certificate

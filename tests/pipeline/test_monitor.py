@@ -160,7 +160,9 @@ def test_monitor_records_round_numbers_and_raises_drift_for_new_inverted_digits(
         assert sum(mon["data"]["class_balance"]["human"].values()) == mon["data"]["human_labels"]
         assert set(mon["auto_label"]["thresholds"]) == set(CLASSES)
 
-        # Then the camera changes: inverted digits.
+        # Then the camera changes: inverted digits; a lower target lets the machine label some.
+        loop = proj.config.loop.model_copy(update={"target_precision": 0.8})
+        proj.config = proj.config.model_copy(update={"loop": loop})
         truth.update(write_pngs(folder, 255 - images[1200:1500], labels[1200:1500], "c"))
         ingest_folder(proj.store, folder)
         # ... and one skipped task is answered after all: no new skip (the count of skipped
@@ -186,6 +188,12 @@ def test_monitor_records_round_numbers_and_raises_drift_for_new_inverted_digits(
         assert logged.metrics["drift/embeddings"] == pytest.approx(
             mon["drift"]["signals"]["embeddings"]["effect"])
         assert "correction_rate_total" in logged.metrics
+        # The certificate logged counts the machine labels on the drifted images as status
+        # does (it was the accept step's, made before the drift was found).
+        cert = status["certificate"]
+        assert cert["uncovered_machine"] > 0
+        assert mon["auto_label"]["certificate"]["wrong_ub"] == cert["wrong_ub"]
+        assert logged.metrics["certificate/wrong_ub"] == pytest.approx(cert["wrong_ub"])
         assert {k for k in logged.metrics if k.startswith("threshold/")} == {
             f"threshold/{c}" for c, t in mon["auto_label"]["thresholds"].items()
             if t is not None}
