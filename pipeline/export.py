@@ -250,12 +250,23 @@ def _write_imagefolder(out: Path, rows: list[ExportRow], classes: Iterable[str]
     """Write the folder; returns the rows written, and of the S3 rows not written, the paths
     of objects gone (``missing``) and the keys of those whose bytes are not the item's
     (``changed``: replaced since the last ingest)."""
+    classes = list(classes)
     names = list(dict.fromkeys([*classes, *(r.label for r in rows)]))
     bad = [c for c in names if c in ("", ".", "..") or "/" in c or "\\" in c or "\0" in c
            or c == PROVENANCE_FILE]
     if bad:
         raise ExportError(f"class name(s) {', '.join(map(repr, bad))} cannot be folder names; "
                           "use --format csv")
+    known = set(classes)
+    unknown = Counter(r.label for r in rows if r.label not in known) if classes else {}
+    if unknown:
+        # A folder per such label made an extra class that shifts every class's number in
+        # torchvision's ImageFolder (a class renamed in labelloop.toml: "nine" beside "9").
+        listed = ", ".join(f"{label!r} ({n} image(s))" for label, n in sorted(unknown.items()))
+        raise ExportError(f"labels {listed} are not among [project] classes (removed or "
+                          "renamed in labelloop.toml?), so an imagefolder export would add a "
+                          "class folder for them: put them back in the classes, or export "
+                          "--format csv, which writes labels as text")
     tmp = temp_folder_beside(out)
     try:
         for name in names:

@@ -345,3 +345,16 @@ def test_exports_get_the_umasks_permissions_not_owner_only(project, mask):
     assert stat.S_IMODE((tmp / "labels.csv").stat().st_mode) == 0o666 & ~mask
     assert stat.S_IMODE((tmp / "folder").stat().st_mode) == 0o777 & ~mask
     assert stat.S_IMODE((tmp / "folder/provenance.csv").stat().st_mode) == 0o666 & ~mask
+
+
+def test_an_imagefolder_export_refuses_labels_of_a_class_the_config_no_longer_has(project):
+    # "nine" renamed "9" in labelloop.toml: the export made a folder for each, 11 classes
+    # whose numbers shift in torchvision's ImageFolder (a user's review).
+    store, _, tmp = project
+    export_labels(store, tmp / "all.csv", format="csv")
+    labeled = {r["label"] for r in read_csv(tmp / "all.csv")}
+    assert "cat" in labeled
+    kept = tuple(sorted(labeled - {"cat"})) + ("kitty",)
+    with pytest.raises(ExportError, match=r"labels 'cat' \(\d+ image\(s\)\) are not among"):
+        export_labels(store, tmp / "renamed", format="imagefolder", classes=kept)
+    assert not (tmp / "renamed").exists()
