@@ -481,6 +481,14 @@ class LabelStore:
         with self.transaction() as s:
             return dict(s.execute(_added_within(query, added)).all())
 
+    def current_machine_versions(self) -> dict[str, int]:
+        """Model version -> how many machine labels in force it made (by the database)."""
+        query = (select(Label.model_version, func.count())
+                 .where(Label.superseded_at.is_(None), Label.source == "machine")
+                 .group_by(Label.model_version))
+        with self.transaction() as s:
+            return {str(v): n for v, n in s.execute(query).all()}
+
     def current_class_counts(self) -> dict[str, int]:
         """Class (``label`` text) -> how many items' label in force has it (by the database)."""
         query = (select(Label.label, func.count()).where(Label.superseded_at.is_(None))

@@ -63,7 +63,7 @@ def project_status(project: Project, *, studio_project_id: int | None = None,
                         f"Studio offers their tasks to nobody again: fix the answer in Label "
                         f"Studio (task {tasks}{', ...' if len(refused) > 10 else ''})")
     warnings += held_back_warnings(all_rounds) + replaced_warning(store)
-    warnings += dropped_classes_warning(store, project)
+    warnings += dropped_classes_warning(store, project) + other_models_warning(store, champion)
     stuck = ties_nobody_can_break(store, annotator_emails(project.config))
     if stuck:
         warnings.append(f"{stuck} held-out item(s) tied or skipped, and every annotator "
@@ -191,8 +191,26 @@ def dropped_classes_warning(store, project) -> list[str]:
         return []
     shown = ", ".join(f"{c} ({n:,})" for c, n in sorted(gone.items())[:10])
     return [f"{sum(gone.values()):,} label(s) carry a class [project] classes no longer names: "
-            f"{shown}{', ...' if len(gone) > 10 else ''}; export delivers them as they are: "
-            "put the class back, or relabel those items"]
+            f"{shown}{', ...' if len(gone) > 10 else ''}; a CSV export delivers them as they "
+            "are (an imagefolder, COCO or YOLO export refuses them): put the class back, or "
+            "relabel those items"]
+
+
+def other_models_warning(store, champion: dict | None) -> list[str]:
+    """Machine labels in force that a model other than the champion made: a rollback or a
+    promotion by hand since the last accept step (after a round they are all the champion's).
+    Export delivers them until the next round decides them again (a review found them
+    exported and certified after a rollback without a word)."""
+    if champion is None:
+        return []
+    others = {v: n for v, n in store.current_machine_versions().items()
+              if v != str(champion["version"])}
+    if not others:
+        return []
+    shown = ", ".join(f"v{v} ({n:,})" for v, n in sorted(others.items()))
+    return [f"{sum(others.values()):,} machine label(s) in force were made by a model that is "
+            f"not the champion (v{champion['version']}): {shown}; export delivers them as they "
+            "are until the next round's accept step decides them again with the champion"]
 
 
 def latest_warnings(rounds: list[dict]) -> list[str]:

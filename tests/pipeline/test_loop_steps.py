@@ -589,3 +589,19 @@ def test_an_export_between_a_rounds_accept_and_its_drift_test_says_so(project):
     proj.store.finish_round(rid, {"done": ["accept", "monitor"], "accept": {}, "monitor": {}})
     assert "unfinished_round" not in deliver(proj.store, proj.config, out, format="csv",
                                              force=True).certificate
+
+
+def test_status_names_machine_labels_made_by_a_model_that_is_no_longer_the_champion(project):
+    # After `models rollback` to v4, v5's machine labels were exported and certified and
+    # status said nothing of them (a user's review).
+    from pipeline.status import other_models_warning
+
+    proj, _ = project
+    keys = [i.key for i in proj.store.items()]
+    proj.store.add_labels([NewLabel(k, "3", "machine", model_version="5", confidence=0.99)
+                           for k in keys[:7]] + [NewLabel(keys[7], "3", "human", who="a")])
+    assert other_models_warning(proj.store, {"version": "5"}) == []
+    assert other_models_warning(proj.store, None) == []
+    [warning] = other_models_warning(proj.store, {"version": "4"})
+    assert warning.startswith("7 machine label(s) in force were made by a model that is not "
+                              "the champion (v4): v5 (7)")
