@@ -85,7 +85,8 @@ def sync_annotations(studio: Studio, store: LabelStore, project: StudioProject, 
     ``same_image(url, key)`` says whether their URL is known to show the item's bytes. Neither
     changes anything in Label Studio."""
     def key_of(task: dict) -> str | None:
-        return item_key_of(task) or (task_keys or {}).get(int(task["id"]))
+        # The store's record first: an adopted task may carry an item_key of its own.
+        return (task_keys or {}).get(int(task["id"])) or item_key_of(task)
 
     light = list(iter_tasks(studio, project.id, include=LIGHT_FIELDS, all_fields=True))
     cursor = load_cursor(store, project.id)

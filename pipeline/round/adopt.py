@@ -1,14 +1,15 @@
 """Tasks that people imported into the Label Studio project by hand (not pushed by labelloop)
 join the pool, so their answers become labels and they are never pushed a second time.
 
-For each task without an item key: its image is found (``pipeline.task_images``: a local file
-under the served folder, an upload, an http(s) URL) and decoded; a file outside the image folder
-is copied into ``<images>/imported/<sha256>.<ext>`` (renamed into place: a kill leaves no half
-file), so the pool stays in one folder; the file becomes an item, and the store's task table
-records the task as that item's. Nothing in Label Studio changes: the task keeps its data and
-URL. The sync reads the task as one of labelloop's (its item named by the store, its image
-checked against the item's bytes through the same cache), so its answers go through the same
-consensus, history and second opinions; push never makes a second task for the item.
+For each task without an item key (or with one this store does not hold): its image is found
+(``pipeline.task_images``: a local file under the served folder, an upload, an http(s) URL) and
+decoded; a file outside the image folder is copied into ``<images>/imported/<sha256>.<ext>``
+(renamed into place: a kill leaves no half file), so the pool stays in one folder; the file
+becomes an item, and the store's task table records the task as that item's. Nothing in Label
+Studio changes: the task keeps its data and URL. The sync reads the task as one of labelloop's
+(its item named by the store, its image checked against the item's bytes through the same
+cache), so its answers go through the same consensus, history and second opinions; push never
+makes a second task for the item.
 
 Adopted items are never held out (nobody drew them at random), so the statistics stay valid. A
 task whose image cannot be read, or whose image is already an item with its own task, is left
@@ -39,8 +40,14 @@ def adopt_hand_made_tasks(project: Project, studio, sp, images: TaskImages) -> d
     """Adopt every hand-made task of the project (see the module docstring)."""
     tasked = project.store.tasks(sp.id, include_deleted=True)
     known = set(tasked.values())
-    foreign = [t for t in iter_tasks(studio, sp.id, include="id,data", all_fields=True)
-               if item_key_of(t) is None and int(t["id"]) not in known]
+    listed = [t for t in iter_tasks(studio, sp.id, include="id,data", all_fields=True)
+              if int(t["id"]) not in known]
+    # A task naming an item this store lacks is adopted too: an item_key of the user's own,
+    # or labelloop's from another workspace on the same project (one lost, or a second
+    # machine). Its answers were kept as no item's and never read again (a user's review).
+    named = {key for key in map(item_key_of, listed) if key is not None}
+    in_store = set(project.store.items_by_key(named)) if named else set()
+    foreign = [t for t in listed if item_key_of(t) not in in_store]
     if not foreign:
         return {"adopted": 0, "left": []}
     adopted, left, thumbs = 0, [], {}
