@@ -123,7 +123,8 @@ class TaskImages:
         except (ImageError, OSError, httpx.HTTPError, ValueError, RemoteUnavailable) as err:
             # httpx's messages quote a URL whole, the one redirected to as well (a presigned
             # S3 URL behind Label Studio's /presign/): every URL in them is shown masked.
-            why = _URL.sub(lambda m: shown_url(m.group(0)), str(err))
+            # Its first line: an HTTP error's second is httpx's link to a page on status codes.
+            why = _URL.sub(lambda m: shown_url(m.group(0)), str(err).strip().split("\n")[0])
             return TaskImage(reason=f"image {shown_url(url)} cannot be read: {why}")
         return TaskImage(path=str(path), key=file_key(path)[0])
 

@@ -34,7 +34,8 @@ def ingest_new(project: Project, *, progress: bool) -> dict:
             # A pool filled from elsewhere (`labelloop ingest OTHER`) still has work to do.
             record["skipped"] = str(err)
         else:
-            record.update(added=len(report.added), unread=report.unread,
+            # "unchanged": known files not read again ("unread" read as failures to users).
+            record.update(added=len(report.added), unchanged=report.unread,
                           quarantined=len(report.quarantined), released=len(report.released))
             if report.pixels_not_kept:
                 record["pixels_not_kept"] = report.pixels_not_kept

@@ -55,7 +55,7 @@ def test_a_round_on_images_in_s3_predicts_as_on_local_disk(s3, tmp_path):
         on_disk = predict(load_checkpoint(ckpt), [local[paths[k]][0] for k in keys])
         assert np.array_equal(probs, on_disk.probs)
         assert ingest_new(proj, progress=False) == {
-            "folder": f"s3://{s3.name}/digits", "added": 0, "unread": 300, "quarantined": 0,
+            "folder": f"s3://{s3.name}/digits", "added": 0, "unchanged": 300, "quarantined": 0,
             "released": 0}
     finally:
         proj.close()
