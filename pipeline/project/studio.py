@@ -152,7 +152,8 @@ def follow_tasks(studio: Studio, store: LabelStore, title: str, titled: list[int
         f"project's {sum(live.values())} task(s), are gone (deleted? or another Label Studio "
         f"or account than the one they were made on); the answers synced from them stay in the "
         f"store. Their tasks are now marked deleted: the next run makes project {title!r} and "
-        f"sends the items that wait for people again")
+        f"sends the items that wait for people again. A `labelloop serve` still serves the old "
+        f"project: restart it after that run, then `labelloop studio connect` again")
 
 
 def project_title(config: Config) -> str:
