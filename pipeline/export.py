@@ -66,6 +66,8 @@ class ExportReport:
     by_source: dict[str, int]
     left_out: dict[str, int]
     missing: list[str] = field(default_factory=list)  # paths of labeled files gone from disk
+    # Paths of labeled files that now hold other bytes than their item's (overwritten).
+    changed: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -119,7 +121,9 @@ def export_labels(
     if changed:
         left_out["changed_file"] = len(changed)
     by_source = dict(sorted(Counter(r.source for r in present).items()))
-    return ExportReport(out, format, by_source, left_out, sorted(missing))
+    path_of = {r.item_key: r.path for r in rows}
+    return ExportReport(out, format, by_source, left_out, sorted(missing),
+                        sorted(path_of[k] for k in changed if k in path_of))
 
 
 def check_format(format: str, task: TaskType | None) -> None:

@@ -73,10 +73,12 @@ def export_command(
     if report.left_out:
         reasons = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in report.left_out.items())
         _say(f"left out: {reasons}")
-    for path in report.missing[:10]:
-        _say(f"  missing file: {path}")
-    if len(report.missing) > 10:
-        _say(f"  ... and {len(report.missing) - 10} more")
+    for what, paths in (("missing file", report.missing),
+                        ("changed file (other bytes than its item's)", report.changed)):
+        for path in paths[:10]:
+            _say(f"  {what}: {path}")
+        if len(paths) > 10:
+            _say(f"  ... and {len(paths) - 10} more")
 
 
 def why_not_written(err: OSError, out: Path) -> str:

@@ -302,11 +302,13 @@ def test_s3_objects_replaced_or_deleted_after_ingest_are_left_out_not_exported(s
         # (a.png's new image is a new item, without a label yet)
         assert report.left_out == {"changed_file": 1, "missing_file": 1, "unlabeled": 1}
         assert report.missing == [f"s3://{s3.name}/pool/b.png"]
+        assert report.changed == [f"s3://{s3.name}/pool/a.png"]  # named, not only counted
         folder = export_labels(store, tmp_path / "dataset", format="imagefolder",
                                classes=CLASSES)
         rows = read_csv(tmp_path / "dataset" / PROVENANCE_FILE)
         assert [r["path"] for r in rows] == ["cat/d.png"] and folder.rows == 1
         assert folder.left_out == {"changed_file": 2, "missing_file": 1, "unlabeled": 1}
+        assert folder.changed == [f"s3://{s3.name}/pool/{n}" for n in ("a.png", "c.png")]
     finally:
         store.close()
 
