@@ -22,6 +22,7 @@ from pipeline.export import (
     ExportError,
     ExportReport,
     check_format,
+    check_kind,
     export_labels,
 )
 from pipeline.files import write_text_atomic
@@ -49,19 +50,21 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
     and ``OSError`` where writing fails."""
     task = config.project.task
     check_format(format, get_task_type(task))  # before the certificate's file is looked at
+    check_kind(Path(out).expanduser().absolute(), format)  # then a file for a folder, or back
     sidecar = certificate_path(Path(out).expanduser().absolute(), format)
+    other = _certified_export(sidecar)
+    target = Path(out).expanduser().resolve()
+    if other is not None and other.resolve() != target and os.path.lexists(other):
+        # `data.csv` and the folder `data` share `data.certificate.json`: --force on one
+        # would leave the other beside a certificate that is not its own. Said before
+        # "pass --force", which would only lead here.
+        raise ExportError(f"{sidecar} is the certificate of {other}, which is still there; "
+                          "choose another --out")
     if sidecar.exists() and not force:
         # Another export's (labels.csv and labels.coco share one), or a file of the user's.
         raise ExportError(f"{sidecar}, where this export's certificate goes, exists; pass "
                           "--force (from Python: force=True) to replace it, or choose another "
                           "--out")
-    other = _certified_export(sidecar)
-    target = Path(out).expanduser().resolve()
-    if other is not None and other.resolve() != target and os.path.lexists(other):
-        # `data.csv` and the folder `data` share `data.certificate.json`: --force on one
-        # would leave the other beside a certificate that is not its own.
-        raise ExportError(f"{sidecar} is the certificate of {other}, which is still there; "
-                          "choose another --out")
     for _ in range(ATTEMPTS):
         # The rows and the certificate are separate reads: a round or a sync writing labels
         # between them gave a certificate of other labels than the file's (a user's review:

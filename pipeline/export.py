@@ -188,13 +188,21 @@ def _utc_text(when: datetime) -> str:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
 
 
+def check_kind(out: Path, format: str) -> None:
+    """Raise ``ExportError`` where ``out`` is a folder and ``format`` writes a file, or the
+    other way round."""
+    if format in FILE_FORMATS and out.is_dir():
+        raise ExportError(f"--out {out} is a folder; a {format} export is a file: give a "
+                          "file name")
+    if format not in FILE_FORMATS and out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file; a {format} export is a folder")
+
+
 def _check_target(out: Path, format: str, *, force: bool) -> None:
     if not out.exists():
         return
+    check_kind(out, format)
     if format in FILE_FORMATS:
-        if out.is_dir():
-            raise ExportError(f"--out {out} is a folder; a {format} export is a file: give a "
-                              "file name")
         if not force:
             raise ExportError(f"{out} exists; pass --force to replace it, or choose another "
                               "--out")
@@ -204,8 +212,6 @@ def _check_target(out: Path, format: str, *, force: bool) -> None:
             raise ExportError(f"{out} is not a labelloop {format} export, and --force "
                               "replaces only those: choose another --out, or move it away")
         return
-    if not out.is_dir():
-        raise ExportError(f"--out {out} is a file; a {format} export is a folder")
     if not any(out.iterdir()):
         return
     if not force:

@@ -232,6 +232,14 @@ def test_cli_exports_the_projects_labels(tmp_path, monkeypatch):
     csv_too = runner.invoke(app, ["export", "--format", "csv", "--out", str(tmp_path /
                                   "dataset.csv"), "--force", "-c", str(tmp_path)])
     assert csv_too.exit_code == 2 and "is the certificate of" in csv_too.output
+    # Without --force too: "pass --force" first only led there (a user's review).
+    csv_plain = runner.invoke(app, ["export", "--format", "csv", "--out", str(tmp_path /
+                                    "dataset.csv"), "-c", str(tmp_path)])
+    assert csv_plain.exit_code == 2 and "is the certificate of" in csv_plain.output
+    # A CSV aimed at the folder: said so, not "pass --force".
+    at_folder = runner.invoke(app, ["export", "--format", "csv", "--out", str(tmp_path /
+                                    "dataset"), "-c", str(tmp_path)])
+    assert at_folder.exit_code == 2 and "is a folder" in at_folder.output
     assert not (tmp_path / "dataset.csv").exists()
     certified = json.loads((tmp_path / "dataset.certificate.json").read_text())["export"]
     assert certified == str(tmp_path / "dataset")
