@@ -41,6 +41,7 @@ from labeling.schema import (
     Label,
     Quarantine,
     Round,
+    StudioAnnotation,
     StudioTaskSync,
     Task,
     utcnow,
@@ -559,19 +560,18 @@ class LabelStore:
             return None if r is None else {"id": r.id, "stats": dict(r.stats or {})}
 
     def fingerprint(self) -> tuple:
-        """What a reader of the labels sees, in a few figures: it changes whenever a label is
-        written or superseded, an item is added or changes status, or a round's record is
-        written. Two equal fingerprints around several reads say nothing wrote between them
-        (``pipeline.delivery``: the rows an export wrote and their certificate)."""
+        """What a certificate reads beside an export's rows, in a few figures: the newest
+        round's record (the accept step's bound, the drift tests) and people's answers in
+        Label Studio (whether they disagree). Equal around several reads, nothing wrote them
+        between (``pipeline.delivery``). Labels are not in it: an export counts them in the
+        same read as its rows, and a round writes them continuously."""
         with self.transaction() as s:
-            labels = tuple(s.execute(select(func.count(), func.max(Label.id),
-                                            func.count(Label.superseded_at))).one())
-            statuses = tuple(sorted(s.execute(select(Item.status, func.count())
-                                              .group_by(Item.status)).all()))
+            answers = tuple(s.execute(select(func.count(), func.max(StudioAnnotation.id),
+                                             func.max(StudioAnnotation.updated_at))).one())
             last = s.scalars(select(Round).order_by(Round.id.desc()).limit(1)).first()
             newest = None if last is None else (last.id, last.status, json.dumps(
                 last.stats or {}, sort_keys=True, default=str))
-        return labels, statuses, newest
+        return answers, newest
 
     def rounds(self) -> list[dict]:
         with self.transaction() as s:

@@ -56,11 +56,12 @@ from labeling.studio.opinions import disagreed
 
 def certificate(store: LabelStore, accept: dict | None, *, reference_error: float | str,
                 confidence: float, human_only: bool = False, boxes: bool = False,
-                drifts: list[dict] | None = None) -> dict:
+                drifts: list[dict] | None = None, counts: dict | None = None) -> dict:
     """The delivered set's counts and error bound as they stand, from the latest accept
     record (``accept``; None before any). ``human_only``: the set delivers people's labels
     only (an ``export --human-only``); ``boxes``: a detection project's; ``drifts``: the
-    drifts found (``drifts_flagged``). JSON-ready."""
+    drifts found (``drifts_flagged``); ``counts``: the labels counted as an export read them
+    (``pipeline.export.labeled_rows``), else read now. JSON-ready."""
     # The double-checked items the people's error was measured on (None: assumed, or a record
     # from before 2026-12-02, whose "reference" was measured on other items).
     checks = None
@@ -72,8 +73,9 @@ def certificate(store: LabelStore, accept: dict | None, *, reference_error: floa
     # What an export writes: a label in force on an item neither skipped, disputed nor
     # quarantined (an audited machine label whose people tied or skipped stays in force, and
     # is held back from the delivered set as the export holds it back).
-    counts = store.delivery_counts()
-    n_items = store.count_items()
+    if counts is None:
+        counts = {"by_source": store.delivery_counts(), "items": store.count_items()}
+    n_items, counts = counts["items"], counts["by_source"]
     people = [counts.get(s, (0, 0)) for s in PEOPLE_SOURCES]
     n_human, human_held = sum(p[0] for p in people), sum(p[1] for p in people)
     machine_ok, machine_held = counts.get("machine", (0, 0))

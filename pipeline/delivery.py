@@ -66,10 +66,10 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
                           "--force (from Python: force=True) to replace it, or choose another "
                           "--out")
     for _ in range(ATTEMPTS):
-        # The rows and the certificate are separate reads: a round or a sync writing labels
-        # between them gave a certificate of other labels than the file's (a user's review:
-        # 54 machine rows beside a certificate counting 412). Unchanged around both, they
-        # are of one state; else the export is written again (it is ours to replace now).
+        # The certificate counts the labels as the rows were read (one statement: a round
+        # writing labels meanwhile gave 54 machine rows beside a certificate counting 412, a
+        # user's review); what else it reads (the accept record, people's answers) is
+        # checked unchanged around both, else the export is written again (ours to replace).
         before = store.fingerprint()
         report = export_labels(store, out, format=format, classes=config.project.classes,
                                human_only=human_only, force=force, task=get_task_type(task))
@@ -77,7 +77,8 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
         cert = certificate(store, latest_accept(rounds),
                            reference_error=config.loop.people_error,
                            confidence=config.loop.confidence_level, human_only=human_only,
-                           boxes=task == "detection", drifts=drifts_flagged(rounds))
+                           boxes=task == "detection", drifts=drifts_flagged(rounds),
+                           counts=report.counts)
         if store.fingerprint() == before:
             break
         force = True
@@ -85,9 +86,9 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
         # An earlier certificate there describes an earlier file: gone with it.
         if _certified_export(sidecar) is not None:
             sidecar.unlink(missing_ok=True)
-        raise ExportError(f"the labels changed while they were exported, {ATTEMPTS} times "
-                          f"(a round or a sync writing them): {out} holds the last try, without "
-                          "a certificate; export again once they are written")
+        raise ExportError(f"a round's record or people's answers changed while the labels were "
+                          f"exported, {ATTEMPTS} times: {out} holds the last try, without a "
+                          "certificate; export again once the round or sync is done")
     cert = {**cert, "export": str(target), "exported_rows": report.rows,
             **exported_bound(cert, report.rows), **_unfinished(rounds)}
     write_text_atomic(sidecar, json.dumps(cert, indent=2) + "\n")
@@ -95,14 +96,11 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
 
 
 def _unfinished(rounds: list[dict]) -> dict:
-    """The round that accepted machine labels and has not run its monitor yet (stopped
-    between, or running): its drift test, which may count some of them wrong, comes last."""
+    """The newest round, if it has not finished (running, or stopped part-way): its accept
+    step may still change the machine labels, and its drift test, which comes last, may
+    count some of them wrong."""
     last = rounds[-1] if rounds else None
-    if last is None or last["status"] != "running":
-        return {}
-    stats = last["stats"] or {}
-    return {"unfinished_round": last["id"]} if "accept" in stats and "monitor" not in stats \
-        else {}
+    return {"unfinished_round": last["id"]} if last and last["status"] == "running" else {}
 
 
 def _certified_export(sidecar: Path) -> Path | None:

@@ -68,6 +68,8 @@ class ExportReport:
     missing: list[str] = field(default_factory=list)  # paths of labeled files gone from disk
     # Paths of labeled files that now hold other bytes than their item's (overwritten).
     changed: list[str] = field(default_factory=list)
+    # What the certificate counts, read with the rows (``labeled_rows``).
+    counts: dict = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -93,7 +95,7 @@ def export_labels(
     check_format(format, task)
     out = Path(out).expanduser().absolute()
     _check_target(out, format, force=force)
-    rows, left_out = labeled_rows(store, human_only=human_only)
+    rows, left_out, counts = labeled_rows(store, human_only=human_only)
     # An S3 object is not looked up here (a request each): what the last ingest found of it
     # counts (an object deleted or replaced since: ``unusable_items``), and an imagefolder
     # export checks the bytes it copies.
@@ -123,7 +125,7 @@ def export_labels(
     by_source = dict(sorted(Counter(r.source for r in present).items()))
     path_of = {r.item_key: r.path for r in rows}
     return ExportReport(out, format, by_source, left_out, sorted(missing),
-                        sorted(path_of[k] for k in changed if k in path_of))
+                        sorted(path_of[k] for k in changed if k in path_of), counts)
 
 
 def check_format(format: str, task: TaskType | None) -> None:
@@ -155,8 +157,12 @@ def other_bytes(store: LabelStore, rows: list[ExportRow]) -> set[str]:
 
 
 def labeled_rows(store: LabelStore, *, human_only: bool = False
-                 ) -> tuple[list[ExportRow], dict[str, int]]:
-    """The exportable items (sorted by path) and how many were left out, by reason."""
+                 ) -> tuple[list[ExportRow], dict[str, int], dict]:
+    """The exportable items (sorted by path), how many were left out, by reason, and what the
+    certificate counts, from the same read (``LabelStore.delivery_counts``' figures as
+    ``{"by_source": {source: (delivered, held back)}, "items": n}``): a round writing labels
+    meanwhile cannot give the file and its certificate different labels (a user's review: 54
+    machine rows beside a certificate counting 412)."""
     quarantined = exists().where(Quarantine.path == Item.path)
     query = (
         select(Item.key, Item.path, Item.status, quarantined.label("quarantined"), Label)
@@ -165,9 +171,15 @@ def labeled_rows(store: LabelStore, *, human_only: bool = False
     )
     rows: list[ExportRow] = []
     left_out: Counter[str] = Counter()
+    ok: Counter[str] = Counter()
+    held: Counter[str] = Counter()
+    items = 0
     with store.transaction() as s:
         # One statement: SQLite reads it from one snapshot, even while a round commits.
         for key, path, status, is_quarantined, lab in s.execute(query):
+            items += 1
+            if lab is not None:
+                (held if is_quarantined or status != "ok" else ok)[lab.source] += 1
             if is_quarantined:
                 left_out["quarantined"] += 1
             elif status in EXCLUDED_STATUSES:
@@ -180,7 +192,9 @@ def labeled_rows(store: LabelStore, *, human_only: bool = False
                 rows.append(ExportRow(path, lab.label, lab.source, lab.who, lab.model_version,
                                       lab.confidence, lab.round_id, _utc_text(lab.created_at),
                                       key, lab.value))
-    return rows, dict(sorted(left_out.items()))
+    counts = {"by_source": {src: (ok[src], held[src]) for src in sorted({*ok, *held})},
+              "items": items}
+    return rows, dict(sorted(left_out.items())), counts
 
 
 def _utc_text(when: datetime) -> str:

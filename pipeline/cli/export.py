@@ -64,9 +64,10 @@ def export_command(
     _say(f"exported {report.rows} labeled item(s) ({sources}) to {report.out}")
     _say(f"certificate ({done.certificate_file}): {describe(cert)}")
     if "unfinished_round" in cert:
-        _say(f"warning: round {cert['unfinished_round']} has accepted machine labels and not "
-             "yet tested new images for drift (its last step); finish it (`labelloop round`) "
-             "and export again: machine labels on drifted images then count as wrong")
+        _say(f"warning: round {cert['unfinished_round']} has not finished (it is running, or "
+             "stopped part-way): its accept step may still change the machine labels, and its "
+             "drift test, its last step, may count some of them wrong; export again once it "
+             "has finished (`labelloop round` resumes a stopped one)")
     if "exported_wrong_ub" in cert:
         _say(f"of the {report.rows:,} exported rows (fewer than the labels delivered), "
              f"wrong labels <= {100 * cert['exported_wrong_ub']:.2f}%")

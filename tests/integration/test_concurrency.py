@@ -357,6 +357,15 @@ def test_exports_while_labels_are_written_are_whole_committed_states(tmp_path, l
     assert any(cli_start < t < cli_end for t, _ in states[1:])
     assert_whole_folder(tmp_path / "cli-folder", len(read_export(
         tmp_path / "cli-folder" / "provenance.csv")))
+    # The certificate beside each CLI export counts what the file holds (it was read apart
+    # from the rows, so a round writing meanwhile gave it other labels: a user's review).
+    for export_file, cert_name in ((tmp_path / "cli.csv", "cli.certificate.json"),
+                                   (tmp_path / "cli-folder" / "provenance.csv",
+                                    "cli-folder.certificate.json")):
+        cert = json.loads((tmp_path / cert_name).read_text(encoding="utf-8"))
+        rows = read_export(export_file)
+        assert cert["machine"] == sum(r["source"] == "machine" for r in rows)
+        assert cert["exported_rows"] == len(rows) == cert["delivered"]
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
     assert len(labeled) == n_items and Counter(v.model_version for v in labeled.values()) == final

@@ -547,7 +547,7 @@ def test_labels_written_during_an_export_never_leave_its_certificate_of_other_la
         project, monkeypatch):
     # A round writing labels between the export's rows and its certificate left 54 machine
     # rows beside a certificate counting 412 (a user's review). Here a sync writes people's
-    # labels right after the rows are written, once, then on every try.
+    # labels right after the rows are read: the certificate counts what the file holds.
     import pipeline.delivery as delivery
 
     proj, _ = project
@@ -558,20 +558,26 @@ def test_labels_written_during_an_export_never_leave_its_certificate_of_other_la
     def export_then_a_sync_writes(*args, **kwargs):
         report = real(*args, **kwargs)
         tries.append(report.rows)
-        if len(tries) == 1 or always:
-            proj.store.add_labels([NewLabel(next(writes), "4", "human", who="b")])
+        proj.store.add_labels([NewLabel(next(writes), "4", "human", who="b")])
+        if round_record_changes:
+            proj.store.save_round(rid, {"done": [], "n": len(tries)})
         return report
 
     monkeypatch.setattr(delivery, "export_labels", export_then_a_sync_writes)
-    always = False
+    round_record_changes, rid = False, proj.store.start_round()
     out = proj.config.root / "labels.csv"
     done = delivery.deliver(proj.store, proj.config, out, format="csv")
-    assert tries == [5, 6]  # written again, with the label the sync added
-    assert done.certificate["human"] == done.report.rows == 6
-    assert json.loads(done.certificate_file.read_text())["exported_rows"] == 6
-    always, tries[:] = True, []
-    with pytest.raises(delivery.ExportError, match="changed while they were exported, 3 times"):
+    assert tries == [5]  # labels written meanwhile need no second try: counted with the rows
+    assert done.certificate["human"] == done.report.rows == 5
+    assert done.certificate["unlabeled"] == len(keys) - 5
+    assert json.loads(done.certificate_file.read_text())["exported_rows"] == 5
+    # What the certificate reads beside the rows (here a round's record) changing each time:
+    # written again, 3 times, then refused, with no certificate left of another file.
+    round_record_changes, tries[:] = True, []
+    with pytest.raises(delivery.ExportError, match="changed while the labels were exported, 3 "
+                                                   "times"):
         delivery.deliver(proj.store, proj.config, out, format="csv", force=True)
+    assert tries == [6, 7, 8]
     assert not done.certificate_file.exists()  # it described the file replaced
 
 
@@ -582,7 +588,7 @@ def test_an_export_between_a_rounds_accept_and_its_drift_test_says_so(project):
 
     proj, _ = project
     rid = proj.store.start_round()
-    proj.store.save_round(rid, {"done": ["accept"], "accept": {}})
+    proj.store.save_round(rid, {"done": ["accept"], "accept": {}})  # stopped after accept
     out = proj.config.root / "mid.csv"
     assert deliver(proj.store, proj.config, out, format="csv").certificate[
         "unfinished_round"] == rid
