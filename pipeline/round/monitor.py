@@ -80,20 +80,27 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
     if found is not None:
         record["champion"], record["drift"], record["data"]["new_items"] = _with_champion(
             project, found, drift_base(rounds, round_id))
-    if record["drift"].get("drift") and stats.get("accept"):
-        # The accept step certified before this drift was found: machine labels on the new
-        # images count wrong from now on (as status and export count them); MLflow logged
-        # the certificate without them (a user's review: 0.0834 where status said 0.3939).
-        loop = project.config.loop
-        this = [{**r, "stats": {"monitor": {"drift": record["drift"]}}} for r in rounds
-                if r["id"] == round_id]
-        record["auto_label"]["certificate"] = certificate(
-            store, stats["accept"], reference_error=loop.people_error,
-            confidence=loop.confidence_level,
-            drifts=drifts_flagged([r for r in rounds if r["id"] != round_id] + this))
+    recertify_after_drift(project, record, rounds, round_id, stats)
     record["warnings"] = monitor_warnings(record, project.config.loop.target_precision)
     record["mlflow_run"] = project.registry.log_round(round_id, flat_metrics(record))
     return record
+
+
+def recertify_after_drift(project: Project, record: dict, rounds: list[dict], round_id: int,
+                          stats: dict) -> None:
+    """Where this round's drift test found drift, ``record``'s certificate made again with it:
+    the accept step certified before the test ran, and machine labels on the new images count
+    wrong from now on, as status and export count them (MLflow logged the certificate without
+    them: 0.0834 where status said 0.3939, a user's review)."""
+    if not (record["drift"].get("drift") and stats.get("accept")):
+        return
+    loop = project.config.loop
+    this = [{**r, "stats": {"monitor": {"drift": record["drift"]}}} for r in rounds
+            if r["id"] == round_id]
+    record["auto_label"]["certificate"] = certificate(
+        project.store, stats["accept"], reference_error=loop.people_error,
+        confidence=loop.confidence_level, boxes=project.config.project.task == "detection",
+        drifts=drifts_flagged([r for r in rounds if r["id"] != round_id] + this))
 
 
 def drift_base(rounds: list[dict], round_id: int) -> dict | None:

@@ -40,6 +40,7 @@ from pipeline.round.monitor import (
     monitor_warnings,
     no_drift,
     previous_round,
+    recertify_after_drift,
     since_previous,
 )
 
@@ -83,6 +84,7 @@ def monitor_round(project: Project, round_id: int, stats: dict) -> dict:
         base = drift_base(rounds, round_id)
         record["drift"], record["data"]["new_items"] = _drift(project, preds, base,
                                                               predicted["version"], *labeled)
+    recertify_after_drift(project, record, rounds, round_id, stats)
     record["warnings"] = monitor_warnings(record, project.config.loop.target_precision)
     record["mlflow_run"] = project.registry.log_round(round_id, flat_metrics(record))
     return record
