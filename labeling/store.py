@@ -649,20 +649,39 @@ def _added_within(query, added: tuple[datetime, datetime | None] | None):
 
 
 def unskip(s: Session, task_ids: Iterable[int]) -> None:
-    """Items skipped, or tied between people, on Label Studio tasks ``task_ids``, now gone,
-    are pending again: the skip or tie went with its task, and the next push asks anew with a
-    pre-annotation (a skipped item is not pre-annotated, and outside the held-out sample not
-    predicted either: a held-out one is, as it counts against the model until answered; a
-    deleted tie keeps counting against it until a person labels the item,
+    """Items skipped, or tied between people, on Label Studio tasks ``task_ids``, now gone
+    (marked deleted), are pending again: the skip or tie went with its task, and the next push
+    asks anew with a pre-annotation (a skipped item is not pre-annotated, and outside the
+    held-out sample not predicted either: a held-out one is, as it counts against the model
+    until answered; a deleted tie keeps counting against it until a person labels the item,
     ``pipeline.round.labeled.unresolved_held_out``). A tied item stayed so for good, picked by
-    no round (a user's review). An item skipped or tied on a task still there stays so."""
+    no round (a user's review). A tied item's machine label in force (an audit's, which export
+    held back) is withdrawn with the tie: people disputed it. An item still skipped or tied on
+    a task that is there stays so."""
     task_ids = sorted(task_ids)
     held = ("skipped", "disagreement")
     for start in range(0, len(task_ids), CHUNK):
-        items = select(StudioTaskSync.item_id).where(
+        gone = {i for i in s.scalars(select(StudioTaskSync.item_id).where(
             StudioTaskSync.task_id.in_(task_ids[start:start + CHUNK]),
-            StudioTaskSync.outcome.in_(held))
-        s.execute(update(Item).where(Item.id.in_(items), Item.status.in_(held))
+            StudioTaskSync.outcome.in_(held))) if i is not None}
+        if not gone:
+            continue
+        live = dict(s.execute(select(StudioTaskSync.item_id, StudioTaskSync.outcome).where(
+            StudioTaskSync.item_id.in_(sorted(gone)), StudioTaskSync.deleted.is_(False),
+            StudioTaskSync.outcome.in_(held))).all())
+        for outcome in held:  # what the task still there says
+            s.execute(update(Item).where(Item.id.in_([i for i, o in live.items()
+                                                       if o == outcome]))
+                      .values(status=outcome).execution_options(synchronize_session="fetch"))
+        reset = sorted(gone - set(live))
+        tied = s.scalars(select(Item.id).where(Item.id.in_(reset),
+                                               Item.status == "disagreement")).all()
+        if tied:
+            s.execute(update(Label).where(Label.item_id.in_(tied), Label.source == "machine",
+                                          Label.superseded_at.is_(None))
+                      .values(superseded_at=utcnow()).execution_options(
+                          synchronize_session="fetch"))
+        s.execute(update(Item).where(Item.id.in_(reset), Item.status.in_(held))
                   .values(status="ok").execution_options(synchronize_session="fetch"))
 
 

@@ -40,8 +40,8 @@ def test_a_tie_stays_through_a_later_skip_and_a_deleted_task_until_a_person_labe
         with store.transaction() as s:
             assert s.scalar(select(StudioTaskSync.deleted).where(StudioTaskSync.task_id == 10))
         assert unresolved_held_out(store) == {key}
-        # ...and asked again: it stayed "disagreement" with no task, and no round picked it.
-        assert store.item(key).status == "ok"
+        # Its status is the task still there's: skipped (it stayed "disagreement" for good).
+        assert store.item(key).status == "skipped"
         # A person's label settles it.
         store.add_labels([NewLabel(key, "cat", "human", who="someone")])
         assert unresolved_held_out(store) == set()
@@ -88,13 +88,20 @@ def test_people_who_disagreed_on_a_task_deleted_since_still_count_as_disagreeing
             item = s.scalar(select(Item).where(Item.key == key))
             s.add(StudioTaskSync(project_id=1, task_id=10, item_id=item.id,
                                  outcome="disagreement"))
+            item.status = "disagreement"  # as the sync sets it
             for annotation_id, who, choice in ((1, "ann@a.test", "cat"), (2, "bob@a.test", "dog")):
                 s.add(StudioAnnotation(annotation_id=annotation_id, project_id=1, task_id=10,
                                        item_id=item.id, who=who, choice=choice,
                                        created_at=f"2026-12-0{annotation_id}T00:00:00Z"))
+        # An audit's machine label, kept in force while people tie (export holds it back).
+        store.add_labels([NewLabel(key, "cat", "machine", model_version="3", confidence=0.9)])
         assert disagreed(store) == (1, 1)
         store.mark_project_deleted(1)
         assert disagreed(store) == (1, 1)
         assert current_votes(store, None) == {}  # no label comes from a deleted task's votes
+        # Asked again (it stayed "disagreement" with no task, picked by no round), and the
+        # disputed machine label is not delivered meanwhile.
+        assert store.item(key).status == "ok"
+        assert key not in store.current_labels()
     finally:
         store.close()
