@@ -245,7 +245,7 @@ def _was_exported(path: Path, format: str) -> bool:
     header, whatever the task; COCO's info line)."""
     try:
         with path.open("rb") as f:
-            head = f.read(4096).decode("utf-8", errors="replace")
+            head = f.read(4096).decode("utf-8-sig", errors="replace")  # saved again by Excel
     except OSError:
         return False
     if format == "csv":
