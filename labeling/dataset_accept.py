@@ -164,7 +164,7 @@ def choose_dataset_threshold(
     level = 1 - alpha["thresholds"]
     # The sequence: the testable thresholds only (module docstring), from counts and limits.
     scan = scan_testable_cuts(n_val, k_val, fits, confidence=level, reference_error=rho,
-                         min_points=min_points)
+                              min_points=min_points)
     common = dict(n_human=int(n_human), human_error_ub=h, epsilon=epsilon,
                   confidence=confidence, alpha=alpha)
     if scan.chosen is None:

@@ -50,8 +50,9 @@ def deliver(store: LabelStore, config: Config, out: str | Path, *, format: str,
     and ``OSError`` where writing fails."""
     task = config.project.task
     check_format(format, get_task_type(task))  # before the certificate's file is looked at
-    check_kind(Path(out).expanduser().absolute(), format)  # then a file for a folder, or back
-    sidecar = certificate_path(Path(out).expanduser().absolute(), format)
+    where = Path(out).expanduser().absolute()
+    check_kind(where, format)  # then a file for a folder, or back
+    sidecar = certificate_path(where, format)
     other = _certified_export(sidecar)
     target = Path(out).expanduser().resolve()
     if other is not None and other.resolve() != target and os.path.lexists(other):

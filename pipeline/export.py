@@ -179,7 +179,7 @@ def labeled_rows(store: LabelStore, *, human_only: bool = False
         for key, path, status, is_quarantined, lab in s.execute(query):
             items += 1
             if lab is not None:
-                (held if is_quarantined or status != "ok" else ok)[lab.source] += 1
+                (held if is_quarantined or status in EXCLUDED_STATUSES else ok)[lab.source] += 1
             if is_quarantined:
                 left_out["quarantined"] += 1
             elif status in EXCLUDED_STATUSES:

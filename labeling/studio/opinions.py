@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, cast, func, select, true
+from sqlalchemy import String, cast, func, select
 
 from labeling.boxes import image_matches
 from labeling.schema import (
@@ -92,11 +92,13 @@ def current_votes(store: LabelStore, project_id: int | None, *, values: bool = F
                     StudioAnnotation.was_cancelled, StudioAnnotation.rejected,
                     StudioAnnotation.updated_at)
              .join(Item, Item.id == StudioAnnotation.item_id)
-             .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
              .where(StudioAnnotation.project_id == project_id if project_id is not None
-                    else StudioAnnotation.project_id.is_not(None),
-                    StudioTaskSync.deleted.is_(False) if live else true())
+                    else StudioAnnotation.project_id.is_not(None))
              .order_by(StudioAnnotation.created_at, StudioAnnotation.annotation_id))
+    if live:
+        query = query.join(StudioTaskSync,
+                           StudioTaskSync.task_id == StudioAnnotation.task_id).where(
+            StudioTaskSync.deleted.is_(False))
     if keys is not None:
         if not keys:
             return {}
@@ -163,7 +165,6 @@ def disagreed(store: LabelStore, *, boxes: bool = False) -> tuple[int, int]:
         several = s.scalars(
             select(Item.key).select_from(StudioAnnotation)
             .join(Item, Item.id == StudioAnnotation.item_id)
-            .join(StudioTaskSync, StudioTaskSync.task_id == StudioAnnotation.task_id)
             .where(StudioAnnotation.project_id.is_not(None),
                    StudioAnnotation.was_cancelled.is_(False),
                    StudioAnnotation.rejected.is_(None), StudioAnnotation.choice.is_not(None))

@@ -95,12 +95,13 @@ def recertify_after_drift(project: Project, record: dict, rounds: list[dict], ro
     if not (record["drift"].get("drift") and stats.get("accept")):
         return
     loop = project.config.loop
-    this = [{**r, "stats": {"monitor": {"drift": record["drift"]}}} for r in rounds
-            if r["id"] == round_id]
+    # This round as its monitor record will read once saved (the others as they are).
+    with_this = [{**r, "stats": {"monitor": {"drift": record["drift"]}}} if r["id"] == round_id
+                 else r for r in rounds]
     record["auto_label"]["certificate"] = certificate(
         project.store, stats["accept"], reference_error=loop.people_error,
         confidence=loop.confidence_level, boxes=project.config.project.task == "detection",
-        drifts=drifts_flagged([r for r in rounds if r["id"] != round_id] + this))
+        drifts=drifts_flagged(with_this))
 
 
 def drift_base(rounds: list[dict], round_id: int) -> dict | None:
